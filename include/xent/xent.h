@@ -1,0 +1,531 @@
+/* xent: fused softmax cross-entropy, KL divergence and related losses on CPU.
+ *
+ * The stable C ABI of libxent.so (soname libxent.so.XENT_ABI_VERSION). C99,
+ * usable from C++. Everything here is prefixed xent_ / XENT_.
+ *
+ * ---------------------------------------------------------------------------
+ * Conventions (every operation)
+ * ---------------------------------------------------------------------------
+ * - Data is a batch of B rows ("batch") by V classes ("num_classes"). The class
+ *   dimension is contiguous; rows are `stride` ELEMENTS apart (stride 0 means
+ *   packed rows, stride = V). stride < V is an error. Pointers need no
+ *   particular alignment (any byte address works).
+ * - Floating inputs are XENT_F32, XENT_BF16 or XENT_F16; all arithmetic is in
+ *   f32, reductions over rows in f64 (in a fixed order), results in f32.
+ * - Outputs that the caller does not want are NULL. No output is written
+ *   before every argument has been checked: a call that fails leaves all
+ *   outputs untouched (except XENT_ERROR_CALLBACK, see below).
+ * - Results are bit-identical for every thread count and threading backend
+ *   (fixed work split, fixed merge order). They may differ in the last bits
+ *   between SIMD targets.
+ * - No call allocates memory proportional to B x V. Scratch is O(B) floats at
+ *   most (per-row losses when the caller does not provide them).
+ * - Calls are thread-safe: any number of threads may call concurrently, on
+ *   distinct outputs.
+ * - Nothing crosses this ABI but status codes: no C++ exception, no abort, no
+ *   output on stdout/stderr.
+ *
+ * Arguments are passed in one struct per operation. Each struct begins with
+ * `size_t struct_size`; fill it with the matching xent_*_args_init(), which
+ * sets struct_size = sizeof(the struct as YOUR header declares it) and every
+ * field to its default. Why structs and not opaque handles: they are plain
+ * data any FFI can build (no lifetime to manage), and they can grow. This
+ * library reads only the first struct_size bytes; fields appended by later
+ * versions take their defaults when an older caller's struct is shorter, and a
+ * newer caller's longer struct is accepted only if every byte this library
+ * does not know is zero (the rule Linux uses for clone3/openat2), so a request
+ * for a feature this library lacks is an error, never silently ignored.
+ *
+ * Per-call threading: every struct has num_threads (0 = all cores, the
+ * default; 1 = the caller's thread only) and an optional parallel_for callback
+ * for hosts that own a thread pool (see xent_parallel_for_fn).
+ *
+ * ---------------------------------------------------------------------------
+ * Edge cases (the same for every operation unless stated otherwise)
+ * ---------------------------------------------------------------------------
+ * - NaN anywhere in a row makes that row's loss, lse and gradient NaN (as
+ *   PyTorch). A +inf logit makes its row NaN (softmax is undefined; PyTorch
+ *   gives NaN too).
+ * - -inf logits are masked classes: probability exactly 0, gradient exactly 0.
+ *   A row that is entirely -inf has lse = -inf and loss NaN (PyTorch: NaN).
+ * - exp(x - max) below 2^-126 is flushed to 0 (such a probability is below the
+ *   f32 rounding error of the row's sum).
+ * - B = 0 is valid: reduction MEAN gives NaN, SUM gives 0 (PyTorch).
+ * - 0 * log 0 = 0: a zero target probability contributes 0 to every loss and
+ *   gradient, even where the other side is -inf (PyTorch's kl_div and
+ *   soft-target cross_entropy give NaN there; xent does not).
+ *
+ * Accuracy (tested against a float64 reference on every SIMD target, V from 1
+ * to 262144): reduced f32 losses within 2e-6 relative error; per-row values
+ * within 2e-6 relative + 2e-6 absolute (a per-row loss near 0 is a difference
+ * of two O(log V) numbers); f32 gradients within 1e-6 absolute; bf16/f16
+ * outputs within one unit in the last place of the correctly rounded result.
+ */
+#ifndef XENT_XENT_H_
+#define XENT_XENT_H_
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "xent/version.h"
+
+#if defined(_WIN32) && defined(XENT_BUILDING_LIBRARY)
+#define XENT_API __declspec(dllexport)
+#elif defined(_WIN32)
+#define XENT_API __declspec(dllimport)
+#elif defined(__GNUC__)
+#define XENT_API __attribute__((visibility("default")))
+#else
+#define XENT_API
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---------------------------------------------------------------------------
+ * Status codes. Values are pinned forever; new codes are only appended.
+ * ------------------------------------------------------------------------- */
+typedef enum xent_status {
+  XENT_OK = 0,
+  /* A pointer the operation needs is NULL. */
+  XENT_ERROR_NULL_POINTER = 1,
+  /* num_classes == 0, a stride smaller than num_classes, or a size whose
+   * byte count overflows size_t. */
+  XENT_ERROR_INVALID_SHAPE = 2,
+  /* An option value outside its domain (NaN, negative, out of [0, 1], ...). */
+  XENT_ERROR_INVALID_VALUE = 3,
+  /* A class index outside [0, V) that is not ignore_index. */
+  XENT_ERROR_TARGET_OUT_OF_RANGE = 4,
+  /* An unknown dtype value, or a dtype that argument does not accept. */
+  XENT_ERROR_INVALID_DTYPE = 5,
+  /* An unknown enum value (reduction, distribution kind, divergence). */
+  XENT_ERROR_INVALID_ENUM = 6,
+  /* struct_size smaller than the first published struct, or a larger struct
+   * with non-zero bytes in fields this library does not know. */
+  XENT_ERROR_INVALID_STRUCT = 7,
+  /* An output overlaps an input or another output, other than the documented
+   * in-place pairs (an output exactly equal to an input, same stride). */
+  XENT_ERROR_ALIASING = 8,
+  /* An unknown SIMD target name, or one this CPU or build does not support
+   * (xent_force_target(), or the XENT_TARGET environment variable). */
+  XENT_ERROR_UNSUPPORTED_TARGET = 9,
+  /* Scratch memory could not be allocated. */
+  XENT_ERROR_OUT_OF_MEMORY = 10,
+  /* The caller's parallel_for reported failure, or did not run every task.
+   * Outputs may be partially written. */
+  XENT_ERROR_CALLBACK = 11,
+  /* A bug in xent (an internal invariant failed). Please report it. */
+  XENT_ERROR_INTERNAL = 12
+} xent_status;
+
+/* Static description of a status, e.g. "invalid shape". Never NULL; unknown
+ * values give "unknown status". */
+XENT_API const char* xent_status_string(xent_status status);
+
+/* Detail about the last call made ON THIS THREAD: every xent_ function that
+ * returns a status sets it ("" after success), e.g.
+ * "target[17] = 32000 is outside [0, 32000)". The pointer stays valid until
+ * the next xent_ call on this thread. Never NULL. */
+XENT_API const char* xent_last_error(void);
+
+/* ---------------------------------------------------------------------------
+ * Version
+ * ------------------------------------------------------------------------- */
+/* "MAJOR.MINOR.PATCH" of the loaded library (may differ from the header's
+ * XENT_VERSION_STRING when an application runs against a newer library). */
+XENT_API const char* xent_version_string(void);
+/* MAJOR * 10000 + MINOR * 100 + PATCH. */
+XENT_API uint32_t xent_version_number(void);
+/* XENT_ABI_VERSION the library was built with (the soname major). */
+XENT_API uint32_t xent_abi_version(void);
+
+/* ---------------------------------------------------------------------------
+ * Enumerations (stored in int32_t fields so the struct layout is fixed)
+ * ------------------------------------------------------------------------- */
+typedef enum xent_dtype {
+  /* For an output: the dtype of the input it derives from (e.g. a gradient in
+   * the logits' dtype). Not valid for inputs. */
+  XENT_DTYPE_AUTO = 0,
+  XENT_F32 = 1,  /* IEEE binary32 */
+  XENT_BF16 = 2, /* bfloat16: the upper 16 bits of a binary32 */
+  XENT_F16 = 3,  /* IEEE binary16 */
+  XENT_I32 = 4,  /* int32_t class indices */
+  XENT_I64 = 5   /* int64_t class indices */
+} xent_dtype;
+
+typedef enum xent_reduction {
+  XENT_REDUCTION_NONE = 0, /* no reduction: per-row (and per-element) outputs */
+  XENT_REDUCTION_MEAN = 1, /* see each operation for the divisor */
+  XENT_REDUCTION_SUM = 2,
+  XENT_REDUCTION_BATCHMEAN = 3 /* sum / number of rows (KL, JSD, BCE only) */
+} xent_reduction;
+
+/* How a distribution is given (KL/JSD inputs). */
+typedef enum xent_dist_kind {
+  XENT_DIST_LOGITS = 0,    /* unnormalized: softmax(x / temperature) */
+  XENT_DIST_LOG_PROBS = 1, /* log-probabilities, used as given */
+  XENT_DIST_PROBS = 2      /* probabilities, used as given */
+} xent_dist_kind;
+
+typedef enum xent_divergence_kind {
+  /* KL(P || Q) = sum_c p_c (log p_c - log q_c), P = target, Q = input. */
+  XENT_DIVERGENCE_KL = 0,
+  /* Generalized Jensen-Shannon with weight beta (as Liger-Kernel's jsd):
+   * beta * KL(P || M) + (1 - beta) * KL(Q || M), M = beta P + (1 - beta) Q;
+   * beta = 0 is KL(P || Q) and beta = 1 is KL(Q || P) (the limits Liger uses). */
+  XENT_DIVERGENCE_JSD = 1
+} xent_divergence_kind;
+
+/* ---------------------------------------------------------------------------
+ * Threading
+ * ------------------------------------------------------------------------- */
+/* A unit of xent's work: runs tasks [begin, end). */
+typedef void (*xent_task_fn)(void* task_ctx, size_t begin, size_t end);
+
+/* A host thread pool: must call task(task_ctx, b, e) over disjoint ranges that
+ * together cover [0, num_tasks) exactly once, possibly concurrently, in any
+ * order and split, and return only when all have returned. Return 0 on
+ * success, non-zero on failure (the xent call then returns
+ * XENT_ERROR_CALLBACK). xent's results do not depend on how the host splits
+ * the range. `num_threads_hint` is the call's num_threads (0 = all). */
+typedef int (*xent_parallel_for_fn)(void* user, size_t num_tasks,
+                                    xent_task_fn task, void* task_ctx,
+                                    int32_t num_threads_hint);
+
+/* Threading backend compiled in: "openmp", "tbb" or "none". */
+XENT_API const char* xent_threading_backend(void);
+/* Threads used for num_threads = 0 on this machine. */
+XENT_API int32_t xent_max_threads(void);
+
+/* ---------------------------------------------------------------------------
+ * SIMD targets
+ * ------------------------------------------------------------------------- */
+/* Name of the target the next call on any thread will use, e.g. "avx3_dl",
+ * "avx3" (AVX-512), "avx2", "sse4", "neon", "sve2", "scalar". */
+XENT_API const char* xent_active_target(void);
+
+/* Targets compiled into this library AND supported by this CPU, best first.
+ * Writes up to `capacity` names into `names` (may be NULL when capacity is 0)
+ * and returns how many there are in all. */
+XENT_API size_t xent_supported_targets(const char** names, size_t capacity);
+
+/* Forces every later call (process-wide) to use target `name` (matched
+ * case-insensitively; "avx512" is an alias of "avx3"). NULL, "" or "auto"
+ * return to automatic selection (the best supported target). The environment
+ * variable XENT_TARGET, read at the first call, does the same. An unknown or
+ * unsupported name returns XENT_ERROR_UNSUPPORTED_TARGET and changes nothing;
+ * a bad XENT_TARGET makes every operation fail with that status (naming the
+ * variable) until xent_force_target() is called. Not meant to be called while
+ * other threads are inside xent_ operations (they may use either target). */
+XENT_API xent_status xent_force_target(const char* name);
+
+/* ---------------------------------------------------------------------------
+ * Cross-entropy: softmax over classes, then negative log-likelihood.
+ * ------------------------------------------------------------------------- */
+/* With class-index targets (target_dtype XENT_I32 / XENT_I64), per row i with
+ * target y = target[i] != ignore_index, z = (softcap > 0 ? softcap *
+ * tanh(logits / softcap) : logits), lse = log sum_c exp(z_c), eps =
+ * label_smoothing, w = weight (all ones when NULL):
+ *   row_loss[i] = (1 - eps) w_y (lse - z_y)
+ *               + (eps / V) sum_c w_c (lse - z_c)      (PyTorch's smoothing)
+ *               + z_loss * lse^2                       (PaLM z-loss, unweighted)
+ * and row_loss[i] = 0 for ignored rows (their gradient row is all zeros).
+ * Reductions (as PyTorch): SUM = sum_i row_loss[i]; MEAN = that sum divided
+ * by sum over non-ignored rows of w_y (the count when weight is NULL); all
+ * rows ignored, or B = 0, gives NaN. NONE: `loss` receives the SUM.
+ *
+ * With probability targets (target_dtype XENT_F32/BF16/F16; a B x V matrix q
+ * with row stride target_stride): q' = (1 - eps) q + eps / V and
+ *   row_loss[i] = sum_c w_c q'_c (lse - z_c) + z_loss * lse^2,
+ * MEAN divides by B (as PyTorch; weights do not enter the divisor);
+ * ignore_index does not apply.
+ *
+ * Gradient (grad != NULL): d(loss)/d(logits) * grad_scale, where loss is the
+ * reduced loss for MEAN/SUM and the sum of row losses for NONE. grad may be
+ * `logits` itself (in place; then grad_dtype must be the logits' dtype and
+ * grad_stride the logits' stride). row_scale (B floats, optional) multiplies
+ * row i's gradient by row_scale[i] (the upstream gradient of a NONE
+ * reduction; the losses are unaffected).
+ */
+typedef struct xent_cross_entropy_args {
+  size_t struct_size;
+  size_t batch;       /* B, may be 0 */
+  size_t num_classes; /* V >= 1 */
+
+  const void* logits;    /* B x V, required */
+  size_t logits_stride;  /* elements; 0 = V */
+  int32_t logits_dtype;  /* XENT_F32 (default) / XENT_BF16 / XENT_F16 */
+
+  int32_t target_dtype; /* XENT_I64 (default) / XENT_I32, or F32/BF16/F16 */
+  const void* target;   /* B indices, or B x V probabilities; required */
+  size_t target_stride; /* indices: elements between rows' indices (0 = 1);
+                           probabilities: row stride (0 = V) */
+
+  const float* weight;  /* V class weights, optional */
+  const float* row_scale; /* B gradient multipliers, optional */
+
+  int64_t ignore_index;  /* default -100 */
+  int32_t reduction;     /* xent_reduction; default MEAN (BATCHMEAN invalid) */
+  float label_smoothing; /* in [0, 1]; default 0 */
+  float z_loss;          /* >= 0, finite; default 0 */
+  float softcap;         /* >= 0, finite; 0 (default) = off */
+  float grad_scale;      /* finite; default 1 */
+  int32_t reserved0;     /* must be 0 */
+
+  /* Outputs, each optional. */
+  float* loss;     /* 1 value: the reduced loss */
+  float* row_loss; /* B values */
+  float* lse;      /* B values: log-sum-exp of the (softcapped) logits row */
+  void* grad;      /* B x V */
+  size_t grad_stride; /* 0 = V */
+  int32_t grad_dtype; /* XENT_DTYPE_AUTO (= logits dtype, default) or F32/BF16/F16 */
+
+  /* Threading. */
+  int32_t num_threads; /* 0 = all cores (default), 1 = caller's thread */
+  xent_parallel_for_fn parallel_for; /* optional host pool */
+  void* parallel_user;               /* passed to parallel_for */
+} xent_cross_entropy_args;
+
+XENT_API xent_status xent_cross_entropy_args_init(
+    xent_cross_entropy_args* args, size_t struct_size);
+XENT_API xent_status xent_cross_entropy(const xent_cross_entropy_args* args);
+
+/* ---------------------------------------------------------------------------
+ * Binary cross-entropy with logits, elementwise over B x V (PyTorch's
+ * binary_cross_entropy_with_logits): with y = target, pw = pos_weight[c]
+ * (1 when NULL), w = weight (1 when NULL),
+ *   l = w * [ pw * y * softplus(-x) + (1 - y) * softplus(x) ]
+ * computed stably. weight is a B x V f32 matrix with row stride weight_stride;
+ * weight_stride = 0 broadcasts one row of V class weights to every row.
+ * Reductions: MEAN = sum / (B V) (as PyTorch), SUM, BATCHMEAN = sum / B,
+ * NONE (loss = SUM). row_loss receives per-row sums, elem_loss the elementwise
+ * values. Gradient as for cross-entropy (in place over logits allowed).
+ * ------------------------------------------------------------------------- */
+typedef struct xent_bce_args {
+  size_t struct_size;
+  size_t batch;
+  size_t num_classes;
+
+  const void* logits;
+  size_t logits_stride;
+  int32_t logits_dtype;
+
+  int32_t target_dtype; /* F32 (default) / BF16 / F16, values in [0, 1] */
+  const void* target;   /* B x V, required */
+  size_t target_stride; /* 0 = V */
+
+  const float* weight;  /* optional, see above */
+  size_t weight_stride; /* 0 = one row broadcast to all rows */
+  const float* pos_weight; /* V values, optional */
+
+  int32_t reduction; /* default MEAN */
+  float grad_scale;  /* default 1 */
+
+  float* loss;
+  float* row_loss;
+  float* elem_loss; /* B x V f32, optional */
+  size_t elem_loss_stride;
+  void* grad;
+  size_t grad_stride;
+  int32_t grad_dtype;
+
+  int32_t num_threads;
+  xent_parallel_for_fn parallel_for;
+  void* parallel_user;
+} xent_bce_args;
+
+XENT_API xent_status xent_bce_args_init(xent_bce_args* args,
+                                        size_t struct_size);
+XENT_API xent_status xent_bce_with_logits(const xent_bce_args* args);
+
+/* ---------------------------------------------------------------------------
+ * KL divergence and generalized Jensen-Shannon between two distributions per
+ * row: P = target (teacher) and Q = input (student), each given as logits,
+ * log-probabilities or probabilities (input_kind / target_kind). Sides given
+ * as logits use softmax(x / temperature). PyTorch's kl_div(input, target,
+ * log_target) is input_kind = LOG_PROBS, target_kind = PROBS or LOG_PROBS;
+ * distillation from two logit batches is LOGITS / LOGITS.
+ *
+ * Per element: KL: p (log p - log q), with 0 log 0 = 0; JSD: see
+ * xent_divergence_kind. row_loss = sum over the row; elem_loss the elementwise
+ * terms (see xent_divergence_kind). t2_scaling != 0 multiplies losses and gradients by temperature^2
+ * (Hinton et al.'s distillation convention).
+ * Reductions: MEAN = sum / (rows V) (PyTorch's elementwise mean), BATCHMEAN =
+ * sum / rows, SUM, NONE (loss = SUM), where rows counts the non-ignored rows
+ * when `labels` is given: a row whose label equals ignore_index contributes 0
+ * and gets zero gradients (Liger's jsd shift_labels); rows = B otherwise.
+ *
+ * Gradients: grad_input = d(loss)/d(input) and grad_target = d(loss)/d(target)
+ * (each optional), times grad_scale, with respect to the values as given
+ * (logits, log-probabilities or probabilities). grad_input may be input
+ * itself (in place).
+ * ------------------------------------------------------------------------- */
+typedef struct xent_divergence_args {
+  size_t struct_size;
+  size_t batch;
+  size_t num_classes;
+
+  const void* input; /* Q, the student; B x V, required */
+  size_t input_stride;
+  int32_t input_dtype;
+  int32_t input_kind; /* xent_dist_kind; default LOG_PROBS (PyTorch) */
+
+  const void* target; /* P, the teacher; B x V, required */
+  size_t target_stride;
+  int32_t target_dtype;
+  int32_t target_kind; /* default PROBS (PyTorch log_target=False) */
+
+  int32_t divergence;  /* xent_divergence_kind; default KL */
+  float beta;          /* JSD beta in [0, 1]; default 0.5 */
+  float temperature;   /* > 0, finite; default 1 */
+  int32_t t2_scaling;  /* default 0 */
+  int32_t reduction;   /* default MEAN (PyTorch's default) */
+  float grad_scale;    /* default 1 */
+
+  const void* labels;  /* B class labels (I32/I64), optional row mask */
+  size_t labels_stride; /* 0 = 1 */
+  int64_t ignore_index; /* default -100 */
+  int32_t labels_dtype; /* default XENT_I64 */
+  int32_t reserved0;    /* must be 0 */
+
+  float* loss;
+  float* row_loss;
+  float* elem_loss; /* B x V f32, optional */
+  size_t elem_loss_stride;
+  void* grad_input;
+  size_t grad_input_stride;
+  void* grad_target;
+  size_t grad_target_stride;
+  int32_t grad_input_dtype;  /* AUTO = input dtype */
+  int32_t grad_target_dtype; /* AUTO = target dtype */
+
+  int32_t num_threads;
+  int32_t reserved1; /* must be 0 */
+  xent_parallel_for_fn parallel_for;
+  void* parallel_user;
+} xent_divergence_args;
+
+XENT_API xent_status xent_divergence_args_init(xent_divergence_args* args,
+                                               size_t struct_size);
+XENT_API xent_status xent_divergence(const xent_divergence_args* args);
+
+/* ---------------------------------------------------------------------------
+ * Softmax family, one pass over each row: with z = logits / temperature,
+ *   probs = softmax(z), log_probs = log_softmax(z), lse = logsumexp(z),
+ *   entropy = -sum_c p_c log p_c (0 log 0 = 0).
+ * Any subset of outputs may be requested (at least one). probs or log_probs
+ * (not both) may be `logits` itself (in place).
+ * ------------------------------------------------------------------------- */
+typedef struct xent_softmax_args {
+  size_t struct_size;
+  size_t batch;
+  size_t num_classes;
+
+  const void* logits;
+  size_t logits_stride;
+  int32_t logits_dtype;
+  float temperature; /* > 0, finite; default 1 */
+
+  void* probs;
+  size_t probs_stride;
+  void* log_probs;
+  size_t log_probs_stride;
+  int32_t probs_dtype;     /* AUTO = logits dtype */
+  int32_t log_probs_dtype; /* AUTO = logits dtype */
+  float* lse;     /* B values */
+  float* entropy; /* B values */
+
+  int32_t num_threads;
+  int32_t reserved0;
+  xent_parallel_for_fn parallel_for;
+  void* parallel_user;
+} xent_softmax_args;
+
+XENT_API xent_status xent_softmax_args_init(xent_softmax_args* args,
+                                            size_t struct_size);
+XENT_API xent_status xent_softmax(const xent_softmax_args* args);
+
+/* Backward of softmax / log_softmax (for autograd wrappers): given the
+ * forward output y (output_kind PROBS: y = softmax(z); LOG_PROBS: y =
+ * log_softmax(z)) and grad_output g, writes grad_input = dL/d(logits):
+ *   PROBS:     (y * (g - sum_c g_c y_c)) / temperature
+ *   LOG_PROBS: (g - exp(y) * sum_c g_c) / temperature
+ * grad_input may be grad_output itself (in place). */
+typedef struct xent_softmax_backward_args {
+  size_t struct_size;
+  size_t batch;
+  size_t num_classes;
+
+  const void* output; /* y, B x V */
+  size_t output_stride;
+  int32_t output_dtype;
+  int32_t output_kind; /* XENT_DIST_PROBS (default) or XENT_DIST_LOG_PROBS */
+
+  const void* grad_output; /* B x V */
+  size_t grad_output_stride;
+  int32_t grad_output_dtype;
+  float temperature; /* the forward's temperature; default 1 */
+
+  void* grad_input; /* B x V, required */
+  size_t grad_input_stride;
+  int32_t grad_input_dtype; /* AUTO = grad_output dtype */
+
+  int32_t num_threads;
+  xent_parallel_for_fn parallel_for;
+  void* parallel_user;
+} xent_softmax_backward_args;
+
+XENT_API xent_status xent_softmax_backward_args_init(
+    xent_softmax_backward_args* args, size_t struct_size);
+XENT_API xent_status xent_softmax_backward(
+    const xent_softmax_backward_args* args);
+
+/* ---------------------------------------------------------------------------
+ * Token log-probabilities (RL fine-tuning, evaluation): per row, with z =
+ * logits / temperature (softcap applied first when > 0) and y = target[i]:
+ *   logprob[i] = z_y - logsumexp(z), entropy[i] = H(softmax(z)), lse[i],
+ * without writing anything B x V. Rows whose target is ignore_index get
+ * logprob 0 (entropy and lse are still computed). Requires at least one
+ * output. Targets out of [0, V) are errors as for cross-entropy.
+ * ------------------------------------------------------------------------- */
+typedef struct xent_token_logprobs_args {
+  size_t struct_size;
+  size_t batch;
+  size_t num_classes;
+
+  const void* logits;
+  size_t logits_stride;
+  int32_t logits_dtype;
+  int32_t target_dtype; /* XENT_I64 (default) / XENT_I32 */
+  const void* target;   /* B indices; may be NULL when logprob is NULL */
+  size_t target_stride; /* 0 = 1 */
+
+  int64_t ignore_index; /* default -100 */
+  float temperature;    /* > 0; default 1 */
+  float softcap;        /* >= 0; default 0 = off */
+
+  float* logprob; /* B values */
+  float* entropy; /* B values */
+  float* lse;     /* B values */
+
+  int32_t num_threads;
+  int32_t reserved0;
+  xent_parallel_for_fn parallel_for;
+  void* parallel_user;
+} xent_token_logprobs_args;
+
+XENT_API xent_status xent_token_logprobs_args_init(
+    xent_token_logprobs_args* args, size_t struct_size);
+XENT_API xent_status xent_token_logprobs(const xent_token_logprobs_args* args);
+
+/* Convenience: initialize an args struct with the caller's own sizeof, e.g.
+ *   xent_cross_entropy_args a; XENT_ARGS_INIT(xent_cross_entropy_args, &a);
+ */
+#define XENT_ARGS_INIT(type, ptr) type##_init((ptr), sizeof(type))
+
+#ifdef __cplusplus
+} /* extern "C" */
+#endif
+
+#endif /* XENT_XENT_H_ */

@@ -1,0 +1,97 @@
+// Scalar dtype conversions, target-independent (compiled once, never inside a
+// per-target namespace). Used for single elements (a target logit, a tail
+// element) and by the float64 reference in tests. Rounding is IEEE
+// round-to-nearest-even, as PyTorch's .to(torch.bfloat16 / torch.float16).
+#ifndef XENT_SRC_DTYPE_H_
+#define XENT_SRC_DTYPE_H_
+
+#include <cstdint>
+#include <cstring>
+
+namespace xent {
+
+enum class DType : int32_t { kAuto = 0, kF32 = 1, kBF16 = 2, kF16 = 3, kI32 = 4, kI64 = 5 };
+
+inline size_t DTypeSize(DType t) {
+  switch (t) {
+    case DType::kF32: case DType::kI32: return 4;
+    case DType::kBF16: case DType::kF16: return 2;
+    case DType::kI64: return 8;
+    default: return 0;
+  }
+}
+inline bool IsFloatDType(DType t) {
+  return t == DType::kF32 || t == DType::kBF16 || t == DType::kF16;
+}
+inline bool IsIndexDType(DType t) { return t == DType::kI32 || t == DType::kI64; }
+
+inline uint32_t BitsOf(float f) { uint32_t u; std::memcpy(&u, &f, 4); return u; }
+inline float FloatOf(uint32_t u) { float f; std::memcpy(&f, &u, 4); return f; }
+
+inline float F32FromBF16Bits(uint16_t b) { return FloatOf(static_cast<uint32_t>(b) << 16); }
+inline uint16_t BF16BitsFromF32(float f) {
+  uint32_t u = BitsOf(f);
+  if ((u & 0x7FFFFFFFu) > 0x7F800000u) return static_cast<uint16_t>((u >> 16) | 0x40);  // quiet NaN
+  u += 0x7FFFu + ((u >> 16) & 1u);
+  return static_cast<uint16_t>(u >> 16);
+}
+
+inline float F32FromF16Bits(uint16_t h) {
+  const uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;
+  const uint32_t exp = (h >> 10) & 0x1Fu;
+  const uint32_t mant = h & 0x3FFu;
+  if (exp == 0) {  // zero or subnormal: mant * 2^-24, exact in f32
+    const float v = static_cast<float>(mant) * (1.0f / 16777216.0f);
+    return sign ? -v : v;
+  }
+  if (exp == 31) return FloatOf(sign | 0x7F800000u | (mant << 13));  // inf / NaN
+  return FloatOf(sign | ((exp + 112u) << 23) | (mant << 13));
+}
+// Round-to-nearest-even (F. Giesen's float_to_half_fast3_rtne).
+inline uint16_t F16BitsFromF32(float f) {
+  uint32_t u = BitsOf(f);
+  const uint32_t sign = u & 0x80000000u;
+  u ^= sign;
+  uint32_t o;
+  if (u >= 0x47800000u) {  // >= 65536 (rounds to inf), inf or NaN
+    o = (u > 0x7F800000u) ? 0x7E00u : 0x7C00u;
+  } else if (u < 0x38800000u) {  // below 2^-14: subnormal or zero in f16
+    const float denorm_magic = FloatOf(((127 - 15) + (23 - 10) + 1) << 23);
+    o = BitsOf(FloatOf(u) + denorm_magic) - BitsOf(denorm_magic);
+  } else {
+    const uint32_t mant_odd = (u >> 13) & 1u;
+    u += (static_cast<uint32_t>(15 - 127) << 23) + 0xFFFu;
+    u += mant_odd;
+    o = u >> 13;
+  }
+  return static_cast<uint16_t>(o | (sign >> 16));
+}
+
+// Element i of a row of dtype t (unaligned-safe).
+inline float LoadScalarF32(const void* base, size_t i, DType t) {
+  const auto* p = static_cast<const unsigned char*>(base);
+  switch (t) {
+    case DType::kF32: { float f; std::memcpy(&f, p + 4 * i, 4); return f; }
+    case DType::kBF16: { uint16_t b; std::memcpy(&b, p + 2 * i, 2); return F32FromBF16Bits(b); }
+    case DType::kF16: { uint16_t b; std::memcpy(&b, p + 2 * i, 2); return F32FromF16Bits(b); }
+    default: return 0.0f;
+  }
+}
+inline void StoreScalarF32(void* base, size_t i, DType t, float v) {
+  auto* p = static_cast<unsigned char*>(base);
+  switch (t) {
+    case DType::kF32: std::memcpy(p + 4 * i, &v, 4); break;
+    case DType::kBF16: { uint16_t b = BF16BitsFromF32(v); std::memcpy(p + 2 * i, &b, 2); break; }
+    case DType::kF16: { uint16_t b = F16BitsFromF32(v); std::memcpy(p + 2 * i, &b, 2); break; }
+    default: break;
+  }
+}
+inline int64_t LoadIndex(const void* base, size_t i, DType t) {
+  const auto* p = static_cast<const unsigned char*>(base);
+  if (t == DType::kI32) { int32_t v; std::memcpy(&v, p + 4 * i, 4); return v; }
+  int64_t v; std::memcpy(&v, p + 8 * i, 8); return v;
+}
+
+}  // namespace xent
+
+#endif  // XENT_SRC_DTYPE_H_

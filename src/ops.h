@@ -1,0 +1,145 @@
+// Internal interface between the C API (capi/) and the kernels (src/): plain
+// structs holding arguments that capi/ has already validated, and the entry
+// points that run an operation. No SIMD types here.
+#ifndef XENT_SRC_OPS_H_
+#define XENT_SRC_OPS_H_
+
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <limits>
+
+#include "src/dtype.h"
+#include "src/parallel.h"
+#include "xent/xent.h"
+
+namespace xent {
+
+enum class Reduction : int32_t { kNone = 0, kMean = 1, kSum = 2, kBatchMean = 3 };
+enum class DistKind : int32_t { kLogits = 0, kLogProbs = 1, kProbs = 2 };
+
+// A B x V matrix (row stride in elements).
+struct InMat {
+  const void* data = nullptr;
+  size_t stride = 0;
+  DType dtype = DType::kF32;
+};
+struct OutMat {
+  void* data = nullptr;
+  size_t stride = 0;
+  DType dtype = DType::kF32;
+};
+
+// Class indices (one per row), or none.
+struct Labels {
+  const void* data = nullptr;
+  size_t stride = 1;
+  DType dtype = DType::kI64;
+  int64_t ignore_index = -100;
+  int64_t At(size_t row) const { return LoadIndex(data, row * stride, dtype); }
+  bool Ignored(size_t row) const { return data != nullptr && At(row) == ignore_index; }
+};
+
+// ---------------------------------------------------------------------------
+// Softmax statistics of one segment of a row, relative to the segment's own
+// reference max m (the segment max, or 0 when every element is -inf).
+struct SoftmaxSeg {
+  float m = 0.0f;
+  float s = 0.0f;     // sum exp(z - m)
+  float dot = 0.0f;   // sum a_c (z_c - m) for op-specific weights a_c >= 0
+  float wsum = 0.0f;  // sum a_c
+  float u = 0.0f;     // sum exp(z - m) (z - m)  (entropy)
+  float zy = 0.0f;    // the target's z, when has_zy
+  int32_t has_zy = 0;
+};
+
+// Left fold of segments in double precision; quantities relative to M.
+struct SoftmaxAcc {
+  double M = -std::numeric_limits<double>::infinity();
+  double S = 0.0;  // sum exp(z - M)
+  double D = 0.0;  // sum a_c (z_c - M)
+  double W = 0.0;  // sum a_c
+  double U = 0.0;  // sum exp(z - M) (z - M)
+  float zy = std::numeric_limits<float>::quiet_NaN();
+  bool nan = false;
+
+  void Fold(const SoftmaxSeg& g) {
+    if (g.has_zy) zy = g.zy;
+    const double w_before = W;
+    W += g.wsum;
+    if (std::isnan(g.s) || std::isnan(g.m)) {
+      nan = true;
+      return;
+    }
+    if (g.s == 0.0f) {  // all -inf: no mass, only the (infinite) dot term
+      D += g.dot;
+      return;
+    }
+    const double m = g.m;
+    if (M == -std::numeric_limits<double>::infinity()) {
+      M = m;
+      S = g.s;
+      D += g.dot;
+      U = g.u;
+      return;
+    }
+    const double M2 = std::max(M, m);
+    const double f_old = std::exp(M - M2), f_new = std::exp(m - M2);
+    U = f_old * (U + (M - M2) * S) + f_new * (g.u + (m - M2) * g.s);
+    S = S * f_old + g.s * f_new;
+    D = D + (M - M2) * w_before + g.dot + (m - M2) * g.wsum;
+    M = M2;
+  }
+  // log sum exp(z) - M, and the row's lse. NaN when any input was NaN.
+  double LogS() const { return nan ? std::numeric_limits<double>::quiet_NaN() : std::log(S); }
+  double Lse() const { return nan ? std::numeric_limits<double>::quiet_NaN() : M + std::log(S); }
+  // Entropy of softmax(z): log S - U / S.
+  double Entropy() const { return LogS() - U / S; }
+};
+
+// ---------------------------------------------------------------------------
+// Cross-entropy.
+struct CeProblem {
+  size_t B = 0, V = 0;
+  InMat logits;
+  bool soft = false;
+  InMat q;        // soft targets (probabilities)
+  Labels target;  // hard targets
+  const float* weight = nullptr;
+  const float* row_scale = nullptr;
+  Reduction reduction = Reduction::kMean;
+  float eps = 0.0f, z_loss = 0.0f, softcap = 0.0f, grad_scale = 1.0f;
+  float* loss = nullptr;
+  float* row_loss = nullptr;
+  float* lse = nullptr;
+  OutMat grad;  // data == nullptr: no gradient
+};
+
+// What the per-target CE kernels read.
+struct CeKernel {
+  size_t V = 0;
+  InMat logits;
+  bool soft = false;
+  InMat q;
+  Labels target;
+  const float* weight = nullptr;
+  float eps = 0.0f;         // label smoothing
+  float softcap = 0.0f;     // 0 = off
+  float inv_softcap = 0.0f;
+  bool dot = false;         // accumulate the smoothing dot product
+  OutMat grad;
+};
+
+// Per-row gradient coefficients: grad_c = exp(z_c - M) a - b w_c [- delta at y]
+// (hard), or exp(z_c - M) a - b w_c q'_c (soft); times the softcap slope.
+struct CeRowCoef {
+  float M = 0.0f, a = 0.0f, b = 0.0f, delta = 0.0f;
+  int64_t y = -1;     // column of delta, -1 for none
+  bool zero = false;  // ignored row: all zeros
+};
+
+xent_status RunCrossEntropy(const CeProblem& p, const Exec& exec);
+
+}  // namespace xent
+
+#endif  // XENT_SRC_OPS_H_

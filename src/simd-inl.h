@@ -1,0 +1,215 @@
+// Per-target SIMD helpers shared by the kernels: loads and stores with dtype
+// conversion, row tails that never touch memory past the caller's buffer, and
+// the exponential used on the softmax range.
+//
+// Included once per target by each kernel .cc (after foreach_target.h), hence
+// the toggle guard instead of a plain include guard.
+#if defined(XENT_SRC_SIMD_INL_H_) == defined(HWY_TARGET_TOGGLE)
+#ifdef XENT_SRC_SIMD_INL_H_
+#undef XENT_SRC_SIMD_INL_H_
+#else
+#define XENT_SRC_SIMD_INL_H_
+#endif
+
+#include <cstring>
+#include <limits>
+
+#include "hwy/highway.h"
+#include "hwy/contrib/math/math-inl.h"
+#include "src/dtype.h"
+
+HWY_BEFORE_NAMESPACE();
+namespace xent {
+namespace HWY_NAMESPACE {
+namespace hn = hwy::HWY_NAMESPACE;
+
+using DF = hn::ScalableTag<float>;
+using VF = hn::Vec<DF>;
+
+// Largest number of f32 lanes of any target (tail buffers are this big).
+constexpr size_t kMaxLanesF32 = HWY_MAX_BYTES / sizeof(float);
+
+constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+
+// ---------------------------------------------------------------------------
+// Storage types. bf16 and f16 rows are handled as raw 16-bit patterns; the
+// conversion to and from f32 is done here so that every target rounds the
+// same way (round to nearest even, NaN stays NaN, overflow gives inf).
+struct BF16 { uint16_t bits; };
+struct F16 { uint16_t bits; };
+
+template <typename T> constexpr DType DTypeOf();
+template <> constexpr DType DTypeOf<float>() { return DType::kF32; }
+template <> constexpr DType DTypeOf<BF16>() { return DType::kBF16; }
+template <> constexpr DType DTypeOf<F16>() { return DType::kF16; }
+
+// Full vector of f32 from N elements at p (unaligned).
+HWY_INLINE VF LoadF32(DF d, const float* HWY_RESTRICT p) { return hn::LoadU(d, p); }
+HWY_INLINE VF LoadF32(DF d, const BF16* HWY_RESTRICT p) {
+  const hn::Rebind<uint16_t, DF> du16;
+  const hn::Rebind<uint32_t, DF> du32;
+  const auto bits = hn::LoadU(du16, reinterpret_cast<const uint16_t*>(p));
+  return hn::BitCast(d, hn::ShiftLeft<16>(hn::PromoteTo(du32, bits)));
+}
+HWY_INLINE VF LoadF32(DF d, const F16* HWY_RESTRICT p) {
+  const hn::Rebind<hwy::float16_t, DF> df16;
+  return hn::PromoteTo(d, hn::LoadU(df16, reinterpret_cast<const hwy::float16_t*>(p)));
+}
+
+// f32 -> bf16 bits (in the low half of i32 lanes), round to nearest even.
+HWY_INLINE hn::Vec<hn::Rebind<int32_t, DF>> BF16BitsI32(DF d, VF v) {
+  const hn::Rebind<uint32_t, DF> du32;
+  const hn::Rebind<int32_t, DF> di32;
+  const auto u = hn::BitCast(du32, v);
+  const auto lsb = hn::And(hn::ShiftRight<16>(u), hn::Set(du32, 1));
+  const auto rounded = hn::ShiftRight<16>(hn::Add(u, hn::Add(lsb, hn::Set(du32, 0x7FFF))));
+  const auto qnan = hn::Or(hn::ShiftRight<16>(u), hn::Set(du32, 0x40));
+  return hn::BitCast(di32, hn::IfThenElse(hn::RebindMask(du32, hn::Ne(v, v)), qnan, rounded));
+}
+
+#undef XENT_SOFT_F16_DEMOTE
+#if HWY_ARCH_X86 && HWY_TARGET > HWY_AVX2
+#define XENT_SOFT_F16_DEMOTE 1  // no F16C below AVX2: convert in software
+#elif HWY_TARGET == HWY_SCALAR || HWY_TARGET == HWY_EMU128
+#define XENT_SOFT_F16_DEMOTE 1
+#else
+#define XENT_SOFT_F16_DEMOTE 0
+#endif
+
+// f32 -> f16 bits (low half of i32 lanes), round to nearest even.
+HWY_INLINE hn::Vec<hn::Rebind<int32_t, DF>> F16BitsI32(DF d, VF v) {
+  const hn::Rebind<int32_t, DF> di;
+#if XENT_SOFT_F16_DEMOTE
+  // Vector form of F16BitsFromF32 in src/dtype.h. Magnitudes are < 2^31, so
+  // signed compares are exact.
+  const auto bits = hn::BitCast(di, v);
+  const auto sign = hn::And(bits, hn::Set(di, static_cast<int32_t>(0x80000000u)));
+  const auto u = hn::Xor(bits, sign);
+  const auto big = hn::IfThenElse(hn::Gt(u, hn::Set(di, 0x7F800000)), hn::Set(di, 0x7E00), hn::Set(di, 0x7C00));
+  const VF magic = hn::BitCast(d, hn::Set(di, ((127 - 15) + (23 - 10) + 1) << 23));
+  const auto sub = hn::Sub(hn::BitCast(di, hn::Add(hn::BitCast(d, u), magic)), hn::BitCast(di, magic));
+  const auto odd = hn::And(hn::ShiftRight<13>(u), hn::Set(di, 1));
+  const auto norm = hn::ShiftRight<13>(hn::Add(hn::Add(u, hn::Set(di, ((15 - 127) * (1 << 23)) + 0xFFF)), odd));
+  auto o = hn::IfThenElse(hn::Lt(u, hn::Set(di, 0x38800000)), sub, norm);
+  o = hn::IfThenElse(hn::Gt(u, hn::Set(di, 0x477FFFFF)), big, o);
+  return hn::Or(o, hn::BitCast(di, hn::ShiftRight<16>(hn::BitCast(hn::RebindToUnsigned<decltype(di)>(), sign))));
+#else
+  const hn::Rebind<hwy::float16_t, DF> df16;
+  const hn::Rebind<uint16_t, DF> du16;
+  return hn::BitCast(di, hn::PromoteTo(hn::Rebind<uint32_t, DF>(), hn::BitCast(du16, hn::DemoteTo(df16, v))));
+#endif
+}
+
+HWY_INLINE void StoreF32(DF d, VF v, float* HWY_RESTRICT p) { hn::StoreU(v, d, p); }
+HWY_INLINE void StoreF32(DF d, VF v, BF16* HWY_RESTRICT p) {
+  const hn::Rebind<uint16_t, DF> du16;
+  hn::StoreU(hn::DemoteTo(du16, BF16BitsI32(d, v)), du16, reinterpret_cast<uint16_t*>(p));
+}
+HWY_INLINE void StoreF32(DF d, VF v, F16* HWY_RESTRICT p) {
+  const hn::Rebind<uint16_t, DF> du16;
+  hn::StoreU(hn::DemoteTo(du16, F16BitsI32(d, v)), du16, reinterpret_cast<uint16_t*>(p));
+}
+
+// Row tails: the last r < N elements. Loads copy into a stack buffer (never
+// reading past p + r) and fill the other lanes with `pad`; stores convert the
+// whole vector and copy out only r elements.
+template <typename T>
+HWY_INLINE VF LoadTailF32(DF d, const T* HWY_RESTRICT p, size_t r, float pad) {
+  HWY_ALIGN T buf[kMaxLanesF32];
+  std::memcpy(buf, p, r * sizeof(T));
+  const VF v = LoadF32(d, buf);
+  return hn::IfThenElse(hn::FirstN(d, r), v, hn::Set(d, pad));
+}
+template <typename T>
+HWY_INLINE void StoreTailF32(DF d, VF v, T* HWY_RESTRICT p, size_t r) {
+  HWY_ALIGN T buf[kMaxLanesF32];
+  StoreF32(d, v, buf);
+  std::memcpy(p, buf, r * sizeof(T));
+}
+
+// ---------------------------------------------------------------------------
+// exp(x) for x <= 0 (the softmax range: x = logit - row max), NaN -> NaN,
+// x < -87.3 (results below 2^-126) -> exactly 0, so -inf -> 0.
+// Max error 2 ulp over [-87.3, 0] (tested exhaustively on every target in
+// tests/simd_test.cc). Cody-Waite reduction x = n ln2 + r, |r| <= ln2/2, and
+// the degree-7 polynomial of Cephes' expf (the one hn::Exp uses); cheaper than
+// hn::Exp because the domain needs no overflow handling: 2^n is built with a
+// single exponent-field shift.
+HWY_INLINE VF ExpNonPositive(DF d, VF x) {
+  const hn::RebindToSigned<DF> di;
+  const VF kLog2e = hn::Set(d, 1.44269504088896341f);
+  const VF kMagic = hn::Set(d, 12582912.0f);  // 1.5 * 2^23
+  const VF kLn2Hi = hn::Set(d, 0.693359375f);
+  const VF kLn2Lo = hn::Set(d, -2.12194440e-4f);
+  const VF t = hn::MulAdd(x, kLog2e, kMagic);  // magic + round(x / ln2)
+  const VF n = hn::Sub(t, kMagic);
+  VF r = hn::NegMulAdd(n, kLn2Hi, x);
+  r = hn::NegMulAdd(n, kLn2Lo, r);
+  VF p = hn::Set(d, 1.9875691500e-4f);
+  p = hn::MulAdd(p, r, hn::Set(d, 1.3981999507e-3f));
+  p = hn::MulAdd(p, r, hn::Set(d, 8.3334519073e-3f));
+  p = hn::MulAdd(p, r, hn::Set(d, 4.1665795894e-2f));
+  p = hn::MulAdd(p, r, hn::Set(d, 1.6666665459e-1f));
+  p = hn::MulAdd(p, r, hn::Set(d, 5.0000001201e-1f));
+  p = hn::MulAdd(p, hn::Mul(r, r), hn::Add(r, hn::Set(d, 1.0f)));
+  // The low bits of t hold n + 0x400000 (+ the magic's mantissa); n + 127 in
+  // the exponent field is 2^n.
+  const auto bias = hn::Set(di, 127 - 0x4B400000);
+  const VF scale = hn::BitCast(d, hn::ShiftLeft<23>(hn::Add(hn::BitCast(di, t), bias)));
+  const VF y = hn::Mul(p, scale);
+  return hn::IfThenZeroElse(hn::Lt(x, hn::Set(d, -87.3f)), y);
+}
+
+// softcap * tanh(x / softcap) (Gemma 2 logit soft-capping), and the factor
+// d/dx of it expressed through its result z: 1 - (z / softcap)^2.
+HWY_INLINE VF SoftCap(DF d, VF x, float cap, float inv_cap) {
+  return hn::Mul(hn::Set(d, cap), hn::Tanh(d, hn::Mul(x, hn::Set(d, inv_cap))));
+}
+HWY_INLINE VF SoftCapSlope(DF d, VF z, float inv_cap) {
+  const VF t = hn::Mul(z, hn::Set(d, inv_cap));
+  return hn::NegMulAdd(t, t, hn::Set(d, 1.0f));
+}
+
+// Row pointer helpers.
+template <typename T>
+HWY_INLINE const T* RowPtr(const void* base, size_t stride, size_t row) {
+  return reinterpret_cast<const T*>(static_cast<const unsigned char*>(base) +
+                                    row * stride * sizeof(T));
+}
+template <typename T>
+HWY_INLINE T* RowPtrMut(void* base, size_t stride, size_t row) {
+  return reinterpret_cast<T*>(static_cast<unsigned char*>(base) + row * stride * sizeof(T));
+}
+
+// Max over n elements (lane-wise in four accumulators, then across lanes).
+template <typename T>
+HWY_INLINE float MaxOf(const T* HWY_RESTRICT x, size_t n) {
+  const DF d;
+  const size_t N = hn::Lanes(d);
+  VF m0 = hn::Set(d, kNegInf), m1 = m0, m2 = m0, m3 = m0;
+  size_t i = 0;
+  for (; i + 4 * N <= n; i += 4 * N) {
+    m0 = hn::Max(m0, LoadF32(d, x + i));
+    m1 = hn::Max(m1, LoadF32(d, x + i + N));
+    m2 = hn::Max(m2, LoadF32(d, x + i + 2 * N));
+    m3 = hn::Max(m3, LoadF32(d, x + i + 3 * N));
+  }
+  for (; i + N <= n; i += N) m0 = hn::Max(m0, LoadF32(d, x + i));
+  if (i < n) m1 = hn::Max(m1, LoadTailF32(d, x + i, n - i, kNegInf));
+  const VF m = hn::Max(hn::Max(m0, m1), hn::Max(m2, m3));
+  return hn::GetLane(hn::MaxOfLanes(d, m));
+}
+
+// Scalar results of the vector functions (so that row constants agree with
+// what the vector code computes for the same input).
+HWY_INLINE float SoftCapScalar(float x, float cap, float inv_cap) {
+  const DF d;
+  return hn::GetLane(SoftCap(d, hn::Set(d, x), cap, inv_cap));
+}
+
+// NOLINTNEXTLINE(google-readability-namespace-comments)
+}  // namespace HWY_NAMESPACE
+}  // namespace xent
+HWY_AFTER_NAMESPACE();
+
+#endif  // XENT_SRC_SIMD_INL_H_

@@ -1,0 +1,36 @@
+// Float64 reference implementations: the plain textbook formulas, two passes,
+// no tricks. Inputs are the exact values the library sees (after dtype
+// rounding), as packed row-major doubles.
+#ifndef XENT_TESTS_REFERENCE_H_
+#define XENT_TESTS_REFERENCE_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+namespace xent_ref {
+
+struct CeSpec {
+  size_t B = 0, V = 0;
+  std::vector<double> x;        // B x V logits
+  bool soft = false;
+  std::vector<int64_t> y;       // hard targets
+  std::vector<double> q;        // soft targets, B x V
+  std::vector<double> weight;   // empty = none
+  std::vector<double> row_scale;
+  int64_t ignore_index = -100;
+  int reduction = 1;            // 0 none, 1 mean, 2 sum
+  double eps = 0, z_loss = 0, softcap = 0, grad_scale = 1;
+};
+struct CeOut {
+  std::vector<double> row_loss, lse, grad;  // grad B x V
+  double loss = 0;
+};
+CeOut CrossEntropy(const CeSpec& s);
+
+// log-sum-exp of a row (max-shifted), -inf for an all -inf row, NaN on NaN.
+double LogSumExp(const double* x, size_t n);
+
+}  // namespace xent_ref
+
+#endif  // XENT_TESTS_REFERENCE_H_
