@@ -8,318 +8,343 @@
 #include "src/ops.h"
 #include "src/rows.h"
 #include "src/simd-inl.h"
+#include "src/softmax-inl.h"
 
 HWY_BEFORE_NAMESPACE();
 namespace xent {
 namespace HWY_NAMESPACE {
 
-// Loads z = softcap(x) (or x) and, for the tail, sets lanes >= r to -inf.
-template <typename T, bool kCap>
-HWY_INLINE VF LoadZ(DF d, const T* p, const CeKernel& k) {
-  const VF x = LoadF32(d, p);
-  return kCap ? SoftCap(d, x, k.softcap, k.inv_softcap) : x;
-}
-template <typename T, bool kCap>
-HWY_INLINE VF LoadZTail(DF d, const T* p, size_t r, const CeKernel& k) {
-  VF x = LoadTailF32(d, p, r, 0.0f);
-  if (kCap) x = SoftCap(d, x, k.softcap, k.inv_softcap);
-  return hn::IfThenElse(hn::FirstN(d, r), x, hn::Set(d, kNegInf));
-}
-
-// Reference max of a segment: max z, or 0 when all z are -inf (so that
-// exp(z - m) is 0, not NaN); NaN stays NaN.
-template <typename T, bool kCap>
-HWY_INLINE float SegmentRef(const T* x, size_t n, const CeKernel& k) {
-  const float mx = MaxOf(x, n);  // softcap is increasing: max z = softcap(max x)
-  const float mz = kCap ? SoftCapScalar(mx, k.softcap, k.inv_softcap) : mx;
-  return mz == kNegInf ? 0.0f : mz;
-}
-
-constexpr size_t kInner = 16;  // 4-vector iterations per inner sum
-
-// Inner block of HardStatsSeg over [i0, i1), a multiple of 4 vectors.
-template <typename T, bool kCap, int kDot>
-HWY_INLINE void HardStatsBlock(const CeKernel& k, const T* x, const float* w, size_t i0, size_t i1, VF vm, VF& s0,
-                               VF& s1, VF& s2, VF& s3, VF& dt0, VF& dt1, VF& ws) {
-  const DF d;
-  const size_t N = hn::Lanes(d);
-  for (size_t i = i0; i < i1; i += 4 * N) {
-    const VF z0 = hn::Sub(LoadZ<T, kCap>(d, x + i, k), vm);
-    const VF z1 = hn::Sub(LoadZ<T, kCap>(d, x + i + N, k), vm);
-    const VF z2 = hn::Sub(LoadZ<T, kCap>(d, x + i + 2 * N, k), vm);
-    const VF z3 = hn::Sub(LoadZ<T, kCap>(d, x + i + 3 * N, k), vm);
-    s0 = hn::Add(s0, ExpNonPositive(d, z0));
-    s1 = hn::Add(s1, ExpNonPositive(d, z1));
-    s2 = hn::Add(s2, ExpNonPositive(d, z2));
-    s3 = hn::Add(s3, ExpNonPositive(d, z3));
-    if (kDot == 1) {
-      dt0 = hn::Add(dt0, hn::Add(z0, z1));
-      dt1 = hn::Add(dt1, hn::Add(z2, z3));
-    } else if (kDot == 2) {
-      const VF w0 = hn::LoadU(d, w + i), w1 = hn::LoadU(d, w + i + N);
-      const VF w2 = hn::LoadU(d, w + i + 2 * N), w3 = hn::LoadU(d, w + i + 3 * N);
-      dt0 = hn::MulAdd(w1, z1, hn::MulAdd(w0, z0, dt0));
-      dt1 = hn::MulAdd(w3, z3, hn::MulAdd(w2, z2, dt1));
-      ws = hn::Add(ws, hn::Add(hn::Add(w0, w1), hn::Add(w2, w3)));
-    }
+// Smoothing term of class-index targets: dot = sum w (z - ref), wsum = sum w
+// (w = 1 when unweighted).
+template <bool kWeighted>
+struct SmoothAcc {
+  const float* w;  // row of V weights (kWeighted)
+  VF dot, ws, dotc, wsc;  // segment sums and chunk sums
+  HWY_INLINE void Begin(DF d) { dot = hn::Zero(d); ws = dot; dotc = dot; wsc = dot; }
+  HWY_INLINE void ChunkEnd(DF d) {
+    dot = hn::Add(dot, dotc);
+    ws = hn::Add(ws, wsc);
+    dotc = hn::Zero(d);
+    wsc = dotc;
   }
-}
-
-// Class-index targets. kDot: 0 = no smoothing term, 1 = sum (z - m),
-// 2 = sum w (z - m).
-template <typename T, bool kCap, int kDot>
-HWY_NOINLINE void HardStatsSeg(const CeKernel& k, const T* x, const float* w, size_t n,
-                               SoftmaxSeg* out) {
-  const DF d;
-  const size_t N = hn::Lanes(d);
-  const float m = SegmentRef<T, kCap>(x, n, k);
-  const VF vm = hn::Set(d, m);
-  VF s0 = hn::Zero(d), s1 = s0, s2 = s0, s3 = s0, dt0 = s0, dt1 = s0, ws = s0;
-  // Two-level summation: inner sums of at most kInner terms per lane, added
-  // into the outer accumulators, keep the f32 rounding error near
-  // (kInner + n / kInner) ulp instead of n / lanes ulp on narrow targets.
-  const size_t full = n - n % (4 * N);
-  size_t i = 0;
-  while (i < full) {
-    const size_t blk_end = std::min(full, i + kInner * 4 * N);
-    VF b0 = hn::Zero(d), b1 = b0, b2 = b0, b3 = b0, e0 = b0, e1 = b0;
-    HardStatsBlock<T, kCap, kDot>(k, x, w, i, blk_end, vm, b0, b1, b2, b3, e0, e1, ws);
-    s0 = hn::Add(s0, b0);
-    s1 = hn::Add(s1, b1);
-    s2 = hn::Add(s2, b2);
-    s3 = hn::Add(s3, b3);
-    dt0 = hn::Add(dt0, e0);
-    dt1 = hn::Add(dt1, e1);
-    i = blk_end;
-  }
-  for (; i + N <= n; i += N) {
-    const VF z = hn::Sub(LoadZ<T, kCap>(d, x + i, k), vm);
-    s0 = hn::Add(s0, ExpNonPositive(d, z));
-    if (kDot == 1) dt0 = hn::Add(dt0, z);
-    if (kDot == 2) {
-      const VF wv = hn::LoadU(d, w + i);
-      dt0 = hn::MulAdd(wv, z, dt0);
-      ws = hn::Add(ws, wv);
-    }
-  }
-  if (i < n) {
-    const size_t r = n - i;
-    const auto valid = hn::FirstN(d, r);
-    const VF z = hn::Sub(LoadZTail<T, kCap>(d, x + i, r, k), vm);
-    s0 = hn::Add(s0, ExpNonPositive(d, z));
-    if (kDot == 1) dt0 = hn::Add(dt0, hn::IfThenElseZero(valid, z));
-    if (kDot == 2) {
-      const VF wv = LoadTailF32(d, w + i, r, 0.0f);
-      dt0 = hn::Add(dt0, hn::IfThenElseZero(valid, hn::Mul(wv, z)));
-      ws = hn::Add(ws, wv);
-    }
-  }
-  out->m = m;
-  out->s = hn::GetLane(hn::SumOfLanes(d, hn::Add(hn::Add(s0, s1), hn::Add(s2, s3))));
-  if (kDot != 0) out->dot = hn::GetLane(hn::SumOfLanes(d, hn::Add(dt0, dt1)));
-  out->wsum = (kDot == 2) ? hn::GetLane(hn::SumOfLanes(d, ws)) : static_cast<float>(n);
-}
-
-// Probability targets: q' = (1 - eps) q + eps / V, a_c = w_c q'_c;
-// dot = sum a (z - m) with 0 (z - m) = 0 where a = 0 (even for z = -inf).
-template <typename T, typename TQ, bool kCap, bool kW>
-HWY_NOINLINE void SoftStatsSeg(const CeKernel& k, const T* x, const TQ* q, const float* w, size_t n,
-                               SoftmaxSeg* out) {
-  const DF d;
-  const size_t N = hn::Lanes(d);
-  const float m = SegmentRef<T, kCap>(x, n, k);
-  const VF vm = hn::Set(d, m);
-  const VF keep = hn::Set(d, 1.0f - k.eps), add = hn::Set(d, k.eps / static_cast<float>(k.V));
-  VF s0 = hn::Zero(d), s1 = s0, dt0 = s0, dt1 = s0, as0 = s0, as1 = s0;
-  auto step = [&](VF z, VF qv, VF wv, VF& s, VF& dt, VF& as) {
-    z = hn::Sub(z, vm);
-    s = hn::Add(s, ExpNonPositive(d, z));
-    VF a = hn::MulAdd(qv, keep, add);
-    if (kW) a = hn::Mul(a, wv);
-    dt = hn::Add(dt, hn::IfThenZeroElse(hn::Eq(a, hn::Zero(d)), hn::Mul(a, z)));
-    as = hn::Add(as, a);
-  };
-  size_t i = 0;
-  for (; i + 2 * N <= n; i += 2 * N) {
-    step(LoadZ<T, kCap>(d, x + i, k), LoadF32(d, q + i), kW ? hn::LoadU(d, w + i) : vm, s0, dt0, as0);
-    step(LoadZ<T, kCap>(d, x + i + N, k), LoadF32(d, q + i + N), kW ? hn::LoadU(d, w + i + N) : vm, s1,
-         dt1, as1);
-  }
-  for (; i + N <= n; i += N) {
-    step(LoadZ<T, kCap>(d, x + i, k), LoadF32(d, q + i), kW ? hn::LoadU(d, w + i) : vm, s0, dt0, as0);
-  }
-  if (i < n) {
-    const size_t r = n - i;
-    const auto valid = hn::FirstN(d, r);
-    VF z = hn::Sub(LoadZTail<T, kCap>(d, x + i, r, k), vm);
-    s1 = hn::Add(s1, ExpNonPositive(d, z));
-    VF a = hn::MulAdd(LoadTailF32(d, q + i, r, 0.0f), keep, add);
-    if (kW) a = hn::Mul(a, LoadTailF32(d, w + i, r, 0.0f));
-    a = hn::IfThenElseZero(valid, a);
-    dt1 = hn::Add(dt1, hn::IfThenZeroElse(hn::Eq(a, hn::Zero(d)), hn::Mul(a, z)));
-    as1 = hn::Add(as1, a);
-  }
-  out->m = m;
-  out->s = hn::GetLane(hn::SumOfLanes(d, hn::Add(s0, s1)));
-  out->dot = hn::GetLane(hn::SumOfLanes(d, hn::Add(dt0, dt1)));
-  out->wsum = hn::GetLane(hn::SumOfLanes(d, hn::Add(as0, as1)));
-}
-
-template <typename T, bool kCap>
-void StatsT(const CeKernel& k, size_t row, size_t s0, size_t s1, SoftmaxSeg* out) {
-  const T* x = RowPtr<T>(k.logits.data, k.logits.stride, row);
-  int64_t y = -1;
-  if (!k.soft) y = k.target.At(row);
-  for (size_t s = s0; s < s1; ++s) {
-    const size_t b = s * kSegment, n = std::min(kSegment, k.V - b);
-    SoftmaxSeg* o = out + (s - s0);
-    *o = SoftmaxSeg();
-    const float* w = k.weight ? k.weight + b : nullptr;
-    if (k.soft) {
-      const bool wt = w != nullptr;
-      if (k.q.dtype == DType::kF32) {
-        const float* q = RowPtr<float>(k.q.data, k.q.stride, row) + b;
-        wt ? SoftStatsSeg<T, float, kCap, true>(k, x + b, q, w, n, o)
-           : SoftStatsSeg<T, float, kCap, false>(k, x + b, q, w, n, o);
-      } else {
-        const T* q = RowPtr<T>(k.q.data, k.q.stride, row) + b;
-        wt ? SoftStatsSeg<T, T, kCap, true>(k, x + b, q, w, n, o)
-           : SoftStatsSeg<T, T, kCap, false>(k, x + b, q, w, n, o);
-      }
-    } else if (!k.dot) {
-      HardStatsSeg<T, kCap, 0>(k, x + b, w, n, o);
-    } else if (w == nullptr) {
-      HardStatsSeg<T, kCap, 1>(k, x + b, w, n, o);
+  HWY_INLINE void Rescale(DF d, float shift, VF, VF) { dot = hn::MulAdd(hn::Set(d, shift), ws, dot); }
+  template <class M>
+  HWY_INLINE void operator()(DF d, size_t j, VF zm, VF, M valid) {
+    // Invalid (tail) lanes: zm = -inf -> masked to 0.
+    VF wv;
+    if (kWeighted) {
+      const size_t r = hn::CountTrue(d, valid);
+      wv = (r == hn::Lanes(d)) ? hn::LoadU(d, w + j) : LoadTailF32(d, w + j, r, 0.0f);
     } else {
-      HardStatsSeg<T, kCap, 2>(k, x + b, w, n, o);
+      wv = hn::IfThenElseZero(valid, hn::Set(d, 1.0f));
     }
-    if (y >= static_cast<int64_t>(b) && y < static_cast<int64_t>(b + n)) {
-      const float xy = LoadScalarF32(x, static_cast<size_t>(y), DTypeOf<T>());
-      o->zy = kCap ? SoftCapScalar(xy, k.softcap, k.inv_softcap) : xy;
-      o->has_zy = 1;
+    dotc = hn::Add(dotc, hn::IfThenElseZero(valid, kWeighted ? hn::Mul(wv, zm) : zm));
+    wsc = hn::Add(wsc, wv);
+  }
+  HWY_INLINE void End(DF d, SoftmaxSeg* o) {
+    o->dot = hn::GetLane(hn::SumOfLanes(d, dot));
+    o->wsum = hn::GetLane(hn::SumOfLanes(d, ws));
+  }
+};
+
+// Probability targets: a = w (1 - eps) q + w eps / V; dot = sum a (z - ref)
+// with 0 (z - ref) = 0 where a = 0, wsum = sum a.
+template <typename TQ, bool kWeighted>
+struct SoftAcc {
+  const TQ* q;
+  const float* w;
+  float keep, add;
+  VF dot, as, dotc, asc;
+  HWY_INLINE void Begin(DF d) { dot = hn::Zero(d); as = dot; dotc = dot; asc = dot; }
+  HWY_INLINE void ChunkEnd(DF d) {
+    dot = hn::Add(dot, dotc);
+    as = hn::Add(as, asc);
+    dotc = hn::Zero(d);
+    asc = dotc;
+  }
+  HWY_INLINE void Rescale(DF d, float shift, VF, VF) { dot = hn::MulAdd(hn::Set(d, shift), as, dot); }
+  template <class M>
+  HWY_INLINE void operator()(DF d, size_t j, VF zm, VF, M valid) {
+    const size_t r = hn::CountTrue(d, valid);
+    const bool full = r == hn::Lanes(d);
+    const VF qv = full ? LoadF32(d, q + j) : LoadTailF32(d, q + j, r, 0.0f);
+    VF a = hn::MulAdd(qv, hn::Set(d, keep), hn::Set(d, add));
+    if (kWeighted) a = hn::Mul(a, full ? hn::LoadU(d, w + j) : LoadTailF32(d, w + j, r, 0.0f));
+    a = hn::IfThenElseZero(valid, a);
+    dotc = hn::Add(dotc, hn::IfThenZeroElse(hn::Eq(a, hn::Zero(d)), hn::Mul(a, zm)));
+    asc = hn::Add(asc, a);
+  }
+  HWY_INLINE void End(DF d, SoftmaxSeg* o) {
+    o->dot = hn::GetLane(hn::SumOfLanes(d, dot));
+    o->wsum = hn::GetLane(hn::SumOfLanes(d, as));
+  }
+};
+
+template <typename T, bool kCap>
+void StatsT(const CeKernel& k, size_t row, size_t s0, size_t s1, SoftmaxSeg* out, float* e_out) {
+  const T* x = RowPtr<T>(k.logits.data, k.logits.stride, row);
+  ZMap f;
+  f.has_cap = kCap;
+  f.cap = k.softcap;
+  f.inv_cap = k.inv_softcap;
+  // The target's z, read before the walk (which may overwrite x with e).
+  int64_t y = -1;
+  float zy = 0.0f;
+  if (!k.soft) {
+    y = k.target.At(row);
+    if (y >= static_cast<int64_t>(s0 * kSegment) && y < static_cast<int64_t>(std::min(k.V, s1 * kSegment))) {
+      zy = ApplyZScalar<kCap, false>(LoadScalarF32(x, static_cast<size_t>(y), DTypeOf<T>()), f);
+    } else {
+      y = -1;
     }
+  }
+  if (k.soft) {
+    if (k.q.dtype == DType::kF32) {
+      SoftAcc<float, true> a;
+      a.q = RowPtr<float>(k.q.data, k.q.stride, row);
+      a.w = k.weight;
+      a.keep = 1.0f - k.eps;
+      a.add = k.eps / static_cast<float>(k.V);
+      if (k.weight) {
+        WalkStats<T, kCap, false>(x, k.V, s0, s1, f, a, out, e_out);
+      } else {
+        SoftAcc<float, false> b;
+        b.q = a.q;
+        b.w = nullptr;
+        b.keep = a.keep;
+        b.add = a.add;
+        WalkStats<T, kCap, false>(x, k.V, s0, s1, f, b, out, e_out);
+      }
+    } else {
+      SoftAcc<T, true> a;
+      a.q = RowPtr<T>(k.q.data, k.q.stride, row);
+      a.w = k.weight;
+      a.keep = 1.0f - k.eps;
+      a.add = k.eps / static_cast<float>(k.V);
+      if (k.weight) {
+        WalkStats<T, kCap, false>(x, k.V, s0, s1, f, a, out, e_out);
+      } else {
+        SoftAcc<T, false> b;
+        b.q = a.q;
+        b.w = nullptr;
+        b.keep = a.keep;
+        b.add = a.add;
+        WalkStats<T, kCap, false>(x, k.V, s0, s1, f, b, out, e_out);
+      }
+    }
+  } else if (!k.dot) {
+    NoAcc a;
+    WalkStats<T, kCap, false>(x, k.V, s0, s1, f, a, out, e_out);
+  } else if (k.weight == nullptr) {
+    SmoothAcc<false> a;
+    a.w = nullptr;
+    WalkStats<T, kCap, false>(x, k.V, s0, s1, f, a, out, e_out);
+  } else {
+    SmoothAcc<true> a;
+    a.w = k.weight;
+    WalkStats<T, kCap, false>(x, k.V, s0, s1, f, a, out, e_out);
+  }
+  for (size_t s = s0; s < s1; ++s) out[s - s0].has_zy = 0;
+  if (y >= 0) {
+    SoftmaxSeg& o = out[static_cast<size_t>(y) / kSegment - s0];
+    o.zy = zy;
+    o.has_zy = 1;
   }
 }
 
-void CeStats(const CeKernel& k, size_t row, size_t s0, size_t s1, SoftmaxSeg* out) {
+// Where the stats pass stores e and the gradient pass finds it: over the
+// logits when the gradient is f32 in place, else the scratch row; nullptr
+// (recompute) without a gradient or with softcap (its slope needs z).
+HWY_INLINE float* EBuffer(const CeKernel& k, size_t row, float* scratch) {
+  if (k.grad.data == nullptr || k.softcap > 0.0f) return nullptr;
+  if (k.grad.data == k.logits.data && k.logits.dtype == DType::kF32) {
+    return RowPtrMut<float>(k.grad.data, k.grad.stride, row);
+  }
+  return scratch;
+}
+
+void CeStats(const CeKernel& k, size_t row, size_t s0, size_t s1, SoftmaxSeg* out, float* scratch) {
   const bool cap = k.softcap > 0.0f;
+  float* e_out = EBuffer(k, row, scratch);
   switch (k.logits.dtype) {
     case DType::kBF16:
-      return cap ? StatsT<BF16, true>(k, row, s0, s1, out) : StatsT<BF16, false>(k, row, s0, s1, out);
+      return cap ? StatsT<BF16, true>(k, row, s0, s1, out, e_out) : StatsT<BF16, false>(k, row, s0, s1, out, e_out);
     case DType::kF16:
-      return cap ? StatsT<F16, true>(k, row, s0, s1, out) : StatsT<F16, false>(k, row, s0, s1, out);
+      return cap ? StatsT<F16, true>(k, row, s0, s1, out, e_out) : StatsT<F16, false>(k, row, s0, s1, out, e_out);
     default:
-      return cap ? StatsT<float, true>(k, row, s0, s1, out) : StatsT<float, false>(k, row, s0, s1, out);
+      return cap ? StatsT<float, true>(k, row, s0, s1, out, e_out)
+                 : StatsT<float, false>(k, row, s0, s1, out, e_out);
   }
 }
 
-// Gradient of one segment. kB: 0 = no b term, 1 = constant b, 2 = b w_c,
-// 3 = b w_c q'_c (soft), 4 = b q'_c (soft, no weights).
-template <typename T, typename TG, typename TQ, bool kCap, int kB>
-HWY_NOINLINE void GradSeg(const CeKernel& k, const CeRowCoef& c, const T* x, const TQ* q, const float* w,
-                          TG* g, size_t n, int64_t y_local) {
+// ---------------------------------------------------------------------------
+// Gradient of one segment: g = e F_c - b v_c [- delta at column y], times the
+// softcap slope, where e = exp(z - ref_c) (read from e_in or recomputed
+// exactly as the stats pass did), F_c = a exp(ref_c - M) per chunk, and
+// v_c = 1, w_c, q'_c or w_c q'_c by kB: 0 = no b term, 1 = constant,
+// 2 = w_c, 3 = w_c q'_c, 4 = q'_c.
+template <typename T, typename TG, typename TQ, bool kCap, int kB, bool kStream>
+HWY_NOINLINE void GradSeg(const CeKernel& k, const CeRowCoef& c, const SoftmaxSeg& sg, const T* x,
+                          const float* e_in, const TQ* q, const float* w, TG* g, size_t n, int64_t y_local) {
   const DF d;
   const size_t N = hn::Lanes(d);
-  const VF vM = hn::Set(d, c.M), va = hn::Set(d, c.a), vb = hn::Set(d, c.b);
+  const hn::RebindToSigned<DF> di;
+  const VF vb = hn::Set(d, c.b);
   const VF keep = hn::Set(d, 1.0f - k.eps), add = hn::Set(d, k.eps / static_cast<float>(k.V));
-  const auto lanes = hn::Iota(hn::RebindToSigned<DF>(), 0);
-  auto grad = [&](size_t i, VF z, VF qv, VF wv) {
-    const VF e = ExpNonPositive(d, hn::Sub(z, vM));
+  ZMap f;
+  f.cap = k.softcap;
+  f.inv_cap = k.inv_softcap;
+  float fac[kChunksPerSegment];
+  ChunkFactors(sg, n, c.a, c.M, c.nan, fac);
+  auto grad = [&](size_t i, size_t r, VF vr, VF vF) {
+    const bool full = r == N;
+    VF z = hn::Zero(d), e;
+    if (e_in && !kCap) {
+      e = full ? hn::LoadU(d, e_in + i) : LoadTailF32(d, e_in + i, r, 0.0f);
+    } else {
+      const VF xv = full ? LoadF32(d, x + i) : LoadTailF32(d, x + i, r, 0.0f);
+      z = ApplyZ<kCap, false>(d, xv, f);
+      e = ExpNonPositive(d, hn::Sub(z, vr));
+    }
     VF gv;
     if (kB == 0) {
-      gv = hn::Mul(e, va);
+      gv = hn::Mul(e, vF);
     } else if (kB == 1) {
-      gv = hn::MulSub(e, va, vb);
-    } else if (kB == 2) {
-      gv = hn::NegMulAdd(vb, wv, hn::Mul(e, va));
+      gv = hn::MulSub(e, vF, vb);
     } else {
-      VF a = hn::MulAdd(qv, keep, add);
-      if (kB == 3) a = hn::Mul(a, wv);
-      gv = hn::NegMulAdd(vb, a, hn::Mul(e, va));
+      VF v;
+      if (kB == 2 || kB == 3) v = full ? hn::LoadU(d, w + i) : LoadTailF32(d, w + i, r, 0.0f);
+      if (kB >= 3) {
+        const VF qv = full ? LoadF32(d, q + i) : LoadTailF32(d, q + i, r, 0.0f);
+        const VF qp = hn::MulAdd(qv, keep, add);
+        v = (kB == 3) ? hn::Mul(v, qp) : qp;
+      }
+      gv = hn::NegMulAdd(vb, v, hn::Mul(e, vF));
     }
     const int64_t yl = y_local - static_cast<int64_t>(i);
     if (yl >= 0 && yl < static_cast<int64_t>(N)) {
-      const auto at_y = hn::RebindMask(d, hn::Eq(lanes, hn::Set(hn::RebindToSigned<DF>(), static_cast<int32_t>(yl))));
+      const auto at_y = hn::RebindMask(d, hn::Eq(hn::Iota(di, 0), hn::Set(di, static_cast<int32_t>(yl))));
       gv = hn::IfThenElse(at_y, hn::Sub(gv, hn::Set(d, c.delta)), gv);
     }
     if (kCap) gv = hn::Mul(gv, SoftCapSlope(d, z, k.inv_softcap));
     return gv;
   };
+  // Chunks are whole vectors, but streaming stores need an aligned
+  // destination: after peeling an unaligned head, vectors may straddle two
+  // chunks and take each lane's ref and factor from its own chunk.
+  float refs[kChunksPerSegment];
+  const size_t chunks = (n + kChunk - 1) / kChunk;
+  for (size_t ci = 0; ci < chunks; ++ci) refs[ci] = ChunkRef(sg, ci);
+  auto at = [&](size_t i, size_t r) {
+    const size_t c0 = i / kChunk, c1 = (i + r - 1) / kChunk;
+    if (c0 == c1) return grad(i, r, hn::Set(d, refs[c0]), hn::Set(d, fac[c0]));
+    const auto first = hn::FirstN(d, (c1 * kChunk) - i);
+    return grad(i, r, hn::IfThenElse(first, hn::Set(d, refs[c0]), hn::Set(d, refs[c1])),
+                hn::IfThenElse(first, hn::Set(d, fac[c0]), hn::Set(d, fac[c1])));
+  };
   size_t i = 0;
-  for (; i + N <= n; i += N) {
-    const VF z = LoadZ<T, kCap>(d, x + i, k);
-    const VF qv = (kB >= 3) ? LoadF32(d, q + i) : vM;
-    const VF wv = (kB == 2 || kB == 3) ? hn::LoadU(d, w + i) : vM;
-    StoreF32(d, grad(i, z, qv, wv), g + i);
+  bool stream = kStream;
+  if (kStream) {
+    const size_t peel = PeelToAlign(g, n);
+    if (peel == n) {
+      stream = false;
+    } else if (peel > 0) {
+      StoreTailF32(d, at(0, peel), g, peel);
+      i = peel;
+    }
   }
-  if (i < n) {
-    const size_t r = n - i;
-    const VF z = LoadZTail<T, kCap>(d, x + i, r, k);
-    const VF qv = (kB >= 3) ? LoadTailF32(d, q + i, r, 0.0f) : vM;
-    const VF wv = (kB == 2 || kB == 3) ? LoadTailF32(d, w + i, r, 0.0f) : vM;
-    StoreTailF32(d, grad(i, z, qv, wv), g + i, r);
+  if (stream) {
+    for (; i + N <= n; i += N) StoreOut<TG, true>(d, at(i, N), g + i);
+  } else {
+    for (; i + N <= n; i += N) StoreF32(d, at(i, N), g + i);
   }
+  if (i < n) StoreTailF32(d, at(i, n - i), g + i, n - i);
 }
 
-template <typename TG>
+template <typename TG, bool kStream>
 HWY_INLINE void ZeroRow(TG* g, size_t n) {
   const DF d;
   const size_t N = hn::Lanes(d);
   size_t i = 0;
-  for (; i + N <= n; i += N) StoreF32(d, hn::Zero(d), g + i);
+  bool stream = kStream;
+  if (kStream) {
+    const size_t peel = PeelToAlign(g, n);
+    if (peel == n) {
+      stream = false;
+    } else if (peel > 0) {
+      StoreTailF32(d, hn::Zero(d), g, peel);
+      i = peel;
+    }
+  }
+  if (stream) {
+    for (; i + N <= n; i += N) StoreOut<TG, true>(d, hn::Zero(d), g + i);
+  } else {
+    for (; i + N <= n; i += N) StoreF32(d, hn::Zero(d), g + i);
+  }
   if (i < n) StoreTailF32(d, hn::Zero(d), g + i, n - i);
 }
 
-template <typename T, typename TG, bool kCap>
-void GradT(const CeKernel& k, const CeRowCoef& c, size_t row, size_t s0, size_t s1) {
+template <typename T, typename TG, bool kCap, bool kStream>
+void GradT(const CeKernel& k, const CeRowCoef& c, const SoftmaxSeg* segs, size_t row, size_t s0, size_t s1,
+           const float* e_in) {
   const T* x = RowPtr<T>(k.logits.data, k.logits.stride, row);
   TG* g = RowPtrMut<TG>(k.grad.data, k.grad.stride, row);
   for (size_t s = s0; s < s1; ++s) {
     const size_t b = s * kSegment, n = std::min(kSegment, k.V - b);
     if (c.zero) {
-      ZeroRow(g + b, n);
+      ZeroRow<TG, kStream>(g + b, n);
       continue;
     }
+    const SoftmaxSeg& sg = segs[s];
     const int64_t yl = c.y - static_cast<int64_t>(b);
     const float* w = k.weight ? k.weight + b : nullptr;
+    const float* e = e_in ? e_in + b : nullptr;
     if (k.soft) {
       if (k.q.dtype == DType::kF32) {
         const float* q = RowPtr<float>(k.q.data, k.q.stride, row) + b;
-        w ? GradSeg<T, TG, float, kCap, 3>(k, c, x + b, q, w, g + b, n, -1)
-          : GradSeg<T, TG, float, kCap, 4>(k, c, x + b, q, w, g + b, n, -1);
+        w ? GradSeg<T, TG, float, kCap, 3, kStream>(k, c, sg, x + b, e, q, w, g + b, n, -1)
+          : GradSeg<T, TG, float, kCap, 4, kStream>(k, c, sg, x + b, e, q, w, g + b, n, -1);
       } else {
         const T* q = RowPtr<T>(k.q.data, k.q.stride, row) + b;
-        w ? GradSeg<T, TG, T, kCap, 3>(k, c, x + b, q, w, g + b, n, -1)
-          : GradSeg<T, TG, T, kCap, 4>(k, c, x + b, q, w, g + b, n, -1);
+        w ? GradSeg<T, TG, T, kCap, 3, kStream>(k, c, sg, x + b, e, q, w, g + b, n, -1)
+          : GradSeg<T, TG, T, kCap, 4, kStream>(k, c, sg, x + b, e, q, w, g + b, n, -1);
       }
     } else if (c.b == 0.0f) {
-      GradSeg<T, TG, float, kCap, 0>(k, c, x + b, nullptr, w, g + b, n, yl);
+      GradSeg<T, TG, float, kCap, 0, kStream>(k, c, sg, x + b, e, nullptr, w, g + b, n, yl);
     } else if (w == nullptr) {
-      GradSeg<T, TG, float, kCap, 1>(k, c, x + b, nullptr, w, g + b, n, yl);
+      GradSeg<T, TG, float, kCap, 1, kStream>(k, c, sg, x + b, e, nullptr, w, g + b, n, yl);
     } else {
-      GradSeg<T, TG, float, kCap, 2>(k, c, x + b, nullptr, w, g + b, n, yl);
+      GradSeg<T, TG, float, kCap, 2, kStream>(k, c, sg, x + b, e, nullptr, w, g + b, n, yl);
     }
   }
+  if (kStream) hwy::FlushStream();
 }
 
 template <typename T, typename TG>
-void GradCapT(const CeKernel& k, const CeRowCoef& c, size_t row, size_t s0, size_t s1) {
+void GradCapT(const CeKernel& k, const CeRowCoef& c, const SoftmaxSeg* segs, size_t row, size_t s0, size_t s1,
+              const float* e_in) {
   if (k.softcap > 0.0f) {
-    GradT<T, TG, true>(k, c, row, s0, s1);
+    k.stream ? GradT<T, TG, true, true>(k, c, segs, row, s0, s1, e_in)
+             : GradT<T, TG, true, false>(k, c, segs, row, s0, s1, e_in);
   } else {
-    GradT<T, TG, false>(k, c, row, s0, s1);
+    k.stream ? GradT<T, TG, false, true>(k, c, segs, row, s0, s1, e_in)
+             : GradT<T, TG, false, false>(k, c, segs, row, s0, s1, e_in);
   }
 }
 
-void CeGrad(const CeKernel& k, const CeRowCoef& c, size_t row, size_t s0, size_t s1) {
+void CeGrad(const CeKernel& k, const CeRowCoef& c, const SoftmaxSeg* segs, size_t row, size_t s0, size_t s1,
+            float* scratch) {
+  const float* e_in = EBuffer(k, row, scratch);
   const bool f32 = k.grad.dtype == DType::kF32;
   switch (k.logits.dtype) {
     case DType::kBF16:
-      return f32 ? GradCapT<BF16, float>(k, c, row, s0, s1) : GradCapT<BF16, BF16>(k, c, row, s0, s1);
+      return f32 ? GradCapT<BF16, float>(k, c, segs, row, s0, s1, e_in)
+                 : GradCapT<BF16, BF16>(k, c, segs, row, s0, s1, e_in);
     case DType::kF16:
-      return f32 ? GradCapT<F16, float>(k, c, row, s0, s1) : GradCapT<F16, F16>(k, c, row, s0, s1);
+      return f32 ? GradCapT<F16, float>(k, c, segs, row, s0, s1, e_in)
+                 : GradCapT<F16, F16>(k, c, segs, row, s0, s1, e_in);
     default:
-      return GradCapT<float, float>(k, c, row, s0, s1);
+      return GradCapT<float, float>(k, c, segs, row, s0, s1, e_in);
   }
 }
 
@@ -356,13 +381,14 @@ struct CeOp {
 
   bool Ignored(size_t row) const { return !p->soft && p->target.At(row) == p->target.ignore_index; }
   bool NeedsStats(size_t row) const { return !Ignored(row) || p->lse != nullptr; }
-  void Stats(size_t row, size_t s0, size_t s1, Seg* out) const {
-    XENT_DISPATCH(CeStats)(k, row, s0, s1, out);
+  bool WantsScratch() const { return p->grad.data != nullptr; }
+  void Stats(size_t row, size_t s0, size_t s1, Seg* out, float* scratch) const {
+    XENT_DISPATCH(CeStats)(k, row, s0, s1, out, scratch);
   }
   static void Fold(Acc& acc, const Seg& g) { acc.Fold(g); }
   bool HasOutput() const { return p->grad.data != nullptr; }
-  void Output(size_t row, const RowState& st, size_t s0, size_t s1) const {
-    XENT_DISPATCH(CeGrad)(k, st, row, s0, s1);
+  void Output(size_t row, const RowState& st, const Seg* segs, size_t s0, size_t s1, float* scratch) const {
+    XENT_DISPATCH(CeGrad)(k, st, segs, row, s0, s1, scratch);
   }
 
   void Finish(size_t row, const Acc& acc, bool had_stats, RowState* st) const {
@@ -404,9 +430,11 @@ struct CeOp {
       a_coef += 2.0 * static_cast<double>(p->z_loss) * lse;
     }
     if (row_loss) row_loss[row] = static_cast<float>(loss);
-    const double S = acc.nan ? kNaN : acc.S;
-    st->M = static_cast<float>(acc.nan ? kNaN : acc.M);
-    st->a = static_cast<float>(g * a_coef / S);
+    // A row without mass (all -inf) or with NaN has an undefined softmax:
+    // its whole gradient is NaN, as PyTorch's.
+    st->nan = acc.nan || acc.S == 0.0;
+    st->M = acc.M;
+    st->a = st->nan ? std::numeric_limits<float>::quiet_NaN() : static_cast<float>(g * a_coef / acc.S);
     st->zero = false;
   }
 };
@@ -427,6 +455,8 @@ xent_status RunCrossEntropy(const CeProblem& p, const Exec& exec) {
   op.k.inv_softcap = p.softcap > 0.0f ? 1.0f / p.softcap : 0.0f;
   op.k.dot = p.eps > 0.0f;
   op.k.grad = p.grad;
+  // In place, the rows are in cache already: plain stores.
+  op.k.stream = p.grad.data != nullptr && p.grad.data != p.logits.data && StreamOutputs(p.B, p.V, p.grad);
 
   // Class weight total and the MEAN divisor (a pass over the B targets).
   double w_total = static_cast<double>(p.V);

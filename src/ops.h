@@ -41,8 +41,15 @@ struct Labels {
 };
 
 // ---------------------------------------------------------------------------
-// Softmax statistics of one segment of a row, relative to the segment's own
-// reference max m (the segment max, or 0 when every element is -inf).
+// Rows are processed in segments of kSegment elements (the unit of parallel
+// work and of the deterministic merge), each made of chunks of kChunk elements
+// (the unit of the streaming max-then-exp pass).
+constexpr size_t kSegment = 4096;
+constexpr size_t kChunk = 256;
+constexpr size_t kChunksPerSegment = kSegment / kChunk;
+
+// Softmax statistics of one segment of a row, relative to the segment max m
+// (-inf when every element is -inf).
 struct SoftmaxSeg {
   float m = 0.0f;
   float s = 0.0f;     // sum exp(z - m)
@@ -51,7 +58,14 @@ struct SoftmaxSeg {
   float u = 0.0f;     // sum exp(z - m) (z - m)  (entropy)
   float zy = 0.0f;    // the target's z, when has_zy
   int32_t has_zy = 0;
+  // Reference used for exp(z - ref) in each chunk (the running max after the
+  // chunk; -inf while everything is -inf, where 0 is used). The output pass
+  // recomputes or rescales e with exactly these.
+  float ref[kChunksPerSegment];
 };
+
+// The reference actually subtracted: 0 for -inf (so exp(-inf - 0) = 0).
+inline float SafeRef(float m) { return m == -std::numeric_limits<float>::infinity() ? 0.0f : m; }
 
 // Left fold of segments in double precision; quantities relative to M.
 struct SoftmaxAcc {
@@ -75,6 +89,7 @@ struct SoftmaxAcc {
       D += g.dot;
       return;
     }
+    // g.dot and g.u are relative to g.m here (the segment has mass).
     const double m = g.m;
     if (M == -std::numeric_limits<double>::infinity()) {
       M = m;
@@ -127,6 +142,7 @@ struct CeKernel {
   float softcap = 0.0f;     // 0 = off
   float inv_softcap = 0.0f;
   bool dot = false;         // accumulate the smoothing dot product
+  bool stream = false;      // non-temporal gradient stores
   OutMat grad;
 };
 
@@ -136,7 +152,15 @@ struct CeRowCoef {
   float M = 0.0f, a = 0.0f, b = 0.0f, delta = 0.0f;
   int64_t y = -1;     // column of delta, -1 for none
   bool zero = false;  // ignored row: all zeros
+  bool nan = false;   // undefined softmax (NaN or all -inf): a is NaN
 };
+
+// Outputs this large are written with non-temporal (streaming) stores: they
+// cannot stay in cache anyway, and streaming saves the read-for-ownership.
+constexpr size_t kStreamBytes = size_t{32} << 20;
+inline bool StreamOutputs(size_t B, size_t V, const OutMat& m) {
+  return B * V * DTypeSize(m.dtype) >= kStreamBytes;
+}
 
 xent_status RunCrossEntropy(const CeProblem& p, const Exec& exec);
 

@@ -1,5 +1,9 @@
 #include "src/parallel.h"
 
+#include <vector>
+
+#include "src/rows.h"
+
 #include <algorithm>
 #include <atomic>
 #include <new>
@@ -107,6 +111,18 @@ xent_status ParallelFor(const Exec& exec, size_t n, xent_task_fn task, void* ctx
   task(ctx, 0, n);
   return XENT_OK;
 #endif
+}
+
+float* ThreadScratch(size_t floats) {
+  thread_local std::vector<float> buf;
+  if (buf.size() < floats) {
+    try {
+      buf.resize(floats);
+    } catch (...) {
+      return nullptr;
+    }
+  }
+  return buf.data();
 }
 
 }  // namespace xent

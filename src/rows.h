@@ -16,26 +16,35 @@
 #define XENT_SRC_ROWS_H_
 
 #include <algorithm>
+#include <atomic>
 #include <cstddef>
 #include <memory>
 #include <new>
 
+#include "src/ops.h"
 #include "src/parallel.h"
 
 namespace xent {
 
-constexpr size_t kSegment = 4096;
-
 inline size_t NumSegments(size_t V) { return (V + kSegment - 1) / kSegment; }
+
+// Per-thread scratch row of `floats` floats, kept between calls (grows to the
+// largest V seen on the thread). nullptr when it cannot be allocated; ops then
+// fall back to recomputing instead of storing.
+float* ThreadScratch(size_t floats);
 
 // Op interface (all const, thread-safe):
 //   using Seg, Acc, RowState;
-//   bool NeedsStats(size_t row) const;          // false: skip straight to Finish
-//   void Stats(size_t row, size_t s0, size_t s1, Seg* out) const;
+//   bool NeedsStats(size_t row) const;   // false: skip straight to Finish
+//   void Stats(size_t row, size_t s0, size_t s1, Seg* out, float* scratch) const;
 //   static void Fold(Acc& acc, const Seg& seg);
 //   void Finish(size_t row, const Acc& acc, bool had_stats, RowState* st) const;
-//   bool HasOutput() const;                     // a second pass over the row
-//   void Output(size_t row, const RowState& st, size_t s0, size_t s1) const;
+//   bool HasOutput() const;              // a second pass over the row
+//   void Output(size_t row, const RowState& st, const Seg* row_segs, size_t s0,
+//               size_t s1, float* scratch) const;
+//   bool WantsScratch() const;           // row-mode scratch of V floats
+// `scratch` is the same per-thread row for the Stats and Output of one row
+// in row mode, and nullptr when rows are split across tasks.
 template <class Op>
 xent_status RunRows(const Op& op, size_t B, size_t V, const Exec& exec) {
   using Seg = typename Op::Seg;
@@ -50,26 +59,36 @@ xent_status RunRows(const Op& op, size_t B, size_t V, const Exec& exec) {
     // A task is a block of rows holding at least ~64K elements.
     const size_t rows_per_task = std::max<size_t>(1, 65536 / V);
     const size_t tasks = (B + rows_per_task - 1) / rows_per_task;
+    std::atomic<bool> oom{false};
     auto body = [&](size_t t) {
-      constexpr size_t kGroup = 16;
-      Seg segs[kGroup];
+      float* scratch = op.WantsScratch() ? ThreadScratch(V) : nullptr;
+      constexpr size_t kLocal = 64;
+      Seg local[kLocal];
+      std::unique_ptr<Seg[]> heap;
+      Seg* segs = local;
+      if (nseg > kLocal) {
+        heap.reset(new (std::nothrow) Seg[nseg]);
+        if (!heap) {
+          oom.store(true);
+          return;
+        }
+        segs = heap.get();
+      }
       const size_t r1 = std::min(B, (t + 1) * rows_per_task);
       for (size_t row = t * rows_per_task; row < r1; ++row) {
         Acc acc;
         const bool stats = op.NeedsStats(row);
         if (stats) {
-          for (size_t s = 0; s < nseg; s += kGroup) {
-            const size_t e = std::min(nseg, s + kGroup);
-            op.Stats(row, s, e, segs);
-            for (size_t j = 0; j < e - s; ++j) Op::Fold(acc, segs[j]);
-          }
+          op.Stats(row, 0, nseg, segs, scratch);
+          for (size_t j = 0; j < nseg; ++j) Op::Fold(acc, segs[j]);
         }
         RowState st;
         op.Finish(row, acc, stats, &st);
-        if (op.HasOutput()) op.Output(row, st, 0, nseg);
+        if (op.HasOutput()) op.Output(row, st, segs, 0, nseg, scratch);
       }
     };
-    return ParallelForEach(exec, tasks, body);
+    const xent_status rc = ParallelForEach(exec, tasks, body);
+    return oom.load() ? XENT_ERROR_OUT_OF_MEMORY : rc;
   }
 
   // Few long rows: parallel over (row, group of segments).
@@ -80,7 +99,9 @@ xent_status RunRows(const Op& op, size_t B, size_t V, const Exec& exec) {
   if (!segs || !states) return XENT_ERROR_OUT_OF_MEMORY;
   auto stats = [&](size_t t) {
     const size_t row = t / groups, s = (t % groups) * kSegsPerTask;
-    if (op.NeedsStats(row)) op.Stats(row, s, std::min(nseg, s + kSegsPerTask), &segs[row * nseg + s]);
+    if (op.NeedsStats(row)) {
+      op.Stats(row, s, std::min(nseg, s + kSegsPerTask), &segs[row * nseg + s], nullptr);
+    }
   };
   xent_status rc = ParallelForEach(exec, B * groups, stats);
   if (rc != XENT_OK) return rc;
@@ -95,7 +116,7 @@ xent_status RunRows(const Op& op, size_t B, size_t V, const Exec& exec) {
   if (!op.HasOutput()) return XENT_OK;
   auto out = [&](size_t t) {
     const size_t row = t / groups, s = (t % groups) * kSegsPerTask;
-    op.Output(row, states[row], s, std::min(nseg, s + kSegsPerTask));
+    op.Output(row, states[row], &segs[row * nseg], s, std::min(nseg, s + kSegsPerTask), nullptr);
   };
   return ParallelForEach(exec, B * groups, out);
 }

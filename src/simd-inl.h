@@ -14,6 +14,7 @@
 #include <cstring>
 #include <limits>
 
+#include "hwy/cache_control.h"
 #include "hwy/highway.h"
 #include "hwy/contrib/math/math-inl.h"
 #include "src/dtype.h"
@@ -198,6 +199,14 @@ HWY_INLINE float MaxOf(const T* HWY_RESTRICT x, size_t n) {
   if (i < n) m1 = hn::Max(m1, LoadTailF32(d, x + i, n - i, kNegInf));
   const VF m = hn::Max(hn::Max(m0, m1), hn::Max(m2, m3));
   return hn::GetLane(hn::MaxOfLanes(d, m));
+}
+
+// Prefetches the cache lines of n elements at p (harmless past the end of a
+// buffer: prefetches never fault).
+template <typename T>
+HWY_INLINE void PrefetchNext(const T* p, size_t n) {
+  const char* c = reinterpret_cast<const char*>(p);
+  for (size_t b = 0; b < n * sizeof(T); b += 64) hwy::Prefetch(c + b);
 }
 
 // Scalar results of the vector functions (so that row constants agree with
