@@ -455,4 +455,129 @@ xent_status xent_cross_entropy(const xent_cross_entropy_args* user) {
   });
 }
 
+// ---------------------------------------------------------------------------
+// Softmax family.
+xent_status xent_softmax_args_init(xent_softmax_args* args, size_t struct_size) {
+  xent_softmax_args d;
+  std::memset(&d, 0, sizeof(d));
+  d.logits_dtype = XENT_F32;
+  d.temperature = 1.0f;
+  return InitArgs(args, struct_size, d, "xent_softmax_args");
+}
+
+xent_status xent_softmax(const xent_softmax_args* user) {
+  return Guard([&] {
+    const auto a = ReadArgs(user, "xent_softmax_args");
+    const size_t B = a.batch, V = a.num_classes;
+    CheckShape(B, V);
+    CheckZero("reserved0", a.reserved0);
+    AliasCheck alias;
+    SoftmaxProblem p;
+    p.B = B;
+    p.V = V;
+    CheckRequired(a.logits, "logits");
+    p.logits = CheckInMat("logits", a.logits, a.logits_dtype, a.logits_stride, B, V, &alias);
+    CheckPositive("temperature", a.temperature);
+    p.temperature = a.temperature;
+    XENT_CHECK(a.probs || a.log_probs || a.lse || a.entropy, XENT_ERROR_NULL_POINTER,
+               "no output requested: probs, log_probs, lse and entropy are all NULL");
+    p.probs = CheckOutMat("probs", a.probs, a.probs_dtype, a.probs_stride, p.logits.dtype, B, V, &alias);
+    p.log_probs =
+        CheckOutMat("log_probs", a.log_probs, a.log_probs_dtype, a.log_probs_stride, p.logits.dtype, B, V, &alias);
+    p.lse = a.lse;
+    p.entropy = a.entropy;
+    AddVector(&alias, "lse", a.lse, B, true);
+    AddVector(&alias, "entropy", a.entropy, B, true);
+    alias.AllowInPlace("probs", "logits");
+    alias.AllowInPlace("log_probs", "logits");
+    alias.Run();
+    const Exec exec = CheckExec(a.num_threads, a.parallel_for, a.parallel_user);
+    return RunSoftmax(p, exec);
+  });
+}
+
+xent_status xent_softmax_backward_args_init(xent_softmax_backward_args* args, size_t struct_size) {
+  xent_softmax_backward_args d;
+  std::memset(&d, 0, sizeof(d));
+  d.output_dtype = XENT_F32;
+  d.output_kind = XENT_DIST_PROBS;
+  d.grad_output_dtype = XENT_F32;
+  d.temperature = 1.0f;
+  return InitArgs(args, struct_size, d, "xent_softmax_backward_args");
+}
+
+xent_status xent_softmax_backward(const xent_softmax_backward_args* user) {
+  return Guard([&] {
+    const auto a = ReadArgs(user, "xent_softmax_backward_args");
+    const size_t B = a.batch, V = a.num_classes;
+    CheckShape(B, V);
+    AliasCheck alias;
+    SoftmaxBackwardProblem p;
+    p.B = B;
+    p.V = V;
+    CheckRequired(a.output, "output");
+    CheckRequired(a.grad_output, "grad_output");
+    CheckRequired(a.grad_input, "grad_input");
+    p.y = CheckInMat("output", a.output, a.output_dtype, a.output_stride, B, V, &alias);
+    XENT_CHECK(a.output_kind == XENT_DIST_PROBS || a.output_kind == XENT_DIST_LOG_PROBS, XENT_ERROR_INVALID_ENUM,
+               "output_kind = %d is not XENT_DIST_PROBS (2) or XENT_DIST_LOG_PROBS (1)", a.output_kind);
+    p.log = a.output_kind == XENT_DIST_LOG_PROBS;
+    p.g = CheckInMat("grad_output", a.grad_output, a.grad_output_dtype, a.grad_output_stride, B, V, &alias);
+    XENT_CHECK(p.g.dtype == p.y.dtype, XENT_ERROR_INVALID_DTYPE,
+               "grad_output_dtype = %d (%s) differs from output_dtype = %d (%s)", a.grad_output_dtype,
+               DTypeName(a.grad_output_dtype), a.output_dtype, DTypeName(a.output_dtype));
+    CheckPositive("temperature", a.temperature);
+    p.temperature = a.temperature;
+    p.gx = CheckOutMat("grad_input", a.grad_input, a.grad_input_dtype, a.grad_input_stride, p.g.dtype, B, V, &alias);
+    alias.AllowInPlace("grad_input", "grad_output");
+    alias.Run();
+    const Exec exec = CheckExec(a.num_threads, a.parallel_for, a.parallel_user);
+    return RunSoftmaxBackward(p, exec);
+  });
+}
+
+xent_status xent_token_logprobs_args_init(xent_token_logprobs_args* args, size_t struct_size) {
+  xent_token_logprobs_args d;
+  std::memset(&d, 0, sizeof(d));
+  d.logits_dtype = XENT_F32;
+  d.target_dtype = XENT_I64;
+  d.ignore_index = -100;
+  d.temperature = 1.0f;
+  return InitArgs(args, struct_size, d, "xent_token_logprobs_args");
+}
+
+xent_status xent_token_logprobs(const xent_token_logprobs_args* user) {
+  return Guard([&] {
+    const auto a = ReadArgs(user, "xent_token_logprobs_args");
+    const size_t B = a.batch, V = a.num_classes;
+    CheckShape(B, V);
+    CheckZero("reserved0", a.reserved0);
+    AliasCheck alias;
+    TokenLogprobsProblem p;
+    p.B = B;
+    p.V = V;
+    CheckRequired(a.logits, "logits");
+    p.logits = CheckInMat("logits", a.logits, a.logits_dtype, a.logits_stride, B, V, &alias);
+    XENT_CHECK(a.logprob || a.entropy || a.lse, XENT_ERROR_NULL_POINTER,
+               "no output requested: logprob, entropy and lse are all NULL");
+    if (a.logprob) {
+      CheckRequired(a.target, "target");
+      p.target = CheckLabels("target", a.target, a.target_dtype, a.target_stride, a.ignore_index, B, V, &alias);
+    }
+    CheckPositive("temperature", a.temperature);
+    CheckNonNegative("softcap", a.softcap);
+    p.temperature = a.temperature;
+    p.softcap = a.softcap;
+    p.logprob = a.logprob;
+    p.entropy = a.entropy;
+    p.lse = a.lse;
+    AddVector(&alias, "logprob", a.logprob, B, true);
+    AddVector(&alias, "entropy", a.entropy, B, true);
+    AddVector(&alias, "lse", a.lse, B, true);
+    alias.Run();
+    const Exec exec = CheckExec(a.num_threads, a.parallel_for, a.parallel_user);
+    return RunTokenLogprobs(p, exec);
+  });
+}
+
 }  // extern "C"

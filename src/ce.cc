@@ -368,7 +368,7 @@ namespace {
 
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 
-struct CeOp {
+struct CeOp : NoMiddle {
   using Seg = SoftmaxSeg;
   using Acc = SoftmaxAcc;
   using RowState = CeRowCoef;
@@ -381,7 +381,7 @@ struct CeOp {
 
   bool Ignored(size_t row) const { return !p->soft && p->target.At(row) == p->target.ignore_index; }
   bool NeedsStats(size_t row) const { return !Ignored(row) || p->lse != nullptr; }
-  bool WantsScratch() const { return p->grad.data != nullptr; }
+  size_t ScratchRows() const { return p->grad.data != nullptr ? 1 : 0; }
   void Stats(size_t row, size_t s0, size_t s1, Seg* out, float* scratch) const {
     XENT_DISPATCH(CeStats)(k, row, s0, s1, out, scratch);
   }

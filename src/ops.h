@@ -164,6 +164,84 @@ inline bool StreamOutputs(size_t B, size_t V, const OutMat& m) {
 
 xent_status RunCrossEntropy(const CeProblem& p, const Exec& exec);
 
+// ---------------------------------------------------------------------------
+// Softmax family.
+struct SoftmaxProblem {
+  size_t B = 0, V = 0;
+  InMat logits;
+  float temperature = 1.0f;
+  OutMat probs, log_probs;  // data == nullptr: not wanted
+  float* lse = nullptr;
+  float* entropy = nullptr;
+};
+xent_status RunSoftmax(const SoftmaxProblem& p, const Exec& exec);
+
+struct SoftmaxBackwardProblem {
+  size_t B = 0, V = 0;
+  InMat y;   // forward output
+  bool log = false;  // y holds log-probabilities
+  InMat g;   // grad_output (same dtype as y)
+  OutMat gx; // grad_input
+  float temperature = 1.0f;
+};
+xent_status RunSoftmaxBackward(const SoftmaxBackwardProblem& p, const Exec& exec);
+
+struct TokenLogprobsProblem {
+  size_t B = 0, V = 0;
+  InMat logits;
+  Labels target;  // data == nullptr allowed when logprob == nullptr
+  float temperature = 1.0f, softcap = 0.0f;
+  float* logprob = nullptr;
+  float* entropy = nullptr;
+  float* lse = nullptr;
+};
+xent_status RunTokenLogprobs(const TokenLogprobsProblem& p, const Exec& exec);
+
+// ---------------------------------------------------------------------------
+// KL divergence / generalized JSD.
+struct DivergenceProblem {
+  size_t B = 0, V = 0;
+  InMat input;   // Q, student
+  DistKind input_kind = DistKind::kLogProbs;
+  InMat target;  // P, teacher
+  DistKind target_kind = DistKind::kProbs;
+  bool jsd = false;
+  float beta = 0.5f, temperature = 1.0f;
+  bool t2 = false;
+  Reduction reduction = Reduction::kMean;
+  float grad_scale = 1.0f;
+  Labels labels;  // data == nullptr: no row mask
+  float* loss = nullptr;
+  float* row_loss = nullptr;
+  OutMat elem_loss;  // f32
+  OutMat grad_input, grad_target;
+};
+xent_status RunDivergence(const DivergenceProblem& p, const Exec& exec);
+
+// ---------------------------------------------------------------------------
+// Binary cross-entropy with logits.
+struct BceProblem {
+  size_t B = 0, V = 0;
+  InMat logits, target;
+  const float* weight = nullptr;
+  size_t weight_stride = 0;  // 0 = one row for all rows
+  const float* pos_weight = nullptr;
+  Reduction reduction = Reduction::kMean;
+  float grad_scale = 1.0f;
+  float* loss = nullptr;
+  float* row_loss = nullptr;
+  OutMat elem_loss;
+  OutMat grad;
+};
+xent_status RunBce(const BceProblem& p, const Exec& exec);
+
+// Sum of row values in row order (double), the reduced loss of every op.
+inline double SumRows(const float* v, size_t B) {
+  double s = 0.0;
+  for (size_t i = 0; i < B; ++i) s += v[i];
+  return s;
+}
+
 }  // namespace xent
 
 #endif  // XENT_SRC_OPS_H_

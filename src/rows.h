@@ -39,12 +39,16 @@ float* ThreadScratch(size_t floats);
 //   void Stats(size_t row, size_t s0, size_t s1, Seg* out, float* scratch) const;
 //   static void Fold(Acc& acc, const Seg& seg);
 //   void Finish(size_t row, const Acc& acc, bool had_stats, RowState* st) const;
-//   bool HasOutput() const;              // a second pass over the row
+//   bool HasMiddle() const;              // an optional second pass whose
+//   void Middle(size_t row, const RowState& st, Seg* row_segs, size_t s0,
+//               size_t s1, float* scratch) const;   // per-segment results
+//   void FinishMiddle(size_t row, const Seg* row_segs, size_t nseg, RowState* st) const;
+//   bool HasOutput() const;              // a last pass over the row
 //   void Output(size_t row, const RowState& st, const Seg* row_segs, size_t s0,
 //               size_t s1, float* scratch) const;
-//   bool WantsScratch() const;           // row-mode scratch of V floats
-// `scratch` is the same per-thread row for the Stats and Output of one row
-// in row mode, and nullptr when rows are split across tasks.
+//   size_t ScratchRows() const;          // row-mode scratch: this many rows of V floats
+// `scratch` is the same per-thread buffer for all passes of one row in row
+// mode, and nullptr when rows are split across tasks.
 template <class Op>
 xent_status RunRows(const Op& op, size_t B, size_t V, const Exec& exec) {
   using Seg = typename Op::Seg;
@@ -61,8 +65,8 @@ xent_status RunRows(const Op& op, size_t B, size_t V, const Exec& exec) {
     const size_t tasks = (B + rows_per_task - 1) / rows_per_task;
     std::atomic<bool> oom{false};
     auto body = [&](size_t t) {
-      float* scratch = op.WantsScratch() ? ThreadScratch(V) : nullptr;
-      constexpr size_t kLocal = 64;
+      float* scratch = op.ScratchRows() ? ThreadScratch(V * op.ScratchRows()) : nullptr;
+      constexpr size_t kLocal = 16;
       Seg local[kLocal];
       std::unique_ptr<Seg[]> heap;
       Seg* segs = local;
@@ -84,6 +88,10 @@ xent_status RunRows(const Op& op, size_t B, size_t V, const Exec& exec) {
         }
         RowState st;
         op.Finish(row, acc, stats, &st);
+        if (op.HasMiddle()) {
+          op.Middle(row, st, segs, 0, nseg, scratch);
+          op.FinishMiddle(row, segs, nseg, &st);
+        }
         if (op.HasOutput()) op.Output(row, st, segs, 0, nseg, scratch);
       }
     };
@@ -91,7 +99,7 @@ xent_status RunRows(const Op& op, size_t B, size_t V, const Exec& exec) {
     return oom.load() ? XENT_ERROR_OUT_OF_MEMORY : rc;
   }
 
-  // Few long rows: parallel over (row, group of segments).
+  // Few long rows: parallel over (row, group of segments), one phase per pass.
   constexpr size_t kSegsPerTask = 4;
   const size_t groups = (nseg + kSegsPerTask - 1) / kSegsPerTask;
   std::unique_ptr<Seg[]> segs(new (std::nothrow) Seg[B * nseg]);
@@ -113,6 +121,15 @@ xent_status RunRows(const Op& op, size_t B, size_t V, const Exec& exec) {
     }
     op.Finish(row, acc, had, &states[row]);
   }
+  if (op.HasMiddle()) {
+    auto middle = [&](size_t t) {
+      const size_t row = t / groups, s = (t % groups) * kSegsPerTask;
+      op.Middle(row, states[row], &segs[row * nseg], s, std::min(nseg, s + kSegsPerTask), nullptr);
+    };
+    rc = ParallelForEach(exec, B * groups, middle);
+    if (rc != XENT_OK) return rc;
+    for (size_t row = 0; row < B; ++row) op.FinishMiddle(row, &segs[row * nseg], nseg, &states[row]);
+  }
   if (!op.HasOutput()) return XENT_OK;
   auto out = [&](size_t t) {
     const size_t row = t / groups, s = (t % groups) * kSegsPerTask;
@@ -120,6 +137,15 @@ xent_status RunRows(const Op& op, size_t B, size_t V, const Exec& exec) {
   };
   return ParallelForEach(exec, B * groups, out);
 }
+
+// Defaults for ops without a middle pass.
+struct NoMiddle {
+  bool HasMiddle() const { return false; }
+  template <class St, class Seg>
+  void Middle(size_t, const St&, Seg*, size_t, size_t, float*) const {}
+  template <class Seg, class St>
+  void FinishMiddle(size_t, const Seg*, size_t, St*) const {}
+};
 
 }  // namespace xent
 

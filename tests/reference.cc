@@ -106,4 +106,62 @@ CeOut CrossEntropy(const CeSpec& s) {
   return o;
 }
 
+SoftmaxOut Softmax(const std::vector<double>& x, size_t B, size_t V, double temperature, double softcap) {
+  SoftmaxOut o;
+  o.probs.assign(B * V, 0);
+  o.log_probs.assign(B * V, 0);
+  o.lse.assign(B, 0);
+  o.entropy.assign(B, 0);
+  std::vector<double> z(V);
+  for (size_t i = 0; i < B; ++i) {
+    for (size_t c = 0; c < V; ++c) {
+      double v = x[i * V + c];
+      if (softcap > 0) v = softcap * std::tanh(v / softcap);
+      z[c] = v / temperature;
+    }
+    const double lse = LogSumExp(z.data(), V);
+    o.lse[i] = lse;
+    double m = -kInf;
+    for (size_t c = 0; c < V; ++c) m = std::max(m, z[c]);
+    double sum = 0;
+    for (size_t c = 0; c < V; ++c) sum += std::exp(z[c] - m);
+    if (std::isnan(lse)) m = kNaN;
+    double h = 0;
+    for (size_t c = 0; c < V; ++c) {
+      const double p = std::exp(z[c] - m) / sum;
+      const double lp = (z[c] - m) - std::log(sum);
+      o.probs[i * V + c] = p;
+      o.log_probs[i * V + c] = lp;
+      if (p > 0 || std::isnan(p)) h -= p * lp;
+    }
+    o.entropy[i] = (std::isnan(lse) || lse == -kInf) ? kNaN : h;
+  }
+  return o;
+}
+
+std::vector<double> TokenLogprobs(const std::vector<double>& x, const std::vector<int64_t>& y, size_t B, size_t V,
+                                  double temperature, double softcap, int64_t ignore_index) {
+  const SoftmaxOut s = Softmax(x, B, V, temperature, softcap);
+  std::vector<double> r(B, 0.0);
+  for (size_t i = 0; i < B; ++i) {
+    if (y[i] == ignore_index) continue;
+    r[i] = s.log_probs[i * V + static_cast<size_t>(y[i])];
+  }
+  return r;
+}
+
+std::vector<double> SoftmaxBackward(const std::vector<double>& y, const std::vector<double>& g, size_t B, size_t V,
+                                    bool log, double temperature) {
+  std::vector<double> r(B * V);
+  for (size_t i = 0; i < B; ++i) {
+    double dot = 0;
+    for (size_t c = 0; c < V; ++c) dot += log ? g[i * V + c] : g[i * V + c] * y[i * V + c];
+    for (size_t c = 0; c < V; ++c) {
+      const double yy = y[i * V + c], gg = g[i * V + c];
+      r[i * V + c] = (log ? gg - std::exp(yy) * dot : yy * (gg - dot)) / temperature;
+    }
+  }
+  return r;
+}
+
 }  // namespace xent_ref

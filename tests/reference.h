@@ -28,6 +28,21 @@ struct CeOut {
 };
 CeOut CrossEntropy(const CeSpec& s);
 
+// Softmax family of z = x / temperature (after softcap when > 0), per row.
+struct SoftmaxOut {
+  std::vector<double> probs, log_probs;  // B x V
+  std::vector<double> lse, entropy;      // B
+};
+SoftmaxOut Softmax(const std::vector<double>& x, size_t B, size_t V, double temperature, double softcap = 0);
+
+// Token log-probs: z_y - lse (0 for ignored rows).
+std::vector<double> TokenLogprobs(const std::vector<double>& x, const std::vector<int64_t>& y, size_t B, size_t V,
+                                  double temperature, double softcap, int64_t ignore_index);
+
+// Softmax backward: y forward output (probs or log-probs), g grad_output.
+std::vector<double> SoftmaxBackward(const std::vector<double>& y, const std::vector<double>& g, size_t B, size_t V,
+                                    bool log, double temperature);
+
 // log-sum-exp of a row (max-shifted), -inf for an all -inf row, NaN on NaN.
 double LogSumExp(const double* x, size_t n);
 

@@ -1,0 +1,445 @@
+// Softmax family (softmax, log_softmax, logsumexp, entropy), token
+// log-probabilities, and the softmax / log_softmax backward.
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "src/softmax.cc"
+#include "hwy/foreach_target.h"  // IWYU pragma: keep
+
+// Kernel argument types: defined once (outside the per-target namespaces) so
+// that every target's kernel has the same signature.
+#ifndef XENT_SRC_SOFTMAX_CC_TYPES_
+#define XENT_SRC_SOFTMAX_CC_TYPES_
+#include "src/ops.h"
+namespace xent {
+// Row kernel arguments (plain data, shared by every target).
+struct SoftmaxKernel {
+  size_t V = 0;
+  InMat logits;
+  float scale = 1.0f;  // 1 / temperature
+  bool entropy = false;
+  OutMat probs, log_probs;
+  bool stream = false;
+  // Token log-probs.
+  float cap = 0.0f, inv_cap = 0.0f;
+  Labels target;
+};
+
+struct SoftmaxRow {
+  float M = 0.0f;      // row max of z
+  float a = 0.0f;      // 1 / S
+  float lse_off = 0.0f;  // log S: log_probs = (z - M) - log S
+  bool nan = false;
+};
+
+// ---------------------------------------------------------------------------
+// Backward: per segment the sum of g y (PROBS) or of g (LOG_PROBS), then
+// gx = (y (g - sum)) / T or (g - exp(y) sum) / T.
+struct BackwardKernel {
+  size_t V = 0;
+  InMat y, g;
+  bool log = false;
+  OutMat gx;
+  float inv_t = 1.0f;
+};
+
+}  // namespace xent
+#endif  // XENT_SRC_SOFTMAX_CC_TYPES_
+
+#include "hwy/highway.h"
+#include "src/ops.h"
+#include "src/rows.h"
+#include "src/simd-inl.h"
+#include "src/softmax-inl.h"
+
+HWY_BEFORE_NAMESPACE();
+namespace xent {
+namespace HWY_NAMESPACE {
+
+template <typename T, bool kCap, bool kScale>
+void StatsRow(const SoftmaxKernel& k, size_t row, size_t s0, size_t s1, SoftmaxSeg* out, float* e_out) {
+  const T* x = RowPtr<T>(k.logits.data, k.logits.stride, row);
+  ZMap f;
+  f.cap = k.cap;
+  f.inv_cap = k.inv_cap;
+  f.scale = k.scale;
+  // The target's z (token log-probs), read before the walk.
+  int64_t y = -1;
+  float zy = 0.0f;
+  if (k.target.data != nullptr) {
+    y = k.target.At(row);
+    if (y >= static_cast<int64_t>(s0 * kSegment) && y < static_cast<int64_t>(std::min(k.V, s1 * kSegment))) {
+      zy = ApplyZScalar<kCap, kScale>(LoadScalarF32(x, static_cast<size_t>(y), DTypeOf<T>()), f);
+    } else {
+      y = -1;
+    }
+  }
+  if (k.entropy) {
+    EntropyAcc a;
+    WalkStats<T, kCap, kScale>(x, k.V, s0, s1, f, a, out, e_out);
+  } else {
+    NoAcc a;
+    WalkStats<T, kCap, kScale>(x, k.V, s0, s1, f, a, out, e_out);
+  }
+  for (size_t s = s0; s < s1; ++s) out[s - s0].has_zy = 0;
+  if (y >= 0) {
+    SoftmaxSeg& o = out[static_cast<size_t>(y) / kSegment - s0];
+    o.zy = zy;
+    o.has_zy = 1;
+  }
+}
+
+template <typename T>
+void StatsDispatchZ(const SoftmaxKernel& k, size_t row, size_t s0, size_t s1, SoftmaxSeg* out, float* e_out) {
+  const bool cap = k.cap > 0.0f, scale = k.scale != 1.0f;
+  if (cap) {
+    scale ? StatsRow<T, true, true>(k, row, s0, s1, out, e_out) : StatsRow<T, true, false>(k, row, s0, s1, out, e_out);
+  } else {
+    scale ? StatsRow<T, false, true>(k, row, s0, s1, out, e_out)
+          : StatsRow<T, false, false>(k, row, s0, s1, out, e_out);
+  }
+}
+
+// Stored e: only worth it for probabilities; over the logits when probs is
+// f32 in place, else the scratch row.
+HWY_INLINE float* ProbsEBuffer(const SoftmaxKernel& k, size_t row, float* scratch) {
+  if (k.probs.data == nullptr) return nullptr;
+  if (k.probs.data == k.logits.data && k.logits.dtype == DType::kF32) {
+    return RowPtrMut<float>(k.probs.data, k.probs.stride, row);
+  }
+  return scratch;
+}
+
+void SoftmaxStats(const SoftmaxKernel& k, size_t row, size_t s0, size_t s1, SoftmaxSeg* out, float* scratch) {
+  float* e_out = ProbsEBuffer(k, row, scratch);
+  switch (k.logits.dtype) {
+    case DType::kBF16: return StatsDispatchZ<BF16>(k, row, s0, s1, out, e_out);
+    case DType::kF16: return StatsDispatchZ<F16>(k, row, s0, s1, out, e_out);
+    default: return StatsDispatchZ<float>(k, row, s0, s1, out, e_out);
+  }
+}
+
+// Output pass for one segment: probs = e F_c, log_probs = (z - M) - log S.
+template <typename T, typename TP, typename TL, bool kScale, bool kStream>
+HWY_NOINLINE void SoftmaxOutSeg(const SoftmaxKernel& k, const SoftmaxRow& r, const SoftmaxSeg& sg, const T* x,
+                                const float* e_in, TP* probs, TL* log_probs, size_t n) {
+  const DF d;
+  const size_t N = hn::Lanes(d);
+  float fac[kChunksPerSegment], refs[kChunksPerSegment];
+  ChunkFactors(sg, n, r.a, r.M, r.nan, fac);
+  const size_t chunks = (n + kChunk - 1) / kChunk;
+  for (size_t c = 0; c < chunks; ++c) refs[c] = ChunkRef(sg, c);
+  ZMap f;
+  f.scale = k.scale;
+  const VF vM = hn::Set(d, r.nan ? std::numeric_limits<float>::quiet_NaN() : r.M), vl = hn::Set(d, r.lse_off);
+  const bool stream = kStream && (probs == nullptr || PeelToAlign(probs, n) == 0) &&
+                      (log_probs == nullptr || PeelToAlign(log_probs, n) == 0);
+  auto one = [&](size_t i, size_t rr) {
+    const bool full = rr == N;
+    const size_t c = i / kChunk;
+    VF z = hn::Zero(d);
+    if (log_probs != nullptr || e_in == nullptr) {
+      const VF xv = full ? LoadF32(d, x + i) : LoadTailF32(d, x + i, rr, 0.0f);
+      z = ApplyZ<false, kScale>(d, xv, f);
+    }
+    if (probs != nullptr) {
+      const VF e = e_in ? (full ? hn::LoadU(d, e_in + i) : LoadTailF32(d, e_in + i, rr, 0.0f))
+                        : ExpNonPositive(d, hn::Sub(z, hn::Set(d, refs[c])));
+      const VF pv = hn::Mul(e, hn::Set(d, fac[c]));
+      if (!full) {
+        StoreTailF32(d, pv, probs + i, rr);
+      } else if (stream) {
+        StoreOut<TP, true>(d, pv, probs + i);
+      } else {
+        StoreF32(d, pv, probs + i);
+      }
+    }
+    if (log_probs != nullptr) {
+      const VF lv = hn::Sub(hn::Sub(z, vM), vl);
+      if (!full) {
+        StoreTailF32(d, lv, log_probs + i, rr);
+      } else if (stream) {
+        StoreOut<TL, true>(d, lv, log_probs + i);
+      } else {
+        StoreF32(d, lv, log_probs + i);
+      }
+    }
+  };
+  size_t i = 0;
+  for (; i + N <= n; i += N) one(i, N);
+  if (i < n) one(i, n - i);
+}
+
+template <typename T, typename TP, typename TL>
+void SoftmaxOutT(const SoftmaxKernel& k, const SoftmaxRow& r, const SoftmaxSeg* segs, size_t row, size_t s0,
+                 size_t s1, const float* e_in) {
+  const T* x = RowPtr<T>(k.logits.data, k.logits.stride, row);
+  TP* probs = k.probs.data ? RowPtrMut<TP>(k.probs.data, k.probs.stride, row) : nullptr;
+  TL* lp = k.log_probs.data ? RowPtrMut<TL>(k.log_probs.data, k.log_probs.stride, row) : nullptr;
+  const bool scale = k.scale != 1.0f;
+  for (size_t s = s0; s < s1; ++s) {
+    const size_t b = s * kSegment, n = std::min(kSegment, k.V - b);
+    const float* e = e_in ? e_in + b : nullptr;
+    TP* pb = probs ? probs + b : nullptr;
+    TL* lb = lp ? lp + b : nullptr;
+    if (k.stream) {
+      scale ? SoftmaxOutSeg<T, TP, TL, true, true>(k, r, segs[s], x + b, e, pb, lb, n)
+            : SoftmaxOutSeg<T, TP, TL, false, true>(k, r, segs[s], x + b, e, pb, lb, n);
+    } else {
+      scale ? SoftmaxOutSeg<T, TP, TL, true, false>(k, r, segs[s], x + b, e, pb, lb, n)
+            : SoftmaxOutSeg<T, TP, TL, false, false>(k, r, segs[s], x + b, e, pb, lb, n);
+    }
+  }
+  if (k.stream) hwy::FlushStream();
+}
+
+template <typename T>
+void SoftmaxOutP(const SoftmaxKernel& k, const SoftmaxRow& r, const SoftmaxSeg* segs, size_t row, size_t s0,
+                 size_t s1, const float* e_in) {
+  // Each output is f32 or the logits' dtype.
+  const bool pf = k.probs.data == nullptr || k.probs.dtype == DType::kF32;
+  const bool lf = k.log_probs.data == nullptr || k.log_probs.dtype == DType::kF32;
+  if (pf && lf) return SoftmaxOutT<T, float, float>(k, r, segs, row, s0, s1, e_in);
+  if (pf) return SoftmaxOutT<T, float, T>(k, r, segs, row, s0, s1, e_in);
+  if (lf) return SoftmaxOutT<T, T, float>(k, r, segs, row, s0, s1, e_in);
+  return SoftmaxOutT<T, T, T>(k, r, segs, row, s0, s1, e_in);
+}
+
+void SoftmaxOut(const SoftmaxKernel& k, const SoftmaxRow& r, const SoftmaxSeg* segs, size_t row, size_t s0,
+                size_t s1, float* scratch) {
+  const float* e_in = ProbsEBuffer(k, row, scratch);
+  switch (k.logits.dtype) {
+    case DType::kBF16: return SoftmaxOutP<BF16>(k, r, segs, row, s0, s1, e_in);
+    case DType::kF16: return SoftmaxOutP<F16>(k, r, segs, row, s0, s1, e_in);
+    default: return SoftmaxOutT<float, float, float>(k, r, segs, row, s0, s1, e_in);
+  }
+}
+
+template <typename T>
+HWY_NOINLINE float BackwardDotSeg(const T* y, const T* g, size_t n, bool log) {
+  const DF d;
+  const size_t N = hn::Lanes(d);
+  VF acc = hn::Zero(d);
+  for (size_t cb = 0; cb < n; cb += kChunk) {  // two-level sums
+    const size_t ce = std::min(n, cb + kChunk);
+    VF c0 = hn::Zero(d), c1 = c0;
+    size_t i = cb;
+    for (; i + 2 * N <= ce; i += 2 * N) {
+      if (log) {
+        c0 = hn::Add(c0, LoadF32(d, g + i));
+        c1 = hn::Add(c1, LoadF32(d, g + i + N));
+      } else {
+        c0 = hn::MulAdd(LoadF32(d, g + i), LoadF32(d, y + i), c0);
+        c1 = hn::MulAdd(LoadF32(d, g + i + N), LoadF32(d, y + i + N), c1);
+      }
+    }
+    for (; i + N <= ce; i += N) {
+      c0 = log ? hn::Add(c0, LoadF32(d, g + i)) : hn::MulAdd(LoadF32(d, g + i), LoadF32(d, y + i), c0);
+    }
+    if (i < ce) {
+      const VF gv = LoadTailF32(d, g + i, ce - i, 0.0f);
+      c1 = log ? hn::Add(c1, gv) : hn::MulAdd(gv, LoadTailF32(d, y + i, ce - i, 0.0f), c1);
+    }
+    acc = hn::Add(acc, hn::Add(c0, c1));
+  }
+  return hn::GetLane(hn::SumOfLanes(d, acc));
+}
+
+void BackwardStats(const BackwardKernel& k, size_t row, size_t s0, size_t s1, float* out) {
+  for (size_t s = s0; s < s1; ++s) {
+    const size_t b = s * kSegment, n = std::min(kSegment, k.V - b);
+    switch (k.y.dtype) {
+      case DType::kBF16:
+        out[s - s0] = BackwardDotSeg(RowPtr<BF16>(k.y.data, k.y.stride, row) + b,
+                                     RowPtr<BF16>(k.g.data, k.g.stride, row) + b, n, k.log);
+        break;
+      case DType::kF16:
+        out[s - s0] = BackwardDotSeg(RowPtr<F16>(k.y.data, k.y.stride, row) + b,
+                                     RowPtr<F16>(k.g.data, k.g.stride, row) + b, n, k.log);
+        break;
+      default:
+        out[s - s0] = BackwardDotSeg(RowPtr<float>(k.y.data, k.y.stride, row) + b,
+                                     RowPtr<float>(k.g.data, k.g.stride, row) + b, n, k.log);
+    }
+  }
+}
+
+template <typename T, typename TG>
+HWY_NOINLINE void BackwardOutSeg(const T* y, const T* g, TG* gx, size_t n, bool log, float dot, float inv_t) {
+  const DF d;
+  const size_t N = hn::Lanes(d);
+  const VF vd = hn::Set(d, dot), vt = hn::Set(d, inv_t);
+  auto one = [&](size_t i, size_t r) {
+    const bool full = r == N;
+    const VF yv = full ? LoadF32(d, y + i) : LoadTailF32(d, y + i, r, 0.0f);
+    const VF gv = full ? LoadF32(d, g + i) : LoadTailF32(d, g + i, r, 0.0f);
+    const VF out = log ? hn::Mul(hn::NegMulAdd(hn::Exp(d, yv), vd, gv), vt)
+                       : hn::Mul(hn::Mul(yv, hn::Sub(gv, vd)), vt);
+    if (full) {
+      StoreF32(d, out, gx + i);
+    } else {
+      StoreTailF32(d, out, gx + i, r);
+    }
+  };
+  size_t i = 0;
+  for (; i + N <= n; i += N) one(i, N);
+  if (i < n) one(i, n - i);
+}
+
+template <typename T>
+void BackwardOutT(const BackwardKernel& k, float dot, size_t row, size_t s0, size_t s1) {
+  const T* y = RowPtr<T>(k.y.data, k.y.stride, row);
+  const T* g = RowPtr<T>(k.g.data, k.g.stride, row);
+  for (size_t s = s0; s < s1; ++s) {
+    const size_t b = s * kSegment, n = std::min(kSegment, k.V - b);
+    if (k.gx.dtype == DType::kF32) {
+      BackwardOutSeg(y + b, g + b, RowPtrMut<float>(k.gx.data, k.gx.stride, row) + b, n, k.log, dot, k.inv_t);
+    } else {
+      BackwardOutSeg(y + b, g + b, RowPtrMut<T>(k.gx.data, k.gx.stride, row) + b, n, k.log, dot, k.inv_t);
+    }
+  }
+}
+
+void BackwardOut(const BackwardKernel& k, float dot, size_t row, size_t s0, size_t s1) {
+  switch (k.y.dtype) {
+    case DType::kBF16: return BackwardOutT<BF16>(k, dot, row, s0, s1);
+    case DType::kF16: return BackwardOutT<F16>(k, dot, row, s0, s1);
+    default: return BackwardOutT<float>(k, dot, row, s0, s1);
+  }
+}
+
+// NOLINTNEXTLINE(google-readability-namespace-comments)
+}  // namespace HWY_NAMESPACE
+}  // namespace xent
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+#include "src/dispatch.h"
+
+namespace xent {
+
+HWY_EXPORT(SoftmaxStats);
+HWY_EXPORT(SoftmaxOut);
+HWY_EXPORT(BackwardStats);
+HWY_EXPORT(BackwardOut);
+
+
+namespace {
+
+constexpr float kNaNf = std::numeric_limits<float>::quiet_NaN();
+
+// Softmax family and token log-probs share the statistics.
+struct SoftmaxOp : NoMiddle {
+  using Seg = SoftmaxSeg;
+  using Acc = SoftmaxAcc;
+  using RowState = SoftmaxRow;
+  SoftmaxKernel k;
+  const SoftmaxProblem* sp = nullptr;
+  const TokenLogprobsProblem* tp = nullptr;
+
+  bool NeedsStats(size_t) const { return true; }
+  size_t ScratchRows() const { return (sp && sp->probs.data) ? 1 : 0; }
+  void Stats(size_t row, size_t s0, size_t s1, Seg* out, float* scratch) const {
+    XENT_DISPATCH(SoftmaxStats)(k, row, s0, s1, out, scratch);
+  }
+  static void Fold(Acc& acc, const Seg& g) { acc.Fold(g); }
+  void Finish(size_t row, const Acc& acc, bool, RowState* st) const {
+    const double lse = acc.Lse();
+    float* lse_out = sp ? sp->lse : tp->lse;
+    float* ent_out = sp ? sp->entropy : tp->entropy;
+    if (lse_out) lse_out[row] = static_cast<float>(lse);
+    if (ent_out) ent_out[row] = static_cast<float>(acc.Entropy());
+    if (tp && tp->logprob) {
+      tp->logprob[row] = tp->target.Ignored(row)
+                             ? 0.0f
+                             : static_cast<float>(-((acc.M - static_cast<double>(acc.zy)) + acc.LogS()));
+    }
+    st->nan = acc.nan || acc.S == 0.0;
+    st->M = static_cast<float>(acc.M);
+    st->a = st->nan ? kNaNf : static_cast<float>(1.0 / acc.S);
+    st->lse_off = static_cast<float>(acc.LogS());
+  }
+  bool HasOutput() const { return sp && (sp->probs.data || sp->log_probs.data); }
+  void Output(size_t row, const RowState& st, const Seg* segs, size_t s0, size_t s1, float* scratch) const {
+    XENT_DISPATCH(SoftmaxOut)(k, st, segs, row, s0, s1, scratch);
+  }
+};
+
+}  // namespace
+
+xent_status RunSoftmax(const SoftmaxProblem& p, const Exec& exec) {
+  SoftmaxOp op;
+  op.sp = &p;
+  op.k.V = p.V;
+  op.k.logits = p.logits;
+  op.k.scale = 1.0f / p.temperature;
+  op.k.entropy = p.entropy != nullptr;
+  op.k.probs = p.probs;
+  op.k.log_probs = p.log_probs;
+  const bool inplace = p.probs.data == p.logits.data || p.log_probs.data == p.logits.data;
+  op.k.stream = !inplace && ((p.probs.data && StreamOutputs(p.B, p.V, p.probs)) ||
+                             (p.log_probs.data && StreamOutputs(p.B, p.V, p.log_probs)));
+  return RunRows(op, p.B, p.V, exec);
+}
+
+xent_status RunTokenLogprobs(const TokenLogprobsProblem& p, const Exec& exec) {
+  SoftmaxOp op;
+  op.tp = &p;
+  op.k.V = p.V;
+  op.k.logits = p.logits;
+  op.k.scale = 1.0f / p.temperature;
+  op.k.entropy = p.entropy != nullptr;
+  op.k.cap = p.softcap;
+  op.k.inv_cap = p.softcap > 0.0f ? 1.0f / p.softcap : 0.0f;
+  op.k.target = p.logprob ? p.target : Labels();
+  return RunRows(op, p.B, p.V, exec);
+}
+
+namespace {
+
+struct DotSeg {
+  float dot = 0.0f;
+};
+struct DotAcc {
+  double sum = 0.0;
+};
+struct DotRow {
+  float dot = 0.0f;
+};
+
+struct BackwardOp : NoMiddle {
+  using Seg = DotSeg;
+  using Acc = DotAcc;
+  using RowState = DotRow;
+  BackwardKernel k;
+  bool NeedsStats(size_t) const { return true; }
+  size_t ScratchRows() const { return 0; }
+  void Stats(size_t row, size_t s0, size_t s1, Seg* out, float*) const {
+    float tmp[64];
+    for (size_t s = s0; s < s1; s += 64) {
+      const size_t e = std::min(s1, s + 64);
+      XENT_DISPATCH(BackwardStats)(k, row, s, e, tmp);
+      for (size_t j = s; j < e; ++j) out[j - s0].dot = tmp[j - s];
+    }
+  }
+  static void Fold(Acc& acc, const Seg& g) { acc.sum += g.dot; }
+  void Finish(size_t, const Acc& acc, bool, RowState* st) const { st->dot = static_cast<float>(acc.sum); }
+  bool HasOutput() const { return true; }
+  void Output(size_t row, const RowState& st, const Seg*, size_t s0, size_t s1, float*) const {
+    XENT_DISPATCH(BackwardOut)(k, st.dot, row, s0, s1);
+  }
+};
+
+}  // namespace
+
+xent_status RunSoftmaxBackward(const SoftmaxBackwardProblem& p, const Exec& exec) {
+  BackwardOp op;
+  op.k.V = p.V;
+  op.k.y = p.y;
+  op.k.g = p.g;
+  op.k.log = p.log;
+  op.k.gx = p.gx;
+  op.k.inv_t = 1.0f / p.temperature;
+  return RunRows(op, p.B, p.V, exec);
+}
+
+}  // namespace xent
+#endif  // HWY_ONCE
