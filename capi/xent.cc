@@ -580,4 +580,83 @@ xent_status xent_token_logprobs(const xent_token_logprobs_args* user) {
   });
 }
 
+// ---------------------------------------------------------------------------
+// KL divergence / generalized JSD.
+xent_status xent_divergence_args_init(xent_divergence_args* args, size_t struct_size) {
+  xent_divergence_args d;
+  std::memset(&d, 0, sizeof(d));
+  d.input_dtype = XENT_F32;
+  d.input_kind = XENT_DIST_LOG_PROBS;
+  d.target_dtype = XENT_F32;
+  d.target_kind = XENT_DIST_PROBS;
+  d.divergence = XENT_DIVERGENCE_KL;
+  d.beta = 0.5f;
+  d.temperature = 1.0f;
+  d.reduction = XENT_REDUCTION_MEAN;
+  d.grad_scale = 1.0f;
+  d.ignore_index = -100;
+  d.labels_dtype = XENT_I64;
+  return InitArgs(args, struct_size, d, "xent_divergence_args");
+}
+
+namespace {
+DistKind CheckKind(const char* name, int32_t k) {
+  XENT_CHECK(k >= 0 && k <= 2, XENT_ERROR_INVALID_ENUM,
+             "%s = %d is not XENT_DIST_LOGITS (0), XENT_DIST_LOG_PROBS (1) or XENT_DIST_PROBS (2)", name, k);
+  return static_cast<DistKind>(k);
+}
+}  // namespace
+
+xent_status xent_divergence(const xent_divergence_args* user) {
+  return Guard([&] {
+    const auto a = ReadArgs(user, "xent_divergence_args");
+    const size_t B = a.batch, V = a.num_classes;
+    CheckShape(B, V);
+    CheckZero("reserved0", a.reserved0);
+    CheckZero("reserved1", a.reserved1);
+    AliasCheck alias;
+    DivergenceProblem p;
+    p.B = B;
+    p.V = V;
+    CheckRequired(a.input, "input");
+    CheckRequired(a.target, "target");
+    p.input = CheckInMat("input", a.input, a.input_dtype, a.input_stride, B, V, &alias);
+    p.target = CheckInMat("target", a.target, a.target_dtype, a.target_stride, B, V, &alias);
+    XENT_CHECK(p.target.dtype == p.input.dtype, XENT_ERROR_INVALID_DTYPE,
+               "target_dtype = %d (%s) differs from input_dtype = %d (%s)", a.target_dtype,
+               DTypeName(a.target_dtype), a.input_dtype, DTypeName(a.input_dtype));
+    p.input_kind = CheckKind("input_kind", a.input_kind);
+    p.target_kind = CheckKind("target_kind", a.target_kind);
+    XENT_CHECK(a.divergence == XENT_DIVERGENCE_KL || a.divergence == XENT_DIVERGENCE_JSD, XENT_ERROR_INVALID_ENUM,
+               "divergence = %d is not XENT_DIVERGENCE_KL (0) or XENT_DIVERGENCE_JSD (1)", a.divergence);
+    p.jsd = a.divergence == XENT_DIVERGENCE_JSD;
+    CheckUnit("beta", a.beta);
+    CheckPositive("temperature", a.temperature);
+    XENT_CHECK(a.t2_scaling == 0 || a.t2_scaling == 1, XENT_ERROR_INVALID_VALUE, "t2_scaling = %d is not 0 or 1",
+               a.t2_scaling);
+    p.beta = a.beta;
+    p.temperature = a.temperature;
+    p.t2 = a.t2_scaling != 0;
+    p.reduction = CheckReduction(a.reduction, true);
+    CheckFinite("grad_scale", a.grad_scale);
+    p.grad_scale = a.grad_scale;
+    if (a.labels) {
+      p.labels = CheckLabels("labels", a.labels, a.labels_dtype, a.labels_stride, a.ignore_index, B, V, &alias);
+    }
+    p.loss = a.loss;
+    p.row_loss = a.row_loss;
+    AddVector(&alias, "loss", a.loss, 1, true);
+    AddVector(&alias, "row_loss", a.row_loss, B, true);
+    p.elem_loss = CheckOutMat("elem_loss", a.elem_loss, XENT_F32, a.elem_loss_stride, DType::kF32, B, V, &alias);
+    p.grad_input = CheckOutMat("grad_input", a.grad_input, a.grad_input_dtype, a.grad_input_stride, p.input.dtype,
+                               B, V, &alias);
+    p.grad_target = CheckOutMat("grad_target", a.grad_target, a.grad_target_dtype, a.grad_target_stride,
+                                p.target.dtype, B, V, &alias);
+    alias.AllowInPlace("grad_input", "input");
+    alias.Run();
+    const Exec exec = CheckExec(a.num_threads, a.parallel_for, a.parallel_user);
+    return RunDivergence(p, exec);
+  });
+}
+
 }  // extern "C"

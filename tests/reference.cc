@@ -164,4 +164,119 @@ std::vector<double> SoftmaxBackward(const std::vector<double>& y, const std::vec
   return r;
 }
 
+namespace {
+
+// log-probabilities and probabilities of one side.
+void SideValues(const double* v, size_t V, int kind, double T, std::vector<double>& lp, std::vector<double>& pr) {
+  lp.resize(V);
+  pr.resize(V);
+  if (kind == 0) {
+    std::vector<double> z(V);
+    for (size_t c = 0; c < V; ++c) z[c] = v[c] / T;
+    double m = -kInf;
+    bool nan = false;
+    for (size_t c = 0; c < V; ++c) {
+      m = std::max(m, z[c]);
+      nan |= std::isnan(z[c]);
+    }
+    double sum = 0;
+    for (size_t c = 0; c < V; ++c) sum += std::exp(z[c] - m);
+    for (size_t c = 0; c < V; ++c) {
+      lp[c] = (nan || m == kInf || m == -kInf) ? kNaN : (z[c] - m) - std::log(sum);
+      pr[c] = (nan || m == kInf || m == -kInf) ? kNaN : std::exp(z[c] - m) / sum;
+    }
+  } else if (kind == 1) {
+    for (size_t c = 0; c < V; ++c) {
+      lp[c] = v[c];
+      pr[c] = std::exp(v[c]);
+    }
+  } else {
+    for (size_t c = 0; c < V; ++c) {
+      pr[c] = v[c];
+      lp[c] = v[c] == 0 ? -kInf : (v[c] < 0 ? kNaN : std::log(v[c]));
+    }
+  }
+}
+
+int Mode(const KlSpec& s) { return (!s.jsd || s.beta == 0) ? 0 : (s.beta == 1 ? 1 : 2); }
+
+// Elementwise terms; xlogy convention 0 log 0 = 0 (also against -inf).
+double Term(int mode, double beta, double p, double lp, double q, double lq) {
+  auto xl = [](double a, double diff) { return a == 0 ? 0.0 : a * diff; };
+  if (mode == 0) return xl(p, lp - lq);
+  if (mode == 1) return xl(q, lq - lp);
+  const double m = beta * p + (1 - beta) * q;
+  const double lm = m == 0 ? -kInf : std::log(m);
+  return xl(beta * p, lp - lm) + xl((1 - beta) * q, lq - lm);
+}
+
+}  // namespace
+
+double DivergenceRowLoss(const KlSpec& s, const double* x, const double* t) {
+  std::vector<double> lq, q, lp, p;
+  SideValues(x, s.V, s.qk, s.temperature, lq, q);
+  SideValues(t, s.V, s.pk, s.temperature, lp, p);
+  double loss = 0;
+  for (size_t c = 0; c < s.V; ++c) loss += Term(Mode(s), s.beta, p[c], lp[c], q[c], lq[c]);
+  return loss * (s.t2 ? s.temperature * s.temperature : 1.0);
+}
+
+KlOut Divergence(const KlSpec& s) {
+  const size_t B = s.B, V = s.V;
+  KlOut o;
+  o.row_loss.assign(B, 0);
+  o.elem.assign(B * V, 0);
+  o.gx.assign(B * V, 0);
+  o.gt.assign(B * V, 0);
+  const int mode = Mode(s);
+  const double t2 = s.t2 ? s.temperature * s.temperature : 1.0;
+  size_t rows = 0;
+  for (size_t i = 0; i < B; ++i) rows += (!s.labels.empty() && s.labels[i] == s.ignore_index) ? 0 : 1;
+  double div = 1;
+  if (s.reduction == 1) div = double(rows) * V;
+  if (s.reduction == 3) div = double(rows);
+  const double gsc = s.grad_scale * t2 / div;
+  std::vector<double> lq, q, lp, p, G(V), K(V);
+  for (size_t i = 0; i < B; ++i) {
+    if (!s.labels.empty() && s.labels[i] == s.ignore_index) continue;
+    SideValues(&s.x[i * V], V, s.qk, s.temperature, lq, q);
+    SideValues(&s.t[i * V], V, s.pk, s.temperature, lp, p);
+    double loss = 0, sG = 0, sK = 0;
+    for (size_t c = 0; c < V; ++c) {
+      const double term = Term(mode, s.beta, p[c], lp[c], q[c], lq[c]);
+      o.elem[i * V + c] = term * t2;
+      loss += term;
+      // dL/dlog q and dL/dlog p.
+      if (mode == 0) {
+        G[c] = -p[c];
+        K[c] = p[c] == 0 ? 0 : p[c] * (lp[c] - lq[c] + 1);
+      } else if (mode == 1) {
+        G[c] = q[c] == 0 ? 0 : q[c] * (lq[c] - lp[c] + 1);
+        K[c] = -q[c];
+      } else {
+        const double m = s.beta * p[c] + (1 - s.beta) * q[c];
+        const double lm = m == 0 ? -kInf : std::log(m);
+        G[c] = q[c] == 0 ? 0 : (1 - s.beta) * q[c] * (lq[c] - lm);
+        K[c] = p[c] == 0 ? 0 : s.beta * p[c] * (lp[c] - lm);
+      }
+      sG += G[c];
+      sK += K[c];
+    }
+    o.row_loss[i] = loss * t2;
+    for (size_t c = 0; c < V; ++c) {
+      auto side = [&](int kind, double Gc, double sum, double prob, double raw) {
+        if (kind == 0) return (Gc - prob * sum) / s.temperature;
+        if (kind == 1) return Gc;
+        return Gc == 0 ? 0.0 : Gc / raw;  // dL/dp = (dL/dlog p) / p
+      };
+      o.gx[i * V + c] = side(s.qk, G[c], sG, q[c], s.x[i * V + c]) * gsc;
+      o.gt[i * V + c] = side(s.pk, K[c], sK, p[c], s.t[i * V + c]) * gsc;
+    }
+  }
+  double sum = 0;
+  for (double r : o.row_loss) sum += r;
+  o.loss = sum / div;
+  return o;
+}
+
 }  // namespace xent_ref

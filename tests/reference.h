@@ -43,6 +43,27 @@ std::vector<double> TokenLogprobs(const std::vector<double>& x, const std::vecto
 std::vector<double> SoftmaxBackward(const std::vector<double>& y, const std::vector<double>& g, size_t B, size_t V,
                                     bool log, double temperature);
 
+// KL / JSD (see xent_divergence_args). kinds: 0 logits, 1 log-probs, 2 probs.
+struct KlSpec {
+  size_t B = 0, V = 0;
+  std::vector<double> x, t;  // input (Q), target (P)
+  int qk = 1, pk = 2;
+  bool jsd = false;
+  double beta = 0.5, temperature = 1;
+  bool t2 = false;
+  int reduction = 1;  // 0 none, 1 mean, 2 sum, 3 batchmean
+  double grad_scale = 1;
+  std::vector<int64_t> labels;  // empty = none
+  int64_t ignore_index = -100;
+};
+struct KlOut {
+  std::vector<double> row_loss, elem, gx, gt;
+  double loss = 0;
+};
+KlOut Divergence(const KlSpec& s);
+// Row loss only (for finite differences).
+double DivergenceRowLoss(const KlSpec& s, const double* x, const double* t);
+
 // log-sum-exp of a row (max-shifted), -inf for an all -inf row, NaN on NaN.
 double LogSumExp(const double* x, size_t n);
 

@@ -1,0 +1,459 @@
+// KL divergence and generalized Jensen-Shannon between two distributions per
+// row, each given as logits, log-probabilities or probabilities.
+//
+// Pass 1 (stats): online max / sum-of-exp of each side given as logits (exp
+// values kept in the scratch rows), sums of probabilities of the others.
+// Pass 2 (middle): elementwise terms, row loss, and the gradients that need
+// no row sum from this pass (the distillation case: student logits, forward
+// KL). Pass 3 (output): the remaining gradients, which need sums of pass 2.
+#ifndef XENT_SRC_KL_CC_TYPES_
+#define XENT_SRC_KL_CC_TYPES_
+#include "src/ops.h"
+namespace xent {
+
+enum class KlMode : int32_t { kForward = 0, kReverse = 1, kMix = 2 };
+
+struct KlKernel {
+  size_t V = 0;
+  InMat q_in, p_in;  // input (student Q), target (teacher P)
+  DistKind qk = DistKind::kLogProbs, pk = DistKind::kProbs;
+  float inv_t = 1.0f;
+  KlMode mode = KlMode::kForward;
+  float beta = 0.0f;
+  bool need_psum = false, need_qsum = false;
+  OutMat elem_loss, grad_q, grad_p;
+  bool grads_in_middle = false;  // else pass 3
+};
+
+struct KlSeg {
+  SoftmaxSeg q, p;  // stats of the sides given as logits
+  float psum = 0.0f, qsum = 0.0f;
+  float loss = 0.0f;
+  float gq = 0.0f, gp = 0.0f;  // sums of dL/dlog q, dL/dlog p (pass 2)
+};
+
+// Per-row constants.
+struct KlRow {
+  float Mq = 0.0f, lsq = 0.0f, aq = 0.0f;  // q side: max, log S, 1/S
+  float Mp = 0.0f, lsp = 0.0f, ap = 0.0f;
+  bool nanq = false, nanp = false;
+  float psum = 1.0f, qsum = 1.0f;
+  float gs = 0.0f;             // gradient scale (0 for ignored rows)
+  float es = 1.0f;             // element-loss scale (T^2 or 1; 0 ignored)
+  float gq_sum = 0.0f, gp_sum = 0.0f;
+  bool ignored = false;
+};
+
+}  // namespace xent
+#endif  // XENT_SRC_KL_CC_TYPES_
+
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "src/kl.cc"
+#include "hwy/foreach_target.h"  // IWYU pragma: keep
+
+#include "hwy/highway.h"
+#include "src/ops.h"
+#include "src/rows.h"
+#include "src/simd-inl.h"
+#include "src/softmax-inl.h"
+
+HWY_BEFORE_NAMESPACE();
+namespace xent {
+namespace HWY_NAMESPACE {
+
+// Sum over a segment of p (PROBS) or exp(p) (LOG_PROBS), two-level.
+template <typename T>
+HWY_NOINLINE float ProbSumSeg(const T* x, size_t n, bool log) {
+  const DF d;
+  const size_t N = hn::Lanes(d);
+  VF acc = hn::Zero(d);
+  for (size_t cb = 0; cb < n; cb += kChunk) {
+    const size_t ce = std::min(n, cb + kChunk);
+    VF c0 = hn::Zero(d);
+    size_t i = cb;
+    for (; i + N <= ce; i += N) {
+      const VF v = LoadF32(d, x + i);
+      c0 = hn::Add(c0, log ? hn::Exp(d, v) : v);
+    }
+    if (i < ce) {
+      const VF v = LoadTailF32(d, x + i, ce - i, log ? kNegInf : 0.0f);
+      c0 = hn::Add(c0, log ? hn::Exp(d, v) : v);
+    }
+    acc = hn::Add(acc, c0);
+  }
+  return hn::GetLane(hn::SumOfLanes(d, acc));
+}
+
+template <typename T>
+void SideStats(const T* x, DistKind kind, float inv_t, bool need_sum, size_t V, size_t s0, size_t s1,
+               KlSeg* out, bool is_q, float* e_out) {
+  if (kind == DistKind::kLogits) {
+    ZMap f;
+    f.scale = inv_t;
+    SoftmaxSeg tmp[kChunksPerSegment];
+    NoAcc a;
+    for (size_t s = s0; s < s1; s += kChunksPerSegment) {
+      const size_t e = std::min(s1, s + kChunksPerSegment);
+      if (inv_t != 1.0f) {
+        WalkStats<T, false, true>(x, V, s, e, f, a, tmp, e_out);
+      } else {
+        WalkStats<T, false, false>(x, V, s, e, f, a, tmp, e_out);
+      }
+      for (size_t j = s; j < e; ++j) (is_q ? out[j - s0].q : out[j - s0].p) = tmp[j - s];
+    }
+  } else if (need_sum) {
+    for (size_t s = s0; s < s1; ++s) {
+      const size_t b = s * kSegment, n = std::min(kSegment, V - b);
+      (is_q ? out[s - s0].qsum : out[s - s0].psum) = ProbSumSeg(x + b, n, kind == DistKind::kLogProbs);
+    }
+  }
+}
+
+template <typename T>
+void StatsT(const KlKernel& k, size_t row, size_t s0, size_t s1, KlSeg* out, float* scratch) {
+  for (size_t s = s0; s < s1; ++s) out[s - s0] = KlSeg();
+  SideStats(RowPtr<T>(k.q_in.data, k.q_in.stride, row), k.qk, k.inv_t, k.need_qsum, k.V, s0, s1, out, true,
+            scratch);
+  SideStats(RowPtr<T>(k.p_in.data, k.p_in.stride, row), k.pk, k.inv_t, k.need_psum, k.V, s0, s1, out, false,
+            scratch ? scratch + k.V : nullptr);
+}
+
+void KlStats(const KlKernel& k, size_t row, size_t s0, size_t s1, KlSeg* out, float* scratch) {
+  switch (k.q_in.dtype) {
+    case DType::kBF16: return StatsT<BF16>(k, row, s0, s1, out, scratch);
+    case DType::kF16: return StatsT<F16>(k, row, s0, s1, out, scratch);
+    default: return StatsT<float>(k, row, s0, s1, out, scratch);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Elementwise quantities of one vector.
+struct Side {
+  VF prob, logp;
+};
+
+// log(x) with log 0 = -inf and log(negative) = NaN.
+HWY_INLINE VF SafeLog(DF d, VF x) {
+  const VF l = hn::Log(d, x);
+  const VF nan = hn::Set(d, std::numeric_limits<float>::quiet_NaN());
+  VF r = hn::IfThenElse(hn::Eq(x, hn::Zero(d)), hn::Set(d, kNegInf), l);
+  r = hn::IfThenElse(hn::Lt(x, hn::Zero(d)), nan, r);
+  return hn::IfThenElse(hn::Eq(x, hn::Set(d, std::numeric_limits<float>::infinity())), x, r);
+}
+
+// One side: logits use z = x / T, log p = (z - M) - log S, p = e F_c with
+// e = exp(z - ref_c) as the stats pass computed it (stored, or recomputed
+// bit-identically); log-probs use exp; probs use log.
+HWY_INLINE Side MakeSide(DF d, VF x, DistKind kind, float inv_t, float M, float ls, bool nan, const float* e,
+                         float ref, VF vF, bool full, size_t r) {
+  Side s;
+  if (kind == DistKind::kLogits) {
+    const VF z = inv_t != 1.0f ? hn::Mul(x, hn::Set(d, inv_t)) : x;
+    s.logp = hn::Sub(hn::Sub(z, hn::Set(d, M)), hn::Set(d, ls));
+    if (nan) s.logp = hn::Set(d, std::numeric_limits<float>::quiet_NaN());
+    const VF ev = e != nullptr ? (full ? hn::LoadU(d, e) : LoadTailF32(d, e, r, 0.0f))
+                               : ExpNonPositive(d, hn::Sub(z, hn::Set(d, ref)));
+    s.prob = hn::Mul(ev, vF);
+  } else if (kind == DistKind::kLogProbs) {
+    s.logp = x;
+    s.prob = hn::Exp(d, x);
+  } else {
+    s.prob = x;
+    s.logp = SafeLog(d, x);
+  }
+  return s;
+}
+
+// Loss term and d(loss)/d(log q), d(loss)/d(log p) of one vector.
+struct Terms {
+  VF term, G, K, lm;
+};
+HWY_INLINE Terms MakeTerms(DF d, const Side& q, const Side& p, KlMode mode, float beta) {
+  Terms t;
+  const VF zero = hn::Zero(d);
+  const auto p0 = hn::Eq(p.prob, zero), q0 = hn::Eq(q.prob, zero);
+  if (mode == KlMode::kForward) {
+    const VF diff = hn::Sub(p.logp, q.logp);
+    t.term = hn::IfThenZeroElse(p0, hn::Mul(p.prob, diff));
+    t.G = hn::Neg(p.prob);
+    t.K = hn::IfThenZeroElse(p0, hn::MulAdd(p.prob, diff, p.prob));
+  } else if (mode == KlMode::kReverse) {
+    const VF diff = hn::Sub(q.logp, p.logp);
+    t.term = hn::IfThenZeroElse(q0, hn::Mul(q.prob, diff));
+    t.G = hn::IfThenZeroElse(q0, hn::MulAdd(q.prob, diff, q.prob));
+    t.K = hn::Neg(q.prob);
+  } else {
+    const VF b = hn::Set(d, beta), b1 = hn::Set(d, 1.0f - beta);
+    const VF mix = hn::MulAdd(b, p.prob, hn::Mul(b1, q.prob));
+    t.lm = SafeLog(d, mix);
+    const VF tp = hn::IfThenZeroElse(p0, hn::Mul(hn::Mul(b, p.prob), hn::Sub(p.logp, t.lm)));
+    const VF tq = hn::IfThenZeroElse(q0, hn::Mul(hn::Mul(b1, q.prob), hn::Sub(q.logp, t.lm)));
+    t.term = hn::Add(tp, tq);
+    t.G = tq;
+    t.K = tp;
+  }
+  return t;
+}
+
+// Stores v as f32 or as T at base[i] (r lanes when r < N).
+template <typename T>
+HWY_INLINE void StoreAs(DF d, VF v, const OutMat& m, size_t row, size_t i, size_t r) {
+  const size_t N = hn::Lanes(d);
+  if (m.dtype == DType::kF32) {
+    float* p = RowPtrMut<float>(m.data, m.stride, row) + i;
+    r == N ? StoreF32(d, v, p) : StoreTailF32(d, v, p, r);
+  } else {
+    T* p = RowPtrMut<T>(m.data, m.stride, row) + i;
+    r == N ? StoreF32(d, v, p) : StoreTailF32(d, v, p, r);
+  }
+}
+
+// Gradient w.r.t. the input of one side as given.
+HWY_INLINE VF SideGrad(DF d, VF Gl, const Side& s, VF x_raw, DistKind kind, float sum_g, float inv_t, VF scale,
+                       KlMode mode, bool student, float beta, VF lm, VF other_logp) {
+  VF g;
+  if (kind == DistKind::kLogits) {
+    // (dL/dlog p_c - p_c sum_k dL/dlog p_k) / T
+    g = hn::Mul(hn::NegMulAdd(s.prob, hn::Set(d, sum_g), Gl), hn::Set(d, inv_t));
+  } else if (kind == DistKind::kLogProbs) {
+    g = Gl;
+  } else {
+    // dL/dp = (dL/dlog p) / p, in forms without 0/0.
+    const VF zero = hn::Zero(d);
+    const bool fwd_side = (mode == KlMode::kForward) == student;  // dL/dlog = -other prob
+    // A zero probability gets a zero gradient (a masked class stays
+    // masked), except -other/0 = -inf where the loss itself is infinite.
+    if (mode == KlMode::kMix) {
+      const VF w = hn::Set(d, student ? 1.0f - beta : beta);
+      g = hn::IfThenZeroElse(hn::Eq(s.prob, zero), hn::Mul(w, hn::Sub(s.logp, lm)));
+    } else if (fwd_side) {
+      // dL/dlog x = -(other prob): dL/dx = -other / x, 0 where the other is 0.
+      g = hn::IfThenZeroElse(hn::Eq(Gl, zero), hn::Div(Gl, x_raw));
+    } else {
+      g = hn::IfThenZeroElse(hn::Eq(s.prob, zero), hn::Add(hn::Sub(s.logp, other_logp), hn::Set(d, 1.0f)));
+    }
+  }
+  return hn::Mul(g, scale);
+}
+
+template <typename T>
+void PassT(const KlKernel& k, const KlRow& r, KlSeg* segs, size_t row, size_t s0, size_t s1, const float* scratch,
+           bool middle) {
+  const DF d;
+  const size_t N = hn::Lanes(d);
+  const T* xq = RowPtr<T>(k.q_in.data, k.q_in.stride, row);
+  const T* xp = RowPtr<T>(k.p_in.data, k.p_in.stride, row);
+  const bool write_grads = (k.grads_in_middle == middle);
+  const bool do_gq = write_grads && k.grad_q.data != nullptr;
+  const bool do_gp = write_grads && k.grad_p.data != nullptr;
+  const VF gs = hn::Set(d, r.gs), es = hn::Set(d, r.es);
+  for (size_t s = s0; s < s1; ++s) {
+    const size_t b = s * kSegment, n = std::min(kSegment, k.V - b);
+    KlSeg& sg = segs[s];
+    if (r.ignored) {
+      for (size_t i = 0; i < n; i += N) {
+        const size_t rr = std::min(N, n - i);
+        if (middle && k.elem_loss.data) StoreAs<float>(d, hn::Zero(d), k.elem_loss, row, b + i, rr);
+        if (do_gq) StoreAs<T>(d, hn::Zero(d), k.grad_q, row, b + i, rr);
+        if (do_gp) StoreAs<T>(d, hn::Zero(d), k.grad_p, row, b + i, rr);
+      }
+      if (middle) sg.loss = sg.gq = sg.gp = 0.0f;
+      continue;
+    }
+    float fq[kChunksPerSegment], fp[kChunksPerSegment];
+    if (k.qk == DistKind::kLogits) ChunkFactors(sg.q, n, r.aq, r.Mq, r.nanq, fq);
+    if (k.pk == DistKind::kLogits) ChunkFactors(sg.p, n, r.ap, r.Mp, r.nanp, fp);
+    const float* eq = scratch ? scratch + b : nullptr;
+    const float* ep = scratch ? scratch + k.V + b : nullptr;
+    VF loss = hn::Zero(d), sumG = loss, sumK = loss;
+    VF closs = loss, cG = loss, cK = loss;  // chunk sums (two-level)
+    for (size_t i = 0; i < n; i += N) {
+      const size_t rr = std::min(N, n - i);
+      const bool full = rr == N;
+      const size_t c = i / kChunk;
+      const VF x = full ? LoadF32(d, xq + b + i) : LoadTailF32(d, xq + b + i, rr, 0.0f);
+      const VF t = full ? LoadF32(d, xp + b + i) : LoadTailF32(d, xp + b + i, rr, 0.0f);
+      const bool ql = k.qk == DistKind::kLogits, pl = k.pk == DistKind::kLogits;
+      const Side q = MakeSide(d, x, k.qk, k.inv_t, r.Mq, r.lsq, r.nanq, eq ? eq + i : nullptr,
+                              ql ? ChunkRef(sg.q, c) : 0.0f, hn::Set(d, ql ? fq[c] : 0.0f), full, rr);
+      const Side p = MakeSide(d, t, k.pk, k.inv_t, r.Mp, r.lsp, r.nanp, ep ? ep + i : nullptr,
+                              pl ? ChunkRef(sg.p, c) : 0.0f, hn::Set(d, pl ? fp[c] : 0.0f), full, rr);
+      Terms tm = MakeTerms(d, q, p, k.mode, k.beta);
+      const auto valid = hn::FirstN(d, rr);
+      if (middle) {
+        closs = hn::Add(closs, hn::IfThenElseZero(valid, tm.term));
+        cG = hn::Add(cG, hn::IfThenElseZero(valid, tm.G));
+        cK = hn::Add(cK, hn::IfThenElseZero(valid, tm.K));
+        if (k.elem_loss.data) StoreAs<float>(d, hn::Mul(tm.term, es), k.elem_loss, row, b + i, rr);
+      }
+      if (do_gq) {
+        StoreAs<T>(d, SideGrad(d, tm.G, q, x, k.qk, r.gq_sum, k.inv_t, gs, k.mode, true, k.beta, tm.lm, p.logp),
+                   k.grad_q, row, b + i, rr);
+      }
+      if (do_gp) {
+        StoreAs<T>(d, SideGrad(d, tm.K, p, t, k.pk, r.gp_sum, k.inv_t, gs, k.mode, false, k.beta, tm.lm, q.logp),
+                   k.grad_p, row, b + i, rr);
+      }
+      if ((i + N) % kChunk == 0 || i + N >= n) {
+        loss = hn::Add(loss, closs);
+        sumG = hn::Add(sumG, cG);
+        sumK = hn::Add(sumK, cK);
+        closs = cG = cK = hn::Zero(d);
+      }
+    }
+    if (middle) {
+      sg.loss = hn::GetLane(hn::SumOfLanes(d, loss));
+      sg.gq = hn::GetLane(hn::SumOfLanes(d, sumG));
+      sg.gp = hn::GetLane(hn::SumOfLanes(d, sumK));
+    }
+  }
+}
+
+void KlPass(const KlKernel& k, const KlRow& r, KlSeg* segs, size_t row, size_t s0, size_t s1, const float* scratch,
+            bool middle) {
+  switch (k.q_in.dtype) {
+    case DType::kBF16: return PassT<BF16>(k, r, segs, row, s0, s1, scratch, middle);
+    case DType::kF16: return PassT<F16>(k, r, segs, row, s0, s1, scratch, middle);
+    default: return PassT<float>(k, r, segs, row, s0, s1, scratch, middle);
+  }
+}
+
+// NOLINTNEXTLINE(google-readability-namespace-comments)
+}  // namespace HWY_NAMESPACE
+}  // namespace xent
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+#include <memory>
+#include <new>
+
+#include "src/dispatch.h"
+
+namespace xent {
+
+HWY_EXPORT(KlStats);
+HWY_EXPORT(KlPass);
+
+namespace {
+
+constexpr float kNaNf = std::numeric_limits<float>::quiet_NaN();
+
+struct KlAcc {
+  SoftmaxAcc q, p;
+  double psum = 0.0, qsum = 0.0;
+};
+
+struct KlOp {
+  using Seg = KlSeg;
+  using Acc = KlAcc;
+  using RowState = KlRow;
+  const DivergenceProblem* pr;
+  KlKernel k;
+  float* row_loss;
+  double gscale;  // grad_scale * T^2? / divisor
+  double lscale;  // T^2 or 1
+
+  bool NeedsStats(size_t) const { return true; }
+  size_t ScratchRows() const { return 2; }
+  void Stats(size_t row, size_t s0, size_t s1, Seg* out, float* scratch) const {
+    XENT_DISPATCH(KlStats)(k, row, s0, s1, out, scratch);
+  }
+  static void Fold(Acc& acc, const Seg& g) {
+    acc.q.Fold(g.q);
+    acc.p.Fold(g.p);
+    acc.psum += g.psum;
+    acc.qsum += g.qsum;
+  }
+  static void Side(const SoftmaxAcc& a, float* M, float* ls, float* inv_s, bool* nan) {
+    *nan = a.nan || a.S == 0.0;
+    *M = static_cast<float>(a.M);
+    *ls = static_cast<float>(a.LogS());
+    *inv_s = *nan ? kNaNf : static_cast<float>(1.0 / a.S);
+  }
+  void Finish(size_t row, const Acc& acc, bool, RowState* st) const {
+    if (k.qk == DistKind::kLogits) Side(acc.q, &st->Mq, &st->lsq, &st->aq, &st->nanq);
+    if (k.pk == DistKind::kLogits) Side(acc.p, &st->Mp, &st->lsp, &st->ap, &st->nanp);
+    st->psum = k.pk == DistKind::kLogits ? 1.0f : static_cast<float>(acc.psum);
+    st->qsum = k.qk == DistKind::kLogits ? 1.0f : static_cast<float>(acc.qsum);
+    st->ignored = pr->labels.Ignored(row);
+    st->gs = st->ignored ? 0.0f : static_cast<float>(gscale);
+    st->es = st->ignored ? 0.0f : static_cast<float>(lscale);
+    // Sums of dL/dlog q and dL/dlog p known before pass 2.
+    st->gq_sum = k.mode == KlMode::kForward ? -st->psum : 0.0f;
+    st->gp_sum = k.mode == KlMode::kReverse ? -st->qsum : 0.0f;
+  }
+  bool HasMiddle() const { return true; }
+  void Middle(size_t row, const RowState& st, Seg* segs, size_t s0, size_t s1, float* scratch) const {
+    XENT_DISPATCH(KlPass)(k, st, segs, row, s0, s1, scratch, true);
+  }
+  void FinishMiddle(size_t row, const Seg* segs, size_t nseg, RowState* st) const {
+    double loss = 0.0, gq = 0.0, gp = 0.0;
+    for (size_t s = 0; s < nseg; ++s) {
+      loss += segs[s].loss;
+      gq += segs[s].gq;
+      gp += segs[s].gp;
+    }
+    if (row_loss) row_loss[row] = st->ignored ? 0.0f : static_cast<float>(loss * lscale);
+    if (k.mode != KlMode::kForward) st->gq_sum = static_cast<float>(gq);
+    if (k.mode != KlMode::kReverse) st->gp_sum = static_cast<float>(gp);
+  }
+  bool HasOutput() const { return !k.grads_in_middle; }
+  void Output(size_t row, const RowState& st, const Seg* segs, size_t s0, size_t s1, float* scratch) const {
+    XENT_DISPATCH(KlPass)(k, st, const_cast<Seg*>(segs), row, s0, s1, scratch, false);
+  }
+};
+
+}  // namespace
+
+xent_status RunDivergence(const DivergenceProblem& p, const Exec& exec) {
+  KlOp op;
+  op.pr = &p;
+  KlKernel& k = op.k;
+  k.V = p.V;
+  k.q_in = p.input;
+  k.p_in = p.target;
+  k.qk = p.input_kind;
+  k.pk = p.target_kind;
+  k.inv_t = 1.0f / p.temperature;
+  k.mode = !p.jsd || p.beta == 0.0f ? KlMode::kForward : (p.beta == 1.0f ? KlMode::kReverse : KlMode::kMix);
+  k.beta = p.beta;
+  k.elem_loss = p.elem_loss;
+  k.grad_q = p.grad_input;
+  k.grad_p = p.grad_target;
+  // Gradients w.r.t. a side given as logits need the sum of dL/dlog over the
+  // row; only forward KL (student) and reverse KL (teacher) know it before
+  // the loss pass.
+  const bool q_late = p.grad_input.data && k.qk == DistKind::kLogits && k.mode != KlMode::kForward;
+  const bool p_late = p.grad_target.data && k.pk == DistKind::kLogits && k.mode != KlMode::kReverse;
+  k.grads_in_middle = !(q_late || p_late);
+  k.need_psum = p.grad_input.data && k.qk == DistKind::kLogits && k.mode == KlMode::kForward;
+  k.need_qsum = p.grad_target.data && k.pk == DistKind::kLogits && k.mode == KlMode::kReverse;
+
+  // Rows that count (labels mask) and the reduction divisor.
+  size_t rows = p.B;
+  if (p.labels.data) {
+    rows = 0;
+    for (size_t i = 0; i < p.B; ++i) rows += p.labels.Ignored(i) ? 0 : 1;
+  }
+  double divisor = 1.0;
+  if (p.reduction == Reduction::kMean) divisor = static_cast<double>(rows) * static_cast<double>(p.V);
+  if (p.reduction == Reduction::kBatchMean) divisor = static_cast<double>(rows);
+  const double t2 = p.t2 ? static_cast<double>(p.temperature) * p.temperature : 1.0;
+  op.lscale = t2;
+  op.gscale = static_cast<double>(p.grad_scale) * t2 / divisor;
+
+  std::unique_ptr<float[]> scratch;
+  op.row_loss = p.row_loss;
+  if (p.loss != nullptr && op.row_loss == nullptr && p.B > 0) {
+    scratch.reset(new (std::nothrow) float[p.B]);
+    if (!scratch) return XENT_ERROR_OUT_OF_MEMORY;
+    op.row_loss = scratch.get();
+  }
+  const xent_status rc = RunRows(op, p.B, p.V, exec);
+  if (rc != XENT_OK) return rc;
+  if (p.loss) *p.loss = static_cast<float>(SumRows(op.row_loss, p.B) / divisor);
+  return XENT_OK;
+}
+
+}  // namespace xent
+#endif  // HWY_ONCE
