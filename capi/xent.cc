@@ -659,4 +659,58 @@ xent_status xent_divergence(const xent_divergence_args* user) {
   });
 }
 
+// ---------------------------------------------------------------------------
+// Binary cross-entropy with logits.
+xent_status xent_bce_args_init(xent_bce_args* args, size_t struct_size) {
+  xent_bce_args d;
+  std::memset(&d, 0, sizeof(d));
+  d.logits_dtype = XENT_F32;
+  d.target_dtype = XENT_F32;
+  d.reduction = XENT_REDUCTION_MEAN;
+  d.grad_scale = 1.0f;
+  return InitArgs(args, struct_size, d, "xent_bce_args");
+}
+
+xent_status xent_bce_with_logits(const xent_bce_args* user) {
+  return Guard([&] {
+    const auto a = ReadArgs(user, "xent_bce_args");
+    const size_t B = a.batch, V = a.num_classes;
+    CheckShape(B, V);
+    AliasCheck alias;
+    BceProblem p;
+    p.B = B;
+    p.V = V;
+    CheckRequired(a.logits, "logits");
+    CheckRequired(a.target, "target");
+    p.logits = CheckInMat("logits", a.logits, a.logits_dtype, a.logits_stride, B, V, &alias);
+    p.target = CheckInMat("target", a.target, a.target_dtype, a.target_stride, B, V, &alias);
+    XENT_CHECK(p.target.dtype == DType::kF32 || p.target.dtype == p.logits.dtype, XENT_ERROR_INVALID_DTYPE,
+               "target_dtype = %d (%s): targets are f32 or the logits' dtype (%s)", a.target_dtype,
+               DTypeName(a.target_dtype), DTypeName(a.logits_dtype));
+    p.weight = a.weight;
+    p.weight_stride = a.weight_stride;
+    if (a.weight) {
+      XENT_CHECK(a.weight_stride == 0 || a.weight_stride >= V, XENT_ERROR_INVALID_SHAPE,
+                 "weight_stride (%zu) < num_classes (%zu) (0 broadcasts one row)", a.weight_stride, V);
+      alias.Add(MakeExtent("weight", a.weight, a.weight_stride == 0 ? 1 : B, V, a.weight_stride, sizeof(float),
+                           false));
+    }
+    p.pos_weight = a.pos_weight;
+    AddVector(&alias, "pos_weight", a.pos_weight, V, false);
+    p.reduction = CheckReduction(a.reduction, true);
+    CheckFinite("grad_scale", a.grad_scale);
+    p.grad_scale = a.grad_scale;
+    p.loss = a.loss;
+    p.row_loss = a.row_loss;
+    AddVector(&alias, "loss", a.loss, 1, true);
+    AddVector(&alias, "row_loss", a.row_loss, B, true);
+    p.elem_loss = CheckOutMat("elem_loss", a.elem_loss, XENT_F32, a.elem_loss_stride, DType::kF32, B, V, &alias);
+    p.grad = CheckOutMat("grad", a.grad, a.grad_dtype, a.grad_stride, p.logits.dtype, B, V, &alias);
+    alias.AllowInPlace("grad", "logits");
+    alias.Run();
+    const Exec exec = CheckExec(a.num_threads, a.parallel_for, a.parallel_user);
+    return RunBce(p, exec);
+  });
+}
+
 }  // extern "C"

@@ -279,4 +279,34 @@ KlOut Divergence(const KlSpec& s) {
   return o;
 }
 
+BceOut Bce(const std::vector<double>& x, const std::vector<double>& y, size_t B, size_t V,
+           const std::vector<double>& weight, const std::vector<double>& pos_weight, int reduction, double grad_scale) {
+  BceOut o;
+  o.elem.assign(B * V, 0);
+  o.grad.assign(B * V, 0);
+  o.row_loss.assign(B, 0);
+  double div = 1;
+  if (reduction == 1) div = double(B) * V;
+  if (reduction == 3) div = double(B);
+  double total = 0;
+  for (size_t i = 0; i < B; ++i) {
+    for (size_t c = 0; c < V; ++c) {
+      const size_t k = i * V + c;
+      const double xv = x[k], yv = y[k];
+      const double pw = pos_weight.empty() ? 1.0 : pos_weight[c];
+      const double w = weight.empty() ? 1.0 : weight[k];
+      const double lw = 1 + (pw - 1) * yv;
+      const double sp = std::log1p(std::exp(-std::fabs(xv))) + std::max(-xv, 0.0);
+      const double l = ((1 - yv) * xv + lw * sp) * w;
+      const double sig_neg = 1.0 / (1.0 + std::exp(xv));
+      o.elem[k] = l;
+      o.grad[k] = ((1 - yv) - lw * sig_neg) * w * grad_scale / div;
+      o.row_loss[i] += l;
+    }
+    total += o.row_loss[i];
+  }
+  o.loss = total / div;
+  return o;
+}
+
 }  // namespace xent_ref

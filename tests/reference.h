@@ -64,6 +64,14 @@ KlOut Divergence(const KlSpec& s);
 // Row loss only (for finite differences).
 double DivergenceRowLoss(const KlSpec& s, const double* x, const double* t);
 
+// BCE with logits (PyTorch's formula); weight: B x V (or empty), pos_weight: V.
+struct BceOut {
+  std::vector<double> elem, grad, row_loss;
+  double loss = 0;
+};
+BceOut Bce(const std::vector<double>& x, const std::vector<double>& y, size_t B, size_t V,
+           const std::vector<double>& weight, const std::vector<double>& pos_weight, int reduction, double grad_scale);
+
 // log-sum-exp of a row (max-shifted), -inf for an all -inf row, NaN on NaN.
 double LogSumExp(const double* x, size_t n);
 

@@ -1,0 +1,186 @@
+// Binary cross-entropy with logits, elementwise over B x V, in one pass:
+// loss sums per segment, and optionally the elementwise loss and gradient.
+#ifndef XENT_SRC_BCE_CC_TYPES_
+#define XENT_SRC_BCE_CC_TYPES_
+#include "src/ops.h"
+namespace xent {
+struct BceKernel {
+  size_t V = 0;
+  InMat logits, target;
+  const float* weight = nullptr;
+  size_t weight_stride = 0;
+  const float* pos_weight = nullptr;
+  OutMat elem_loss, grad;
+  float gscale = 1.0f;
+};
+struct BceSeg {
+  float loss = 0.0f;
+};
+}  // namespace xent
+#endif  // XENT_SRC_BCE_CC_TYPES_
+
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "src/bce.cc"
+#include "hwy/foreach_target.h"  // IWYU pragma: keep
+
+#include "hwy/highway.h"
+#include "src/ops.h"
+#include "src/rows.h"
+#include "src/simd-inl.h"
+
+HWY_BEFORE_NAMESPACE();
+namespace xent {
+namespace HWY_NAMESPACE {
+
+// PyTorch's stable form: l = (1 - y) x + (1 + (pw - 1) y) (log1p(exp(-|x|)) + max(-x, 0)),
+// dl/dx = (1 - y) - (1 + (pw - 1) y) sigmoid(-x); both times the weight.
+template <typename T, typename TY, typename TG>
+HWY_NOINLINE void BceSegment(const BceKernel& k, const T* x, const TY* y, const float* w, const float* pw,
+                             float* el, TG* g, size_t n, BceSeg* out) {
+  const DF d;
+  const size_t N = hn::Lanes(d);
+  const VF one = hn::Set(d, 1.0f), zero = hn::Zero(d), gs = hn::Set(d, k.gscale);
+  VF total = zero;
+  for (size_t cb = 0; cb < n; cb += kChunk) {  // two-level sums
+    const size_t ce = std::min(n, cb + kChunk);
+    VF acc = zero;
+    for (size_t i = cb; i < ce; i += N) {
+      const size_t r = std::min(N, ce - i);
+      const bool full = r == N;
+      const VF xv = full ? LoadF32(d, x + i) : LoadTailF32(d, x + i, r, 0.0f);
+      const VF yv = full ? LoadF32(d, y + i) : LoadTailF32(d, y + i, r, 0.0f);
+      const VF e = ExpNonPositive(d, hn::Neg(hn::Abs(xv)));  // exp(-|x|)
+      const VF sp = hn::Add(hn::Log1p(d, e), hn::Max(hn::Neg(xv), zero));  // softplus(-x)
+      VF lw = one;
+      if (pw) {
+        const VF pv = full ? hn::LoadU(d, pw + i) : LoadTailF32(d, pw + i, r, 1.0f);
+        lw = hn::MulAdd(hn::Sub(pv, one), yv, one);
+      }
+      const VF omy = hn::Sub(one, yv);
+      VF l = hn::MulAdd(lw, sp, hn::Mul(omy, xv));
+      VF wv = one;
+      if (w) {
+        wv = full ? hn::LoadU(d, w + i) : LoadTailF32(d, w + i, r, 0.0f);
+        l = hn::Mul(l, wv);
+      }
+      acc = hn::Add(acc, hn::IfThenElseZero(hn::FirstN(d, r), l));
+      if (el) full ? StoreF32(d, l, el + i) : StoreTailF32(d, l, el + i, r);
+      if (g) {
+        const VF inv = hn::Div(one, hn::Add(one, e));
+        const VF sig_neg = hn::IfThenElse(hn::Ge(xv, zero), hn::Mul(e, inv), inv);  // sigmoid(-x)
+        VF gv = hn::NegMulAdd(lw, sig_neg, omy);
+        if (w) gv = hn::Mul(gv, wv);
+        gv = hn::Mul(gv, gs);
+        full ? StoreF32(d, gv, g + i) : StoreTailF32(d, gv, g + i, r);
+      }
+    }
+    total = hn::Add(total, acc);
+  }
+  out->loss = hn::GetLane(hn::SumOfLanes(d, total));
+}
+
+template <typename T, typename TY, typename TG>
+void BceRowT(const BceKernel& k, size_t row, size_t s0, size_t s1, BceSeg* out) {
+  const T* x = RowPtr<T>(k.logits.data, k.logits.stride, row);
+  const TY* y = RowPtr<TY>(k.target.data, k.target.stride, row);
+  const float* w = k.weight ? k.weight + row * k.weight_stride : nullptr;
+  float* el = k.elem_loss.data ? RowPtrMut<float>(k.elem_loss.data, k.elem_loss.stride, row) : nullptr;
+  TG* g = k.grad.data ? RowPtrMut<TG>(k.grad.data, k.grad.stride, row) : nullptr;
+  for (size_t s = s0; s < s1; ++s) {
+    const size_t b = s * kSegment, n = std::min(kSegment, k.V - b);
+    BceSegment<T, TY, TG>(k, x + b, y + b, w ? w + b : nullptr, k.pos_weight ? k.pos_weight + b : nullptr,
+                          el ? el + b : nullptr, g ? g + b : nullptr, n, out + (s - s0));
+  }
+}
+
+template <typename T>
+void BceRowY(const BceKernel& k, size_t row, size_t s0, size_t s1, BceSeg* out) {
+  const bool yf = k.target.dtype == DType::kF32;
+  const bool gf = k.grad.data == nullptr || k.grad.dtype == DType::kF32;
+  if (yf) {
+    gf ? BceRowT<T, float, float>(k, row, s0, s1, out) : BceRowT<T, float, T>(k, row, s0, s1, out);
+  } else {
+    gf ? BceRowT<T, T, float>(k, row, s0, s1, out) : BceRowT<T, T, T>(k, row, s0, s1, out);
+  }
+}
+
+void BceRow(const BceKernel& k, size_t row, size_t s0, size_t s1, BceSeg* out) {
+  switch (k.logits.dtype) {
+    case DType::kBF16: return BceRowY<BF16>(k, row, s0, s1, out);
+    case DType::kF16: return BceRowY<F16>(k, row, s0, s1, out);
+    default: return BceRowT<float, float, float>(k, row, s0, s1, out);
+  }
+}
+
+// NOLINTNEXTLINE(google-readability-namespace-comments)
+}  // namespace HWY_NAMESPACE
+}  // namespace xent
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+#include <memory>
+#include <new>
+
+#include "src/dispatch.h"
+
+namespace xent {
+
+HWY_EXPORT(BceRow);
+
+namespace {
+
+struct BceAcc {
+  double loss = 0.0;
+};
+struct BceRowState {};
+
+struct BceOp : NoMiddle {
+  using Seg = BceSeg;
+  using Acc = BceAcc;
+  using RowState = BceRowState;
+  BceKernel k;
+  float* row_loss = nullptr;
+  bool NeedsStats(size_t) const { return true; }
+  size_t ScratchRows() const { return 0; }
+  void Stats(size_t row, size_t s0, size_t s1, Seg* out, float*) const {
+    XENT_DISPATCH(BceRow)(k, row, s0, s1, out);
+  }
+  static void Fold(Acc& acc, const Seg& g) { acc.loss += g.loss; }
+  void Finish(size_t row, const Acc& acc, bool, RowState*) const {
+    if (row_loss) row_loss[row] = static_cast<float>(acc.loss);
+  }
+  bool HasOutput() const { return false; }
+  void Output(size_t, const RowState&, const Seg*, size_t, size_t, float*) const {}
+};
+
+}  // namespace
+
+xent_status RunBce(const BceProblem& p, const Exec& exec) {
+  BceOp op;
+  op.k.V = p.V;
+  op.k.logits = p.logits;
+  op.k.target = p.target;
+  op.k.weight = p.weight;
+  op.k.weight_stride = p.weight_stride;
+  op.k.pos_weight = p.pos_weight;
+  op.k.elem_loss = p.elem_loss;
+  op.k.grad = p.grad;
+  double divisor = 1.0;
+  if (p.reduction == Reduction::kMean) divisor = static_cast<double>(p.B) * static_cast<double>(p.V);
+  if (p.reduction == Reduction::kBatchMean) divisor = static_cast<double>(p.B);
+  op.k.gscale = static_cast<float>(static_cast<double>(p.grad_scale) / divisor);
+  std::unique_ptr<float[]> scratch;
+  op.row_loss = p.row_loss;
+  if (p.loss != nullptr && op.row_loss == nullptr && p.B > 0) {
+    scratch.reset(new (std::nothrow) float[p.B]);
+    if (!scratch) return XENT_ERROR_OUT_OF_MEMORY;
+    op.row_loss = scratch.get();
+  }
+  const xent_status rc = RunRows(op, p.B, p.V, exec);
+  if (rc != XENT_OK) return rc;
+  if (p.loss) *p.loss = static_cast<float>(SumRows(op.row_loss, p.B) / divisor);
+  return XENT_OK;
+}
+
+}  // namespace xent
+#endif  // HWY_ONCE
