@@ -52,9 +52,36 @@ HWY_INLINE VF LoadF32(DF d, const BF16* HWY_RESTRICT p) {
   const auto bits = hn::LoadU(du16, reinterpret_cast<const uint16_t*>(p));
   return hn::BitCast(d, hn::ShiftLeft<16>(hn::PromoteTo(du32, bits)));
 }
+#undef XENT_SOFT_F16
+#if HWY_ARCH_X86 && HWY_TARGET > HWY_AVX2
+#define XENT_SOFT_F16 1  // no F16C below AVX2: convert in software (Highway 1.0.3's emulation
+                          // truncates and maps inf/NaN to finite values)
+#elif HWY_TARGET == HWY_SCALAR || HWY_TARGET == HWY_EMU128
+#define XENT_SOFT_F16 1
+#else
+#define XENT_SOFT_F16 0
+#endif
+
 HWY_INLINE VF LoadF32(DF d, const F16* HWY_RESTRICT p) {
+#if XENT_SOFT_F16
+  // Vector form of F32FromF16Bits in src/dtype.h.
+  const hn::Rebind<uint16_t, DF> du16;
+  const hn::Rebind<uint32_t, DF> du32;
+  const hn::Rebind<int32_t, DF> di32;
+  const auto h = hn::PromoteTo(du32, hn::LoadU(du16, reinterpret_cast<const uint16_t*>(p)));
+  const auto sign = hn::ShiftLeft<16>(hn::And(h, hn::Set(du32, 0x8000u)));
+  const auto exp = hn::And(hn::ShiftRight<10>(h), hn::Set(du32, 0x1Fu));
+  const auto mant = hn::And(h, hn::Set(du32, 0x3FFu));
+  const auto normal = hn::Or(hn::ShiftLeft<23>(hn::Add(exp, hn::Set(du32, 112u))), hn::ShiftLeft<13>(mant));
+  const auto infnan = hn::Or(hn::Set(du32, 0x7F800000u), hn::ShiftLeft<13>(mant));
+  const auto sub = hn::BitCast(du32, hn::Mul(hn::ConvertTo(d, hn::BitCast(di32, mant)), hn::Set(d, 1.0f / 16777216.0f)));
+  auto r = hn::IfThenElse(hn::Eq(exp, hn::Zero(du32)), sub, normal);
+  r = hn::IfThenElse(hn::Eq(exp, hn::Set(du32, 0x1Fu)), infnan, r);
+  return hn::BitCast(d, hn::Or(r, sign));
+#else
   const hn::Rebind<hwy::float16_t, DF> df16;
   return hn::PromoteTo(d, hn::LoadU(df16, reinterpret_cast<const hwy::float16_t*>(p)));
+#endif
 }
 
 // f32 -> bf16 bits (in the low half of i32 lanes), round to nearest even.
@@ -65,22 +92,14 @@ HWY_INLINE hn::Vec<hn::Rebind<int32_t, DF>> BF16BitsI32(DF d, VF v) {
   const auto lsb = hn::And(hn::ShiftRight<16>(u), hn::Set(du32, 1));
   const auto rounded = hn::ShiftRight<16>(hn::Add(u, hn::Add(lsb, hn::Set(du32, 0x7FFF))));
   const auto qnan = hn::Or(hn::ShiftRight<16>(u), hn::Set(du32, 0x40));
-  return hn::BitCast(di32, hn::IfThenElse(hn::RebindMask(du32, hn::Ne(v, v)), qnan, rounded));
+  // (IsNaN: Highway 1.0.3's Ne is an ordered compare on x86, false for NaN.)
+  return hn::BitCast(di32, hn::IfThenElse(hn::RebindMask(du32, hn::IsNaN(v)), qnan, rounded));
 }
-
-#undef XENT_SOFT_F16_DEMOTE
-#if HWY_ARCH_X86 && HWY_TARGET > HWY_AVX2
-#define XENT_SOFT_F16_DEMOTE 1  // no F16C below AVX2: convert in software
-#elif HWY_TARGET == HWY_SCALAR || HWY_TARGET == HWY_EMU128
-#define XENT_SOFT_F16_DEMOTE 1
-#else
-#define XENT_SOFT_F16_DEMOTE 0
-#endif
 
 // f32 -> f16 bits (low half of i32 lanes), round to nearest even.
 HWY_INLINE hn::Vec<hn::Rebind<int32_t, DF>> F16BitsI32(DF d, VF v) {
   const hn::Rebind<int32_t, DF> di;
-#if XENT_SOFT_F16_DEMOTE
+#if XENT_SOFT_F16
   // Vector form of F16BitsFromF32 in src/dtype.h. Magnitudes are < 2^31, so
   // signed compares are exact.
   const auto bits = hn::BitCast(di, v);

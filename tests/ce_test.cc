@@ -352,20 +352,23 @@ TEST_P(CeTest, EdgeValues) {
 
 // NaN inputs need the hook to store NaN itself; test them directly.
 TEST_P(CeTest, NanAndInfPropagate) {
+  for (DType dt : {DType::kF32, DType::kBF16, DType::kF16})
   for (size_t V : {6, 17, 5000}) {
-    Mat logits(3, V, DType::kF32);
+    SCOPED_TRACE("dtype " + std::to_string(static_cast<int>(dt)) + " V " + std::to_string(V));
+    Mat logits(3, V, dt);
     for (size_t i = 0; i < 3; ++i)
       for (size_t j = 0; j < V; ++j) logits.set(i, j, std::sin(static_cast<double>(i * V + j)));
     logits.set(0, 5, kNaN);
     logits.set(1, 2, kInf);
     std::vector<int64_t> y = {1, 3, 0};
-    Mat grad(3, V, DType::kF32);
+    Mat grad(3, V, dt);  // gradient in the logits' dtype: NaN must stay NaN
     Vec row_loss(3), lse(3), loss(1);
     xent_cross_entropy_args a;
     XENT_ARGS_INIT(xent_cross_entropy_args, &a);
     a.batch = 3;
     a.num_classes = V;
     a.logits = logits.data();
+    a.logits_dtype = logits.dt();
     a.target = y.data();
     a.grad = grad.data();
     a.row_loss = row_loss.data();
