@@ -99,10 +99,11 @@ void StatsDispatchZ(const SoftmaxKernel& k, size_t row, size_t s0, size_t s1, So
 }
 
 // Stored e: only worth it for probabilities; over the logits when probs is
-// f32 in place, else the scratch row.
+// f32 in place and nothing else needs the logits afterwards (log_probs
+// does), else the scratch row.
 HWY_INLINE float* ProbsEBuffer(const SoftmaxKernel& k, size_t row, float* scratch) {
   if (k.probs.data == nullptr) return nullptr;
-  if (k.probs.data == k.logits.data && k.logits.dtype == DType::kF32) {
+  if (k.probs.data == k.logits.data && k.logits.dtype == DType::kF32 && k.log_probs.data == nullptr) {
     return RowPtrMut<float>(k.probs.data, k.probs.stride, row);
   }
   return scratch;

@@ -164,6 +164,10 @@ TEST_P(SoftmaxTest, SubsetsInPlaceTemperatureStrides) {
       c.pad = 7;
       c.offset = 2;
       RunSoftmax(c);
+      // One output in place, the other in its own buffer.
+      c.probs = c.log_probs = true;
+      c.V = (dt == DType::kF32) ? 2 : 300;
+      RunSoftmax(c);
     }
   }
   for (float t : {0.5f, 2.0f, 7.0f}) {

@@ -46,8 +46,11 @@
  * - NaN anywhere in a row makes that row's loss, lse and gradient NaN (as
  *   PyTorch). A +inf logit makes its row NaN (softmax is undefined; PyTorch
  *   gives NaN too).
- * - -inf logits are masked classes: probability exactly 0, gradient exactly 0.
- *   A row that is entirely -inf has lse = -inf and loss NaN (PyTorch: NaN).
+ * - -inf logits are masked classes: probability exactly 0, gradient exactly 0
+ *   (except for terms that put target mass on the class: label smoothing gives
+ *   it -eps w_c / V and an infinite loss, a probability target -w_c q_c, as
+ *   PyTorch). A row that is entirely -inf has lse = -inf and loss NaN
+ *   (PyTorch: NaN).
  * - exp(x - max) below 2^-126 is flushed to 0 (such a probability is below the
  *   f32 rounding error of the row's sum).
  * - B = 0 is valid: reduction MEAN gives NaN, SUM gives 0 (PyTorch).
@@ -59,7 +62,9 @@
  * to 262144): reduced f32 losses within 2e-6 relative error; per-row values
  * within 2e-6 relative + 2e-6 absolute (a per-row loss near 0 is a difference
  * of two O(log V) numbers); f32 gradients within 1e-6 absolute; bf16/f16
- * outputs within one unit in the last place of the correctly rounded result.
+ * outputs are the f32 result rounded to nearest even: within one unit in the
+ * last place of the correctly rounded result plus the f32 absolute bound
+ * (which dominates where a gradient is a difference of nearly equal terms).
  */
 #ifndef XENT_XENT_H_
 #define XENT_XENT_H_
