@@ -1,5 +1,6 @@
 #include "src/parallel.h"
 
+#include <cstddef>
 #include <vector>
 
 #include "src/rows.h"
@@ -98,7 +99,9 @@ xent_status ParallelFor(const Exec& exec, size_t n, xent_task_fn task, void* ctx
   return XENT_OK;
 #elif defined(XENT_THREADING_TBB)
   try {
-    tbb::task_arena arena(threads);
+    // TBB cannot run more workers than its global limit and says so on
+    // stderr; nothing may print from inside xent, so ask for at most that.
+    tbb::task_arena arena(std::min(threads, std::max(1, tbb::info::default_concurrency())));
     arena.execute([&] {
       tbb::parallel_for(tbb::blocked_range<size_t>(0, n, 1),
                         [&](const tbb::blocked_range<size_t>& r) { task(ctx, r.begin(), r.end()); });
@@ -111,6 +114,19 @@ xent_status ParallelFor(const Exec& exec, size_t n, xent_task_fn task, void* ctx
   task(ctx, 0, n);
   return XENT_OK;
 #endif
+}
+
+void* ThreadBytes(size_t bytes) {
+  thread_local std::vector<std::max_align_t> buf;
+  const size_t n = (bytes + sizeof(std::max_align_t) - 1) / sizeof(std::max_align_t);
+  if (buf.size() < n) {
+    try {
+      buf.resize(n);
+    } catch (...) {
+      return nullptr;
+    }
+  }
+  return buf.data();
 }
 
 float* ThreadScratch(size_t floats) {

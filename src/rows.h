@@ -20,6 +20,7 @@
 #include <cstddef>
 #include <memory>
 #include <new>
+#include <type_traits>
 
 #include "src/ops.h"
 #include "src/parallel.h"
@@ -32,6 +33,9 @@ inline size_t NumSegments(size_t V) { return (V + kSegment - 1) / kSegment; }
 // largest V seen on the thread). nullptr when it cannot be allocated; ops then
 // fall back to recomputing instead of storing.
 float* ThreadScratch(size_t floats);
+// A second per-thread buffer, of `bytes` bytes (max_align_t aligned), for
+// per-row segment statistics of long rows.
+void* ThreadBytes(size_t bytes);
 
 // Op interface (all const, thread-safe):
 //   using Seg, Acc, RowState;
@@ -66,17 +70,17 @@ xent_status RunRows(const Op& op, size_t B, size_t V, const Exec& exec) {
     std::atomic<bool> oom{false};
     auto body = [&](size_t t) {
       float* scratch = op.ScratchRows() ? ThreadScratch(V * op.ScratchRows()) : nullptr;
+      static_assert(std::is_trivially_copyable<Seg>::value, "segment stats are plain data");
       constexpr size_t kLocal = 16;
       Seg local[kLocal];
-      std::unique_ptr<Seg[]> heap;
       Seg* segs = local;
       if (nseg > kLocal) {
-        heap.reset(new (std::nothrow) Seg[nseg]);
-        if (!heap) {
+        void* mem = ThreadBytes(nseg * sizeof(Seg));
+        if (mem == nullptr) {
           oom.store(true);
           return;
         }
-        segs = heap.get();
+        segs = new (mem) Seg[nseg];
       }
       const size_t r1 = std::min(B, (t + 1) * rows_per_task);
       for (size_t row = t * rows_per_task; row < r1; ++row) {

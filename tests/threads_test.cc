@@ -4,6 +4,8 @@
 // order tasks arbitrarily); concurrent calls from many threads; callback
 // failures are reported.
 #include <dlfcn.h>
+#include <fcntl.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -165,6 +167,47 @@ template <class T>
 void Append(std::vector<unsigned char>& out, const T* p, size_t n) {
   const auto* b = reinterpret_cast<const unsigned char*>(p);
   out.insert(out.end(), b, b + n * sizeof(T));
+}
+
+// Nothing prints from inside xent, whatever the backend and thread count
+// (oneTBB, for one, warns on stderr when asked for more workers than it has).
+// First in the file: oneTBB warns once per process.
+TEST(Threads, NoOutputOnStdoutOrStderr) {
+  const size_t B = 256, V = 4096;
+  std::vector<float> x(B * V, 0.5f), g(B * V);
+  std::vector<int64_t> y(B, 1);
+  for (const Lib& l : Libs()) {
+    for (int threads : {7, 64}) {
+      std::fflush(stdout);
+      std::fflush(stderr);
+      char path[] = "/tmp/xent_output_XXXXXX";
+      const int fd = mkstemp(path);
+      ASSERT_GE(fd, 0);
+      const int saved_out = dup(1), saved_err = dup(2);
+      dup2(fd, 1);
+      dup2(fd, 2);
+      xent_cross_entropy_args a;
+      l.ce_init(&a, sizeof a);
+      a.batch = B;
+      a.num_classes = V;
+      a.logits = x.data();
+      a.target = y.data();
+      a.grad = g.data();
+      a.num_threads = threads;
+      const xent_status st = l.ce(&a);
+      std::fflush(stdout);
+      std::fflush(stderr);
+      dup2(saved_out, 1);
+      dup2(saved_err, 2);
+      close(saved_out);
+      close(saved_err);
+      const off_t size = lseek(fd, 0, SEEK_END);
+      close(fd);
+      unlink(path);
+      EXPECT_EQ(st, XENT_OK);
+      EXPECT_EQ(size, 0) << l.backend() << " with " << threads << " threads printed something";
+    }
+  }
 }
 
 TEST(Threads, AllBackendsLoaded) {
