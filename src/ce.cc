@@ -183,82 +183,104 @@ void CeStats(const CeKernel& k, size_t row, size_t s0, size_t s1, SoftmaxSeg* ou
 // exactly as the stats pass did), F_c = a exp(ref_c - M) per chunk, and
 // v_c = 1, w_c, q'_c or w_c q'_c by kB: 0 = no b term, 1 = constant,
 // 2 = w_c, 3 = w_c q'_c, 4 = q'_c.
+template <typename T, typename TQ>
+struct GradArgs {
+  const CeKernel* k;
+  const CeRowCoef* c;
+  const T* x;
+  const float* e_in;
+  const TQ* q;
+  const float* w;
+  int64_t y_local;
+};
+
+// The gradient of the r (<= N) elements at i, with chunk ref vr and factor vF.
+template <typename T, typename TQ, bool kCap, int kB>
+HWY_INLINE VF GradVec(DF d, const GradArgs<T, TQ>& g, size_t i, size_t r, VF vr, VF vF) {
+  const size_t N = hn::Lanes(d);
+  const bool full = r == N;
+  const CeKernel& k = *g.k;
+  VF z = hn::Zero(d), e;
+  if (g.e_in && !kCap) {
+    e = full ? hn::LoadU(d, g.e_in + i) : LoadTailF32(d, g.e_in + i, r, 0.0f);
+  } else {
+    const VF xv = full ? LoadF32(d, g.x + i) : LoadTailF32(d, g.x + i, r, 0.0f);
+    ZMap f;
+    f.cap = k.softcap;
+    f.inv_cap = k.inv_softcap;
+    z = ApplyZ<kCap, false>(d, xv, f);
+    e = ExpNonPositive(d, hn::Sub(z, vr));
+  }
+  const VF vb = hn::Set(d, g.c->b);
+  VF gv;
+  if (kB == 0) {
+    gv = hn::Mul(e, vF);
+  } else if (kB == 1) {
+    gv = hn::MulSub(e, vF, vb);
+  } else {
+    VF v;
+    if (kB == 2 || kB == 3) v = full ? hn::LoadU(d, g.w + i) : LoadTailF32(d, g.w + i, r, 0.0f);
+    if (kB >= 3) {
+      const VF qv = full ? LoadF32(d, g.q + i) : LoadTailF32(d, g.q + i, r, 0.0f);
+      const VF qp = hn::MulAdd(qv, hn::Set(d, 1.0f - k.eps), hn::Set(d, k.eps / static_cast<float>(k.V)));
+      v = (kB == 3) ? hn::Mul(v, qp) : qp;
+    }
+    gv = hn::NegMulAdd(vb, v, hn::Mul(e, vF));
+  }
+  const int64_t yl = g.y_local - static_cast<int64_t>(i);
+  if (HWY_UNLIKELY(yl >= 0 && yl < static_cast<int64_t>(N))) {
+    const hn::RebindToSigned<DF> di;
+    const auto at_y = hn::RebindMask(d, hn::Eq(hn::Iota(di, 0), hn::Set(di, static_cast<int32_t>(yl))));
+    gv = hn::IfThenElse(at_y, hn::Sub(gv, hn::Set(d, g.c->delta)), gv);
+  }
+  if (kCap) gv = hn::Mul(gv, SoftCapSlope(d, z, k.inv_softcap));
+  return gv;
+}
+
+// Same, for a vector that may straddle two chunks (after an unaligned head).
+template <typename T, typename TQ, bool kCap, int kB>
+HWY_INLINE VF GradVecAt(DF d, const GradArgs<T, TQ>& g, size_t i, size_t r, const float* refs, const float* fac) {
+  const size_t c0 = i / kChunk, c1 = (i + r - 1) / kChunk;
+  if (c0 == c1) return GradVec<T, TQ, kCap, kB>(d, g, i, r, hn::Set(d, refs[c0]), hn::Set(d, fac[c0]));
+  const auto first = hn::FirstN(d, c1 * kChunk - i);
+  return GradVec<T, TQ, kCap, kB>(d, g, i, r, hn::IfThenElse(first, hn::Set(d, refs[c0]), hn::Set(d, refs[c1])),
+                                  hn::IfThenElse(first, hn::Set(d, fac[c0]), hn::Set(d, fac[c1])));
+}
+
 template <typename T, typename TG, typename TQ, bool kCap, int kB, bool kStream>
 HWY_NOINLINE void GradSeg(const CeKernel& k, const CeRowCoef& c, const SoftmaxSeg& sg, const T* x,
                           const float* e_in, const TQ* q, const float* w, TG* g, size_t n, int64_t y_local) {
   const DF d;
   const size_t N = hn::Lanes(d);
-  const hn::RebindToSigned<DF> di;
-  const VF vb = hn::Set(d, c.b);
-  const VF keep = hn::Set(d, 1.0f - k.eps), add = hn::Set(d, k.eps / static_cast<float>(k.V));
-  ZMap f;
-  f.cap = k.softcap;
-  f.inv_cap = k.inv_softcap;
-  float fac[kChunksPerSegment];
+  const GradArgs<T, TQ> ga{&k, &c, x, e_in, q, w, y_local};
+  float fac[kChunksPerSegment], refs[kChunksPerSegment];
   ChunkFactors(sg, n, c.a, c.M, c.nan, fac);
-  auto grad = [&](size_t i, size_t r, VF vr, VF vF) {
-    const bool full = r == N;
-    VF z = hn::Zero(d), e;
-    if (e_in && !kCap) {
-      e = full ? hn::LoadU(d, e_in + i) : LoadTailF32(d, e_in + i, r, 0.0f);
-    } else {
-      const VF xv = full ? LoadF32(d, x + i) : LoadTailF32(d, x + i, r, 0.0f);
-      z = ApplyZ<kCap, false>(d, xv, f);
-      e = ExpNonPositive(d, hn::Sub(z, vr));
-    }
-    VF gv;
-    if (kB == 0) {
-      gv = hn::Mul(e, vF);
-    } else if (kB == 1) {
-      gv = hn::MulSub(e, vF, vb);
-    } else {
-      VF v;
-      if (kB == 2 || kB == 3) v = full ? hn::LoadU(d, w + i) : LoadTailF32(d, w + i, r, 0.0f);
-      if (kB >= 3) {
-        const VF qv = full ? LoadF32(d, q + i) : LoadTailF32(d, q + i, r, 0.0f);
-        const VF qp = hn::MulAdd(qv, keep, add);
-        v = (kB == 3) ? hn::Mul(v, qp) : qp;
-      }
-      gv = hn::NegMulAdd(vb, v, hn::Mul(e, vF));
-    }
-    const int64_t yl = y_local - static_cast<int64_t>(i);
-    if (yl >= 0 && yl < static_cast<int64_t>(N)) {
-      const auto at_y = hn::RebindMask(d, hn::Eq(hn::Iota(di, 0), hn::Set(di, static_cast<int32_t>(yl))));
-      gv = hn::IfThenElse(at_y, hn::Sub(gv, hn::Set(d, c.delta)), gv);
-    }
-    if (kCap) gv = hn::Mul(gv, SoftCapSlope(d, z, k.inv_softcap));
-    return gv;
-  };
-  // Chunks are whole vectors, but streaming stores need an aligned
-  // destination: after peeling an unaligned head, vectors may straddle two
-  // chunks and take each lane's ref and factor from its own chunk.
-  float refs[kChunksPerSegment];
   const size_t chunks = (n + kChunk - 1) / kChunk;
   for (size_t ci = 0; ci < chunks; ++ci) refs[ci] = ChunkRef(sg, ci);
-  auto at = [&](size_t i, size_t r) {
-    const size_t c0 = i / kChunk, c1 = (i + r - 1) / kChunk;
-    if (c0 == c1) return grad(i, r, hn::Set(d, refs[c0]), hn::Set(d, fac[c0]));
-    const auto first = hn::FirstN(d, (c1 * kChunk) - i);
-    return grad(i, r, hn::IfThenElse(first, hn::Set(d, refs[c0]), hn::Set(d, refs[c1])),
-                hn::IfThenElse(first, hn::Set(d, fac[c0]), hn::Set(d, fac[c1])));
-  };
-  size_t i = 0;
-  bool stream = kStream;
-  if (kStream) {
-    const size_t peel = PeelToAlign(g, n);
-    if (peel == n) {
-      stream = false;
-    } else if (peel > 0) {
-      StoreTailF32(d, at(0, peel), g, peel);
-      i = peel;
+  const size_t peel = kStream ? PeelToAlign(g, n) : 0;
+  if (peel == 0 || peel == n) {
+    // Chunks are whole vectors: one ref and factor per inner loop. Streaming
+    // only when the destination is aligned (peel == 0).
+    const bool stream = kStream && peel == 0;
+    for (size_t cb = 0, ci = 0; cb < n; cb += kChunk, ++ci) {
+      const size_t ce = std::min(n, cb + kChunk);
+      const VF vr = hn::Set(d, refs[ci]), vF = hn::Set(d, fac[ci]);
+      size_t i = cb;
+      if (stream) {
+        for (; i + N <= ce; i += N) StoreOut<TG, true>(d, GradVec<T, TQ, kCap, kB>(d, ga, i, N, vr, vF), g + i);
+      } else {
+        for (; i + N <= ce; i += N) StoreF32(d, GradVec<T, TQ, kCap, kB>(d, ga, i, N, vr, vF), g + i);
+      }
+      if (i < ce) StoreTailF32(d, GradVec<T, TQ, kCap, kB>(d, ga, i, ce - i, vr, vF), g + i, ce - i);
     }
+    return;
   }
-  if (stream) {
-    for (; i + N <= n; i += N) StoreOut<TG, true>(d, at(i, N), g + i);
-  } else {
-    for (; i + N <= n; i += N) StoreF32(d, at(i, N), g + i);
-  }
-  if (i < n) StoreTailF32(d, at(i, n - i), g + i, n - i);
+  // Unaligned destination with streaming: peel the head, then aligned
+  // vectors that may straddle chunks.
+  StoreTailF32(d, GradVecAt<T, TQ, kCap, kB>(d, ga, 0, peel, refs, fac), g, peel);
+  size_t i = peel;
+  for (; i + N <= n; i += N) StoreOut<TG, true>(d, GradVecAt<T, TQ, kCap, kB>(d, ga, i, N, refs, fac), g + i);
+  if (i < n) StoreTailF32(d, GradVecAt<T, TQ, kCap, kB>(d, ga, i, n - i, refs, fac), g + i, n - i);
 }
 
 template <typename TG, bool kStream>

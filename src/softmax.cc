@@ -120,53 +120,61 @@ void SoftmaxStats(const SoftmaxKernel& k, size_t row, size_t s0, size_t s1, Soft
 
 // Output pass for one segment: probs = e F_c, log_probs = (z - M) - log S.
 template <typename T, typename TP, typename TL, bool kScale, bool kStream>
+HWY_INLINE void SoftmaxOutVec(DF d, const T* x, const float* e_in, TP* probs, TL* log_probs, size_t i, size_t rr,
+                              float scale, VF vr, VF vF, VF vM, VF vl) {
+  const size_t N = hn::Lanes(d);
+  const bool full = rr == N;
+  VF z = hn::Zero(d);
+  if (log_probs != nullptr || e_in == nullptr) {
+    const VF xv = full ? LoadF32(d, x + i) : LoadTailF32(d, x + i, rr, 0.0f);
+    ZMap f;
+    f.scale = scale;
+    z = ApplyZ<false, kScale>(d, xv, f);
+  }
+  if (probs != nullptr) {
+    const VF e = e_in ? (full ? hn::LoadU(d, e_in + i) : LoadTailF32(d, e_in + i, rr, 0.0f))
+                      : ExpNonPositive(d, hn::Sub(z, vr));
+    const VF pv = hn::Mul(e, vF);
+    if (!full) {
+      StoreTailF32(d, pv, probs + i, rr);
+    } else {
+      StoreOut<TP, kStream>(d, pv, probs + i);
+    }
+  }
+  if (log_probs != nullptr) {
+    const VF lv = hn::Sub(hn::Sub(z, vM), vl);
+    if (!full) {
+      StoreTailF32(d, lv, log_probs + i, rr);
+    } else {
+      StoreOut<TL, kStream>(d, lv, log_probs + i);
+    }
+  }
+}
+
+template <typename T, typename TP, typename TL, bool kScale, bool kStream>
 HWY_NOINLINE void SoftmaxOutSeg(const SoftmaxKernel& k, const SoftmaxRow& r, const SoftmaxSeg& sg, const T* x,
                                 const float* e_in, TP* probs, TL* log_probs, size_t n) {
   const DF d;
   const size_t N = hn::Lanes(d);
-  float fac[kChunksPerSegment], refs[kChunksPerSegment];
+  float fac[kChunksPerSegment];
   ChunkFactors(sg, n, r.a, r.M, r.nan, fac);
-  const size_t chunks = (n + kChunk - 1) / kChunk;
-  for (size_t c = 0; c < chunks; ++c) refs[c] = ChunkRef(sg, c);
-  ZMap f;
-  f.scale = k.scale;
   const VF vM = hn::Set(d, r.nan ? std::numeric_limits<float>::quiet_NaN() : r.M), vl = hn::Set(d, r.lse_off);
+  // Streaming only to aligned rows (chunks are whole vectors).
   const bool stream = kStream && (probs == nullptr || PeelToAlign(probs, n) == 0) &&
                       (log_probs == nullptr || PeelToAlign(log_probs, n) == 0);
-  auto one = [&](size_t i, size_t rr) {
-    const bool full = rr == N;
-    const size_t c = i / kChunk;
-    VF z = hn::Zero(d);
-    if (log_probs != nullptr || e_in == nullptr) {
-      const VF xv = full ? LoadF32(d, x + i) : LoadTailF32(d, x + i, rr, 0.0f);
-      z = ApplyZ<false, kScale>(d, xv, f);
+  for (size_t cb = 0, ci = 0; cb < n; cb += kChunk, ++ci) {
+    const size_t ce = std::min(n, cb + kChunk);
+    const VF vr = hn::Set(d, ChunkRef(sg, ci)), vF = hn::Set(d, fac[ci]);
+    size_t i = cb;
+    if (stream) {
+      for (; i + N <= ce; i += N)
+        SoftmaxOutVec<T, TP, TL, kScale, true>(d, x, e_in, probs, log_probs, i, N, k.scale, vr, vF, vM, vl);
+    } else {
+      for (; i + N <= ce; i += N)
+        SoftmaxOutVec<T, TP, TL, kScale, false>(d, x, e_in, probs, log_probs, i, N, k.scale, vr, vF, vM, vl);
     }
-    if (probs != nullptr) {
-      const VF e = e_in ? (full ? hn::LoadU(d, e_in + i) : LoadTailF32(d, e_in + i, rr, 0.0f))
-                        : ExpNonPositive(d, hn::Sub(z, hn::Set(d, refs[c])));
-      const VF pv = hn::Mul(e, hn::Set(d, fac[c]));
-      if (!full) {
-        StoreTailF32(d, pv, probs + i, rr);
-      } else if (stream) {
-        StoreOut<TP, true>(d, pv, probs + i);
-      } else {
-        StoreF32(d, pv, probs + i);
-      }
-    }
-    if (log_probs != nullptr) {
-      const VF lv = hn::Sub(hn::Sub(z, vM), vl);
-      if (!full) {
-        StoreTailF32(d, lv, log_probs + i, rr);
-      } else if (stream) {
-        StoreOut<TL, true>(d, lv, log_probs + i);
-      } else {
-        StoreF32(d, lv, log_probs + i);
-      }
-    }
-  };
-  size_t i = 0;
-  for (; i + N <= n; i += N) one(i, N);
-  if (i < n) one(i, n - i);
+    if (i < ce) SoftmaxOutVec<T, TP, TL, kScale, false>(d, x, e_in, probs, log_probs, i, ce - i, k.scale, vr, vF, vM, vl);
+  }
 }
 
 template <typename T, typename TP, typename TL>
@@ -264,25 +272,26 @@ void BackwardStats(const BackwardKernel& k, size_t row, size_t s0, size_t s1, fl
 }
 
 template <typename T, typename TG>
+HWY_INLINE void BackwardOutVec(DF d, const T* y, const T* g, TG* gx, size_t i, size_t r, bool log, VF vd, VF vt) {
+  const bool full = r == hn::Lanes(d);
+  const VF yv = full ? LoadF32(d, y + i) : LoadTailF32(d, y + i, r, 0.0f);
+  const VF gv = full ? LoadF32(d, g + i) : LoadTailF32(d, g + i, r, 0.0f);
+  const VF out = log ? hn::Mul(hn::NegMulAdd(hn::Exp(d, yv), vd, gv), vt) : hn::Mul(hn::Mul(yv, hn::Sub(gv, vd)), vt);
+  if (full) {
+    StoreF32(d, out, gx + i);
+  } else {
+    StoreTailF32(d, out, gx + i, r);
+  }
+}
+
+template <typename T, typename TG>
 HWY_NOINLINE void BackwardOutSeg(const T* y, const T* g, TG* gx, size_t n, bool log, float dot, float inv_t) {
   const DF d;
   const size_t N = hn::Lanes(d);
   const VF vd = hn::Set(d, dot), vt = hn::Set(d, inv_t);
-  auto one = [&](size_t i, size_t r) {
-    const bool full = r == N;
-    const VF yv = full ? LoadF32(d, y + i) : LoadTailF32(d, y + i, r, 0.0f);
-    const VF gv = full ? LoadF32(d, g + i) : LoadTailF32(d, g + i, r, 0.0f);
-    const VF out = log ? hn::Mul(hn::NegMulAdd(hn::Exp(d, yv), vd, gv), vt)
-                       : hn::Mul(hn::Mul(yv, hn::Sub(gv, vd)), vt);
-    if (full) {
-      StoreF32(d, out, gx + i);
-    } else {
-      StoreTailF32(d, out, gx + i, r);
-    }
-  };
   size_t i = 0;
-  for (; i + N <= n; i += N) one(i, N);
-  if (i < n) one(i, n - i);
+  for (; i + N <= n; i += N) BackwardOutVec(d, y, g, gx, i, N, log, vd, vt);
+  if (i < n) BackwardOutVec(d, y, g, gx, i, n - i, log, vd, vt);
 }
 
 template <typename T>
