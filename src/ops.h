@@ -155,11 +155,12 @@ struct CeRowCoef {
   bool nan = false;   // undefined softmax (NaN or all -inf): a is NaN
 };
 
-// Outputs this large are written with non-temporal (streaming) stores: they
+// Outputs at least this large (bytes; environment variable XENT_STREAM_BYTES,
+// default 32 MiB) are written with non-temporal (streaming) stores: they
 // cannot stay in cache anyway, and streaming saves the read-for-ownership.
-constexpr size_t kStreamBytes = size_t{32} << 20;
+size_t StreamThresholdBytes();
 inline bool StreamOutputs(size_t B, size_t V, const OutMat& m) {
-  return B * V * DTypeSize(m.dtype) >= kStreamBytes;
+  return B * V * DTypeSize(m.dtype) >= StreamThresholdBytes();
 }
 
 xent_status RunCrossEntropy(const CeProblem& p, const Exec& exec);

@@ -22,6 +22,9 @@
  *   most (per-row losses when the caller does not provide them).
  * - Calls are thread-safe: any number of threads may call concurrently, on
  *   distinct outputs.
+ * - Outputs of at least XENT_STREAM_BYTES bytes (environment variable read at
+ *   the first call; default 33554432 = 32 MiB) are written with non-temporal
+ *   stores, which bypass the cache: right for outputs larger than it.
  * - Nothing crosses this ABI but status codes: no C++ exception, no abort, no
  *   output on stdout/stderr.
  *
