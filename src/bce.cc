@@ -32,7 +32,7 @@ HWY_BEFORE_NAMESPACE();
 namespace xent {
 namespace HWY_NAMESPACE {
 
-// PyTorch's stable form: l = (1 - y) x + (1 + (pw - 1) y) (log1p(exp(-|x|)) + max(-x, 0)),
+// l = pw y softplus(-x) + (1 - y) softplus(x) (PyTorch's value),
 // dl/dx = (1 - y) - (1 + (pw - 1) y) sigmoid(-x); both times the weight.
 template <typename T, typename TY, typename TG>
 HWY_NOINLINE void BceSegment(const BceKernel& k, const T* x, const TY* y, const float* w, const float* pw,
@@ -50,14 +50,20 @@ HWY_NOINLINE void BceSegment(const BceKernel& k, const T* x, const TY* y, const 
       const VF xv = full ? LoadF32(d, x + i) : LoadTailF32(d, x + i, r, 0.0f);
       const VF yv = full ? LoadF32(d, y + i) : LoadTailF32(d, y + i, r, 0.0f);
       const VF e = ExpNonPositive(d, hn::Neg(hn::Abs(xv)));  // exp(-|x|)
-      const VF sp = hn::Add(hn::Log1p(d, e), hn::Max(hn::Neg(xv), zero));  // softplus(-x)
-      VF lw = one;
+      const VF L = hn::Log1p(d, e);
+      const VF sp_neg = hn::Add(L, hn::Max(hn::Neg(xv), zero));  // softplus(-x)
+      const VF sp_pos = hn::Add(L, hn::Max(xv, zero));           // softplus(x)
+      VF lw = one, py = yv;  // 1 + (pw - 1) y and pw y
       if (pw) {
         const VF pv = full ? hn::LoadU(d, pw + i) : LoadTailF32(d, pw + i, r, 1.0f);
         lw = hn::MulAdd(hn::Sub(pv, one), yv, one);
+        py = hn::Mul(pv, yv);
       }
       const VF omy = hn::Sub(one, yv);
-      VF l = hn::MulAdd(lw, sp, hn::Mul(omy, xv));
+      // pw y softplus(-x) + (1 - y) softplus(x): PyTorch's value, written as a
+      // sum of non-negative terms (its (1 - y) x + lw softplus(-x) cancels
+      // for large |x|).
+      VF l = hn::MulAdd(py, sp_neg, hn::Mul(omy, sp_pos));
       VF wv = one;
       if (w) {
         wv = full ? hn::LoadU(d, w + i) : LoadTailF32(d, w + i, r, 0.0f);

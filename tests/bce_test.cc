@@ -161,6 +161,30 @@ TEST_P(BceTest, OptionsReductionsInPlace) {
   RunBce(c);
 }
 
+// Large |x| with soft targets: the value is a sum of non-negative terms, so
+// it stays accurate relative to itself (PyTorch's (1 - y) x + softplus(-x)
+// loses ~5e-6 absolute at x = -69 in f32).
+TEST_P(BceTest, LargeLogitsStayRelativelyAccurate) {
+  const float xs[] = {-68.96943f, 70.5f, -30.25f, 25.0f, -88.0f};
+  const float ys[] = {0.0022375858f, 0.9993f, 0.01f, 0.999f, 0.5f};
+  for (int k = 0; k < 5; ++k) {
+    float x = xs[k], y = ys[k], l = 0;
+    xent_bce_args a;
+    XENT_ARGS_INIT(xent_bce_args, &a);
+    a.batch = 1;
+    a.num_classes = 1;
+    a.logits = &x;
+    a.target = &y;
+    a.reduction = XENT_REDUCTION_SUM;
+    a.loss = &l;
+    ASSERT_EQ(xent_bce_with_logits(&a), XENT_OK) << xent_last_error();
+    const double xd = x, yd = y;
+    const double want = yd * (std::log1p(std::exp(-std::fabs(xd))) + std::max(-xd, 0.0)) +
+                        (1 - yd) * (std::log1p(std::exp(-std::fabs(xd))) + std::max(xd, 0.0));
+    EXPECT_NEAR(l, want, 2e-6 * std::fabs(want)) << "x=" << x << " y=" << y;
+  }
+}
+
 XENT_INSTANTIATE_ALL_TARGETS(BceTest);
 
 }  // namespace

@@ -64,7 +64,8 @@
  * Accuracy (tested against a float64 reference on every SIMD target, V from 1
  * to 262144): reduced f32 losses within 2e-6 relative error; per-row values
  * within 2e-6 relative + 2e-6 absolute (a per-row loss near 0 is a difference
- * of two O(log V) numbers); f32 gradients within 1e-6 absolute; bf16/f16
+ * of two O(log V) numbers); f32 gradients within 1e-6 absolute plus 2e-6
+ * relative (gradients can exceed 1, e.g. w.r.t. a teacher's logits); bf16/f16
  * outputs are the f32 result rounded to nearest even: within one unit in the
  * last place of the correctly rounded result plus the f32 absolute bound
  * (which dominates where a gradient is a difference of nearly equal terms).
