@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# CI for the Python package `xent` (called by tests/run as
+#   bindings/python/ci.sh /work/main/build/ci
+# with BUILD_DIR an already-built meson build dir of the repo holding
+# libxent.so.1). On a fresh Debian 12 machine it:
+#   1. installs the Debian packages it needs (only the missing ones);
+#   2. builds two wheels with pip (PEP 517, meson-python from PyPI in pip's
+#      isolated build env):
+#        bundled: libxent compiled from this repo and shipped in the package
+#                 (the `pip install ./bindings/python` path), built by the
+#                 default python3;
+#        system:  -Dbundle_libxent=false, the library is found at run time,
+#                 built by Debian's /usr/bin/python3;
+#   3. installs each wheel into fresh venvs under BUILD_DIR/python-ci for the
+#      default python3 (pyenv, no torch; numpy/pytest/hypothesis/ml_dtypes
+#      from PyPI) and Debian's /usr/bin/python3 (--system-site-packages:
+#      python3-torch, numpy, pytest, hypothesis), and runs every pytest suite:
+#        bundled  -> must load the package's own libxent.so.1
+#        system   -> LD_LIBRARY_PATH=BUILD_DIR: must load BUILD_DIR's library
+#        + the package tests once more with XENT_LIBRARY=BUILD_DIR/libxent.so.1
+#   Exits non-zero when anything fails.
+set -uo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+BUILD=${1:?usage: bindings/python/ci.sh BUILD_DIR}
+BUILD=$(cd "$BUILD" && pwd)
+WORK=$BUILD/python-ci
+JOBS=${XENT_PY_JOBS:-2}
+failed=()
+step() {  # step NAME CMD...
+  local name=$1; shift
+  echo "--- python: $name"
+  local t0=$SECONDS
+  if "$@"; then echo "--- python: $name: ok ($((SECONDS - t0)) s)"
+  else echo "--- python: $name: FAILED ($((SECONDS - t0)) s)"; failed+=("$name"); return 1; fi
+}
+
+[ -e "$BUILD/libxent.so.1" ] || { echo "no libxent.so.1 in $BUILD (build the repo first)"; exit 1; }
+SYSLIB=$(readlink -f "$BUILD/libxent.so.1")
+
+"$ROOT/.ci/deps.sh" build-essential pkg-config meson ninja-build libhwy-dev python3-venv python3-pip \
+  python3-numpy python3-pytest python3-hypothesis python3-torch || { echo "cannot install Debian packages"; exit 1; }
+
+DEFAULT_PY=$(command -v python3)
+DEBIAN_PY=/usr/bin/python3
+echo "default python3: $DEFAULT_PY ($("$DEFAULT_PY" --version 2>&1)); Debian: $("$DEBIAN_PY" --version 2>&1)"
+
+rm -rf "$WORK"
+mkdir -p "$WORK/wheels/bundled" "$WORK/wheels/system" "$WORK/run"
+export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1
+
+# Builders: a venv per interpreter (pip from the venv; the build backend and
+# its tools come into pip's isolated build environment from PyPI).
+mkvenv() {  # mkvenv DIR PYTHON [--system-site-packages]
+  "$2" -m venv ${3:-} "$1" || return 1
+}
+
+build_bundled() {
+  mkvenv "$WORK/build-default" "$DEFAULT_PY" &&
+  "$WORK/build-default/bin/pip" wheel -q --no-deps -w "$WORK/wheels/bundled" "$HERE" \
+    --config-settings=compile-args=-j$JOBS
+}
+build_system() {
+  mkvenv "$WORK/build-debian" "$DEBIAN_PY" --system-site-packages &&
+  "$WORK/build-debian/bin/pip" wheel -q --no-deps -w "$WORK/wheels/system" "$HERE" \
+    --config-settings=setup-args=-Dbundle_libxent=false
+}
+step "build wheel, bundled libxent (default python3)" build_bundled
+step "build wheel, system libxent (Debian python3)" build_system
+
+check_wheels() {
+  local b s
+  b=$(ls "$WORK"/wheels/bundled/xent-*.whl) && s=$(ls "$WORK"/wheels/system/xent-*.whl) || return 1
+  "$DEFAULT_PY" - "$b" "$s" <<'EOF'
+import sys, zipfile
+b, s = (set(zipfile.ZipFile(p).namelist()) for p in sys.argv[1:3])
+assert "xent/libxent.so.1" in b, sorted(b)
+assert not any("libxent" in n for n in s), sorted(s)
+for n in ("xent/__init__.py", "xent/torch.py", "xent/__init__.pyi", "xent/torch.pyi", "xent/py.typed"):
+    assert n in b and n in s, n
+print("wheel contents ok:", sorted(n for n in b if not n.startswith("xent-")))
+EOF
+}
+step "wheel contents" check_wheels
+
+# venv NAME PYTHON FLAVOR WHEEL_KIND
+install_venv() {
+  local dir=$WORK/venv-$1 py=$2 flavor=$3 kind=$4
+  if [ "$flavor" = debian ]; then
+    mkvenv "$dir" "$py" --system-site-packages || return 1
+    "$dir/bin/pip" install -q --no-deps "$WORK"/wheels/$kind/xent-*.whl || return 1
+  else
+    mkvenv "$dir" "$py" || return 1
+    "$dir/bin/pip" install -q "$WORK"/wheels/$kind/xent-*.whl pytest hypothesis ml_dtypes || return 1
+  fi
+}
+
+run_pytest() {  # run_pytest VENV_NAME ENV... -- PYTEST_ARGS...
+  local dir=$WORK/venv-$1; shift
+  local envs=()
+  while [ $# -gt 0 ] && [ "$1" != "--" ]; do envs+=("$1"); shift; done
+  shift
+  # From a scratch directory: the source tree must not shadow the install.
+  (cd "$WORK/run" && env "${envs[@]}" "$dir/bin/python" -m pytest -p no:cacheprovider -q -ra \
+     --junitxml="$WORK/junit-$(basename "$dir").xml" "$@" "$HERE/tests")
+}
+
+for flavor in default debian; do
+  if [ $flavor = debian ]; then py=$DEBIAN_PY; torch_env=XENT_REQUIRE_TORCH=1; else py=$DEFAULT_PY; torch_env=XENT_REQUIRE_TORCH=0; fi
+  step "install $flavor python, bundled wheel" install_venv $flavor-bundled "$py" $flavor bundled &&
+  step "pytest $flavor python, bundled libxent" run_pytest $flavor-bundled XENT_EXPECT_ORIGIN=bundled $torch_env --
+  step "install $flavor python, system-library wheel" install_venv $flavor-system "$py" $flavor system &&
+  step "pytest $flavor python, system libxent ($BUILD)" run_pytest $flavor-system XENT_EXPECT_ORIGIN=system \
+    XENT_EXPECT_LIBRARY="$SYSLIB" LD_LIBRARY_PATH="$BUILD${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" $torch_env --
+done
+step "pytest XENT_LIBRARY=$BUILD/libxent.so.1 (package + ABI tests)" run_pytest default-system \
+  XENT_LIBRARY="$BUILD/libxent.so.1" XENT_EXPECT_ORIGIN=XENT_LIBRARY XENT_EXPECT_LIBRARY="$SYSLIB" -- \
+  -k "test_package or test_abi_layout"
+
+if [ ${#failed[@]} -gt 0 ]; then
+  echo "python: FAILED: ${failed[*]}"
+  exit 1
+fi
+echo "python: all steps passed"

@@ -1,0 +1,116 @@
+# Type stubs for the xent array API (numpy arrays, torch CPU tensors, DLPack /
+# buffer-protocol arrays; classes on the last axis).
+from typing import Any, Literal, Optional, Tuple, Union, overload
+
+import numpy as np
+
+__version__: str
+library_path: str
+library_origin: Literal["XENT_LIBRARY", "bundled", "system"]
+
+ArrayLike = Any  # numpy.ndarray, torch.Tensor (CPU), DLPack producer, buffer
+Reduction = Literal["mean", "sum", "none"]
+GradSpec = Union[None, bool, Literal["inplace"], ArrayLike]
+Kind = Literal["logits", "log_probs", "probs"]
+
+class XentError(RuntimeError):
+    status: int
+    def __init__(self, message: str, status: int = ...) -> None: ...
+
+class XentTypeError(XentError, TypeError): ...
+class XentValueError(XentError, ValueError): ...
+class XentMemoryError(XentError, MemoryError): ...
+
+def cross_entropy(
+    logits: ArrayLike,
+    target: ArrayLike,
+    *,
+    weight: Optional[ArrayLike] = ...,
+    ignore_index: int = ...,
+    reduction: Reduction = ...,
+    label_smoothing: float = ...,
+    z_loss: float = ...,
+    softcap: Optional[float] = ...,
+    grad: GradSpec = ...,
+    grad_scale: float = ...,
+    row_scale: Optional[ArrayLike] = ...,
+    num_threads: Optional[int] = ...,
+) -> Any: ...
+def kl_div(
+    input: ArrayLike,
+    target: ArrayLike,
+    *,
+    reduction: Literal["mean", "batchmean", "sum", "none"] = ...,
+    log_target: bool = ...,
+    grad: GradSpec = ...,
+    grad_target: GradSpec = ...,
+    num_threads: Optional[int] = ...,
+) -> Any: ...
+def kl_div_logits(
+    student: ArrayLike,
+    teacher: ArrayLike,
+    *,
+    temperature: float = ...,
+    reduction: Literal["mean", "batchmean", "sum", "none"] = ...,
+    t2_scaling: bool = ...,
+    labels: Optional[ArrayLike] = ...,
+    ignore_index: int = ...,
+    grad: GradSpec = ...,
+    grad_target: GradSpec = ...,
+    num_threads: Optional[int] = ...,
+) -> Any: ...
+def jsd(
+    input: ArrayLike,
+    target: ArrayLike,
+    *,
+    beta: float = ...,
+    input_kind: Kind = ...,
+    target_kind: Kind = ...,
+    temperature: float = ...,
+    reduction: Literal["mean", "batchmean", "sum", "none"] = ...,
+    labels: Optional[ArrayLike] = ...,
+    ignore_index: int = ...,
+    grad: GradSpec = ...,
+    grad_target: GradSpec = ...,
+    num_threads: Optional[int] = ...,
+) -> Any: ...
+def binary_cross_entropy_with_logits(
+    input: ArrayLike,
+    target: ArrayLike,
+    *,
+    weight: Optional[ArrayLike] = ...,
+    reduction: Literal["mean", "batchmean", "sum", "none"] = ...,
+    pos_weight: Optional[ArrayLike] = ...,
+    grad: GradSpec = ...,
+    grad_scale: float = ...,
+    num_threads: Optional[int] = ...,
+) -> Any: ...
+def softmax(input: ArrayLike, dim: int = ..., *, temperature: float = ..., out: Optional[ArrayLike] = ...,
+            num_threads: Optional[int] = ...) -> Any: ...
+def log_softmax(input: ArrayLike, dim: int = ..., *, temperature: float = ..., out: Optional[ArrayLike] = ...,
+                num_threads: Optional[int] = ...) -> Any: ...
+def logsumexp(input: ArrayLike, dim: int = ..., *, keepdim: bool = ..., temperature: float = ...,
+              num_threads: Optional[int] = ...) -> Any: ...
+def entropy(input: ArrayLike, dim: int = ..., *, keepdim: bool = ..., temperature: float = ...,
+            num_threads: Optional[int] = ...) -> Any: ...
+def softmax_backward(output: ArrayLike, grad_output: ArrayLike, *, temperature: float = ...,
+                     out: Optional[ArrayLike] = ..., num_threads: Optional[int] = ...) -> Any: ...
+def log_softmax_backward(output: ArrayLike, grad_output: ArrayLike, *, temperature: float = ...,
+                         out: Optional[ArrayLike] = ..., num_threads: Optional[int] = ...) -> Any: ...
+@overload
+def token_logprobs(logits: ArrayLike, target: ArrayLike, *, entropy: Literal[False] = ..., temperature: float = ...,
+                   softcap: Optional[float] = ..., ignore_index: int = ..., num_threads: Optional[int] = ...) -> Any: ...
+@overload
+def token_logprobs(logits: ArrayLike, target: ArrayLike, *, entropy: Literal[True], temperature: float = ...,
+                   softcap: Optional[float] = ..., ignore_index: int = ...,
+                   num_threads: Optional[int] = ...) -> Tuple[Any, Any]: ...
+def library_version() -> str: ...
+def abi_version() -> int: ...
+def active_target() -> str: ...
+def supported_targets() -> list[str]: ...
+def force_target(name: Optional[str]) -> None: ...
+def threading_backend() -> str: ...
+def max_threads() -> int: ...
+def set_num_threads(n: int) -> None: ...
+def get_num_threads() -> int: ...
+def info() -> dict[str, Any]: ...
