@@ -249,7 +249,8 @@ HWY_INLINE VF GradVecAt(DF d, const GradArgs<T, TQ>& g, size_t i, size_t r, cons
 
 template <typename T, typename TG, typename TQ, bool kCap, int kB, bool kStream>
 HWY_NOINLINE void GradSeg(const CeKernel& k, const CeRowCoef& c, const SoftmaxSeg& sg, const T* x,
-                          const float* e_in, const TQ* q, const float* w, TG* g, size_t n, int64_t y_local) {
+                          const float* e_in, const TQ* q, const float* w, TG* g, size_t n, int64_t y_local,
+                          const T* next) {
   const DF d;
   const size_t N = hn::Lanes(d);
   const GradArgs<T, TQ> ga{&k, &c, x, e_in, q, w, y_local};
@@ -265,6 +266,9 @@ HWY_NOINLINE void GradSeg(const CeKernel& k, const CeRowCoef& c, const SoftmaxSe
     for (size_t cb = 0, ci = 0; cb < n; cb += kChunk, ++ci) {
       const size_t ce = std::min(n, cb + kChunk);
       const VF vr = hn::Set(d, refs[ci]), vF = hn::Set(d, fac[ci]);
+      // The next row's stats pass will stream this chunk from memory; fetch
+      // it now, while this pass computes and writes (prefetches never fault).
+      if (next) PrefetchNext(next + cb, ce - cb);
       size_t i = cb;
       if (stream) {
         for (; i + N <= ce; i += N) StoreOut<TG, true>(d, GradVec<T, TQ, kCap, kB>(d, ga, i, N, vr, vF), g + i);
@@ -321,22 +325,23 @@ void GradT(const CeKernel& k, const CeRowCoef& c, const SoftmaxSeg* segs, size_t
     const int64_t yl = c.y - static_cast<int64_t>(b);
     const float* w = k.weight ? k.weight + b : nullptr;
     const float* e = e_in ? e_in + b : nullptr;
+    const T* nx = x + k.logits.stride + b;  // the next row (may be past the end: prefetch only)
     if (k.soft) {
       if (k.q.dtype == DType::kF32) {
         const float* q = RowPtr<float>(k.q.data, k.q.stride, row) + b;
-        w ? GradSeg<T, TG, float, kCap, 3, kStream>(k, c, sg, x + b, e, q, w, g + b, n, -1)
-          : GradSeg<T, TG, float, kCap, 4, kStream>(k, c, sg, x + b, e, q, w, g + b, n, -1);
+        w ? GradSeg<T, TG, float, kCap, 3, kStream>(k, c, sg, x + b, e, q, w, g + b, n, -1, nx)
+          : GradSeg<T, TG, float, kCap, 4, kStream>(k, c, sg, x + b, e, q, w, g + b, n, -1, nx);
       } else {
         const T* q = RowPtr<T>(k.q.data, k.q.stride, row) + b;
-        w ? GradSeg<T, TG, T, kCap, 3, kStream>(k, c, sg, x + b, e, q, w, g + b, n, -1)
-          : GradSeg<T, TG, T, kCap, 4, kStream>(k, c, sg, x + b, e, q, w, g + b, n, -1);
+        w ? GradSeg<T, TG, T, kCap, 3, kStream>(k, c, sg, x + b, e, q, w, g + b, n, -1, nx)
+          : GradSeg<T, TG, T, kCap, 4, kStream>(k, c, sg, x + b, e, q, w, g + b, n, -1, nx);
       }
     } else if (c.b == 0.0f) {
-      GradSeg<T, TG, float, kCap, 0, kStream>(k, c, sg, x + b, e, nullptr, w, g + b, n, yl);
+      GradSeg<T, TG, float, kCap, 0, kStream>(k, c, sg, x + b, e, nullptr, w, g + b, n, yl, nx);
     } else if (w == nullptr) {
-      GradSeg<T, TG, float, kCap, 1, kStream>(k, c, sg, x + b, e, nullptr, w, g + b, n, yl);
+      GradSeg<T, TG, float, kCap, 1, kStream>(k, c, sg, x + b, e, nullptr, w, g + b, n, yl, nx);
     } else {
-      GradSeg<T, TG, float, kCap, 2, kStream>(k, c, sg, x + b, e, nullptr, w, g + b, n, yl);
+      GradSeg<T, TG, float, kCap, 2, kStream>(k, c, sg, x + b, e, nullptr, w, g + b, n, yl, nx);
     }
   }
   if (kStream) hwy::FlushStream();

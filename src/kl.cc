@@ -23,6 +23,7 @@ struct KlKernel {
   bool need_psum = false, need_qsum = false;
   OutMat elem_loss, grad_q, grad_p;
   bool grads_in_middle = false;  // else pass 3
+  bool stream = false;           // non-temporal stores for grad_q (fast path)
 };
 
 struct KlSeg {
@@ -309,8 +310,107 @@ void PassT(const KlKernel& k, const KlRow& r, KlSeg* segs, size_t row, size_t s0
   }
 }
 
+// The distillation case: both sides logits, forward KL, loss pass with the
+// student gradient (q - p sum_p) / T and no teacher gradient. Same values as
+// PassT (same expressions), without its per-element generality:
+// log p - log q = (t - x) / T + (lse_q - lse_p).
+template <typename T, typename TG, bool kStream>
+HWY_NOINLINE void PassLogitsForward(const KlKernel& k, const KlRow& r, KlSeg* segs, size_t row, size_t s0, size_t s1,
+                                    const float* scratch) {
+  const DF d;
+  const size_t N = hn::Lanes(d);
+  const T* xq = RowPtr<T>(k.q_in.data, k.q_in.stride, row);
+  const T* xp = RowPtr<T>(k.p_in.data, k.p_in.stride, row);
+  TG* gq = k.grad_q.data ? RowPtrMut<TG>(k.grad_q.data, k.grad_q.stride, row) : nullptr;
+  float* el = k.elem_loss.data ? RowPtrMut<float>(k.elem_loss.data, k.elem_loss.stride, row) : nullptr;
+  const VF zero = hn::Zero(d), es = hn::Set(d, r.es);
+  const VF it = hn::Set(d, k.inv_t);
+  const VF gscale = hn::Set(d, r.gs * k.inv_t), psum = hn::Set(d, r.psum);
+  const VF nanv = hn::Set(d, std::numeric_limits<float>::quiet_NaN());
+  for (size_t s = s0; s < s1; ++s) {
+    const size_t b = s * kSegment, n = std::min(kSegment, k.V - b);
+    KlSeg& sg = segs[s];
+    float fq[kChunksPerSegment], fp[kChunksPerSegment];
+    ChunkFactors(sg.q, n, r.aq, r.Mq, r.nanq, fq);
+    ChunkFactors(sg.p, n, r.ap, r.Mp, r.nanp, fp);
+    // log p - log q = z_p - z_q + off, off = (Mq + log Sq) - (Mp + log Sp)
+    // (grouped exactly as MakeSide / MakeTerms: (z - M) - log S per side).
+    const VF Mq = hn::Set(d, r.Mq), lq = hn::Set(d, r.lsq), Mp = hn::Set(d, r.Mp), lp = hn::Set(d, r.lsp);
+    const bool nan_row = r.nanq || r.nanp;
+    const float* eq = scratch ? scratch + b : nullptr;
+    const float* ep = scratch ? scratch + k.V + b : nullptr;
+    const bool stream = kStream && gq != nullptr && PeelToAlign(gq + b, n) == 0;
+    VF loss = zero;
+    for (size_t cb = 0, c = 0; cb < n; cb += kChunk, ++c) {
+      const size_t ce = std::min(n, cb + kChunk);
+      const VF vFq = hn::Set(d, fq[c]), vFp = hn::Set(d, fp[c]);
+      const VF rq = hn::Set(d, ChunkRef(sg.q, c)), rp = hn::Set(d, ChunkRef(sg.p, c));
+      // Fetch the next row's chunk for its stats pass while this one computes.
+      PrefetchNext(xq + k.q_in.stride + b + cb, ce - cb);
+      PrefetchNext(xp + k.p_in.stride + b + cb, ce - cb);
+      VF closs = zero;
+      for (size_t i = cb; i < ce; i += N) {
+        const size_t rr = std::min(N, ce - i);
+        const bool full = rr == N;
+        const VF x = full ? LoadF32(d, xq + b + i) : LoadTailF32(d, xq + b + i, rr, 0.0f);
+        const VF t = full ? LoadF32(d, xp + b + i) : LoadTailF32(d, xp + b + i, rr, 0.0f);
+        const VF zq = k.inv_t != 1.0f ? hn::Mul(x, it) : x;
+        const VF zp = k.inv_t != 1.0f ? hn::Mul(t, it) : t;
+        const VF e_q = eq ? (full ? hn::LoadU(d, eq + i) : LoadTailF32(d, eq + i, rr, 0.0f))
+                          : ExpNonPositive(d, hn::Sub(zq, rq));
+        const VF e_p = ep ? (full ? hn::LoadU(d, ep + i) : LoadTailF32(d, ep + i, rr, 0.0f))
+                          : ExpNonPositive(d, hn::Sub(zp, rp));
+        const VF q = hn::Mul(e_q, vFq), p = hn::Mul(e_p, vFp);
+        VF logq = hn::Sub(hn::Sub(zq, Mq), lq), logp = hn::Sub(hn::Sub(zp, Mp), lp);
+        if (nan_row) {
+          if (r.nanq) logq = nanv;
+          if (r.nanp) logp = nanv;
+        }
+        const VF term = hn::IfThenZeroElse(hn::Eq(p, zero), hn::Mul(p, hn::Sub(logp, logq)));
+        closs = hn::Add(closs, full ? term : hn::IfThenElseZero(hn::FirstN(d, rr), term));
+        if (el) full ? StoreF32(d, hn::Mul(term, es), el + b + i) : StoreTailF32(d, hn::Mul(term, es), el + b + i, rr);
+        if (gq) {
+          // (dL/dlog q - q sum_k dL/dlog q_k) / T with dL/dlog q = -p: (q psum - p) / T
+          const VF g = hn::Mul(hn::MulSub(q, psum, p), gscale);
+          if (!full) {
+            StoreTailF32(d, g, gq + b + i, rr);
+          } else if (stream) {
+            StoreOut<TG, true>(d, g, gq + b + i);
+          } else {
+            StoreF32(d, g, gq + b + i);
+          }
+        }
+      }
+      loss = hn::Add(loss, closs);
+    }
+    sg.loss = hn::GetLane(hn::SumOfLanes(d, loss));
+    sg.gq = sg.gp = 0.0f;
+  }
+  if (kStream) hwy::FlushStream();
+}
+
 void KlPass(const KlKernel& k, const KlRow& r, KlSeg* segs, size_t row, size_t s0, size_t s1, const float* scratch,
             bool middle) {
+  const bool fast = middle && k.qk == DistKind::kLogits && k.pk == DistKind::kLogits &&
+                    k.mode == KlMode::kForward && k.grad_p.data == nullptr && !r.ignored;
+  if (fast) {
+    const bool f32g = k.grad_q.data == nullptr || k.grad_q.dtype == DType::kF32;
+    switch (k.q_in.dtype) {
+      case DType::kBF16:
+        if (f32g) return k.stream ? PassLogitsForward<BF16, float, true>(k, r, segs, row, s0, s1, scratch)
+                                  : PassLogitsForward<BF16, float, false>(k, r, segs, row, s0, s1, scratch);
+        return k.stream ? PassLogitsForward<BF16, BF16, true>(k, r, segs, row, s0, s1, scratch)
+                        : PassLogitsForward<BF16, BF16, false>(k, r, segs, row, s0, s1, scratch);
+      case DType::kF16:
+        if (f32g) return k.stream ? PassLogitsForward<F16, float, true>(k, r, segs, row, s0, s1, scratch)
+                                  : PassLogitsForward<F16, float, false>(k, r, segs, row, s0, s1, scratch);
+        return k.stream ? PassLogitsForward<F16, F16, true>(k, r, segs, row, s0, s1, scratch)
+                        : PassLogitsForward<F16, F16, false>(k, r, segs, row, s0, s1, scratch);
+      default:
+        return k.stream ? PassLogitsForward<float, float, true>(k, r, segs, row, s0, s1, scratch)
+                        : PassLogitsForward<float, float, false>(k, r, segs, row, s0, s1, scratch);
+    }
+  }
   switch (k.q_in.dtype) {
     case DType::kBF16: return PassT<BF16>(k, r, segs, row, s0, s1, scratch, middle);
     case DType::kF16: return PassT<F16>(k, r, segs, row, s0, s1, scratch, middle);
@@ -428,6 +528,7 @@ xent_status RunDivergence(const DivergenceProblem& p, const Exec& exec) {
   k.grads_in_middle = !(q_late || p_late);
   k.need_psum = p.grad_input.data && k.qk == DistKind::kLogits && k.mode == KlMode::kForward;
   k.need_qsum = p.grad_target.data && k.pk == DistKind::kLogits && k.mode == KlMode::kReverse;
+  k.stream = p.grad_input.data && p.grad_input.data != p.input.data && StreamOutputs(p.B, p.V, p.grad_input);
 
   // Rows that count (labels mask) and the reduction divisor.
   size_t rows = p.B;
