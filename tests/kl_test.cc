@@ -273,6 +273,7 @@ TEST_P(KlTest, DistillationOptions) {
       c.t2 = t2;
       c.grad_t = false;
       c.grad_scale = 0.5f;
+      c.labels = t2;  // ignored rows mixed with the fast path
       c.pad = 5;
       c.offset = 2;
       RunKl(c);
@@ -281,6 +282,22 @@ TEST_P(KlTest, DistillationOptions) {
       RunKl(c);
     }
   }
+}
+
+TEST_P(KlTest, DistillationBf16) {
+  KlCase c;
+  c.qk = 0;
+  c.pk = 0;
+  c.V = 5000;
+  c.B = 4;
+  c.dt = DType::kBF16;
+  c.gdt = DType::kBF16;
+  c.grad_t = false;
+  c.labels = true;
+  RunKl(c);
+  c.gdt = DType::kF32;
+  c.temperature = 2.0f;
+  RunKl(c);
 }
 
 TEST_P(KlTest, LargeVocab) {
