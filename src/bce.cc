@@ -175,13 +175,9 @@ xent_status RunBce(const BceProblem& p, const Exec& exec) {
   if (p.reduction == Reduction::kMean) divisor = static_cast<double>(p.B) * static_cast<double>(p.V);
   if (p.reduction == Reduction::kBatchMean) divisor = static_cast<double>(p.B);
   op.k.gscale = static_cast<float>(static_cast<double>(p.grad_scale) / divisor);
-  std::unique_ptr<float[]> scratch;
-  op.row_loss = p.row_loss;
-  if (p.loss != nullptr && op.row_loss == nullptr && p.B > 0) {
-    scratch.reset(new (std::nothrow) float[p.B]);
-    if (!scratch) return XENT_ERROR_OUT_OF_MEMORY;
-    op.row_loss = scratch.get();
-  }
+  RowLosses losses;
+  if (!losses.Init(p.row_loss, p.loss != nullptr, p.B)) return XENT_ERROR_OUT_OF_MEMORY;
+  op.row_loss = losses.data;
   const xent_status rc = RunRows(op, p.B, p.V, exec);
   if (rc != XENT_OK) return rc;
   if (p.loss) *p.loss = static_cast<float>(SumRows(op.row_loss, p.B) / divisor);

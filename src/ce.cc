@@ -80,6 +80,20 @@ struct SoftAcc {
   }
 };
 
+template <typename T, typename TQ, bool kCap>
+HWY_INLINE void SoftStats(const CeKernel& k, size_t row, const T* x, size_t s0, size_t s1, const ZMap& f,
+                          SoftmaxSeg* out, float* e_out) {
+  const TQ* q = RowPtr<TQ>(k.q.data, k.q.stride, row);
+  const float keep = 1.0f - k.eps, add = k.eps / static_cast<float>(k.V);
+  if (k.weight) {
+    SoftAcc<TQ, true> a{q, k.weight, keep, add, {}, {}, {}, {}};
+    WalkStats<T, kCap, false>(x, k.V, s0, s1, f, a, out, e_out);
+  } else {
+    SoftAcc<TQ, false> a{q, nullptr, keep, add, {}, {}, {}, {}};
+    WalkStats<T, kCap, false>(x, k.V, s0, s1, f, a, out, e_out);
+  }
+}
+
 template <typename T, bool kCap>
 void StatsT(const CeKernel& k, size_t row, size_t s0, size_t s1, SoftmaxSeg* out, float* e_out) {
   const T* x = RowPtr<T>(k.logits.data, k.logits.stride, row);
@@ -99,39 +113,8 @@ void StatsT(const CeKernel& k, size_t row, size_t s0, size_t s1, SoftmaxSeg* out
     }
   }
   if (k.soft) {
-    if (k.q.dtype == DType::kF32) {
-      SoftAcc<float, true> a;
-      a.q = RowPtr<float>(k.q.data, k.q.stride, row);
-      a.w = k.weight;
-      a.keep = 1.0f - k.eps;
-      a.add = k.eps / static_cast<float>(k.V);
-      if (k.weight) {
-        WalkStats<T, kCap, false>(x, k.V, s0, s1, f, a, out, e_out);
-      } else {
-        SoftAcc<float, false> b;
-        b.q = a.q;
-        b.w = nullptr;
-        b.keep = a.keep;
-        b.add = a.add;
-        WalkStats<T, kCap, false>(x, k.V, s0, s1, f, b, out, e_out);
-      }
-    } else {
-      SoftAcc<T, true> a;
-      a.q = RowPtr<T>(k.q.data, k.q.stride, row);
-      a.w = k.weight;
-      a.keep = 1.0f - k.eps;
-      a.add = k.eps / static_cast<float>(k.V);
-      if (k.weight) {
-        WalkStats<T, kCap, false>(x, k.V, s0, s1, f, a, out, e_out);
-      } else {
-        SoftAcc<T, false> b;
-        b.q = a.q;
-        b.w = nullptr;
-        b.keep = a.keep;
-        b.add = a.add;
-        WalkStats<T, kCap, false>(x, k.V, s0, s1, f, b, out, e_out);
-      }
-    }
+    k.q.dtype == DType::kF32 ? SoftStats<T, float, kCap>(k, row, x, s0, s1, f, out, e_out)
+                             : SoftStats<T, T, kCap>(k, row, x, s0, s1, f, out, e_out);
   } else if (!k.dot) {
     NoAcc a;
     WalkStats<T, kCap, false>(x, k.V, s0, s1, f, a, out, e_out);
@@ -506,13 +489,9 @@ xent_status RunCrossEntropy(const CeProblem& p, const Exec& exec) {
   }
   op.inv_div = 1.0 / divisor;  // inf when every row is ignored: all their gradients are 0
 
-  std::unique_ptr<float[]> scratch;
-  op.row_loss = p.row_loss;
-  if (p.loss != nullptr && op.row_loss == nullptr && p.B > 0) {
-    scratch.reset(new (std::nothrow) float[p.B]);
-    if (!scratch) return XENT_ERROR_OUT_OF_MEMORY;
-    op.row_loss = scratch.get();
-  }
+  RowLosses losses;
+  if (!losses.Init(p.row_loss, p.loss != nullptr, p.B)) return XENT_ERROR_OUT_OF_MEMORY;
+  op.row_loss = losses.data;
 
   const xent_status rc = RunRows(op, p.B, p.V, exec);
   if (rc != XENT_OK) return rc;

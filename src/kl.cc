@@ -543,13 +543,9 @@ xent_status RunDivergence(const DivergenceProblem& p, const Exec& exec) {
   op.lscale = t2;
   op.gscale = static_cast<double>(p.grad_scale) * t2 / divisor;
 
-  std::unique_ptr<float[]> scratch;
-  op.row_loss = p.row_loss;
-  if (p.loss != nullptr && op.row_loss == nullptr && p.B > 0) {
-    scratch.reset(new (std::nothrow) float[p.B]);
-    if (!scratch) return XENT_ERROR_OUT_OF_MEMORY;
-    op.row_loss = scratch.get();
-  }
+  RowLosses losses;
+  if (!losses.Init(p.row_loss, p.loss != nullptr, p.B)) return XENT_ERROR_OUT_OF_MEMORY;
+  op.row_loss = losses.data;
   const xent_status rc = RunRows(op, p.B, p.V, exec);
   if (rc != XENT_OK) return rc;
   if (p.loss) *p.loss = static_cast<float>(SumRows(op.row_loss, p.B) / divisor);

@@ -142,6 +142,22 @@ xent_status RunRows(const Op& op, size_t B, size_t V, const Exec& exec) {
   return ParallelForEach(exec, B * groups, out);
 }
 
+// Per-row losses: the caller's buffer, else O(B) scratch when only the
+// reduced loss is wanted (it is summed in row order afterwards), else none.
+struct RowLosses {
+  std::unique_ptr<float[]> scratch;
+  float* data = nullptr;
+  bool Init(float* caller, bool need_sum, size_t B) {
+    data = caller;
+    if (data == nullptr && need_sum && B > 0) {
+      scratch.reset(new (std::nothrow) float[B]);
+      data = scratch.get();
+      return data != nullptr;
+    }
+    return true;
+  }
+};
+
 // Defaults for ops without a middle pass.
 struct NoMiddle {
   bool HasMiddle() const { return false; }
