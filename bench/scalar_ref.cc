@@ -1,0 +1,270 @@
+// Scalar C++ reference peer; see scalar_ref.h.
+#include "scalar_ref.h"
+
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+namespace xent_bench {
+namespace {
+
+inline float Load(const float* p, size_t i) { return p[i]; }
+inline float Load(const uint16_t* p, size_t i) {
+  const uint32_t u = static_cast<uint32_t>(p[i]) << 16;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+inline void Store(float* p, size_t i, float v) { p[i] = v; }
+inline void Store(uint16_t* p, size_t i, float v) {  // round to nearest even
+  uint32_t u;
+  std::memcpy(&u, &v, 4);
+  u += 0x7FFFu + ((u >> 16) & 1u);
+  p[i] = static_cast<uint16_t>(u >> 16);
+}
+
+// Per-thread f32 row buffers (grown once, reused).
+float* RowBuf(size_t which, size_t n) {
+  thread_local std::vector<float> buf[2];
+  if (buf[which].size() < n) buf[which].resize(n);
+  return buf[which].data();
+}
+
+int Threads(int t) {
+#ifdef _OPENMP
+  return t > 0 ? t : omp_get_max_threads();
+#else
+  (void)t;
+  return 1;
+#endif
+}
+
+// Runs f(row) for every row, split over threads; sums the returned doubles in
+// row order per thread (the order does not matter for a benchmark).
+template <class F>
+double ForRows(const RefProblem& p, F&& f) {
+  double total = 0.0;
+  const long long B = static_cast<long long>(p.B);
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) reduction(+ : total) num_threads(Threads(p.threads))
+#endif
+  for (long long i = 0; i < B; ++i) total += f(static_cast<size_t>(i));
+  return total;
+}
+
+// e[c] = exp(x[c] - max) for a row, their sum, and the row's lse.
+struct ExpStats {
+  float sum, lse;
+};
+// Sums are accumulated in double (a careful programmer's choice for rows of
+// 10^5 terms; the scalar add chain costs the same latency as in float).
+template <class T>
+ExpStats ExpRow(const T* x, size_t V, float* e) {
+  float m = -std::numeric_limits<float>::infinity();
+  for (size_t c = 0; c < V; ++c) m = std::fmax(m, Load(x, c));
+  double s = 0.0;
+  for (size_t c = 0; c < V; ++c) {
+    e[c] = std::exp(Load(x, c) - m);
+    s += e[c];
+  }
+  return {static_cast<float>(s), m + static_cast<float>(std::log(s))};
+}
+
+template <class T>
+double CeFwd(const RefProblem& p) {
+  const T* x = static_cast<const T*>(p.x);
+  const double sum = ForRows(p, [&](size_t i) {
+    const T* r = x + i * p.V;
+    float m = -std::numeric_limits<float>::infinity();
+    for (size_t c = 0; c < p.V; ++c) m = std::fmax(m, Load(r, c));
+    double s = 0.0;
+    for (size_t c = 0; c < p.V; ++c) s += std::exp(Load(r, c) - m);
+    return m + std::log(s) - Load(r, static_cast<size_t>(p.labels[i]));
+  });
+  return sum / static_cast<double>(p.B);
+}
+
+template <class T>
+double CeFwdGrad(const RefProblem& p) {
+  const T* x = static_cast<const T*>(p.x);
+  T* g = static_cast<T*>(p.out);
+  const float scale = 1.0f / static_cast<float>(p.B);
+  const double sum = ForRows(p, [&](size_t i) {
+    const T* r = x + i * p.V;
+    T* gr = g + i * p.V;
+    float* e = RowBuf(0, p.V);
+    const size_t y = static_cast<size_t>(p.labels[i]);
+    const float xy = Load(r, y);  // before an in-place gradient overwrites it
+    const ExpStats st = ExpRow(r, p.V, e);
+    const float k = scale / st.sum;  // softmax = e / sum, times the mean's 1/B
+    for (size_t c = 0; c < p.V; ++c) Store(gr, c, e[c] * k);
+    Store(gr, y, e[y] * k - scale);
+    return static_cast<double>(st.lse - xy);
+  });
+  return sum / static_cast<double>(p.B);
+}
+
+template <class T>
+double KlFwdGrad(const RefProblem& p) {
+  const T* xs = static_cast<const T*>(p.x);
+  const T* xt = static_cast<const T*>(p.t);
+  T* g = static_cast<T*>(p.out);
+  const float scale = 1.0f / static_cast<float>(p.B);
+  const double sum = ForRows(p, [&](size_t i) {
+    const T* s = xs + i * p.V;
+    const T* t = xt + i * p.V;
+    T* gr = g + i * p.V;
+    float* eq = RowBuf(0, p.V);
+    float* ep = RowBuf(1, p.V);
+    const ExpStats stq = ExpRow(s, p.V, eq), stp = ExpRow(t, p.V, ep);
+    const float lq = stq.lse, lp = stp.lse, iq = 1.0f / stq.sum, ip = 1.0f / stp.sum;
+    double kl = 0.0;
+    for (size_t c = 0; c < p.V; ++c) {
+      const float q = eq[c] * iq, pp = ep[c] * ip;
+      // p (log p - log q) = p ((t - lp) - (s - lq)); 0 log 0 = 0.
+      const float term = pp > 0.0f ? pp * ((Load(t, c) - lp) - (Load(s, c) - lq)) : 0.0f;
+      kl += term;
+      Store(gr, c, (q - pp) * scale);
+    }
+    return kl;
+  });
+  return sum / static_cast<double>(p.B);
+}
+
+template <class T>
+double JsdFwdGrad(const RefProblem& p) {
+  const T* xs = static_cast<const T*>(p.x);
+  const T* xt = static_cast<const T*>(p.t);
+  T* g = static_cast<T*>(p.out);
+  const float beta = p.beta, scale = 1.0f / static_cast<float>(p.B);
+  const double sum = ForRows(p, [&](size_t i) {
+    const T* s = xs + i * p.V;
+    const T* t = xt + i * p.V;
+    T* gr = g + i * p.V;
+    float* eq = RowBuf(0, p.V);
+    float* ep = RowBuf(1, p.V);
+    const ExpStats stq = ExpRow(s, p.V, eq), stp = ExpRow(t, p.V, ep);
+    const float lq = stq.lse, lp = stp.lse, iq = 1.0f / stq.sum, ip = 1.0f / stp.sum;
+    // loss = beta KL(P||M) + (1-beta) KL(Q||M); dL/dq_c = (1-beta) log(q_c/m_c),
+    // then through softmax: q_c (d_c - sum q d). eq[c] <- d_c.
+    double loss = 0.0;
+    double qd = 0.0;
+    for (size_t c = 0; c < p.V; ++c) {
+      const float q = eq[c] * iq, pp = ep[c] * ip;
+      const float logq = Load(s, c) - lq, logp = Load(t, c) - lp;
+      const float m = beta * pp + (1.0f - beta) * q;
+      const float logm = std::log(m);
+      float term = 0.0f;
+      if (pp > 0.0f) term += beta * pp * (logp - logm);
+      if (q > 0.0f) term += (1.0f - beta) * q * (logq - logm);
+      loss += term;
+      const float d = q > 0.0f ? (1.0f - beta) * (logq - logm) : 0.0f;
+      eq[c] = q;
+      ep[c] = d;
+      qd += q * d;
+    }
+    for (size_t c = 0; c < p.V; ++c) Store(gr, c, eq[c] * (ep[c] - static_cast<float>(qd)) * scale);
+    return loss;
+  });
+  return sum / static_cast<double>(p.B);
+}
+
+template <class T>
+double TokenLogprobs(const RefProblem& p) {
+  const T* x = static_cast<const T*>(p.x);
+  ForRows(p, [&](size_t i) {
+    const T* r = x + i * p.V;
+    float m = -std::numeric_limits<float>::infinity();
+    for (size_t c = 0; c < p.V; ++c) m = std::fmax(m, Load(r, c));
+    double s = 0.0;
+    for (size_t c = 0; c < p.V; ++c) s += std::exp(Load(r, c) - m);
+    p.row_out[i] = static_cast<float>(Load(r, static_cast<size_t>(p.labels[i])) - (m + std::log(s)));
+    return 0.0;
+  });
+  return 0.0;
+}
+
+template <class T>
+double Softmax(const RefProblem& p) {
+  const T* x = static_cast<const T*>(p.x);
+  T* o = static_cast<T*>(p.out);
+  ForRows(p, [&](size_t i) {
+    const T* r = x + i * p.V;
+    T* orow = o + i * p.V;
+    float* e = RowBuf(0, p.V);
+    const float k = 1.0f / ExpRow(r, p.V, e).sum;
+    for (size_t c = 0; c < p.V; ++c) Store(orow, c, e[c] * k);
+    return 0.0;
+  });
+  return 0.0;
+}
+
+template <class T>
+double SoftmaxBackward(const RefProblem& p) {
+  const T* y = static_cast<const T*>(p.x);
+  const T* go = static_cast<const T*>(p.t);
+  T* gi = static_cast<T*>(p.out);
+  ForRows(p, [&](size_t i) {
+    const T* yr = y + i * p.V;
+    const T* gr = go + i * p.V;
+    T* o = gi + i * p.V;
+    double dot = 0.0;
+    for (size_t c = 0; c < p.V; ++c) dot += Load(gr, c) * Load(yr, c);
+    const float d = static_cast<float>(dot);
+    for (size_t c = 0; c < p.V; ++c) Store(o, c, Load(yr, c) * (Load(gr, c) - d));
+    return 0.0;
+  });
+  return 0.0;
+}
+
+template <class T>
+double BceFwdGrad(const RefProblem& p) {
+  const T* x = static_cast<const T*>(p.x);
+  const T* tg = static_cast<const T*>(p.t);
+  T* g = static_cast<T*>(p.out);
+  const float scale = 1.0f / (static_cast<float>(p.B) * static_cast<float>(p.V));
+  const double sum = ForRows(p, [&](size_t i) {
+    const T* r = x + i * p.V;
+    const T* tr = tg + i * p.V;
+    T* gr = g + i * p.V;
+    double acc = 0.0;
+    for (size_t c = 0; c < p.V; ++c) {
+      const float v = Load(r, c), y = Load(tr, c);
+      const float e = std::exp(-std::fabs(v));  // in (0, 1]
+      acc += std::fmax(v, 0.0f) - v * y + std::log1p(e);
+      const float sig = v >= 0.0f ? 1.0f / (1.0f + e) : e / (1.0f + e);
+      Store(gr, c, (sig - y) * scale);
+    }
+    return acc;
+  });
+  return sum * static_cast<double>(scale);
+}
+
+}  // namespace
+
+#define XENT_BENCH_DISPATCH(Fn)                                                  \
+  return p.dt == Dt::kF32 ? Fn<float>(p) : Fn<uint16_t>(p)
+
+double RefCeFwd(const RefProblem& p) { XENT_BENCH_DISPATCH(CeFwd); }
+double RefCeFwdGrad(const RefProblem& p) { XENT_BENCH_DISPATCH(CeFwdGrad); }
+double RefKlFwdGrad(const RefProblem& p) { XENT_BENCH_DISPATCH(KlFwdGrad); }
+double RefJsdFwdGrad(const RefProblem& p) { XENT_BENCH_DISPATCH(JsdFwdGrad); }
+double RefTokenLogprobs(const RefProblem& p) { XENT_BENCH_DISPATCH(TokenLogprobs); }
+double RefSoftmax(const RefProblem& p) { XENT_BENCH_DISPATCH(Softmax); }
+double RefSoftmaxBackward(const RefProblem& p) { XENT_BENCH_DISPATCH(SoftmaxBackward); }
+double RefBceFwdGrad(const RefProblem& p) { XENT_BENCH_DISPATCH(BceFwdGrad); }
+
+bool RefHasOpenMP() {
+#ifdef _OPENMP
+  return true;
+#else
+  return false;
+#endif
+}
+
+}  // namespace xent_bench
