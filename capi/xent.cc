@@ -6,6 +6,7 @@
 #include <cstdarg>
 #include <cstdint>
 #include <cstdio>
+#include <cfloat>
 #include <cstring>
 #include <new>
 #include <string>
@@ -252,6 +253,13 @@ void CheckPositive(const char* name, float v) {
   XENT_CHECK(std::isfinite(v) && v > 0.0f, XENT_ERROR_INVALID_VALUE, "%s = %g must be finite and > 0", name,
              static_cast<double>(v));
 }
+// A divisor (temperature, softcap): the kernels multiply by its reciprocal,
+// which must be finite, so denormals are out.
+void CheckDivisor(const char* name, float v) {
+  CheckPositive(name, v);
+  XENT_CHECK(v >= FLT_MIN, XENT_ERROR_INVALID_VALUE, "%s = %g is below FLT_MIN = %g (1/%s overflows f32)", name,
+             static_cast<double>(v), static_cast<double>(FLT_MIN), name);
+}
 void CheckUnit(const char* name, float v) {
   XENT_CHECK(v >= 0.0f && v <= 1.0f, XENT_ERROR_INVALID_VALUE, "%s = %g is outside [0, 1]", name,
              static_cast<double>(v));
@@ -330,20 +338,25 @@ using namespace xent;  // NOLINT
 extern "C" {
 
 const char* xent_status_string(xent_status status) {
-  switch (status) {
-    case XENT_OK: return "ok";
-    case XENT_ERROR_NULL_POINTER: return "null pointer";
-    case XENT_ERROR_INVALID_SHAPE: return "invalid shape";
-    case XENT_ERROR_INVALID_VALUE: return "invalid value";
-    case XENT_ERROR_TARGET_OUT_OF_RANGE: return "target out of range";
-    case XENT_ERROR_INVALID_DTYPE: return "invalid dtype";
-    case XENT_ERROR_INVALID_ENUM: return "invalid enum value";
-    case XENT_ERROR_INVALID_STRUCT: return "invalid struct size";
-    case XENT_ERROR_ALIASING: return "overlapping buffers";
-    case XENT_ERROR_UNSUPPORTED_TARGET: return "unsupported SIMD target";
-    case XENT_ERROR_OUT_OF_MEMORY: return "out of memory";
-    case XENT_ERROR_CALLBACK: return "parallel_for callback failed";
-    case XENT_ERROR_INTERNAL: return "internal error";
+  // A C caller may pass any int: read the bits as int (loading an enum
+  // outside its enumerators' range is undefined in C++).
+  static_assert(sizeof(status) == sizeof(int), "xent_status is int-sized");
+  int v;
+  std::memcpy(&v, &status, sizeof v);
+  switch (v) {
+    case static_cast<int>(XENT_OK): return "ok";
+    case static_cast<int>(XENT_ERROR_NULL_POINTER): return "null pointer";
+    case static_cast<int>(XENT_ERROR_INVALID_SHAPE): return "invalid shape";
+    case static_cast<int>(XENT_ERROR_INVALID_VALUE): return "invalid value";
+    case static_cast<int>(XENT_ERROR_TARGET_OUT_OF_RANGE): return "target out of range";
+    case static_cast<int>(XENT_ERROR_INVALID_DTYPE): return "invalid dtype";
+    case static_cast<int>(XENT_ERROR_INVALID_ENUM): return "invalid enum value";
+    case static_cast<int>(XENT_ERROR_INVALID_STRUCT): return "invalid struct size";
+    case static_cast<int>(XENT_ERROR_ALIASING): return "overlapping buffers";
+    case static_cast<int>(XENT_ERROR_UNSUPPORTED_TARGET): return "unsupported SIMD target";
+    case static_cast<int>(XENT_ERROR_OUT_OF_MEMORY): return "out of memory";
+    case static_cast<int>(XENT_ERROR_CALLBACK): return "parallel_for callback failed";
+    case static_cast<int>(XENT_ERROR_INTERNAL): return "internal error";
   }
   return "unknown status";
 }
@@ -436,6 +449,7 @@ xent_status xent_cross_entropy(const xent_cross_entropy_args* user) {
     CheckUnit("label_smoothing", a.label_smoothing);
     CheckNonNegative("z_loss", a.z_loss);
     CheckNonNegative("softcap", a.softcap);
+    if (a.softcap != 0.0f) CheckDivisor("softcap", a.softcap);
     CheckFinite("grad_scale", a.grad_scale);
     p.eps = a.label_smoothing;
     p.z_loss = a.z_loss;
@@ -477,7 +491,7 @@ xent_status xent_softmax(const xent_softmax_args* user) {
     p.V = V;
     CheckRequired(a.logits, "logits");
     p.logits = CheckInMat("logits", a.logits, a.logits_dtype, a.logits_stride, B, V, &alias);
-    CheckPositive("temperature", a.temperature);
+    CheckDivisor("temperature", a.temperature);
     p.temperature = a.temperature;
     XENT_CHECK(a.probs || a.log_probs || a.lse || a.entropy, XENT_ERROR_NULL_POINTER,
                "no output requested: probs, log_probs, lse and entropy are all NULL");
@@ -526,7 +540,7 @@ xent_status xent_softmax_backward(const xent_softmax_backward_args* user) {
     XENT_CHECK(p.g.dtype == p.y.dtype, XENT_ERROR_INVALID_DTYPE,
                "grad_output_dtype = %d (%s) differs from output_dtype = %d (%s)", a.grad_output_dtype,
                DTypeName(a.grad_output_dtype), a.output_dtype, DTypeName(a.output_dtype));
-    CheckPositive("temperature", a.temperature);
+    CheckDivisor("temperature", a.temperature);
     p.temperature = a.temperature;
     p.gx = CheckOutMat("grad_input", a.grad_input, a.grad_input_dtype, a.grad_input_stride, p.g.dtype, B, V, &alias);
     alias.AllowInPlace("grad_input", "grad_output");
@@ -564,8 +578,9 @@ xent_status xent_token_logprobs(const xent_token_logprobs_args* user) {
       CheckRequired(a.target, "target");
       p.target = CheckLabels("target", a.target, a.target_dtype, a.target_stride, a.ignore_index, B, V, &alias);
     }
-    CheckPositive("temperature", a.temperature);
+    CheckDivisor("temperature", a.temperature);
     CheckNonNegative("softcap", a.softcap);
+    if (a.softcap != 0.0f) CheckDivisor("softcap", a.softcap);
     p.temperature = a.temperature;
     p.softcap = a.softcap;
     p.logprob = a.logprob;
@@ -631,7 +646,7 @@ xent_status xent_divergence(const xent_divergence_args* user) {
                "divergence = %d is not XENT_DIVERGENCE_KL (0) or XENT_DIVERGENCE_JSD (1)", a.divergence);
     p.jsd = a.divergence == XENT_DIVERGENCE_JSD;
     CheckUnit("beta", a.beta);
-    CheckPositive("temperature", a.temperature);
+    CheckDivisor("temperature", a.temperature);
     XENT_CHECK(a.t2_scaling == 0 || a.t2_scaling == 1, XENT_ERROR_INVALID_VALUE, "t2_scaling = %d is not 0 or 1",
                a.t2_scaling);
     p.beta = a.beta;

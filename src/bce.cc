@@ -63,7 +63,10 @@ HWY_NOINLINE void BceSegment(const BceKernel& k, const T* x, const TY* y, const 
       // pw y softplus(-x) + (1 - y) softplus(x): PyTorch's value, written as a
       // sum of non-negative terms (its (1 - y) x + lw softplus(-x) cancels
       // for large |x|).
-      VF l = hn::MulAdd(py, sp_neg, hn::Mul(omy, sp_pos));
+      // A term whose factor is 0 is 0, also against softplus = inf (x = -+inf):
+      // infinite logits give the limit, not 0 * inf.
+      VF l = hn::Add(hn::IfThenZeroElse(hn::Eq(py, zero), hn::Mul(py, sp_neg)),
+                     hn::IfThenZeroElse(hn::Eq(omy, zero), hn::Mul(omy, sp_pos)));
       VF wv = one;
       if (w) {
         wv = full ? hn::LoadU(d, w + i) : LoadTailF32(d, w + i, r, 0.0f);

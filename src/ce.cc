@@ -14,22 +14,20 @@ HWY_BEFORE_NAMESPACE();
 namespace xent {
 namespace HWY_NAMESPACE {
 
-// Smoothing term of class-index targets: dot = sum w (z - ref), wsum = sum w
-// (w = 1 when unweighted).
+// Smoothing term of class-index targets: dot (u0) = sum w (z - ref), wsum
+// (u1) = sum w (w = 1 when unweighted); c0, c1 the chunk sums.
 template <bool kWeighted>
 struct SmoothAcc {
   const float* w;  // row of V weights (kWeighted)
-  VF dot, ws, dotc, wsc;  // segment sums and chunk sums
-  HWY_INLINE void Begin(DF d) { dot = hn::Zero(d); ws = dot; dotc = dot; wsc = dot; }
-  HWY_INLINE void ChunkEnd(DF d) {
-    dot = hn::Add(dot, dotc);
-    ws = hn::Add(ws, wsc);
-    dotc = hn::Zero(d);
-    wsc = dotc;
+  HWY_INLINE void ChunkEnd(DF d, VF& u0, VF& u1, VF& c0, VF& c1) {
+    u0 = hn::Add(u0, c0);
+    u1 = hn::Add(u1, c1);
+    c0 = hn::Zero(d);
+    c1 = c0;
   }
-  HWY_INLINE void Rescale(DF d, float shift, VF, VF) { dot = hn::MulAdd(hn::Set(d, shift), ws, dot); }
+  HWY_INLINE void Rescale(DF d, float shift, VF, VF, VF& u0, VF& u1) { u0 = hn::MulAdd(hn::Set(d, shift), u1, u0); }
   template <class M>
-  HWY_INLINE void operator()(DF d, size_t j, VF zm, VF, M valid) {
+  HWY_INLINE void operator()(DF d, size_t j, VF zm, VF, M valid, VF& c0, VF& c1) {
     // Invalid (tail) lanes: zm = -inf -> masked to 0.
     VF wv;
     if (kWeighted) {
@@ -38,45 +36,43 @@ struct SmoothAcc {
     } else {
       wv = hn::IfThenElseZero(valid, hn::Set(d, 1.0f));
     }
-    dotc = hn::Add(dotc, hn::IfThenElseZero(valid, kWeighted ? hn::Mul(wv, zm) : zm));
-    wsc = hn::Add(wsc, wv);
+    c0 = hn::Add(c0, hn::IfThenElseZero(valid, kWeighted ? hn::Mul(wv, zm) : zm));
+    c1 = hn::Add(c1, wv);
   }
-  HWY_INLINE void End(DF d, SoftmaxSeg* o) {
-    o->dot = hn::GetLane(hn::SumOfLanes(d, dot));
-    o->wsum = hn::GetLane(hn::SumOfLanes(d, ws));
+  HWY_INLINE void End(DF d, SoftmaxSeg* o, VF u0, VF u1) {
+    o->dot = hn::GetLane(hn::SumOfLanes(d, u0));
+    o->wsum = hn::GetLane(hn::SumOfLanes(d, u1));
   }
 };
 
-// Probability targets: a = w (1 - eps) q + w eps / V; dot = sum a (z - ref)
-// with 0 (z - ref) = 0 where a = 0, wsum = sum a.
+// Probability targets: a = w (1 - eps) q + w eps / V; dot (u0) = sum a (z -
+// ref) with 0 (z - ref) = 0 where a = 0, wsum (u1) = sum a.
 template <typename TQ, bool kWeighted>
 struct SoftAcc {
   const TQ* q;
   const float* w;
   float keep, add;
-  VF dot, as, dotc, asc;
-  HWY_INLINE void Begin(DF d) { dot = hn::Zero(d); as = dot; dotc = dot; asc = dot; }
-  HWY_INLINE void ChunkEnd(DF d) {
-    dot = hn::Add(dot, dotc);
-    as = hn::Add(as, asc);
-    dotc = hn::Zero(d);
-    asc = dotc;
+  HWY_INLINE void ChunkEnd(DF d, VF& u0, VF& u1, VF& c0, VF& c1) {
+    u0 = hn::Add(u0, c0);
+    u1 = hn::Add(u1, c1);
+    c0 = hn::Zero(d);
+    c1 = c0;
   }
-  HWY_INLINE void Rescale(DF d, float shift, VF, VF) { dot = hn::MulAdd(hn::Set(d, shift), as, dot); }
+  HWY_INLINE void Rescale(DF d, float shift, VF, VF, VF& u0, VF& u1) { u0 = hn::MulAdd(hn::Set(d, shift), u1, u0); }
   template <class M>
-  HWY_INLINE void operator()(DF d, size_t j, VF zm, VF, M valid) {
+  HWY_INLINE void operator()(DF d, size_t j, VF zm, VF, M valid, VF& c0, VF& c1) {
     const size_t r = hn::CountTrue(d, valid);
     const bool full = r == hn::Lanes(d);
     const VF qv = full ? LoadF32(d, q + j) : LoadTailF32(d, q + j, r, 0.0f);
     VF a = hn::MulAdd(qv, hn::Set(d, keep), hn::Set(d, add));
     if (kWeighted) a = hn::Mul(a, full ? hn::LoadU(d, w + j) : LoadTailF32(d, w + j, r, 0.0f));
     a = hn::IfThenElseZero(valid, a);
-    dotc = hn::Add(dotc, hn::IfThenZeroElse(hn::Eq(a, hn::Zero(d)), hn::Mul(a, zm)));
-    asc = hn::Add(asc, a);
+    c0 = hn::Add(c0, hn::IfThenZeroElse(hn::Eq(a, hn::Zero(d)), hn::Mul(a, zm)));
+    c1 = hn::Add(c1, a);
   }
-  HWY_INLINE void End(DF d, SoftmaxSeg* o) {
-    o->dot = hn::GetLane(hn::SumOfLanes(d, dot));
-    o->wsum = hn::GetLane(hn::SumOfLanes(d, as));
+  HWY_INLINE void End(DF d, SoftmaxSeg* o, VF u0, VF u1) {
+    o->dot = hn::GetLane(hn::SumOfLanes(d, u0));
+    o->wsum = hn::GetLane(hn::SumOfLanes(d, u1));
   }
 };
 
@@ -86,10 +82,10 @@ HWY_INLINE void SoftStats(const CeKernel& k, size_t row, const T* x, size_t s0, 
   const TQ* q = RowPtr<TQ>(k.q.data, k.q.stride, row);
   const float keep = 1.0f - k.eps, add = k.eps / static_cast<float>(k.V);
   if (k.weight) {
-    SoftAcc<TQ, true> a{q, k.weight, keep, add, {}, {}, {}, {}};
+    SoftAcc<TQ, true> a{q, k.weight, keep, add};
     WalkStats<T, kCap, false>(x, k.V, s0, s1, f, a, out, e_out);
   } else {
-    SoftAcc<TQ, false> a{q, nullptr, keep, add, {}, {}, {}, {}};
+    SoftAcc<TQ, false> a{q, nullptr, keep, add};
     WalkStats<T, kCap, false>(x, k.V, s0, s1, f, a, out, e_out);
   }
 }

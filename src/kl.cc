@@ -74,11 +74,11 @@ HWY_NOINLINE float ProbSumSeg(const T* x, size_t n, bool log) {
     size_t i = cb;
     for (; i + N <= ce; i += N) {
       const VF v = LoadF32(d, x + i);
-      c0 = hn::Add(c0, log ? hn::Exp(d, v) : v);
+      c0 = hn::Add(c0, log ? ExpNaN(d, v) : v);
     }
     if (i < ce) {
       const VF v = LoadTailF32(d, x + i, ce - i, log ? kNegInf : 0.0f);
-      c0 = hn::Add(c0, log ? hn::Exp(d, v) : v);
+      c0 = hn::Add(c0, log ? ExpNaN(d, v) : v);
     }
     acc = hn::Add(acc, c0);
   }
@@ -128,14 +128,12 @@ void KlStats(const KlKernel& k, size_t row, size_t s0, size_t s1, KlSeg* out, fl
 }
 
 // ---------------------------------------------------------------------------
-// Elementwise quantities of one vector.
-struct Side {
-  VF prob, logp;
-};
+// Elementwise quantities of one vector: a side's prob and logp, the terms.
+// (Out-parameters, not structs: SVE vectors cannot be struct members.)
 
 // log(x) with log 0 = -inf and log(negative) = NaN.
 HWY_INLINE VF SafeLog(DF d, VF x) {
-  const VF l = hn::Log(d, x);
+  const VF l = LogNaN(d, x);
   const VF nan = hn::Set(d, std::numeric_limits<float>::quiet_NaN());
   VF r = hn::IfThenElse(hn::Eq(x, hn::Zero(d)), hn::Set(d, kNegInf), l);
   r = hn::IfThenElse(hn::Lt(x, hn::Zero(d)), nan, r);
@@ -145,55 +143,57 @@ HWY_INLINE VF SafeLog(DF d, VF x) {
 // One side: logits use z = x / T, log p = (z - M) - log S, p = e F_c with
 // e = exp(z - ref_c) as the stats pass computed it (stored, or recomputed
 // bit-identically); log-probs use exp; probs use log.
-HWY_INLINE Side MakeSide(DF d, VF x, DistKind kind, float inv_t, float M, float ls, bool nan, const float* e,
-                         float ref, VF vF, bool full, size_t r) {
-  Side s;
+HWY_INLINE void MakeSide(DF d, VF x, DistKind kind, float inv_t, float M, float ls, bool nan, const float* e,
+                         float ref, VF vF, bool full, size_t r, VF& prob, VF& logp) {
   if (kind == DistKind::kLogits) {
     const VF z = inv_t != 1.0f ? hn::Mul(x, hn::Set(d, inv_t)) : x;
-    s.logp = hn::Sub(hn::Sub(z, hn::Set(d, M)), hn::Set(d, ls));
-    if (nan) s.logp = hn::Set(d, std::numeric_limits<float>::quiet_NaN());
+    logp = hn::Sub(hn::Sub(z, hn::Set(d, M)), hn::Set(d, ls));
+    if (nan) logp = hn::Set(d, std::numeric_limits<float>::quiet_NaN());
     const VF ev = e != nullptr ? (full ? hn::LoadU(d, e) : LoadTailF32(d, e, r, 0.0f))
                                : ExpNonPositive(d, hn::Sub(z, hn::Set(d, ref)));
-    s.prob = hn::Mul(ev, vF);
+    prob = hn::Mul(ev, vF);
   } else if (kind == DistKind::kLogProbs) {
-    s.logp = x;
-    s.prob = hn::Exp(d, x);
+    logp = x;
+    prob = ExpNaN(d, x);
   } else {
-    s.prob = x;
-    s.logp = SafeLog(d, x);
+    prob = x;
+    logp = SafeLog(d, x);
   }
-  return s;
 }
 
 // Loss term and d(loss)/d(log q), d(loss)/d(log p) of one vector.
-struct Terms {
-  VF term, G, K, lm;
-};
-HWY_INLINE Terms MakeTerms(DF d, const Side& q, const Side& p, KlMode mode, float beta) {
-  Terms t;
+HWY_INLINE void MakeTerms(DF d, VF q_prob, VF q_logp, VF p_prob, VF p_logp, KlMode mode, float beta, VF& term, VF& G,
+                          VF& K, VF& lm) {
   const VF zero = hn::Zero(d);
-  const auto p0 = hn::Eq(p.prob, zero), q0 = hn::Eq(q.prob, zero);
+  const auto p0 = hn::Eq(p_prob, zero), q0 = hn::Eq(q_prob, zero);
+  lm = zero;
   if (mode == KlMode::kForward) {
-    const VF diff = hn::Sub(p.logp, q.logp);
-    t.term = hn::IfThenZeroElse(p0, hn::Mul(p.prob, diff));
-    t.G = hn::Neg(p.prob);
-    t.K = hn::IfThenZeroElse(p0, hn::MulAdd(p.prob, diff, p.prob));
+    const VF diff = hn::Sub(p_logp, q_logp);
+    term = hn::IfThenZeroElse(p0, hn::Mul(p_prob, diff));
+    G = hn::Neg(p_prob);
+    K = hn::IfThenZeroElse(p0, hn::MulAdd(p_prob, diff, p_prob));
   } else if (mode == KlMode::kReverse) {
-    const VF diff = hn::Sub(q.logp, p.logp);
-    t.term = hn::IfThenZeroElse(q0, hn::Mul(q.prob, diff));
-    t.G = hn::IfThenZeroElse(q0, hn::MulAdd(q.prob, diff, q.prob));
-    t.K = hn::Neg(q.prob);
+    const VF diff = hn::Sub(q_logp, p_logp);
+    term = hn::IfThenZeroElse(q0, hn::Mul(q_prob, diff));
+    G = hn::IfThenZeroElse(q0, hn::MulAdd(q_prob, diff, q_prob));
+    K = hn::Neg(q_prob);
   } else {
     const VF b = hn::Set(d, beta), b1 = hn::Set(d, 1.0f - beta);
-    const VF mix = hn::MulAdd(b, p.prob, hn::Mul(b1, q.prob));
-    t.lm = SafeLog(d, mix);
-    const VF tp = hn::IfThenZeroElse(p0, hn::Mul(hn::Mul(b, p.prob), hn::Sub(p.logp, t.lm)));
-    const VF tq = hn::IfThenZeroElse(q0, hn::Mul(hn::Mul(b1, q.prob), hn::Sub(q.logp, t.lm)));
-    t.term = hn::Add(tp, tq);
-    t.G = tq;
-    t.K = tp;
+    const VF mix = hn::MulAdd(b, p_prob, hn::Mul(b1, q_prob));
+    lm = SafeLog(d, mix);
+    // Masks on the weighted probabilities: a denormal beta can make b p
+    // underflow to 0 with p > 0 (then the mixture may be 0 and lm = -inf).
+    const VF bp = hn::Mul(b, p_prob), bq = hn::Mul(b1, q_prob);
+    const VF tp = hn::IfThenZeroElse(hn::Eq(bp, zero), hn::Mul(bp, hn::Sub(p_logp, lm)));
+    const VF tq = hn::IfThenZeroElse(hn::Eq(bq, zero), hn::Mul(bq, hn::Sub(q_logp, lm)));
+    term = hn::Add(tp, tq);
+    G = tq;
+    K = tp;
   }
-  return t;
+  // A NaN on either side makes the term NaN, also where the other side's
+  // zero probability would mask it (0 log 0 = 0 holds for numbers only).
+  const VF nan = hn::Set(d, std::numeric_limits<float>::quiet_NaN());
+  term = hn::IfThenElse(hn::Or(hn::IsNaN(q_logp), hn::IsNaN(p_logp)), nan, term);
 }
 
 // Stores v as f32 or as T at base[i] (r lanes when r < N).
@@ -210,12 +210,12 @@ HWY_INLINE void StoreAs(DF d, VF v, const OutMat& m, size_t row, size_t i, size_
 }
 
 // Gradient w.r.t. the input of one side as given.
-HWY_INLINE VF SideGrad(DF d, VF Gl, const Side& s, VF x_raw, DistKind kind, float sum_g, float inv_t, VF scale,
+HWY_INLINE VF SideGrad(DF d, VF Gl, VF s_prob, VF s_logp, VF x_raw, DistKind kind, float sum_g, float inv_t, VF scale,
                        KlMode mode, bool student, float beta, VF lm, VF other_logp) {
   VF g;
   if (kind == DistKind::kLogits) {
     // (dL/dlog p_c - p_c sum_k dL/dlog p_k) / T
-    g = hn::Mul(hn::NegMulAdd(s.prob, hn::Set(d, sum_g), Gl), hn::Set(d, inv_t));
+    g = hn::Mul(hn::NegMulAdd(s_prob, hn::Set(d, sum_g), Gl), hn::Set(d, inv_t));
   } else if (kind == DistKind::kLogProbs) {
     g = Gl;
   } else {
@@ -226,12 +226,12 @@ HWY_INLINE VF SideGrad(DF d, VF Gl, const Side& s, VF x_raw, DistKind kind, floa
     // masked), except -other/0 = -inf where the loss itself is infinite.
     if (mode == KlMode::kMix) {
       const VF w = hn::Set(d, student ? 1.0f - beta : beta);
-      g = hn::IfThenZeroElse(hn::Eq(s.prob, zero), hn::Mul(w, hn::Sub(s.logp, lm)));
+      g = hn::IfThenZeroElse(hn::Eq(hn::Mul(w, s_prob), zero), hn::Mul(w, hn::Sub(s_logp, lm)));
     } else if (fwd_side) {
       // dL/dlog x = -(other prob): dL/dx = -other / x, 0 where the other is 0.
       g = hn::IfThenZeroElse(hn::Eq(Gl, zero), hn::Div(Gl, x_raw));
     } else {
-      g = hn::IfThenZeroElse(hn::Eq(s.prob, zero), hn::Add(hn::Sub(s.logp, other_logp), hn::Set(d, 1.0f)));
+      g = hn::IfThenZeroElse(hn::Eq(s_prob, zero), hn::Add(hn::Sub(s_logp, other_logp), hn::Set(d, 1.0f)));
     }
   }
   return hn::Mul(g, scale);
@@ -275,24 +275,25 @@ void PassT(const KlKernel& k, const KlRow& r, KlSeg* segs, size_t row, size_t s0
       const VF x = full ? LoadF32(d, xq + b + i) : LoadTailF32(d, xq + b + i, rr, 0.0f);
       const VF t = full ? LoadF32(d, xp + b + i) : LoadTailF32(d, xp + b + i, rr, 0.0f);
       const bool ql = k.qk == DistKind::kLogits, pl = k.pk == DistKind::kLogits;
-      const Side q = MakeSide(d, x, k.qk, k.inv_t, r.Mq, r.lsq, r.nanq, eq ? eq + i : nullptr,
-                              ql ? ChunkRef(sg.q, c) : 0.0f, hn::Set(d, ql ? fq[c] : 0.0f), full, rr);
-      const Side p = MakeSide(d, t, k.pk, k.inv_t, r.Mp, r.lsp, r.nanp, ep ? ep + i : nullptr,
-                              pl ? ChunkRef(sg.p, c) : 0.0f, hn::Set(d, pl ? fp[c] : 0.0f), full, rr);
-      Terms tm = MakeTerms(d, q, p, k.mode, k.beta);
+      VF q_prob, q_logp, p_prob, p_logp, term, G, K, lm;
+      MakeSide(d, x, k.qk, k.inv_t, r.Mq, r.lsq, r.nanq, eq ? eq + i : nullptr, ql ? ChunkRef(sg.q, c) : 0.0f,
+               hn::Set(d, ql ? fq[c] : 0.0f), full, rr, q_prob, q_logp);
+      MakeSide(d, t, k.pk, k.inv_t, r.Mp, r.lsp, r.nanp, ep ? ep + i : nullptr, pl ? ChunkRef(sg.p, c) : 0.0f,
+               hn::Set(d, pl ? fp[c] : 0.0f), full, rr, p_prob, p_logp);
+      MakeTerms(d, q_prob, q_logp, p_prob, p_logp, k.mode, k.beta, term, G, K, lm);
       const auto valid = hn::FirstN(d, rr);
       if (middle) {
-        closs = hn::Add(closs, hn::IfThenElseZero(valid, tm.term));
-        cG = hn::Add(cG, hn::IfThenElseZero(valid, tm.G));
-        cK = hn::Add(cK, hn::IfThenElseZero(valid, tm.K));
-        if (k.elem_loss.data) StoreAs<float>(d, hn::Mul(tm.term, es), k.elem_loss, row, b + i, rr);
+        closs = hn::Add(closs, hn::IfThenElseZero(valid, term));
+        cG = hn::Add(cG, hn::IfThenElseZero(valid, G));
+        cK = hn::Add(cK, hn::IfThenElseZero(valid, K));
+        if (k.elem_loss.data) StoreAs<float>(d, hn::Mul(term, es), k.elem_loss, row, b + i, rr);
       }
       if (do_gq) {
-        StoreAs<T>(d, SideGrad(d, tm.G, q, x, k.qk, r.gq_sum, k.inv_t, gs, k.mode, true, k.beta, tm.lm, p.logp),
+        StoreAs<T>(d, SideGrad(d, G, q_prob, q_logp, x, k.qk, r.gq_sum, k.inv_t, gs, k.mode, true, k.beta, lm, p_logp),
                    k.grad_q, row, b + i, rr);
       }
       if (do_gp) {
-        StoreAs<T>(d, SideGrad(d, tm.K, p, t, k.pk, r.gp_sum, k.inv_t, gs, k.mode, false, k.beta, tm.lm, q.logp),
+        StoreAs<T>(d, SideGrad(d, K, p_prob, p_logp, t, k.pk, r.gp_sum, k.inv_t, gs, k.mode, false, k.beta, lm, q_logp),
                    k.grad_p, row, b + i, rr);
       }
       if ((i + N) % kChunk == 0 || i + N >= n) {

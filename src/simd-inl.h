@@ -136,7 +136,8 @@ HWY_INLINE void StoreF32(DF d, VF v, F16* HWY_RESTRICT p) {
 template <typename T>
 HWY_INLINE VF LoadTailF32(DF d, const T* HWY_RESTRICT p, size_t r, float pad) {
   HWY_ALIGN T buf[kMaxLanesF32];
-  std::memcpy(buf, p, r * sizeof(T));
+  r = HWY_MIN(r, kMaxLanesF32);
+  if (r != 0) std::memcpy(buf, p, r * sizeof(T));  // (p may be null when r = 0)
   const VF v = LoadF32(d, buf);
   return hn::IfThenElse(hn::FirstN(d, r), v, hn::Set(d, pad));
 }
@@ -144,8 +145,15 @@ template <typename T>
 HWY_INLINE void StoreTailF32(DF d, VF v, T* HWY_RESTRICT p, size_t r) {
   HWY_ALIGN T buf[kMaxLanesF32];
   StoreF32(d, v, buf);
-  std::memcpy(p, buf, r * sizeof(T));
+  r = HWY_MIN(r, kMaxLanesF32);
+  if (r != 0) std::memcpy(p, buf, r * sizeof(T));
 }
+
+// Highway's Exp and Log with NaN propagated: Highway 1.0.3 does not promise
+// NaN -> NaN (its range reduction converts to int), and a NaN input must give
+// a NaN result, never a finite one.
+HWY_INLINE VF ExpNaN(DF d, VF x) { return hn::IfThenElse(hn::IsNaN(x), x, hn::Exp(d, x)); }
+HWY_INLINE VF LogNaN(DF d, VF x) { return hn::IfThenElse(hn::IsNaN(x), x, hn::Log(d, x)); }
 
 // ---------------------------------------------------------------------------
 // exp(x) for x <= 0 (the softmax range: x = logit - row max), NaN -> NaN,

@@ -55,14 +55,16 @@ HWY_INLINE float SegmentRefFromMax(float raw_max, const ZMap& f) {
 // Walks segments [s0, s1) of row x (V elements), chunk by chunk: the max of a
 // chunk (streaming from memory), then exp(z - ref) over the chunk (from L1),
 // where ref is the segment's running max, raised (with the sums rescaled)
-// only when a chunk exceeds it. Calls, per segment,
-//   acc.Begin(d)
-//   acc.Rescale(d, shift, factor, S) when ref grows: shift = old - new safe
-//       reference (<= 0), factor = exp(shift), S = sum of e so far (lanes)
-//   acc(d, j, zm, e, valid) per vector (j = column in the row, zm = z - ref
-//       with -inf in invalid lanes, e = exp(zm), valid = lane mask)
-//   acc.ChunkEnd(d) after each chunk (add chunk sums into segment sums)
-//   acc.End(d, SoftmaxSeg*)
+// only when a chunk exceeds it. The accumulator's vectors are WalkStats'
+// locals passed by reference (u0, u1: segment sums; c0, c1: chunk sums, all
+// zero at the start of a segment). Calls, per segment,
+//   acc.Rescale(d, shift, factor, S, u0, u1) when ref grows: shift = old - new
+//       safe reference (<= 0), factor = exp(shift), S = sum of e so far (lanes)
+//   acc(d, j, zm, e, valid, c0, c1) per vector (j = column in the row, zm =
+//       z - ref with -inf in invalid lanes, e = exp(zm), valid = lane mask)
+//   acc.ChunkEnd(d, u0, u1, c0, c1) after each chunk (chunk sums into segment
+//       sums, chunk sums reset)
+//   acc.End(d, SoftmaxSeg*, u0, u1)
 // and fills m, s and ref[]. When e_out is non-null, e is stored at e_out[j].
 template <typename T, bool kCap, bool kScale, class Acc>
 HWY_INLINE void WalkStats(const T* x, size_t V, size_t s0, size_t s1, const ZMap& f, Acc& acc, SoftmaxSeg* out,
@@ -75,7 +77,9 @@ HWY_INLINE void WalkStats(const T* x, size_t V, size_t s0, size_t s1, const ZMap
     SoftmaxSeg* o = out + (s - s0);
     float M = kNegInf;  // running max of z over the segment
     VF S0 = hn::Zero(d), S1 = S0;
-    acc.Begin(d);
+    // The accumulator's vectors live here, not in Acc: SVE vectors are
+    // sizeless and cannot be struct members (u: segment sums, c: chunk sums).
+    VF u0 = S0, u1 = S0, c0 = S0, c1 = S0;
     for (size_t cb = 0, ci = 0; cb < n; cb += kChunk, ++ci) {
       const size_t cn = std::min(kChunk, n - cb);
       const T* xc = x + b + cb;
@@ -84,11 +88,11 @@ HWY_INLINE void WalkStats(const T* x, size_t V, size_t s0, size_t s1, const ZMap
         if (M != kNegInf) {  // rescale what was summed against the old ref
           const float shift = M - cz;
           const VF fac = ExpNonPositive(d, hn::Set(d, shift));
-          acc.Rescale(d, shift, fac, hn::Add(S0, S1));
+          acc.Rescale(d, shift, fac, hn::Add(S0, S1), u0, u1);
           S0 = hn::Mul(S0, fac);
           S1 = hn::Mul(S1, fac);
         } else {
-          acc.Rescale(d, -cz, hn::Zero(d), hn::Zero(d));  // from ref 0: sums hold only -inf terms
+          acc.Rescale(d, -cz, hn::Zero(d), hn::Zero(d), u0, u1);  // from ref 0: sums hold only -inf terms
         }
         M = cz;
       }
@@ -106,15 +110,15 @@ HWY_INLINE void WalkStats(const T* x, size_t V, size_t s0, size_t s1, const ZMap
           hn::StoreU(e0, d, e_out + b + cb + i);
           hn::StoreU(e1, d, e_out + b + cb + i + N);
         }
-        acc(d, b + cb + i, z0, e0, all);
-        acc(d, b + cb + i + N, z1, e1, all);
+        acc(d, b + cb + i, z0, e0, all, c0, c1);
+        acc(d, b + cb + i + N, z1, e1, all, c0, c1);
       }
       for (; i + N <= cn; i += N) {
         const VF z = hn::Sub(ApplyZ<kCap, kScale>(d, LoadF32(d, xc + i), f), vr);
         const VF e = ExpNonPositive(d, z);
         b0 = hn::Add(b0, e);
         if (e_out) hn::StoreU(e, d, e_out + b + cb + i);
-        acc(d, b + cb + i, z, e, all);
+        acc(d, b + cb + i, z, e, all, c0, c1);
       }
       if (i < cn) {
         const size_t r = cn - i;
@@ -124,16 +128,16 @@ HWY_INLINE void WalkStats(const T* x, size_t V, size_t s0, size_t s1, const ZMap
         const VF e = ExpNonPositive(d, z);
         b1 = hn::Add(b1, e);
         if (e_out) StoreTailF32(d, e, e_out + b + cb + i, r);
-        acc(d, b + cb + i, z, e, valid);
+        acc(d, b + cb + i, z, e, valid, c0, c1);
       }
       // Two-level sums (chunk sums into segment sums) bound the f32 error.
       S0 = hn::Add(S0, b0);
       S1 = hn::Add(S1, b1);
-      acc.ChunkEnd(d);
+      acc.ChunkEnd(d, u0, u1, c0, c1);
     }
     o->m = M;
     o->s = hn::GetLane(hn::SumOfLanes(d, hn::Add(S0, S1)));
-    acc.End(d, o);
+    acc.End(d, o, u0, u1);
   }
 }
 
@@ -142,28 +146,28 @@ HWY_INLINE float ChunkRef(const SoftmaxSeg& g, size_t c) { return SafeRef(g.ref[
 
 // No extra sums.
 struct NoAcc {
-  HWY_INLINE void Begin(DF) {}
-  HWY_INLINE void ChunkEnd(DF) {}
-  HWY_INLINE void Rescale(DF, float, VF, VF) {}
+  HWY_INLINE void ChunkEnd(DF, VF&, VF&, VF&, VF&) {}
+  HWY_INLINE void Rescale(DF, float, VF, VF, VF&, VF&) {}
   template <class M>
-  HWY_INLINE void operator()(DF, size_t, VF, VF, M) {}
-  HWY_INLINE void End(DF, SoftmaxSeg*) {}
+  HWY_INLINE void operator()(DF, size_t, VF, VF, M, VF&, VF&) {}
+  HWY_INLINE void End(DF, SoftmaxSeg*, VF, VF) {}
 };
 
-// Entropy: u = sum e (z - ref), with 0 * (-inf) = 0.
+// Entropy: u0 = sum e (z - ref), with 0 * (-inf) = 0 (c0: chunk sum).
 struct EntropyAcc {
-  VF u, uc;
-  HWY_INLINE void Begin(DF d) { u = hn::Zero(d); uc = u; }
-  HWY_INLINE void ChunkEnd(DF d) { u = hn::Add(u, uc); uc = hn::Zero(d); }
-  HWY_INLINE void Rescale(DF d, float shift, VF fac, VF S) {
+  HWY_INLINE void ChunkEnd(DF d, VF& u0, VF&, VF& c0, VF&) {
+    u0 = hn::Add(u0, c0);
+    c0 = hn::Zero(d);
+  }
+  HWY_INLINE void Rescale(DF d, float shift, VF fac, VF S, VF& u0, VF&) {
     // sum e' (z - ref') = fac (sum e (z - ref) + shift S)
-    u = hn::Mul(fac, hn::MulAdd(hn::Set(d, shift), S, u));
+    u0 = hn::Mul(fac, hn::MulAdd(hn::Set(d, shift), S, u0));
   }
   template <class M>
-  HWY_INLINE void operator()(DF d, size_t, VF zm, VF e, M) {
-    uc = hn::MulAdd(e, hn::Max(zm, hn::Set(d, -104.0f)), uc);
+  HWY_INLINE void operator()(DF d, size_t, VF zm, VF e, M, VF& c0, VF&) {
+    c0 = hn::MulAdd(e, hn::Max(zm, hn::Set(d, -104.0f)), c0);
   }
-  HWY_INLINE void End(DF d, SoftmaxSeg* o) { o->u = hn::GetLane(hn::SumOfLanes(d, u)); }
+  HWY_INLINE void End(DF d, SoftmaxSeg* o, VF u0, VF) { o->u = hn::GetLane(hn::SumOfLanes(d, u0)); }
 };
 
 // Factors A exp(ref_c - M) for the chunks of a segment (0 for a chunk without

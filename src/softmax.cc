@@ -276,7 +276,7 @@ HWY_INLINE void BackwardOutVec(DF d, const T* y, const T* g, TG* gx, size_t i, s
   const bool full = r == hn::Lanes(d);
   const VF yv = full ? LoadF32(d, y + i) : LoadTailF32(d, y + i, r, 0.0f);
   const VF gv = full ? LoadF32(d, g + i) : LoadTailF32(d, g + i, r, 0.0f);
-  const VF out = log ? hn::Mul(hn::NegMulAdd(hn::Exp(d, yv), vd, gv), vt) : hn::Mul(hn::Mul(yv, hn::Sub(gv, vd)), vt);
+  const VF out = log ? hn::Mul(hn::NegMulAdd(ExpNaN(d, yv), vd, gv), vt) : hn::Mul(hn::Mul(yv, hn::Sub(gv, vd)), vt);
   if (full) {
     StoreF32(d, out, gx + i);
   } else {

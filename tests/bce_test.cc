@@ -185,6 +185,38 @@ TEST_P(BceTest, LargeLogitsStayRelativelyAccurate) {
   }
 }
 
+// Infinite logits take the limits of l and dl/dx (sigmoid(+-inf) = 1, 0;
+// a term whose factor is 0 is 0): finite targets give a defined answer where
+// PyTorch's (1 - y) x + softplus(-x) form gives NaN (0 * inf at y = 1).
+TEST_P(BceTest, InfiniteLogitsTakeTheLimit) {
+  const float inf = std::numeric_limits<float>::infinity();
+  struct Case {
+    float x, y, loss, grad;
+  };
+  // pos_weight 2: l = 2 y softplus(-x) + (1 - y) softplus(x),
+  // dl/dx = (1 - y) sigmoid(x) - 2 y (1 - sigmoid(x)).
+  const Case cases[] = {{inf, 1.0f, 0.0f, 0.0f},   {inf, 0.0f, inf, 1.0f},  {inf, 0.25f, inf, 0.75f},
+                        {-inf, 0.0f, 0.0f, 0.0f},  {-inf, 1.0f, inf, -2.0f}, {-inf, 0.25f, inf, -0.5f}};
+  for (const Case& c : cases) {
+    float x = c.x, y = c.y, pw = 2.0f, l = -1, el = -1, g = -1;
+    xent_bce_args a;
+    XENT_ARGS_INIT(xent_bce_args, &a);
+    a.batch = 1;
+    a.num_classes = 1;
+    a.logits = &x;
+    a.target = &y;
+    a.pos_weight = &pw;
+    a.reduction = XENT_REDUCTION_SUM;
+    a.loss = &l;
+    a.elem_loss = &el;
+    a.grad = &g;
+    ASSERT_EQ(xent_bce_with_logits(&a), XENT_OK) << xent_last_error();
+    EXPECT_EQ(l, c.loss) << "x=" << x << " y=" << y;
+    EXPECT_EQ(el, c.loss) << "x=" << x << " y=" << y;
+    EXPECT_EQ(g, c.grad) << "x=" << x << " y=" << y;
+  }
+}
+
 XENT_INSTANTIATE_ALL_TARGETS(BceTest);
 
 }  // namespace

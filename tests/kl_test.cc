@@ -343,6 +343,72 @@ TEST_P(KlTest, ZeroProbabilitiesAndMaskedLogits) {
   for (size_t j = 0; j < V; ++j) EXPECT_TRUE(std::isfinite(gx.get(1, j)));
 }
 
+// A denormal beta: beta p underflows in f32 where p > 0; with q = 0 there the
+// mixture is 0 and the term must be 0 (not 0 * inf), as must the gradients.
+TEST_P(KlTest, JsdDenormalBeta) {
+  for (int qk : {1, 2}) {
+    for (int pk : {0, 2}) {
+      KlCase c;
+      c.qk = qk;
+      c.pk = pk;
+      c.jsd = true;
+      c.beta = 1e-40f;
+      c.V = 300;
+      c.seed = static_cast<uint32_t>(qk * 10 + pk);
+      RunKl(c);
+      c.beta = 1.0f - 6e-8f;  // 1 - beta rounds near the bottom of f32's spacing
+      RunKl(c);
+    }
+  }
+}
+
+// NaN on either side makes the row NaN, also where the other side's zero
+// probability would mask the term; other rows are untouched by it.
+TEST_P(KlTest, NaNPropagates) {
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  const size_t B = 3, V = 7;
+  for (int qk = 0; qk < 3; ++qk) {
+    for (int pk = 0; pk < 3; ++pk) {
+      for (bool jsd : {false, true}) {
+        SCOPED_TRACE("qk=" + std::to_string(qk) + " pk=" + std::to_string(pk) + " jsd=" + std::to_string(jsd));
+        auto zero_of = [](int kind) { return kind == 2 ? 0.0 : -kInf; };  // probability 0 in each kind
+        auto xv = KindValues(B, V, qk, 7, 0.0), tv = KindValues(B, V, pk, 8, 0.0);
+        xv[0 * V + 3] = nan;  // row 0: NaN input where the target is 0
+        tv[0 * V + 3] = zero_of(pk);
+        tv[1 * V + 2] = nan;  // row 1: NaN target where the input is 0
+        xv[1 * V + 2] = zero_of(qk);
+        Mat x(B, V, DType::kF32), t(B, V, DType::kF32), gx(B, V, DType::kF32), gt(B, V, DType::kF32);
+        for (size_t k = 0; k < B * V; ++k) {
+          x.set(k / V, k % V, xv[k]);
+          t.set(k / V, k % V, tv[k]);
+        }
+        Vec row_loss(B), loss(1);
+        xent_divergence_args a;
+        XENT_ARGS_INIT(xent_divergence_args, &a);
+        a.batch = B;
+        a.num_classes = V;
+        a.input = x.data();
+        a.target = t.data();
+        a.input_kind = qk;
+        a.target_kind = pk;
+        a.divergence = jsd ? XENT_DIVERGENCE_JSD : XENT_DIVERGENCE_KL;
+        a.row_loss = row_loss.data();
+        a.loss = loss.data();
+        a.grad_input = gx.data();
+        a.grad_target = gt.data();
+        ASSERT_EQ(xent_divergence(&a), XENT_OK) << xent_last_error();
+        EXPECT_TRUE(std::isnan(row_loss[0])) << row_loss[0];
+        EXPECT_TRUE(std::isnan(row_loss[1])) << row_loss[1];
+        EXPECT_TRUE(std::isfinite(row_loss[2])) << row_loss[2];
+        EXPECT_TRUE(std::isnan(loss[0]));
+        for (size_t j = 0; j < V; ++j) {
+          EXPECT_TRUE(std::isfinite(gx.get(2, j)) && std::isfinite(gt.get(2, j))) << j;
+        }
+      }
+    }
+  }
+}
+
 XENT_INSTANTIATE_ALL_TARGETS(KlTest);
 
 }  // namespace

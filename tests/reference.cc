@@ -202,6 +202,7 @@ int Mode(const KlSpec& s) { return (!s.jsd || s.beta == 0) ? 0 : (s.beta == 1 ? 
 
 // Elementwise terms; xlogy convention 0 log 0 = 0 (also against -inf).
 double Term(int mode, double beta, double p, double lp, double q, double lq) {
+  if (std::isnan(lp) || std::isnan(lq)) return kNaN;  // NaN anywhere: NaN, never masked
   auto xl = [](double a, double diff) { return a == 0 ? 0.0 : a * diff; };
   if (mode == 0) return xl(p, lp - lq);
   if (mode == 1) return xl(q, lq - lp);

@@ -172,11 +172,17 @@ HWY_EXPORT_AND_TEST_P(SimdTest, TestStores);
 HWY_EXPORT_AND_TEST_P(SimdTest, TestTails);
 
 #if HWY_ARCH_X86
+}  // namespace xent
+#include <cpuid.h>
+namespace xent {
 // The scalar f16 reference agrees with the F16C hardware conversion.
 __attribute__((target("f16c"))) static uint16_t HardwareF16(float f) {
   return static_cast<uint16_t>(_mm_extract_epi16(_mm_cvtps_ph(_mm_set_ss(f), _MM_FROUND_TO_NEAREST_INT), 0));
 }
-__attribute__((target("f16c"))) static bool HasF16C() { return __builtin_cpu_supports("f16c"); }
+static bool HasF16C() {
+  unsigned a, b, c, d;
+  return __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C) != 0;
+}
 TEST(ScalarReference, F16MatchesHardware) {
   if (!HasF16C()) GTEST_SKIP() << "no F16C on this CPU";
   size_t bad = 0;

@@ -382,6 +382,37 @@ TEST_P(SoftmaxBackwardTest, Sweep) {
   }
 }
 
+// A NaN output value gives a NaN gradient where it enters (PyTorch: for
+// log_softmax only that element, g - exp(y) sum g; for softmax the whole row
+// through sum g y); other rows stay finite.
+TEST_P(SoftmaxBackwardTest, NanPropagates) {
+  for (bool log : {false, true}) {
+    const size_t B = 2, V = 19;
+    Mat y(B, V, DType::kF32), g(B, V, DType::kF32), gx(B, V, DType::kF32);
+    for (size_t i = 0; i < B; ++i)
+      for (size_t j = 0; j < V; ++j) {
+        y.set(i, j, log ? -std::log(double(V)) : 1.0 / V);
+        g.set(i, j, 0.1 * double(j) - 1.0);
+      }
+    y.set(0, 2, std::numeric_limits<double>::quiet_NaN());
+    xent_softmax_backward_args a;
+    XENT_ARGS_INIT(xent_softmax_backward_args, &a);
+    a.batch = B;
+    a.num_classes = V;
+    a.output = y.data();
+    a.output_kind = log ? XENT_DIST_LOG_PROBS : XENT_DIST_PROBS;
+    a.grad_output = g.data();
+    a.grad_input = gx.data();
+    ASSERT_EQ(xent_softmax_backward(&a), XENT_OK) << xent_last_error();
+    EXPECT_TRUE(std::isnan(gx.get(0, 2))) << "log=" << log;
+    for (size_t j = 0; j < V; ++j) {
+      EXPECT_TRUE(std::isfinite(gx.get(1, j))) << j;
+      if (log && j != 2) EXPECT_TRUE(std::isfinite(gx.get(0, j))) << j;
+      if (!log) EXPECT_TRUE(std::isnan(gx.get(0, j))) << j;
+    }
+  }
+}
+
 XENT_INSTANTIATE_ALL_TARGETS(SoftmaxTest);
 XENT_INSTANTIATE_ALL_TARGETS(TokenLogprobsTest);
 XENT_INSTANTIATE_ALL_TARGETS(SoftmaxBackwardTest);

@@ -278,7 +278,7 @@ typedef struct xent_cross_entropy_args {
   int32_t reduction;     /* xent_reduction; default MEAN (BATCHMEAN invalid) */
   float label_smoothing; /* in [0, 1]; default 0 */
   float z_loss;          /* >= 0, finite; default 0 */
-  float softcap;         /* >= 0, finite; 0 (default) = off */
+  float softcap;         /* 0 (default) = off, else finite and >= FLT_MIN */
   float grad_scale;      /* finite; default 1 */
   int32_t reserved0;     /* must be 0 */
 
@@ -305,7 +305,10 @@ XENT_API xent_status xent_cross_entropy(const xent_cross_entropy_args* args);
  * binary_cross_entropy_with_logits): with y = target, pw = pos_weight[c]
  * (1 when NULL), w = weight (1 when NULL),
  *   l = w * [ pw * y * softplus(-x) + (1 - y) * softplus(x) ]
- * computed stably. weight is a B x V f32 matrix with row stride weight_stride;
+ * computed stably, as a sum of non-negative terms. Infinite logits give the
+ * limits (sigmoid(+inf) = 1; a term whose factor pw y or 1 - y is 0 is 0):
+ * x = +inf, y = 1 gives l = 0 and gradient 0 where PyTorch's form gives NaN
+ * (0 * inf). weight is a B x V f32 matrix with row stride weight_stride;
  * weight_stride = 0 broadcasts one row of V class weights to every row.
  * Reductions: MEAN = sum / (B V) (as PyTorch), SUM, BATCHMEAN = sum / B,
  * NONE (loss = SUM). row_loss receives per-row sums, elem_loss the elementwise
@@ -357,7 +360,10 @@ XENT_API xent_status xent_bce_with_logits(const xent_bce_args* args);
  * distillation from two logit batches is LOGITS / LOGITS.
  *
  * Per element: KL: p (log p - log q), with 0 log 0 = 0; JSD: see
- * xent_divergence_kind. row_loss = sum over the row; elem_loss the elementwise
+ * xent_divergence_kind. A NaN on either side gives a NaN term (also where the
+ * other side's probability is 0), so the row loss is NaN; a side given as
+ * logits with a NaN or +inf entry is NaN everywhere in its row. Negative
+ * probabilities give NaN; log-probabilities > 0 are taken as given. row_loss = sum over the row; elem_loss the elementwise
  * terms (see xent_divergence_kind). t2_scaling != 0 multiplies losses and gradients by temperature^2
  * (Hinton et al.'s distillation convention).
  * Reductions: MEAN = sum / (rows V) (PyTorch's elementwise mean), BATCHMEAN =
@@ -387,7 +393,7 @@ typedef struct xent_divergence_args {
 
   int32_t divergence;  /* xent_divergence_kind; default KL */
   float beta;          /* JSD beta in [0, 1]; default 0.5 */
-  float temperature;   /* > 0, finite; default 1 */
+  float temperature;   /* finite, >= FLT_MIN (1/T finite); default 1 */
   int32_t t2_scaling;  /* default 0 */
   int32_t reduction;   /* default MEAN (PyTorch's default) */
   float grad_scale;    /* default 1 */
@@ -434,7 +440,7 @@ typedef struct xent_softmax_args {
   const void* logits;
   size_t logits_stride;
   int32_t logits_dtype;
-  float temperature; /* > 0, finite; default 1 */
+  float temperature; /* finite, >= FLT_MIN (1/T finite); default 1 */
 
   void* probs;
   size_t probs_stride;
@@ -511,8 +517,8 @@ typedef struct xent_token_logprobs_args {
   size_t target_stride; /* 0 = 1 */
 
   int64_t ignore_index; /* default -100 */
-  float temperature;    /* > 0; default 1 */
-  float softcap;        /* >= 0; default 0 = off */
+  float temperature;    /* finite, >= FLT_MIN; default 1 */
+  float softcap;        /* 0 (default) = off, else finite and >= FLT_MIN */
 
   float* logprob; /* B values */
   float* entropy; /* B values */
