@@ -7,8 +7,11 @@ if [ ${#pkgs[@]} -eq 0 ]; then
   pkgs=(build-essential pkg-config meson ninja-build libhwy-dev libgtest-dev libgmock-dev libbenchmark-dev libtbb-dev)
 fi
 missing=()
+arch=$(dpkg --print-architecture)
 for p in "${pkgs[@]}"; do
-  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+  # An unqualified name is ambiguous to dpkg once a foreign architecture's
+  # instance is installed too (arm64 for the cross build): check the native one.
+  dpkg -s "$p" >/dev/null 2>&1 || dpkg -s "$p:$arch" >/dev/null 2>&1 || missing+=("$p")
 done
 [ ${#missing[@]} -eq 0 ] && exit 0
 echo "Installing Debian packages: ${missing[*]}" >&2

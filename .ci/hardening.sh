@@ -1,0 +1,390 @@
+#!/usr/bin/env bash
+# Hardening checks of libxent (issue 6). Called by tests/run as
+#   .ci/hardening.sh BUILD_DIR
+# where BUILD_DIR is the main release build (-Dtest_all_backends=true), used
+# for the install test and the exported-symbol check. Steps (all by default;
+# choose with XENT_HARDENING_STEPS="headers abi install asan fuzz tsan arm64"):
+#   headers  each public header compiles alone as C99 and C++11/17 (gcc, clang)
+#   abi      exported symbols are exactly the xent_* functions of xent.h;
+#            abidiff against the committed baseline .ci/abi/libxent.so.abi
+#   install  meson install (DESTDIR) + an external C consumer built through
+#            pkg-config (xent.pc) and through CMake (find_package -> xent::xent)
+#   asan     GCC ASan+UBSan build; the whole C++ suite on every x86 target
+#   fuzz     clang libFuzzer (+ASan+UBSan) on the C ABI for XENT_FUZZ_SECONDS (120)
+#   tsan     GCC TSan build, serial backend: the threading tests with host
+#            thread pools and concurrent callers (see step_tsan for why not
+#            OpenMP/oneTBB), static target only
+#   arm64    aarch64 cross build, the C++ suites under qemu-aarch64 on NEON,
+#            SVE, SVE2 (and SVE_256, SVE2_128, NEON-only CPUs)
+# Knobs: XENT_JOBS (2), XENT_FUZZ_SECONDS (120), XENT_FUZZ_SKIP (known open
+# library issues the fuzz harness steps around, see tests/fuzz/xent_fuzz.cc;
+# empty = strict).
+# Builds go to build/{asan,fuzz,tsan,arm64,abi} (XENT_HARDENING_BUILD=DIR moves
+# them). Every step runs even when an earlier one fails; the exit status is
+# non-zero when any failed.
+#
+# Refresh the ABI baseline deliberately (after an intended, compatible change
+# of include/xent/xent.h, or with an XENT_ABI_VERSION bump):
+#   XENT_HARDENING_STEPS=abi XENT_ABI_UPDATE=1 .ci/hardening.sh build/ci
+set -uo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+if [ $# -ne 1 ]; then
+  echo "usage: $0 MAIN_BUILD_DIR" >&2
+  exit 2
+fi
+MAIN_BUILD=$(cd "$1" 2>/dev/null && pwd) || { echo "no build directory $1" >&2; exit 2; }
+STEPS=${XENT_HARDENING_STEPS:-"headers abi install asan fuzz tsan arm64"}
+HB=${XENT_HARDENING_BUILD:-$ROOT/build}
+JOBS=${XENT_JOBS:-2}
+FUZZ_SECONDS=${XENT_FUZZ_SECONDS:-120}
+export DEBIAN_FRONTEND=noninteractive
+
+has_step() { [[ " $STEPS " == *" $1 "* ]]; }
+log() { echo "[hardening] $*"; }
+
+# ---------------------------------------------------------------------------
+# Packages (Debian 12), only those the chosen steps need.
+T_ALL=$SECONDS
+pkgs=(build-essential pkg-config meson ninja-build libhwy-dev libgtest-dev libgmock-dev libtbb-dev)
+# clang: libFuzzer and its sanitizer runtimes, LLVM's OpenMP for the fuzz
+# build (threading=openmp), and the headers' second compiler.
+if has_step fuzz || has_step headers; then
+  pkgs+=(clang libclang-rt-14-dev libomp-14-dev)
+fi
+has_step abi && pkgs+=(abigail-tools binutils)
+has_step install && pkgs+=(cmake)
+if has_step arm64; then
+  pkgs+=(g++-aarch64-linux-gnu qemu-user)
+  if ! dpkg --print-foreign-architectures | grep -qx arm64; then
+    log "dpkg --add-architecture arm64"
+    dpkg --add-architecture arm64 || { [ "$(id -u)" -ne 0 ] && sudo dpkg --add-architecture arm64; }
+  fi
+  pkgs+=(libc6:arm64 libstdc++6:arm64 libgomp1:arm64 libhwy-dev:arm64 libgtest-dev:arm64)
+fi
+t0=$SECONDS
+.ci/deps.sh "${pkgs[@]}" || { echo "[hardening] cannot install packages: ${pkgs[*]}"; exit 1; }
+T_DEPS=$((SECONDS - t0))
+log "packages: $((SECONDS - t0)) s"
+
+# CPU seconds (user + sys) used by finished child processes so far: with the
+# wall time, shows how much a step is bound by the machine's 2 cores.
+CPU_FILE=$(mktemp)
+cpu_now() {  # sets CPU_NOW; not in a $(...) subshell, which would not see the children
+  times >"$CPU_FILE"
+  CPU_NOW=$(tail -1 "$CPU_FILE" | awk '{ s = 0; for (i = 1; i <= 2; i++) { split($i, a, "m"); sub("s", "", a[2]); s += a[1] * 60 + a[2] } printf "%d", s }')
+}
+
+results=()
+failed=()
+run_step() {  # run_step NAME FUNCTION
+  local name=$1 fn=$2 t0=$SECONDS c0 rc status
+  cpu_now
+  c0=$CPU_NOW
+  echo
+  echo "================ hardening: $name ================"
+  "$fn"
+  rc=$?
+  status=ok
+  [ $rc -eq 0 ] || { status=FAILED; failed+=("$name"); }
+  cpu_now
+  results+=("$(printf '%-8s %-7s %5d s  (CPU %5d s)' "$name" $status $((SECONDS - t0)) $((CPU_NOW - c0)))")
+  echo "================ hardening: $name: $status ($((SECONDS - t0)) s)"
+}
+
+# setup_build DIR ARGS...: configure DIR unless it is configured with exactly ARGS.
+setup_build() {
+  local dir=$1
+  shift
+  local want="$*"
+  if [ -f "$dir/build.ninja" ] && [ -f "$dir/.hardening-args" ] && [ "$(cat "$dir/.hardening-args")" == "$want" ]; then
+    return 0
+  fi
+  rm -rf "$dir"
+  meson setup "$dir" "$@" >"$HB/.setup-$(basename "$dir").log" 2>&1 || {
+    cat "$HB/.setup-$(basename "$dir").log"
+    return 1
+  }
+  echo "$want" >"$dir/.hardening-args"
+}
+
+mkdir -p "$HB"
+
+# ---------------------------------------------------------------------------
+step_headers() {
+  local ok=0 h std cc tu
+  for h in include/xent/*.h; do
+    tu="#include \"xent/$(basename "$h")\"
+typedef int xent_header_check_t; /* a C translation unit must declare something */"
+    for cc in gcc clang; do
+      command -v $cc >/dev/null || continue
+      if ! echo "$tu" | $cc -std=c99 -pedantic-errors -Wall -Wextra -Werror -fsyntax-only -Iinclude -x c -; then
+        echo "FAIL: $h alone as C99 ($cc)"; ok=1
+      fi
+    done
+    for cc in g++ clang++; do
+      command -v $cc >/dev/null || continue
+      for std in c++11 c++17; do
+        if ! echo "$tu" | $cc -std=$std -pedantic-errors -Wall -Wextra -Werror -fsyntax-only -Iinclude -x c++ -; then
+          echo "FAIL: $h alone as $std ($cc)"; ok=1
+        fi
+      done
+    done
+    [ $ok -eq 0 ] && echo "$h: C99 and C++11/C++17 alone (gcc, clang): ok"
+  done
+  return $ok
+}
+
+# ---------------------------------------------------------------------------
+# Functions declared XENT_API in the public header.
+declared_functions() {
+  # XENT_API expands to the visibility attribute on GCC.
+  gcc -E -P -Iinclude include/xent/xent.h | tr '\n' ' ' | grep -o 'visibility *( *"default" *) *) *)[^(;]*(' |
+    grep -o 'xent_[A-Za-z0-9_]* *($' | tr -d ' (' | sort -u
+}
+
+check_exports() {  # check_exports LIB...: defined dynamic symbols == declared functions
+  local lib ok=0 want got
+  want=$(declared_functions)
+  [ -n "$want" ] || { echo "cannot list the functions of include/xent/xent.h"; return 1; }
+  for lib in "$@"; do
+    # Defined dynamic symbols, less the version node (XENT_1, an absolute symbol).
+    got=$(nm -D --defined-only "$lib" | awk '$2 != "A" {print $3}' | sed 's/@.*//' | sort -u)
+    if [ "$got" != "$want" ]; then
+      echo "FAIL: $(basename "$lib") exports a different set of symbols than the functions of xent.h:"
+      diff <(echo "$want") <(echo "$got") | sed 's/^</  declared, not exported:/; s/^>/  exported, not declared:/' | grep -v '^[0-9]'
+      ok=1
+    else
+      echo "$(basename "$lib"): exports exactly the $(echo "$got" | wc -l) xent_* functions of xent.h"
+    fi
+  done
+  return $ok
+}
+
+step_abi() {
+  local B=$HB/abi ok=0 rc
+  local libs=()
+  for f in "$MAIN_BUILD"/libxent.so "$MAIN_BUILD"/libxent_*.so; do [ -f "$f" ] && libs+=("$f"); done
+  [ ${#libs[@]} -gt 0 ] || { echo "no libxent*.so in $MAIN_BUILD"; ok=1; }
+  # The ABI baseline comes from a build with debug info (abidw reads DWARF);
+  # the SIMD targets do not change the C ABI, so only the static one is built.
+  setup_build "$B" --buildtype=debugoptimized -Dstatic_target_only=true -Dtests=false -Dbench=false \
+    -Dthreading=openmp || return 1
+  ninja -C "$B" -j"$JOBS" >"$B/.build.log" 2>&1 || { tail -50 "$B/.build.log"; return 1; }
+  check_exports "${libs[@]}" "$B/libxent.so" || ok=1
+
+  local base=$ROOT/.ci/abi/libxent.so.abi
+  abidw --no-corpus-path --no-comp-dir-path --no-show-locs --drop-private-types \
+    --headers-dir "$ROOT/include/xent" --out-file "$B/libxent.so.abi" "$B/libxent.so" || return 1
+  if [ "${XENT_ABI_UPDATE:-0}" = 1 ]; then
+    mkdir -p "$(dirname "$base")"
+    cp "$B/libxent.so.abi" "$base"
+    echo "ABI baseline refreshed: $base (commit it)"
+    return $ok
+  fi
+  [ -f "$base" ] || { echo "no ABI baseline $base (create it with XENT_ABI_UPDATE=1)"; return 1; }
+  abidiff --no-show-locs "$base" "$B/libxent.so.abi" >"$B/abidiff.txt" 2>&1
+  rc=$?
+  if [ $rc -ne 0 ]; then
+    # Bits: 1 error, 2 usage, 4 ABI change, 8 incompatible change. Any change
+    # fails: a compatible one (an added function) needs a deliberate refresh of
+    # the baseline; an incompatible one an XENT_ABI_VERSION bump as well.
+    echo "FAIL: abidiff against $base returned $rc:"
+    cat "$B/abidiff.txt"
+    echo "If the change is intended: XENT_HARDENING_STEPS=abi XENT_ABI_UPDATE=1 .ci/hardening.sh $MAIN_BUILD (and bump"
+    echo "XENT_ABI_VERSION in include/xent/version.h for an incompatible one)."
+    ok=1
+  else
+    echo "abidiff: libxent.so matches the baseline $(realpath --relative-to="$ROOT" "$base")"
+  fi
+  return $ok
+}
+
+# ---------------------------------------------------------------------------
+step_install() {
+  local W=$HB/install-test D ok=0
+  rm -rf "$W"
+  mkdir -p "$W"
+  D=$W/destdir
+  meson install -C "$MAIN_BUILD" --destdir "$D" --quiet >"$W/install.log" 2>&1 || { cat "$W/install.log"; return 1; }
+  local opts prefix libdir incdir
+  opts=$(meson introspect --buildoptions "$MAIN_BUILD") || return 1
+  read -r prefix libdir incdir < <(echo "$opts" | python3 -c '
+import json, sys
+o = {x["name"]: x["value"] for x in json.load(sys.stdin)}
+print(o["prefix"], o["libdir"], o["includedir"])')
+  case $libdir in /*) ;; *) libdir=$prefix/$libdir ;; esac
+  case $incdir in /*) ;; *) incdir=$prefix/$incdir ;; esac
+  echo "installed into DESTDIR=$D (prefix $prefix):"
+  (cd "$D" && find . -type f -o -type l | sort | sed 's/^\./  /')
+  local f
+  for f in "$incdir/xent/xent.h" "$incdir/xent/version.h" "$libdir/libxent.so" "$libdir/libxent.so.1" \
+    "$libdir/pkgconfig/xent.pc" "$libdir/cmake/xent/xentConfig.cmake" "$libdir/cmake/xent/xentConfigVersion.cmake"; do
+    [ -e "$D$f" ] || { echo "FAIL: missing $f"; ok=1; }
+  done
+  if find "$D" -name 'libxent_*' | grep -q .; then echo "FAIL: test-only library variants installed"; ok=1; fi
+  export LD_LIBRARY_PATH=$D$libdir
+  # 1. pkg-config (the .pc's absolute paths re-rooted into DESTDIR).
+  local flags
+  if flags=$(PKG_CONFIG_PATH=$D$libdir/pkgconfig PKG_CONFIG_SYSROOT_DIR=$D pkg-config --cflags --libs xent); then
+    echo "pkg-config --cflags --libs xent: $flags"
+    # shellcheck disable=SC2086
+    if cc -std=c99 -pedantic-errors -Wall -Werror .ci/consumer/consumer.c $flags -lm -o "$W/consumer-pkgconfig" &&
+      "$W/consumer-pkgconfig"; then
+      ldd "$W/consumer-pkgconfig" | grep -q "$D$libdir/libxent.so.1" || { echo "FAIL: not loading the installed libxent"; ok=1; }
+    else
+      echo "FAIL: pkg-config consumer"; ok=1
+    fi
+  else
+    echo "FAIL: pkg-config cannot find xent.pc"; ok=1
+  fi
+  # 2. CMake find_package(xent) -> xent::xent.
+  if cmake -S .ci/consumer -B "$W/cmake" -G Ninja -DCMAKE_PREFIX_PATH="$D$prefix" -DCMAKE_BUILD_TYPE=Release \
+    >"$W/cmake.log" 2>&1 && cmake --build "$W/cmake" >>"$W/cmake.log" 2>&1 && "$W/cmake/consumer"; then
+    ldd "$W/cmake/consumer" | grep -q "$D$libdir/libxent.so.1" || { echo "FAIL: not loading the installed libxent"; ok=1; }
+    echo "cmake consumer: find_package(xent) from $(grep -o 'xent_DIR:PATH=.*' "$W/cmake/CMakeCache.txt" | cut -d= -f2)"
+  else
+    cat "$W/cmake.log"
+    echo "FAIL: CMake consumer"; ok=1
+  fi
+  unset LD_LIBRARY_PATH
+  return $ok
+}
+
+# ---------------------------------------------------------------------------
+# ASan + UBSan. Compile time is the constraint: the kernels are compiled once
+# per SIMD target, and instrumented Highway code at -O1 takes minutes per file
+# (clang: 12+ CPU minutes for src/ce.cc) against seconds at -O0 (Highway's ops
+# are always_inline, so -O0 still runs vector code). UBSan's pointer-overflow,
+# null and vptr checks are left out (another x2.3 compile time; a null
+# dereference still faults and the kernels make no virtual calls).
+UBSAN_SKIP="-fno-sanitize=pointer-overflow,null,vptr"
+SAN_ENV=(ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:strict_string_checks=1:detect_stack_use_after_return=1:check_initialization_order=1
+  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1)
+
+# The C++ suites with GCC (the production compiler; the suites use GCC-only
+# builtins), every x86 target, plus the fuzz corpus replayed (fuzz_corpus).
+step_asan() {
+  local B=$HB/asan
+  CC=gcc CXX=g++ setup_build "$B" -Doptimization=0 -Ddebug=false -Db_ndebug=false -Db_sanitize=address,undefined \
+    "-Dcpp_args=-g1 -fno-omit-frame-pointer -fno-sanitize-recover=all $UBSAN_SKIP" \
+    "-Dc_args=-g1 -fno-sanitize-recover=all" -Dtests=true -Dbench=false -Dfuzz=true -Dthreading=openmp || return 1
+  ninja -C "$B" -j"$JOBS" >"$B/.build.log" 2>&1 || { grep -B5 -A30 -m3 'FAILED\|error:' "$B/.build.log"; return 1; }
+  # simd's exhaustive exp accuracy sweep (85 million inputs per target) is
+  # left out: it takes minutes under ASan at -O0 and checks accuracy, not
+  # memory; the helpers' loads, stores and tails are tested.
+  local tests ok=0
+  tests=$(meson test -C "$B" --list --no-rebuild 2>/dev/null | sed 's/^xent:[^ ]* \/ //' | grep -vx simd)
+  # shellcheck disable=SC2086
+  env "${SAN_ENV[@]}" meson test -C "$B" --no-rebuild --print-errorlogs --num-processes 2 --timeout-multiplier 4 \
+    $tests || ok=1
+  env "${SAN_ENV[@]}" GTEST_FILTER='-*TestExpNonPositive*' meson test -C "$B" --no-rebuild --print-errorlogs \
+    --timeout-multiplier 4 simd || ok=1
+  return $ok
+}
+
+# libFuzzer (clang) on the C ABI: only the harness is built (the library's
+# objects linked in statically), ASan + UBSan + libFuzzer's coverage hooks.
+step_fuzz() {
+  local B=$HB/fuzz W=$HB/fuzz/run
+  CC=clang CXX=clang++ setup_build "$B" -Doptimization=0 -Ddebug=false -Db_ndebug=false \
+    -Db_sanitize=address,undefined -Db_lundef=false \
+    "-Dcpp_args=-g1 -fno-omit-frame-pointer -fno-sanitize-recover=all $UBSAN_SKIP -fsanitize=fuzzer-no-link -fsanitize-ignorelist=$ROOT/.ci/ubsan-ignorelist.txt" \
+    "-Dc_args=-g1 -fno-sanitize-recover=all" -Dtests=false -Dbench=false -Dfuzz=true -Dthreading=openmp || return 1
+  ninja -C "$B" -j"$JOBS" tests/fuzz/xent_fuzz >"$B/.build.log" 2>&1 || { grep -B5 -A30 -m3 'FAILED\|error:' "$B/.build.log"; return 1; }
+  rm -rf "$W"
+  mkdir -p "$W/corpus" "$W/artifacts"
+  local n_seed
+  n_seed=$(find tests/fuzz/corpus -type f | wc -l)
+  echo "libFuzzer: $FUZZ_SECONDS s from $n_seed seeds (tests/fuzz/corpus), every SIMD target of this CPU"
+  env "${SAN_ENV[@]}" "$B/tests/fuzz/xent_fuzz" -max_total_time="$FUZZ_SECONDS" -print_final_stats=1 -timeout=60 \
+    -rss_limit_mb=6144 -max_len=2048 -artifact_prefix="$W/artifacts/" "$W/corpus" tests/fuzz/corpus \
+    >"$W/fuzz.log" 2>&1
+  local rc=$?
+  grep -E '^(INFO: seed corpus|#[0-9]+ +DONE|stat::)' "$W/fuzz.log"
+  if [ $rc -ne 0 ]; then
+    grep -B5 -A40 -E 'xent_fuzz: CHECK FAILED|ERROR: (Address|Undefined|Leak)Sanitizer|runtime error|==ERROR|deadly signal' \
+      "$W/fuzz.log" | head -120
+    local a
+    for a in "$W"/artifacts/*; do
+      [ -f "$a" ] || continue
+      echo "reproducer: $a ($(stat -c %s "$a") bytes, base64 below); run: $B/tests/fuzz/xent_fuzz $a"
+      base64 -w0 "$a"; echo
+    done
+    echo "FAIL: the fuzzer found a failure (log: $W/fuzz.log)"
+    return 1
+  fi
+  echo "new inputs kept in $W/corpus: $(find "$W/corpus" -type f | wc -l) (merge into the seed corpus with"
+  echo "  $B/tests/fuzz/xent_fuzz -merge=1 tests/fuzz/corpus $W/corpus)"
+}
+
+# ---------------------------------------------------------------------------
+# TSan (GCC). libgomp and libtbb are not instrumented: TSan does not see the
+# barrier that ends an OpenMP parallel region or a tbb::parallel_for, so every
+# result a worker writes and the caller reads is reported (and the workers'
+# stacks cannot be restored, so suppressions do not match). clang's libomp +
+# Archer would annotate OpenMP, but clang 14's shared TSan runtime crashes at
+# startup on this kernel, and libxent.so (--no-undefined) needs it shared.
+# So the library is built with the serial backend and every thread is a
+# std::thread TSan sees: host parallel_for pools (in order, reversed, split,
+# on threads), concurrent callers, per-thread error state and scratch, target
+# dispatch, determinism across thread counts.
+step_tsan() {
+  local B=$HB/tsan
+  CC=gcc CXX=g++ setup_build "$B" -Doptimization=0 -Ddebug=false -Db_sanitize=thread \
+    -Dcpp_args=-g1 -Dc_args=-g1 -Dstatic_target_only=true -Dtest_all_backends=false \
+    -Dtests=true -Dbench=false -Dthreading=none || return 1
+  meson compile -C "$B" -j "$JOBS" xent threads_test capi_test_none ce_test_none softmax_test_none \
+    >"$B/.build.log" 2>&1 || { grep -B5 -A30 -m3 'FAILED\|error:' "$B/.build.log"; return 1; }
+  TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 history_size=4" \
+    meson test -C "$B" --no-rebuild --print-errorlogs --num-processes 1 --timeout-multiplier 6 \
+    threads capi_none ce_none softmax_none
+}
+
+# ---------------------------------------------------------------------------
+# aarch64: cross build, tests under qemu-aarch64.
+step_arm64() {
+  local B=$HB/arm64 ok=0
+  setup_build "$B" --cross-file "$ROOT/.ci/aarch64-linux-gnu.ini" -Doptimization=2 -Ddebug=false \
+    -Db_ndebug=false -Dtests=true -Dbench=false -Dthreading=openmp || return 1
+  ninja -C "$B" -j"$JOBS" >"$B/.build.log" 2>&1 || { tail -50 "$B/.build.log"; return 1; }
+  aarch64-linux-gnu-gcc -std=c99 -Iinclude .ci/targets.c -L"$B" -lxent -Wl,-rpath,"$B" -o "$B/xent-targets" || return 1
+  qemu_run() {  # qemu_run CPU TESTS [GTEST_FILTER]
+    local cpu=$1 tests=$2 filter=${3:-} t0=$SECONDS
+    echo "--- QEMU_CPU=$cpu: $(QEMU_CPU=$cpu qemu-aarch64 "$B/xent-targets")${filter:+, gtest filter $filter}"
+    # shellcheck disable=SC2086
+    env QEMU_CPU="$cpu" ${filter:+GTEST_FILTER=$filter} meson test -C "$B" --no-rebuild --print-errorlogs \
+      --num-processes 2 --timeout-multiplier 4 $tests || ok=1
+    echo "--- QEMU_CPU=$cpu: $((SECONDS - t0)) s"
+  }
+  qemu_run max "ce_openmp softmax_openmp kl_openmp bce_openmp capi_openmp threads c99 target_env_neon"
+  # simd without its 85-million-input exp accuracy sweep per target (slow
+  # under emulation; accuracy is the same code on every target).
+  qemu_run max simd '-*TestExpNonPositive*'
+
+  qemu_run cortex-a72 "capi_openmp c99 threads"
+  qemu_run max,sve-default-vector-length=32 "ce_openmp softmax_openmp kl_openmp bce_openmp" '*/sve_256'
+  qemu_run max,sve-default-vector-length=16 "ce_openmp softmax_openmp kl_openmp bce_openmp" '*/sve2_128'
+  return $ok
+}
+
+# ---------------------------------------------------------------------------
+for s in $STEPS; do
+  case $s in
+    headers | abi | install | asan | fuzz | tsan | arm64) run_step "$s" "step_$s" ;;
+    *) echo "unknown hardening step $s"; failed+=("$s") ;;
+  esac
+done
+
+echo
+echo "================ hardening summary ================"
+printf '%-8s %-7s %5d s\n' packages ok "$T_DEPS"
+for r in "${results[@]}"; do echo "$r"; done
+cpu_now
+echo "total: $((SECONDS - T_ALL)) s (CPU $CPU_NOW s)"
+rm -f "$CPU_FILE"
+if [ ${#failed[@]} -gt 0 ]; then
+  echo "hardening FAILED: ${failed[*]}"
+  exit 1
+fi
+echo "hardening: all steps passed"
