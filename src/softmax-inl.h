@@ -179,8 +179,9 @@ struct EntropyAcc {
     c0 = hn::Zero(d);
   }
   HWY_INLINE void Rescale(DF d, float shift, VF fac, VF S, VF& u0, VF&) {
-    // sum e' (z - ref') = fac (sum e (z - ref) + shift S)
-    u0 = hn::Mul(fac, hn::MulAdd(hn::Set(d, shift), S, u0));
+    // sum e' (z - ref') = fac (sum e (z - ref) + shift S); where fac = 0 the
+    // old terms are all 0 (and shift S may have overflowed: 0 * inf = NaN).
+    u0 = hn::IfThenZeroElse(hn::Eq(fac, hn::Zero(d)), hn::Mul(fac, hn::MulAdd(hn::Set(d, shift), S, u0)));
   }
   template <class M>
   HWY_INLINE void operator()(DF d, size_t, VF zm, VF e, M, VF& c0, VF&) {

@@ -198,6 +198,31 @@ TEST_P(SoftmaxTest, EdgeValues) {
   }
 }
 
+// A chunk whose max exceeds the running max by ~1e38: the entropy's rescale
+// shift * sum must not overflow into 0 * inf = NaN (found by the fuzzer).
+TEST_P(SoftmaxTest, EntropyAfterHugeMaxJump) {
+  for (double big : {3e38, 1e30, 1e4}) {
+    const size_t V = 700;
+    Mat x(1, V, DType::kF32);
+    for (size_t j = 0; j < V; ++j) x.set(0, j, std::cos(double(j)));
+    x.set(0, 600, big);  // in the third chunk
+    Vec ent(1), lse(1);
+    xent_softmax_args a;
+    XENT_ARGS_INIT(xent_softmax_args, &a);
+    a.batch = 1;
+    a.num_classes = V;
+    a.logits = x.data();
+    a.entropy = ent.data();
+    a.lse = lse.data();
+    ASSERT_EQ(xent_softmax(&a), XENT_OK) << xent_last_error();
+    std::vector<double> xv(V);
+    for (size_t j = 0; j < V; ++j) xv[j] = x.get(0, j);
+    const auto want = xent_ref::Softmax(xv, 1, V, 1.0);
+    EXPECT_TRUE(Close(ent[0], want.entropy[0], 1e-6 + 2e-6 * std::fabs(want.entropy[0])))
+        << "big=" << big << " entropy " << ent[0] << " want " << want.entropy[0];
+  }
+}
+
 TEST_P(SoftmaxTest, NanPropagates) {
   Mat x(2, 300, DType::kF32);
   for (size_t j = 0; j < 300; ++j) {
