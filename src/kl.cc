@@ -367,7 +367,8 @@ HWY_NOINLINE void PassLogitsForward(const KlKernel& k, const KlRow& r, KlSeg* se
           if (r.nanq) logq = nanv;
           if (r.nanp) logp = nanv;
         }
-        const VF term = hn::IfThenZeroElse(hn::Eq(p, zero), hn::Mul(p, hn::Sub(logp, logq)));
+        VF term = hn::IfThenZeroElse(hn::Eq(p, zero), hn::Mul(p, hn::Sub(logp, logq)));
+        if (nan_row) term = nanv;  // as MakeTerms: NaN is never masked by p = 0
         closs = hn::Add(closs, full ? term : hn::IfThenElseZero(hn::FirstN(d, rr), term));
         if (el) full ? StoreF32(d, hn::Mul(term, es), el + b + i) : StoreTailF32(d, hn::Mul(term, es), el + b + i, rr);
         if (gq) {

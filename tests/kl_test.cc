@@ -369,8 +369,9 @@ TEST_P(KlTest, NaNPropagates) {
   const size_t B = 3, V = 7;
   for (int qk = 0; qk < 3; ++qk) {
     for (int pk = 0; pk < 3; ++pk) {
-      for (bool jsd : {false, true}) {
-        SCOPED_TRACE("qk=" + std::to_string(qk) + " pk=" + std::to_string(pk) + " jsd=" + std::to_string(jsd));
+      for (int mode = 0; mode < 3; ++mode) {  // KL with grad_target, KL without (fast path for logits), JSD
+        const bool jsd = mode == 2, with_gt = mode != 1;
+        SCOPED_TRACE("qk=" + std::to_string(qk) + " pk=" + std::to_string(pk) + " mode=" + std::to_string(mode));
         auto zero_of = [](int kind) { return kind == 2 ? 0.0 : -kInf; };  // probability 0 in each kind
         auto xv = KindValues(B, V, qk, 7, 0.0), tv = KindValues(B, V, pk, 8, 0.0);
         xv[0 * V + 3] = nan;  // row 0: NaN input where the target is 0
@@ -394,15 +395,20 @@ TEST_P(KlTest, NaNPropagates) {
         a.divergence = jsd ? XENT_DIVERGENCE_JSD : XENT_DIVERGENCE_KL;
         a.row_loss = row_loss.data();
         a.loss = loss.data();
+        Mat elem(B, V, DType::kF32);
+        a.elem_loss = static_cast<float*>(elem.data());
         a.grad_input = gx.data();
-        a.grad_target = gt.data();
+        if (with_gt) a.grad_target = gt.data();
         ASSERT_EQ(xent_divergence(&a), XENT_OK) << xent_last_error();
+        // The NaN elements themselves, where the other side's 0 would mask.
+        EXPECT_TRUE(std::isnan(elem.get(0, 3))) << elem.get(0, 3);
+        EXPECT_TRUE(std::isnan(elem.get(1, 2))) << elem.get(1, 2);
         EXPECT_TRUE(std::isnan(row_loss[0])) << row_loss[0];
         EXPECT_TRUE(std::isnan(row_loss[1])) << row_loss[1];
         EXPECT_TRUE(std::isfinite(row_loss[2])) << row_loss[2];
         EXPECT_TRUE(std::isnan(loss[0]));
         for (size_t j = 0; j < V; ++j) {
-          EXPECT_TRUE(std::isfinite(gx.get(2, j)) && std::isfinite(gt.get(2, j))) << j;
+          EXPECT_TRUE(std::isfinite(gx.get(2, j)) && std::isfinite(gt.get(2, j)) && std::isfinite(elem.get(2, j))) << j;
         }
       }
     }

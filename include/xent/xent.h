@@ -365,7 +365,8 @@ XENT_API xent_status xent_bce_with_logits(const xent_bce_args* args);
  * logits with a NaN or +inf entry is NaN everywhere in its row. Negative
  * probabilities give NaN; log-probabilities > 0 are taken as given. row_loss = sum over the row; elem_loss the elementwise
  * terms (see xent_divergence_kind). t2_scaling != 0 multiplies losses and gradients by temperature^2
- * (Hinton et al.'s distillation convention).
+ * (Hinton et al.'s distillation convention), an f32 factor: 0 when
+ * temperature < ~1e-19 (then an infinite term times it is NaN).
  * Reductions: MEAN = sum / (rows V) (PyTorch's elementwise mean), BATCHMEAN =
  * sum / rows, SUM, NONE (loss = SUM), where rows counts the non-ignored rows
  * when `labels` is given: a row whose label equals ignore_index contributes 0

@@ -1301,6 +1301,10 @@ void FuzzDivergence(Input& in, Common& c) {
   if (beta == kDenorm && Skip("jsd_beta")) beta = 0.5f;
   float T = Pick(in, {1.0f, 1.0f, 2.0f, 0.5f, 1e-3f, 100.0f, FLT_MIN});
   const bool t2 = in.Bit();
+  // With T^2 scaling, T^2 must be within f32's range (the header: the scale is
+  // f32; below 2^-126 it is 0 and an infinite term times it is NaN where
+  // float64 keeps inf): the smallest T picked is then 1e-15.
+  if (t2 && T < 1e-15f) T = 1e-15f;
   const int reduction = in.U8() % 4;
   const float grad_scale = Pick(in, {1.0f, 1.0f, -1.0f, 0.0f, 1e3f, kDenorm});
   const uint8_t outs = in.U8();
@@ -1698,6 +1702,19 @@ void FuzzBce(Input& in, Common& c) {
       if (std::fabs(want.elem[k]) > 3.4e38) row_inf = any_inf = true;
       const double ww = wv.empty() ? 1.0 : wv[k], pp = pwv.empty() ? 1.0 : pwv[j];
       const double xx = std::isfinite(xv[k]) ? std::fabs(xv[k]) : 0;
+      {
+        // The library's f32 terms pw y softplus(-x) and (1 - y) softplus(x)
+        // (times w): with targets outside [0, 1] they have opposite signs and
+        // one can overflow f32 where their float64 sum does not (outside the
+        // accuracy contract, as ZFinite for the softmax ops).
+        const double yy = yv[k], sp = std::log1p(std::exp(-xx));
+        const double t1 = pp * yy * (sp + std::max(-xv[k], 0.0)), t2 = (1 - yy) * (sp + std::max(xv[k], 0.0));
+        const double big = std::max(std::fabs(t1), std::fabs(t2)) * std::max(1.0, std::fabs(ww));
+        if (!(big < 1e37)) {
+          row_inf = any_inf = true;
+          continue;
+        }
+      }
       const double et = 8e-6 * std::fabs(want.elem[k]) + 4e-6 * ww * (1 + pp) * (1 + 1.2e-7 * xx);
       row_tol += std::isfinite(et) ? et : 0;
       if (want_elem) CheckOut("elem_loss", i, j, elem.Get(i, j), want.elem[k], et, DType::kF32);
