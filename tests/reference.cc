@@ -68,6 +68,9 @@ CeOut CrossEntropy(const CeSpec& s) {
         const double a = w(c) * ((1 - s.eps) * s.q[i * V + c] + s.eps / V);
         if (a != 0) loss += a * ((m - z[c]) + logs);
       }
+      // A row without a finite lse (NaN, +inf, all -inf) is NaN even where
+      // every target probability is 0 (the header; PyTorch: 0 * NaN).
+      if (!std::isfinite(lse)) loss = kNaN;
       double A = 0;
       for (size_t c = 0; c < V; ++c) A += w(c) * ((1 - s.eps) * s.q[i * V + c] + s.eps / V);
       for (size_t c = 0; c < V; ++c) dz[c] = A * p[c] - w(c) * ((1 - s.eps) * s.q[i * V + c] + s.eps / V);
