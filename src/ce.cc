@@ -14,11 +14,9 @@ HWY_BEFORE_NAMESPACE();
 namespace xent {
 namespace HWY_NAMESPACE {
 
-// Smoothing term of class-index targets: dot (u0) = sum w (z - ref), wsum
-// (u1) = sum w (w = 1 when unweighted); c0, c1 the chunk sums.
-template <bool kWeighted>
-struct SmoothAcc {
-  const float* w;  // row of V weights (kWeighted)
+// Shared by the target accumulators below: u0 = dot = sum a (z - ref), u1 =
+// wsum = sum a (c0, c1: the chunk sums); a raised ref shifts dot by shift wsum.
+struct DotWsumAcc {
   HWY_INLINE void ChunkEnd(DF d, VF& u0, VF& u1, VF& c0, VF& c1) {
     u0 = hn::Add(u0, c0);
     u1 = hn::Add(u1, c1);
@@ -26,6 +24,17 @@ struct SmoothAcc {
     c1 = c0;
   }
   HWY_INLINE void Rescale(DF d, float shift, VF, VF, VF& u0, VF& u1) { u0 = hn::MulAdd(hn::Set(d, shift), u1, u0); }
+  HWY_INLINE void End(DF d, SoftmaxSeg* o, VF u0, VF u1) {
+    o->dot = hn::GetLane(hn::SumOfLanes(d, u0));
+    o->wsum = hn::GetLane(hn::SumOfLanes(d, u1));
+  }
+};
+
+// Smoothing term of class-index targets: dot (u0) = sum w (z - ref), wsum
+// (u1) = sum w (w = 1 when unweighted); c0, c1 the chunk sums.
+template <bool kWeighted>
+struct SmoothAcc : DotWsumAcc {
+  const float* w;  // row of V weights (kWeighted)
   template <class M>
   HWY_INLINE void operator()(DF d, size_t j, VF zm, VF, M valid, VF& c0, VF& c1) {
     // Invalid (tail) lanes: zm = -inf -> masked to 0.
@@ -39,26 +48,15 @@ struct SmoothAcc {
     c0 = hn::Add(c0, hn::IfThenElseZero(valid, kWeighted ? hn::Mul(wv, zm) : zm));
     c1 = hn::Add(c1, wv);
   }
-  HWY_INLINE void End(DF d, SoftmaxSeg* o, VF u0, VF u1) {
-    o->dot = hn::GetLane(hn::SumOfLanes(d, u0));
-    o->wsum = hn::GetLane(hn::SumOfLanes(d, u1));
-  }
 };
 
 // Probability targets: a = w (1 - eps) q + w eps / V; dot (u0) = sum a (z -
 // ref) with 0 (z - ref) = 0 where a = 0, wsum (u1) = sum a.
 template <typename TQ, bool kWeighted>
-struct SoftAcc {
+struct SoftAcc : DotWsumAcc {
   const TQ* q;
   const float* w;
   float keep, add;
-  HWY_INLINE void ChunkEnd(DF d, VF& u0, VF& u1, VF& c0, VF& c1) {
-    u0 = hn::Add(u0, c0);
-    u1 = hn::Add(u1, c1);
-    c0 = hn::Zero(d);
-    c1 = c0;
-  }
-  HWY_INLINE void Rescale(DF d, float shift, VF, VF, VF& u0, VF& u1) { u0 = hn::MulAdd(hn::Set(d, shift), u1, u0); }
   template <class M>
   HWY_INLINE void operator()(DF d, size_t j, VF zm, VF, M valid, VF& c0, VF& c1) {
     const size_t r = hn::CountTrue(d, valid);
@@ -70,10 +68,6 @@ struct SoftAcc {
     c0 = hn::Add(c0, hn::IfThenZeroElse(hn::Eq(a, hn::Zero(d)), hn::Mul(a, zm)));
     c1 = hn::Add(c1, a);
   }
-  HWY_INLINE void End(DF d, SoftmaxSeg* o, VF u0, VF u1) {
-    o->dot = hn::GetLane(hn::SumOfLanes(d, u0));
-    o->wsum = hn::GetLane(hn::SumOfLanes(d, u1));
-  }
 };
 
 template <typename T, typename TQ, bool kCap>
@@ -82,10 +76,10 @@ HWY_INLINE void SoftStats(const CeKernel& k, size_t row, const T* x, size_t s0, 
   const TQ* q = RowPtr<TQ>(k.q.data, k.q.stride, row);
   const float keep = 1.0f - k.eps, add = k.eps / static_cast<float>(k.V);
   if (k.weight) {
-    SoftAcc<TQ, true> a{q, k.weight, keep, add};
+    SoftAcc<TQ, true> a{{}, q, k.weight, keep, add};
     WalkStats<T, kCap, false>(x, k.V, s0, s1, f, a, out, e_out);
   } else {
-    SoftAcc<TQ, false> a{q, nullptr, keep, add};
+    SoftAcc<TQ, false> a{{}, q, nullptr, keep, add};
     WalkStats<T, kCap, false>(x, k.V, s0, s1, f, a, out, e_out);
   }
 }
