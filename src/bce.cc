@@ -2,7 +2,8 @@
 // loss sums per segment, and optionally the elementwise loss and gradient.
 #ifndef XENT_SRC_BCE_CC_TYPES_
 #define XENT_SRC_BCE_CC_TYPES_
-#include "src/ops.h"
+#include "src/engine.h"
+#include "src/problem.h"
 namespace xent {
 struct BceKernel {
   size_t V = 0;
@@ -24,8 +25,7 @@ struct BceSeg {
 #include "hwy/foreach_target.h"  // IWYU pragma: keep
 
 #include "hwy/highway.h"
-#include "src/ops.h"
-#include "src/rows.h"
+#include "src/engine.h"
 #include "src/simd-inl.h"
 
 HWY_BEFORE_NAMESPACE();
@@ -154,7 +154,7 @@ struct BceOp : NoMiddle {
   void Stats(size_t row, size_t s0, size_t s1, Seg* out, float*) const {
     XENT_DISPATCH(BceRow)(k, row, s0, s1, out);
   }
-  static void Fold(Acc& acc, const Seg& g) { acc.loss += g.loss; }
+  static void Merge(Acc& acc, const Seg& g) { acc.loss += g.loss; }
   void Finish(size_t row, const Acc& acc, bool, RowState*) const {
     if (row_loss) row_loss[row] = static_cast<float>(acc.loss);
   }
@@ -164,13 +164,13 @@ struct BceOp : NoMiddle {
 
 }  // namespace
 
-xent_status RunBce(const BceProblem& p, const Exec& exec) {
+xent_status RunBce(const BceProblem& p) {
   BceOp op;
   op.k.V = p.V;
   op.k.logits = p.logits;
   op.k.target = p.target;
-  op.k.weight = p.weight;
-  op.k.weight_stride = p.weight_stride;
+  op.k.weight = p.weight.data;
+  op.k.weight_stride = p.weight.stride;
   op.k.pos_weight = p.pos_weight;
   op.k.elem_loss = p.elem_loss;
   op.k.grad = p.grad;
@@ -181,9 +181,9 @@ xent_status RunBce(const BceProblem& p, const Exec& exec) {
   RowLosses losses;
   if (!losses.Init(p.row_loss, p.loss != nullptr, p.B)) return XENT_ERROR_OUT_OF_MEMORY;
   op.row_loss = losses.data;
-  const xent_status rc = RunRows(op, p.B, p.V, exec);
+  const xent_status rc = RunRows(op, p.B, p.V, p.exec);
   if (rc != XENT_OK) return rc;
-  if (p.loss) *p.loss = static_cast<float>(SumRows(op.row_loss, p.B) / divisor);
+  if (p.loss) *p.loss = static_cast<float>(losses.Sum(p.B) / divisor);
   return XENT_OK;
 }
 

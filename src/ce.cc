@@ -1,12 +1,48 @@
 // Cross-entropy (class-index and probability targets): per-segment statistics
 // and gradient kernels for every SIMD target, and the driver that runs them.
+
+// Kernel argument types: defined once (outside the per-target namespaces) so
+// that every target's kernel has the same signature.
+#ifndef XENT_SRC_CE_CC_TYPES_
+#define XENT_SRC_CE_CC_TYPES_
+#include "src/engine.h"
+#include "src/problem.h"
+namespace xent {
+
+// What the per-target kernels read.
+struct CeKernel {
+  size_t V = 0;
+  InMat logits;
+  bool soft = false;
+  InMat q;         // soft targets
+  Labels target;   // class indices
+  const float* weight = nullptr;
+  float eps = 0.0f;         // label smoothing
+  float softcap = 0.0f;     // 0 = off
+  float inv_softcap = 0.0f;
+  bool dot = false;         // accumulate the smoothing dot product
+  bool stream = false;      // non-temporal gradient stores
+  OutMat grad;
+};
+
+// Per-row gradient coefficients: grad_c = exp(z_c - M) a - b w_c [- delta at y]
+// (hard), or exp(z_c - M) a - b w_c q'_c (soft); times the softcap slope.
+struct CeRowCoef {
+  float M = 0.0f, a = 0.0f, b = 0.0f, delta = 0.0f;
+  int64_t y = -1;     // column of delta, -1 for none
+  bool zero = false;  // ignored row: all zeros
+  bool nan = false;   // undefined softmax (NaN or all -inf): a is NaN
+};
+
+}  // namespace xent
+#endif  // XENT_SRC_CE_CC_TYPES_
+
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "src/ce.cc"
 #include "hwy/foreach_target.h"  // IWYU pragma: keep
 
 #include "hwy/highway.h"
-#include "src/ops.h"
-#include "src/rows.h"
+#include "src/engine.h"
 #include "src/simd-inl.h"
 #include "src/softmax-inl.h"
 
@@ -88,7 +124,6 @@ template <typename T, bool kCap>
 void StatsT(const CeKernel& k, size_t row, size_t s0, size_t s1, SoftmaxSeg* out, float* e_out) {
   const T* x = RowPtr<T>(k.logits.data, k.logits.stride, row);
   ZMap f;
-  f.has_cap = kCap;
   f.cap = k.softcap;
   f.inv_cap = k.inv_softcap;
   // The target's z, read before the walk (which may overwrite x with e).
@@ -373,19 +408,19 @@ struct CeOp : NoMiddle {
   using Acc = SoftmaxAcc;
   using RowState = CeRowCoef;
 
-  const CeProblem* p;
+  const CrossEntropyProblem* p;
   CeKernel k;
   float* row_loss;   // caller's or scratch; may be null
   double inv_div;    // gradient divisor (mean), 1 otherwise
   double w_total;    // sum of class weights (V when unweighted)
 
-  bool Ignored(size_t row) const { return !p->soft && p->target.At(row) == p->target.ignore_index; }
+  bool Ignored(size_t row) const { return !p->target.soft && p->target.labels.Ignored(row); }
   bool NeedsStats(size_t row) const { return !Ignored(row) || p->lse != nullptr; }
   size_t ScratchRows() const { return p->grad.data != nullptr ? 1 : 0; }
   void Stats(size_t row, size_t s0, size_t s1, Seg* out, float* scratch) const {
     XENT_DISPATCH(CeStats)(k, row, s0, s1, out, scratch);
   }
-  static void Fold(Acc& acc, const Seg& g) { acc.Fold(g); }
+  static void Merge(Acc& acc, const Seg& g) { acc.Merge(g); }
   bool HasOutput() const { return p->grad.data != nullptr; }
   void Output(size_t row, const RowState& st, const Seg* segs, size_t s0, size_t s1, float* scratch) const {
     XENT_DISPATCH(CeGrad)(k, st, segs, row, s0, s1, scratch);
@@ -400,19 +435,19 @@ struct CeOp : NoMiddle {
       st->zero = true;
       return;
     }
-    const double eps = p->eps, V = static_cast<double>(p->V), logS = acc.LogS();
+    const double eps = p->label_smoothing, V = static_cast<double>(p->V), logS = acc.LogS();
     double loss, a_coef;
     double g = static_cast<double>(p->grad_scale) * inv_div;
     if (p->row_scale) g *= p->row_scale[row];
     st->y = -1;
     st->delta = 0.0f;
-    if (p->soft) {
+    if (p->target.soft) {
       // sum_c a_c (lse - z_c) = W log S - D
       loss = acc.W * logS - acc.D;
       a_coef = acc.W;
       st->b = static_cast<float>(g);
     } else {
-      const int64_t y = p->target.At(row);
+      const int64_t y = p->target.labels.At(row);
       const double wy = p->weight ? p->weight[y] : 1.0;
       const double nll = (acc.M - static_cast<double>(acc.zy)) + logS;
       loss = (1.0 - eps) * wy * nll;
@@ -441,19 +476,20 @@ struct CeOp : NoMiddle {
 
 }  // namespace
 
-xent_status RunCrossEntropy(const CeProblem& p, const Exec& exec) {
+xent_status RunCrossEntropy(const CrossEntropyProblem& p) {
+  const bool soft = p.target.soft;
   CeOp op;
   op.p = &p;
   op.k.V = p.V;
   op.k.logits = p.logits;
-  op.k.soft = p.soft;
-  op.k.q = p.q;
-  op.k.target = p.target;
+  op.k.soft = soft;
+  op.k.q = p.target.probs;
+  op.k.target = p.target.labels;
   op.k.weight = p.weight;
-  op.k.eps = p.eps;
+  op.k.eps = p.label_smoothing;
   op.k.softcap = p.softcap;
   op.k.inv_softcap = p.softcap > 0.0f ? 1.0f / p.softcap : 0.0f;
-  op.k.dot = p.eps > 0.0f;
+  op.k.dot = p.label_smoothing > 0.0f;
   op.k.grad = p.grad;
   // In place, the rows are in cache already: plain stores.
   op.k.stream = p.grad.data != nullptr && p.grad.data != p.logits.data && StreamOutputs(p.B, p.V, p.grad);
@@ -467,13 +503,13 @@ xent_status RunCrossEntropy(const CeProblem& p, const Exec& exec) {
   op.w_total = w_total;
   double divisor = 1.0;
   if (p.reduction == Reduction::kMean) {
-    if (p.soft) {
+    if (soft) {
       divisor = static_cast<double>(p.B);
     } else {
       divisor = 0.0;
       for (size_t i = 0; i < p.B; ++i) {
-        const int64_t y = p.target.At(i);
-        if (y != p.target.ignore_index) divisor += p.weight ? p.weight[y] : 1.0;
+        if (p.target.labels.Ignored(i)) continue;
+        divisor += p.weight ? p.weight[p.target.labels.At(i)] : 1.0;
       }
     }
   }
@@ -483,12 +519,11 @@ xent_status RunCrossEntropy(const CeProblem& p, const Exec& exec) {
   if (!losses.Init(p.row_loss, p.loss != nullptr, p.B)) return XENT_ERROR_OUT_OF_MEMORY;
   op.row_loss = losses.data;
 
-  const xent_status rc = RunRows(op, p.B, p.V, exec);
+  const xent_status rc = RunRows(op, p.B, p.V, p.exec);
   if (rc != XENT_OK) return rc;
 
   if (p.loss) {
-    double sum = 0.0;
-    for (size_t i = 0; i < p.B; ++i) sum += op.row_loss[i];
+    double sum = losses.Sum(p.B);
     if (p.reduction == Reduction::kMean) sum /= divisor;  // 0/0 = NaN as PyTorch
     *p.loss = static_cast<float>(sum);
   }

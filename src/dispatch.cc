@@ -1,5 +1,4 @@
 #include "src/dispatch.h"
-#include "src/ops.h"
 
 #include <atomic>
 #include <cctype>
@@ -139,17 +138,6 @@ xent_status ForceTarget(const char* name, const char** message) {
   s.target.store(t);
   s.env_bad.store(false);
   return XENT_OK;
-}
-
-size_t StreamThresholdBytes() {
-  static const size_t bytes = [] {
-    const char* env = std::getenv("XENT_STREAM_BYTES");
-    if (env == nullptr || env[0] == '\0') return size_t{32} << 20;
-    char* end = nullptr;
-    const unsigned long long v = std::strtoull(env, &end, 10);
-    return (end != nullptr && *end == '\0') ? static_cast<size_t>(v) : (size_t{32} << 20);
-  }();
-  return bytes;
 }
 
 }  // namespace xent

@@ -20,10 +20,6 @@ inline size_t DTypeSize(DType t) {
     default: return 0;
   }
 }
-inline bool IsFloatDType(DType t) {
-  return t == DType::kF32 || t == DType::kBF16 || t == DType::kF16;
-}
-inline bool IsIndexDType(DType t) { return t == DType::kI32 || t == DType::kI64; }
 
 inline uint32_t BitsOf(float f) { uint32_t u; std::memcpy(&u, &f, 4); return u; }
 inline float FloatOf(uint32_t u) { float f; std::memcpy(&f, &u, 4); return f; }

@@ -8,7 +8,8 @@
 // KL). Pass 3 (output): the remaining gradients, which need sums of pass 2.
 #ifndef XENT_SRC_KL_CC_TYPES_
 #define XENT_SRC_KL_CC_TYPES_
-#include "src/ops.h"
+#include "src/engine.h"
+#include "src/problem.h"
 namespace xent {
 
 enum class KlMode : int32_t { kForward = 0, kReverse = 1, kMix = 2 };
@@ -53,8 +54,7 @@ struct KlRow {
 #include "hwy/foreach_target.h"  // IWYU pragma: keep
 
 #include "hwy/highway.h"
-#include "src/ops.h"
-#include "src/rows.h"
+#include "src/engine.h"
 #include "src/simd-inl.h"
 #include "src/softmax-inl.h"
 
@@ -460,9 +460,9 @@ struct KlOp {
   void Stats(size_t row, size_t s0, size_t s1, Seg* out, float* scratch) const {
     XENT_DISPATCH(KlStats)(k, row, s0, s1, out, scratch);
   }
-  static void Fold(Acc& acc, const Seg& g) {
-    acc.q.Fold(g.q);
-    acc.p.Fold(g.p);
+  static void Merge(Acc& acc, const Seg& g) {
+    acc.q.Merge(g.q);
+    acc.p.Merge(g.p);
     acc.psum += g.psum;
     acc.qsum += g.qsum;
   }
@@ -507,7 +507,7 @@ struct KlOp {
 
 }  // namespace
 
-xent_status RunDivergence(const DivergenceProblem& p, const Exec& exec) {
+xent_status RunDivergence(const DivergenceProblem& p) {
   KlOp op;
   op.pr = &p;
   KlKernel& k = op.k;
@@ -517,7 +517,7 @@ xent_status RunDivergence(const DivergenceProblem& p, const Exec& exec) {
   k.qk = p.input_kind;
   k.pk = p.target_kind;
   k.inv_t = 1.0f / p.temperature;
-  k.mode = !p.jsd || p.beta == 0.0f ? KlMode::kForward : (p.beta == 1.0f ? KlMode::kReverse : KlMode::kMix);
+  k.mode = p.divergence == Divergence::kKl || p.beta == 0.0f ? KlMode::kForward : (p.beta == 1.0f ? KlMode::kReverse : KlMode::kMix);
   k.beta = p.beta;
   k.elem_loss = p.elem_loss;
   k.grad_q = p.grad_input;
@@ -541,16 +541,16 @@ xent_status RunDivergence(const DivergenceProblem& p, const Exec& exec) {
   double divisor = 1.0;
   if (p.reduction == Reduction::kMean) divisor = static_cast<double>(rows) * static_cast<double>(p.V);
   if (p.reduction == Reduction::kBatchMean) divisor = static_cast<double>(rows);
-  const double t2 = p.t2 ? static_cast<double>(p.temperature) * p.temperature : 1.0;
+  const double t2 = p.t2_scaling ? static_cast<double>(p.temperature) * p.temperature : 1.0;
   op.lscale = t2;
   op.gscale = static_cast<double>(p.grad_scale) * t2 / divisor;
 
   RowLosses losses;
   if (!losses.Init(p.row_loss, p.loss != nullptr, p.B)) return XENT_ERROR_OUT_OF_MEMORY;
   op.row_loss = losses.data;
-  const xent_status rc = RunRows(op, p.B, p.V, exec);
+  const xent_status rc = RunRows(op, p.B, p.V, p.exec);
   if (rc != XENT_OK) return rc;
-  if (p.loss) *p.loss = static_cast<float>(SumRows(op.row_loss, p.B) / divisor);
+  if (p.loss) *p.loss = static_cast<float>(losses.Sum(p.B) / divisor);
   return XENT_OK;
 }
 

@@ -1,9 +1,6 @@
 #include "src/parallel.h"
 
 #include <cstddef>
-#include <vector>
-
-#include "src/rows.h"
 
 #include <algorithm>
 #include <atomic>
@@ -114,31 +111,6 @@ xent_status ParallelFor(const Exec& exec, size_t n, xent_task_fn task, void* ctx
   task(ctx, 0, n);
   return XENT_OK;
 #endif
-}
-
-void* ThreadBytes(size_t bytes) {
-  thread_local std::vector<std::max_align_t> buf;
-  const size_t n = (bytes + sizeof(std::max_align_t) - 1) / sizeof(std::max_align_t);
-  if (buf.size() < n) {
-    try {
-      buf.resize(n);
-    } catch (...) {
-      return nullptr;
-    }
-  }
-  return buf.data();
-}
-
-float* ThreadScratch(size_t floats) {
-  thread_local std::vector<float> buf;
-  if (buf.size() < floats) {
-    try {
-      buf.resize(floats);
-    } catch (...) {
-      return nullptr;
-    }
-  }
-  return buf.data();
 }
 
 }  // namespace xent

@@ -236,13 +236,6 @@ HWY_INLINE void PrefetchNext(const T* p, size_t n) {
   for (size_t b = 0; b < n * sizeof(T); b += 64) hwy::Prefetch(c + b);
 }
 
-// Scalar results of the vector functions (so that row constants agree with
-// what the vector code computes for the same input).
-HWY_INLINE float SoftCapScalar(float x, float cap, float inv_cap) {
-  const DF d;
-  return hn::GetLane(SoftCap(d, hn::Set(d, x), cap, inv_cap));
-}
-
 // NOLINTNEXTLINE(google-readability-namespace-comments)
 }  // namespace HWY_NAMESPACE
 }  // namespace xent

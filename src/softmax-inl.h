@@ -18,8 +18,7 @@
 #include <algorithm>
 #include <cmath>
 
-#include "src/ops.h"
-#include "src/rows.h"
+#include "src/engine.h"
 #include "src/simd-inl.h"
 
 HWY_BEFORE_NAMESPACE();
@@ -30,7 +29,6 @@ namespace HWY_NAMESPACE {
 // max of z is f(max x).
 struct ZMap {
   float cap = 0.0f, inv_cap = 0.0f, scale = 1.0f;
-  bool has_cap = false, has_scale = false;
 };
 
 template <bool kCap, bool kScale>
@@ -43,13 +41,6 @@ template <bool kCap, bool kScale>
 HWY_INLINE float ApplyZScalar(float x, const ZMap& f) {
   const DF d;
   return hn::GetLane(ApplyZ<kCap, kScale>(d, hn::Set(d, x), f));
-}
-
-// Reference for a segment from its raw max.
-template <bool kCap, bool kScale>
-HWY_INLINE float SegmentRefFromMax(float raw_max, const ZMap& f) {
-  const float mz = ApplyZScalar<kCap, kScale>(raw_max, f);
-  return mz == kNegInf ? 0.0f : mz;
 }
 
 // Walks segments [s0, s1) of row x (V elements), chunk by chunk: the max of a

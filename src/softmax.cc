@@ -8,7 +8,8 @@
 // that every target's kernel has the same signature.
 #ifndef XENT_SRC_SOFTMAX_CC_TYPES_
 #define XENT_SRC_SOFTMAX_CC_TYPES_
-#include "src/ops.h"
+#include "src/engine.h"
+#include "src/problem.h"
 namespace xent {
 // Row kernel arguments (plain data, shared by every target).
 struct SoftmaxKernel {
@@ -45,8 +46,7 @@ struct BackwardKernel {
 #endif  // XENT_SRC_SOFTMAX_CC_TYPES_
 
 #include "hwy/highway.h"
-#include "src/ops.h"
-#include "src/rows.h"
+#include "src/engine.h"
 #include "src/simd-inl.h"
 #include "src/softmax-inl.h"
 
@@ -350,7 +350,7 @@ struct SoftmaxOp : NoMiddle {
   void Stats(size_t row, size_t s0, size_t s1, Seg* out, float* scratch) const {
     XENT_DISPATCH(SoftmaxStats)(k, row, s0, s1, out, scratch);
   }
-  static void Fold(Acc& acc, const Seg& g) { acc.Fold(g); }
+  static void Merge(Acc& acc, const Seg& g) { acc.Merge(g); }
   void Finish(size_t row, const Acc& acc, bool, RowState* st) const {
     const double lse = acc.Lse();
     float* lse_out = sp ? sp->lse : tp->lse;
@@ -375,7 +375,7 @@ struct SoftmaxOp : NoMiddle {
 
 }  // namespace
 
-xent_status RunSoftmax(const SoftmaxProblem& p, const Exec& exec) {
+xent_status RunSoftmax(const SoftmaxProblem& p) {
   SoftmaxOp op;
   op.sp = &p;
   op.k.V = p.V;
@@ -387,10 +387,10 @@ xent_status RunSoftmax(const SoftmaxProblem& p, const Exec& exec) {
   const bool inplace = p.probs.data == p.logits.data || p.log_probs.data == p.logits.data;
   op.k.stream = !inplace && ((p.probs.data && StreamOutputs(p.B, p.V, p.probs)) ||
                              (p.log_probs.data && StreamOutputs(p.B, p.V, p.log_probs)));
-  return RunRows(op, p.B, p.V, exec);
+  return RunRows(op, p.B, p.V, p.exec);
 }
 
-xent_status RunTokenLogprobs(const TokenLogprobsProblem& p, const Exec& exec) {
+xent_status RunTokenLogprobs(const TokenLogprobsProblem& p) {
   SoftmaxOp op;
   op.tp = &p;
   op.k.V = p.V;
@@ -400,7 +400,7 @@ xent_status RunTokenLogprobs(const TokenLogprobsProblem& p, const Exec& exec) {
   op.k.cap = p.softcap;
   op.k.inv_cap = p.softcap > 0.0f ? 1.0f / p.softcap : 0.0f;
   op.k.target = p.logprob ? p.target : Labels();
-  return RunRows(op, p.B, p.V, exec);
+  return RunRows(op, p.B, p.V, p.exec);
 }
 
 namespace {
@@ -430,7 +430,7 @@ struct BackwardOp : NoMiddle {
       for (size_t j = s; j < e; ++j) out[j - s0].dot = tmp[j - s];
     }
   }
-  static void Fold(Acc& acc, const Seg& g) { acc.sum += g.dot; }
+  static void Merge(Acc& acc, const Seg& g) { acc.sum += g.dot; }
   void Finish(size_t, const Acc& acc, bool, RowState* st) const { st->dot = static_cast<float>(acc.sum); }
   bool HasOutput() const { return true; }
   void Output(size_t row, const RowState& st, const Seg*, size_t s0, size_t s1, float*) const {
@@ -440,15 +440,15 @@ struct BackwardOp : NoMiddle {
 
 }  // namespace
 
-xent_status RunSoftmaxBackward(const SoftmaxBackwardProblem& p, const Exec& exec) {
+xent_status RunSoftmaxBackward(const SoftmaxBackwardProblem& p) {
   BackwardOp op;
   op.k.V = p.V;
-  op.k.y = p.y;
-  op.k.g = p.g;
-  op.k.log = p.log;
-  op.k.gx = p.gx;
+  op.k.y = p.output;
+  op.k.g = p.grad_output;
+  op.k.log = p.output_kind == DistKind::kLogProbs;
+  op.k.gx = p.grad_input;
   op.k.inv_t = 1.0f / p.temperature;
-  return RunRows(op, p.B, p.V, exec);
+  return RunRows(op, p.B, p.V, p.exec);
 }
 
 }  // namespace xent

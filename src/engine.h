@@ -1,0 +1,272 @@
+// The row engine every operation runs through.
+//
+// A row of V classes is cut into segments of kSegment elements at fixed
+// positions (made of kChunk-element chunks). An operation supplies four
+// phases; the engine's drivers run them:
+//
+//   1. Stats   partial statistics of a run of segments of a row, reading its
+//              inputs once (max, sum of exps, target logit, smoothing or
+//              entropy sums, ...): one plain `Seg` per segment.
+//   2. Merge   folds the segments' partials into the row's `Acc`, in double
+//              precision, left to right: a fixed order, whatever the split.
+//   3. Finish  from the merged statistics: the row's losses (written to the
+//              per-row outputs) and the per-row coefficients (`RowState`) the
+//              output phase needs.
+//   4. Output  the B x V outputs of the row (gradient, probabilities, ...),
+//              segment by segment, reading the inputs again (from cache when
+//              the row was just read) or values the stats phase stored.
+// An operation may add a middle pass between 3 and 4 (KL/JSD: elementwise
+// terms whose row sums the gradient needs), with its own per-segment partials
+// and merge.
+//
+// Determinism: segment boundaries depend on V only, partials are merged in
+// segment order in f64, and every row is finished by exactly one task; so no
+// result depends on how the work is split, on the thread count or on the
+// threading backend. This rule lives here, once.
+//
+// Drivers (the logits source is a B x V matrix in memory):
+//   RunRows            chooses between the two below.
+//   RunRowBlocks       many rows: a task is a block of rows, each run through
+//                      all phases while it is in cache.
+//   RunSegmentSplit    few long rows: phase 1 over (row, segment group) tasks in
+//                      parallel, merge and finish per row, then phase 4 over
+//                      (row, segment group) tasks.
+// Other sources plug in at the same phases: a tile producer (fused linear
+// cross-entropy) fills a block of rows and runs RunRows on it; a column shard
+// (vocab-parallel) runs phases 1-2 on its columns, exports the merged partial,
+// and runs phases 3-4 after the partials of every shard have been merged in
+// shard order. See ARCHITECTURE.md.
+#ifndef XENT_SRC_ENGINE_H_
+#define XENT_SRC_ENGINE_H_
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstddef>
+#include <limits>
+#include <memory>
+#include <new>
+#include <type_traits>
+
+#include "src/parallel.h"
+#include "src/scratch.h"
+#include "xent/xent.h"
+
+namespace xent {
+
+constexpr size_t kSegment = 4096;
+constexpr size_t kChunk = 256;
+constexpr size_t kChunksPerSegment = kSegment / kChunk;
+
+inline size_t NumSegments(size_t V) { return (V + kSegment - 1) / kSegment; }
+
+// ---------------------------------------------------------------------------
+// Softmax statistics, the partials of every softmax-based operation.
+
+// One segment of a row, relative to the segment max m (-inf when every
+// element is -inf).
+struct SoftmaxSeg {
+  float m = 0.0f;
+  float s = 0.0f;     // sum exp(z - m)
+  float dot = 0.0f;   // sum a_c (z_c - m) for op-specific weights a_c >= 0
+  float wsum = 0.0f;  // sum a_c
+  float u = 0.0f;     // sum exp(z - m) (z - m)  (entropy)
+  float zy = 0.0f;    // the target's z, when has_zy
+  int32_t has_zy = 0;
+  // Reference used for exp(z - ref) in each chunk (the running max after the
+  // chunk; -inf while everything is -inf, where 0 is used). The output phase
+  // recomputes or rescales e with exactly these.
+  float ref[kChunksPerSegment];
+};
+
+// The reference actually subtracted: 0 for -inf (so exp(-inf - 0) = 0).
+inline float SafeRef(float m) { return m == -std::numeric_limits<float>::infinity() ? 0.0f : m; }
+
+// The merged statistics of a row, in double, relative to M.
+struct SoftmaxAcc {
+  double M = -std::numeric_limits<double>::infinity();
+  double S = 0.0;  // sum exp(z - M)
+  double D = 0.0;  // sum a_c (z_c - M)
+  double W = 0.0;  // sum a_c
+  double U = 0.0;  // sum exp(z - M) (z - M)
+  float zy = std::numeric_limits<float>::quiet_NaN();
+  bool nan = false;
+
+  void Merge(const SoftmaxSeg& g) {
+    if (g.has_zy) zy = g.zy;
+    const double w_before = W;
+    W += g.wsum;
+    if (std::isnan(g.s) || std::isnan(g.m)) {
+      nan = true;
+      return;
+    }
+    if (g.s == 0.0f) {  // all -inf: no mass, only the (infinite) dot term
+      D += g.dot;
+      return;
+    }
+    // g.dot and g.u are relative to g.m here (the segment has mass).
+    const double m = g.m;
+    if (M == -std::numeric_limits<double>::infinity()) {
+      M = m;
+      S = g.s;
+      D += g.dot;
+      U = g.u;
+      return;
+    }
+    const double M2 = std::max(M, m);
+    const double f_old = std::exp(M - M2), f_new = std::exp(m - M2);
+    U = f_old * (U + (M - M2) * S) + f_new * (g.u + (m - M2) * g.s);
+    S = S * f_old + g.s * f_new;
+    D = D + (M - M2) * w_before + g.dot + (m - M2) * g.wsum;
+    M = M2;
+  }
+  // log sum exp(z) - M, and the row's lse. NaN when any input was NaN.
+  double LogS() const { return nan ? std::numeric_limits<double>::quiet_NaN() : std::log(S); }
+  double Lse() const { return nan ? std::numeric_limits<double>::quiet_NaN() : M + std::log(S); }
+  // Entropy of softmax(z): log S - U / S.
+  double Entropy() const { return LogS() - U / S; }
+};
+
+// ---------------------------------------------------------------------------
+// The operation interface (all members const and thread-safe):
+//   using Seg, Acc, RowState;            plain data
+//   bool NeedsStats(size_t row) const;   false: straight to Finish (e.g. an
+//                                        ignored row with nothing to report)
+//   void Stats(size_t row, size_t s0, size_t s1, Seg* out, float* scratch) const;   phase 1
+//   static void Merge(Acc& acc, const Seg& seg);                                     phase 2
+//   void Finish(size_t row, const Acc& acc, bool had_stats, RowState* st) const;     phase 3
+//   bool HasMiddle() const;              optional pass between 3 and 4:
+//   void Middle(size_t row, const RowState& st, Seg* row_segs, size_t s0, size_t s1, float* scratch) const;
+//   void FinishMiddle(size_t row, const Seg* row_segs, size_t nseg, RowState* st) const;
+//   bool HasOutput() const;
+//   void Output(size_t row, const RowState& st, const Seg* row_segs, size_t s0, size_t s1,
+//               float* scratch) const;                                              phase 4
+//   size_t ScratchRows() const;          rows of V floats of per-thread scratch
+// `scratch` is the same per-thread buffer for all phases of one row in
+// RunRowBlocks (the stats phase may store values the output phase reads), and
+// nullptr in RunSegmentSplit (every phase recomputes what it needs, with the
+// same bits).
+
+// Defaults for operations without a middle pass.
+struct NoMiddle {
+  bool HasMiddle() const { return false; }
+  template <class St, class Seg>
+  void Middle(size_t, const St&, Seg*, size_t, size_t, float*) const {}
+  template <class Seg, class St>
+  void FinishMiddle(size_t, const Seg*, size_t, St*) const {}
+};
+
+// Phases 1 + 2 of one row over all its segments; false when the op skips them.
+template <class Op>
+bool StatsAndMerge(const Op& op, size_t row, size_t nseg, typename Op::Seg* segs, float* scratch,
+                   typename Op::Acc* acc) {
+  if (!op.NeedsStats(row)) return false;
+  op.Stats(row, 0, nseg, segs, scratch);
+  for (size_t j = 0; j < nseg; ++j) Op::Merge(*acc, segs[j]);
+  return true;
+}
+
+// Many rows: a task is a block of rows holding at least ~64K elements; each
+// row goes through every phase before the next.
+template <class Op>
+xent_status RunRowBlocks(const Op& op, size_t B, size_t V, const Exec& exec) {
+  using Seg = typename Op::Seg;
+  const size_t nseg = NumSegments(V);
+  const size_t rows_per_task = std::max<size_t>(1, 65536 / V);
+  const size_t tasks = (B + rows_per_task - 1) / rows_per_task;
+  std::atomic<bool> oom{false};
+  auto body = [&](size_t t) {
+    float* scratch = op.ScratchRows() ? ThreadScratch(V * op.ScratchRows()) : nullptr;
+    static_assert(std::is_trivially_copyable<Seg>::value, "segment partials are plain data");
+    constexpr size_t kLocal = 16;
+    Seg local[kLocal];
+    Seg* segs = local;
+    if (nseg > kLocal) {
+      void* mem = ThreadBytes(nseg * sizeof(Seg));
+      if (mem == nullptr) {
+        oom.store(true);
+        return;
+      }
+      segs = new (mem) Seg[nseg];
+    }
+    const size_t r1 = std::min(B, (t + 1) * rows_per_task);
+    for (size_t row = t * rows_per_task; row < r1; ++row) {
+      typename Op::Acc acc;
+      const bool had = StatsAndMerge(op, row, nseg, segs, scratch, &acc);
+      typename Op::RowState st;
+      op.Finish(row, acc, had, &st);
+      if (op.HasMiddle()) {
+        op.Middle(row, st, segs, 0, nseg, scratch);
+        op.FinishMiddle(row, segs, nseg, &st);
+      }
+      if (op.HasOutput()) op.Output(row, st, segs, 0, nseg, scratch);
+    }
+  };
+  const xent_status rc = ParallelForEach(exec, tasks, body);
+  return oom.load() ? XENT_ERROR_OUT_OF_MEMORY : rc;
+}
+
+// Few long rows: each phase in parallel over (row, group of segments) tasks.
+template <class Op>
+xent_status RunSegmentSplit(const Op& op, size_t B, size_t V, const Exec& exec) {
+  using Seg = typename Op::Seg;
+  using RowState = typename Op::RowState;
+  const size_t nseg = NumSegments(V);
+  constexpr size_t kSegsPerTask = 4;
+  const size_t groups = (nseg + kSegsPerTask - 1) / kSegsPerTask;
+  std::unique_ptr<Seg[]> segs(new (std::nothrow) Seg[B * nseg]);
+  std::unique_ptr<RowState[]> states(new (std::nothrow) RowState[B]);
+  if (!segs || !states) return XENT_ERROR_OUT_OF_MEMORY;
+  // Task t covers segments [s0, s1) of row `row`.
+  auto span = [&](size_t t, size_t* row, size_t* s0, size_t* s1) {
+    *row = t / groups;
+    *s0 = (t % groups) * kSegsPerTask;
+    *s1 = std::min(nseg, *s0 + kSegsPerTask);
+  };
+  auto stats = [&](size_t t) {
+    size_t row, s0, s1;
+    span(t, &row, &s0, &s1);
+    if (op.NeedsStats(row)) op.Stats(row, s0, s1, &segs[row * nseg + s0], nullptr);
+  };
+  xent_status rc = ParallelForEach(exec, B * groups, stats);
+  if (rc != XENT_OK) return rc;
+  for (size_t row = 0; row < B; ++row) {
+    typename Op::Acc acc;
+    const bool had = op.NeedsStats(row);
+    if (had) {
+      for (size_t s = 0; s < nseg; ++s) Op::Merge(acc, segs[row * nseg + s]);
+    }
+    op.Finish(row, acc, had, &states[row]);
+  }
+  if (op.HasMiddle()) {
+    auto middle = [&](size_t t) {
+      size_t row, s0, s1;
+      span(t, &row, &s0, &s1);
+      op.Middle(row, states[row], &segs[row * nseg], s0, s1, nullptr);
+    };
+    rc = ParallelForEach(exec, B * groups, middle);
+    if (rc != XENT_OK) return rc;
+    for (size_t row = 0; row < B; ++row) op.FinishMiddle(row, &segs[row * nseg], nseg, &states[row]);
+  }
+  if (!op.HasOutput()) return XENT_OK;
+  auto out = [&](size_t t) {
+    size_t row, s0, s1;
+    span(t, &row, &s0, &s1);
+    op.Output(row, states[row], &segs[row * nseg], s0, s1, nullptr);
+  };
+  return ParallelForEach(exec, B * groups, out);
+}
+
+// Row blocks when there are enough rows for the threads, else segments.
+template <class Op>
+xent_status RunRows(const Op& op, size_t B, size_t V, const Exec& exec) {
+  if (B == 0) return XENT_OK;
+  const size_t nseg = NumSegments(V);
+  const int threads = ThreadsFor(exec, B * nseg);
+  const bool by_segments = threads > 1 && nseg > 1 && B < 2 * static_cast<size_t>(threads);
+  return by_segments ? RunSegmentSplit(op, B, V, exec) : RunRowBlocks(op, B, V, exec);
+}
+
+}  // namespace xent
+
+#endif  // XENT_SRC_ENGINE_H_

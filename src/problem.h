@@ -1,0 +1,145 @@
+// The interface between the C API (capi/) and the kernels (src/): one plain
+// struct per operation holding its arguments after capi/ has validated them
+// (capi/op_table.h maps every field of the public args struct to a member
+// here), and the function that runs it. No SIMD types, no engine internals.
+#ifndef XENT_SRC_PROBLEM_H_
+#define XENT_SRC_PROBLEM_H_
+
+#include <cstddef>
+#include <cstdint>
+
+#include "src/dtype.h"
+#include "src/parallel.h"
+#include "xent/xent.h"
+
+namespace xent {
+
+// The public enums, as stored in the args structs' int32_t fields.
+enum class Reduction : int32_t { kNone = 0, kMean = 1, kSum = 2, kBatchMean = 3 };
+enum class DistKind : int32_t { kLogits = 0, kLogProbs = 1, kProbs = 2 };
+enum class Divergence : int32_t { kKl = 0, kJsd = 1 };
+
+// A B x V matrix (row stride in elements).
+struct InMat {
+  const void* data = nullptr;
+  size_t stride = 0;
+  DType dtype = DType::kF32;
+};
+struct OutMat {
+  void* data = nullptr;  // nullptr: not wanted
+  size_t stride = 0;
+  DType dtype = DType::kF32;
+};
+
+// Class indices (one per row), or none.
+struct Labels {
+  const void* data = nullptr;
+  size_t stride = 1;
+  DType dtype = DType::kI64;
+  int64_t ignore_index = -100;
+  int64_t At(size_t row) const { return LoadIndex(data, row * stride, dtype); }
+  bool Ignored(size_t row) const { return data != nullptr && At(row) == ignore_index; }
+};
+
+// Cross-entropy targets: class indices, or a B x V matrix of probabilities.
+struct ClassTarget {
+  bool soft = false;
+  Labels labels;  // !soft
+  InMat probs;    // soft
+};
+
+// BCE weights: a B x V f32 matrix, or (stride 0) one row for every row.
+struct RowWeights {
+  const float* data = nullptr;
+  size_t stride = 0;
+};
+
+// ---------------------------------------------------------------------------
+struct CrossEntropyProblem {
+  size_t B = 0, V = 0;
+  InMat logits;
+  ClassTarget target;
+  const float* weight = nullptr;
+  const float* row_scale = nullptr;
+  Reduction reduction = Reduction::kMean;
+  float label_smoothing = 0.0f, z_loss = 0.0f, softcap = 0.0f, grad_scale = 1.0f;
+  float* loss = nullptr;
+  float* row_loss = nullptr;
+  float* lse = nullptr;
+  OutMat grad;
+  Exec exec;
+};
+xent_status RunCrossEntropy(const CrossEntropyProblem& p);
+
+struct BceProblem {
+  size_t B = 0, V = 0;
+  InMat logits, target;
+  RowWeights weight;
+  const float* pos_weight = nullptr;
+  Reduction reduction = Reduction::kMean;
+  float grad_scale = 1.0f;
+  float* loss = nullptr;
+  float* row_loss = nullptr;
+  OutMat elem_loss;  // f32
+  OutMat grad;
+  Exec exec;
+};
+xent_status RunBce(const BceProblem& p);
+
+struct DivergenceProblem {
+  size_t B = 0, V = 0;
+  InMat input;  // Q, student
+  DistKind input_kind = DistKind::kLogProbs;
+  InMat target;  // P, teacher
+  DistKind target_kind = DistKind::kProbs;
+  Divergence divergence = Divergence::kKl;
+  float beta = 0.5f, temperature = 1.0f;
+  bool t2_scaling = false;
+  Reduction reduction = Reduction::kMean;
+  float grad_scale = 1.0f;
+  Labels labels;  // data == nullptr: no row mask
+  float* loss = nullptr;
+  float* row_loss = nullptr;
+  OutMat elem_loss;  // f32
+  OutMat grad_input, grad_target;
+  Exec exec;
+};
+xent_status RunDivergence(const DivergenceProblem& p);
+
+struct SoftmaxProblem {
+  size_t B = 0, V = 0;
+  InMat logits;
+  float temperature = 1.0f;
+  OutMat probs, log_probs;
+  float* lse = nullptr;
+  float* entropy = nullptr;
+  Exec exec;
+};
+xent_status RunSoftmax(const SoftmaxProblem& p);
+
+struct SoftmaxBackwardProblem {
+  size_t B = 0, V = 0;
+  InMat output;  // the forward's y
+  DistKind output_kind = DistKind::kProbs;  // kProbs or kLogProbs
+  InMat grad_output;
+  float temperature = 1.0f;
+  OutMat grad_input;
+  Exec exec;
+};
+xent_status RunSoftmaxBackward(const SoftmaxBackwardProblem& p);
+
+struct TokenLogprobsProblem {
+  size_t B = 0, V = 0;
+  InMat logits;
+  Labels target;  // data == nullptr when logprob == nullptr
+  float temperature = 1.0f, softcap = 0.0f;
+  float* logprob = nullptr;
+  float* entropy = nullptr;
+  float* lse = nullptr;
+  Exec exec;
+};
+xent_status RunTokenLogprobs(const TokenLogprobsProblem& p);
+
+}  // namespace xent
+
+#endif  // XENT_SRC_PROBLEM_H_
