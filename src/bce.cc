@@ -27,6 +27,7 @@ struct BceSeg {
 #include "hwy/highway.h"
 #include "src/engine.h"
 #include "src/simd-inl.h"
+#include "src/visit-inl.h"
 
 HWY_BEFORE_NAMESPACE();
 namespace xent {
@@ -102,23 +103,18 @@ void BceRowT(const BceKernel& k, size_t row, size_t s0, size_t s1, BceSeg* out) 
   }
 }
 
-template <typename T>
-void BceRowY(const BceKernel& k, size_t row, size_t s0, size_t s1, BceSeg* out) {
-  const bool yf = k.target.dtype == DType::kF32;
-  const bool gf = k.grad.data == nullptr || k.grad.dtype == DType::kF32;
-  if (yf) {
-    gf ? BceRowT<T, float, float>(k, row, s0, s1, out) : BceRowT<T, float, T>(k, row, s0, s1, out);
-  } else {
-    gf ? BceRowT<T, T, float>(k, row, s0, s1, out) : BceRowT<T, T, T>(k, row, s0, s1, out);
+// Targets and gradient are each f32 or the logits' dtype.
+struct BceRowFn {
+  template <typename T, class TargetF32, class GradF32>
+  static HWY_INLINE void Run(const BceKernel& k, size_t row, size_t s0, size_t s1, BceSeg* out) {
+    BceRowT<T, OutType<TargetF32, T>, OutType<GradF32, T>>(k, row, s0, s1, out);
   }
-}
+};
 
 void BceRow(const BceKernel& k, size_t row, size_t s0, size_t s1, BceSeg* out) {
-  switch (k.logits.dtype) {
-    case DType::kBF16: return BceRowY<BF16>(k, row, s0, s1, out);
-    case DType::kF16: return BceRowY<F16>(k, row, s0, s1, out);
-    default: return BceRowT<float, float, float>(k, row, s0, s1, out);
-  }
+  Visit<BceRowFn>(Choose(FloatType{k.logits.dtype}, Flag{k.target.dtype == DType::kF32},
+                         Flag{k.grad.data == nullptr || k.grad.dtype == DType::kF32}),
+                  k, row, s0, s1, out);
 }
 
 // NOLINTNEXTLINE(google-readability-namespace-comments)

@@ -45,6 +45,7 @@ struct CeRowCoef {
 #include "src/engine.h"
 #include "src/simd-inl.h"
 #include "src/softmax-inl.h"
+#include "src/visit-inl.h"
 
 HWY_BEFORE_NAMESPACE();
 namespace xent {
@@ -171,26 +172,30 @@ HWY_INLINE float* EBuffer(const CeKernel& k, size_t row, float* scratch) {
   return scratch;
 }
 
-void CeStats(const CeKernel& k, size_t row, size_t s0, size_t s1, SoftmaxSeg* out, float* scratch) {
-  const bool cap = k.softcap > 0.0f;
-  float* e_out = EBuffer(k, row, scratch);
-  switch (k.logits.dtype) {
-    case DType::kBF16:
-      return cap ? StatsT<BF16, true>(k, row, s0, s1, out, e_out) : StatsT<BF16, false>(k, row, s0, s1, out, e_out);
-    case DType::kF16:
-      return cap ? StatsT<F16, true>(k, row, s0, s1, out, e_out) : StatsT<F16, false>(k, row, s0, s1, out, e_out);
-    default:
-      return cap ? StatsT<float, true>(k, row, s0, s1, out, e_out)
-                 : StatsT<float, false>(k, row, s0, s1, out, e_out);
+struct CeStatsFn {
+  template <typename T, class Cap>
+  static HWY_INLINE void Run(const CeKernel& k, size_t row, size_t s0, size_t s1, SoftmaxSeg* out, float* e_out) {
+    StatsT<T, Cap::value>(k, row, s0, s1, out, e_out);
   }
+};
+
+void CeStats(const CeKernel& k, size_t row, size_t s0, size_t s1, SoftmaxSeg* out, float* scratch) {
+  Visit<CeStatsFn>(Choose(FloatType{k.logits.dtype}, Flag{k.softcap > 0.0f}), k, row, s0, s1, out,
+                   EBuffer(k, row, scratch));
 }
 
 // ---------------------------------------------------------------------------
 // Gradient of one segment: g = e F_c - b v_c [- delta at column y], times the
 // softcap slope, where e = exp(z - ref_c) (read from e_in or recomputed
-// exactly as the stats pass did), F_c = a exp(ref_c - M) per chunk, and
-// v_c = 1, w_c, q'_c or w_c q'_c by kB: 0 = no b term, 1 = constant,
-// 2 = w_c, 3 = w_c q'_c, 4 = q'_c.
+// exactly as the stats pass did), F_c = a exp(ref_c - M) per chunk, and the
+// term b v_c is one of:
+enum class GradTerm {
+  kNone,        // no b term (no smoothing, class-index targets)
+  kConst,       // b (smoothing, unweighted)
+  kWeight,      // b w_c (smoothing, class weights)
+  kWeightSoft,  // b w_c q'_c (probability targets, class weights)
+  kSoft,        // b q'_c (probability targets)
+};
 template <typename T, typename TQ>
 struct GradArgs {
   const CeKernel* k;
@@ -203,7 +208,7 @@ struct GradArgs {
 };
 
 // The gradient of the r (<= N) elements at i, with chunk ref vr and factor vF.
-template <typename T, typename TQ, bool kCap, int kB>
+template <typename T, typename TQ, bool kCap, GradTerm kB>
 HWY_INLINE VF GradVec(DF d, const GradArgs<T, TQ>& g, size_t i, size_t r, VF vr, VF vF) {
   const size_t N = hn::Lanes(d);
   const bool full = r == N;
@@ -221,17 +226,17 @@ HWY_INLINE VF GradVec(DF d, const GradArgs<T, TQ>& g, size_t i, size_t r, VF vr,
   }
   const VF vb = hn::Set(d, g.c->b);
   VF gv;
-  if (kB == 0) {
+  if (kB == GradTerm::kNone) {
     gv = hn::Mul(e, vF);
-  } else if (kB == 1) {
+  } else if (kB == GradTerm::kConst) {
     gv = hn::MulSub(e, vF, vb);
   } else {
     VF v;
-    if (kB == 2 || kB == 3) v = full ? hn::LoadU(d, g.w + i) : LoadTailF32(d, g.w + i, r, 0.0f);
-    if (kB >= 3) {
+    if (kB == GradTerm::kWeight || kB == GradTerm::kWeightSoft) v = full ? hn::LoadU(d, g.w + i) : LoadTailF32(d, g.w + i, r, 0.0f);
+    if (kB == GradTerm::kWeightSoft || kB == GradTerm::kSoft) {
       const VF qv = full ? LoadF32(d, g.q + i) : LoadTailF32(d, g.q + i, r, 0.0f);
       const VF qp = hn::MulAdd(qv, hn::Set(d, 1.0f - k.eps), hn::Set(d, k.eps / static_cast<float>(k.V)));
-      v = (kB == 3) ? hn::Mul(v, qp) : qp;
+      v = (kB == GradTerm::kWeightSoft) ? hn::Mul(v, qp) : qp;
     }
     gv = hn::NegMulAdd(vb, v, hn::Mul(e, vF));
   }
@@ -246,7 +251,7 @@ HWY_INLINE VF GradVec(DF d, const GradArgs<T, TQ>& g, size_t i, size_t r, VF vr,
 }
 
 // Same, for a vector that may straddle two chunks (after an unaligned head).
-template <typename T, typename TQ, bool kCap, int kB>
+template <typename T, typename TQ, bool kCap, GradTerm kB>
 HWY_INLINE VF GradVecAt(DF d, const GradArgs<T, TQ>& g, size_t i, size_t r, const float* refs, const float* fac) {
   const size_t c0 = i / kChunk, c1 = (i + r - 1) / kChunk;
   if (c0 == c1) return GradVec<T, TQ, kCap, kB>(d, g, i, r, hn::Set(d, refs[c0]), hn::Set(d, fac[c0]));
@@ -255,7 +260,7 @@ HWY_INLINE VF GradVecAt(DF d, const GradArgs<T, TQ>& g, size_t i, size_t r, cons
                                   hn::IfThenElse(first, hn::Set(d, fac[c0]), hn::Set(d, fac[c1])));
 }
 
-template <typename T, typename TG, typename TQ, bool kCap, int kB, bool kStream>
+template <typename T, typename TG, typename TQ, bool kCap, GradTerm kB, bool kStream>
 HWY_NOINLINE void GradSeg(const CeKernel& k, const CeRowCoef& c, const SoftmaxSeg& sg, const T* x,
                           const float* e_in, const TQ* q, const float* w, TG* g, size_t n, int64_t y_local,
                           const T* next) {
@@ -337,50 +342,37 @@ void GradT(const CeKernel& k, const CeRowCoef& c, const SoftmaxSeg* segs, size_t
     if (k.soft) {
       if (k.q.dtype == DType::kF32) {
         const float* q = RowPtr<float>(k.q.data, k.q.stride, row) + b;
-        w ? GradSeg<T, TG, float, kCap, 3, kStream>(k, c, sg, x + b, e, q, w, g + b, n, -1, nx)
-          : GradSeg<T, TG, float, kCap, 4, kStream>(k, c, sg, x + b, e, q, w, g + b, n, -1, nx);
+        w ? GradSeg<T, TG, float, kCap, GradTerm::kWeightSoft, kStream>(k, c, sg, x + b, e, q, w, g + b, n, -1, nx)
+          : GradSeg<T, TG, float, kCap, GradTerm::kSoft, kStream>(k, c, sg, x + b, e, q, w, g + b, n, -1, nx);
       } else {
         const T* q = RowPtr<T>(k.q.data, k.q.stride, row) + b;
-        w ? GradSeg<T, TG, T, kCap, 3, kStream>(k, c, sg, x + b, e, q, w, g + b, n, -1, nx)
-          : GradSeg<T, TG, T, kCap, 4, kStream>(k, c, sg, x + b, e, q, w, g + b, n, -1, nx);
+        w ? GradSeg<T, TG, T, kCap, GradTerm::kWeightSoft, kStream>(k, c, sg, x + b, e, q, w, g + b, n, -1, nx)
+          : GradSeg<T, TG, T, kCap, GradTerm::kSoft, kStream>(k, c, sg, x + b, e, q, w, g + b, n, -1, nx);
       }
     } else if (c.b == 0.0f) {
-      GradSeg<T, TG, float, kCap, 0, kStream>(k, c, sg, x + b, e, nullptr, w, g + b, n, yl, nx);
+      GradSeg<T, TG, float, kCap, GradTerm::kNone, kStream>(k, c, sg, x + b, e, nullptr, w, g + b, n, yl, nx);
     } else if (w == nullptr) {
-      GradSeg<T, TG, float, kCap, 1, kStream>(k, c, sg, x + b, e, nullptr, w, g + b, n, yl, nx);
+      GradSeg<T, TG, float, kCap, GradTerm::kConst, kStream>(k, c, sg, x + b, e, nullptr, w, g + b, n, yl, nx);
     } else {
-      GradSeg<T, TG, float, kCap, 2, kStream>(k, c, sg, x + b, e, nullptr, w, g + b, n, yl, nx);
+      GradSeg<T, TG, float, kCap, GradTerm::kWeight, kStream>(k, c, sg, x + b, e, nullptr, w, g + b, n, yl, nx);
     }
   }
   if (kStream) hwy::FlushStream();
 }
 
-template <typename T, typename TG>
-void GradCapT(const CeKernel& k, const CeRowCoef& c, const SoftmaxSeg* segs, size_t row, size_t s0, size_t s1,
-              const float* e_in) {
-  if (k.softcap > 0.0f) {
-    k.stream ? GradT<T, TG, true, true>(k, c, segs, row, s0, s1, e_in)
-             : GradT<T, TG, true, false>(k, c, segs, row, s0, s1, e_in);
-  } else {
-    k.stream ? GradT<T, TG, false, true>(k, c, segs, row, s0, s1, e_in)
-             : GradT<T, TG, false, false>(k, c, segs, row, s0, s1, e_in);
+struct CeGradFn {
+  template <typename T, class GradF32, class Cap, class Stream>
+  static HWY_INLINE void Run(const CeKernel& k, const CeRowCoef& c, const SoftmaxSeg* segs, size_t row, size_t s0,
+                             size_t s1, const float* e_in) {
+    GradT<T, OutType<GradF32, T>, Cap::value, Stream::value>(k, c, segs, row, s0, s1, e_in);
   }
-}
+};
 
 void CeGrad(const CeKernel& k, const CeRowCoef& c, const SoftmaxSeg* segs, size_t row, size_t s0, size_t s1,
             float* scratch) {
-  const float* e_in = EBuffer(k, row, scratch);
-  const bool f32 = k.grad.dtype == DType::kF32;
-  switch (k.logits.dtype) {
-    case DType::kBF16:
-      return f32 ? GradCapT<BF16, float>(k, c, segs, row, s0, s1, e_in)
-                 : GradCapT<BF16, BF16>(k, c, segs, row, s0, s1, e_in);
-    case DType::kF16:
-      return f32 ? GradCapT<F16, float>(k, c, segs, row, s0, s1, e_in)
-                 : GradCapT<F16, F16>(k, c, segs, row, s0, s1, e_in);
-    default:
-      return GradCapT<float, float>(k, c, segs, row, s0, s1, e_in);
-  }
+  Visit<CeGradFn>(Choose(FloatType{k.logits.dtype}, Flag{k.grad.dtype == DType::kF32}, Flag{k.softcap > 0.0f},
+                         Flag{k.stream}),
+                  k, c, segs, row, s0, s1, EBuffer(k, row, scratch));
 }
 
 // NOLINTNEXTLINE(google-readability-namespace-comments)

@@ -57,6 +57,7 @@ struct KlRow {
 #include "src/engine.h"
 #include "src/simd-inl.h"
 #include "src/softmax-inl.h"
+#include "src/visit-inl.h"
 
 HWY_BEFORE_NAMESPACE();
 namespace xent {
@@ -119,12 +120,15 @@ void StatsT(const KlKernel& k, size_t row, size_t s0, size_t s1, KlSeg* out, flo
             scratch ? scratch + k.V : nullptr);
 }
 
-void KlStats(const KlKernel& k, size_t row, size_t s0, size_t s1, KlSeg* out, float* scratch) {
-  switch (k.q_in.dtype) {
-    case DType::kBF16: return StatsT<BF16>(k, row, s0, s1, out, scratch);
-    case DType::kF16: return StatsT<F16>(k, row, s0, s1, out, scratch);
-    default: return StatsT<float>(k, row, s0, s1, out, scratch);
+struct KlStatsFn {
+  template <typename T>
+  static HWY_INLINE void Run(const KlKernel& k, size_t row, size_t s0, size_t s1, KlSeg* out, float* scratch) {
+    StatsT<T>(k, row, s0, s1, out, scratch);
   }
+};
+
+void KlStats(const KlKernel& k, size_t row, size_t s0, size_t s1, KlSeg* out, float* scratch) {
+  Visit<KlStatsFn>(Choose(FloatType{k.q_in.dtype}), k, row, s0, s1, out, scratch);
 }
 
 // ---------------------------------------------------------------------------
@@ -391,33 +395,31 @@ HWY_NOINLINE void PassLogitsForward(const KlKernel& k, const KlRow& r, KlSeg* se
   if (kStream) hwy::FlushStream();
 }
 
+struct KlDistillFn {
+  template <typename T, class GradF32, class Stream>
+  static HWY_INLINE void Run(const KlKernel& k, const KlRow& r, KlSeg* segs, size_t row, size_t s0, size_t s1,
+                             const float* scratch) {
+    PassLogitsForward<T, OutType<GradF32, T>, Stream::value>(k, r, segs, row, s0, s1, scratch);
+  }
+};
+struct KlPassFn {
+  template <typename T>
+  static HWY_INLINE void Run(const KlKernel& k, const KlRow& r, KlSeg* segs, size_t row, size_t s0, size_t s1,
+                             const float* scratch, bool middle) {
+    PassT<T>(k, r, segs, row, s0, s1, scratch, middle);
+  }
+};
+
 void KlPass(const KlKernel& k, const KlRow& r, KlSeg* segs, size_t row, size_t s0, size_t s1, const float* scratch,
             bool middle) {
-  const bool fast = middle && k.qk == DistKind::kLogits && k.pk == DistKind::kLogits &&
-                    k.mode == KlMode::kForward && k.grad_p.data == nullptr && !r.ignored;
-  if (fast) {
+  const bool distill = middle && k.qk == DistKind::kLogits && k.pk == DistKind::kLogits &&
+                       k.mode == KlMode::kForward && k.grad_p.data == nullptr && !r.ignored;
+  if (distill) {
     const bool f32g = k.grad_q.data == nullptr || k.grad_q.dtype == DType::kF32;
-    switch (k.q_in.dtype) {
-      case DType::kBF16:
-        if (f32g) return k.stream ? PassLogitsForward<BF16, float, true>(k, r, segs, row, s0, s1, scratch)
-                                  : PassLogitsForward<BF16, float, false>(k, r, segs, row, s0, s1, scratch);
-        return k.stream ? PassLogitsForward<BF16, BF16, true>(k, r, segs, row, s0, s1, scratch)
-                        : PassLogitsForward<BF16, BF16, false>(k, r, segs, row, s0, s1, scratch);
-      case DType::kF16:
-        if (f32g) return k.stream ? PassLogitsForward<F16, float, true>(k, r, segs, row, s0, s1, scratch)
-                                  : PassLogitsForward<F16, float, false>(k, r, segs, row, s0, s1, scratch);
-        return k.stream ? PassLogitsForward<F16, F16, true>(k, r, segs, row, s0, s1, scratch)
-                        : PassLogitsForward<F16, F16, false>(k, r, segs, row, s0, s1, scratch);
-      default:
-        return k.stream ? PassLogitsForward<float, float, true>(k, r, segs, row, s0, s1, scratch)
-                        : PassLogitsForward<float, float, false>(k, r, segs, row, s0, s1, scratch);
-    }
+    return Visit<KlDistillFn>(Choose(FloatType{k.q_in.dtype}, Flag{f32g}, Flag{k.stream}), k, r, segs, row, s0, s1,
+                              scratch);
   }
-  switch (k.q_in.dtype) {
-    case DType::kBF16: return PassT<BF16>(k, r, segs, row, s0, s1, scratch, middle);
-    case DType::kF16: return PassT<F16>(k, r, segs, row, s0, s1, scratch, middle);
-    default: return PassT<float>(k, r, segs, row, s0, s1, scratch, middle);
-  }
+  Visit<KlPassFn>(Choose(FloatType{k.q_in.dtype}), k, r, segs, row, s0, s1, scratch, middle);
 }
 
 // NOLINTNEXTLINE(google-readability-namespace-comments)

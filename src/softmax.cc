@@ -49,6 +49,7 @@ struct BackwardKernel {
 #include "src/engine.h"
 #include "src/simd-inl.h"
 #include "src/softmax-inl.h"
+#include "src/visit-inl.h"
 
 HWY_BEFORE_NAMESPACE();
 namespace xent {
@@ -87,16 +88,12 @@ void StatsRow(const SoftmaxKernel& k, size_t row, size_t s0, size_t s1, SoftmaxS
   }
 }
 
-template <typename T>
-void StatsDispatchZ(const SoftmaxKernel& k, size_t row, size_t s0, size_t s1, SoftmaxSeg* out, float* e_out) {
-  const bool cap = k.cap > 0.0f, scale = k.scale != 1.0f;
-  if (cap) {
-    scale ? StatsRow<T, true, true>(k, row, s0, s1, out, e_out) : StatsRow<T, true, false>(k, row, s0, s1, out, e_out);
-  } else {
-    scale ? StatsRow<T, false, true>(k, row, s0, s1, out, e_out)
-          : StatsRow<T, false, false>(k, row, s0, s1, out, e_out);
+struct SoftmaxStatsFn {
+  template <typename T, class Cap, class Scale>
+  static HWY_INLINE void Run(const SoftmaxKernel& k, size_t row, size_t s0, size_t s1, SoftmaxSeg* out, float* e_out) {
+    StatsRow<T, Cap::value, Scale::value>(k, row, s0, s1, out, e_out);
   }
-}
+};
 
 // Stored e: only worth it for probabilities; over the logits when probs is
 // f32 in place and nothing else needs the logits afterwards (log_probs
@@ -110,12 +107,8 @@ HWY_INLINE float* ProbsEBuffer(const SoftmaxKernel& k, size_t row, float* scratc
 }
 
 void SoftmaxStats(const SoftmaxKernel& k, size_t row, size_t s0, size_t s1, SoftmaxSeg* out, float* scratch) {
-  float* e_out = ProbsEBuffer(k, row, scratch);
-  switch (k.logits.dtype) {
-    case DType::kBF16: return StatsDispatchZ<BF16>(k, row, s0, s1, out, e_out);
-    case DType::kF16: return StatsDispatchZ<F16>(k, row, s0, s1, out, e_out);
-    default: return StatsDispatchZ<float>(k, row, s0, s1, out, e_out);
-  }
+  Visit<SoftmaxStatsFn>(Choose(FloatType{k.logits.dtype}, Flag{k.cap > 0.0f}, Flag{k.scale != 1.0f}), k, row, s0, s1,
+                        out, ProbsEBuffer(k, row, scratch));
 }
 
 // Output pass for one segment: probs = e F_c, log_probs = (z - M) - log S.
@@ -200,26 +193,20 @@ void SoftmaxOutT(const SoftmaxKernel& k, const SoftmaxRow& r, const SoftmaxSeg* 
   if (k.stream) hwy::FlushStream();
 }
 
-template <typename T>
-void SoftmaxOutP(const SoftmaxKernel& k, const SoftmaxRow& r, const SoftmaxSeg* segs, size_t row, size_t s0,
-                 size_t s1, const float* e_in) {
-  // Each output is f32 or the logits' dtype.
-  const bool pf = k.probs.data == nullptr || k.probs.dtype == DType::kF32;
-  const bool lf = k.log_probs.data == nullptr || k.log_probs.dtype == DType::kF32;
-  if (pf && lf) return SoftmaxOutT<T, float, float>(k, r, segs, row, s0, s1, e_in);
-  if (pf) return SoftmaxOutT<T, float, T>(k, r, segs, row, s0, s1, e_in);
-  if (lf) return SoftmaxOutT<T, T, float>(k, r, segs, row, s0, s1, e_in);
-  return SoftmaxOutT<T, T, T>(k, r, segs, row, s0, s1, e_in);
-}
+// Each output is f32 or the logits' dtype.
+struct SoftmaxOutFn {
+  template <typename T, class ProbsF32, class LogF32>
+  static HWY_INLINE void Run(const SoftmaxKernel& k, const SoftmaxRow& r, const SoftmaxSeg* segs, size_t row,
+                             size_t s0, size_t s1, const float* e_in) {
+    SoftmaxOutT<T, OutType<ProbsF32, T>, OutType<LogF32, T>>(k, r, segs, row, s0, s1, e_in);
+  }
+};
 
 void SoftmaxOut(const SoftmaxKernel& k, const SoftmaxRow& r, const SoftmaxSeg* segs, size_t row, size_t s0,
                 size_t s1, float* scratch) {
-  const float* e_in = ProbsEBuffer(k, row, scratch);
-  switch (k.logits.dtype) {
-    case DType::kBF16: return SoftmaxOutP<BF16>(k, r, segs, row, s0, s1, e_in);
-    case DType::kF16: return SoftmaxOutP<F16>(k, r, segs, row, s0, s1, e_in);
-    default: return SoftmaxOutT<float, float, float>(k, r, segs, row, s0, s1, e_in);
-  }
+  Visit<SoftmaxOutFn>(Choose(FloatType{k.logits.dtype}, Flag{k.probs.data == nullptr || k.probs.dtype == DType::kF32},
+                             Flag{k.log_probs.data == nullptr || k.log_probs.dtype == DType::kF32}),
+                      k, r, segs, row, s0, s1, ProbsEBuffer(k, row, scratch));
 }
 
 template <typename T>
@@ -252,23 +239,20 @@ HWY_NOINLINE float BackwardDotSeg(const T* y, const T* g, size_t n, bool log) {
   return hn::GetLane(hn::SumOfLanes(d, acc));
 }
 
-void BackwardStats(const BackwardKernel& k, size_t row, size_t s0, size_t s1, float* out) {
-  for (size_t s = s0; s < s1; ++s) {
-    const size_t b = s * kSegment, n = std::min(kSegment, k.V - b);
-    switch (k.y.dtype) {
-      case DType::kBF16:
-        out[s - s0] = BackwardDotSeg(RowPtr<BF16>(k.y.data, k.y.stride, row) + b,
-                                     RowPtr<BF16>(k.g.data, k.g.stride, row) + b, n, k.log);
-        break;
-      case DType::kF16:
-        out[s - s0] = BackwardDotSeg(RowPtr<F16>(k.y.data, k.y.stride, row) + b,
-                                     RowPtr<F16>(k.g.data, k.g.stride, row) + b, n, k.log);
-        break;
-      default:
-        out[s - s0] = BackwardDotSeg(RowPtr<float>(k.y.data, k.y.stride, row) + b,
-                                     RowPtr<float>(k.g.data, k.g.stride, row) + b, n, k.log);
+struct BackwardStatsFn {
+  template <typename T>
+  static HWY_INLINE void Run(const BackwardKernel& k, size_t row, size_t s0, size_t s1, float* out) {
+    const T* y = RowPtr<T>(k.y.data, k.y.stride, row);
+    const T* g = RowPtr<T>(k.g.data, k.g.stride, row);
+    for (size_t s = s0; s < s1; ++s) {
+      const size_t b = s * kSegment;
+      out[s - s0] = BackwardDotSeg(y + b, g + b, std::min(kSegment, k.V - b), k.log);
     }
   }
+};
+
+void BackwardStats(const BackwardKernel& k, size_t row, size_t s0, size_t s1, float* out) {
+  Visit<BackwardStatsFn>(Choose(FloatType{k.y.dtype}), k, row, s0, s1, out);
 }
 
 template <typename T, typename TG>
@@ -294,26 +278,22 @@ HWY_NOINLINE void BackwardOutSeg(const T* y, const T* g, TG* gx, size_t n, bool 
   if (i < n) BackwardOutVec(d, y, g, gx, i, n - i, log, vd, vt);
 }
 
-template <typename T>
-void BackwardOutT(const BackwardKernel& k, float dot, size_t row, size_t s0, size_t s1) {
-  const T* y = RowPtr<T>(k.y.data, k.y.stride, row);
-  const T* g = RowPtr<T>(k.g.data, k.g.stride, row);
-  for (size_t s = s0; s < s1; ++s) {
-    const size_t b = s * kSegment, n = std::min(kSegment, k.V - b);
-    if (k.gx.dtype == DType::kF32) {
-      BackwardOutSeg(y + b, g + b, RowPtrMut<float>(k.gx.data, k.gx.stride, row) + b, n, k.log, dot, k.inv_t);
-    } else {
-      BackwardOutSeg(y + b, g + b, RowPtrMut<T>(k.gx.data, k.gx.stride, row) + b, n, k.log, dot, k.inv_t);
+struct BackwardOutFn {
+  template <typename T, class OutF32>
+  static HWY_INLINE void Run(const BackwardKernel& k, float dot, size_t row, size_t s0, size_t s1) {
+    using TG = OutType<OutF32, T>;
+    const T* y = RowPtr<T>(k.y.data, k.y.stride, row);
+    const T* g = RowPtr<T>(k.g.data, k.g.stride, row);
+    TG* gx = RowPtrMut<TG>(k.gx.data, k.gx.stride, row);
+    for (size_t s = s0; s < s1; ++s) {
+      const size_t b = s * kSegment;
+      BackwardOutSeg(y + b, g + b, gx + b, std::min(kSegment, k.V - b), k.log, dot, k.inv_t);
     }
   }
-}
+};
 
 void BackwardOut(const BackwardKernel& k, float dot, size_t row, size_t s0, size_t s1) {
-  switch (k.y.dtype) {
-    case DType::kBF16: return BackwardOutT<BF16>(k, dot, row, s0, s1);
-    case DType::kF16: return BackwardOutT<F16>(k, dot, row, s0, s1);
-    default: return BackwardOutT<float>(k, dot, row, s0, s1);
-  }
+  Visit<BackwardOutFn>(Choose(FloatType{k.y.dtype}, Flag{k.gx.dtype == DType::kF32}), k, dot, row, s0, s1);
 }
 
 // NOLINTNEXTLINE(google-readability-namespace-comments)
