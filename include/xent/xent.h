@@ -18,8 +18,13 @@
  * - Results are bit-identical for every thread count and threading backend
  *   (fixed work split, fixed merge order). They may differ in the last bits
  *   between SIMD targets.
- * - No call allocates memory proportional to B x V. Scratch is O(B) floats at
- *   most (per-row losses when the caller does not provide them).
+ * - No call allocates memory proportional to B x V. Scratch: per thread that
+ *   runs xent's work, up to two rows of V floats, kept for the thread's life
+ *   and reused by later calls (exps kept for the gradient pass; two rows for
+ *   KL/JSD from two logit batches); per call, O(B) floats (per-row losses when
+ *   the caller does not provide them) and, when few long rows are split across
+ *   threads, O(B V / 4096) per-segment statistics (~100 bytes each, ~200
+ *   for KL/JSD).
  * - Calls are thread-safe: any number of threads may call concurrently, on
  *   distinct outputs.
  * - Outputs of at least XENT_STREAM_BYTES bytes (environment variable read at
