@@ -71,6 +71,14 @@ HWY_INLINE void Visit(const std::tuple<C...>& choices, A&&... args) {
   VisitAt<F, std::tuple<C...>, 0>::Go(choices, std::forward<A>(args)...);
 }
 
+// Same, with the first template arguments fixed (e.g. a kernel translation
+// unit's dtype): VisitFixed<F, T>(Choose(Flag{b}), args...) calls
+// F::template Run<T, B>(args...).
+template <class F, class... Fixed, class... C, class... A>
+HWY_INLINE void VisitFixed(const std::tuple<C...>& choices, A&&... args) {
+  VisitAt<F, std::tuple<C...>, 0, Fixed...>::Go(choices, std::forward<A>(args)...);
+}
+
 // The f32-or-input output type: float when F32 is std::true_type, else T.
 template <class F32, typename T>
 using OutType = typename std::conditional<F32::value, float, T>::type;

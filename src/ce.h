@@ -1,0 +1,58 @@
+// Cross-entropy: the kernels' arguments (target-independent, so every SIMD
+// target's kernel has the same signature) and the per-dtype kernel tables.
+// The kernels live in src/ce-inl.h, compiled once per logits dtype
+// (src/ce_f32.cc, ce_bf16.cc, ce_f16.cc: smaller translation units that
+// build in parallel); the engine op and RunCrossEntropy in src/ce.cc.
+#ifndef XENT_SRC_CE_H_
+#define XENT_SRC_CE_H_
+
+#include <cstddef>
+#include <cstdint>
+
+#include "src/engine.h"
+#include "src/problem.h"
+
+namespace xent {
+
+// What the per-target kernels read.
+struct CeKernel {
+  size_t V = 0;
+  InMat logits;
+  bool soft = false;
+  InMat q;         // soft targets
+  Labels target;   // class indices
+  const float* weight = nullptr;
+  float eps = 0.0f;         // label smoothing
+  float softcap = 0.0f;     // 0 = off
+  float inv_softcap = 0.0f;
+  bool dot = false;         // accumulate the smoothing dot product
+  bool stream = false;      // non-temporal gradient stores
+  OutMat grad;
+};
+
+// Per-row gradient coefficients: grad_c = exp(z_c - M) a - b w_c [- delta at y]
+// (hard), or exp(z_c - M) a - b w_c q'_c (soft); times the softcap slope.
+struct CeRowCoef {
+  float M = 0.0f, a = 0.0f, b = 0.0f, delta = 0.0f;
+  int64_t y = -1;     // column of delta, -1 for none
+  bool zero = false;  // ignored row: all zeros
+  bool nan = false;   // undefined softmax (NaN or all -inf): a is NaN
+};
+
+// Phase 1 (statistics) and phase 4 (gradient) of one row's segments [s0, s1).
+using CeStatsFn = void (*)(const CeKernel& k, size_t row, size_t s0, size_t s1, SoftmaxSeg* out, float* scratch);
+using CeGradFn = void (*)(const CeKernel& k, const CeRowCoef& c, const SoftmaxSeg* segs, size_t row, size_t s0,
+                          size_t s1, float* scratch);
+
+// A logits dtype's kernels: Highway dispatch tables, indexed by DispatchIndex().
+struct CeKernelTables {
+  const CeStatsFn* stats;
+  const CeGradFn* grad;
+};
+CeKernelTables CeKernelsF32();
+CeKernelTables CeKernelsBF16();
+CeKernelTables CeKernelsF16();
+
+}  // namespace xent
+
+#endif  // XENT_SRC_CE_H_

@@ -1,0 +1,31 @@
+// Cross-entropy kernels for F16 logits (src/ce-inl.h), every SIMD target.
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "src/ce_f16.cc"
+#include "hwy/foreach_target.h"  // IWYU pragma: keep
+
+#include "src/ce-inl.h"
+
+HWY_BEFORE_NAMESPACE();
+namespace xent {
+namespace HWY_NAMESPACE {
+
+void CeStatsF16(const CeKernel& k, size_t row, size_t s0, size_t s1, SoftmaxSeg* out, float* scratch) {
+  CeStatsOf<F16>(k, row, s0, s1, out, scratch);
+}
+void CeGradF16(const CeKernel& k, const CeRowCoef& c, const SoftmaxSeg* segs, size_t row, size_t s0, size_t s1,
+               float* scratch) {
+  CeGradOf<F16>(k, c, segs, row, s0, s1, scratch);
+}
+
+// NOLINTNEXTLINE(google-readability-namespace-comments)
+}  // namespace HWY_NAMESPACE
+}  // namespace xent
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+namespace xent {
+HWY_EXPORT(CeStatsF16);
+HWY_EXPORT(CeGradF16);
+CeKernelTables CeKernelsF16() { return {HWY_DISPATCH_TABLE(CeStatsF16), HWY_DISPATCH_TABLE(CeGradF16)}; }
+}  // namespace xent
+#endif  // HWY_ONCE
