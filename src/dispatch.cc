@@ -86,7 +86,11 @@ thread_local std::string tls_force_message;
 
 }  // namespace
 
-size_t DispatchIndex() { return IndexOf(GetState().target.load(std::memory_order_relaxed)); }
+size_t DispatchIndex() {
+  // One compiled target (HWY_COMPILE_ONLY_STATIC): HWY_EXPORT tables hold one entry.
+  if ((kCompiled & (kCompiled - 1)) == 0) return 0;
+  return IndexOf(GetState().target.load(std::memory_order_relaxed));
+}
 
 xent_status TargetStatus(const char** message) {
   State& s = GetState();
