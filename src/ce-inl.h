@@ -21,7 +21,7 @@ namespace xent {
 namespace HWY_NAMESPACE {
 
 // Shared by the target accumulators below: u0 = dot = sum a (z - ref), u1 =
-// wsum = sum a (c0, c1: the chunk sums); a raised ref shifts dot by shift wsum.
+// wsum = sum a (c0, c1: the chunk sums).
 struct DotWsumAcc {
   HWY_INLINE void ChunkEnd(DF d, VF& u0, VF& u1, VF& c0, VF& c1) {
     u0 = hn::Add(u0, c0);
@@ -29,7 +29,6 @@ struct DotWsumAcc {
     c0 = hn::Zero(d);
     c1 = c0;
   }
-  HWY_INLINE void Rescale(DF d, float shift, VF, VF, VF& u0, VF& u1) { u0 = hn::MulAdd(hn::Set(d, shift), u1, u0); }
   HWY_INLINE void End(DF d, SoftmaxSeg* o, VF u0, VF u1) {
     o->dot = hn::GetLane(hn::SumOfLanes(d, u0));
     o->wsum = hn::GetLane(hn::SumOfLanes(d, u1));
@@ -41,16 +40,20 @@ struct DotWsumAcc {
 template <bool kWeighted>
 struct SmoothAcc : DotWsumAcc {
   const float* w;  // row of V weights (kWeighted)
-  template <class M>
-  HWY_INLINE void operator()(DF d, size_t j, VF zm, VF, M valid, VF& c0, VF& c1) {
-    // Invalid (tail) lanes: zm = -inf -> masked to 0.
-    VF wv;
+  HWY_INLINE void Full(DF d, size_t j, VF zm, VF, VF& c0, VF& c1) {
     if (kWeighted) {
-      const size_t r = hn::CountTrue(d, valid);
-      wv = (r == hn::Lanes(d)) ? hn::LoadU(d, w + j) : LoadTailF32(d, w + j, r, 0.0f);
+      const VF wv = hn::LoadU(d, w + j);
+      c0 = hn::MulAdd(wv, zm, c0);
+      c1 = hn::Add(c1, wv);
     } else {
-      wv = hn::IfThenElseZero(valid, hn::Set(d, 1.0f));
+      c0 = hn::Add(c0, zm);
+      c1 = hn::Add(c1, hn::Set(d, 1.0f));
     }
+  }
+  HWY_INLINE void Tail(DF d, size_t j, VF zm, VF, size_t r, VF& c0, VF& c1) {
+    // The other lanes: zm = -inf, masked to 0.
+    const auto valid = hn::FirstN(d, r);
+    const VF wv = kWeighted ? LoadTailF32(d, w + j, r, 0.0f) : hn::IfThenElseZero(valid, hn::Set(d, 1.0f));
     c0 = hn::Add(c0, hn::IfThenElseZero(valid, kWeighted ? hn::Mul(wv, zm) : zm));
     c1 = hn::Add(c1, wv);
   }
@@ -63,13 +66,20 @@ struct SoftAcc : DotWsumAcc {
   const TQ* q;
   const float* w;
   float keep, add;
-  template <class M>
-  HWY_INLINE void operator()(DF d, size_t j, VF zm, VF, M valid, VF& c0, VF& c1) {
-    const size_t r = hn::CountTrue(d, valid);
-    const bool full = r == hn::Lanes(d);
-    const VF qv = full ? LoadF32(d, q + j) : LoadTailF32(d, q + j, r, 0.0f);
+  HWY_INLINE void Add(DF d, VF qv, VF wv, VF zm, VF& c0, VF& c1) {
     VF a = hn::MulAdd(qv, hn::Set(d, keep), hn::Set(d, add));
-    if (kWeighted) a = hn::Mul(a, full ? hn::LoadU(d, w + j) : LoadTailF32(d, w + j, r, 0.0f));
+    if (kWeighted) a = hn::Mul(a, wv);
+    c0 = hn::Add(c0, hn::IfThenZeroElse(hn::Eq(a, hn::Zero(d)), hn::Mul(a, zm)));
+    c1 = hn::Add(c1, a);
+  }
+  HWY_INLINE void Full(DF d, size_t j, VF zm, VF, VF& c0, VF& c1) {
+    Add(d, LoadF32(d, q + j), kWeighted ? hn::LoadU(d, w + j) : zm, zm, c0, c1);
+  }
+  HWY_INLINE void Tail(DF d, size_t j, VF zm, VF, size_t r, VF& c0, VF& c1) {
+    // The other lanes: q = 0 and (weighted) w = 0 give a = add, masked to 0.
+    const auto valid = hn::FirstN(d, r);
+    VF a = hn::MulAdd(LoadTailF32(d, q + j, r, 0.0f), hn::Set(d, keep), hn::Set(d, add));
+    if (kWeighted) a = hn::Mul(a, LoadTailF32(d, w + j, r, 0.0f));
     a = hn::IfThenElseZero(valid, a);
     c0 = hn::Add(c0, hn::IfThenZeroElse(hn::Eq(a, hn::Zero(d)), hn::Mul(a, zm)));
     c1 = hn::Add(c1, a);
@@ -155,10 +165,10 @@ HWY_INLINE void CeStatsOf(const CeKernel& k, size_t row, size_t s0, size_t s1, S
 }
 
 // ---------------------------------------------------------------------------
-// Gradient of one segment: g = e F_c - b v_c [- delta at column y], times the
-// softcap slope, where e = exp(z - ref_c) (read from e_in or recomputed
-// exactly as the stats pass did), F_c = a exp(ref_c - M) per chunk, and the
-// term b v_c is one of:
+// Gradient of one segment: g = e F - b v_c [- delta at column y], times the
+// softcap slope, where e = exp(z - ref) (read from e_in or recomputed exactly
+// as the stats pass did), F = a exp(ref - M) for the segment, and the term
+// b v_c is one of:
 enum class GradTerm {
   kNone,        // no b term (no smoothing, class-index targets)
   kConst,       // b (smoothing, unweighted)
@@ -174,12 +184,12 @@ struct GradArgs {
   const float* e_in;
   const TQ* q;
   const float* w;
-  int64_t y_local;
 };
 
-// The gradient of the r (<= N) elements at i, with chunk ref vr and factor vF.
-template <typename T, typename TQ, bool kCap, GradTerm kB>
-HWY_INLINE VF GradVec(DF d, const GradArgs<T, TQ>& g, size_t i, size_t r, VF vr, VF vF) {
+// The gradient of the r (<= N) elements at i; with kY, the delta is
+// subtracted at lane y_lane (before the softcap slope: d(loss)/dz times dz/dx).
+template <typename T, typename TQ, bool kCap, GradTerm kB, bool kY>
+HWY_INLINE VF GradVec(DF d, const GradArgs<T, TQ>& g, size_t i, size_t r, VF vr, VF vF, size_t y_lane = 0) {
   const size_t N = hn::Lanes(d);
   const bool full = r == N;
   const CeKernel& k = *g.k;
@@ -202,7 +212,9 @@ HWY_INLINE VF GradVec(DF d, const GradArgs<T, TQ>& g, size_t i, size_t r, VF vr,
     gv = hn::MulSub(e, vF, vb);
   } else {
     VF v;
-    if (kB == GradTerm::kWeight || kB == GradTerm::kWeightSoft) v = full ? hn::LoadU(d, g.w + i) : LoadTailF32(d, g.w + i, r, 0.0f);
+    if (kB == GradTerm::kWeight || kB == GradTerm::kWeightSoft) {
+      v = full ? hn::LoadU(d, g.w + i) : LoadTailF32(d, g.w + i, r, 0.0f);
+    }
     if (kB == GradTerm::kWeightSoft || kB == GradTerm::kSoft) {
       const VF qv = full ? LoadF32(d, g.q + i) : LoadTailF32(d, g.q + i, r, 0.0f);
       const VF qp = hn::MulAdd(qv, hn::Set(d, 1.0f - k.eps), hn::Set(d, k.eps / static_cast<float>(k.V)));
@@ -210,24 +222,42 @@ HWY_INLINE VF GradVec(DF d, const GradArgs<T, TQ>& g, size_t i, size_t r, VF vr,
     }
     gv = hn::NegMulAdd(vb, v, hn::Mul(e, vF));
   }
-  const int64_t yl = g.y_local - static_cast<int64_t>(i);
-  if (HWY_UNLIKELY(yl >= 0 && yl < static_cast<int64_t>(N))) {
+  if (kY) {
     const hn::RebindToSigned<DF> di;
-    const auto at_y = hn::RebindMask(d, hn::Eq(hn::Iota(di, 0), hn::Set(di, static_cast<int32_t>(yl))));
+    const auto at_y = hn::RebindMask(d, hn::Eq(hn::Iota(di, 0), hn::Set(di, static_cast<int32_t>(y_lane))));
     gv = hn::IfThenElse(at_y, hn::Sub(gv, hn::Set(d, g.c->delta)), gv);
   }
   if (kCap) gv = hn::Mul(gv, SoftCapSlope(d, z, k.inv_softcap));
   return gv;
 }
 
-// Same, for a vector that may straddle two chunks (after an unaligned head).
-template <typename T, typename TQ, bool kCap, GradTerm kB>
-HWY_INLINE VF GradVecAt(DF d, const GradArgs<T, TQ>& g, size_t i, size_t r, const float* refs, const float* fac) {
-  const size_t c0 = i / kChunk, c1 = (i + r - 1) / kChunk;
-  if (c0 == c1) return GradVec<T, TQ, kCap, kB>(d, g, i, r, hn::Set(d, refs[c0]), hn::Set(d, fac[c0]));
-  const auto first = hn::FirstN(d, c1 * kChunk - i);
-  return GradVec<T, TQ, kCap, kB>(d, g, i, r, hn::IfThenElse(first, hn::Set(d, refs[c0]), hn::Set(d, refs[c1])),
-                                  hn::IfThenElse(first, hn::Set(d, fac[c0]), hn::Set(d, fac[c1])));
+// One vector of r <= N elements at i, checked for the target.
+template <typename T, typename TG, typename TQ, bool kCap, GradTerm kB>
+HWY_INLINE void GradOne(DF d, const GradArgs<T, TQ>& ga, TG* g, size_t i, size_t r, VF vr, VF vF, int64_t y_local,
+                        bool stream) {
+  const int64_t yl = y_local - static_cast<int64_t>(i);
+  const VF gv = (yl >= 0 && yl < static_cast<int64_t>(r))
+                    ? GradVec<T, TQ, kCap, kB, true>(d, ga, i, r, vr, vF, static_cast<size_t>(yl))
+                    : GradVec<T, TQ, kCap, kB, false>(d, ga, i, r, vr, vF);
+  if (r < hn::Lanes(d)) {
+    StoreTailF32(d, gv, g + i, r);
+  } else if (stream) {
+    StoreOut<TG, true>(d, gv, g + i);
+  } else {
+    StoreF32(d, gv, g + i);
+  }
+}
+
+// Full vectors [i, end) (end - i a multiple of N), none holding the target;
+// the next row's logits at the same columns are prefetched for its stats
+// pass (prefetches never fault, so past the last row is harmless).
+template <typename T, typename TG, typename TQ, bool kCap, GradTerm kB, bool kStream>
+HWY_INLINE void GradRun(DF d, const GradArgs<T, TQ>& ga, TG* g, size_t i, size_t end, VF vr, VF vF, const T* next) {
+  const size_t N = hn::Lanes(d);
+  for (; i < end; i += N) {
+    if (next) hwy::Prefetch(next + i);
+    StoreOut<TG, kStream>(d, GradVec<T, TQ, kCap, kB, false>(d, ga, i, N, vr, vF), g + i);
+  }
 }
 
 template <typename T, typename TG, typename TQ, bool kCap, GradTerm kB, bool kStream>
@@ -236,38 +266,34 @@ HWY_NOINLINE void GradSeg(const CeKernel& k, const CeRowCoef& c, const SoftmaxSe
                           const T* next) {
   const DF d;
   const size_t N = hn::Lanes(d);
-  const GradArgs<T, TQ> ga{&k, &c, x, e_in, q, w, y_local};
-  float fac[kChunksPerSegment], refs[kChunksPerSegment];
-  ChunkFactors(sg, n, c.a, c.M, c.nan, fac);
-  const size_t chunks = (n + kChunk - 1) / kChunk;
-  for (size_t ci = 0; ci < chunks; ++ci) refs[ci] = ChunkRef(sg, ci);
-  const size_t peel = kStream ? PeelToAlign(g, n) : 0;
-  if (peel == 0 || peel == n) {
-    // Chunks are whole vectors: one ref and factor per inner loop. Streaming
-    // only when the destination is aligned (peel == 0).
-    const bool stream = kStream && peel == 0;
-    for (size_t cb = 0, ci = 0; cb < n; cb += kChunk, ++ci) {
-      const size_t ce = std::min(n, cb + kChunk);
-      const VF vr = hn::Set(d, refs[ci]), vF = hn::Set(d, fac[ci]);
-      // The next row's stats pass will stream this chunk from memory; fetch
-      // it now, while this pass computes and writes (prefetches never fault).
-      if (next) PrefetchNext(next + cb, ce - cb);
-      size_t i = cb;
-      if (stream) {
-        for (; i + N <= ce; i += N) StoreOut<TG, true>(d, GradVec<T, TQ, kCap, kB>(d, ga, i, N, vr, vF), g + i);
-      } else {
-        for (; i + N <= ce; i += N) StoreF32(d, GradVec<T, TQ, kCap, kB>(d, ga, i, N, vr, vF), g + i);
-      }
-      if (i < ce) StoreTailF32(d, GradVec<T, TQ, kCap, kB>(d, ga, i, ce - i, vr, vF), g + i, ce - i);
-    }
-    return;
+  const GradArgs<T, TQ> ga{&k, &c, x, e_in, q, w};
+  const VF vr = hn::Set(d, SegRef(sg)), vF = hn::Set(d, SegFactor(sg, c.a, c.M, c.nan));
+  // Full vectors start at `head`: the first aligned output when streaming
+  // (the elements before it are one partial vector), else 0.
+  size_t head = kStream ? PeelToAlign(g, n) : 0;
+  const bool stream = kStream && head < n;
+  if (!stream) head = 0;
+  const size_t full_end = head + (n - head) / N * N;
+  if (head > 0) GradOne<T, TG, TQ, kCap, kB>(d, ga, g, 0, head, vr, vF, y_local, false);
+  // The target's vector takes the checked path; the others run unchecked.
+  size_t y_vec = full_end;
+  if (y_local >= static_cast<int64_t>(head) && y_local < static_cast<int64_t>(full_end)) {
+    y_vec = head + (static_cast<size_t>(y_local) - head) / N * N;
   }
-  // Unaligned destination with streaming: peel the head, then aligned
-  // vectors that may straddle chunks.
-  StoreTailF32(d, GradVecAt<T, TQ, kCap, kB>(d, ga, 0, peel, refs, fac), g, peel);
-  size_t i = peel;
-  for (; i + N <= n; i += N) StoreOut<TG, true>(d, GradVecAt<T, TQ, kCap, kB>(d, ga, i, N, refs, fac), g + i);
-  if (i < n) StoreTailF32(d, GradVecAt<T, TQ, kCap, kB>(d, ga, i, n - i, refs, fac), g + i, n - i);
+  if (stream) {
+    GradRun<T, TG, TQ, kCap, kB, true>(d, ga, g, head, y_vec, vr, vF, next);
+  } else {
+    GradRun<T, TG, TQ, kCap, kB, false>(d, ga, g, head, y_vec, vr, vF, next);
+  }
+  if (y_vec < full_end) {
+    GradOne<T, TG, TQ, kCap, kB>(d, ga, g, y_vec, N, vr, vF, y_local, stream);
+    if (stream) {
+      GradRun<T, TG, TQ, kCap, kB, true>(d, ga, g, y_vec + N, full_end, vr, vF, next);
+    } else {
+      GradRun<T, TG, TQ, kCap, kB, false>(d, ga, g, y_vec + N, full_end, vr, vF, next);
+    }
+  }
+  if (full_end < n) GradOne<T, TG, TQ, kCap, kB>(d, ga, g, full_end, n - full_end, vr, vF, y_local, false);
 }
 
 template <typename TG, bool kStream>

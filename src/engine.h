@@ -55,8 +55,7 @@
 namespace xent {
 
 constexpr size_t kSegment = 4096;
-constexpr size_t kChunk = 256;
-constexpr size_t kChunksPerSegment = kSegment / kChunk;
+constexpr size_t kChunk = 256;  // the unit of the two-level f32 sums
 
 inline size_t NumSegments(size_t V) { return (V + kSegment - 1) / kSegment; }
 
@@ -64,7 +63,7 @@ inline size_t NumSegments(size_t V) { return (V + kSegment - 1) / kSegment; }
 // Softmax statistics, the partials of every softmax-based operation.
 
 // One segment of a row, relative to the segment max m (-inf when every
-// element is -inf).
+// element is -inf; the exps are then taken against 0, see SafeRef).
 struct SoftmaxSeg {
   float m = 0.0f;
   float s = 0.0f;     // sum exp(z - m)
@@ -73,10 +72,6 @@ struct SoftmaxSeg {
   float u = 0.0f;     // sum exp(z - m) (z - m)  (entropy)
   float zy = 0.0f;    // the target's z, when has_zy
   int32_t has_zy = 0;
-  // Reference used for exp(z - ref) in each chunk (the running max after the
-  // chunk; -inf while everything is -inf, where 0 is used). The output phase
-  // recomputes or rescales e with exactly these.
-  float ref[kChunksPerSegment];
 };
 
 // The reference actually subtracted: 0 for -inf (so exp(-inf - 0) = 0).

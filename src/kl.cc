@@ -92,10 +92,11 @@ void SideStats(const T* x, DistKind kind, float inv_t, bool need_sum, size_t V, 
   if (kind == DistKind::kLogits) {
     ZMap f;
     f.scale = inv_t;
-    SoftmaxSeg tmp[kChunksPerSegment];
+    constexpr size_t kBatch = 16;  // segments per walk
+    SoftmaxSeg tmp[kBatch];
     NoAcc a;
-    for (size_t s = s0; s < s1; s += kChunksPerSegment) {
-      const size_t e = std::min(s1, s + kChunksPerSegment);
+    for (size_t s = s0; s < s1; s += kBatch) {
+      const size_t e = std::min(s1, s + kBatch);
       if (inv_t != 1.0f) {
         WalkStats<T, false, true>(x, V, s, e, f, a, tmp, e_out);
       } else {
@@ -144,8 +145,8 @@ HWY_INLINE VF SafeLog(DF d, VF x) {
   return hn::IfThenElse(hn::Eq(x, hn::Set(d, std::numeric_limits<float>::infinity())), x, r);
 }
 
-// One side: logits use z = x / T, log p = (z - M) - log S, p = e F_c with
-// e = exp(z - ref_c) as the stats pass computed it (stored, or recomputed
+// One side: logits use z = x / T, log p = (z - M) - log S, p = e F with
+// e = exp(z - ref) as the stats pass computed it (stored, or recomputed
 // bit-identically); log-probs use exp; probs use log.
 HWY_INLINE void MakeSide(DF d, VF x, DistKind kind, float inv_t, float M, float ls, bool nan, const float* e,
                          float ref, VF vF, bool full, size_t r, VF& prob, VF& logp) {
@@ -265,9 +266,10 @@ void PassT(const KlKernel& k, const KlRow& r, KlSeg* segs, size_t row, size_t s0
       if (middle) sg.loss = sg.gq = sg.gp = 0.0f;
       continue;
     }
-    float fq[kChunksPerSegment], fp[kChunksPerSegment];
-    if (k.qk == DistKind::kLogits) ChunkFactors(sg.q, n, r.aq, r.Mq, r.nanq, fq);
-    if (k.pk == DistKind::kLogits) ChunkFactors(sg.p, n, r.ap, r.Mp, r.nanp, fp);
+    const bool ql = k.qk == DistKind::kLogits, pl = k.pk == DistKind::kLogits;
+    const VF vFq = hn::Set(d, ql ? SegFactor(sg.q, r.aq, r.Mq, r.nanq) : 0.0f);
+    const VF vFp = hn::Set(d, pl ? SegFactor(sg.p, r.ap, r.Mp, r.nanp) : 0.0f);
+    const float rq = ql ? SegRef(sg.q) : 0.0f, rp = pl ? SegRef(sg.p) : 0.0f;
     const float* eq = scratch ? scratch + b : nullptr;
     const float* ep = scratch ? scratch + k.V + b : nullptr;
     VF loss = hn::Zero(d), sumG = loss, sumK = loss;
@@ -275,15 +277,11 @@ void PassT(const KlKernel& k, const KlRow& r, KlSeg* segs, size_t row, size_t s0
     for (size_t i = 0; i < n; i += N) {
       const size_t rr = std::min(N, n - i);
       const bool full = rr == N;
-      const size_t c = i / kChunk;
       const VF x = full ? LoadF32(d, xq + b + i) : LoadTailF32(d, xq + b + i, rr, 0.0f);
       const VF t = full ? LoadF32(d, xp + b + i) : LoadTailF32(d, xp + b + i, rr, 0.0f);
-      const bool ql = k.qk == DistKind::kLogits, pl = k.pk == DistKind::kLogits;
       VF q_prob, q_logp, p_prob, p_logp, term, G, K, lm;
-      MakeSide(d, x, k.qk, k.inv_t, r.Mq, r.lsq, r.nanq, eq ? eq + i : nullptr, ql ? ChunkRef(sg.q, c) : 0.0f,
-               hn::Set(d, ql ? fq[c] : 0.0f), full, rr, q_prob, q_logp);
-      MakeSide(d, t, k.pk, k.inv_t, r.Mp, r.lsp, r.nanp, ep ? ep + i : nullptr, pl ? ChunkRef(sg.p, c) : 0.0f,
-               hn::Set(d, pl ? fp[c] : 0.0f), full, rr, p_prob, p_logp);
+      MakeSide(d, x, k.qk, k.inv_t, r.Mq, r.lsq, r.nanq, eq ? eq + i : nullptr, rq, vFq, full, rr, q_prob, q_logp);
+      MakeSide(d, t, k.pk, k.inv_t, r.Mp, r.lsp, r.nanp, ep ? ep + i : nullptr, rp, vFp, full, rr, p_prob, p_logp);
       MakeTerms(d, q_prob, q_logp, p_prob, p_logp, k.mode, k.beta, term, G, K, lm);
       const auto valid = hn::FirstN(d, rr);
       if (middle) {
@@ -335,9 +333,8 @@ HWY_NOINLINE void PassLogitsForward(const KlKernel& k, const KlRow& r, KlSeg* se
   for (size_t s = s0; s < s1; ++s) {
     const size_t b = s * kSegment, n = std::min(kSegment, k.V - b);
     KlSeg& sg = segs[s];
-    float fq[kChunksPerSegment], fp[kChunksPerSegment];
-    ChunkFactors(sg.q, n, r.aq, r.Mq, r.nanq, fq);
-    ChunkFactors(sg.p, n, r.ap, r.Mp, r.nanp, fp);
+    const VF vFq = hn::Set(d, SegFactor(sg.q, r.aq, r.Mq, r.nanq)), vFp = hn::Set(d, SegFactor(sg.p, r.ap, r.Mp, r.nanp));
+    const VF rq = hn::Set(d, SegRef(sg.q)), rp = hn::Set(d, SegRef(sg.p));
     // log p - log q = z_p - z_q + off, off = (Mq + log Sq) - (Mp + log Sp)
     // (grouped exactly as MakeSide / MakeTerms: (z - M) - log S per side).
     const VF Mq = hn::Set(d, r.Mq), lq = hn::Set(d, r.lsq), Mp = hn::Set(d, r.Mp), lp = hn::Set(d, r.lsp);
@@ -346,10 +343,8 @@ HWY_NOINLINE void PassLogitsForward(const KlKernel& k, const KlRow& r, KlSeg* se
     const float* ep = scratch ? scratch + k.V + b : nullptr;
     const bool stream = kStream && gq != nullptr && PeelToAlign(gq + b, n) == 0;
     VF loss = zero;
-    for (size_t cb = 0, c = 0; cb < n; cb += kChunk, ++c) {
+    for (size_t cb = 0; cb < n; cb += kChunk) {
       const size_t ce = std::min(n, cb + kChunk);
-      const VF vFq = hn::Set(d, fq[c]), vFp = hn::Set(d, fp[c]);
-      const VF rq = hn::Set(d, ChunkRef(sg.q, c)), rp = hn::Set(d, ChunkRef(sg.p, c));
       // Fetch the next row's chunk for its stats pass while this one computes.
       PrefetchNext(xq + k.q_in.stride + b + cb, ce - cb);
       PrefetchNext(xp + k.p_in.stride + b + cb, ce - cb);

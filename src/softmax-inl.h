@@ -7,7 +7,8 @@
 // loads from memory overlap the exp arithmetic. Optionally e = exp(z - m) is
 // stored (to a scratch row, or over the input when the output is in place);
 // the output pass then reads e instead of recomputing it. Both give the same
-// bits, since the output pass computes e exactly as the stats pass does.
+// bits, since the output pass computes e exactly as the stats pass does:
+// exp(z - SegRef) times the segment's factor SegFactor.
 #if defined(XENT_SRC_SOFTMAX_INL_H_) == defined(HWY_TARGET_TOGGLE)
 #ifdef XENT_SRC_SOFTMAX_INL_H_
 #undef XENT_SRC_SOFTMAX_INL_H_
@@ -43,123 +44,104 @@ HWY_INLINE float ApplyZScalar(float x, const ZMap& f) {
   return hn::GetLane(ApplyZ<kCap, kScale>(d, hn::Set(d, x), f));
 }
 
-// Walks segments [s0, s1) of row x (V elements), chunk by chunk: the max of a
-// chunk (streaming from memory), then exp(z - ref) over the chunk (from L1),
-// where ref is the segment's running max, raised (with the sums rescaled)
-// only when a chunk exceeds it. The accumulator's vectors are WalkStats'
-// locals passed by reference (u0, u1: segment sums; c0, c1: chunk sums, all
-// zero at the start of a segment). Calls, per segment,
-//   acc.Rescale(d, shift, factor, S, u0, u1) when ref grows: shift = old - new
-//       safe reference (<= 0), factor = exp(shift), S = sum of e so far (lanes)
-//   acc(d, j, zm, e, valid, c0, c1) per vector (j = column in the row, zm =
-//       z - ref with -inf in invalid lanes, e = exp(zm), valid = lane mask)
-//   acc.ChunkEnd(d, u0, u1, c0, c1) after each chunk (chunk sums into segment
-//       sums, chunk sums reset)
+// Walks segments [s0, s1) of row x (V elements). Per segment: its reference
+// m = max z (the segment's max was taken while the previous segment was
+// exponentiated, so the loads from memory overlap the exp arithmetic), then
+// e = exp(z - m) over the segment from L1 (one exp per element), summed in
+// two levels (per 256-element chunk, then per segment) to bound the f32 error.
+// The accumulator's vectors are WalkStats' locals passed by reference (u0, u1:
+// segment sums; c0, c1: chunk sums, zero at the start of a segment; SVE
+// vectors cannot be struct members). Calls, per segment,
+//   acc.Full(d, j, zm, e, c0, c1)     for a full vector at column j of the row
+//       (zm = z - ref, e = exp(zm))
+//   acc.Tail(d, j, zm, e, r, c0, c1)  for the last r < N columns of the row
+//       (zm = -inf and e = 0 in the other lanes)
+//   acc.ChunkEnd(d, u0, u1, c0, c1)   after each chunk (chunk sums into
+//       segment sums, chunk sums reset)
 //   acc.End(d, SoftmaxSeg*, u0, u1)
-// and fills m, s and ref[]. When e_out is non-null, e is stored at e_out[j].
-// Software prefetch distance of the stats pass, in bytes (measured on
-// AVX-512, 1 thread, 8192 x 32000: CE forward 0.58 -> 0.48 ns/logit, softmax
-// 0.87 -> 0.72; distances of 2 or 8 KiB of f32 did no better).
-constexpr size_t kPrefetchBytes = 4096;
+// and fills m and s. When e_out is non-null, e is stored at e_out[j] (over the
+// row itself when the output is f32 in place: the next segment is read
+// before this one is overwritten).
 template <typename T, bool kCap, bool kScale, class Acc>
 HWY_INLINE void WalkStats(const T* x, size_t V, size_t s0, size_t s1, const ZMap& f, Acc& acc, SoftmaxSeg* out,
                           float* e_out) {
   const DF d;
   const size_t N = hn::Lanes(d);
-  const auto all = hn::FirstN(d, N);
+  const VF neg_inf = hn::Set(d, kNegInf);
+  float raw = MaxOf(x + s0 * kSegment, std::min(kSegment, V - s0 * kSegment));  // the first segment's max
   for (size_t s = s0; s < s1; ++s) {
     const size_t b = s * kSegment, n = std::min(kSegment, V - b);
+    const T* xs = x + b;
+    const T* xn = xs + kSegment;                                                // the next segment
+    const size_t nn = s + 1 < s1 ? std::min(kSegment, V - b - kSegment) : 0;  // its length (0: none)
+    float* eo = e_out ? e_out + b : nullptr;
     SoftmaxSeg* o = out + (s - s0);
-    float M = kNegInf;  // running max of z over the segment
-    VF S0 = hn::Zero(d), S1 = S0;
-    // The accumulator's vectors live here, not in Acc: SVE vectors are
-    // sizeless and cannot be struct members (u: segment sums, c: chunk sums).
-    VF u0 = S0, u1 = S0, c0 = S0, c1 = S0;
-    // The max of chunk c + 1 is taken in the loop that exponentiates chunk c
-    // (software pipelining: its loads from memory overlap the exp arithmetic
-    // on L1 data instead of waiting in a loop of their own).
-    float raw_next = MaxOf(x + b, std::min(kChunk, n));
-    for (size_t cb = 0, ci = 0; cb < n; cb += kChunk, ++ci) {
-      const size_t cn = std::min(kChunk, n - cb);
-      const T* xc = x + b + cb;
-      const T* xn = xc + kChunk;
-      const size_t nn = cb + kChunk < n ? std::min(kChunk, n - cb - kChunk) : 0;
-      const bool fuse = cn == kChunk && nn == kChunk && kChunk % (2 * N) == 0;  // (max: same value either way)
-      VF mx0 = hn::Set(d, kNegInf), mx1 = mx0;
-      constexpr size_t kAhead = kPrefetchBytes / sizeof(T);  // elements
-      if (cb + kAhead < n) PrefetchNext(xc + kAhead, kChunk);
-      const float cz = ApplyZScalar<kCap, kScale>(raw_next, f);
-      if (cz > M) {
-        if (M != kNegInf) {  // rescale what was summed against the old ref
-          const float shift = M - cz;
-          const VF fac = ExpNonPositive(d, hn::Set(d, shift));
-          acc.Rescale(d, shift, fac, hn::Add(S0, S1), u0, u1);
-          S0 = hn::Mul(S0, fac);
-          S1 = hn::Mul(S1, fac);
-        } else {
-          acc.Rescale(d, -cz, hn::Zero(d), hn::Zero(d), u0, u1);  // from ref 0: sums hold only -inf terms
-        }
-        M = cz;
-      }
-      o->ref[ci] = M;
-      const VF vr = hn::Set(d, SafeRef(M));
+    o->m = ApplyZScalar<kCap, kScale>(raw, f);
+    const VF vr = hn::Set(d, SafeRef(o->m));
+    VF S0 = hn::Zero(d), S1 = S0, u0 = S0, u1 = S0, c0 = S0, c1 = S0;
+    VF mx0 = neg_inf, mx1 = neg_inf;
+    size_t fused = 0;  // the next segment's max covers [0, fused)
+    for (size_t cb = 0; cb < n; cb += kChunk) {
+      const size_t ce = std::min(n, cb + kChunk);
       VF b0 = hn::Zero(d), b1 = b0;
-      size_t i = 0;
-      for (; i + 2 * N <= cn; i += 2 * N) {
+      // A full chunk with a full chunk of the next segment at the same
+      // offsets: take that chunk's max in this loop. (The sums do not depend
+      // on it: the loop is the same either way, so a segment's statistics do
+      // not depend on which segments the caller walks together.)
+      const bool fuse = ce - cb == kChunk && cb + kChunk <= nn && kChunk % (2 * N) == 0;
+      size_t i = cb;
+      for (; i + 2 * N <= ce; i += 2 * N) {
         if (fuse) {
           mx0 = hn::Max(mx0, LoadF32(d, xn + i));
           mx1 = hn::Max(mx1, LoadF32(d, xn + i + N));
         }
-        const VF z0 = hn::Sub(ApplyZ<kCap, kScale>(d, LoadF32(d, xc + i), f), vr);
-        const VF z1 = hn::Sub(ApplyZ<kCap, kScale>(d, LoadF32(d, xc + i + N), f), vr);
+        const VF z0 = hn::Sub(ApplyZ<kCap, kScale>(d, LoadF32(d, xs + i), f), vr);
+        const VF z1 = hn::Sub(ApplyZ<kCap, kScale>(d, LoadF32(d, xs + i + N), f), vr);
         const VF e0 = ExpNonPositive(d, z0), e1 = ExpNonPositive(d, z1);
         b0 = hn::Add(b0, e0);
         b1 = hn::Add(b1, e1);
-        if (e_out) {
-          hn::StoreU(e0, d, e_out + b + cb + i);
-          hn::StoreU(e1, d, e_out + b + cb + i + N);
+        if (eo) {
+          hn::StoreU(e0, d, eo + i);
+          hn::StoreU(e1, d, eo + i + N);
         }
-        acc(d, b + cb + i, z0, e0, all, c0, c1);
-        acc(d, b + cb + i + N, z1, e1, all, c0, c1);
+        acc.Full(d, b + i, z0, e0, c0, c1);
+        acc.Full(d, b + i + N, z1, e1, c0, c1);
       }
-      for (; i + N <= cn; i += N) {
-        const VF z = hn::Sub(ApplyZ<kCap, kScale>(d, LoadF32(d, xc + i), f), vr);
+      if (fuse) fused = ce;
+      for (; i + N <= ce; i += N) {
+        const VF z = hn::Sub(ApplyZ<kCap, kScale>(d, LoadF32(d, xs + i), f), vr);
         const VF e = ExpNonPositive(d, z);
         b0 = hn::Add(b0, e);
-        if (e_out) hn::StoreU(e, d, e_out + b + cb + i);
-        acc(d, b + cb + i, z, e, all, c0, c1);
+        if (eo) hn::StoreU(e, d, eo + i);
+        acc.Full(d, b + i, z, e, c0, c1);
       }
-      if (i < cn) {
-        const size_t r = cn - i;
-        const auto valid = hn::FirstN(d, r);
-        const VF x_t = LoadTailF32(d, xc + i, r, 0.0f);
-        const VF z = hn::IfThenElse(valid, hn::Sub(ApplyZ<kCap, kScale>(d, x_t, f), vr), hn::Set(d, kNegInf));
+      if (i < ce) {
+        const size_t r = ce - i;
+        const VF z = hn::IfThenElse(hn::FirstN(d, r),
+                                    hn::Sub(ApplyZ<kCap, kScale>(d, LoadTailF32(d, xs + i, r, 0.0f), f), vr), neg_inf);
         const VF e = ExpNonPositive(d, z);
         b1 = hn::Add(b1, e);
-        if (e_out) StoreTailF32(d, e, e_out + b + cb + i, r);
-        acc(d, b + cb + i, z, e, valid, c0, c1);
+        if (eo) StoreTailF32(d, e, eo + i, r);
+        acc.Tail(d, b + i, z, e, r, c0, c1);
       }
-      if (nn != 0) raw_next = fuse ? hn::GetLane(hn::MaxOfLanes(d, hn::Max(mx0, mx1))) : MaxOf(xn, nn);
-      // Two-level sums (chunk sums into segment sums) bound the f32 error.
       S0 = hn::Add(S0, b0);
       S1 = hn::Add(S1, b1);
       acc.ChunkEnd(d, u0, u1, c0, c1);
     }
-    o->m = M;
+    if (nn != 0) {
+      raw = hn::GetLane(hn::MaxOfLanes(d, hn::Max(mx0, mx1)));
+      if (fused < nn) raw = std::max(raw, MaxOf(xn + fused, nn - fused));
+    }
     o->s = hn::GetLane(hn::SumOfLanes(d, hn::Add(S0, S1)));
     acc.End(d, o, u0, u1);
   }
 }
 
-// Reference of chunk c as the output pass must subtract it.
-HWY_INLINE float ChunkRef(const SoftmaxSeg& g, size_t c) { return SafeRef(g.ref[c]); }
-
 // No extra sums.
 struct NoAcc {
   HWY_INLINE void ChunkEnd(DF, VF&, VF&, VF&, VF&) {}
-  HWY_INLINE void Rescale(DF, float, VF, VF, VF&, VF&) {}
-  template <class M>
-  HWY_INLINE void operator()(DF, size_t, VF, VF, M, VF&, VF&) {}
+  HWY_INLINE void Full(DF, size_t, VF, VF, VF&, VF&) {}
+  HWY_INLINE void Tail(DF, size_t, VF, VF, size_t, VF&, VF&) {}
   HWY_INLINE void End(DF, SoftmaxSeg*, VF, VF) {}
 };
 
@@ -169,40 +151,20 @@ struct EntropyAcc {
     u0 = hn::Add(u0, c0);
     c0 = hn::Zero(d);
   }
-  HWY_INLINE void Rescale(DF d, float shift, VF fac, VF S, VF& u0, VF&) {
-    // sum e' (z - ref') = fac (sum e (z - ref) + shift S); where fac = 0 the
-    // old terms are all 0 (and shift S may have overflowed: 0 * inf = NaN).
-    u0 = hn::IfThenZeroElse(hn::Eq(fac, hn::Zero(d)), hn::Mul(fac, hn::MulAdd(hn::Set(d, shift), S, u0)));
-  }
-  template <class M>
-  HWY_INLINE void operator()(DF d, size_t, VF zm, VF e, M, VF& c0, VF&) {
+  HWY_INLINE void Full(DF d, size_t, VF zm, VF e, VF& c0, VF&) {
     c0 = hn::MulAdd(e, hn::Max(zm, hn::Set(d, -104.0f)), c0);
   }
+  HWY_INLINE void Tail(DF d, size_t j, VF zm, VF e, size_t, VF& c0, VF& c1) { Full(d, j, zm, e, c0, c1); }
   HWY_INLINE void End(DF d, SoftmaxSeg* o, VF u0, VF) { o->u = hn::GetLane(hn::SumOfLanes(d, u0)); }
 };
 
-// Factors A exp(ref_c - M) for the chunks of a segment (0 for a chunk without
-// mass), in double; refs repeat, so exp is evaluated once per distinct ref.
-HWY_INLINE void ChunkFactors(const SoftmaxSeg& g, size_t n, double A, double M, bool nan, float* fac) {
-  const size_t chunks = (n + kChunk - 1) / kChunk;
-  float prev = 0.0f;
-  float prev_fac = 0.0f;
-  bool have = false;
-  for (size_t c = 0; c < chunks; ++c) {
-    const float r = g.ref[c];
-    if (nan) {
-      fac[c] = static_cast<float>(A);  // NaN
-    } else if (r == kNegInf) {
-      fac[c] = 0.0f;
-    } else if (have && r == prev) {
-      fac[c] = prev_fac;
-    } else {
-      prev = r;
-      prev_fac = static_cast<float>(A * std::exp(static_cast<double>(r) - M));
-      have = true;
-      fac[c] = prev_fac;
-    }
-  }
+// The segment's reference as the output pass must subtract it, and its factor
+// A exp(ref - M) (0 for a segment without mass, NaN for a NaN row), in double.
+HWY_INLINE float SegRef(const SoftmaxSeg& g) { return SafeRef(g.m); }
+HWY_INLINE float SegFactor(const SoftmaxSeg& g, double A, double M, bool nan) {
+  if (nan) return static_cast<float>(A);  // NaN
+  if (g.m == kNegInf) return 0.0f;
+  return static_cast<float>(A * std::exp(static_cast<double>(g.m) - M));
 }
 
 // Stores v (f32) to out[i..i+N) of dtype TG, streaming (non-temporal) when

@@ -111,7 +111,7 @@ void SoftmaxStats(const SoftmaxKernel& k, size_t row, size_t s0, size_t s1, Soft
                         out, ProbsEBuffer(k, row, scratch));
 }
 
-// Output pass for one segment: probs = e F_c, log_probs = (z - M) - log S.
+// Output pass for one segment: probs = e F, log_probs = (z - M) - log S.
 template <typename T, typename TP, typename TL, bool kScale, bool kStream>
 HWY_INLINE void SoftmaxOutVec(DF d, const T* x, const float* e_in, TP* probs, TL* log_probs, size_t i, size_t rr,
                               float scale, VF vr, VF vF, VF vM, VF vl) {
@@ -149,25 +149,20 @@ HWY_NOINLINE void SoftmaxOutSeg(const SoftmaxKernel& k, const SoftmaxRow& r, con
                                 const float* e_in, TP* probs, TL* log_probs, size_t n) {
   const DF d;
   const size_t N = hn::Lanes(d);
-  float fac[kChunksPerSegment];
-  ChunkFactors(sg, n, r.a, r.M, r.nan, fac);
+  const VF vr = hn::Set(d, SegRef(sg)), vF = hn::Set(d, SegFactor(sg, r.a, r.M, r.nan));
   const VF vM = hn::Set(d, r.nan ? std::numeric_limits<float>::quiet_NaN() : r.M), vl = hn::Set(d, r.lse_off);
-  // Streaming only to aligned rows (chunks are whole vectors).
+  // Streaming only to aligned rows.
   const bool stream = kStream && (probs == nullptr || PeelToAlign(probs, n) == 0) &&
                       (log_probs == nullptr || PeelToAlign(log_probs, n) == 0);
-  for (size_t cb = 0, ci = 0; cb < n; cb += kChunk, ++ci) {
-    const size_t ce = std::min(n, cb + kChunk);
-    const VF vr = hn::Set(d, ChunkRef(sg, ci)), vF = hn::Set(d, fac[ci]);
-    size_t i = cb;
-    if (stream) {
-      for (; i + N <= ce; i += N)
-        SoftmaxOutVec<T, TP, TL, kScale, true>(d, x, e_in, probs, log_probs, i, N, k.scale, vr, vF, vM, vl);
-    } else {
-      for (; i + N <= ce; i += N)
-        SoftmaxOutVec<T, TP, TL, kScale, false>(d, x, e_in, probs, log_probs, i, N, k.scale, vr, vF, vM, vl);
-    }
-    if (i < ce) SoftmaxOutVec<T, TP, TL, kScale, false>(d, x, e_in, probs, log_probs, i, ce - i, k.scale, vr, vF, vM, vl);
+  size_t i = 0;
+  if (stream) {
+    for (; i + N <= n; i += N)
+      SoftmaxOutVec<T, TP, TL, kScale, true>(d, x, e_in, probs, log_probs, i, N, k.scale, vr, vF, vM, vl);
+  } else {
+    for (; i + N <= n; i += N)
+      SoftmaxOutVec<T, TP, TL, kScale, false>(d, x, e_in, probs, log_probs, i, N, k.scale, vr, vF, vM, vl);
   }
+  if (i < n) SoftmaxOutVec<T, TP, TL, kScale, false>(d, x, e_in, probs, log_probs, i, n - i, k.scale, vr, vF, vM, vl);
 }
 
 template <typename T, typename TP, typename TL>
