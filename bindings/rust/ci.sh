@@ -13,13 +13,13 @@
 # meson-uninstalled/xent-uninstalled.pc, or XENT_LIB_DIR):
 #   1. cargo test --workspace --all-features   (layout/ABI checks, every
 #      operation against the float64 reference, property tests, doc tests)
-#   2. cargo build -p xent                     (default features compile alone)
-#   3. the example, and rustdoc with warnings as errors
-#   4. cargo package of both crates, each verified by building it from the
+#   2. cargo package of both crates, each verified by building it from the
 #      .crate alone (and cargo publish --dry-run with a cargo that can verify
 #      both before xent-sys is on crates.io: 1.90 or newer); --allow-dirty, so
 #      that uncommitted work can be tested too
-# Once, with the first toolchain:
+# Once, with the first toolchain (Debian's: the MSRV):
+#   3. cargo build -p xent                     (default features compile alone)
+#   4. the example, and rustdoc with warnings as errors
 #   5. the `bundled` feature: no system libxent (XENT_NO_PKG_CONFIG), so
 #      xent-sys compiles libxent from its own copy of the sources; the sources
 #      it compiles are checked against meson's, and the layout checks and the
@@ -225,13 +225,13 @@ for TC in "${labels[@]}"; do
   fi
   vendor_for "$bin" || { failed+=("$TC: dependencies"); continue; }
   run "$TC: cargo test" cg test --workspace --all-features --locked --no-fail-fast -j2
-  run "$TC: default features" cg build -p xent --locked -j2
-  # The test profile: reuses what cargo test built (the dev profile would
-  # compile every crate again).
-  run "$TC: example" cg run -p xent --example cross_entropy --profile test --locked -j2 -q
-  run "$TC: rustdoc" rustdoc_all
   run "$TC: cargo package" package_crates
   if [ $first -eq 1 ]; then
+    run "$TC: default features" cg build -p xent --locked -j2
+    # The test profile: reuses what cargo test built (the dev profile would
+    # compile every crate again).
+    run "$TC: example" cg run -p xent --example cross_entropy --profile test --locked -j2 -q
+    run "$TC: rustdoc" rustdoc_all
     run "bundled sources" check_bundled_sources
     run "$TC: bundled" test_bundled
     first=0
