@@ -156,11 +156,13 @@ package_crates() {
   fi
   [ -n "$VENDOR" ] || { echo "cargo $cv with the git index: cannot verify xent before xent-sys is published"; return 1; }
   cg package --locked --allow-dirty -p xent-sys -j2 || return 1
-  local crate=$BUILD/rust-target/$TC/package/xent-sys-0.1.0.crate overlay=$BUILD/rust-target/$TC/vendor-overlay
+  local v crate overlay=$BUILD/rust-target/$TC/vendor-overlay
+  v=$(awk -F'"' '/^version = / { print $2; exit }' "$HERE/xent-sys/Cargo.toml")
+  crate=$BUILD/rust-target/$TC/package/xent-sys-$v.crate
   [ -f "$crate" ] || { echo "no $crate"; return 1; }
   rm -rf "$overlay" && mkdir -p "$overlay" && cp -a "$VENDOR"/. "$overlay"/ || return 1
   tar -xzf "$crate" -C "$overlay" || return 1
-  printf '{"files":{},"package":"%s"}' "$(sha256sum "$crate" | cut -d' ' -f1)" >"$overlay/xent-sys-0.1.0/.cargo-checksum.json"
+  printf '{"files":{},"package":"%s"}' "$(sha256sum "$crate" | cut -d' ' -f1)" >"$overlay/xent-sys-$v/.cargo-checksum.json"
   # cargo publish --dry-run of this cargo needs the git index; package is what it verifies.
   (VENDOR=$overlay cg package --allow-dirty -p xent -j2)
 }
