@@ -56,8 +56,9 @@ rm -rf "$W"
 SRC=$W/xent-$upstream
 mkdir -p "$SRC"
 # Tracked files and new, not ignored ones, as they are now (a CI checkout: the
-# commit); no build directory.
-git ls-files -z --cached --others --exclude-standard | tar --null -T - -cf - | tar -xf - -C "$SRC" ||
+# commit); no build directory (nor debhelper's obj-<triplet>/ of an in-tree
+# package build, which .gitignore does not list).
+git ls-files -z --cached --others --exclude-standard | grep -zv '^obj-' | tar --null -T - -cf - | tar -xf - -C "$SRC" ||
   fail "cannot copy the tree"
 log "clean copy of the tree: $SRC ($(find "$SRC" -type f | wc -l) files)"
 # apt-get build-dep reads debian/control's Build-Depends.
