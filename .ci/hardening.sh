@@ -62,7 +62,10 @@ has_step abi && pkgs+=(abigail-tools binutils)
 has_step install && pkgs+=(cmake)
 if has_step arm64; then
   pkgs+=(g++-aarch64-linux-gnu qemu-user)
-  if ! dpkg --print-foreign-architectures | grep -qx arm64; then
+  # Captured, not piped into grep -q: under pipefail, a grep that exits at the
+  # first match can kill the writer with SIGPIPE and fail the pipeline.
+  foreign=$(dpkg --print-foreign-architectures)
+  if ! grep -qx arm64 <<<"$foreign"; then
     log "dpkg --add-architecture arm64"
     dpkg --add-architecture arm64 || { [ "$(id -u)" -ne 0 ] && sudo dpkg --add-architecture arm64; }
   fi
@@ -207,6 +210,19 @@ step_abi() {
 }
 
 # ---------------------------------------------------------------------------
+# loads_installed EXE LIB: ldd of EXE resolves libxent to LIB. ldd's output is
+# captured first: `ldd | grep -q` under pipefail fails at random when grep
+# exits at the first match and ldd dies of SIGPIPE.
+loads_installed() {
+  local out
+  out=$(ldd "$1") || { echo "FAIL: ldd $1"; return 1; }
+  if ! grep -qF "$2" <<<"$out"; then
+    echo "FAIL: $(basename "$1") is not loading the installed libxent ($2):"
+    echo "$out"
+    return 1
+  fi
+}
+
 step_install() {
   local W=$HB/install-test D ok=0
   rm -rf "$W"
@@ -228,7 +244,7 @@ print(o["prefix"], o["libdir"], o["includedir"])')
     "$libdir/pkgconfig/xent.pc" "$libdir/cmake/xent/xentConfig.cmake" "$libdir/cmake/xent/xentConfigVersion.cmake"; do
     [ -e "$D$f" ] || { echo "FAIL: missing $f"; ok=1; }
   done
-  if find "$D" -name 'libxent_*' | grep -q .; then echo "FAIL: test-only library variants installed"; ok=1; fi
+  if [ -n "$(find "$D" -name 'libxent_*')" ]; then echo "FAIL: test-only library variants installed"; ok=1; fi
   export LD_LIBRARY_PATH=$D$libdir
   # 1. pkg-config (the .pc's absolute paths re-rooted into DESTDIR).
   local flags
@@ -237,7 +253,7 @@ print(o["prefix"], o["libdir"], o["includedir"])')
     # shellcheck disable=SC2086
     if cc -std=c99 -pedantic-errors -Wall -Werror .ci/consumer/consumer.c $flags -lm -o "$W/consumer-pkgconfig" &&
       "$W/consumer-pkgconfig"; then
-      ldd "$W/consumer-pkgconfig" | grep -q "$D$libdir/libxent.so.1" || { echo "FAIL: not loading the installed libxent"; ok=1; }
+      loads_installed "$W/consumer-pkgconfig" "$D$libdir/libxent.so.1" || ok=1
     else
       echo "FAIL: pkg-config consumer"; ok=1
     fi
@@ -247,7 +263,7 @@ print(o["prefix"], o["libdir"], o["includedir"])')
   # 2. CMake find_package(xent) -> xent::xent.
   if cmake -S .ci/consumer -B "$W/cmake" -G Ninja -DCMAKE_PREFIX_PATH="$D$prefix" -DCMAKE_BUILD_TYPE=Release \
     >"$W/cmake.log" 2>&1 && cmake --build "$W/cmake" >>"$W/cmake.log" 2>&1 && "$W/cmake/consumer"; then
-    ldd "$W/cmake/consumer" | grep -q "$D$libdir/libxent.so.1" || { echo "FAIL: not loading the installed libxent"; ok=1; }
+    loads_installed "$W/cmake/consumer" "$D$libdir/libxent.so.1" || ok=1
     echo "cmake consumer: find_package(xent) from $(grep -o 'xent_DIR:PATH=.*' "$W/cmake/CMakeCache.txt" | cut -d= -f2)"
   else
     cat "$W/cmake.log"
@@ -312,7 +328,7 @@ step_fuzz() {
   grep -E '^(INFO: seed corpus|#[0-9]+ +DONE|stat::)' "$W/fuzz.log"
   if [ $rc -ne 0 ]; then
     grep -B5 -A40 -E 'xent_fuzz: CHECK FAILED|ERROR: (Address|Undefined|Leak)Sanitizer|runtime error|==ERROR|deadly signal' \
-      "$W/fuzz.log" | head -120
+      "$W/fuzz.log" | sed -n 1,120p  # sed reads to the end: no SIGPIPE for grep
     local a
     for a in "$W"/artifacts/*; do
       [ -f "$a" ] || continue

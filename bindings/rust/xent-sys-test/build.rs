@@ -228,7 +228,10 @@ fn parse_macros(src: &str, h: &mut Header) {
     let src = strip(src);
     for line in src.lines() {
         let l = line.trim();
-        let Some(rest) = l.strip_prefix("#define ") else { continue };
+        let rest = match l.strip_prefix("#define ") {
+            Some(rest) => rest,
+            None => continue,
+        };
         let rest = rest.trim_start();
         let name_end = rest.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(rest.len());
         let name = &rest[..name_end];
@@ -301,7 +304,7 @@ fn gen_rust_layout(h: &Header) -> String {
         writeln!(r, "        v.push((\"sizeof({n})\".into(), core::mem::size_of::<S>() as i64));").unwrap();
         writeln!(r, "        v.push((\"alignof({n})\".into(), core::mem::align_of::<S>() as i64));").unwrap();
         for (_, f) in &s.fields {
-            writeln!(r, "        v.push((\"offsetof({n}, {f})\".into(), core::mem::offset_of!(S, {f}) as i64));")
+            writeln!(r, "        v.push((\"offsetof({n}, {f})\".into(), (core::ptr::addr_of!(s.{f}) as usize - core::ptr::addr_of!(s) as usize) as i64));")
                 .unwrap();
             writeln!(r, "        v.push((\"sizeof({n}.{f})\".into(), core::mem::size_of_val(&s.{f}) as i64));")
                 .unwrap();
@@ -327,7 +330,7 @@ fn gen_rust_layout(h: &Header) -> String {
         let n = &s.name;
         writeln!(r, "    {{\n        // Safety: plain data: all-zero is valid.\n        let s: xent_sys::{n} = unsafe {{ core::mem::zeroed() }};").unwrap();
         for (ty, f) in &s.fields {
-            writeln!(r, "        v.push((\"{n}.{f}\".to_string(), \"{ty}\", core::any::type_name_of_val(&s.{f})));")
+            writeln!(r, "        v.push((\"{n}.{f}\".to_string(), \"{ty}\", xent_sys_test::type_name_of(&s.{f})));")
                 .unwrap();
         }
         r.push_str("    }\n");
@@ -369,7 +372,7 @@ fn gen_rust_signatures(h: &Header) -> String {
          pub fn symbol_addresses() -> Vec<(&'static str, usize)> {\n    vec![\n",
     );
     for f in &h.functions {
-        writeln!(r, "        (\"{0}\", core::hint::black_box(xent_sys::{0} as *const () as usize)),", f.name).unwrap();
+        writeln!(r, "        (\"{0}\", xent_sys_test::opaque(xent_sys::{0} as *const () as usize)),", f.name).unwrap();
     }
     r.push_str("    ]\n}\n");
     r

@@ -8,6 +8,15 @@
 //! 2. `pkg-config xent` (the `PKG_CONFIG` variable names another binary). For an
 //!    uninstalled meson build, point `PKG_CONFIG_PATH` at
 //!    `<build>/meson-uninstalled`: pkg-config then picks `xent-uninstalled.pc`.
+//!    `XENT_NO_PKG_CONFIG` skips this step.
+//! 3. With the `bundled` feature, when neither found it: libxent is compiled
+//!    from the copy of its sources in this crate (`libxent/`) into a static
+//!    library, as `zstd-sys` does. It needs a C++17 compiler and Highway
+//!    (`pkg-config libhwy`; Debian: `libhwy-dev`). Threads come from OpenMP
+//!    when the compiler has it (`XENT_BUNDLED_THREADING=openmp|none`), and
+//!    every SIMD target of the architecture is compiled in, unless
+//!    `XENT_BUNDLED_STATIC_TARGET_ONLY` is set (only the baseline target:
+//!    a much faster build, for CI).
 //!
 //! When the library is outside the system directories, an rpath to it is added
 //! to this crate's own test and example binaries (and exported as
@@ -15,7 +24,8 @@
 //! set. Metadata for dependents: `DEP_XENT_LIB_DIR`, `DEP_XENT_INCLUDE`,
 //! `DEP_XENT_RPATH`.
 //!
-//! No dependencies: this script only runs `pkg-config` when it is installed.
+//! No dependencies without `bundled` (which adds `cc`): this script only runs
+//! `pkg-config` when it is installed.
 
 use std::env;
 use std::ffi::OsString;
@@ -31,6 +41,8 @@ struct Found {
     include_dir: Option<PathBuf>,
     /// How it was found, for messages.
     how: String,
+    /// Compiled here and already linked (static), not a shared libxent.
+    bundled: bool,
 }
 
 const ENV_VARS: &[&str] = &[
@@ -42,6 +54,8 @@ const ENV_VARS: &[&str] = &[
     "PKG_CONFIG_PATH",
     "PKG_CONFIG_LIBDIR",
     "PKG_CONFIG_SYSROOT_DIR",
+    "XENT_BUNDLED_THREADING",
+    "XENT_BUNDLED_STATIC_TARGET_ONLY",
 ];
 
 fn main() {
@@ -58,14 +72,16 @@ fn main() {
         Some(dir) => from_lib_dir(PathBuf::from(dir)),
         None => match from_pkg_config() {
             Ok(found) => found,
-            Err(why) => fail(&why),
+            Err(why) => no_system_library(&why),
         },
     };
 
-    for dir in &found.lib_dirs {
-        println!("cargo:rustc-link-search=native={}", dir.display());
+    if !found.bundled {
+        for dir in &found.lib_dirs {
+            println!("cargo:rustc-link-search=native={}", dir.display());
+        }
+        println!("cargo:rustc-link-lib=dylib=xent");
     }
-    println!("cargo:rustc-link-lib=dylib=xent");
 
     let family = env::var("CARGO_CFG_TARGET_FAMILY").unwrap_or_default();
     let want_rpath = family == "unix" && env::var_os("XENT_NO_RPATH").is_none();
@@ -86,10 +102,22 @@ fn main() {
     println!("cargo:found_by={}", found.how);
 }
 
+#[cfg(not(feature = "bundled"))]
+fn no_system_library(why: &str) -> Found {
+    fail(why)
+}
+
+#[cfg(feature = "bundled")]
+fn no_system_library(why: &str) -> Found {
+    bundled::build(why)
+}
+
 fn fail(why: &str) -> ! {
     panic!(
         "\n\nxent-sys: cannot find libxent (the xent C library).\n\
          Either\n  \
+           * enable the `bundled` feature of xent-sys to compile it from the sources in the crate\n    \
+             (needs a C++17 compiler and Highway: Debian's libhwy-dev)\n  \
            * set XENT_LIB_DIR to the directory that holds libxent.so, e.g. a meson build directory:\n      \
                XENT_LIB_DIR=/path/to/xent/build cargo build\n  \
            * or make `pkg-config xent` succeed: install xent (`meson install`), or for an uninstalled\n    \
@@ -128,20 +156,24 @@ fn from_lib_dir(dir: PathBuf) -> Found {
         let guess = dir.join("..").join("include");
         guess.join("xent").join("xent.h").exists().then_some(guess)
     });
-    Found { lib_dirs: vec![dir.clone()], include_dir, how: format!("XENT_LIB_DIR={}", dir.display()) }
+    Found { lib_dirs: vec![dir.clone()], include_dir, how: format!("XENT_LIB_DIR={}", dir.display()), bundled: false }
 }
 
 fn pkg_config(args: &[&str]) -> Result<String, String> {
+    pkg_config_of("xent", args)
+}
+
+fn pkg_config_of(package: &str, args: &[&str]) -> Result<String, String> {
     let exe: OsString = env::var_os("PKG_CONFIG").unwrap_or_else(|| "pkg-config".into());
     let out = Command::new(&exe)
         .args(args)
-        .arg("xent")
+        .arg(package)
         .output()
         .map_err(|e| format!("could not run {}: {e}", exe.to_string_lossy()))?;
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
         return Err(format!(
-            "`{} {} xent` failed ({}){}",
+            "`{} {} {package}` failed ({}){}",
             exe.to_string_lossy(),
             args.join(" "),
             out.status,
@@ -187,7 +219,7 @@ fn from_pkg_config() -> Result<Found, String> {
             }
         }
     }
-    Ok(Found { lib_dirs, include_dir, how: format!("pkg-config (xent {})", version.trim()) })
+    Ok(Found { lib_dirs, include_dir, how: format!("pkg-config (xent {})", version.trim()), bundled: false })
 }
 
 fn is_system_dir(dir: &Path) -> bool {
@@ -196,4 +228,131 @@ fn is_system_dir(dir: &Path) -> bool {
     matches!(s, "/lib" | "/lib64" | "/usr/lib" | "/usr/lib64" | "/usr/local/lib" | "/usr/local/lib64")
         || (s.starts_with("/usr/lib/") && !s["/usr/lib/".len()..].contains('/'))
         || (s.starts_with("/lib/") && !s["/lib/".len()..].contains('/'))
+}
+
+/// The `bundled` feature: libxent compiled from `libxent/` (the repository's
+/// `include/`, `src/` and `capi/`, copied into the published crate).
+#[cfg(feature = "bundled")]
+mod bundled {
+    use super::{env, flag_values, pkg_config_of, Found, Path, PathBuf};
+
+    pub(super) fn build(why_no_system: &str) -> Found {
+        let manifest = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
+        let root = manifest.join("libxent");
+        let include = root.join("include");
+        if !include.join("xent").join("xent.h").exists() {
+            panic!("xent-sys (bundled): {} holds no xent/xent.h: the crate's copy of libxent is missing", root.display());
+        }
+        let sources = sources(&root);
+        for f in &sources {
+            println!("cargo:rerun-if-changed={}", f.display());
+        }
+        for dir in ["include/xent", "src", "capi"] {
+            println!("cargo:rerun-if-changed={}", root.join(dir).display());
+        }
+
+        // Highway: headers and libhwy (hwy::SupportedTargets and friends).
+        let hwy_cflags = pkg_config_of("libhwy", &["--cflags"]).unwrap_or_else(|e| {
+            panic!(
+                "\n\nxent-sys (bundled): no system libxent ({why_no_system}), and building the bundled copy needs\n\
+                 Highway, which pkg-config cannot find: {e}\n\
+                 Install it (Debian/Ubuntu: apt install libhwy-dev), or install libxent itself.\n\n"
+            )
+        });
+        let hwy_libs = pkg_config_of("libhwy", &["--libs"]).expect("pkg-config --libs libhwy");
+
+        let threading = env::var("XENT_BUNDLED_THREADING").unwrap_or_default();
+        let mut b = cc::Build::new();
+        b.cpp(true)
+            .flag("-std=c++17")
+            .opt_level(3)
+            .debug(false)
+            .warnings(false)
+            .flag("-fvisibility=hidden")
+            .flag("-ffp-contract=off")
+            .define("XENT_BUILDING_LIBRARY", None)
+            .define("NDEBUG", None)
+            // As meson.build: no SSSE3 target (SSE4 covers every x86-64 CPU
+            // since 2008), AVX3_DL in addition to AVX3.
+            .define("HWY_DISABLED_TARGETS", "HWY_SSSE3")
+            .define("HWY_WANT_AVX3_DL", None)
+            .include(&include)
+            .include(&root);
+        for dir in flag_values(&hwy_cflags, "-I") {
+            b.include(dir);
+        }
+        for def in flag_values(&hwy_cflags, "-D") {
+            let def = def.to_string_lossy().into_owned();
+            match def.split_once('=') {
+                Some((k, v)) => b.define(k, v),
+                None => b.define(&def, None),
+            };
+        }
+        if env::var_os("XENT_BUNDLED_STATIC_TARGET_ONLY").map_or(false, |v| !v.is_empty()) {
+            b.define("HWY_COMPILE_ONLY_STATIC", "1");
+        }
+        let openmp = match threading.as_str() {
+            "openmp" => true,
+            "none" => false,
+            "" => b.is_flag_supported("-fopenmp").unwrap_or(false),
+            other => panic!("xent-sys (bundled): XENT_BUNDLED_THREADING={other}: want openmp or none"),
+        };
+        let compiler = b.get_compiler();
+        let gnu = compiler.is_like_gnu();
+        if openmp {
+            b.flag("-fopenmp").define("XENT_THREADING_OPENMP", None);
+        }
+        b.files(&sources);
+        b.compile("xent");
+
+        // After the static libxent: what it needs.
+        for dir in flag_values(&hwy_libs, "-L") {
+            println!("cargo:rustc-link-search=native={}", dir.display());
+        }
+        let hwy_names: Vec<PathBuf> = flag_values(&hwy_libs, "-l");
+        if hwy_names.is_empty() {
+            println!("cargo:rustc-link-lib=hwy");
+        }
+        for name in hwy_names {
+            println!("cargo:rustc-link-lib={}", name.display());
+        }
+        if openmp {
+            // GCC's runtime; clang's -fopenmp uses LLVM's libomp.
+            println!("cargo:rustc-link-lib={}", if gnu && !compiler.is_like_clang() { "gomp" } else { "omp" });
+        }
+        println!("cargo:rustc-link-lib=pthread");
+        println!("cargo:rustc-link-lib=m");
+        let how = format!(
+            "bundled (compiled from {}; threading {}{})",
+            root.display(),
+            if openmp { "openmp" } else { "none" },
+            if env::var_os("XENT_BUNDLED_STATIC_TARGET_ONLY").map_or(false, |v| !v.is_empty()) {
+                ", baseline SIMD target only"
+            } else {
+                ""
+            }
+        );
+        println!("cargo:warning=xent-sys: no system libxent ({why_no_system}); using the {how}");
+        Found { lib_dirs: Vec::new(), include_dir: Some(include), how, bundled: true }
+    }
+
+    /// The library's translation units: every `.cc` of `capi/` and `src/`
+    /// (meson.build's libxent; `bindings/rust/ci.sh` checks that the two
+    /// lists agree).
+    fn sources(root: &Path) -> Vec<PathBuf> {
+        let mut v = Vec::new();
+        for dir in ["capi", "src"] {
+            let rd = std::fs::read_dir(root.join(dir))
+                .unwrap_or_else(|e| panic!("xent-sys (bundled): cannot read {}: {e}", root.join(dir).display()));
+            for e in rd {
+                let p = e.expect("read_dir entry").path();
+                if p.extension().map_or(false, |x| x == "cc") {
+                    v.push(p);
+                }
+            }
+        }
+        v.sort();
+        assert!(!v.is_empty(), "xent-sys (bundled): no sources under {}", root.display());
+        v
+    }
 }

@@ -4,7 +4,8 @@
 //! `tests/` compare the two. Nothing here is meant to be used by other crates.
 #![deny(missing_docs)]
 
-use core::ffi::{c_char, CStr};
+use std::ffi::CStr;
+use std::os::raw::c_char;
 
 /// One entry of the C side's table.
 #[repr(C)]
@@ -53,6 +54,19 @@ pub fn c_layout() -> Vec<(String, CValue)> {
     }
 }
 
+/// `core::any::type_name` of a value's type (`type_name_of_val` needs Rust
+/// 1.76; the MSRV is 1.63).
+pub fn type_name_of<T>(_: &T) -> &'static str {
+    core::any::type_name::<T>()
+}
+
+/// `x`, through a volatile read the optimizer cannot see through
+/// (`core::hint::black_box` needs Rust 1.66).
+pub fn opaque(x: usize) -> usize {
+    // Safety: reads a local.
+    unsafe { core::ptr::read_volatile(&x) }
+}
+
 /// The header's declarations, parsed by build.rs.
 pub mod header {
     include!(concat!(env!("OUT_DIR"), "/header_decls.rs"));
@@ -84,7 +98,7 @@ pub fn rust_type_for(c: &str) -> String {
         "char" => core::any::type_name::<c_char>().into(),
         other => {
             if header::ENUMS.iter().any(|(e, _)| *e == other) {
-                return core::any::type_name::<core::ffi::c_int>().into();
+                return core::any::type_name::<std::os::raw::c_int>().into();
             }
             if let Some((_, ret, params)) = header::FN_TYPEDEFS.iter().find(|(n, _, _)| *n == other) {
                 return format!("core::option::Option<{}>", fn_type(ret, params));

@@ -10,11 +10,12 @@
 //!
 //! Linking: the build script finds the library through `XENT_LIB_DIR` or
 //! `pkg-config xent` (see `build.rs`).
-#![no_std]
 #![allow(non_camel_case_types)]
 #![deny(missing_docs)]
 
-use core::ffi::{c_char, c_int, c_void};
+// `std::os::raw`, not `core::ffi` (whose C types need Rust 1.64): the MSRV is
+// Debian 12's Rust 1.63. The types are the same; the crate needs std.
+use std::os::raw::{c_char, c_int, c_void};
 
 // ---------------------------------------------------------------------------
 // Version (include/xent/version.h)

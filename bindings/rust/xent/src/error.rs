@@ -1,6 +1,6 @@
 //! Status codes and the error type.
 
-use core::ffi::CStr;
+use std::ffi::CStr;
 use core::fmt;
 
 use xent_sys as sys;

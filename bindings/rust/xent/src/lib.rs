@@ -42,8 +42,8 @@
 #![deny(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
-use core::ffi::{c_char, CStr};
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
+use std::os::raw::c_char;
 
 pub use half;
 pub use xent_sys as sys;

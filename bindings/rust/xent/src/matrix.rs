@@ -350,7 +350,7 @@ impl<'a> RawOut<'a> {
     /// The same matrix as an input (for the documented in-place pairs: C
     /// reads it, then writes the output over it, through one pointer).
     pub fn as_input(&self) -> RawIn<'a> {
-        RawIn { ptr: self.ptr.cast_const(), layout: self.layout, dtype: self.dtype, _p: PhantomData }
+        RawIn { ptr: self.ptr as *const c_void, layout: self.layout, dtype: self.dtype, _p: PhantomData }
     }
 
     /// `Err(InvalidShape)` unless this is `rows x cols`.

@@ -5,7 +5,7 @@
 //! thread pool passes an implementation of [`ParallelFor`] instead (the C
 //! `xent_parallel_for_fn`); results are bit-identical either way.
 
-use core::ffi::{c_int, c_void};
+use std::os::raw::{c_int, c_void};
 use core::marker::PhantomData;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
@@ -114,7 +114,7 @@ unsafe impl ParallelFor for ScopedThreads {
             return true;
         }
         std::thread::scope(|s| {
-            let chunk = n.div_ceil(k);
+            let chunk = n / k + usize::from(n % k != 0); // n.div_ceil(k), which needs Rust 1.73
             let mut begin = chunk; // chunk 0 runs on the caller's thread
             while begin < n {
                 let end = (begin + chunk).min(n);
@@ -173,7 +173,10 @@ unsafe extern "C" fn trampoline<P: ParallelFor>(
     task_ctx: *mut c_void,
     num_threads_hint: i32,
 ) -> c_int {
-    let Some(task) = task else { return 1 };
+    let task = match task {
+        Some(task) => task,
+        None => return 1,
+    };
     if user.is_null() {
         return 1;
     }

@@ -664,20 +664,23 @@ fn case_strategy() -> impl Strategy<Value = (Case, usize, bool, bool)> {
         )
 }
 
-proptest! {
-    #![proptest_config(proptest_config())]
-    #[test]
-    fn prop_matches_reference((c, dt, gf32, pf32) in case_strategy()) {
+#[test]
+fn prop_matches_reference() {
+    prop_check(case_strategy(), |(c, dt, gf32, pf32)| {
         run_any(&c, DTYPES[dt], gf32, pf32);
-    }
+        Ok(())
+    });
+}
 
-    /// Any shape/stride/length combination: Ok with in-bounds views, or a
-    /// clean Err; never a panic or an out-of-bounds access.
-    #[test]
-    fn prop_any_shape_is_ok_or_err(
-        len in 0usize..64, rows in 0usize..9, cols in 0usize..9, stride in 0usize..12,
-        tlen in 0usize..10, tval in -3i64..12, glen in 0usize..64, grows in 0usize..9, gcols in 0usize..9,
-    ) {
+/// Any shape/stride/length combination: Ok with in-bounds views, or a
+/// clean Err; never a panic or an out-of-bounds access.
+#[test]
+fn prop_any_shape_is_ok_or_err() {
+    let strategy = (
+        (0usize..64, 0usize..9, 0usize..9, 0usize..12),
+        (0usize..10, -3i64..12, 0usize..64, 0usize..9, 0usize..9),
+    );
+    prop_check(strategy, |((len, rows, cols, stride), (tlen, tval, glen, grows, gcols))| {
         let x = vec![0.25f32; len];
         let t = vec![tval; tlen];
         let mut g = vec![0f32; glen];
@@ -697,7 +700,8 @@ proptest! {
             Ok(loss) => prop_assert!(tlen == rows && (rows == 0 || loss.is_finite())),
             Err(e) => prop_assert!(matches!(e.status(), Status::InvalidShape | Status::TargetOutOfRange), "{}", e),
         }
-    }
+        Ok(())
+    });
 }
 
 /// NaN and infinities survive the conversion to every output dtype (a NaN

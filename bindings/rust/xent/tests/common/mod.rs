@@ -352,17 +352,37 @@ pub fn rounded<T: Float>(m: &M) -> M {
 /// lanes, 32 bf16 lanes) and a few large ones.
 pub const V_SIZES: &[usize] = &[1, 2, 3, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65, 100, 257, 1000, 4099];
 
-/// proptest configuration: modest case counts (XENT_PROPTEST_CASES
-/// overrides) and a fixed seed so CI runs are reproducible
-/// (XENT_PROPTEST_SEED=<u64> or `random` overrides). Failures are not
-/// persisted into the source tree.
-pub fn proptest_config() -> proptest::test_runner::Config {
-    use proptest::test_runner::RngSeed;
-    let cases = std::env::var("XENT_PROPTEST_CASES").ok().and_then(|s| s.parse().ok()).unwrap_or(48);
-    let rng_seed = match std::env::var("XENT_PROPTEST_SEED") {
-        Ok(s) if s == "random" => RngSeed::Random,
-        Ok(s) if !s.is_empty() => RngSeed::Fixed(s.parse().expect("XENT_PROPTEST_SEED: a u64 or `random`")),
-        _ => RngSeed::Fixed(0x5eed_1234),
+/// Runs a property test: `XENT_PROPTEST_CASES` (default 48) cases drawn from
+/// `strategy`, each passed to `test`, shrinking a failure to a minimal input.
+/// The seed is fixed so CI runs are reproducible (`XENT_PROPTEST_SEED=<u64>` or
+/// `random` overrides; a failure prints the seed). Failures are not persisted
+/// into the source tree.
+///
+/// The runner is built here, not by the `proptest!` macro: proptest 1.2, the
+/// newest release that builds with Rust 1.63 (the MSRV), has no seed in its
+/// `Config`, and the macro seeds from entropy.
+pub fn prop_check<S: proptest::strategy::Strategy>(
+    strategy: S,
+    test: impl Fn(S::Value) -> Result<(), proptest::test_runner::TestCaseError>,
+) {
+    use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
+    let cases = match std::env::var("XENT_PROPTEST_CASES") {
+        Ok(s) if !s.is_empty() => s.parse().expect("XENT_PROPTEST_CASES: a positive integer"),
+        _ => 48,
     };
-    proptest::test_runner::Config { cases, rng_seed, failure_persistence: None, ..Default::default() }
+    let seed: u64 = match std::env::var("XENT_PROPTEST_SEED") {
+        Ok(s) if s == "random" => {
+            use std::hash::{BuildHasher, Hasher};
+            std::collections::hash_map::RandomState::new().build_hasher().finish()
+        }
+        Ok(s) if !s.is_empty() => s.parse().expect("XENT_PROPTEST_SEED: a u64 or `random`"),
+        _ => 0x5eed_1234,
+    };
+    let config = Config { cases, failure_persistence: None, ..Config::default() };
+    let mut key = [0u8; 32]; // ChaCha's key: the seed, then zeros
+    key[..8].copy_from_slice(&seed.to_le_bytes());
+    let mut runner = TestRunner::new_with_rng(config, TestRng::from_seed(RngAlgorithm::ChaCha, &key));
+    if let Err(e) = runner.run(&strategy, test) {
+        panic!("{e}\n(XENT_PROPTEST_SEED={seed} reproduces this run; {cases} cases)");
+    }
 }

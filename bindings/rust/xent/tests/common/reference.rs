@@ -310,7 +310,7 @@ pub fn divergence(input: &M, target: &M, o: &DivOpts) -> DivOut {
     let v = if b > 0 { input[0].len() } else { 0 };
     let t = o.temperature;
     let t2 = if o.t2 { t * t } else { 1.0 };
-    let ignored = |i: usize| o.labels.as_ref().is_some_and(|(l, ig)| l[i] == *ig);
+    let ignored = |i: usize| o.labels.as_ref().map_or(false, |(l, ig)| l[i] == *ig);
     let rows = (0..b).filter(|&i| !ignored(i)).count() as f64;
     let div = match o.reduction {
         xent::Reduction::Mean => rows * v as f64,
