@@ -16,8 +16,6 @@ uint32_t PaddingBits(DType t) {
   return IsFloat(t) ? kBits[static_cast<int>(t) - 1] : 0;
 }
 
-bool IsFloat(DType t) { return t == DType::kF32 || t == DType::kBF16 || t == DType::kF16; }
-bool IsIndex(DType t) { return t == DType::kI32 || t == DType::kI64; }
 
 void Buffer::Free::operator()(unsigned char* p) const { std::free(p); }
 
@@ -71,65 +69,17 @@ Buffer Buffer::View(void* data, const Layout& layout) {
   return b;
 }
 
-double Buffer::Get(size_t r, size_t c) const {
-  const size_t i = r * layout_.stride + c;
-  if (IsIndex(layout_.dtype)) return static_cast<double>(xent::LoadIndex(data_, i, layout_.dtype));
-  return xent::LoadScalarF32(data_, i, layout_.dtype);
-}
-
-double Buffer::Set(size_t r, size_t c, double v) {
-  if (IsIndex(layout_.dtype)) {
-    const int64_t x = static_cast<int64_t>(v);
-    unsigned char* p = static_cast<unsigned char*>(data_) + (r * layout_.stride + c) * es_;
-    if (layout_.dtype == DType::kI32) {
-      const int32_t w = static_cast<int32_t>(x);
-      std::memcpy(p, &w, 4);
-    } else {
-      std::memcpy(p, &x, 8);
-    }
-    return Get(r, c);
-  }
-  xent::StoreScalarF32(data_, r * layout_.stride + c, layout_.dtype, static_cast<float>(v));
-  return Get(r, c);
-}
-
-int64_t Buffer::GetIndex(size_t r) const { return xent::LoadIndex(data_, r * layout_.stride, layout_.dtype); }
-
-void Buffer::SetIndex(size_t r, int64_t v) {
-  unsigned char* p = static_cast<unsigned char*>(data_) + r * layout_.stride * es_;
-  if (layout_.dtype == DType::kI32) {
-    const int32_t w = static_cast<int32_t>(v);
-    std::memcpy(p, &w, 4);
-  } else {
-    std::memcpy(p, &v, 8);
-  }
-}
-
-uint32_t Buffer::Bits(size_t r, size_t c) const {
-  const unsigned char* p = static_cast<const unsigned char*>(data_) + (r * layout_.stride + c) * es_;
-  if (es_ == 4) {
-    uint32_t b;
-    std::memcpy(&b, p, 4);
-    return b;
-  }
-  uint16_t b;
-  std::memcpy(&b, p, 2);
-  return b;
-}
-
-void Buffer::SetBits(size_t r, size_t c, uint32_t bits) {
-  unsigned char* p = static_cast<unsigned char*>(data_) + (r * layout_.stride + c) * es_;
-  if (es_ == 4) {
-    std::memcpy(p, &bits, 4);
-  } else {
-    const uint16_t b = static_cast<uint16_t>(bits);
-    std::memcpy(p, &b, 2);
-  }
-}
-
 void Buffer::Fill(double v) {
   for (size_t r = 0; r < layout_.rows; ++r)
     for (size_t c = 0; c < layout_.cols; ++c) Set(r, c, v);
+}
+
+std::vector<double> Buffer::ValuesOf(const std::vector<unsigned char>& snapshot) const {
+  const unsigned char* base = snapshot.data() + start_;
+  std::vector<double> v(layout_.rows * layout_.cols);
+  for (size_t r = 0; r < layout_.rows; ++r)
+    for (size_t c = 0; c < layout_.cols; ++c) v[r * layout_.cols + c] = GetAt(base, r * layout_.stride + c);
+  return v;
 }
 
 std::vector<double> Buffer::Values() const {

@@ -22,6 +22,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <vector>
 
@@ -41,8 +42,8 @@ constexpr size_t kGuardBytes = 64;
 uint32_t UnwrittenBits(DType t);
 uint32_t PaddingBits(DType t);
 
-bool IsFloat(DType t);
-bool IsIndex(DType t);
+inline bool IsFloat(DType t) { return t == DType::kF32 || t == DType::kBF16 || t == DType::kF16; }
+inline bool IsIndex(DType t) { return t == DType::kI32 || t == DType::kI64; }
 
 struct Layout {
   size_t rows = 0, cols = 0;
@@ -83,15 +84,41 @@ class Buffer {
   size_t span() const { return span_; }
 
   // Element (r, c): float dtypes as the value, index dtypes as the index.
-  double Get(size_t r, size_t c = 0) const;
+  double Get(size_t r, size_t c = 0) const { return GetAt(data_, r * layout_.stride + c); }
   // Stores v rounded to the dtype and returns the stored value (an index
   // dtype stores static_cast<int64_t>(v)).
-  double Set(size_t r, size_t c, double v);
-  int64_t GetIndex(size_t r) const;
-  void SetIndex(size_t r, int64_t v);
+  double Set(size_t r, size_t c, double v) {
+    const size_t i = r * layout_.stride + c;
+    if (IsIndex(layout_.dtype)) {
+      StoreIndex(i, static_cast<int64_t>(v));
+    } else {
+      xent::StoreScalarF32(data_, i, layout_.dtype, static_cast<float>(v));
+    }
+    return GetAt(data_, i);
+  }
+  int64_t GetIndex(size_t r) const { return xent::LoadIndex(data_, r * layout_.stride, layout_.dtype); }
+  void SetIndex(size_t r, int64_t v) { StoreIndex(r * layout_.stride, v); }
   // Raw bits of a float element (the low 16 for 16-bit dtypes).
-  uint32_t Bits(size_t r, size_t c) const;
-  void SetBits(size_t r, size_t c, uint32_t bits);
+  uint32_t Bits(size_t r, size_t c) const {
+    const unsigned char* p = static_cast<const unsigned char*>(data_) + (r * layout_.stride + c) * es_;
+    if (es_ == 4) {
+      uint32_t b;
+      std::memcpy(&b, p, 4);
+      return b;
+    }
+    uint16_t b;
+    std::memcpy(&b, p, 2);
+    return b;
+  }
+  void SetBits(size_t r, size_t c, uint32_t bits) {
+    unsigned char* p = static_cast<unsigned char*>(data_) + (r * layout_.stride + c) * es_;
+    if (es_ == 4) {
+      std::memcpy(p, &bits, 4);
+    } else {
+      const uint16_t b = static_cast<uint16_t>(bits);
+      std::memcpy(p, &b, 2);
+    }
+  }
   void Fill(double v);
   // rows x cols values, packed, as doubles.
   std::vector<double> Values() const;
@@ -101,12 +128,27 @@ class Buffer {
   bool OutsideRowsUnchanged() const;
   // Elements of rows [0, rows) still holding UnwrittenBits (outputs).
   size_t Unwritten() const;
+  // rows x cols values as they were when `snapshot` (of this buffer) was taken.
+  std::vector<double> ValuesOf(const std::vector<unsigned char>& snapshot) const;
   // The whole allocation, for before/after comparisons.
   std::vector<unsigned char> Snapshot() const;
   bool SameAs(const std::vector<unsigned char>& snapshot) const;
   void Restore(const std::vector<unsigned char>& snapshot);
 
  private:
+  double GetAt(const void* base, size_t i) const {
+    if (IsIndex(layout_.dtype)) return static_cast<double>(xent::LoadIndex(base, i, layout_.dtype));
+    return xent::LoadScalarF32(base, i, layout_.dtype);
+  }
+  void StoreIndex(size_t i, int64_t v) {
+    unsigned char* p = static_cast<unsigned char*>(data_) + i * es_;
+    if (layout_.dtype == DType::kI32) {
+      const int32_t w = static_cast<int32_t>(v);
+      std::memcpy(p, &w, 4);
+    } else {
+      std::memcpy(p, &v, 8);
+    }
+  }
   template <class F>
   void ForOutside(F f) const;  // f(begin, end) for every byte range outside the rows
 

@@ -256,7 +256,10 @@ bool Case::in_place(const std::string& output) const { return alias_.count(outpu
 const std::vector<double>& Case::Values(const std::string& field) const {
   static const std::vector<double> kEmpty;
   auto it = values_.find(field);
-  return it == values_.end() ? kEmpty : it->second;
+  if (it != values_.end()) return it->second;
+  auto s = sealed_.find(field);
+  if (s == sealed_.end() || IsOutput(F(field).role)) return kEmpty;
+  return values_[field] = buf(field)->ValuesOf(s->second);
 }
 
 std::vector<int64_t> Case::Indices(const std::string& field) const {
@@ -283,7 +286,6 @@ void Case::Seal() {
     Buffer* b = buf(name);
     b->Seal();
     sealed_[name] = b->Snapshot();
-    if (!IsOutput(F(name).role)) values_[name] = b->Values();
   }
 }
 

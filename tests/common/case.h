@@ -185,7 +185,7 @@ class Case {
   std::map<std::string, std::unique_ptr<Buffer>> bufs_;
   std::map<std::string, std::string> alias_;  // in-place output -> input
   std::vector<std::string> order_;
-  std::map<std::string, std::vector<double>> values_;
+  mutable std::map<std::string, std::vector<double>> values_;  // decoded from sealed_ when asked
   std::map<std::string, std::vector<unsigned char>> sealed_, before_;
   std::vector<unsigned char> args_;
 };
