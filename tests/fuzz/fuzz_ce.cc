@@ -72,12 +72,11 @@ void FuzzCrossEntropy(Input& in, Common& c) {
       y->SetIndex(i, v);
     }
   }
-  if (use_weight) {
-    for (size_t j = 0; j < V; ++j)
-      cs.buf("weight")->Set(j, 0, p.rng.Next() % 7 == 0 ? 0.0f : static_cast<float>(2 * p.rng.Uniform()));
+  if (Buffer* w = use_weight ? cs.buf("weight") : nullptr) {
+    for (size_t j = 0; j < V; ++j) w->Set(j, 0, p.rng.Next() % 7 == 0 ? 0.0f : static_cast<float>(2 * p.rng.Uniform()));
   }
-  if (use_rs) {
-    for (size_t i = 0; i < B; ++i) cs.buf("row_scale")->Set(i, 0, static_cast<float>(4 * p.rng.Uniform() - 2));
+  if (Buffer* rs = use_rs ? cs.buf("row_scale") : nullptr) {
+    for (size_t i = 0; i < B; ++i) rs->Set(i, 0, static_cast<float>(4 * p.rng.Uniform() - 2));
   }
   cs.Seal();
 

@@ -60,11 +60,9 @@ void FuzzDivergence(Input& in, Common& c) {
   tp.rng = Rng(c.payload.rng.Next());
   FillMat(cs.buf("input"), c.payload, kDist[qk], x_sp);
   FillMat(cs.buf("target"), tp, kDist[pk], t_sp);
-  if (use_labels) {
-    for (size_t i = 0; i < B; ++i) {
-      const int64_t v = c.payload.rng.Next() % 3 == 0 ? ignore : static_cast<int64_t>(c.payload.rng.Next() % V);
-      cs.buf("labels")->SetIndex(i, v);
-    }
+  if (Buffer* l = use_labels ? cs.buf("labels") : nullptr) {
+    for (size_t i = 0; i < B; ++i)
+      l->SetIndex(i, c.payload.rng.Next() % 3 == 0 ? ignore : static_cast<int64_t>(c.payload.rng.Next() % V));
   }
   cs.Seal();
 
@@ -139,20 +137,21 @@ void FuzzBce(Input& in, Common& c) {
   Payload& p = c.payload;
   FillMat(cs.buf("logits"), p, Dist::kLogits, x_sp);
   FillMat(cs.buf("target"), yp, Dist::kUnit, y_sp);
+  Buffer* w = cs.buf("weight");
   if (wmode == 1) {
-    for (size_t j = 0; j < V; ++j) cs.buf("weight")->Set(0, j, static_cast<float>(3 * p.rng.Uniform()));
+    for (size_t j = 0; j < V; ++j) w->Set(0, j, static_cast<float>(3 * p.rng.Uniform()));
   } else if (wmode == 2) {
     // Every element up to the last row's end is drawn (the padding's values
     // are not stored: it keeps its NaN pattern).
     const size_t n = B ? (B - 1) * wstride + V : 0;
     for (size_t k = 0; k < n; ++k) {
       const float v = static_cast<float>(3 * p.rng.Uniform());
-      if (k % wstride < V) cs.buf("weight")->Set(k / wstride, k % wstride, v);
+      if (k % wstride < V) w->Set(k / wstride, k % wstride, v);
     }
   }
-  if (use_pw) {
+  if (Buffer* pw = use_pw ? cs.buf("pos_weight") : nullptr) {
     for (size_t j = 0; j < V; ++j)
-      cs.buf("pos_weight")->Set(j, 0, static_cast<float>(p.rng.Next() % 5 == 0 ? 0.0 : 10 * p.rng.Uniform()));
+      pw->Set(j, 0, static_cast<float>(p.rng.Next() % 5 == 0 ? 0.0 : 10 * p.rng.Uniform()));
   }
   cs.Seal();
 
