@@ -20,13 +20,8 @@
 // in-place benchmark regenerates its logits outside the timed region). Inputs
 // are generated once per shape/dtype, outputs are pre-faulted and reused, all
 // buffers 64-byte aligned. One warm-up call per case (on up to 64 rows when
-// the shape is large) before the timed repetitions.
-//
-// Only xent_cross_entropy is linked directly; the other operations are looked
-// up with dlsym at start-up, and a benchmark of a missing one is reported as an
-// error "not available: <symbol> is not exported by libxent".
-#include <dlfcn.h>
-
+// the shape is large) before the timed repetitions. The operations, their
+// inputs and calls are in bench_ops.cc.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -45,6 +40,7 @@
 #include <benchmark/benchmark.h>
 
 #include "bandwidth.h"
+#include "bench_ops.h"
 #include "scalar_ref.h"
 #include "xent/xent.h"
 
@@ -52,441 +48,14 @@ namespace xb = xent_bench;
 
 namespace {
 
-// ---------------------------------------------------------------------------
-// Operations and their byte model.
-enum class Op {
-  kCeFwd,
-  kCeFwdGrad,
-  kCeFwdGradInPlace,
-  kKlFwdGrad,
-  kJsdFwdGrad,
-  kTokenLogprobs,
-  kSoftmax,
-  kSoftmaxBackward,
-  kBceFwdGrad,
-};
-
-// Which bandwidth is the roofline of an operation.
-enum BwClass { kBwRead = 0, kBwCopy = 1, kBwInPlace = 3 };
-
-struct OpInfo {
-  Op op;
-  const char* name;
-  int reads;   // B x V matrices read per call
-  int writes;  // B x V matrices written per call
-  bool inplace;
-  bool in_default;
-  const char* symbol;
-  const char* what;
-};
-
-const OpInfo kOps[] = {
-    {Op::kCeFwd, "ce_fwd", 1, 0, false, true, "xent_cross_entropy",
-     "cross-entropy forward, int64 labels, mean loss"},
-    {Op::kCeFwdGrad, "ce_fwd_grad", 1, 1, false, true, "xent_cross_entropy",
-     "cross-entropy forward + gradient into a separate buffer"},
-    {Op::kCeFwdGradInPlace, "ce_fwd_grad_inplace", 1, 1, true, false, "xent_cross_entropy",
-     "cross-entropy forward + gradient written over the logits"},
-    {Op::kKlFwdGrad, "kl_fwd_grad", 2, 1, false, true, "xent_divergence",
-     "KL(softmax(teacher) || softmax(student)) from two logit batches, batchmean, + grad wrt student"},
-    {Op::kJsdFwdGrad, "jsd_fwd_grad", 2, 1, false, false, "xent_divergence",
-     "generalized JSD (beta 0.5) from two logit batches, batchmean, + grad wrt student"},
-    {Op::kTokenLogprobs, "token_logprobs", 1, 0, false, true, "xent_token_logprobs",
-     "per-row log-probability of the label (log_softmax + gather)"},
-    {Op::kSoftmax, "softmax", 1, 1, false, true, "xent_softmax", "probs = softmax(logits) into a separate buffer"},
-    {Op::kSoftmaxBackward, "softmax_backward", 2, 1, false, false, "xent_softmax_backward",
-     "grad_input = y (g - sum g y) from probs y and grad_output g"},
-    {Op::kBceFwdGrad, "bce_fwd_grad", 2, 1, false, false, "xent_bce_with_logits",
-     "BCE with logits (targets in the logits' dtype), mean, + gradient"},
-};
-
-const OpInfo& Info(Op op) {
-  for (const OpInfo& i : kOps)
-    if (i.op == op) return i;
-  std::abort();
-}
-
-int BwClassOf(const OpInfo& i) { return i.writes == 0 ? kBwRead : (i.inplace ? kBwInPlace : kBwCopy); }
-
-// ---------------------------------------------------------------------------
-// Optional symbols (resolved at run time so a library without them still runs
-// the rest).
-struct Api {
-  decltype(&xent_divergence_args_init) divergence_init = nullptr;
-  decltype(&xent_divergence) divergence = nullptr;
-  decltype(&xent_token_logprobs_args_init) token_logprobs_init = nullptr;
-  decltype(&xent_token_logprobs) token_logprobs = nullptr;
-  decltype(&xent_softmax_args_init) softmax_init = nullptr;
-  decltype(&xent_softmax) softmax = nullptr;
-  decltype(&xent_softmax_backward_args_init) softmax_backward_init = nullptr;
-  decltype(&xent_softmax_backward) softmax_backward = nullptr;
-  decltype(&xent_bce_args_init) bce_init = nullptr;
-  decltype(&xent_bce_with_logits) bce = nullptr;
-};
-Api g_api;
-
-template <class F>
-void Resolve(F* f, const char* name) {
-  *f = reinterpret_cast<F>(dlsym(RTLD_DEFAULT, name));
-}
-
-void ResolveApi() {
-  Resolve(&g_api.divergence_init, "xent_divergence_args_init");
-  Resolve(&g_api.divergence, "xent_divergence");
-  Resolve(&g_api.token_logprobs_init, "xent_token_logprobs_args_init");
-  Resolve(&g_api.token_logprobs, "xent_token_logprobs");
-  Resolve(&g_api.softmax_init, "xent_softmax_args_init");
-  Resolve(&g_api.softmax, "xent_softmax");
-  Resolve(&g_api.softmax_backward_init, "xent_softmax_backward_args_init");
-  Resolve(&g_api.softmax_backward, "xent_softmax_backward");
-  Resolve(&g_api.bce_init, "xent_bce_args_init");
-  Resolve(&g_api.bce, "xent_bce_with_logits");
-}
-
-bool Available(Op op) {
-  switch (op) {
-    case Op::kCeFwd:
-    case Op::kCeFwdGrad:
-    case Op::kCeFwdGradInPlace: return true;
-    case Op::kKlFwdGrad:
-    case Op::kJsdFwdGrad: return g_api.divergence && g_api.divergence_init;
-    case Op::kTokenLogprobs: return g_api.token_logprobs && g_api.token_logprobs_init;
-    case Op::kSoftmax: return g_api.softmax && g_api.softmax_init;
-    case Op::kSoftmaxBackward: return g_api.softmax_backward && g_api.softmax_backward_init;
-    case Op::kBceFwdGrad: return g_api.bce && g_api.bce_init;
-  }
-  return false;
-}
-
-// ---------------------------------------------------------------------------
-// Buffers: one per role, 64-byte aligned, pre-faulted when (re)allocated,
-// reused across benchmarks; the content is regenerated only when the shape,
-// dtype or kind changes (or after an in-place benchmark overwrote it).
-int AllThreads() {
-#ifdef _OPENMP
-  return omp_get_max_threads();
-#else
-  return 1;
-#endif
-}
-
-enum class Content { kLogits, kProbs01, kSmallProbs, kSigned };
-
-struct Buffer {
-  uint8_t* p = nullptr;
-  size_t cap = 0;
-  std::string key;  // what the buffer holds now ("" = nothing valid)
-};
-// Inputs are kept per dtype (so benchmarks of both dtypes can interleave
-// without regenerating data); the output buffer is shared.
-enum Slot { kSlotX = 0, kSlotT = 1, kSlotOut = 2 };
-Buffer g_in[2][2];  // [dtype][kSlotX / kSlotT]
-Buffer g_out;
-Buffer& Buf(Slot s, xb::Dt dt) { return s == kSlotOut ? g_out : g_in[dt == xb::Dt::kF32 ? 0 : 1][s]; }
-std::vector<int64_t> g_labels;
-std::string g_labels_key;
-std::vector<float> g_rows;  // B per-row outputs
-
-uint8_t* Ensure(Buffer& b, size_t bytes) {
-  if (b.cap >= bytes) return b.p;
-  std::free(b.p);
-  b.p = nullptr;
-  b.cap = 0;
-  b.key.clear();
-  const size_t rounded = (bytes + 63) / 64 * 64;
-  b.p = static_cast<uint8_t*>(std::aligned_alloc(64, rounded));
-  if (b.p == nullptr) {
-    std::fprintf(stderr, "bench_xent: cannot allocate %zu bytes\n", rounded);
-    std::exit(2);
-  }
-  // Pre-fault every page (first touch costs ~1 ns per float on this class of
-  // machine, more than the bandwidth floor).
-  xb::ParallelFill(reinterpret_cast<float*>(b.p), rounded / 4, 0.0f, 0);
-  b.cap = rounded;
-  return b.p;
-}
-
-inline uint64_t Mix(uint64_t z) {  // splitmix64
-  z += 0x9E3779B97F4A7C15ull;
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
-
-inline uint16_t ToBF16(float f) {
-  uint32_t u;
-  std::memcpy(&u, &f, 4);
-  u += 0x7FFFu + ((u >> 16) & 1u);
-  return static_cast<uint16_t>(u >> 16);
-}
-
-void Generate(void* dst, xb::Dt dt, size_t n, Content c, uint64_t seed, size_t V) {
-  const long long nn = static_cast<long long>(n);
-  const float small = 2.0f / static_cast<float>(V);
-#ifdef _OPENMP
-#pragma omp parallel for schedule(static)
-#endif
-  for (long long i = 0; i < nn; ++i) {
-    const uint64_t h = Mix(seed * 0x100000000ull + static_cast<uint64_t>(i));
-    const float u1 = static_cast<float>(h >> 40) * (1.0f / 16777216.0f);
-    const float u2 = static_cast<float>((h >> 16) & 0xFFFFFF) * (1.0f / 16777216.0f);
-    float v = 0.0f;
-    switch (c) {
-      case Content::kLogits: v = 6.0f * (u1 + u2 - 1.0f); break;  // triangular on [-6, 6]
-      case Content::kProbs01: v = u1; break;
-      case Content::kSmallProbs: v = u1 * small; break;
-      case Content::kSigned: v = 2.0f * u1 - 1.0f; break;
-    }
-    if (dt == xb::Dt::kF32) {
-      static_cast<float*>(dst)[i] = v;
-    } else {
-      static_cast<uint16_t*>(dst)[i] = ToBF16(v);
-    }
-  }
-}
-
-void Fill(Slot s, xb::Dt dt, size_t B, size_t V, Content c, uint64_t seed) {
-  const size_t bytes = B * V * xb::DtSize(dt);
-  Buffer& b = Buf(s, dt);
-  Ensure(b, bytes);
-  char key[160];
-  std::snprintf(key, sizeof(key), "%d/%zux%zu/%d/%llu", static_cast<int>(dt), B, V, static_cast<int>(c),
-                static_cast<unsigned long long>(seed));
-  if (b.key == key) return;
-  Generate(b.p, dt, B * V, c, seed, V);
-  b.key = key;
-}
-
-void FillLabels(size_t B, size_t V) {
-  const std::string key = std::to_string(B) + "x" + std::to_string(V);
-  if (g_labels_key == key) return;
-  g_labels.resize(B);
-  for (size_t i = 0; i < B; ++i) g_labels[i] = static_cast<int64_t>(Mix(7000000 + i) % V);
-  g_labels_key = key;
-}
-
-// ---------------------------------------------------------------------------
-// A benchmark case.
-struct Case {
-  Op op;
-  xb::Dt dt;
-  size_t B, V;
-  int threads;         // 0 = all
-  std::string target;  // xent: "auto" or a target name; scalar_ref: ""
-  bool ref;            // the scalar C++ reference instead of xent
-};
-
-int32_t XentDtype(xb::Dt d) { return d == xb::Dt::kF32 ? XENT_F32 : XENT_BF16; }
-
-void Prepare(const Case& c) {
-  const OpInfo& info = Info(c.op);
-  const bool sb = c.op == Op::kSoftmaxBackward;
-  Fill(kSlotX, c.dt, c.B, c.V, sb ? Content::kSmallProbs : Content::kLogits, 1);
-  if (info.reads == 2) {
-    Content tc = Content::kLogits;
-    if (c.op == Op::kBceFwdGrad) tc = Content::kProbs01;
-    if (sb) tc = Content::kSigned;
-    Fill(kSlotT, c.dt, c.B, c.V, tc, 2);
-  }
-  if (info.writes == 1 && !info.inplace) Ensure(g_out, c.B * c.V * xb::DtSize(c.dt));
-  if (c.op == Op::kCeFwd || c.op == Op::kCeFwdGrad || c.op == Op::kCeFwdGradInPlace ||
-      c.op == Op::kTokenLogprobs)
-    FillLabels(c.B, c.V);
-  if (g_rows.size() < c.B) g_rows.resize(c.B);
-}
-
-float g_sink = 0.0f;  // results go here so nothing is optimized away
-
-// Runs the case on the first `rows` rows.
-xent_status CallXent(const Case& c, size_t rows, float* loss_out = nullptr) {
-  const OpInfo& info = Info(c.op);
-  const int32_t dt = XentDtype(c.dt);
-  void* x = Buf(kSlotX, c.dt).p;
-  void* t = Buf(kSlotT, c.dt).p;
-  void* out = info.inplace ? x : g_out.p;
-  float loss = 0.0f;
-  xent_status rc = XENT_ERROR_INTERNAL;
-  switch (c.op) {
-    case Op::kCeFwd:
-    case Op::kCeFwdGrad:
-    case Op::kCeFwdGradInPlace: {
-      xent_cross_entropy_args a;
-      XENT_ARGS_INIT(xent_cross_entropy_args, &a);
-      a.batch = rows;
-      a.num_classes = c.V;
-      a.logits = x;
-      a.logits_dtype = dt;
-      a.target = g_labels.data();
-      a.target_dtype = XENT_I64;
-      a.reduction = XENT_REDUCTION_MEAN;
-      a.loss = &loss;
-      if (c.op != Op::kCeFwd) a.grad = out;
-      a.num_threads = c.threads;
-      rc = xent_cross_entropy(&a);
-      break;
-    }
-    case Op::kKlFwdGrad:
-    case Op::kJsdFwdGrad: {
-      xent_divergence_args a;
-      g_api.divergence_init(&a, sizeof(a));
-      a.batch = rows;
-      a.num_classes = c.V;
-      a.input = x;
-      a.input_dtype = dt;
-      a.input_kind = XENT_DIST_LOGITS;
-      a.target = t;
-      a.target_dtype = dt;
-      a.target_kind = XENT_DIST_LOGITS;
-      a.divergence = c.op == Op::kKlFwdGrad ? XENT_DIVERGENCE_KL : XENT_DIVERGENCE_JSD;
-      a.beta = 0.5f;
-      a.reduction = XENT_REDUCTION_BATCHMEAN;
-      a.loss = &loss;
-      a.grad_input = out;
-      a.num_threads = c.threads;
-      rc = g_api.divergence(&a);
-      break;
-    }
-    case Op::kTokenLogprobs: {
-      xent_token_logprobs_args a;
-      g_api.token_logprobs_init(&a, sizeof(a));
-      a.batch = rows;
-      a.num_classes = c.V;
-      a.logits = x;
-      a.logits_dtype = dt;
-      a.target = g_labels.data();
-      a.target_dtype = XENT_I64;
-      a.logprob = g_rows.data();
-      a.num_threads = c.threads;
-      rc = g_api.token_logprobs(&a);
-      loss = g_rows[0];
-      break;
-    }
-    case Op::kSoftmax: {
-      xent_softmax_args a;
-      g_api.softmax_init(&a, sizeof(a));
-      a.batch = rows;
-      a.num_classes = c.V;
-      a.logits = x;
-      a.logits_dtype = dt;
-      a.probs = out;
-      a.num_threads = c.threads;
-      rc = g_api.softmax(&a);
-      break;
-    }
-    case Op::kSoftmaxBackward: {
-      xent_softmax_backward_args a;
-      g_api.softmax_backward_init(&a, sizeof(a));
-      a.batch = rows;
-      a.num_classes = c.V;
-      a.output = x;
-      a.output_dtype = dt;
-      a.output_kind = XENT_DIST_PROBS;
-      a.grad_output = t;
-      a.grad_output_dtype = dt;
-      a.grad_input = out;
-      a.num_threads = c.threads;
-      rc = g_api.softmax_backward(&a);
-      break;
-    }
-    case Op::kBceFwdGrad: {
-      xent_bce_args a;
-      g_api.bce_init(&a, sizeof(a));
-      a.batch = rows;
-      a.num_classes = c.V;
-      a.logits = x;
-      a.logits_dtype = dt;
-      a.target = t;
-      a.target_dtype = dt;
-      a.reduction = XENT_REDUCTION_MEAN;
-      a.loss = &loss;
-      a.grad = out;
-      a.num_threads = c.threads;
-      rc = g_api.bce(&a);
-      break;
-    }
-  }
-  g_sink += loss;
-  if (loss_out) *loss_out = loss;
-  return rc;
-}
-
-// The scalar reference; out / row_out override the destinations (a check).
-double CallRef(const Case& c, size_t rows, void* out_override = nullptr, float* rows_override = nullptr) {
-  const OpInfo& info = Info(c.op);
-  xb::RefProblem p;
-  p.B = rows;
-  p.V = c.V;
-  p.dt = c.dt;
-  p.x = Buf(kSlotX, c.dt).p;
-  p.t = Buf(kSlotT, c.dt).p;
-  p.labels = g_labels.data();
-  p.out = out_override ? out_override : (info.inplace ? Buf(kSlotX, c.dt).p : g_out.p);
-  p.row_out = rows_override ? rows_override : g_rows.data();
-  p.threads = c.threads;
-  p.beta = 0.5f;
-  double r = 0.0;
-  switch (c.op) {
-    case Op::kCeFwd: r = xb::RefCeFwd(p); break;
-    case Op::kCeFwdGrad:
-    case Op::kCeFwdGradInPlace: r = xb::RefCeFwdGrad(p); break;
-    case Op::kKlFwdGrad: r = xb::RefKlFwdGrad(p); break;
-    case Op::kJsdFwdGrad: r = xb::RefJsdFwdGrad(p); break;
-    case Op::kTokenLogprobs: r = xb::RefTokenLogprobs(p); break;
-    case Op::kSoftmax: r = xb::RefSoftmax(p); break;
-    case Op::kSoftmaxBackward: r = xb::RefSoftmaxBackward(p); break;
-    case Op::kBceFwdGrad: r = xb::RefBceFwdGrad(p); break;
-  }
-  g_sink += static_cast<float>(r);
-  return r;
-}
-
-// Cross-check of xent against the scalar reference on the first `rows` rows
-// (run once per case, after xent's warm-up call left its outputs in place):
-// relative error of the loss, and the largest output difference relative to
-// the largest reference output. -1 = not applicable.
-struct Check {
-  double loss_rel = -1.0;
-  double out_rel = -1.0;
-};
-
-float LoadAny(const void* p, xb::Dt dt, size_t i) {
-  if (dt == xb::Dt::kF32) return static_cast<const float*>(p)[i];
-  const uint32_t u = static_cast<uint32_t>(static_cast<const uint16_t*>(p)[i]) << 16;
-  float f;
-  std::memcpy(&f, &u, 4);
-  return f;
-}
-
-Check CrossCheck(const Case& c, size_t rows, float xent_loss) {
-  const OpInfo& info = Info(c.op);
-  Check k;
-  if (info.inplace) return k;  // the logits are gone
-  const size_t n = rows * c.V;
-  std::vector<uint8_t> ref_out(info.writes ? n * xb::DtSize(c.dt) : 0);
-  std::vector<float> ref_rows(rows);
-  const double ref_loss = CallRef(c, rows, info.writes ? ref_out.data() : nullptr, ref_rows.data());
-  if (c.op == Op::kTokenLogprobs) {
-    double err = 0.0;
-    for (size_t i = 0; i < rows; ++i)
-      err = std::max(err, std::fabs(static_cast<double>(g_rows[i]) - ref_rows[i]) /
-                              std::max(1.0, std::fabs(static_cast<double>(ref_rows[i]))));
-    k.out_rel = err;
-    return k;
-  }
-  if (c.op != Op::kSoftmax && c.op != Op::kSoftmaxBackward)
-    k.loss_rel = std::fabs(static_cast<double>(xent_loss) - ref_loss) / std::max(1e-30, std::fabs(ref_loss));
-  if (info.writes) {
-    double err = 0.0, mx = 0.0;
-    for (size_t i = 0; i < n; ++i) {
-      const double a = LoadAny(g_out.p, c.dt, i), b = LoadAny(ref_out.data(), c.dt, i);
-      err = std::max(err, std::fabs(a - b));
-      mx = std::max(mx, std::fabs(b));
-      if (std::isnan(a) != std::isnan(b)) err = INFINITY;
-    }
-    k.out_rel = mx > 0 ? err / mx : err;
-  }
-  return k;
-}
+using xb::Case;
+using xb::Check;
+using xb::Info;
+using xb::kOps;
+using xb::Op;
+using xb::OpInfo;
+using xb::AllThreads;
+using xb::g_sink;
 
 std::string g_warm_key;  // the last case warmed up
 bool g_bw_used = false;
@@ -502,14 +71,6 @@ std::string CaseKey(const Case& c) {
 void RunCase(benchmark::State& st, const Case& c) {
   ReleaseBandwidthBuffers();
   const OpInfo& info = Info(c.op);
-  if (!c.ref && !Available(c.op)) {
-    const std::string msg = std::string("not available: ") + info.symbol + " is not exported by libxent " +
-                            xent_version_string();
-    st.SkipWithError(msg.c_str());
-    for (auto _ : st) {
-    }
-    return;
-  }
   if (!c.ref) {
     const xent_status fs = xent_force_target(c.target == "auto" ? nullptr : c.target.c_str());
     if (fs != XENT_OK) {
@@ -520,18 +81,12 @@ void RunCase(benchmark::State& st, const Case& c) {
       return;
     }
   }
-  Prepare(c);
+  xb::Prepare(c);
   auto refill = [&] {  // in place: restore the logits (untimed)
-    Buf(kSlotX, c.dt).key.clear();
-    Fill(kSlotX, c.dt, c.B, c.V, Content::kLogits, 1);
+    xb::InvalidateLogits(c.dt);
+    xb::Prepare(c);
   };
-  auto call = [&](size_t rows) -> xent_status {
-    if (c.ref) {
-      CallRef(c, rows);
-      return XENT_OK;
-    }
-    return CallXent(c, rows);
-  };
+  const std::string what = c.ref ? "scalar reference" : std::string("xent ") + info.name;
   // Warm-up (thread pool, scratch, code): once per case, on a slice of the
   // rows when the whole call is long.
   const std::string key = CaseKey(c);
@@ -539,11 +94,10 @@ void RunCase(benchmark::State& st, const Case& c) {
   if (g_warm_key != key) {
     const size_t rows = (c.B * c.V > (size_t{1} << 22)) ? std::min<size_t>(c.B, 64) : c.B;
     float loss = 0.0f;
-    const xent_status rc = c.ref ? (CallRef(c, rows), XENT_OK) : CallXent(c, rows, &loss);
-    if (rc == XENT_OK && !c.ref && checks.find(key) == checks.end()) checks[key] = CrossCheck(c, rows, loss);
+    const xent_status rc = c.ref ? (xb::CallRef(c, rows), XENT_OK) : xb::XentCall(c, rows).Run(&loss);
+    if (rc == XENT_OK && !c.ref && checks.find(key) == checks.end()) checks[key] = xb::CrossCheck(c, rows, loss);
     if (rc != XENT_OK) {
-      const std::string msg = std::string(info.symbol) + " failed: " + xent_status_string(rc) + ": " +
-                              xent_last_error();
+      const std::string msg = what + " failed: " + xent_status_string(rc) + ": " + xent_last_error();
       st.SkipWithError(msg.c_str());
       for (auto _ : st) {
       }
@@ -551,15 +105,15 @@ void RunCase(benchmark::State& st, const Case& c) {
     }
     g_warm_key = key;
   }
+  std::unique_ptr<xb::XentCall> call(c.ref ? nullptr : new xb::XentCall(c, c.B));
   double total = 0.0;
   for (auto _ : st) {
     if (info.inplace) refill();
     const auto t0 = std::chrono::steady_clock::now();
-    const xent_status rc = call(c.B);
+    const xent_status rc = c.ref ? (xb::CallRef(c, c.B), XENT_OK) : call->Run();
     const auto t1 = std::chrono::steady_clock::now();
     if (rc != XENT_OK) {
-      const std::string msg = std::string(info.symbol) + " failed: " + xent_status_string(rc) + ": " +
-                              xent_last_error();
+      const std::string msg = what + " failed: " + xent_status_string(rc) + ": " + xent_last_error();
       st.SkipWithError(msg.c_str());
       break;
     }
@@ -567,7 +121,7 @@ void RunCase(benchmark::State& st, const Case& c) {
     st.SetIterationTime(sec);
     total += sec;
   }
-  if (info.inplace) Buf(kSlotX, c.dt).key.clear();  // the logits now hold a gradient
+  if (info.inplace) xb::InvalidateLogits(c.dt);  // the logits now hold a gradient
   if (st.error_occurred()) return;
   const double logits = static_cast<double>(c.B) * static_cast<double>(c.V);
   const double iters = static_cast<double>(st.iterations());
@@ -735,12 +289,10 @@ std::vector<std::string> SupportedTargets() {
 int Main(int argc, char** argv) {
   Options o;
   if (!Parse(&argc, argv, &o)) return 0;
-  ResolveApi();
   const std::vector<std::string> supported = SupportedTargets();
 
   std::string avail;
   for (const OpInfo& i : kOps) {
-    if (!Available(i.op)) continue;
     avail += (avail.empty() ? "" : ",");
     avail += i.name;
   }
@@ -755,7 +307,7 @@ int Main(int argc, char** argv) {
       char model[64];
       std::snprintf(model, sizeof(model), "%d (%dR+%dW%s)", 4 * (i.reads + i.writes), i.reads, i.writes,
                     i.inplace ? " in place" : "");
-      std::printf("%-20s %-9s %-22s %s\n", i.name, Available(i.op) ? "yes" : "NO", model, i.what);
+      std::printf("%-20s %-9s %-22s %s\n", i.name, "yes", model, i.what);
     }
     return 0;
   }

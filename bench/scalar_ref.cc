@@ -75,28 +75,37 @@ ExpStats ExpRow(const T* x, size_t V, float* e) {
   return {static_cast<float>(s), m + static_cast<float>(std::log(s))};
 }
 
+// Row i of a B x V buffer.
+template <class T>
+T* Row(const void* base, size_t i, size_t V) {
+  return const_cast<T*>(static_cast<const T*>(base)) + i * V;
+}
+
+// log sum exp of a row (max, then the sum of exps; nothing stored).
+template <class T>
+double Lse(const T* r, size_t V) {
+  float m = -std::numeric_limits<float>::infinity();
+  for (size_t c = 0; c < V; ++c) m = std::fmax(m, Load(r, c));
+  double s = 0.0;
+  for (size_t c = 0; c < V; ++c) s += std::exp(Load(r, c) - m);
+  return m + std::log(s);
+}
+
 template <class T>
 double CeFwd(const RefProblem& p) {
-  const T* x = static_cast<const T*>(p.x);
   const double sum = ForRows(p, [&](size_t i) {
-    const T* r = x + i * p.V;
-    float m = -std::numeric_limits<float>::infinity();
-    for (size_t c = 0; c < p.V; ++c) m = std::fmax(m, Load(r, c));
-    double s = 0.0;
-    for (size_t c = 0; c < p.V; ++c) s += std::exp(Load(r, c) - m);
-    return m + std::log(s) - Load(r, static_cast<size_t>(p.labels[i]));
+    const T* r = Row<const T>(p.x, i, p.V);
+    return Lse(r, p.V) - Load(r, static_cast<size_t>(p.labels[i]));
   });
   return sum / static_cast<double>(p.B);
 }
 
 template <class T>
 double CeFwdGrad(const RefProblem& p) {
-  const T* x = static_cast<const T*>(p.x);
-  T* g = static_cast<T*>(p.out);
   const float scale = 1.0f / static_cast<float>(p.B);
   const double sum = ForRows(p, [&](size_t i) {
-    const T* r = x + i * p.V;
-    T* gr = g + i * p.V;
+    const T* r = Row<const T>(p.x, i, p.V);
+    T* gr = Row<T>(p.out, i, p.V);
     float* e = RowBuf(0, p.V);
     const size_t y = static_cast<size_t>(p.labels[i]);
     const float xy = Load(r, y);  // before an in-place gradient overwrites it
@@ -109,20 +118,34 @@ double CeFwdGrad(const RefProblem& p) {
   return sum / static_cast<double>(p.B);
 }
 
+// Row i of a student (x) and teacher (t) logit batch and the gradient, with
+// both sides' exps in the two row buffers (eq: student, ep: teacher).
+template <class T>
+struct TwoSides {
+  const T* s;
+  const T* t;
+  T* gr;
+  float *eq, *ep;
+  float lq, lp, iq, ip;  // log-sum-exps and inverse sums
+  TwoSides(const RefProblem& p, size_t i)
+      : s(Row<const T>(p.x, i, p.V)), t(Row<const T>(p.t, i, p.V)), gr(Row<T>(p.out, i, p.V)),
+        eq(RowBuf(0, p.V)), ep(RowBuf(1, p.V)) {
+    const ExpStats stq = ExpRow(s, p.V, eq), stp = ExpRow(t, p.V, ep);
+    lq = stq.lse;
+    lp = stp.lse;
+    iq = 1.0f / stq.sum;
+    ip = 1.0f / stp.sum;
+  }
+};
+
 template <class T>
 double KlFwdGrad(const RefProblem& p) {
-  const T* xs = static_cast<const T*>(p.x);
-  const T* xt = static_cast<const T*>(p.t);
-  T* g = static_cast<T*>(p.out);
   const float scale = 1.0f / static_cast<float>(p.B);
   const double sum = ForRows(p, [&](size_t i) {
-    const T* s = xs + i * p.V;
-    const T* t = xt + i * p.V;
-    T* gr = g + i * p.V;
-    float* eq = RowBuf(0, p.V);
-    float* ep = RowBuf(1, p.V);
-    const ExpStats stq = ExpRow(s, p.V, eq), stp = ExpRow(t, p.V, ep);
-    const float lq = stq.lse, lp = stp.lse, iq = 1.0f / stq.sum, ip = 1.0f / stp.sum;
+    const TwoSides<T> r(p, i);
+    const T *s = r.s, *t = r.t;
+    T* gr = r.gr;
+    const float *eq = r.eq, *ep = r.ep, lq = r.lq, lp = r.lp, iq = r.iq, ip = r.ip;
     double kl = 0.0;
     for (size_t c = 0; c < p.V; ++c) {
       const float q = eq[c] * iq, pp = ep[c] * ip;
@@ -138,18 +161,13 @@ double KlFwdGrad(const RefProblem& p) {
 
 template <class T>
 double JsdFwdGrad(const RefProblem& p) {
-  const T* xs = static_cast<const T*>(p.x);
-  const T* xt = static_cast<const T*>(p.t);
-  T* g = static_cast<T*>(p.out);
   const float beta = p.beta, scale = 1.0f / static_cast<float>(p.B);
   const double sum = ForRows(p, [&](size_t i) {
-    const T* s = xs + i * p.V;
-    const T* t = xt + i * p.V;
-    T* gr = g + i * p.V;
-    float* eq = RowBuf(0, p.V);
-    float* ep = RowBuf(1, p.V);
-    const ExpStats stq = ExpRow(s, p.V, eq), stp = ExpRow(t, p.V, ep);
-    const float lq = stq.lse, lp = stp.lse, iq = 1.0f / stq.sum, ip = 1.0f / stp.sum;
+    const TwoSides<T> r(p, i);
+    const T *s = r.s, *t = r.t;
+    T* gr = r.gr;
+    float *eq = r.eq, *ep = r.ep;
+    const float lq = r.lq, lp = r.lp, iq = r.iq, ip = r.ip;
     // loss = beta KL(P||M) + (1-beta) KL(Q||M); dL/dq_c = (1-beta) log(q_c/m_c),
     // then through softmax: q_c (d_c - sum q d). eq[c] <- d_c.
     double loss = 0.0;
@@ -176,14 +194,9 @@ double JsdFwdGrad(const RefProblem& p) {
 
 template <class T>
 double TokenLogprobs(const RefProblem& p) {
-  const T* x = static_cast<const T*>(p.x);
   ForRows(p, [&](size_t i) {
-    const T* r = x + i * p.V;
-    float m = -std::numeric_limits<float>::infinity();
-    for (size_t c = 0; c < p.V; ++c) m = std::fmax(m, Load(r, c));
-    double s = 0.0;
-    for (size_t c = 0; c < p.V; ++c) s += std::exp(Load(r, c) - m);
-    p.row_out[i] = static_cast<float>(Load(r, static_cast<size_t>(p.labels[i])) - (m + std::log(s)));
+    const T* r = Row<const T>(p.x, i, p.V);
+    p.row_out[i] = static_cast<float>(Load(r, static_cast<size_t>(p.labels[i])) - Lse(r, p.V));
     return 0.0;
   });
   return 0.0;
@@ -191,13 +204,10 @@ double TokenLogprobs(const RefProblem& p) {
 
 template <class T>
 double Softmax(const RefProblem& p) {
-  const T* x = static_cast<const T*>(p.x);
-  T* o = static_cast<T*>(p.out);
   ForRows(p, [&](size_t i) {
-    const T* r = x + i * p.V;
-    T* orow = o + i * p.V;
     float* e = RowBuf(0, p.V);
-    const float k = 1.0f / ExpRow(r, p.V, e).sum;
+    const float k = 1.0f / ExpRow(Row<const T>(p.x, i, p.V), p.V, e).sum;
+    T* orow = Row<T>(p.out, i, p.V);
     for (size_t c = 0; c < p.V; ++c) Store(orow, c, e[c] * k);
     return 0.0;
   });
@@ -206,13 +216,10 @@ double Softmax(const RefProblem& p) {
 
 template <class T>
 double SoftmaxBackward(const RefProblem& p) {
-  const T* y = static_cast<const T*>(p.x);
-  const T* go = static_cast<const T*>(p.t);
-  T* gi = static_cast<T*>(p.out);
   ForRows(p, [&](size_t i) {
-    const T* yr = y + i * p.V;
-    const T* gr = go + i * p.V;
-    T* o = gi + i * p.V;
+    const T* yr = Row<const T>(p.x, i, p.V);
+    const T* gr = Row<const T>(p.t, i, p.V);
+    T* o = Row<T>(p.out, i, p.V);
     double dot = 0.0;
     for (size_t c = 0; c < p.V; ++c) dot += Load(gr, c) * Load(yr, c);
     const float d = static_cast<float>(dot);
@@ -224,14 +231,11 @@ double SoftmaxBackward(const RefProblem& p) {
 
 template <class T>
 double BceFwdGrad(const RefProblem& p) {
-  const T* x = static_cast<const T*>(p.x);
-  const T* tg = static_cast<const T*>(p.t);
-  T* g = static_cast<T*>(p.out);
   const float scale = 1.0f / (static_cast<float>(p.B) * static_cast<float>(p.V));
   const double sum = ForRows(p, [&](size_t i) {
-    const T* r = x + i * p.V;
-    const T* tr = tg + i * p.V;
-    T* gr = g + i * p.V;
+    const T* r = Row<const T>(p.x, i, p.V);
+    const T* tr = Row<const T>(p.t, i, p.V);
+    T* gr = Row<T>(p.out, i, p.V);
     double acc = 0.0;
     for (size_t c = 0; c < p.V; ++c) {
       const float v = Load(r, c), y = Load(tr, c);

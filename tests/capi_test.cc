@@ -3,13 +3,16 @@
 #include <algorithm>
 #include <cfloat>
 #include <cmath>
-#include <thread>
 #include <cstring>
+#include <functional>
 #include <limits>
+#include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
-#include "tests/test_util.h"
+#include "tests/common/gtest_util.h"
+#include "tests/common/invalid.h"
 
 namespace xent_test {
 namespace {
@@ -25,32 +28,29 @@ namespace {
     }                                                                                        \
   } while (0)
 
-struct CeFixture {
-  size_t B = 20, V = 32000;
-  std::vector<float> logits, grad;
-  std::vector<int64_t> target;
-  Vec loss{1, 123.0f}, row_loss{20, 123.0f};
-  xent_cross_entropy_args a;
-  CeFixture() : logits(B * V, 0.5f), grad(B * V, 7.0f), target(B, 1) {
-    XENT_ARGS_INIT(xent_cross_entropy_args, &a);
-    a.batch = B;
-    a.num_classes = V;
-    a.logits = logits.data();
-    a.target = target.data();
-    a.loss = loss.data();
-    a.row_loss = row_loss.data();
-    a.grad = grad.data();
-  }
-  // No output written.
-  bool Untouched() const {
-    if (loss[0] != 123.0f) return false;
-    for (size_t i = 0; i < B; ++i)
-      if (row_loss[i] != 123.0f) return false;
-    for (float g : grad)
-      if (g != 7.0f) return false;
-    return loss.CanariesIntact() && row_loss.CanariesIntact();
-  }
-};
+// An args struct of `op` from its args_init, with batch and num_classes.
+template <class Args>
+Args Init(const abi::OpDesc& op, size_t B, size_t V) {
+  Args a;
+  EXPECT_EQ(Api::Linked().Init(op, &a, sizeof a), XENT_OK);
+  a.batch = B;
+  a.num_classes = V;
+  return a;
+}
+
+// Cross-entropy, B = 20 x V = 32000 logits 0.5, targets 1, with loss, row_loss
+// and gradient.
+std::unique_ptr<Case> CeCase() {
+  CaseSpec s(abi::kCrossEntropy, 20, 32000);
+  s.With("loss").With("row_loss").With("grad").Stride("logits", 32000).Stride("grad", 32000);
+  s.fill = false;
+  std::unique_ptr<Case> c(new Case(s));
+  c->buf("logits")->Fill(0.5);
+  for (size_t i = 0; i < 20; ++i) c->buf("target")->SetIndex(i, 1);
+  c->Seal();
+  return c;
+}
+xent_cross_entropy_args* CeArgs(Case& c) { return reinterpret_cast<xent_cross_entropy_args*>(c.args()); }
 
 TEST(CApi, StatusStringsAndVersion) {
   for (int s = 0; s <= 12; ++s) {
@@ -92,83 +92,90 @@ TEST(CApi, Targets) {
 }
 
 TEST(CApi, LastErrorIsPerThreadAndClearedOnSuccess) {
-  CeFixture f;
-  f.a.num_classes = 0;
-  EXPECT_NE(xent_cross_entropy(&f.a), XENT_OK);
+  auto c = CeCase();
+  CeArgs(*c)->num_classes = 0;
+  EXPECT_NE(c->Run(), XENT_OK);
   EXPECT_STRNE(xent_last_error(), "");
   std::string other;
   std::thread t([&] { other = xent_last_error(); });
   t.join();
   EXPECT_EQ(other, "");  // another thread sees its own (empty) state
-  f.a.num_classes = f.V;
-  EXPECT_EQ(xent_cross_entropy(&f.a), XENT_OK);
+  CeArgs(*c)->num_classes = 32000;
+  EXPECT_EQ(c->Run(), XENT_OK);
   EXPECT_STREQ(xent_last_error(), "");
+}
+
+// Runs the mutated cross-entropy case: the status, the message fragments, and
+// no buffer written.
+void ExpectCeError(const std::function<void(Case&, xent_cross_entropy_args&)>& mutate, xent_status want,
+                   std::initializer_list<const char*> frags) {
+  auto c = CeCase();
+  mutate(*c, *CeArgs(*c));
+  EXPECT_ERROR(c->Run(), want, "");
+  for (const char* frag : frags)
+    EXPECT_NE(std::string(xent_last_error()).find(frag), std::string::npos) << xent_last_error() << " / " << frag;
+  std::vector<std::string> problems;
+  c->CheckUntouched(&problems);
+  ExpectNoProblems(problems, xent_last_error());
 }
 
 TEST(CApi, CrossEntropyBadInput) {
   {
-    CeFixture f;
-    f.target[17] = 32000;
-    EXPECT_ERROR(xent_cross_entropy(&f.a), XENT_ERROR_TARGET_OUT_OF_RANGE, "target[17] = 32000 is outside [0, 32000)");
-    EXPECT_TRUE(f.Untouched());
-    f.target[17] = -1;
-    EXPECT_ERROR(xent_cross_entropy(&f.a), XENT_ERROR_TARGET_OUT_OF_RANGE, "target[17] = -1");
-    f.target[17] = -100;  // ignore_index: fine
-    EXPECT_EQ(xent_cross_entropy(&f.a), XENT_OK) << xent_last_error();
+    auto c = CeCase();
+    c->buf("target")->SetIndex(17, 32000);
+    EXPECT_ERROR(c->Run(), XENT_ERROR_TARGET_OUT_OF_RANGE, "target[17] = 32000 is outside [0, 32000)");
+    std::vector<std::string> problems;
+    c->CheckUntouched(&problems);
+    ExpectNoProblems(problems, "target[17] = 32000");
+    c->buf("target")->SetIndex(17, -1);
+    EXPECT_ERROR(c->Run(), XENT_ERROR_TARGET_OUT_OF_RANGE, "target[17] = -1");
+    c->buf("target")->SetIndex(17, -100);  // ignore_index: fine
+    EXPECT_EQ(c->Run(), XENT_OK) << xent_last_error();
   }
-  auto check = [](void (*mutate)(CeFixture&), xent_status want, std::initializer_list<const char*> frags) {
-    CeFixture f;
-    mutate(f);
-    const xent_status rc = xent_cross_entropy(&f.a);
-    EXPECT_EQ(rc, want) << xent_last_error();
-    for (const char* frag : frags)
-      EXPECT_NE(std::string(xent_last_error()).find(frag), std::string::npos) << xent_last_error() << " / " << frag;
-    EXPECT_TRUE(f.Untouched()) << xent_last_error();
-  };
-  check([](CeFixture& f) { f.a.logits = nullptr; }, XENT_ERROR_NULL_POINTER, {"logits is NULL"});
-  check([](CeFixture& f) { f.a.target = nullptr; }, XENT_ERROR_NULL_POINTER, {"target is NULL"});
-  check([](CeFixture& f) { f.a.num_classes = 0; }, XENT_ERROR_INVALID_SHAPE, {"num_classes = 0"});
-  check([](CeFixture& f) { f.a.logits_stride = 100; }, XENT_ERROR_INVALID_SHAPE,
-        {"logits_stride (100) < num_classes (32000)"});
-  check([](CeFixture& f) { f.a.grad_stride = 5; }, XENT_ERROR_INVALID_SHAPE, {"grad_stride (5)"});
-  check([](CeFixture& f) { f.a.logits_stride = SIZE_MAX / 2; }, XENT_ERROR_INVALID_SHAPE, {"overflows"});
-  check([](CeFixture& f) { f.a.batch = SIZE_MAX / 4; }, XENT_ERROR_INVALID_SHAPE, {"overflows"});
-  check([](CeFixture& f) { f.a.logits_dtype = 99; }, XENT_ERROR_INVALID_DTYPE, {"logits_dtype = 99"});
-  check([](CeFixture& f) { f.a.logits_dtype = XENT_I32; }, XENT_ERROR_INVALID_DTYPE, {"logits_dtype = 4"});
-  check([](CeFixture& f) { f.a.target_dtype = 42; }, XENT_ERROR_INVALID_DTYPE, {"target_dtype = 42"});
-  check([](CeFixture& f) { f.a.grad_dtype = XENT_BF16; }, XENT_ERROR_INVALID_DTYPE,
-        {"grad_dtype = 2", "f32 or the input's dtype"});
-  check([](CeFixture& f) { f.a.reduction = 3; }, XENT_ERROR_INVALID_ENUM, {"reduction = 3"});
-  check([](CeFixture& f) { f.a.reduction = -1; }, XENT_ERROR_INVALID_ENUM, {"reduction = -1"});
-  check([](CeFixture& f) { f.a.label_smoothing = std::nanf(""); }, XENT_ERROR_INVALID_VALUE, {"label_smoothing = nan"});
-  check([](CeFixture& f) { f.a.label_smoothing = 1.5f; }, XENT_ERROR_INVALID_VALUE, {"label_smoothing = 1.5"});
-  check([](CeFixture& f) { f.a.z_loss = -1e-4f; }, XENT_ERROR_INVALID_VALUE, {"z_loss = -0.0001"});
-  check([](CeFixture& f) { f.a.softcap = std::numeric_limits<float>::infinity(); }, XENT_ERROR_INVALID_VALUE,
-        {"softcap = inf"});
-  check([](CeFixture& f) { f.a.softcap = 1e-40f; }, XENT_ERROR_INVALID_VALUE,
-        {"softcap = 9.99995e-41 is below FLT_MIN", "overflows f32"});
-  check([](CeFixture& f) { f.a.grad_scale = std::nanf(""); }, XENT_ERROR_INVALID_VALUE, {"grad_scale = nan"});
-  check([](CeFixture& f) { f.a.num_threads = -2; }, XENT_ERROR_INVALID_VALUE, {"num_threads = -2"});
-  check([](CeFixture& f) { f.a.reserved0 = 1; }, XENT_ERROR_INVALID_VALUE, {"reserved0"});
+  using A = xent_cross_entropy_args;
+  ExpectCeError([](Case&, A& a) { a.logits = nullptr; }, XENT_ERROR_NULL_POINTER, {"logits is NULL"});
+  ExpectCeError([](Case&, A& a) { a.target = nullptr; }, XENT_ERROR_NULL_POINTER, {"target is NULL"});
+  ExpectCeError([](Case&, A& a) { a.num_classes = 0; }, XENT_ERROR_INVALID_SHAPE, {"num_classes = 0"});
+  ExpectCeError([](Case&, A& a) { a.logits_stride = 100; }, XENT_ERROR_INVALID_SHAPE,
+                {"logits_stride (100) < num_classes (32000)"});
+  ExpectCeError([](Case&, A& a) { a.grad_stride = 5; }, XENT_ERROR_INVALID_SHAPE, {"grad_stride (5)"});
+  ExpectCeError([](Case&, A& a) { a.logits_stride = SIZE_MAX / 2; }, XENT_ERROR_INVALID_SHAPE, {"overflows"});
+  ExpectCeError([](Case&, A& a) { a.batch = SIZE_MAX / 4; }, XENT_ERROR_INVALID_SHAPE, {"overflows"});
+  ExpectCeError([](Case&, A& a) { a.logits_dtype = 99; }, XENT_ERROR_INVALID_DTYPE, {"logits_dtype = 99"});
+  ExpectCeError([](Case&, A& a) { a.logits_dtype = XENT_I32; }, XENT_ERROR_INVALID_DTYPE, {"logits_dtype = 4"});
+  ExpectCeError([](Case&, A& a) { a.target_dtype = 42; }, XENT_ERROR_INVALID_DTYPE, {"target_dtype = 42"});
+  ExpectCeError([](Case&, A& a) { a.grad_dtype = XENT_BF16; }, XENT_ERROR_INVALID_DTYPE,
+                {"grad_dtype = 2", "f32 or the input's dtype"});
+  ExpectCeError([](Case&, A& a) { a.reduction = 3; }, XENT_ERROR_INVALID_ENUM, {"reduction = 3"});
+  ExpectCeError([](Case&, A& a) { a.reduction = -1; }, XENT_ERROR_INVALID_ENUM, {"reduction = -1"});
+  ExpectCeError([](Case&, A& a) { a.label_smoothing = std::nanf(""); }, XENT_ERROR_INVALID_VALUE,
+                {"label_smoothing = nan"});
+  ExpectCeError([](Case&, A& a) { a.label_smoothing = 1.5f; }, XENT_ERROR_INVALID_VALUE, {"label_smoothing = 1.5"});
+  ExpectCeError([](Case&, A& a) { a.z_loss = -1e-4f; }, XENT_ERROR_INVALID_VALUE, {"z_loss = -0.0001"});
+  ExpectCeError([](Case&, A& a) { a.softcap = std::numeric_limits<float>::infinity(); }, XENT_ERROR_INVALID_VALUE,
+                {"softcap = inf"});
+  ExpectCeError([](Case&, A& a) { a.softcap = 1e-40f; }, XENT_ERROR_INVALID_VALUE,
+                {"softcap = 9.99995e-41 is below FLT_MIN", "overflows f32"});
+  ExpectCeError([](Case&, A& a) { a.grad_scale = std::nanf(""); }, XENT_ERROR_INVALID_VALUE, {"grad_scale = nan"});
+  ExpectCeError([](Case&, A& a) { a.num_threads = -2; }, XENT_ERROR_INVALID_VALUE, {"num_threads = -2"});
+  ExpectCeError([](Case&, A& a) { a.reserved0 = 1; }, XENT_ERROR_INVALID_VALUE, {"reserved0"});
   // Aliasing: gradient half-overlapping the logits; row_loss overlapping loss.
-  check([](CeFixture& f) { f.a.grad = f.logits.data() + 5; }, XENT_ERROR_ALIASING, {"grad overlaps logits"});
-  check([](CeFixture& f) { f.a.row_loss = f.a.loss; }, XENT_ERROR_ALIASING, {"overlaps"});
-  check([](CeFixture& f) { f.a.grad = f.logits.data(); f.a.grad_stride = f.V + 1; f.a.batch = 2; },
-        XENT_ERROR_ALIASING, {"grad overlaps logits"});
+  ExpectCeError([](Case& c, A& a) { a.grad = c.buf("logits")->as<float>() + 5; }, XENT_ERROR_ALIASING,
+                {"grad overlaps logits"});
+  ExpectCeError([](Case&, A& a) { a.row_loss = a.loss; }, XENT_ERROR_ALIASING, {"overlaps"});
+  ExpectCeError([](Case& c, A& a) { a.grad = c.buf("logits")->data(); a.grad_stride = 32001; a.batch = 2; },
+                XENT_ERROR_ALIASING, {"grad overlaps logits"});
   // In place is allowed; different stride interleaving is detected precisely.
   {
-    CeFixture f;
-    f.a.grad = f.logits.data();
-    EXPECT_EQ(xent_cross_entropy(&f.a), XENT_OK) << xent_last_error();
+    auto c = CeCase();
+    CeArgs(*c)->grad = c->buf("logits")->data();
+    EXPECT_EQ(c->Run(), XENT_OK) << xent_last_error();
   }
   {
     // Two matrices interleaved in one buffer (stride 2V): disjoint, allowed.
     std::vector<float> buf(2 * 4 * 10, 0.25f);
     std::vector<int64_t> y(4, 3);
-    xent_cross_entropy_args a;
-    XENT_ARGS_INIT(xent_cross_entropy_args, &a);
-    a.batch = 4;
-    a.num_classes = 10;
+    auto a = Init<xent_cross_entropy_args>(abi::kCrossEntropy, 4, 10);
     a.logits = buf.data();
     a.logits_stride = 20;
     a.grad = buf.data() + 10;
@@ -181,14 +188,16 @@ TEST(CApi, CrossEntropyBadInput) {
 }
 
 TEST(CApi, StructVersioning) {
-  CeFixture f;
+  auto c = CeCase();
   EXPECT_ERROR(xent_cross_entropy(nullptr), XENT_ERROR_NULL_POINTER, "args is NULL");
   // Too small (an uninitialized or older-than-v1 struct).
-  f.a.struct_size = 16;
-  EXPECT_ERROR(xent_cross_entropy(&f.a), XENT_ERROR_INVALID_STRUCT, "struct_size = 16", "_init");
-  f.a.struct_size = 1u << 20;
-  EXPECT_ERROR(xent_cross_entropy(&f.a), XENT_ERROR_INVALID_STRUCT, "implausibly large");
-  EXPECT_TRUE(f.Untouched());
+  CeArgs(*c)->struct_size = 16;
+  EXPECT_ERROR(c->Run(), XENT_ERROR_INVALID_STRUCT, "struct_size = 16", "_init");
+  CeArgs(*c)->struct_size = 1u << 20;
+  EXPECT_ERROR(c->Run(), XENT_ERROR_INVALID_STRUCT, "implausibly large");
+  std::vector<std::string> problems;
+  c->CheckUntouched(&problems);
+  ExpectNoProblems(problems, "struct_size");
   // A newer caller's larger struct: zero extra bytes are accepted, a set one
   // (a feature this library lacks) is refused.
   struct Bigger {
@@ -198,11 +207,12 @@ TEST(CApi, StructVersioning) {
   ASSERT_EQ(xent_cross_entropy_args_init(&big.a, sizeof(big)), XENT_OK);
   EXPECT_EQ(big.a.struct_size, sizeof(big));
   EXPECT_EQ(big.future_field, 0u);  // init zeroes what it does not know
-  big.a.batch = f.B;
-  big.a.num_classes = f.V;
-  big.a.logits = f.logits.data();
-  big.a.target = f.target.data();
-  big.a.loss = f.loss.data();
+  big.a.batch = 20;
+  big.a.num_classes = 32000;
+  big.a.logits = c->buf("logits")->data();
+  big.a.logits_stride = 32000;
+  big.a.target = c->buf("target")->data();
+  big.a.loss = c->buf("loss")->as<float>();
   EXPECT_EQ(xent_cross_entropy(&big.a), XENT_OK) << xent_last_error();
   big.future_field = 1;
   EXPECT_ERROR(xent_cross_entropy(&big.a), XENT_ERROR_INVALID_STRUCT, "newer field");
@@ -225,10 +235,7 @@ TEST(CApi, OtherOpsBadInput) {
   std::vector<float> x(6 * 10, 0.1f), t(6 * 10, 0.1f), out(6 * 10, 9.0f);
   std::vector<int64_t> y(6, 2);
   {
-    xent_softmax_args a;
-    XENT_ARGS_INIT(xent_softmax_args, &a);
-    a.batch = 6;
-    a.num_classes = 10;
+    auto a = Init<xent_softmax_args>(abi::kSoftmax, 6, 10);
     a.logits = x.data();
     EXPECT_ERROR(xent_softmax(&a), XENT_ERROR_NULL_POINTER, "no output requested");
     a.probs = out.data();
@@ -245,10 +252,7 @@ TEST(CApi, OtherOpsBadInput) {
     for (float v : out) EXPECT_EQ(v, 9.0f);
   }
   {
-    xent_divergence_args a;
-    XENT_ARGS_INIT(xent_divergence_args, &a);
-    a.batch = 6;
-    a.num_classes = 10;
+    auto a = Init<xent_divergence_args>(abi::kDivergence, 6, 10);
     a.input = x.data();
     a.target = t.data();
     a.input_kind = 7;
@@ -275,10 +279,7 @@ TEST(CApi, OtherOpsBadInput) {
     EXPECT_ERROR(xent_divergence(&a), XENT_ERROR_ALIASING, "grad_target overlaps target");
   }
   {
-    xent_bce_args a;
-    XENT_ARGS_INIT(xent_bce_args, &a);
-    a.batch = 6;
-    a.num_classes = 10;
+    auto a = Init<xent_bce_args>(abi::kBce, 6, 10);
     a.logits = x.data();
     EXPECT_ERROR(xent_bce_with_logits(&a), XENT_ERROR_NULL_POINTER, "target is NULL");
     a.target = t.data();
@@ -287,10 +288,7 @@ TEST(CApi, OtherOpsBadInput) {
     EXPECT_ERROR(xent_bce_with_logits(&a), XENT_ERROR_INVALID_SHAPE, "weight_stride (3)");
   }
   {
-    xent_token_logprobs_args a;
-    XENT_ARGS_INIT(xent_token_logprobs_args, &a);
-    a.batch = 6;
-    a.num_classes = 10;
+    auto a = Init<xent_token_logprobs_args>(abi::kTokenLogprobs, 6, 10);
     a.logits = x.data();
     float lp[6];
     a.logprob = lp;
@@ -300,10 +298,7 @@ TEST(CApi, OtherOpsBadInput) {
     EXPECT_ERROR(xent_token_logprobs(&a), XENT_ERROR_INVALID_DTYPE, "target_dtype = 1");
   }
   {
-    xent_softmax_backward_args a;
-    XENT_ARGS_INIT(xent_softmax_backward_args, &a);
-    a.batch = 6;
-    a.num_classes = 10;
+    auto a = Init<xent_softmax_backward_args>(abi::kSoftmaxBackward, 6, 10);
     a.output = x.data();
     a.grad_output = t.data();
     a.grad_input = out.data();
@@ -318,29 +313,73 @@ TEST(CApi, OtherOpsBadInput) {
 // Misaligned pointers (not even element-aligned) simply work, as the
 // per-op suites check in depth; here for each op once.
 TEST(CApi, MisalignedPointersWork) {
-  std::vector<unsigned char> buf(4 * 33 * 4 + 16);
-  float* x = reinterpret_cast<float*>(buf.data() + 3);
-  for (int i = 0; i < 4 * 33; ++i) {
-    const float v = static_cast<float>(i % 7) * 0.3f;
-    std::memcpy(reinterpret_cast<unsigned char*>(x) + 4 * i, &v, 4);
+  for (const abi::OpDesc* op : abi::kAllOps) {
+    CaseSpec s(*op, 4, 33);
+    s.offset = 3;
+    for (size_t i = 0; i < op->num_fields; ++i) {
+      const abi::Field& f = op->fields[i];
+      if (f.role == abi::Role::kOutMat || f.role == abi::Role::kOutVec) s.With(f.name);
+      if (f.role == abi::Role::kLabels || f.role == abi::Role::kClassTarget) s.With(f.name).Offset(f.name, 1);
+    }
+    ExpectCase(s);
   }
-  std::vector<unsigned char> ybuf(4 * 8 + 8);
-  int64_t* y = reinterpret_cast<int64_t*>(ybuf.data() + 1);
-  for (int i = 0; i < 4; ++i) {
-    const int64_t v = i;
-    std::memcpy(reinterpret_cast<unsigned char*>(y) + 8 * i, &v, 8);
+  // In place, misaligned, cross-entropy.
+  CaseSpec s(abi::kCrossEntropy, 4, 33);
+  s.With("loss").InPlace("grad").Offset("target", 1).offset = 3;
+  Case c(s);
+  ExpectRun(c);
+  EXPECT_TRUE(std::isfinite(c.buf("loss")->Get(0)) && c.buf("loss")->Get(0) > 0);
+}
+
+
+// ---------------------------------------------------------------------------
+// Every field of every operation as the table describes it: each invalid
+// value gets its documented status and a message naming the field, and a
+// failed call writes nothing; each allowed in-place pair works.
+// Every buffer field present (row weights per element).
+CaseSpec Full(const abi::OpDesc& op) {
+  CaseSpec s(op, 3, 10);
+  for (size_t i = 0; i < op.num_fields; ++i) {
+    const abi::Field& f = op.fields[i];
+    switch (f.role) {
+      case abi::Role::kInMat: case abi::Role::kOutMat: case abi::Role::kClassTarget: case abi::Role::kLabels:
+      case abi::Role::kRowWeights: case abi::Role::kInVec: case abi::Role::kOutVec: s.With(f.name); break;
+      default: break;
+    }
   }
-  float loss = 0;
-  xent_cross_entropy_args a;
-  XENT_ARGS_INIT(xent_cross_entropy_args, &a);
-  a.batch = 4;
-  a.num_classes = 33;
-  a.logits = x;
-  a.target = y;
-  a.loss = &loss;
-  a.grad = x;  // in place, misaligned
-  EXPECT_EQ(xent_cross_entropy(&a), XENT_OK) << xent_last_error();
-  EXPECT_TRUE(std::isfinite(loss) && loss > 0);
+  return s;
+}
+
+TEST(CApi, EveryFieldOfEveryOperation) {
+  for (const abi::OpDesc* op : abi::kAllOps) {
+    {
+      Case base(Full(*op));
+      ASSERT_EQ(base.Run(), XENT_OK) << base.Describe() << ": " << xent_last_error();
+    }
+    const Case shape(Full(*op));
+    const std::vector<Mutation> all = Mutations(shape);
+    EXPECT_GE(all.size(), 20u);
+    for (const Mutation& mu : all) {
+      SCOPED_TRACE(std::string(op->name) + ": " + mu.what);
+      Case c(Full(*op));
+      mu.apply(c);
+      const xent_status rc = c.Run();
+      EXPECT_EQ(rc, mu.want) << xent_last_error();
+      for (const std::string& frag : mu.frags)
+        EXPECT_NE(std::string(xent_last_error()).find(frag), std::string::npos)
+            << "message \"" << xent_last_error() << "\" lacks \"" << frag << "\"";
+      std::vector<std::string> problems;
+      c.CheckUntouched(&problems);
+      ExpectNoProblems(problems, mu.what);
+    }
+    // The allowed in-place pairs.
+    for (size_t i = 0; i < op->num_fields; ++i) {
+      const abi::Field& f = op->fields[i];
+      if (f.in_place == nullptr) continue;
+      CaseSpec s = Full(*op);
+      ExpectCase(s.InPlace(f.name));
+    }
+  }
 }
 
 }  // namespace

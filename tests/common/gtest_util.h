@@ -1,0 +1,54 @@
+// GoogleTest glue for the shared scaffolding: run a test on every SIMD target
+// of this machine, and report a case's problems as failures.
+#ifndef XENT_TESTS_COMMON_GTEST_UTIL_H_
+#define XENT_TESTS_COMMON_GTEST_UTIL_H_
+
+#include <string>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "tests/common/case.h"
+
+namespace xent_test {
+
+inline std::vector<std::string> Targets() {
+  std::vector<const char*> names(64);
+  const size_t n = xent_supported_targets(names.data(), names.size());
+  return std::vector<std::string>(names.begin(), names.begin() + static_cast<long>(n));
+}
+
+// Runs the test once per supported target (forced through the C API, which
+// steers libxent's own dispatch).
+class AllTargets : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override { ASSERT_EQ(xent_force_target(GetParam().c_str()), XENT_OK) << xent_last_error(); }
+  void TearDown() override { xent_force_target(nullptr); }
+};
+
+#define XENT_INSTANTIATE_ALL_TARGETS(suite)                                            \
+  INSTANTIATE_TEST_SUITE_P(Targets, suite, ::testing::ValuesIn(::xent_test::Targets()), \
+                           [](const ::testing::TestParamInfo<std::string>& i) { return i.param; })
+
+inline void ExpectNoProblems(const std::vector<std::string>& problems, const std::string& what) {
+  for (const std::string& p : problems) ADD_FAILURE() << what << ": " << p;
+}
+
+// Runs a built case: expects XENT_OK, the invariants and every output within
+// the contract's bounds of the float64 reference.
+inline void ExpectRun(Case& c) {
+  const xent_status rc = c.Run();
+  ASSERT_EQ(rc, XENT_OK) << c.Describe() << ": " << xent_last_error();
+  std::vector<std::string> problems;
+  c.CheckWritten(&problems);
+  c.Compare(c.Reference(Profile::kContract), Profile::kContract, &problems);
+  ExpectNoProblems(problems, c.Describe());
+}
+
+inline void ExpectCase(const CaseSpec& spec) {
+  Case c(spec);
+  ExpectRun(c);
+}
+
+}  // namespace xent_test
+
+#endif  // XENT_TESTS_COMMON_GTEST_UTIL_H_
