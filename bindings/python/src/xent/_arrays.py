@@ -15,6 +15,7 @@ from ctypes import POINTER, Structure, c_char_p, c_int32, c_int64, c_uint8, c_ui
 
 import numpy as np
 
+from . import _buffers
 from . import _lib as L
 
 try:  # optional: numpy bfloat16
@@ -341,8 +342,30 @@ def torch_dtype(code: int):
     return {L.XENT_F32: torch.float32, L.XENT_F16: torch.float16, L.XENT_BF16: torch.bfloat16}[code]
 
 
+def torch_code(dtype) -> int:
+    """The xent dtype code of a torch dtype (None when xent has none)."""
+    return _torch_code_map(_torch()).get(dtype)
+
+
+_ITEMSIZE = {L.XENT_F32: 4, L.XENT_BF16: 2, L.XENT_F16: 2}
+
+
 def empty(kind: str, shape, code: int):
-    """A new uninitialized array; returns (array, pointer)."""
+    """A new uninitialized array; returns (array, pointer). Arrays of at least
+    _buffers.THRESHOLD bytes come from xent's huge-page advised, recycled
+    buffers (see _buffers.py); smaller ones from numpy / torch."""
+    n = 1
+    for d in shape:
+        n *= d
+    nbytes = n * _ITEMSIZE.get(code, 4)
+    if nbytes >= _buffers.THRESHOLD:
+        buf = _buffers.buffer(nbytes)
+        if kind == "torch":
+            # frombuffer keeps `buf` (and so the block) alive as long as the storage
+            t = _torch().frombuffer(buf, dtype=torch_dtype(code), count=n).view(shape)
+            return t, ctypes.addressof(buf)
+        a = np.frombuffer(buf, dtype=np_dtype(code), count=n).reshape(shape)
+        return a, ctypes.addressof(buf)
     if kind == "torch":
         t = _torch().empty(shape, dtype=torch_dtype(code))
         return t, t.data_ptr()
