@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import torch as _torch
 
-from . import _api
+from . import _api, _arrays
 
 __all__ = [
     "cross_entropy", "kl_div", "binary_cross_entropy_with_logits", "log_softmax", "softmax", "kl_div_logits", "jsd",
@@ -44,24 +44,83 @@ def _check_float(t, name):
         raise ValueError("%s is on device '%s'; xent runs on CPU tensors" % (name, t.device))
 
 
-def _is_one(g):
-    return g.numel() == 1 and bool(g == 1)
+def _bump_version(t):
+    """Tells autograd that ``t`` was written in place (by the kernel, which
+    torch cannot see): an op that saved ``t`` (or its base) for its backward
+    then raises torch's usual "modified by an inplace operation" error
+    instead of computing with the overwritten values."""
+    if _increment_version is not None:
+        _increment_version(t)
+    elif t.dim() > 0:
+        t.narrow(0, 0, 0).zero_()  # an in-place op on an empty view bumps the shared version counter
+    else:
+        t.reshape(-1).narrow(0, 0, 0).zero_()
 
 
-def _scale_reduced(grad, g):
-    """grad * g for a scalar upstream gradient g (no pass when g == 1)."""
+_increment_version = getattr(getattr(_torch.autograd, "graph", None), "increment_version", None)
+
+
+def _no_double_backward(name):
+    if _torch.is_grad_enabled():
+        raise RuntimeError(
+            "xent.torch.%s: double backward is not supported: backward ran with create_graph=True (for "
+            "higher-order gradients), but the gradient comes out of xent's fused forward kernel and is not "
+            "itself differentiable. Use torch.nn.functional for higher-order gradients." % name)
+
+
+def _uniform(g):
+    """The value of ``g`` when all its elements are one value without reading
+    them all (a 1-element tensor or an expanded scalar, as
+    ``loss.sum().backward()`` passes), else None."""
+    if g.numel() == 1:
+        return g.reshape(()).item()
+    if g.dim() and all(s == 0 for s in g.stride()):
+        return g[(0,) * g.dim()].item()
+    return None
+
+
+def _scale_(grad, g, rows=False):
+    """``grad`` (this function's own buffer, which autograd receives next)
+    times the upstream gradient ``g``, in place; no pass at all when g is 1.
+    ``rows``: g holds one value per row of grad (reduction 'none' of a row
+    loss); otherwise g is a scalar or has grad's shape (elementwise losses).
+    The arithmetic is the one of ``grad * g.to(grad.dtype)``."""
     if grad is None:
         return None
-    if _is_one(g):
+    u = _uniform(g)
+    if u == 1.0:
         return grad
-    return grad * g.to(grad.dtype)
+    if rows:
+        if u is None and g.numel() and bool((g == 1).all()):  # O(rows): cheaper than the O(rows x V) product
+            return grad
+        return grad.mul_(g.reshape(-1, 1).to(grad.dtype))
+    return grad.mul_(g.to(grad.dtype))
 
 
-def _scale_rows(grad, g):
-    """grad (rows x V) times a per-row upstream gradient g (rows)."""
-    if grad is None:
-        return None
-    return grad * g.reshape(-1, 1).to(grad.dtype)
+class _Handoff:
+    """The gradient buffers a forward computed, handed to autograd by the
+    first backward without keeping a reference (so AccumulateGrad takes them
+    as ``x.grad`` instead of copying, and nothing B x V outlives the
+    backward). A second backward through the same graph (retain_graph=True)
+    recomputes them from the saved inputs, or raises when the gradient was
+    written over the input (inplace_backward)."""
+
+    __slots__ = ("grads", "taken")
+
+    def __init__(self, *grads):
+        self.grads = grads
+        self.taken = False
+
+    def take(self):
+        grads, self.grads, self.taken = self.grads, None, True
+        return grads
+
+
+def _second_backward_inplace(name):
+    return RuntimeError(
+        "xent.torch.%s(inplace_backward=True): backward ran a second time through the same graph "
+        "(retain_graph=True), but the gradient was written over the logits and handed to autograd by the first "
+        "backward, so it cannot be produced again. Use inplace_backward=False to backward more than once." % name)
 
 
 # ---------------------------------------------------------------------------
@@ -74,20 +133,34 @@ class _CrossEntropyFn(_torch.autograd.Function):
             raise NotImplementedError("xent.torch.cross_entropy: gradients with respect to probability targets "
                                       "are not supported (detach the target)")
         want = grad_enabled and ctx.needs_input_grad[0]
-        spec = ("inplace" if inplace else True) if want else None
-        r = _api.cross_entropy(logits, target, weight=weight, ignore_index=ignore_index, reduction=reduction,
-                               label_smoothing=label_smoothing, z_loss=z_loss, softcap=softcap, grad=spec,
-                               num_threads=num_threads)
-        loss, grad = r if want else (r, None)
-        ctx.grad = grad
+        kw = dict(weight=weight, ignore_index=ignore_index, reduction=reduction, label_smoothing=label_smoothing,
+                  z_loss=z_loss, softcap=softcap, num_threads=num_threads)
+        if not want:
+            return _api.cross_entropy(logits, target, **kw).to(logits.dtype)
+        loss, grad = _api.cross_entropy(logits, target, grad="inplace" if inplace else True, **kw)
+        if inplace:
+            _bump_version(logits)
+            grad = grad.detach()  # an alias of logits of its own, which autograd can take without a copy
+        else:
+            ctx.save_for_backward(logits, target)  # read only by a second backward (retain_graph=True)
+            ctx.kw = kw
+        ctx.handoff = _Handoff(grad)
+        ctx.inplace = inplace
         ctx.rows = reduction == "none"
         return loss.to(logits.dtype)
 
     @staticmethod
     def backward(ctx, g):
-        grad = ctx.grad
-        out = _scale_rows(grad, g) if ctx.rows else _scale_reduced(grad, g)
-        return out, None, None, None, None, None, None, None, None, None, None
+        _no_double_backward("cross_entropy")
+        h = ctx.handoff
+        if not h.taken:
+            (grad,) = h.take()
+        elif ctx.inplace:
+            raise _second_backward_inplace("cross_entropy")
+        else:
+            logits, target = ctx.saved_tensors
+            grad = _api.cross_entropy(logits, target, grad=True, **ctx.kw)[1]
+        return _scale_(grad, g, ctx.rows), None, None, None, None, None, None, None, None, None, None
 
 
 def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None, reduction="mean",
@@ -149,32 +222,42 @@ class _DivergenceFn(_torch.autograd.Function):
     def forward(ctx, inp, target, labels, fn, kwargs, elementwise, grad_enabled):
         want_i = grad_enabled and ctx.needs_input_grad[0]
         want_t = grad_enabled and ctx.needs_input_grad[1]
-        r = fn(inp, target, labels=labels, grad=True if want_i else None, grad_target=True if want_t else None,
-               **kwargs) if labels is not None else \
-            fn(inp, target, grad=True if want_i else None, grad_target=True if want_t else None, **kwargs)
+        if labels is not None:
+            kwargs = dict(kwargs, labels=labels)
+        r = fn(inp, target, grad=True if want_i else None, grad_target=True if want_t else None, **kwargs)
         gi = gt = None
         if want_t:
             loss, gi, gt = r
         elif want_i:
             loss, gi = r
         else:
-            loss = r
-        ctx.gi, ctx.gt = gi, gt
+            return r.to(inp.dtype)
+        ctx.save_for_backward(inp, target)  # read only by a second backward (retain_graph=True)
+        ctx.fn, ctx.kw, ctx.want = fn, kwargs, (want_i, want_t)
+        ctx.handoff = _Handoff(gi, gt)
         ctx.none = kwargs.get("reduction") == "none"
         ctx.elementwise = elementwise
         return loss.to(inp.dtype)
 
     @staticmethod
     def backward(ctx, g):
-        if ctx.none:
-            if ctx.elementwise:
-                gi = None if ctx.gi is None else ctx.gi * g.to(ctx.gi.dtype)
-                gt = None if ctx.gt is None else ctx.gt * g.to(ctx.gt.dtype)
-            else:
-                gi, gt = _scale_rows(ctx.gi, g), _scale_rows(ctx.gt, g)
+        _no_double_backward(ctx.fn.__name__)
+        h = ctx.handoff
+        if not h.taken:
+            gi, gt = h.take()
         else:
-            gi, gt = _scale_reduced(ctx.gi, g), _scale_reduced(ctx.gt, g)
-        return gi, gt, None, None, None, None, None
+            inp, target = ctx.saved_tensors
+            want_i, want_t = ctx.want
+            r = ctx.fn(inp, target, grad=True if want_i else None, grad_target=True if want_t else None, **ctx.kw)
+            gi, gt = (r[1], r[2]) if want_t else (r[1], None)
+        rows = ctx.none and not ctx.elementwise
+        return _scale_(gi, g, rows), _scale_(gt, g, rows), None, None, None, None, None
+
+
+def _empty_like(x):
+    """A new uninitialized tensor like the 2-D ``x``, from xent's buffers
+    (huge-page advised and recycled when large)."""
+    return _arrays.empty("torch", tuple(x.shape), _arrays.torch_code(x.dtype))[0]
 
 
 def _rows2d(x):
@@ -240,21 +323,25 @@ class _BceFn(_torch.autograd.Function):
             raise NotImplementedError("xent.torch.binary_cross_entropy_with_logits: gradients with respect to "
                                       "target, weight or pos_weight are not supported (detach them)")
         want = grad_enabled and ctx.needs_input_grad[0]
-        r = _api.binary_cross_entropy_with_logits(inp, target, weight=weight, reduction=reduction,
-                                                  pos_weight=pos_weight, grad=True if want else None,
-                                                  num_threads=num_threads)
-        loss, grad = r if want else (r, None)
-        ctx.grad = grad
-        ctx.none = reduction == "none"
+        kw = dict(weight=weight, reduction=reduction, pos_weight=pos_weight, num_threads=num_threads)
+        if not want:
+            return _api.binary_cross_entropy_with_logits(inp, target, **kw).to(inp.dtype)
+        loss, grad = _api.binary_cross_entropy_with_logits(inp, target, grad=True, **kw)
+        ctx.save_for_backward(inp, target)  # read only by a second backward (retain_graph=True)
+        ctx.kw = kw
+        ctx.handoff = _Handoff(grad)
         return loss.to(inp.dtype)
 
     @staticmethod
     def backward(ctx, g):
-        if ctx.none:
-            gi = None if ctx.grad is None else ctx.grad * g.to(ctx.grad.dtype)
+        _no_double_backward("binary_cross_entropy_with_logits")
+        h = ctx.handoff
+        if not h.taken:
+            (grad,) = h.take()
         else:
-            gi = _scale_reduced(ctx.grad, g)
-        return gi, None, None, None, None, None, None
+            inp, target = ctx.saved_tensors
+            grad = _api.binary_cross_entropy_with_logits(inp, target, grad=True, **ctx.kw)[1]
+        return _scale_(grad, g), None, None, None, None, None, None
 
 
 def binary_cross_entropy_with_logits(input, target, weight=None, size_average=None, reduce=None, reduction="mean",
@@ -284,6 +371,7 @@ class _SoftmaxFn(_torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, g):
+        _no_double_backward("log_softmax" if ctx.log else "softmax")
         (y,) = ctx.saved_tensors
         fn = _api.log_softmax_backward if ctx.log else _api.softmax_backward
         if g.dtype != y.dtype:
@@ -341,20 +429,23 @@ class _TokenLogprobsFn(_torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, g_lp, g_ent=None):
+        _no_double_backward("token_logprobs")
         logits, target = ctx.saved_tensors
         T, cap, ignore_index, num_threads = ctx.args
         grad = None
         if g_lp is not None and bool((g_lp != 0).any()):
             # d logprob / d logits = -(d CE row loss / d logits): one fused CE
             # call with row_scale = -g; a temperature T is folded in as CE on
-            # logits / T with softcap / T, times 1 / T.
-            x = logits if T == 1.0 else logits / T
-            grad = _torch.empty_like(x)
-            _api.cross_entropy(x, target, reduction="none", softcap=None if not cap else cap / T,
-                               ignore_index=ignore_index, row_scale=-g_lp.float().reshape(-1), grad=grad,
-                               num_threads=num_threads)
-            if T != 1.0:
-                grad = grad / T
+            # logits / T with softcap / T, times 1 / T (the gradient written
+            # over that scaled copy, then divided in place).
+            kw = dict(reduction="none", softcap=None if not cap else cap / T, ignore_index=ignore_index,
+                      row_scale=-g_lp.float().reshape(-1), num_threads=num_threads)
+            if T == 1.0:
+                grad = _api.cross_entropy(logits, target, grad=True, **kw)[1]
+            else:
+                grad = _torch.div(logits, T, out=_empty_like(logits))
+                _api.cross_entropy(grad, target, grad="inplace", **kw)
+                grad.div_(T)
         if g_ent is not None and bool((g_ent != 0).any()):
             x = logits.float()
             if cap:
@@ -368,7 +459,7 @@ class _TokenLogprobsFn(_torch.autograd.Function):
             gz = -p * (logp + h) * g_ent.float().reshape(-1, 1)
             gx = gz / T if not cap else gz * (1 - th * th) / T
             gx = gx.to(logits.dtype)
-            grad = gx if grad is None else grad + gx
+            grad = gx if grad is None else grad.add_(gx)
         if grad is None:
             grad = _torch.zeros_like(logits)
         return grad, None, None, None, None, None, None
