@@ -12,8 +12,18 @@ import ctypes
 
 import numpy as np
 
+from . import _arrays
 from . import _lib as L
 from ._arrays import (EMPTY_PTR, FLOAT_CODES, Mat, empty, f32_vector, indices, is_torch, matrix, scalar, view)
+
+try:  # the per-call path in C (_fast.c); without it, everything runs through the Python path below
+    from . import _fast
+except ImportError:  # pragma: no cover - a source tree without the built extension
+    _fast = None
+if _fast is not None:
+    _fast.bind(L.lib._handle, np.ndarray, empty, scalar)
+    _arrays.on_torch_import(lambda torch: _fast.bind_torch(
+        torch.Tensor, torch.strided, (torch.float32, torch.bfloat16, torch.float16, torch.int32, torch.int64)))
 
 __all__ = [
     "cross_entropy", "kl_div", "kl_div_logits", "jsd", "binary_cross_entropy_with_logits", "softmax",
@@ -118,6 +128,11 @@ def cross_entropy(logits, target, *, weight=None, ignore_index=-100, reduction="
     inputs; a per-row array for "none"), or (loss, grad). Errors raise
     TypeError (dtype) / ValueError (shape, value, range) with libxent's message.
     """
+    if _fast is not None and weight is None and row_scale is None:
+        r = _fast.cross_entropy(logits, target, ignore_index, reduction, label_smoothing, z_loss, softcap, grad,
+                                grad_scale, L._default_threads if num_threads is None else num_threads)
+        if r is not NotImplemented:
+            return r
     inplace = isinstance(grad, str) and grad == "inplace"
     m = _input(logits, "logits", inplace)
     op = L.cross_entropy_op
@@ -392,12 +407,20 @@ def _softmax(x, dim, temperature, *, probs=False, log_probs=False, lse=False, en
 def softmax(input, dim=-1, *, temperature=1.0, out=None, num_threads=None):
     """softmax(input / temperature) along `dim` (the last axis by default; other
     axes are moved last, at the price of a copy). `out` may be `input`."""
+    if _fast is not None and out is None and dim in (-1, getattr(input, "ndim", 0) - 1):
+        r = _fast.softmax(input, False, temperature, L._default_threads if num_threads is None else num_threads)
+        if r is not NotImplemented:
+            return r
     (p,), ndim, d = _softmax(input, dim, temperature, probs=True, out=out, num_threads=num_threads)
     return p if out is not None else _move_back(p, ndim, d)
 
 
 def log_softmax(input, dim=-1, *, temperature=1.0, out=None, num_threads=None):
     """log_softmax(input / temperature) along `dim`; `out` may be `input`."""
+    if _fast is not None and out is None and dim in (-1, getattr(input, "ndim", 0) - 1):
+        r = _fast.softmax(input, True, temperature, L._default_threads if num_threads is None else num_threads)
+        if r is not NotImplemented:
+            return r
     (p,), ndim, d = _softmax(input, dim, temperature, log_probs=True, out=out, num_threads=num_threads)
     return p if out is not None else _move_back(p, ndim, d)
 
@@ -455,6 +478,11 @@ def token_logprobs(logits, target, *, entropy=False, temperature=1.0, softcap=No
     """log softmax(z)[target] per row with z = softcap(logits) / temperature,
     without writing anything B x V; rows whose target is ignore_index get 0.
     With entropy=True returns (logprob, entropy)."""
+    if _fast is not None:
+        r = _fast.token_logprobs(logits, target, entropy, temperature, softcap, ignore_index,
+                                 L._default_threads if num_threads is None else num_threads)
+        if r is not NotImplemented:
+            return r
     m = matrix(logits, "logits")
     t = indices(target, "target", m.lead)
     op = L.token_logprobs_op

@@ -43,11 +43,23 @@ def _torch():
     return sys.modules.get("torch")
 
 
+_torch_hooks = []
+
+
+def on_torch_import(fn):
+    """Calls fn(torch) once torch is in use (now, if it already is)."""
+    _torch_hooks.append(fn)
+    if _torch_codes is not None:
+        fn(_torch())
+
+
 def _torch_code_map(torch):
     global _torch_codes
     if _torch_codes is None:
         _torch_codes = {torch.float32: L.XENT_F32, torch.bfloat16: L.XENT_BF16, torch.float16: L.XENT_F16,
                         torch.int32: L.XENT_I32, torch.int64: L.XENT_I64}
+        for fn in _torch_hooks:
+            fn(torch)
     return _torch_codes
 
 
@@ -337,9 +349,15 @@ def np_dtype(code: int):
     raise TypeError("no numpy dtype for xent dtype %d" % code)
 
 
+_torch_dtypes = None
+
+
 def torch_dtype(code: int):
-    torch = _torch()
-    return {L.XENT_F32: torch.float32, L.XENT_F16: torch.float16, L.XENT_BF16: torch.bfloat16}[code]
+    global _torch_dtypes
+    if _torch_dtypes is None:
+        torch = _torch()
+        _torch_dtypes = {L.XENT_F32: torch.float32, L.XENT_F16: torch.float16, L.XENT_BF16: torch.bfloat16}
+    return _torch_dtypes[code]
 
 
 def torch_code(dtype) -> int:

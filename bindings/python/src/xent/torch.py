@@ -21,6 +21,8 @@ import torch as _torch
 
 from . import _api, _arrays
 
+_arrays._torch_code_map(_torch)  # the C fast path recognizes tensors from now on
+
 __all__ = [
     "cross_entropy", "kl_div", "binary_cross_entropy_with_logits", "log_softmax", "softmax", "kl_div_logits", "jsd",
     "token_logprobs", "CrossEntropyLoss", "KLDivLoss", "BCEWithLogitsLoss", "JSDLoss",
@@ -72,6 +74,8 @@ def _uniform(g):
     """The value of ``g`` when all its elements are one value without reading
     them all (a 1-element tensor or an expanded scalar, as
     ``loss.sum().backward()`` passes), else None."""
+    if g.dim() == 0:
+        return g.item()
     if g.numel() == 1:
         return g.reshape(()).item()
     if g.dim() and all(s == 0 for s in g.stride()):
