@@ -6,9 +6,12 @@
 
 Same signatures, defaults, shapes and dtypes as torch.nn.functional (plus
 keyword-only extras). Each forward computes the loss AND the gradient in one
-kernel call (when the input requires grad and grad mode is on); backward only
-scales that gradient by the upstream gradient (and returns it untouched when
-the upstream gradient is 1, as for ``loss.backward()`` on a reduced loss).
+kernel call (when the input requires grad and grad mode is on); the first
+backward hands that buffer to autograd without keeping a reference (x.grad is
+that buffer, not a copy), scaled in place by the upstream gradient, or
+untouched when it is 1 (``loss.backward()``). A second backward through the
+same graph (retain_graph=True) recomputes it; double backward
+(create_graph=True) raises RuntimeError.
 
 Supported: CPU tensors of dtype float32, bfloat16 or float16 (other dtypes
 raise TypeError, other devices ValueError). Class dimension: as torch (dim 1
@@ -177,7 +180,10 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
     ``inplace_backward`` (write the gradient over ``input`` instead of a new
     buffer, as Liger-Kernel does: saves B x V memory and traffic, but ``input``
     is overwritten — only for logits nothing else reads afterwards, e.g. the
-    output of a Linear layer), ``num_threads`` (0 = all cores).
+    output of a Linear layer; an op that saved ``input`` for its backward
+    then raises autograd's in-place error; a view is safe, the gradient flows
+    to its base; on a leaf, x.grad is x's memory; a second backward through
+    the graph raises), ``num_threads`` (0 = all cores).
     """
     reduction = _legacy_reduction(size_average, reduce, reduction)
     _check_float(input, "input")
