@@ -82,6 +82,254 @@ class Case:
         return f"e2e/{self.workload}/{self.dtype}/{B}x{V}{hidden}/threads:{self.threads}/variant:{variant}"
 
 
+class Suite:
+    """Builds the cases; every variant is a closure over the locals of one
+    builder call (so nothing is rebound while it runs)."""
+
+    def __init__(self, args, torch, F, np, xent, xF, api, L, gen, have_compile):
+        self.torch, self.F, self.np, self.xent, self.xF, self.api, self.L = torch, F, np, xent, xF, api, L
+        self.gen, self.have_compile = gen, have_compile
+        self.compiled = {}
+        self.data = {}
+
+    def reset_compiled(self):
+        if self.have_compile:
+            self.torch._dynamo.reset()
+        self.compiled.clear()
+
+    def compiled_fn(self, key, fn):
+        if key not in self.compiled:
+            self.compiled[key] = self.torch.compile(fn)
+        return self.compiled[key]
+
+    def logits(self, b, v, scale=3.0):
+        return (self.torch.rand(b, v, generator=self.gen) * 2 - 1) * scale
+
+    def inputs(self, B, V, dt):
+        """Logits (f32, or rounded to bf16) and targets, made once per shape."""
+        torch = self.torch
+        if (B, V) not in self.data:
+            self.data = {(B, V): (self.logits(B, V), torch.randint(0, V, (B,), generator=self.gen))}
+        x, t = self.data[(B, V)]
+        return (x if dt == "f32" else x.to(torch.bfloat16)), t
+
+    def prefaulted(self, shape, dtype):
+        t = self.torch.empty(shape, dtype=dtype)
+        t.fill_(0)
+        return t
+
+    @staticmethod
+    def backward_loop(x, loss_fn):
+        def f():
+            x.grad = None
+            loss_fn().backward()
+
+        return f
+
+    def no_grad(self, fn):
+        torch = self.torch
+
+        def f():
+            with torch.no_grad():
+                fn()
+
+        return f
+
+    # -- small calls ---------------------------------------------------------
+    def small(self, SB, SV):
+        torch, F, np, xent, xF, api, L = self.torch, self.F, self.np, self.xent, self.xF, self.api, self.L
+        case = Case("small", "f32", (SB, SV), 1, unit="us")
+        xs = self.logits(SB, SV)
+        ts = torch.randint(0, SV, (SB,), generator=self.gen)
+        xn, tn = xs.numpy(), ts.numpy()
+        gn = np.zeros_like(xn)
+        op = L.cross_entropy_op
+        a = op.args()
+        a.batch, a.num_classes, a.logits, a.logits_dtype = SB, SV, xn.ctypes.data, L.XENT_F32
+        a.target, a.target_dtype = tn.ctypes.data, L.XENT_I64
+        loss_c = ctypes.c_float()
+        a.loss = ctypes.addressof(loss_c)
+        a.num_threads = 1
+        ag = L.CrossEntropyArgs.from_buffer_copy(a)
+        ag.grad = gn.ctypes.data
+        fn_c, ra, rg = op.fn, ctypes.byref(a), ctypes.byref(ag)
+        case.keep = (a, ag, loss_c)  # the structs the prepared calls point into
+        calls = 200
+        case.add("kernel fwd (prepared C call)", lambda: fn_c(ra), calls)
+        case.add("kernel fwd+grad (prepared C call)", lambda: fn_c(rg), calls)
+        case.add("numpy fwd", lambda: xent.cross_entropy(xn, tn), calls)
+        case.add("numpy fwd+grad (caller buffer)", lambda: xent.cross_entropy(xn, tn, grad=gn), calls)
+        case.add("numpy fwd+grad (grad=True)", lambda: xent.cross_entropy(xn, tn, grad=True), calls)
+        fast = api._fast
+
+        def python_path():
+            api._fast = None
+            try:
+                xent.cross_entropy(xn, tn)
+            finally:
+                api._fast = fast
+
+        case.add("numpy fwd (Python path)", python_path, calls)
+        case.add("xent.torch fwd (no grad)", self.no_grad(lambda: xF.cross_entropy(xs, ts)), calls)
+        xr = xs.clone().requires_grad_()
+        case.add("xent.torch fwd+bwd", self.backward_loop(xr, lambda: xF.cross_entropy(xr, ts)), calls)
+        case.add("torch eager fwd (no grad)", self.no_grad(lambda: F.cross_entropy(xs, ts)), calls)
+        case.add("torch eager fwd+bwd", self.backward_loop(xr, lambda: F.cross_entropy(xr, ts)), calls)
+
+        class _Empty(torch.autograd.Function):  # torch's own per-call cost of a custom Function
+            @staticmethod
+            def forward(ctx, x):
+                ctx.g = torch.zeros_like(x)
+                return x.new_zeros(())
+
+            @staticmethod
+            def backward(ctx, g):
+                out, ctx.g = ctx.g, None
+                return out
+
+        case.add("autograd floor (empty Function fwd+bwd)", self.backward_loop(xr, lambda: _Empty.apply(xr)), calls)
+        return case
+
+    # -- B x V workloads -------------------------------------------------------
+    def ce_fwd(self, dt, B, V, nthreads):
+        F, xent, xF = self.F, self.xent, self.xF
+        case = Case("ce_fwd", dt, (B, V), nthreads)
+        x, t = self.inputs(B, V, dt)
+        xn, tn = (x.numpy(), t.numpy()) if dt == "f32" else (x, t)
+        case.add(KERNEL, lambda: xent.cross_entropy(xn, tn))
+        case.add("xent.torch", self.no_grad(lambda: xF.cross_entropy(x, t)))
+        case.add("torch eager", self.no_grad(lambda: F.cross_entropy(x, t)))
+        if self.have_compile:
+            cf = self.compiled_fn(("ce_fwd", dt), lambda a, b: F.cross_entropy(a, b))
+            case.add("torch.compile", self.no_grad(lambda: cf(x, t)))
+        return case
+
+    def ce_fwd_bwd(self, dt, B, V, nthreads):
+        F, xent, xF = self.F, self.xent, self.xF
+        case = Case("ce_fwd_bwd", dt, (B, V), nthreads)
+        x, t = self.inputs(B, V, dt)
+        xn, tn = (x.numpy(), t.numpy()) if dt == "f32" else (x, t)  # bf16: the array API on tensors
+        g = self.prefaulted((B, V), x.dtype)
+        gk = g.numpy() if dt == "f32" else g
+        case.add(KERNEL, lambda: xent.cross_entropy(xn, tn, grad=gk))
+        if dt == "f32":
+            case.add("numpy grad=True", lambda: xent.cross_entropy(xn, tn, grad=True))
+        xr = x.clone().requires_grad_()
+        xi = x.clone().requires_grad_()  # its own copy: inplace_backward overwrites it
+        case.add("xent.torch", self.backward_loop(xr, lambda: xF.cross_entropy(xr, t)))
+        case.add("xent.torch inplace_backward",
+                 self.backward_loop(xi, lambda: xF.cross_entropy(xi, t, inplace_backward=True)))
+        case.add("torch eager", self.backward_loop(xr, lambda: F.cross_entropy(xr, t)))
+        if self.have_compile:
+            cf = self.compiled_fn(("ce_fwd_bwd", dt), lambda a, b: F.cross_entropy(a, b))
+            case.add("torch.compile", self.backward_loop(xr, lambda: cf(xr, t)))
+        return case
+
+    def kl_fwd_bwd(self, dt, B, V, nthreads):
+        torch, F, xent, xF = self.torch, self.F, self.xent, self.xF
+        case = Case("kl_fwd_bwd", dt, (B, V), nthreads)
+        T = 2.0
+        x, _ = self.inputs(B, V, dt)
+        if ("teacher", B, V) not in self.data:
+            self.data[("teacher", B, V)] = self.logits(B, V)
+        teacher = self.data[("teacher", B, V)]
+        g = self.prefaulted((B, V), torch.float32)
+        gn, xn, tchn = g.numpy(), x.numpy(), teacher.numpy()
+        case.add(KERNEL, lambda: xent.kl_div_logits(xn, tchn, temperature=T, grad=gn))
+        sr = x.clone().requires_grad_()
+        case.add("xent.torch", self.backward_loop(sr, lambda: xF.kl_div_logits(sr, teacher, temperature=T)))
+
+        def kl_eager(s, tt):
+            return F.kl_div(F.log_softmax(s / T, -1), F.log_softmax(tt / T, -1), reduction="batchmean",
+                            log_target=True)
+
+        case.add("torch eager", self.backward_loop(sr, lambda: kl_eager(sr, teacher)))
+        if self.have_compile:
+            ckl = self.compiled_fn(("kl", dt), kl_eager)
+            case.add("torch.compile", self.backward_loop(sr, lambda: ckl(sr, teacher)))
+        return case
+
+    def token_logprobs(self, dt, B, V, nthreads):
+        torch, xent, xF = self.torch, self.xent, self.xF
+        case = Case("token_logprobs", dt, (B, V), nthreads)
+        x, t = self.inputs(B, V, dt)
+        xn, tn = x.numpy(), t.numpy()
+
+        def tlp_eager(a, b):
+            return torch.log_softmax(a, -1).gather(-1, b[:, None]).squeeze(-1)
+
+        case.add(KERNEL, lambda: xent.token_logprobs(xn, tn))
+        case.add("xent.torch", self.no_grad(lambda: xF.token_logprobs(x, t)))
+        case.add("torch eager", self.no_grad(lambda: tlp_eager(x, t)))
+        if self.have_compile:
+            ctl = self.compiled_fn(("tlp", dt), tlp_eager)
+            case.add("torch.compile", self.no_grad(lambda: ctl(x, t)))
+        return case
+
+    def token_logprobs_fwd_bwd(self, dt, B, V, nthreads):
+        torch, xent, xF = self.torch, self.xent, self.xF
+        case = Case("token_logprobs_fwd_bwd", dt, (B, V), nthreads)
+        x, t = self.inputs(B, V, dt)
+        xn, tn = x.numpy(), t.numpy()
+        adv = torch.randn(B, generator=self.gen)
+        scale = (-adv / B).numpy()
+        g = self.prefaulted((B, V), torch.float32)
+        gn = g.numpy()
+        # the same gradient: CE's with row_scale = -advantage / B
+        case.add(KERNEL, lambda: xent.cross_entropy(xn, tn, reduction="none", row_scale=scale, grad=gn))
+        xr = x.clone().requires_grad_()
+        case.add("xent.torch", self.backward_loop(xr, lambda: -(xF.token_logprobs(xr, t) * adv).mean()))
+
+        def pg_eager(a, b, adv_):
+            return -(torch.log_softmax(a, -1).gather(-1, b[:, None]).squeeze(-1) * adv_).mean()
+
+        case.add("torch eager", self.backward_loop(xr, lambda: pg_eager(xr, t, adv)))
+        if self.have_compile:
+            cpg = self.compiled_fn(("pg", dt), pg_eager)
+            case.add("torch.compile", self.backward_loop(xr, lambda: cpg(xr, t, adv)))
+        return case
+
+    def train_step(self, TB, TV, TH, nthreads):
+        torch, F, xent, xF = self.torch, self.F, self.xent, self.xF
+        case = Case("train_step", "f32", (TB, TV, TH), nthreads)
+        gen = self.gen
+        h = torch.randn(TB, TH, generator=gen).requires_grad_()
+        W = (torch.randn(TV, TH, generator=gen) * 0.05).requires_grad_()
+        tt = torch.randint(0, TV, (TB,), generator=gen)
+
+        def step(loss_fn):
+            def f():
+                h.grad = None
+                W.grad = None
+                loss_fn().backward()
+
+            return f
+
+        lbuf = self.prefaulted((TB, TV), torch.float32)
+        gh, gW = self.prefaulted((TB, TH), torch.float32), self.prefaulted((TV, TH), torch.float32)
+
+        def kernel_step():
+            with torch.no_grad():
+                torch.mm(h, W.t(), out=lbuf)
+                xent.cross_entropy(lbuf, tt, grad="inplace")
+                torch.mm(lbuf, W, out=gh)
+                torch.mm(lbuf.t(), h, out=gW)
+
+        case.add("xent kernel + GEMMs (caller buffers)", kernel_step)
+        case.add("xent.torch", step(lambda: xF.cross_entropy(F.linear(h, W), tt)))
+        case.add("xent.torch inplace_backward",
+                 step(lambda: xF.cross_entropy(F.linear(h, W), tt, inplace_backward=True)))
+        case.add("torch eager", step(lambda: F.cross_entropy(F.linear(h, W), tt)))
+        if self.have_compile:
+            cstep = self.compiled_fn("train", lambda a, w, b: F.cross_entropy(F.linear(a, w), b))
+            case.add("torch.compile", step(lambda: cstep(h, W, tt)))
+        if hasattr(F, "linear_cross_entropy") and hasattr(torch.nn, "LinearCrossEntropyOptions"):
+            opts = torch.nn.LinearCrossEntropyOptions()
+            case.add("torch linear_cross_entropy (chunked)",
+                     step(lambda: F.linear_cross_entropy(h, W, tt, options=opts)))
+        return case
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", required=True)
@@ -203,229 +451,30 @@ def main():
         return None
 
     gen = torch.Generator().manual_seed(args.seed)
+    suite = Suite(args, torch, F, np, xent, xF, _api, L, gen, have_compile)
 
-    def logits(b, v, scale=3.0):
-        return (torch.rand(b, v, generator=gen) * 2 - 1) * scale
-
-    def prefaulted(shape, dtype):
-        t = torch.empty(shape, dtype=dtype)
-        t.fill_(0)
-        return t
-
-    compiled = {}
-
-    def compiled_fn(key, fn):
-        # One torch.compile per function and thread count (inductor's CPU
-        # kernels bake the thread count in): torch._dynamo.reset() between
-        # thread counts, see below.
-        if key not in compiled:
-            compiled[key] = torch.compile(fn)
-        return compiled[key]
-
-    def backward_loop(x, loss_fn):
-        def f():
-            x.grad = None
-            loss_fn().backward()
-        return f
-
-    def no_grad(fn):
-        def f():
-            with torch.no_grad():
-                fn()
-        return f
-
-    # --- small calls -------------------------------------------------------
     if "small" in workloads:
-        case = Case("small", "f32", (SB, SV), 1, unit="us")
-        xs = logits(SB, SV)
-        ts = torch.randint(0, SV, (SB,), generator=gen)
-        xn, tn = xs.numpy(), ts.numpy()
-        gn = np.zeros_like(xn)
-        op = L.cross_entropy_op
-        a = op.args()
-        a.batch, a.num_classes, a.logits, a.logits_dtype = SB, SV, xn.ctypes.data, L.XENT_F32
-        a.target, a.target_dtype = tn.ctypes.data, L.XENT_I64
-        loss_c = ctypes.c_float()
-        a.loss = ctypes.addressof(loss_c)
-        a.num_threads = 1
-        ag = L.CrossEntropyArgs.from_buffer_copy(a)
-        ag.grad = gn.ctypes.data
-        fn_c, ra, rg = op.fn, ctypes.byref(a), ctypes.byref(ag)
-        calls = 200
-        case.add("kernel fwd (prepared C call)", lambda: fn_c(ra), calls)
-        case.add("kernel fwd+grad (prepared C call)", lambda: fn_c(rg), calls)
-        case.add("numpy fwd", lambda: xent.cross_entropy(xn, tn), calls)
-        case.add("numpy fwd+grad (caller buffer)", lambda: xent.cross_entropy(xn, tn, grad=gn), calls)
-        case.add("numpy fwd+grad (grad=True)", lambda: xent.cross_entropy(xn, tn, grad=True), calls)
-        fast = _api._fast
-
-        def python_path(fn):
-            def f():
-                _api._fast = None
-                try:
-                    fn()
-                finally:
-                    _api._fast = fast
-            return f
-
-        case.add("numpy fwd (Python path)", python_path(lambda: xent.cross_entropy(xn, tn)), calls)
-        case.add("xent.torch fwd (no grad)", no_grad(lambda: xF.cross_entropy(xs, ts)), calls)
-        xr = xs.clone().requires_grad_()
-        case.add("xent.torch fwd+bwd", backward_loop(xr, lambda: xF.cross_entropy(xr, ts)), calls)
-        case.add("torch eager fwd (no grad)", no_grad(lambda: F.cross_entropy(xs, ts)), calls)
-        case.add("torch eager fwd+bwd", backward_loop(xr, lambda: F.cross_entropy(xr, ts)), calls)
-
-        class _Empty(torch.autograd.Function):  # torch's own per-call cost of a custom Function
-            @staticmethod
-            def forward(ctx, x):
-                ctx.g = torch.zeros_like(x)
-                return x.new_zeros(())
-
-            @staticmethod
-            def backward(ctx, g):
-                out, ctx.g = ctx.g, None
-                return out
-
-        case.add("autograd floor (empty Function fwd+bwd)", backward_loop(xr, lambda: _Empty.apply(xr)), calls)
         print(f"[e2e] small calls {SB}x{SV}, 1 thread", file=sys.stderr)
-        run_case(case)
+        run_case(suite.small(SB, SV))
 
-    # --- B x V workloads ------------------------------------------------------
     big = [w for w in workloads if w not in ("small", "train_step")]
-    x0 = t0 = teacher = None
-    if big:
-        x0 = logits(B, V)
-        t0 = torch.randint(0, V, (B,), generator=gen)
     for nthreads in threads:
-        if have_compile:
-            torch._dynamo.reset()
-            compiled.clear()
+        suite.reset_compiled()  # inductor's CPU kernels bake the thread count in: compile again per count
         for w in big:
-            dtypes = ["f32", "bf16"] if w == "ce_fwd_bwd" else ["f32"]
-            for dt in dtypes:
-                case = Case(w, dt, (B, V), nthreads)
+            for dt in ["f32", "bf16"] if w == "ce_fwd_bwd" else ["f32"]:
                 skip = fits(w, B * V)
                 if skip:
-                    emit(case, KERNEL, None, error=skip)
+                    emit(Case(w, dt, (B, V), nthreads), KERNEL, None, error=skip)
                     continue
-                tdt = torch.float32 if dt == "f32" else torch.bfloat16
-                x = x0 if dt == "f32" else x0.to(tdt)
-                t = t0
-                xn, tn = (x.numpy(), t.numpy()) if dt == "f32" else (x, t)  # bf16: the array API on tensors
-                if w == "ce_fwd":
-                    case.add(KERNEL, lambda: xent.cross_entropy(xn, tn))
-                    case.add("xent.torch", no_grad(lambda: xF.cross_entropy(x, t)))
-                    case.add("torch eager", no_grad(lambda: F.cross_entropy(x, t)))
-                    if have_compile:
-                        cf = compiled_fn(("ce_fwd", dt), lambda a, b: F.cross_entropy(a, b))
-                        case.add("torch.compile", no_grad(lambda: cf(x, t)))
-                elif w == "ce_fwd_bwd":
-                    g = prefaulted((B, V), tdt)
-                    gk = g.numpy() if dt == "f32" else g
-                    case.add(KERNEL, lambda: xent.cross_entropy(xn, tn, grad=gk))
-                    if dt == "f32":
-                        case.add("numpy grad=True", lambda: xent.cross_entropy(xn, tn, grad=True))
-                    xr = x.clone().requires_grad_()
-                    xi = x.clone().requires_grad_()
-                    case.add("xent.torch", backward_loop(xr, lambda: xF.cross_entropy(xr, t)))
-                    case.add("xent.torch inplace_backward",
-                             backward_loop(xi, lambda: xF.cross_entropy(xi, t, inplace_backward=True)))
-                    case.add("torch eager", backward_loop(xr, lambda: F.cross_entropy(xr, t)))
-                    if have_compile:
-                        cfb = compiled_fn(("ce_fwd_bwd", dt), lambda a, b: F.cross_entropy(a, b))
-                        case.add("torch.compile", backward_loop(xr, lambda: cfb(xr, t)))
-                elif w == "kl_fwd_bwd":
-                    T = 2.0
-                    if teacher is None:
-                        teacher = logits(B, V)
-                    g = prefaulted((B, V), torch.float32)
-                    gn_, tch_n = g.numpy(), teacher.numpy()
-                    case.add(KERNEL, lambda: xent.kl_div_logits(xn, tch_n, temperature=T, grad=gn_))
-                    sr = x.clone().requires_grad_()
-                    case.add("xent.torch", backward_loop(sr, lambda: xF.kl_div_logits(sr, teacher, temperature=T)))
-
-                    def kl_eager(s, tt):
-                        return F.kl_div(F.log_softmax(s / T, -1), F.log_softmax(tt / T, -1), reduction="batchmean",
-                                        log_target=True)
-
-                    case.add("torch eager", backward_loop(sr, lambda: kl_eager(sr, teacher)))
-                    if have_compile:
-                        ckl = compiled_fn(("kl", dt), kl_eager)
-                        case.add("torch.compile", backward_loop(sr, lambda: ckl(sr, teacher)))
-                elif w == "token_logprobs":
-                    def tlp_eager(a, b):
-                        return torch.log_softmax(a, -1).gather(-1, b[:, None]).squeeze(-1)
-
-                    case.add(KERNEL, lambda: xent.token_logprobs(xn, tn))
-                    case.add("xent.torch", no_grad(lambda: xF.token_logprobs(x, t)))
-                    case.add("torch eager", no_grad(lambda: tlp_eager(x, t)))
-                    if have_compile:
-                        ctl = compiled_fn(("tlp", dt), tlp_eager)
-                        case.add("torch.compile", no_grad(lambda: ctl(x, t)))
-                elif w == "token_logprobs_fwd_bwd":
-                    adv = torch.randn(B, generator=gen)
-                    scale = (-adv / B).numpy()
-                    g = prefaulted((B, V), torch.float32)
-                    gn_ = g.numpy()
-                    # the same gradient: CE's with row_scale = -advantage / B
-                    case.add(KERNEL, lambda: xent.cross_entropy(xn, tn, reduction="none", row_scale=scale,
-                                                                grad=gn_))
-                    xr = x.clone().requires_grad_()
-                    case.add("xent.torch", backward_loop(xr, lambda: -(xF.token_logprobs(xr, t) * adv).mean()))
-
-                    def pg_eager(a, b, adv_):
-                        return -(torch.log_softmax(a, -1).gather(-1, b[:, None]).squeeze(-1) * adv_).mean()
-
-                    case.add("torch eager", backward_loop(xr, lambda: pg_eager(xr, t, adv)))
-                    if have_compile:
-                        cpg = compiled_fn(("pg", dt), pg_eager)
-                        case.add("torch.compile", backward_loop(xr, lambda: cpg(xr, t, adv)))
                 print(f"[e2e] {w} {dt} {B}x{V}, {nthreads} thread(s)", file=sys.stderr)
-                run_case(case)
-                case = None  # drop the variants' closures (and their B x V buffers) before the next case
-
+                run_case(getattr(suite, w)(dt, B, V, nthreads))  # the case (and its buffers) dies after the run
         if "train_step" in workloads:
-            case = Case("train_step", "f32", (TB, TV, TH), nthreads)
             skip = fits("train_step", TB * TV)
             if skip:
-                emit(case, "xent.torch", None, error=skip)
+                emit(Case("train_step", "f32", (TB, TV, TH), nthreads), "xent.torch", None, error=skip)
                 continue
-            h = (torch.randn(TB, TH, generator=gen)).requires_grad_()
-            W = (torch.randn(TV, TH, generator=gen) * 0.05).requires_grad_()
-            tt = torch.randint(0, TV, (TB,), generator=gen)
-
-            def step(loss_fn):
-                def f():
-                    h.grad = None
-                    W.grad = None
-                    loss_fn().backward()
-                return f
-
-            lbuf = prefaulted((TB, TV), torch.float32)
-            gh, gW = prefaulted((TB, TH), torch.float32), prefaulted((TV, TH), torch.float32)
-
-            def kernel_step():
-                with torch.no_grad():
-                    torch.mm(h, W.t(), out=lbuf)
-                    xent.cross_entropy(lbuf, tt, grad="inplace")
-                    torch.mm(lbuf, W, out=gh)
-                    torch.mm(lbuf.t(), h, out=gW)
-
-            case.add("xent kernel + GEMMs (caller buffers)", kernel_step)
-            case.add("xent.torch", step(lambda: xF.cross_entropy(F.linear(h, W), tt)))
-            case.add("xent.torch inplace_backward",
-                     step(lambda: xF.cross_entropy(F.linear(h, W), tt, inplace_backward=True)))
-            case.add("torch eager", step(lambda: F.cross_entropy(F.linear(h, W), tt)))
-            if have_compile:
-                cstep = compiled_fn("train", lambda a, w, b: F.cross_entropy(F.linear(a, w), b))
-                case.add("torch.compile", step(lambda: cstep(h, W, tt)))
-            if hasattr(F, "linear_cross_entropy") and hasattr(torch.nn, "LinearCrossEntropyOptions"):
-                opts = torch.nn.LinearCrossEntropyOptions()
-                case.add("torch linear_cross_entropy (chunked)",
-                         step(lambda: F.linear_cross_entropy(h, W, tt, options=opts)))
             print(f"[e2e] train_step {TB}x{TV} hidden {TH}, {nthreads} thread(s)", file=sys.stderr)
-            run_case(case)
-            case = None
+            run_case(suite.train_step(TB, TV, TH, nthreads))
 
     with open(args.out, "w") as fh:
         json.dump({"context": context, "benchmarks": results}, fh, indent=1)

@@ -100,11 +100,11 @@ def main():
         "executable": "peer_torch.py",
         "num_cpus": all_threads,
         "torch_version": torch.__version__,
-        "torch_cpu_capability": next((l.split(":", 1)[1].strip() for l in torch.__config__.show().splitlines()
-                                      if "CPU capability usage" in l), "?"),
-        "torch_parallel_backend": next((l.split(":", 1)[1].strip() for l in
+        "torch_cpu_capability": next((ln.split(":", 1)[1].strip() for ln in torch.__config__.show().splitlines()
+                                      if "CPU capability usage" in ln), "?"),
+        "torch_parallel_backend": next((ln.split(":", 1)[1].strip() for ln in
                                         torch.__config__.parallel_info().splitlines()
-                                        if "parallel backend" in l), "?"),
+                                        if "parallel backend" in ln), "?"),
         "load_avg": list(os.getloadavg()),
         "library_build_type": "release",
     }
@@ -198,7 +198,6 @@ def main():
     gen = torch.Generator().manual_seed(0)
     for (B, V) in shapes:
         for dt in dtypes:
-            need_t = any(OPS[o][0] == 2 for o in ops)
             x = t_logits = t_probs = t_small = t_signed = y = None
             for op in ops:
                 name_base = f"torch/{op}/{dt}/{B}x{V}"

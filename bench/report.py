@@ -182,7 +182,7 @@ def main():
     loads = [(os.path.basename(f), c.get("load_avg")) for f, c in contexts if c.get("load_avg")]
     if loads:
         p("Load average at the start of each suite (other work on the machine makes numbers noisy): " +
-          ", ".join(f"{f} {l[0]:.2f}" for f, l in loads) + ".")
+          ", ".join(f"{f} {la[0]:.2f}" for f, la in loads) + ".")
     p("")
 
     # 1. Bandwidth.
@@ -401,7 +401,7 @@ def e2e_section(runs, contexts, p):
         return
     p("## End to end: xent.torch and the numpy API vs PyTorch (bench/e2e_torch.py)")
     p("")
-    for f, c in contexts:
+    for _, c in contexts:
         if c.get("executable") != "e2e_torch.py":
             continue
         env = ", ".join(f"{k}={v or 'unset'}" for k, v in c.get("allocator_env", {}).items() if k != "LD_PRELOAD")

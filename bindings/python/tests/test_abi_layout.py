@@ -10,8 +10,9 @@ import subprocess
 
 import pytest
 
-from conftest import HEADER_DIR
 from xent import _lib as L
+
+from conftest import HEADER_DIR
 
 HEADER = os.path.join(HEADER_DIR, "xent", "xent.h")
 

@@ -8,6 +8,7 @@ import pytest
 
 import xent
 from xent import _api
+
 from conftest import BF16, have_torch
 
 
@@ -31,23 +32,36 @@ def test_extension_is_built():
 needs_fast = pytest.mark.skipif(_api._fast is None, reason="xent._fast is not built")
 
 
-def _cases(rng):
+CASES = ["packed", "padded rows", "row slice", "3-d", "int32 targets", "float16", "one row", "empty"]
+
+
+def _case(name):
+    rng = np.random.default_rng(1234)
     x = (rng.standard_normal((6, 300)) * 3).astype(np.float32)
     t = rng.integers(0, 300, size=6)
     t[1] = -100
     big = (rng.standard_normal((6, 512)) * 3).astype(np.float32)
     x3 = (rng.standard_normal((2, 3, 50)) * 2).astype(np.float32)
     t3 = rng.integers(0, 50, size=(2, 3))
-    return [
-        ("packed", x, t),
-        ("padded rows", big[:, :300], t),  # row stride 512
-        ("row slice", big[1:5, 7:307], t[1:5]),
-        ("3-d", x3, t3),
-        ("int32 targets", x, t.astype(np.int32)),
-        ("float16", x.astype(np.float16), t),
-        ("one row", x[:1], t[:1]),
-        ("empty", x[:0], t[:0]),
-    ]
+    return {
+        "packed": (x, t),
+        "padded rows": (big[:, :300], t),  # row stride 512
+        "row slice": (big[1:5, 7:307], t[1:5]),
+        "3-d": (x3, t3),
+        "int32 targets": (x, t.astype(np.int32)),
+        "float16": (x.astype(np.float16), t),
+        "one row": (x[:1], t[:1]),
+        "empty": (x[:0], t[:0]),
+    }[name]
+
+
+def _no_python_path(m, name):
+    """Makes the Python path's array handling fail the test (the common case must not reach it)."""
+
+    def fail(*args, **kwargs):
+        pytest.fail("Python path taken for %s" % name)
+
+    m.setattr(_api, "matrix", fail)
 
 
 def _same(a, b):
@@ -77,43 +91,44 @@ CE_KWARGS = [
 
 
 @needs_fast
+@pytest.mark.parametrize("name", CASES)
 @pytest.mark.parametrize("kw", CE_KWARGS, ids=lambda k: ",".join("%s=%s" % i for i in sorted(k.items())) or "mean")
-def test_cross_entropy_same_as_python_path(kw, rng, python_path, monkeypatch):
-    for name, x, t in _cases(rng):
-        def run():
-            k = dict(kw)
-            xx = x.copy() if k.get("grad") == "inplace" else x
-            if k.get("grad") == "out":
-                k["grad"] = np.full(x.shape, 7, x.dtype)
-            tt = np.where(t == -100, k["ignore_index"], t).astype(t.dtype) if "ignore_index" in k else t
-            return xent.cross_entropy(xx, tt, **k)
-
-        # the common case never reaches the Python path's array handling
-        with monkeypatch.context() as m:
-            m.setattr(_api, "matrix", lambda *a, **k: pytest.fail("Python path taken for %s" % name))
-            fast = run()
-        python_path()
-        slow = run()
-        monkeypatch.undo()
-        _same(fast, slow)
+def test_cross_entropy_same_as_python_path(kw, name, python_path, monkeypatch):
+    x, t = _case(name)
+    k = dict(kw)
+    if k.get("grad") == "out":
+        k["grad"] = np.full(x.shape, 7, x.dtype)
+    if "ignore_index" in k:
+        t = np.where(t == -100, k["ignore_index"], t).astype(t.dtype)
+    inplace = k.get("grad") == "inplace"
+    with monkeypatch.context() as m:
+        _no_python_path(m, name)
+        fast = xent.cross_entropy(x.copy() if inplace else x, t, **k)
+    if k.get("grad") is not None and not isinstance(k["grad"], (bool, str)):
+        k["grad"] = np.full(x.shape, 7, x.dtype)
+    python_path()
+    slow = xent.cross_entropy(x.copy() if inplace else x, t, **k)
+    _same(fast, slow)
 
 
 @needs_fast
+@pytest.mark.parametrize("name", CASES)
 @pytest.mark.parametrize("entropy", [False, True])
 @pytest.mark.parametrize("kw", [dict(), dict(temperature=0.7, softcap=20.0), dict(ignore_index=5)])
-def test_token_logprobs_and_softmax_same_as_python_path(entropy, kw, rng, python_path, monkeypatch):
-    for name, x, t in _cases(rng):
-        if "ignore_index" in kw:
-            t = np.where(t == -100, kw["ignore_index"], t).astype(t.dtype)
-        with monkeypatch.context() as m:
-            m.setattr(_api, "matrix", lambda *a, **k: pytest.fail("Python path taken for %s" % name))
-            fast = (xent.token_logprobs(x, t, entropy=entropy, **kw), xent.softmax(x, temperature=0.5),
-                    xent.log_softmax(x))
-        python_path()
-        slow = (xent.token_logprobs(x, t, entropy=entropy, **kw), xent.softmax(x, temperature=0.5),
+def test_token_logprobs_and_softmax_same_as_python_path(entropy, kw, name, python_path, monkeypatch):
+    x, t = _case(name)
+    if "ignore_index" in kw:
+        t = np.where(t == -100, kw["ignore_index"], t).astype(t.dtype)
+
+    def run():
+        return (xent.token_logprobs(x, t, entropy=entropy, **kw), xent.softmax(x, temperature=0.5),
                 xent.log_softmax(x))
-        monkeypatch.undo()
-        _same(fast, slow)
+
+    with monkeypatch.context() as m:
+        _no_python_path(m, name)
+        fast = run()
+    python_path()
+    _same(fast, run())
 
 
 @needs_fast
@@ -157,8 +172,9 @@ def _flat(x):
 
 @needs_fast
 @pytest.mark.skipif(not have_torch(), reason="torch is not importable")
-def test_torch_tensors_same_as_python_path(rng, python_path, monkeypatch):
+def test_torch_tensors_same_as_python_path(rng, monkeypatch):
     import torch
+
     import xent.torch  # noqa: F401 - registers torch with the compiled path
 
     x = torch.from_numpy((rng.standard_normal((6, 300)) * 3).astype(np.float32))
@@ -171,11 +187,11 @@ def test_torch_tensors_same_as_python_path(rng, python_path, monkeypatch):
 
     for v in variants:
         with monkeypatch.context() as m:
-            m.setattr(_api, "matrix", lambda *a, **k: pytest.fail("Python path taken"))
+            _no_python_path(m, "a tensor")
             fast = run(v)
-        python_path()
-        slow = run(v)
-        monkeypatch.undo()
+        with monkeypatch.context() as m:
+            m.setattr(_api, "_fast", None)
+            slow = run(v)
         for a, b in zip(_flat(fast), _flat(slow)):
             assert type(a) is type(b) and a.dtype == b.dtype and a.shape == b.shape
             assert torch.equal(a, b)

@@ -5,8 +5,9 @@ import array
 import numpy as np
 import pytest
 
-import reference as R
 import xent
+
+import reference as R
 from conftest import BF16, assert_close, assert_low_precision, f64
 
 ROW_RTOL, ROW_ATOL = 2e-6, 2e-6     # per-row values (header contract)

@@ -6,8 +6,9 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import reference as R
 import xent
+
+import reference as R
 from conftest import BF16, assert_close, assert_low_precision, f64
 
 # derandomize: CI sees the same examples every run (a failure is reproducible,

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import xent
+
 from conftest import have_torch
 
 
@@ -191,6 +192,7 @@ def _rss():
 @pytest.mark.skipif(not have_torch(), reason="torch is not importable")
 def test_torch_autograd_no_leaks_and_threads():
     import torch
+
     import xent.torch as xF
     x0 = torch.randn(8, 200)
     t = torch.randint(0, 200, (8,))

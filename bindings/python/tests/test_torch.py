@@ -145,8 +145,8 @@ def test_cross_entropy_shapes():
     x0 = torch.randn(2, 11, 3, 4, generator=g)
     t = torch.randint(0, 11, (2, 3, 4), generator=g)
     for red in ("mean", "none"):
-        out, (gx,) = grads(lambda a: xF.cross_entropy(a, t, reduction=red), leaf(x0))
-        ref, (gr,) = grads(lambda a: F.cross_entropy(a, t, reduction=red), leaf(x0, torch.float64))
+        out, (gx,) = grads(lambda a, red=red: xF.cross_entropy(a, t, reduction=red), leaf(x0))
+        ref, (gr,) = grads(lambda a, red=red: F.cross_entropy(a, t, reduction=red), leaf(x0, torch.float64))
         check(out, ref, 2e-6, 2e-6, "loss N-d " + red)
         check(gx, gr, 0, 1e-6, "grad N-d " + red)
     # unbatched (C,)

@@ -18,10 +18,21 @@ torch autograd drop-ins live in :mod:`xent.torch` (imported on demand; importing
 """
 from __future__ import annotations
 
-from . import _buffers, _lib
-from . import _api
-from ._api import (binary_cross_entropy_with_logits, cross_entropy, entropy, jsd, kl_div, kl_div_logits,
-                   log_softmax, log_softmax_backward, logsumexp, softmax, softmax_backward, token_logprobs)
+from . import _api, _buffers, _lib
+from ._api import (
+    binary_cross_entropy_with_logits,
+    cross_entropy,
+    entropy,
+    jsd,
+    kl_div,
+    kl_div_logits,
+    log_softmax,
+    log_softmax_backward,
+    logsumexp,
+    softmax,
+    softmax_backward,
+    token_logprobs,
+)
 from ._lib import XentError, XentMemoryError, XentTypeError, XentValueError
 
 __version__ = "0.1.0"

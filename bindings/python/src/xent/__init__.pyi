@@ -2,8 +2,6 @@
 # buffer-protocol arrays; classes on the last axis).
 from typing import Any, Literal, Optional, Tuple, Union, overload
 
-import numpy as np
-
 __version__: str
 library_path: str
 library_origin: Literal["XENT_LIBRARY", "bundled", "system"]
@@ -99,7 +97,8 @@ def log_softmax_backward(output: ArrayLike, grad_output: ArrayLike, *, temperatu
                          out: Optional[ArrayLike] = ..., num_threads: Optional[int] = ...) -> Any: ...
 @overload
 def token_logprobs(logits: ArrayLike, target: ArrayLike, *, entropy: Literal[False] = ..., temperature: float = ...,
-                   softcap: Optional[float] = ..., ignore_index: int = ..., num_threads: Optional[int] = ...) -> Any: ...
+                   softcap: Optional[float] = ..., ignore_index: int = ...,
+                   num_threads: Optional[int] = ...) -> Any: ...
 @overload
 def token_logprobs(logits: ArrayLike, target: ArrayLike, *, entropy: Literal[True], temperature: float = ...,
                    softcap: Optional[float] = ..., ignore_index: int = ...,

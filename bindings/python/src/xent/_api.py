@@ -14,7 +14,7 @@ import numpy as np
 
 from . import _arrays
 from . import _lib as L
-from ._arrays import (EMPTY_PTR, FLOAT_CODES, Mat, empty, f32_vector, indices, is_torch, matrix, scalar, view)
+from ._arrays import EMPTY_PTR, FLOAT_CODES, Mat, empty, f32_vector, indices, is_torch, matrix, scalar, view
 
 try:  # the per-call path in C (_fast.c); without it, everything runs through the Python path below
     from . import _fast

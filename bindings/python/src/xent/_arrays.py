@@ -185,7 +185,7 @@ def _collapse(shape, strides):
     dims = [(d, s) for d, s in zip(shape, strides) if d != 1]
     if any(d == 0 for d, _ in dims) or not dims:
         return 0
-    for (d0, s0), (d1, s1) in zip(dims, dims[1:]):
+    for (_, s0), (d1, s1) in zip(dims, dims[1:]):
         if s0 != s1 * d1:
             return None
     return dims[-1][1]

@@ -20,8 +20,7 @@ from __future__ import annotations
 import ctypes
 import os
 import threading
-from ctypes import (POINTER, Structure, byref, c_char_p, c_float, c_int32,
-                    c_int64, c_size_t, c_uint32, c_void_p, sizeof)
+from ctypes import POINTER, Structure, byref, c_char_p, c_float, c_int32, c_int64, c_size_t, c_uint32, c_void_p, sizeof
 
 # The C ABI this package was written for (include/xent/version.h).
 ABI_VERSION = 1
