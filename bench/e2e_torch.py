@@ -35,6 +35,7 @@ grad=True", "xent.torch", "xent.torch inplace_backward", "torch eager",
 "torch.compile", and for train_step "torch linear_cross_entropy" (chunked,
 PyTorch >= 2.13) and "xent kernel + GEMMs (caller buffers)".
 """
+
 import argparse
 import ctypes
 import json
@@ -45,11 +46,17 @@ import statistics
 import sys
 import time
 
-WORKLOADS = ["small", "ce_fwd", "ce_fwd_bwd", "kl_fwd_bwd", "token_logprobs", "token_logprobs_fwd_bwd",
-             "train_step"]
+WORKLOADS = ["small", "ce_fwd", "ce_fwd_bwd", "kl_fwd_bwd", "token_logprobs", "token_logprobs_fwd_bwd", "train_step"]
 # Rough peak memory in B x V f32 tensors, for skipping what does not fit.
-PEAK = {"ce_fwd": 4, "ce_fwd_bwd": 7, "kl_fwd_bwd": 12, "token_logprobs": 4, "token_logprobs_fwd_bwd": 7,
-        "train_step": 6, "small": 0}
+PEAK = {
+    "ce_fwd": 4,
+    "ce_fwd_bwd": 7,
+    "kl_fwd_bwd": 12,
+    "token_logprobs": 4,
+    "token_logprobs_fwd_bwd": 7,
+    "train_step": 6,
+    "small": 0,
+}
 KERNEL = "xent kernel (caller buffer)"
 
 
@@ -217,8 +224,10 @@ class Suite:
         xr = x.clone().requires_grad_()
         xi = x.clone().requires_grad_()  # its own copy: inplace_backward overwrites it
         case.add("xent.torch", self.backward_loop(xr, lambda: xF.cross_entropy(xr, t)))
-        case.add("xent.torch inplace_backward",
-                 self.backward_loop(xi, lambda: xF.cross_entropy(xi, t, inplace_backward=True)))
+        case.add(
+            "xent.torch inplace_backward",
+            self.backward_loop(xi, lambda: xF.cross_entropy(xi, t, inplace_backward=True)),
+        )
         case.add("torch eager", self.backward_loop(xr, lambda: F.cross_entropy(xr, t)))
         if self.have_compile:
             cf = self.compiled_fn(("ce_fwd_bwd", dt), lambda a, b: F.cross_entropy(a, b))
@@ -240,8 +249,7 @@ class Suite:
         case.add("xent.torch", self.backward_loop(sr, lambda: xF.kl_div_logits(sr, teacher, temperature=T)))
 
         def kl_eager(s, tt):
-            return F.kl_div(F.log_softmax(s / T, -1), F.log_softmax(tt / T, -1), reduction="batchmean",
-                            log_target=True)
+            return F.kl_div(F.log_softmax(s / T, -1), F.log_softmax(tt / T, -1), reduction="batchmean", log_target=True)
 
         case.add("torch eager", self.backward_loop(sr, lambda: kl_eager(sr, teacher)))
         if self.have_compile:
@@ -317,16 +325,18 @@ class Suite:
 
         case.add("xent kernel + GEMMs (caller buffers)", kernel_step)
         case.add("xent.torch", step(lambda: xF.cross_entropy(F.linear(h, W), tt)))
-        case.add("xent.torch inplace_backward",
-                 step(lambda: xF.cross_entropy(F.linear(h, W), tt, inplace_backward=True)))
+        case.add(
+            "xent.torch inplace_backward", step(lambda: xF.cross_entropy(F.linear(h, W), tt, inplace_backward=True))
+        )
         case.add("torch eager", step(lambda: F.cross_entropy(F.linear(h, W), tt)))
         if self.have_compile:
             cstep = self.compiled_fn("train", lambda a, w, b: F.cross_entropy(F.linear(a, w), b))
             case.add("torch.compile", step(lambda: cstep(h, W, tt)))
         if hasattr(F, "linear_cross_entropy") and hasattr(torch.nn, "LinearCrossEntropyOptions"):
             opts = torch.nn.LinearCrossEntropyOptions()
-            case.add("torch linear_cross_entropy (chunked)",
-                     step(lambda: F.linear_cross_entropy(h, W, tt, options=opts)))
+            case.add(
+                "torch linear_cross_entropy (chunked)", step(lambda: F.linear_cross_entropy(h, W, tt, options=opts))
+            )
         return case
 
 
@@ -370,8 +380,13 @@ def main():
     TB, TV, TH = (int(v) for v in args.train_shape.split("x"))
     SB, SV = (int(v) for v in args.small_shape.split("x"))
     have_compile = hasattr(torch, "compile") and not args.no_compile
-    compile_note = ("skipped (--no-compile)" if args.no_compile else
-                    "n/a: torch %s has no torch.compile" % torch.__version__ if not hasattr(torch, "compile") else "")
+    compile_note = (
+        "skipped (--no-compile)"
+        if args.no_compile
+        else "n/a: torch %s has no torch.compile" % torch.__version__
+        if not hasattr(torch, "compile")
+        else ""
+    )
     rng = random.Random(args.seed)
 
     context = {
@@ -382,18 +397,27 @@ def main():
         "python": platform.python_version(),
         "python_executable": sys.executable,
         "torch_version": torch.__version__,
-        "torch_cpu_capability": next((ln.split(":", 1)[1].strip() for ln in torch.__config__.show().splitlines()
-                                      if "CPU capability usage" in ln), "?"),
+        "torch_cpu_capability": next(
+            (
+                ln.split(":", 1)[1].strip()
+                for ln in torch.__config__.show().splitlines()
+                if "CPU capability usage" in ln
+            ),
+            "?",
+        ),
         "numpy_version": np.__version__,
         "xent_library_version": xent.library_version(),
         "xent_library_path": xent.library_path,
         "xent_target": xent.active_target(),
         "xent_threading": xent.threading_backend(),
         "xent_compiled_path": _api._fast is not None,
-        "allocator_env": {k: os.environ.get(k, "") for k in ("THP_MEM_ALLOC_ENABLE", "XENT_BUFFER_CACHE",
-                                                              "MALLOC_MMAP_THRESHOLD_", "LD_PRELOAD")},
+        "allocator_env": {
+            k: os.environ.get(k, "")
+            for k in ("THP_MEM_ALLOC_ENABLE", "XENT_BUFFER_CACHE", "MALLOC_MMAP_THRESHOLD_", "LD_PRELOAD")
+        },
         "thp_enabled": open("/sys/kernel/mm/transparent_hugepage/enabled").read().strip()
-        if os.path.exists("/sys/kernel/mm/transparent_hugepage/enabled") else "?",
+        if os.path.exists("/sys/kernel/mm/transparent_hugepage/enabled")
+        else "?",
         "torch_compile": "yes" if have_compile else compile_note,
         "load_avg": list(os.getloadavg()),
         "library_build_type": "release",
@@ -401,17 +425,44 @@ def main():
     results = []
 
     def emit(case, variant, times, error=None):
-        base = {"name": case.name(variant), "run_name": case.name(variant), "run_type": "iteration",
-                "time_unit": "ms", "threads": 1, "threads_used": case.threads, "logits": case.logits,
-                "label": f"torch {torch.__version__}", "unit": case.unit}
+        base = {
+            "name": case.name(variant),
+            "run_name": case.name(variant),
+            "run_type": "iteration",
+            "time_unit": "ms",
+            "threads": 1,
+            "threads_used": case.threads,
+            "logits": case.logits,
+            "label": f"torch {torch.__version__}",
+            "unit": case.unit,
+        }
         if error is not None:
-            results.append(dict(base, repetitions=0, repetition_index=0, iterations=0, real_time=0, cpu_time=0,
-                                error_occurred=True, error_message=error))
+            results.append(
+                dict(
+                    base,
+                    repetitions=0,
+                    repetition_index=0,
+                    iterations=0,
+                    real_time=0,
+                    cpu_time=0,
+                    error_occurred=True,
+                    error_message=error,
+                )
+            )
             return
         for i, t in enumerate(times):
-            results.append(dict(base, repetitions=len(times), repetition_index=i, iterations=1,
-                                real_time=t * 1e3, cpu_time=t * 1e3, ns_per_logit=t * 1e9 / case.logits,
-                                us_per_call=t * 1e6))
+            results.append(
+                dict(
+                    base,
+                    repetitions=len(times),
+                    repetition_index=i,
+                    iterations=1,
+                    real_time=t * 1e3,
+                    cpu_time=t * 1e3,
+                    ns_per_logit=t * 1e9 / case.logits,
+                    us_per_call=t * 1e6,
+                )
+            )
 
     def run_case(case):
         torch.set_num_threads(case.threads)
@@ -438,11 +489,16 @@ def main():
             ts = times[name]
             emit(case, name, ts)
             if case.unit == "us":
-                print(f"  {case.name(name)}: {min(ts) * 1e6:.2f} / {statistics.median(ts) * 1e6:.2f} us per call",
-                      file=sys.stderr)
+                print(
+                    f"  {case.name(name)}: {min(ts) * 1e6:.2f} / {statistics.median(ts) * 1e6:.2f} us per call",
+                    file=sys.stderr,
+                )
             else:
-                print(f"  {case.name(name)}: {min(ts) * 1e9 / case.logits:.3f} / "
-                      f"{statistics.median(ts) * 1e9 / case.logits:.3f} ns/logit", file=sys.stderr)
+                print(
+                    f"  {case.name(name)}: {min(ts) * 1e9 / case.logits:.3f} / "
+                    f"{statistics.median(ts) * 1e9 / case.logits:.3f} ns/logit",
+                    file=sys.stderr,
+                )
 
     def fits(workload, n):
         need = PEAK[workload] * n * 4

@@ -4,6 +4,7 @@ times the upstream gradient (as the drop-ins always computed them), and
 autograd's semantics intact: accumulation, retain_graph, non-leaf logits,
 inplace_backward on views and on tensors other ops saved, double backward,
 no reference cycles or growth over many steps."""
+
 import gc
 import weakref
 
@@ -39,8 +40,9 @@ def _data(B=6, V=70, seed=0, dtype=torch.float32):
 
 def _bits(a, b, what):
     assert a.dtype == b.dtype and a.shape == b.shape, what
-    assert torch.equal(a, b) or bool((a.isnan() == b.isnan()).all() and (a[~a.isnan()] == b[~b.isnan()]).all()), \
+    assert torch.equal(a, b) or bool((a.isnan() == b.isnan()).all() and (a[~a.isnan()] == b[~b.isnan()]).all()), (
         "%s: gradients differ (max |diff| %g)" % (what, float((a.double() - b.double()).abs().max()))
+    )
 
 
 def _backward_ops(fn):
@@ -54,8 +56,10 @@ def _backward_ops(fn):
 # ---------------------------------------------------------------------------
 # Values: identical to the kernel's gradient times the upstream gradient.
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
-@pytest.mark.parametrize("reduction,upstream", [("mean", "one"), ("mean", "scalar"), ("sum", "one"),
-                                                ("sum", "scalar"), ("none", "one"), ("none", "per-row")])
+@pytest.mark.parametrize(
+    "reduction,upstream",
+    [("mean", "one"), ("mean", "scalar"), ("sum", "one"), ("sum", "scalar"), ("none", "one"), ("none", "per-row")],
+)
 def test_cross_entropy_gradient_values(dtype, reduction, upstream):
     x0, t, g = _data(dtype=dtype)
     kw = dict(reduction=reduction, label_smoothing=0.05)
@@ -117,8 +121,9 @@ def test_token_logprobs_gradient_values(T, cap, dtype):
     # as the drop-in always computed it: CE with row_scale = -g on logits / T (softcap / T), then / T
     xs = x0 if T == 1.0 else x0 / T
     expected = torch.empty_like(xs)
-    xent.cross_entropy(xs, t, reduction="none", softcap=None if not cap else cap / T, row_scale=-up.float(),
-                       grad=expected)
+    xent.cross_entropy(
+        xs, t, reduction="none", softcap=None if not cap else cap / T, row_scale=-up.float(), grad=expected
+    )
     if T != 1.0:
         expected = expected / T
     _bits(x.grad, expected, "token_logprobs T=%g cap=%s" % (T, cap))
@@ -319,8 +324,9 @@ def test_inplace_backward_second_backward_raises():
         loss.backward()
 
 
-@pytest.mark.parametrize("op", ["cross_entropy", "kl_div_logits", "jsd", "bce", "log_softmax", "softmax",
-                                "token_logprobs"])
+@pytest.mark.parametrize(
+    "op", ["cross_entropy", "kl_div_logits", "jsd", "bce", "log_softmax", "softmax", "token_logprobs"]
+)
 def test_double_backward_raises_a_clear_error(op):
     x0, t, g = _data()
     x = _leaf(x0)

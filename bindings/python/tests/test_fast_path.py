@@ -1,6 +1,7 @@
 """The compiled per-call path (xent/_fast.c) against the Python path it
 shortcuts: same results bit for bit, same exceptions, taken for the common
 calls and declined (falling back to the Python path) for everything else."""
+
 import os
 
 import numpy as np
@@ -121,8 +122,7 @@ def test_token_logprobs_and_softmax_same_as_python_path(entropy, kw, name, pytho
         t = np.where(t == -100, kw["ignore_index"], t).astype(t.dtype)
 
     def run():
-        return (xent.token_logprobs(x, t, entropy=entropy, **kw), xent.softmax(x, temperature=0.5),
-                xent.log_softmax(x))
+        return (xent.token_logprobs(x, t, entropy=entropy, **kw), xent.softmax(x, temperature=0.5), xent.log_softmax(x))
 
     with monkeypatch.context() as m:
         _no_python_path(m, name)
@@ -160,8 +160,11 @@ def test_declined_cases_fall_back(rng):
         xent.token_logprobs(x, t[:3])
     if BF16 is not None:  # numpy bfloat16 is not a buffer format: the Python path reads it
         xb = x.astype(BF16)
-        np.testing.assert_allclose(xent.cross_entropy(xb, t, reduction="none"),
-                                   xent.cross_entropy(xb.astype(np.float32), t, reduction="none"), rtol=2e-6)
+        np.testing.assert_allclose(
+            xent.cross_entropy(xb, t, reduction="none"),
+            xent.cross_entropy(xb.astype(np.float32), t, reduction="none"),
+            rtol=2e-6,
+        )
 
 
 def _flat(x):
@@ -182,8 +185,12 @@ def test_torch_tensors_same_as_python_path(rng, monkeypatch):
     variants = [x, x.to(torch.bfloat16), x.to(torch.float16), torch.randn(6, 400)[:, :300]]
 
     def run(v):
-        return (xent.cross_entropy(v, t), xent.cross_entropy(v, t, reduction="none", grad=True),
-                xent.token_logprobs(v, t, entropy=True), xent.log_softmax(v))
+        return (
+            xent.cross_entropy(v, t),
+            xent.cross_entropy(v, t, reduction="none", grad=True),
+            xent.token_logprobs(v, t, entropy=True),
+            xent.log_softmax(v),
+        )
 
     for v in variants:
         with monkeypatch.context() as m:

@@ -16,6 +16,7 @@ torch autograd drop-ins live in :mod:`xent.torch` (imported on demand; importing
     import xent.torch as xF
     loss = xF.cross_entropy(logits, target)   # instead of F.cross_entropy
 """
+
 from __future__ import annotations
 
 from . import _api, _buffers, _lib
@@ -132,10 +133,36 @@ def info() -> dict:
 
 
 __all__ = [
-    "__version__", "cross_entropy", "kl_div", "kl_div_logits", "jsd", "binary_cross_entropy_with_logits", "softmax",
-    "log_softmax", "logsumexp", "entropy", "token_logprobs", "softmax_backward", "log_softmax_backward",
-    "XentError", "XentTypeError", "XentValueError", "XentMemoryError", "library_path", "library_origin",
-    "library_version", "abi_version", "active_target", "supported_targets", "force_target", "threading_backend",
-    "max_threads", "set_num_threads", "get_num_threads", "info", "empty_cache", "set_buffer_cache_limit",
+    "__version__",
+    "cross_entropy",
+    "kl_div",
+    "kl_div_logits",
+    "jsd",
+    "binary_cross_entropy_with_logits",
+    "softmax",
+    "log_softmax",
+    "logsumexp",
+    "entropy",
+    "token_logprobs",
+    "softmax_backward",
+    "log_softmax_backward",
+    "XentError",
+    "XentTypeError",
+    "XentValueError",
+    "XentMemoryError",
+    "library_path",
+    "library_origin",
+    "library_version",
+    "abi_version",
+    "active_target",
+    "supported_targets",
+    "force_target",
+    "threading_backend",
+    "max_threads",
+    "set_num_threads",
+    "get_num_threads",
+    "info",
+    "empty_cache",
+    "set_buffer_cache_limit",
     "buffer_cache_stats",
 ]

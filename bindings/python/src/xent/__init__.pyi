@@ -83,26 +83,66 @@ def binary_cross_entropy_with_logits(
     grad_scale: float = ...,
     num_threads: Optional[int] = ...,
 ) -> Any: ...
-def softmax(input: ArrayLike, dim: int = ..., *, temperature: float = ..., out: Optional[ArrayLike] = ...,
-            num_threads: Optional[int] = ...) -> Any: ...
-def log_softmax(input: ArrayLike, dim: int = ..., *, temperature: float = ..., out: Optional[ArrayLike] = ...,
-                num_threads: Optional[int] = ...) -> Any: ...
-def logsumexp(input: ArrayLike, dim: int = ..., *, keepdim: bool = ..., temperature: float = ...,
-              num_threads: Optional[int] = ...) -> Any: ...
-def entropy(input: ArrayLike, dim: int = ..., *, keepdim: bool = ..., temperature: float = ...,
-            num_threads: Optional[int] = ...) -> Any: ...
-def softmax_backward(output: ArrayLike, grad_output: ArrayLike, *, temperature: float = ...,
-                     out: Optional[ArrayLike] = ..., num_threads: Optional[int] = ...) -> Any: ...
-def log_softmax_backward(output: ArrayLike, grad_output: ArrayLike, *, temperature: float = ...,
-                         out: Optional[ArrayLike] = ..., num_threads: Optional[int] = ...) -> Any: ...
+def softmax(
+    input: ArrayLike,
+    dim: int = ...,
+    *,
+    temperature: float = ...,
+    out: Optional[ArrayLike] = ...,
+    num_threads: Optional[int] = ...,
+) -> Any: ...
+def log_softmax(
+    input: ArrayLike,
+    dim: int = ...,
+    *,
+    temperature: float = ...,
+    out: Optional[ArrayLike] = ...,
+    num_threads: Optional[int] = ...,
+) -> Any: ...
+def logsumexp(
+    input: ArrayLike, dim: int = ..., *, keepdim: bool = ..., temperature: float = ..., num_threads: Optional[int] = ...
+) -> Any: ...
+def entropy(
+    input: ArrayLike, dim: int = ..., *, keepdim: bool = ..., temperature: float = ..., num_threads: Optional[int] = ...
+) -> Any: ...
+def softmax_backward(
+    output: ArrayLike,
+    grad_output: ArrayLike,
+    *,
+    temperature: float = ...,
+    out: Optional[ArrayLike] = ...,
+    num_threads: Optional[int] = ...,
+) -> Any: ...
+def log_softmax_backward(
+    output: ArrayLike,
+    grad_output: ArrayLike,
+    *,
+    temperature: float = ...,
+    out: Optional[ArrayLike] = ...,
+    num_threads: Optional[int] = ...,
+) -> Any: ...
 @overload
-def token_logprobs(logits: ArrayLike, target: ArrayLike, *, entropy: Literal[False] = ..., temperature: float = ...,
-                   softcap: Optional[float] = ..., ignore_index: int = ...,
-                   num_threads: Optional[int] = ...) -> Any: ...
+def token_logprobs(
+    logits: ArrayLike,
+    target: ArrayLike,
+    *,
+    entropy: Literal[False] = ...,
+    temperature: float = ...,
+    softcap: Optional[float] = ...,
+    ignore_index: int = ...,
+    num_threads: Optional[int] = ...,
+) -> Any: ...
 @overload
-def token_logprobs(logits: ArrayLike, target: ArrayLike, *, entropy: Literal[True], temperature: float = ...,
-                   softcap: Optional[float] = ..., ignore_index: int = ...,
-                   num_threads: Optional[int] = ...) -> Tuple[Any, Any]: ...
+def token_logprobs(
+    logits: ArrayLike,
+    target: ArrayLike,
+    *,
+    entropy: Literal[True],
+    temperature: float = ...,
+    softcap: Optional[float] = ...,
+    ignore_index: int = ...,
+    num_threads: Optional[int] = ...,
+) -> Tuple[Any, Any]: ...
 def library_version() -> str: ...
 def abi_version() -> int: ...
 def active_target() -> str: ...

@@ -7,6 +7,7 @@ collapse into one row stride >= V (any C-contiguous array, a slice of rows,
 a slice of columns, a view with padded rows, ...). Inputs in any other layout
 are copied; outputs in any other layout are an error.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -26,13 +27,22 @@ except Exception:  # pragma: no cover - depends on the environment
     _ml_dtypes = None
     NP_BF16 = None
 
-_NP_CODES = {np.dtype(np.float32): L.XENT_F32, np.dtype(np.float16): L.XENT_F16,
-             np.dtype(np.int32): L.XENT_I32, np.dtype(np.int64): L.XENT_I64}
+_NP_CODES = {
+    np.dtype(np.float32): L.XENT_F32,
+    np.dtype(np.float16): L.XENT_F16,
+    np.dtype(np.int32): L.XENT_I32,
+    np.dtype(np.int64): L.XENT_I64,
+}
 if NP_BF16 is not None:
     _NP_CODES[NP_BF16] = L.XENT_BF16
 
-DTYPE_NAMES = {L.XENT_F32: "float32", L.XENT_BF16: "bfloat16", L.XENT_F16: "float16",
-               L.XENT_I32: "int32", L.XENT_I64: "int64"}
+DTYPE_NAMES = {
+    L.XENT_F32: "float32",
+    L.XENT_BF16: "bfloat16",
+    L.XENT_F16: "float16",
+    L.XENT_I32: "int32",
+    L.XENT_I64: "int64",
+}
 FLOAT_CODES = (L.XENT_F32, L.XENT_BF16, L.XENT_F16)
 INDEX_CODES = (L.XENT_I32, L.XENT_I64)
 
@@ -56,8 +66,13 @@ def on_torch_import(fn):
 def _torch_code_map(torch):
     global _torch_codes
     if _torch_codes is None:
-        _torch_codes = {torch.float32: L.XENT_F32, torch.bfloat16: L.XENT_BF16, torch.float16: L.XENT_F16,
-                        torch.int32: L.XENT_I32, torch.int64: L.XENT_I64}
+        _torch_codes = {
+            torch.float32: L.XENT_F32,
+            torch.bfloat16: L.XENT_BF16,
+            torch.float16: L.XENT_F16,
+            torch.int32: L.XENT_I32,
+            torch.int64: L.XENT_I64,
+        }
         for fn in _torch_hooks:
             fn(torch)
     return _torch_codes
@@ -80,8 +95,15 @@ class _DLDataType(Structure):
 
 
 class _DLTensor(Structure):
-    _fields_ = [("data", c_void_p), ("device", _DLDevice), ("ndim", c_int32), ("dtype", _DLDataType),
-                ("shape", POINTER(c_int64)), ("strides", POINTER(c_int64)), ("byte_offset", c_uint64)]
+    _fields_ = [
+        ("data", c_void_p),
+        ("device", _DLDevice),
+        ("ndim", c_int32),
+        ("dtype", _DLDataType),
+        ("shape", POINTER(c_int64)),
+        ("strides", POINTER(c_int64)),
+        ("byte_offset", c_uint64),
+    ]
 
 
 class _DLManagedTensor(Structure):
@@ -93,8 +115,7 @@ _capsule_get_pointer.restype = c_void_p
 _capsule_get_pointer.argtypes = [ctypes.py_object, c_char_p]
 _DL_CPU = 1
 # (type code, bits) -> xent dtype. kDLInt = 0, kDLFloat = 2, kDLBfloat = 4.
-_DL_CODES = {(2, 32): L.XENT_F32, (2, 16): L.XENT_F16, (4, 16): L.XENT_BF16, (0, 32): L.XENT_I32,
-             (0, 64): L.XENT_I64}
+_DL_CODES = {(2, 32): L.XENT_F32, (2, 16): L.XENT_F16, (4, 16): L.XENT_BF16, (0, 32): L.XENT_I32, (0, 64): L.XENT_I64}
 
 
 class View:
@@ -128,8 +149,9 @@ def _numpy_view(a: np.ndarray) -> View:
     strides = tuple(s // itemsize for s in a.strides)
     if code is None or any(s * itemsize != b for s, b in zip(strides, a.strides)):
         code, strides = None, ()
-    return View(a, "numpy", a.__array_interface__["data"][0], a.shape, strides, code, itemsize, a.flags.writeable,
-                a, dt)
+    return View(
+        a, "numpy", a.__array_interface__["data"][0], a.shape, strides, code, itemsize, a.flags.writeable, a, dt
+    )
 
 
 def _torch_view(t) -> View:
@@ -160,8 +182,18 @@ def _dlpack_view(x) -> View:
         strides = tuple(reversed(strides))
     code = _DL_CODES.get((t.dtype.code, t.dtype.bits)) if t.dtype.lanes == 1 else None
     # The capsule's destructor calls the producer's deleter: keep it alive.
-    return View(x, "numpy", (t.data or 0) + t.byte_offset, shape, strides, code, max(t.dtype.bits // 8, 1), True,
-                (x, capsule), "dlpack(code=%d, bits=%d)" % (t.dtype.code, t.dtype.bits))
+    return View(
+        x,
+        "numpy",
+        (t.data or 0) + t.byte_offset,
+        shape,
+        strides,
+        code,
+        max(t.dtype.bits // 8, 1),
+        True,
+        (x, capsule),
+        "dlpack(code=%d, bits=%d)" % (t.dtype.code, t.dtype.bits),
+    )
 
 
 def view(x, name: str) -> View:
@@ -200,8 +232,10 @@ def _copy_contiguous(v: View, name: str) -> View:
         raise TypeError("%s: cannot copy this array (dtype %s)" % (name, v.dtype_name))
     # A DLPack tensor in an odd layout: go through torch when it is torch's,
     # else through numpy (not for bfloat16 without ml_dtypes).
-    raise ValueError("%s: a DLPack array whose last axis is not contiguous or whose leading axes do not collapse "
-                     "into one row stride; pass a contiguous array" % name)
+    raise ValueError(
+        "%s: a DLPack array whose last axis is not contiguous or whose leading axes do not collapse "
+        "into one row stride; pass a contiguous array" % name
+    )
 
 
 # A valid address for empty arrays (torch gives data_ptr() == 0 for them; the
@@ -232,8 +266,10 @@ def _dtype_error(name, v, what):
 
 
 def _float_dtype_msg():
-    return ("xent takes float32, float16 or bfloat16 (torch tensors; numpy with ml_dtypes) — "
-            "convert with .astype(np.float32) / .float()")
+    return (
+        "xent takes float32, float16 or bfloat16 (torch tensors; numpy with ml_dtypes) — "
+        "convert with .astype(np.float32) / .float()"
+    )
 
 
 def matrix(x, name: str, *, output: bool = False, allow_copy: bool = True) -> Mat:
@@ -263,9 +299,10 @@ def matrix(x, name: str, *, output: bool = False, allow_copy: bool = True) -> Ma
             stride = r
     if not ok:
         if output or not allow_copy:
-            raise ValueError("%s: shape %s with strides %s (elements): xent needs the last axis contiguous and the "
-                             "leading axes collapsible into one row stride >= %d"
-                             % (name, tuple(shape), tuple(v.strides), cols))
+            raise ValueError(
+                "%s: shape %s with strides %s (elements): xent needs the last axis contiguous and the "
+                "leading axes collapsible into one row stride >= %d" % (name, tuple(shape), tuple(v.strides), cols)
+            )
         return matrix(_copy_contiguous(v, name), name)
     return Mat(v, tuple(shape), rows, cols, stride)
 
@@ -289,8 +326,9 @@ def indices(x, name: str, shape) -> Vec:
     integer dtypes are converted to int64)."""
     v = x if isinstance(x, View) else view(x, name)
     if tuple(v.shape) != tuple(shape):
-        raise ValueError("%s has shape %s; expected %s (one class index per row)" % (name, tuple(v.shape),
-                                                                                    tuple(shape)))
+        raise ValueError(
+            "%s has shape %s; expected %s (one class index per row)" % (name, tuple(v.shape), tuple(shape))
+        )
     if v.code not in INDEX_CODES:
         if v.kind == "torch":
             torch = _torch()
@@ -343,8 +381,10 @@ def np_dtype(code: int):
         return np.dtype(np.float16)
     if code == L.XENT_BF16:
         if NP_BF16 is None:
-            raise TypeError("a bfloat16 numpy result needs the ml_dtypes package (pip install ml_dtypes), "
-                            "or pass an output array / torch tensors")
+            raise TypeError(
+                "a bfloat16 numpy result needs the ml_dtypes package (pip install ml_dtypes), "
+                "or pass an output array / torch tensors"
+            )
         return NP_BF16
     raise TypeError("no numpy dtype for xent dtype %d" % code)
 

@@ -25,6 +25,7 @@ Python-side reference counting tells when a block is free: the array (numpy
 or torch) is created over a ctypes view of the block that owns a ``_Lease``;
 the lease dies, and returns the block, when the last array over it dies.
 """
+
 from __future__ import annotations
 
 import ctypes

@@ -18,6 +18,7 @@ raise TypeError, other devices ValueError). Class dimension: as torch (dim 1
 for cross_entropy on >= 2-D inputs; layouts where the class axis is not the
 contiguous last axis are copied once).
 """
+
 from __future__ import annotations
 
 import torch as _torch
@@ -27,14 +28,25 @@ from . import _api, _arrays
 _arrays._torch_code_map(_torch)  # the C fast path recognizes tensors from now on
 
 __all__ = [
-    "cross_entropy", "kl_div", "binary_cross_entropy_with_logits", "log_softmax", "softmax", "kl_div_logits", "jsd",
-    "token_logprobs", "CrossEntropyLoss", "KLDivLoss", "BCEWithLogitsLoss", "JSDLoss",
+    "cross_entropy",
+    "kl_div",
+    "binary_cross_entropy_with_logits",
+    "log_softmax",
+    "softmax",
+    "kl_div_logits",
+    "jsd",
+    "token_logprobs",
+    "CrossEntropyLoss",
+    "KLDivLoss",
+    "BCEWithLogitsLoss",
+    "JSDLoss",
 ]
 
 
 def _legacy_reduction(size_average, reduce, reduction):
     if size_average is not None or reduce is not None:
         from torch.nn import _reduction
+
         return _reduction.legacy_get_string(size_average, reduce)
     return reduction
 
@@ -43,8 +55,9 @@ def _check_float(t, name):
     if not isinstance(t, _torch.Tensor):
         raise TypeError("%s must be a torch.Tensor, got %s" % (name, type(t).__name__))
     if t.dtype not in (_torch.float32, _torch.bfloat16, _torch.float16):
-        raise TypeError("%s has dtype %s; xent.torch takes float32, bfloat16 or float16 (use .float())"
-                        % (name, t.dtype))
+        raise TypeError(
+            "%s has dtype %s; xent.torch takes float32, bfloat16 or float16 (use .float())" % (name, t.dtype)
+        )
     if t.device.type != "cpu":
         raise ValueError("%s is on device '%s'; xent runs on CPU tensors" % (name, t.device))
 
@@ -70,7 +83,8 @@ def _no_double_backward(name):
         raise RuntimeError(
             "xent.torch.%s: double backward is not supported: backward ran with create_graph=True (for "
             "higher-order gradients), but the gradient comes out of xent's fused forward kernel and is not "
-            "itself differentiable. Use torch.nn.functional for higher-order gradients." % name)
+            "itself differentiable. Use torch.nn.functional for higher-order gradients." % name
+        )
 
 
 def _uniform(g):
@@ -127,21 +141,43 @@ def _second_backward_inplace(name):
     return RuntimeError(
         "xent.torch.%s(inplace_backward=True): backward ran a second time through the same graph "
         "(retain_graph=True), but the gradient was written over the logits and handed to autograd by the first "
-        "backward, so it cannot be produced again. Use inplace_backward=False to backward more than once." % name)
+        "backward, so it cannot be produced again. Use inplace_backward=False to backward more than once." % name
+    )
 
 
 # ---------------------------------------------------------------------------
 # cross_entropy
 class _CrossEntropyFn(_torch.autograd.Function):
     @staticmethod
-    def forward(ctx, logits, target, weight, ignore_index, reduction, label_smoothing, z_loss, softcap, inplace,
-                grad_enabled, num_threads):
+    def forward(
+        ctx,
+        logits,
+        target,
+        weight,
+        ignore_index,
+        reduction,
+        label_smoothing,
+        z_loss,
+        softcap,
+        inplace,
+        grad_enabled,
+        num_threads,
+    ):
         if ctx.needs_input_grad[1]:
-            raise NotImplementedError("xent.torch.cross_entropy: gradients with respect to probability targets "
-                                      "are not supported (detach the target)")
+            raise NotImplementedError(
+                "xent.torch.cross_entropy: gradients with respect to probability targets "
+                "are not supported (detach the target)"
+            )
         want = grad_enabled and ctx.needs_input_grad[0]
-        kw = dict(weight=weight, ignore_index=ignore_index, reduction=reduction, label_smoothing=label_smoothing,
-                  z_loss=z_loss, softcap=softcap, num_threads=num_threads)
+        kw = dict(
+            weight=weight,
+            ignore_index=ignore_index,
+            reduction=reduction,
+            label_smoothing=label_smoothing,
+            z_loss=z_loss,
+            softcap=softcap,
+            num_threads=num_threads,
+        )
         if not want:
             return _api.cross_entropy(logits, target, **kw).to(logits.dtype)
         loss, grad = _api.cross_entropy(logits, target, grad="inplace" if inplace else True, **kw)
@@ -170,8 +206,21 @@ class _CrossEntropyFn(_torch.autograd.Function):
         return _scale_(grad, g, ctx.rows), None, None, None, None, None, None, None, None, None, None
 
 
-def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None, reduction="mean",
-                  label_smoothing=0.0, *, z_loss=0.0, softcap=None, inplace_backward=False, num_threads=None):
+def cross_entropy(
+    input,
+    target,
+    weight=None,
+    size_average=None,
+    ignore_index=-100,
+    reduce=None,
+    reduction="mean",
+    label_smoothing=0.0,
+    *,
+    z_loss=0.0,
+    softcap=None,
+    inplace_backward=False,
+    num_threads=None,
+):
     """Drop-in for torch.nn.functional.cross_entropy (class-index or
     probability targets; input (C), (N, C) or (N, C, d1, ...)).
 
@@ -195,8 +244,10 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
         C = input.shape[0]
         exp_t = (C,) if soft else ()
         if tuple(target.shape) != exp_t:
-            raise ValueError("cross_entropy: input of shape %s needs a target of shape %s, got %s"
-                             % (tuple(input.shape), exp_t, tuple(target.shape)))
+            raise ValueError(
+                "cross_entropy: input of shape %s needs a target of shape %s, got %s"
+                % (tuple(input.shape), exp_t, tuple(target.shape))
+            )
         x = input.reshape(1, C)
         t = target.reshape(1, C) if soft else target.reshape(1)
         out_shape = ()
@@ -204,8 +255,10 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
         C = input.shape[1]
         exp_t = tuple(input.shape) if soft else (input.shape[0],) + tuple(input.shape[2:])
         if tuple(target.shape) != exp_t:
-            raise ValueError("cross_entropy: input of shape %s needs a target of shape %s, got %s"
-                             % (tuple(input.shape), exp_t, tuple(target.shape)))
+            raise ValueError(
+                "cross_entropy: input of shape %s needs a target of shape %s, got %s"
+                % (tuple(input.shape), exp_t, tuple(target.shape))
+            )
         if input.dim() == 2:
             x, t = input, target
         else:
@@ -218,8 +271,19 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
         t = t.to(_torch.float32)
     if weight is not None and weight.shape != (C,):
         raise ValueError("cross_entropy: weight has shape %s; expected (%d,)" % (tuple(weight.shape), C))
-    loss = _CrossEntropyFn.apply(x, t, weight, ignore_index, reduction, label_smoothing, z_loss, softcap,
-                                 bool(inplace_backward), _torch.is_grad_enabled(), num_threads)
+    loss = _CrossEntropyFn.apply(
+        x,
+        t,
+        weight,
+        ignore_index,
+        reduction,
+        label_smoothing,
+        z_loss,
+        softcap,
+        bool(inplace_backward),
+        _torch.is_grad_enabled(),
+        num_threads,
+    )
     if reduction == "none" and out_shape is not None:
         loss = loss.reshape(out_shape)
     return loss
@@ -275,8 +339,7 @@ def _rows2d(x):
     return x.reshape(-1, x.shape[-1]) if x.dim() != 2 else x
 
 
-def kl_div(input, target, size_average=None, reduce=None, reduction="mean", log_target=False, *,
-           num_threads=None):
+def kl_div(input, target, size_average=None, reduce=None, reduction="mean", log_target=False, *, num_threads=None):
     """Drop-in for torch.nn.functional.kl_div (input: log-probabilities;
     target: probabilities, or log-probabilities with log_target=True).
     Deviation: a zero target probability contributes exactly 0 even where
@@ -290,24 +353,56 @@ def kl_div(input, target, size_average=None, reduce=None, reduction="mean", log_
     return _DivergenceFn.apply(input, target, None, _api.kl_div, kwargs, True, _torch.is_grad_enabled())
 
 
-def kl_div_logits(student, teacher, *, temperature=1.0, reduction="batchmean", t2_scaling=False, labels=None,
-                  ignore_index=-100, num_threads=None):
+def kl_div_logits(
+    student,
+    teacher,
+    *,
+    temperature=1.0,
+    reduction="batchmean",
+    t2_scaling=False,
+    labels=None,
+    ignore_index=-100,
+    num_threads=None,
+):
     """Distillation KL(softmax(teacher/T) || softmax(student/T)) from logits
     (last axis = classes), fused; gradients for the student (and the teacher
     when it requires grad). 'none' gives per-row losses; 'batchmean' divides
     by the non-ignored rows (labels == ignore_index rows are ignored)."""
     _check_float(student, "student")
     _check_float(teacher, "teacher")
-    kwargs = dict(temperature=temperature, reduction=reduction, t2_scaling=t2_scaling, ignore_index=ignore_index,
-                  num_threads=num_threads)
+    kwargs = dict(
+        temperature=temperature,
+        reduction=reduction,
+        t2_scaling=t2_scaling,
+        ignore_index=ignore_index,
+        num_threads=num_threads,
+    )
     lead = student.shape[:-1]
-    out = _DivergenceFn.apply(_rows2d(student), _rows2d(teacher), None if labels is None else labels.reshape(-1),
-                              _api.kl_div_logits, kwargs, False, _torch.is_grad_enabled())
+    out = _DivergenceFn.apply(
+        _rows2d(student),
+        _rows2d(teacher),
+        None if labels is None else labels.reshape(-1),
+        _api.kl_div_logits,
+        kwargs,
+        False,
+        _torch.is_grad_enabled(),
+    )
     return out.reshape(lead) if reduction == "none" else out
 
 
-def jsd(input, target, *, beta=0.5, labels=None, ignore_index=-100, reduction="batchmean", input_kind="log_probs",
-        target_kind="log_probs", temperature=1.0, num_threads=None):
+def jsd(
+    input,
+    target,
+    *,
+    beta=0.5,
+    labels=None,
+    ignore_index=-100,
+    reduction="batchmean",
+    input_kind="log_probs",
+    target_kind="log_probs",
+    temperature=1.0,
+    num_threads=None,
+):
     """Generalized Jensen-Shannon divergence as Liger-Kernel's LigerJSD:
     input = student log-probabilities (Q), target = teacher log-probabilities
     (P), beta * KL(P||M) + (1-beta) * KL(Q||M); ``labels`` with
@@ -316,11 +411,25 @@ def jsd(input, target, *, beta=0.5, labels=None, ignore_index=-100, reduction="b
     'probs' instead."""
     _check_float(input, "input")
     _check_float(target, "target")
-    kwargs = dict(beta=beta, input_kind=input_kind, target_kind=target_kind, temperature=temperature,
-                  reduction=reduction, ignore_index=ignore_index, num_threads=num_threads)
+    kwargs = dict(
+        beta=beta,
+        input_kind=input_kind,
+        target_kind=target_kind,
+        temperature=temperature,
+        reduction=reduction,
+        ignore_index=ignore_index,
+        num_threads=num_threads,
+    )
     lead = input.shape[:-1]
-    out = _DivergenceFn.apply(_rows2d(input), _rows2d(target), None if labels is None else labels.reshape(-1),
-                              _api.jsd, kwargs, False, _torch.is_grad_enabled())
+    out = _DivergenceFn.apply(
+        _rows2d(input),
+        _rows2d(target),
+        None if labels is None else labels.reshape(-1),
+        _api.jsd,
+        kwargs,
+        False,
+        _torch.is_grad_enabled(),
+    )
     return out.reshape(lead) if reduction == "none" else out
 
 
@@ -330,8 +439,10 @@ class _BceFn(_torch.autograd.Function):
     @staticmethod
     def forward(ctx, inp, target, weight, pos_weight, reduction, grad_enabled, num_threads):
         if any(ctx.needs_input_grad[1:4]):
-            raise NotImplementedError("xent.torch.binary_cross_entropy_with_logits: gradients with respect to "
-                                      "target, weight or pos_weight are not supported (detach them)")
+            raise NotImplementedError(
+                "xent.torch.binary_cross_entropy_with_logits: gradients with respect to "
+                "target, weight or pos_weight are not supported (detach them)"
+            )
         want = grad_enabled and ctx.needs_input_grad[0]
         kw = dict(weight=weight, reduction=reduction, pos_weight=pos_weight, num_threads=num_threads)
         if not want:
@@ -354,15 +465,18 @@ class _BceFn(_torch.autograd.Function):
         return _scale_(grad, g), None, None, None, None, None, None
 
 
-def binary_cross_entropy_with_logits(input, target, weight=None, size_average=None, reduce=None, reduction="mean",
-                                     pos_weight=None, *, num_threads=None):
+def binary_cross_entropy_with_logits(
+    input, target, weight=None, size_average=None, reduce=None, reduction="mean", pos_weight=None, *, num_threads=None
+):
     """Drop-in for torch.nn.functional.binary_cross_entropy_with_logits
     (any shape; pos_weight runs along the last dimension; weight broadcasts)."""
     reduction = _legacy_reduction(size_average, reduce, reduction)
     _check_float(input, "input")
     if not isinstance(target, _torch.Tensor) or target.shape != input.shape:
-        raise ValueError("Target size (%s) must be the same as input size (%s)"
-                         % (tuple(getattr(target, "shape", ())), tuple(input.shape)))
+        raise ValueError(
+            "Target size (%s) must be the same as input size (%s)"
+            % (tuple(getattr(target, "shape", ())), tuple(input.shape))
+        )
     if target.dtype != input.dtype and target.dtype != _torch.float32:
         target = target.to(input.dtype if input.dtype != _torch.float16 else _torch.float32)
     return _BceFn.apply(input, target, weight, pos_weight, reduction, _torch.is_grad_enabled(), num_threads)
@@ -396,8 +510,12 @@ def _softmax_dim(ndim):
 def _softmax_common(input, dim, dtype, log, temperature, num_threads):
     if dim is None:
         import warnings
-        warnings.warn("Implicit dimension choice for %s has been deprecated. Change the call to include dim=X as "
-                      "an argument." % ("log_softmax" if log else "softmax"), stacklevel=3)
+
+        warnings.warn(
+            "Implicit dimension choice for %s has been deprecated. Change the call to include dim=X as "
+            "an argument." % ("log_softmax" if log else "softmax"),
+            stacklevel=3,
+        )
         dim = _softmax_dim(input.dim())
     if dtype is not None:
         input = input.to(dtype)
@@ -428,8 +546,15 @@ def log_softmax(input, dim=None, _stacklevel=3, dtype=None, *, temperature=1.0, 
 class _TokenLogprobsFn(_torch.autograd.Function):
     @staticmethod
     def forward(ctx, logits, target, want_entropy, temperature, softcap, ignore_index, num_threads):
-        r = _api.token_logprobs(logits, target, entropy=want_entropy, temperature=temperature, softcap=softcap,
-                                ignore_index=ignore_index, num_threads=num_threads)
+        r = _api.token_logprobs(
+            logits,
+            target,
+            entropy=want_entropy,
+            temperature=temperature,
+            softcap=softcap,
+            ignore_index=ignore_index,
+            num_threads=num_threads,
+        )
         lp, ent = r if want_entropy else (r, None)
         ctx.save_for_backward(logits, target)
         ctx.args = (temperature, softcap, ignore_index, num_threads)
@@ -448,8 +573,13 @@ class _TokenLogprobsFn(_torch.autograd.Function):
             # call with row_scale = -g; a temperature T is folded in as CE on
             # logits / T with softcap / T, times 1 / T (the gradient written
             # over that scaled copy, then divided in place).
-            kw = dict(reduction="none", softcap=None if not cap else cap / T, ignore_index=ignore_index,
-                      row_scale=-g_lp.float().reshape(-1), num_threads=num_threads)
+            kw = dict(
+                reduction="none",
+                softcap=None if not cap else cap / T,
+                ignore_index=ignore_index,
+                row_scale=-g_lp.float().reshape(-1),
+                num_threads=num_threads,
+            )
             if T == 1.0:
                 grad = _api.cross_entropy(logits, target, grad=True, **kw)[1]
             else:
@@ -475,8 +605,9 @@ class _TokenLogprobsFn(_torch.autograd.Function):
         return grad, None, None, None, None, None, None
 
 
-def token_logprobs(logits, target, *, entropy=False, temperature=1.0, softcap=None, ignore_index=-100,
-                   num_threads=None):
+def token_logprobs(
+    logits, target, *, entropy=False, temperature=1.0, softcap=None, ignore_index=-100, num_threads=None
+):
     """log softmax(z)[target] per row (z = softcap(logits) / temperature; the
     last axis is classes), differentiable; with entropy=True also the
     entropy of softmax(z) (differentiable too). Ignored rows give 0."""
@@ -496,21 +627,45 @@ class CrossEntropyLoss(_torch.nn.Module):
     """Drop-in for torch.nn.CrossEntropyLoss (extras: z_loss, softcap,
     inplace_backward, num_threads)."""
 
-    def __init__(self, weight=None, size_average=None, ignore_index=-100, reduce=None, reduction="mean",
-                 label_smoothing=0.0, *, z_loss=0.0, softcap=None, inplace_backward=False, num_threads=None):
+    def __init__(
+        self,
+        weight=None,
+        size_average=None,
+        ignore_index=-100,
+        reduce=None,
+        reduction="mean",
+        label_smoothing=0.0,
+        *,
+        z_loss=0.0,
+        softcap=None,
+        inplace_backward=False,
+        num_threads=None,
+    ):
         super().__init__()
         self.register_buffer("weight", weight)
         self.ignore_index = ignore_index
         self.reduction = _legacy_reduction(size_average, reduce, reduction)
         self.label_smoothing = label_smoothing
-        self.z_loss, self.softcap, self.inplace_backward, self.num_threads = z_loss, softcap, inplace_backward, \
-            num_threads
+        self.z_loss, self.softcap, self.inplace_backward, self.num_threads = (
+            z_loss,
+            softcap,
+            inplace_backward,
+            num_threads,
+        )
 
     def forward(self, input, target):
-        return cross_entropy(input, target, weight=self.weight, ignore_index=self.ignore_index,
-                             reduction=self.reduction, label_smoothing=self.label_smoothing, z_loss=self.z_loss,
-                             softcap=self.softcap, inplace_backward=self.inplace_backward,
-                             num_threads=self.num_threads)
+        return cross_entropy(
+            input,
+            target,
+            weight=self.weight,
+            ignore_index=self.ignore_index,
+            reduction=self.reduction,
+            label_smoothing=self.label_smoothing,
+            z_loss=self.z_loss,
+            softcap=self.softcap,
+            inplace_backward=self.inplace_backward,
+            num_threads=self.num_threads,
+        )
 
 
 class KLDivLoss(_torch.nn.Module):
@@ -535,8 +690,9 @@ class BCEWithLogitsLoss(_torch.nn.Module):
         self.reduction = _legacy_reduction(size_average, reduce, reduction)
 
     def forward(self, input, target):
-        return binary_cross_entropy_with_logits(input, target, self.weight, reduction=self.reduction,
-                                                pos_weight=self.pos_weight)
+        return binary_cross_entropy_with_logits(
+            input, target, self.weight, reduction=self.reduction, pos_weight=self.pos_weight
+        )
 
 
 class JSDLoss(_torch.nn.Module):
@@ -548,4 +704,3 @@ class JSDLoss(_torch.nn.Module):
 
     def forward(self, log_q, log_p, shift_labels=None):
         return jsd(log_q, log_p, beta=self.beta, labels=shift_labels, ignore_index=self.ignore_index)
-
