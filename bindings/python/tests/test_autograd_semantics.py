@@ -418,3 +418,16 @@ def test_buffer_cache_limits_and_empty_cache():
         xent.set_buffer_cache_limit(old)
     assert _buffers._parse_bytes("512M") == 512 << 20 and _buffers._parse_bytes("2g") == 2 << 30
     assert _buffers._parse_bytes("0") == 0
+
+
+def test_large_input_copies_come_from_the_buffers(recorded):
+    """An input xent cannot address in place (here classes not contiguous) is
+    copied into xent's buffers, not numpy's / torch's allocator."""
+    a = np.random.default_rng(1).standard_normal((40000, 64)).astype(np.float32).T  # (64, 40000), column-major
+    t = np.zeros(64, np.int64)
+    ref = xent.cross_entropy(np.ascontiguousarray(a), t, reduction="none")
+    assert np.array_equal(xent.cross_entropy(a, t, reduction="none"), ref)
+    xt = torch.from_numpy(a)
+    assert np.array_equal(xent.cross_entropy(xt, torch.from_numpy(t), reduction="none").numpy(), ref)
+    copies = [s for s, _ in recorded if s == (64, 40000)]
+    assert len(copies) == 2, recorded

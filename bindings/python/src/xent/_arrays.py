@@ -224,10 +224,17 @@ def _collapse(shape, strides):
 
 
 def _copy_contiguous(v: View, name: str) -> View:
+    """A packed copy of a float array xent cannot address in place (in xent's
+    buffers when large, see empty())."""
     if v.kind == "torch":
-        return _torch_view(v.obj.contiguous())
+        torch = _torch()
+        with torch.no_grad():  # the array API is not differentiable: no graph for the copy
+            out, _ = empty("torch", tuple(v.shape), v.code)
+            return _torch_view(out.copy_(v.obj))
     if isinstance(v.obj, np.ndarray):
-        return _numpy_view(np.ascontiguousarray(v.obj))
+        out, _ = empty("numpy", v.shape, v.code)
+        np.copyto(out, v.obj)
+        return _numpy_view(out)
     if v.code is None:
         raise TypeError("%s: cannot copy this array (dtype %s)" % (name, v.dtype_name))
     # A DLPack tensor in an odd layout: go through torch when it is torch's,
