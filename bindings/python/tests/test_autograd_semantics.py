@@ -431,3 +431,17 @@ def test_large_input_copies_come_from_the_buffers(recorded):
     assert np.array_equal(xent.cross_entropy(xt, torch.from_numpy(t), reduction="none").numpy(), ref)
     copies = [s for s, _ in recorded if s == (64, 40000)]
     assert len(copies) == 2, recorded
+
+
+def test_calls_without_a_graph_skip_autograd_with_the_same_values():
+    x0, t, _ = _data(dtype=torch.bfloat16)
+    x = _leaf(x0, torch.bfloat16)
+    with_graph = (xF.cross_entropy(x, t, reduction="none"), xF.token_logprobs(x, t), xF.log_softmax(x, -1))
+    assert all(v.grad_fn is not None for v in with_graph)
+    for inputs in ((x0,), (x,)):
+        with torch.no_grad():
+            (z,) = inputs
+            plain = (xF.cross_entropy(z, t, reduction="none"), xF.token_logprobs(z, t), xF.log_softmax(z, -1))
+        for a, b in zip(with_graph, plain):
+            assert b.grad_fn is None and not b.requires_grad and a.dtype == b.dtype
+            assert torch.equal(a.detach(), b)

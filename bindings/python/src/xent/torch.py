@@ -62,6 +62,12 @@ def _check_float(t, name):
         raise ValueError("%s is on device '%s'; xent runs on CPU tensors" % (name, t.device))
 
 
+def _needs_graph(*tensors):
+    """Whether autograd records this call: grad mode on and some tensor
+    argument requiring grad."""
+    return _torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+
+
 def _bump_version(t):
     """Tells autograd that ``t`` was written in place (by the kernel, which
     torch cannot see): an op that saved ``t`` (or its base) for its backward
@@ -271,19 +277,34 @@ def cross_entropy(
         t = t.to(_torch.float32)
     if weight is not None and weight.shape != (C,):
         raise ValueError("cross_entropy: weight has shape %s; expected (%d,)" % (tuple(weight.shape), C))
-    loss = _CrossEntropyFn.apply(
-        x,
-        t,
-        weight,
-        ignore_index,
-        reduction,
-        label_smoothing,
-        z_loss,
-        softcap,
-        bool(inplace_backward),
-        _torch.is_grad_enabled(),
-        num_threads,
-    )
+    if _needs_graph(input, target, weight):
+        loss = _CrossEntropyFn.apply(
+            x,
+            t,
+            weight,
+            ignore_index,
+            reduction,
+            label_smoothing,
+            z_loss,
+            softcap,
+            bool(inplace_backward),
+            True,
+            num_threads,
+        )
+    else:  # nothing to differentiate (evaluation, no_grad): no autograd node and its per-call cost
+        loss = _api.cross_entropy(
+            x,
+            t,
+            weight=weight,
+            ignore_index=ignore_index,
+            reduction=reduction,
+            label_smoothing=label_smoothing,
+            z_loss=z_loss,
+            softcap=softcap,
+            num_threads=num_threads,
+        )
+        if loss.dtype != x.dtype:
+            loss = loss.to(x.dtype)
     if reduction == "none" and out_shape is not None:
         loss = loss.reshape(out_shape)
     return loss
@@ -525,7 +546,10 @@ def _softmax_common(input, dim, dtype, log, temperature, num_threads):
     else:
         d = dim % input.dim()
         x = input if d == input.dim() - 1 else input.movedim(d, -1)
-    y = _SoftmaxFn.apply(x, log, temperature, num_threads)
+    if _needs_graph(x):
+        y = _SoftmaxFn.apply(x, log, temperature, num_threads)
+    else:  # no autograd node
+        y = (_api.log_softmax if log else _api.softmax)(x, -1, temperature=temperature, num_threads=num_threads)
     if input.dim() == 0:
         return y.reshape(())
     return y if d == input.dim() - 1 else y.movedim(-1, d).contiguous()
@@ -615,7 +639,18 @@ def token_logprobs(
     lead = logits.shape[:-1]
     x = _rows2d(logits)
     t = target.reshape(-1)
-    r = _TokenLogprobsFn.apply(x, t, bool(entropy), float(temperature), softcap, ignore_index, num_threads)
+    if _needs_graph(logits):
+        r = _TokenLogprobsFn.apply(x, t, bool(entropy), float(temperature), softcap, ignore_index, num_threads)
+    else:  # no autograd node
+        r = _api.token_logprobs(
+            x,
+            t,
+            entropy=bool(entropy),
+            temperature=float(temperature),
+            softcap=softcap,
+            ignore_index=ignore_index,
+            num_threads=num_threads,
+        )
     if entropy:
         return r[0].reshape(lead), r[1].reshape(lead)
     return r.reshape(lead)
