@@ -22,10 +22,13 @@ try:  # the per-call path in C (_fast.c); without it, everything runs through th
 except ImportError:  # pragma: no cover - a source tree without the built extension
     _fast = None
 if _fast is not None:
-    _fast.bind(L.lib._handle, np.ndarray, empty, scalar)
+    _fast.bind(*_arrays.fast_bind_args(empty))
     _arrays.on_torch_import(
         lambda torch: _fast.bind_torch(
-            torch.Tensor, torch.strided, (torch.float32, torch.bfloat16, torch.float16, torch.int32, torch.int64)
+            torch.Tensor,
+            torch.strided,
+            (torch.float32, torch.bfloat16, torch.float16, torch.int32, torch.int64),
+            torch.empty,
         )
     )
 

@@ -438,6 +438,21 @@ def empty(kind: str, shape, code: int):
     return a, a.__array_interface__["data"][0]
 
 
+def fast_bind_args(empty_fn):
+    """The arguments of _fast.bind: how the compiled path finds the library
+    and allocates results (`empty_fn` for large ones; tests pass a recorder)."""
+    return (
+        L.lib._handle,
+        np.ndarray,
+        empty_fn,
+        scalar,
+        _buffers.THRESHOLD,
+        np.empty,
+        np.float32,
+        (np.dtype(np.float32), NP_BF16, np.dtype(np.float16)),
+    )
+
+
 def scalar(kind: str, value: float, code: int = L.XENT_F32):
     """A reduced loss: numpy float32 scalar, or a 0-d torch tensor."""
     if kind == "torch":

@@ -43,11 +43,17 @@ static struct {
   xent_token_logprobs_args tlp0;
   xent_softmax_args sm0;
   PyObject* ndarray;   /* numpy.ndarray */
-  PyObject* empty;     /* _arrays.empty(kind, shape, code) -> (array, address) */
+  PyObject* empty;     /* _arrays.empty(kind, shape, code) -> (array, address): large results */
   PyObject* scalar;    /* _arrays.scalar(kind, value) */
+  PyObject* np_empty;  /* numpy.empty: small results */
+  PyObject* np_float32; /* numpy.float32: reduced numpy losses */
+  PyObject* npdtypes[6]; /* numpy dtype per xent code (Py_None where numpy has none) */
+  Py_ssize_t threshold; /* results of at least this many bytes go through `empty` */
   PyObject* tensor;    /* torch.Tensor (NULL until torch is bound) */
   PyObject* strided;   /* torch.strided */
+  PyObject* t_empty;   /* torch.empty */
   PyObject* tdtypes[6]; /* torch dtype per xent code (index = code) */
+  PyObject* tkwargs[6]; /* {"dtype": torch dtype} per xent code */
   PyObject* s_mean, *s_sum, *s_none, *s_inplace, *s_numpy, *s_torch;
   PyObject* s_data_ptr, *s_stride, *s_shape, *s_dtype, *s_layout, *s_is_cpu;
 } S;
@@ -238,10 +244,55 @@ static PyObject* shape_tuple(const Operand* a, int dims) {
   return s;
 }
 
-/* A new result array via _arrays.empty; *addr receives its data address. */
+static Py_ssize_t itemsize_of(int code) { return code == XENT_F32 || code == XENT_I32 ? 4 : code == XENT_I64 ? 8 : 2; }
+
+/* A small result straight from numpy.empty / torch.empty (no Python frame). */
+static PyObject* new_small(int torch, PyObject* shape, int code, void** addr) {
+  PyObject* arr;
+  if (torch) {
+    PyObject* args = PyTuple_Pack(1, shape);
+    if (args == NULL) return NULL;
+    arr = PyObject_Call(S.t_empty, args, S.tkwargs[code]);
+    Py_DECREF(args);
+    if (arr == NULL) return NULL;
+    PyObject* p = PyObject_CallMethodObjArgs(arr, S.s_data_ptr, NULL);
+    if (p == NULL) {
+      Py_DECREF(arr);
+      return NULL;
+    }
+    *addr = PyLong_AsVoidPtr(p);
+    Py_DECREF(p);
+  } else {
+    arr = PyObject_CallFunctionObjArgs(S.np_empty, shape, S.npdtypes[code], NULL);
+    if (arr == NULL) return NULL;
+    Py_buffer b;
+    if (PyObject_GetBuffer(arr, &b, PyBUF_WRITABLE) != 0) {
+      Py_DECREF(arr);
+      return NULL;
+    }
+    *addr = b.buf;
+    PyBuffer_Release(&b);
+  }
+  if (PyErr_Occurred()) {
+    Py_DECREF(arr);
+    return NULL;
+  }
+  if (*addr == NULL) *addr = empty_dummy; /* an empty array */
+  return arr;
+}
+
+/* A new result array (small: numpy / torch directly; large: _arrays.empty,
+ * xent's recycled buffers); *addr receives its data address. */
 static PyObject* new_array(int torch, const Operand* like, int dims, int code, void** addr) {
   PyObject* shape = shape_tuple(like, dims);
   if (shape == NULL) return NULL;
+  Py_ssize_t n = itemsize_of(code);
+  for (int i = 0; i < dims; ++i) n *= like->shape[i];
+  if (n < S.threshold && (torch ? S.tkwargs[code] != NULL : S.npdtypes[code] != Py_None)) {
+    PyObject* arr = new_small(torch, shape, code, addr);
+    Py_DECREF(shape);
+    return arr;
+  }
   PyObject* r = PyObject_CallFunction(S.empty, "OOi", torch ? S.s_torch : S.s_numpy, shape, code);
   Py_DECREF(shape);
   if (r == NULL) return NULL;
@@ -262,7 +313,8 @@ static PyObject* new_array(int torch, const Operand* like, int dims, int code, v
 }
 
 static PyObject* reduced(int torch, float value) {
-  return PyObject_CallFunction(S.scalar, "Od", torch ? S.s_torch : S.s_numpy, (double)value);
+  if (!torch) return PyObject_CallFunction(S.np_float32, "d", (double)value);
+  return PyObject_CallFunction(S.scalar, "Od", S.s_torch, (double)value);
 }
 
 static int get_float(PyObject* o, float* out) {
@@ -542,13 +594,23 @@ static void* sym(void* handle, const char* name) {
   return p;
 }
 
-/* bind(handle, ndarray, empty, scalar): the dlopen handle of the libxent that
- * _lib.py loaded (ctypes.CDLL._handle), numpy.ndarray, and the allocation
- * helpers of _arrays. */
+/* bind(handle, ndarray, empty, scalar, threshold, np_empty, np_float32, np_dtypes):
+ * the dlopen handle of the libxent that _lib.py loaded (ctypes.CDLL._handle),
+ * numpy.ndarray, the allocation helpers of _arrays and the size from which
+ * results come from `empty`, numpy.empty, numpy.float32 and the numpy dtypes
+ * of (f32, bf16, f16) (None where numpy has none). */
 static PyObject* fast_bind(PyObject* self, PyObject* args) {
   (void)self;
-  PyObject *handle_o, *ndarray, *empty, *scalar;
-  if (!PyArg_UnpackTuple(args, "bind", 4, 4, &handle_o, &ndarray, &empty, &scalar)) return NULL;
+  PyObject *handle_o, *ndarray, *empty, *scalar, *thr_o, *np_empty, *np_float32, *npd;
+  if (!PyArg_UnpackTuple(args, "bind", 8, 8, &handle_o, &ndarray, &empty, &scalar, &thr_o, &np_empty, &np_float32,
+                         &npd))
+    return NULL;
+  Py_ssize_t threshold = PyLong_AsSsize_t(thr_o);
+  if (threshold == -1 && PyErr_Occurred()) return NULL;
+  if (!PyTuple_Check(npd) || PyTuple_GET_SIZE(npd) != 3) {
+    PyErr_SetString(PyExc_TypeError, "bind: np_dtypes must be (f32, bf16, f16)");
+    return NULL;
+  }
   void* h = PyLong_AsVoidPtr(handle_o);
   if (h == NULL && PyErr_Occurred()) return NULL;
   ce_init_fn ce_init = (ce_init_fn)sym(h, "xent_cross_entropy_args_init");
@@ -572,17 +634,32 @@ static PyObject* fast_bind(PyObject* self, PyObject* args) {
   Py_XSETREF(S.empty, empty);
   Py_INCREF(scalar);
   Py_XSETREF(S.scalar, scalar);
+  Py_INCREF(np_empty);
+  Py_XSETREF(S.np_empty, np_empty);
+  Py_INCREF(np_float32);
+  Py_XSETREF(S.np_float32, np_float32);
+  static const int codes[3] = {XENT_F32, XENT_BF16, XENT_F16};
+  for (int c = 0; c < 6; ++c) {
+    Py_INCREF(Py_None);
+    Py_XSETREF(S.npdtypes[c], Py_None);
+  }
+  for (int i = 0; i < 3; ++i) {
+    PyObject* d = PyTuple_GET_ITEM(npd, i);
+    Py_INCREF(d);
+    Py_XSETREF(S.npdtypes[codes[i]], d);
+  }
+  S.threshold = threshold;
   S.bound = 1;
   Py_RETURN_NONE;
 }
 
-/* bind_torch(Tensor, strided, (float32, bfloat16, float16, int32, int64)) */
+/* bind_torch(Tensor, strided, (float32, bfloat16, float16, int32, int64), torch.empty) */
 static PyObject* fast_bind_torch(PyObject* self, PyObject* args) {
   (void)self;
-  PyObject *tensor, *strided, *dtypes;
-  if (!PyArg_UnpackTuple(args, "bind_torch", 3, 3, &tensor, &strided, &dtypes)) return NULL;
+  PyObject *tensor, *strided, *dtypes, *t_empty;
+  if (!PyArg_UnpackTuple(args, "bind_torch", 4, 4, &tensor, &strided, &dtypes, &t_empty)) return NULL;
   if (!PyType_Check(tensor) || !PyTuple_Check(dtypes) || PyTuple_GET_SIZE(dtypes) != 5) {
-    PyErr_SetString(PyExc_TypeError, "bind_torch(Tensor, strided, (f32, bf16, f16, i32, i64))");
+    PyErr_SetString(PyExc_TypeError, "bind_torch(Tensor, strided, (f32, bf16, f16, i32, i64), empty)");
     return NULL;
   }
   static const int codes[5] = {XENT_F32, XENT_BF16, XENT_F16, XENT_I32, XENT_I64};
@@ -590,7 +667,12 @@ static PyObject* fast_bind_torch(PyObject* self, PyObject* args) {
     PyObject* d = PyTuple_GET_ITEM(dtypes, i);
     Py_INCREF(d);
     Py_XSETREF(S.tdtypes[codes[i]], d);
+    PyObject* kw = Py_BuildValue("{s:O}", "dtype", d);
+    if (kw == NULL) return NULL;
+    Py_XSETREF(S.tkwargs[codes[i]], kw);
   }
+  Py_INCREF(t_empty);
+  Py_XSETREF(S.t_empty, t_empty);
   Py_INCREF(strided);
   Py_XSETREF(S.strided, strided);
   Py_INCREF(tensor);
@@ -599,8 +681,9 @@ static PyObject* fast_bind_torch(PyObject* self, PyObject* args) {
 }
 
 static PyMethodDef methods[] = {
-    {"bind", fast_bind, METH_VARARGS, "bind(handle, ndarray, empty, scalar)"},
-    {"bind_torch", fast_bind_torch, METH_VARARGS, "bind_torch(Tensor, strided, dtypes)"},
+    {"bind", fast_bind, METH_VARARGS,
+     "bind(handle, ndarray, empty, scalar, threshold, np_empty, np_float32, np_dtypes)"},
+    {"bind_torch", fast_bind_torch, METH_VARARGS, "bind_torch(Tensor, strided, dtypes, empty)"},
     {"cross_entropy", fast_cross_entropy, METH_VARARGS,
      "cross_entropy(logits, target, ignore_index, reduction, label_smoothing, z_loss, softcap, grad, grad_scale, "
      "num_threads) -> result, or NotImplemented (then use the general path)"},
