@@ -235,13 +235,15 @@ def test_grad_accumulates_across_two_backward_calls():
     _bits(s.grad, 2 * xent.kl_div_logits(x0, tch, grad=True)[1], "kl accumulated")
 
 
-@pytest.mark.parametrize("op", ["cross_entropy", "kl_div_logits", "bce"])
+@pytest.mark.parametrize("op", ["cross_entropy", "cross_entropy_soft", "kl_div_logits", "bce"])
 def test_retain_graph_twice(op):
     x0, t, g = _data(seed=9)
     other = torch.randn(x0.shape, generator=g)
     x = _leaf(x0)
     if op == "cross_entropy":
         loss = xF.cross_entropy(x, t, reduction="none")
+    elif op == "cross_entropy_soft":
+        loss = xF.cross_entropy(x, torch.softmax(other, -1), reduction="none", label_smoothing=0.1)
     elif op == "kl_div_logits":
         loss = xF.kl_div_logits(x, other, reduction="none")
     else:

@@ -58,7 +58,7 @@ def _check_float(t, name):
         raise TypeError(
             "%s has dtype %s; xent.torch takes float32, bfloat16 or float16 (use .float())" % (name, t.dtype)
         )
-    if t.device.type != "cpu":
+    if not t.is_cpu:
         raise ValueError("%s is on device '%s'; xent runs on CPU tensors" % (name, t.device))
 
 
@@ -154,27 +154,15 @@ def _second_backward_inplace(name):
 # ---------------------------------------------------------------------------
 # cross_entropy
 class _CrossEntropyFn(_torch.autograd.Function):
+    # Options travel as one tuple: every argument of apply() costs per call.
     @staticmethod
-    def forward(
-        ctx,
-        logits,
-        target,
-        weight,
-        ignore_index,
-        reduction,
-        label_smoothing,
-        z_loss,
-        softcap,
-        inplace,
-        grad_enabled,
-        num_threads,
-    ):
+    def forward(ctx, logits, target, weight, opts):
         if ctx.needs_input_grad[1]:
             raise NotImplementedError(
                 "xent.torch.cross_entropy: gradients with respect to probability targets "
                 "are not supported (detach the target)"
             )
-        want = grad_enabled and ctx.needs_input_grad[0]
+        ignore_index, reduction, label_smoothing, z_loss, softcap, inplace, num_threads = opts
         kw = dict(
             weight=weight,
             ignore_index=ignore_index,
@@ -184,19 +172,27 @@ class _CrossEntropyFn(_torch.autograd.Function):
             softcap=softcap,
             num_threads=num_threads,
         )
-        if not want:
-            return _api.cross_entropy(logits, target, **kw).to(logits.dtype)
+        if not ctx.needs_input_grad[0]:
+            loss = _api.cross_entropy(logits, target, **kw)
+            return loss if loss.dtype == logits.dtype else loss.to(logits.dtype)
         loss, grad = _api.cross_entropy(logits, target, grad="inplace" if inplace else True, **kw)
         if inplace:
             _bump_version(logits)
             grad = grad.detach()  # an alias of logits of its own, which autograd can take without a copy
         else:
-            ctx.save_for_backward(logits, target)  # read only by a second backward (retain_graph=True)
+            # For a second backward (retain_graph=True) only; the engine drops them after the last one.
+            # Class indices (B values) are kept as they are: one saved tensor less per call.
+            if target.is_floating_point():
+                ctx.save_for_backward(logits, target)
+                ctx.target = None
+            else:
+                ctx.save_for_backward(logits)
+                ctx.target = target
             ctx.kw = kw
         ctx.handoff = _Handoff(grad)
         ctx.inplace = inplace
         ctx.rows = reduction == "none"
-        return loss.to(logits.dtype)
+        return loss if loss.dtype == logits.dtype else loss.to(logits.dtype)
 
     @staticmethod
     def backward(ctx, g):
@@ -207,9 +203,10 @@ class _CrossEntropyFn(_torch.autograd.Function):
         elif ctx.inplace:
             raise _second_backward_inplace("cross_entropy")
         else:
-            logits, target = ctx.saved_tensors
-            grad = _api.cross_entropy(logits, target, grad=True, **ctx.kw)[1]
-        return _scale_(grad, g, ctx.rows), None, None, None, None, None, None, None, None, None, None
+            saved = ctx.saved_tensors
+            target = saved[1] if ctx.target is None else ctx.target
+            grad = _api.cross_entropy(saved[0], target, grad=True, **ctx.kw)[1]
+        return _scale_(grad, g, ctx.rows), None, None, None
 
 
 def cross_entropy(
@@ -282,14 +279,7 @@ def cross_entropy(
             x,
             t,
             weight,
-            ignore_index,
-            reduction,
-            label_smoothing,
-            z_loss,
-            softcap,
-            bool(inplace_backward),
-            True,
-            num_threads,
+            (ignore_index, reduction, label_smoothing, z_loss, softcap, bool(inplace_backward), num_threads),
         )
     else:  # nothing to differentiate (evaluation, no_grad): no autograd node and its per-call cost
         loss = _api.cross_entropy(
