@@ -24,7 +24,9 @@ to None first, as a training loop with zero_grad(set_to_none=True)):
   train_step    linear LM head + cross-entropy, forward + backward
                 (--train-shape BxVxH, default 4096x32000x256), f32
   small         per-call cost at B x V = --small-shape (default 1x32000),
-                1 thread, us per call: the kernel alone (a prepared C call),
+                1 thread, us per call, wall time and this thread's CPU time
+                (everything runs on it; the CPU time is what a quiet machine's
+                wall time would be): the kernel alone (a prepared C call),
                 the numpy API (compiled and Python paths), xent.torch forward
                 and forward + backward, torch eager, and an empty
                 torch.autograd.Function (torch's own fixed cost per call)
@@ -426,7 +428,7 @@ def main():
     }
     results = []
 
-    def emit(case, variant, times, error=None):
+    def emit(case, variant, times, error=None, cpu=None):
         base = {
             "name": case.name(variant),
             "run_name": case.name(variant),
@@ -453,18 +455,20 @@ def main():
             )
             return
         for i, t in enumerate(times):
-            results.append(
-                dict(
-                    base,
-                    repetitions=len(times),
-                    repetition_index=i,
-                    iterations=1,
-                    real_time=t * 1e3,
-                    cpu_time=t * 1e3,
-                    ns_per_logit=t * 1e9 / case.logits,
-                    us_per_call=t * 1e6,
-                )
+            c = cpu[i] if cpu else t
+            row = dict(
+                base,
+                repetitions=len(times),
+                repetition_index=i,
+                iterations=1,
+                real_time=t * 1e3,
+                cpu_time=c * 1e3,
+                ns_per_logit=t * 1e9 / case.logits,
+                us_per_call=t * 1e6,
             )
+            if cpu:
+                row["us_per_call_thread_cpu"] = c * 1e6
+            results.append(row)
 
     def run_case(case):
         torch.set_num_threads(case.threads)
@@ -479,23 +483,29 @@ def main():
                 print(f"  {case.name(name)}: ERROR {msg}", file=sys.stderr)
                 emit(case, name, None, error=msg)
         times = {name: [] for name, _, _ in live}
+        cpu = {name: [] for name, _, _ in live}  # this thread's CPU time: small calls run on it alone
         for _ in range(args.reps):
             order = list(live)
             rng.shuffle(order)
             for name, fn, calls in order:
-                t0 = time.perf_counter()
+                c0, t0 = time.thread_time(), time.perf_counter()
                 for _ in range(calls):
                     fn()
-                times[name].append((time.perf_counter() - t0) / calls)
+                t1, c1 = time.perf_counter(), time.thread_time()
+                times[name].append((t1 - t0) / calls)
+                cpu[name].append((c1 - c0) / calls)
         for name, _, _ in live:
             ts = times[name]
-            emit(case, name, ts)
             if case.unit == "us":
+                cs = cpu[name]
+                emit(case, name, ts, cpu=cs)
                 print(
-                    f"  {case.name(name)}: {min(ts) * 1e6:.2f} / {statistics.median(ts) * 1e6:.2f} us per call",
+                    f"  {case.name(name)}: {min(ts) * 1e6:.2f} / {statistics.median(ts) * 1e6:.2f} us per call "
+                    f"(thread CPU time {min(cs) * 1e6:.2f} / {statistics.median(cs) * 1e6:.2f})",
                     file=sys.stderr,
                 )
             else:
+                emit(case, name, ts)
                 print(
                     f"  {case.name(name)}: {min(ts) * 1e9 / case.logits:.3f} / "
                     f"{statistics.median(ts) * 1e9 / case.logits:.3f} ns/logit",
