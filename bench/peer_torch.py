@@ -22,6 +22,7 @@ Operations (torch.nn.functional):
 ce_fwd_grad_inplace has no PyTorch equivalent (bench/report.py compares it
 with ce_fwd_grad).
 """
+
 import argparse
 import json
 import os
@@ -44,8 +45,14 @@ OPS = {
 # Rough peak memory of a PyTorch call, in B x V tensors of the dtype (f32
 # intermediates counted for bf16 too): used to skip shapes that do not fit.
 PEAK_TENSORS = {
-    "ce_fwd": 3, "ce_fwd_grad": 5, "kl_fwd_grad": 8, "jsd_fwd_grad": 12,
-    "token_logprobs": 3, "softmax": 3, "softmax_backward": 4, "bce_fwd_grad": 6,
+    "ce_fwd": 3,
+    "ce_fwd_grad": 5,
+    "kl_fwd_grad": 8,
+    "jsd_fwd_grad": 12,
+    "token_logprobs": 3,
+    "softmax": 3,
+    "softmax_backward": 4,
+    "bce_fwd_grad": 6,
 }
 DEFAULT_SHAPES = "8192x32000,4096x128256,64x262144,1x262144,32768x4096"
 
@@ -69,10 +76,15 @@ def main():
     ap.add_argument("--dtypes", default="f32,bf16")
     ap.add_argument("--threads", default="1,all")
     ap.add_argument("--reps", type=int, default=3)
-    ap.add_argument("--min-time", type=float, default=0.1,
-                    help="seconds per repetition for short calls (several calls averaged)")
-    ap.add_argument("--mem-fraction", type=float, default=0.7,
-                    help="skip a case whose estimated peak exceeds this fraction of MemAvailable")
+    ap.add_argument(
+        "--min-time", type=float, default=0.1, help="seconds per repetition for short calls (several calls averaged)"
+    )
+    ap.add_argument(
+        "--mem-fraction",
+        type=float,
+        default=0.7,
+        help="skip a case whose estimated peak exceeds this fraction of MemAvailable",
+    )
     args = ap.parse_args()
 
     try:
@@ -100,11 +112,22 @@ def main():
         "executable": "peer_torch.py",
         "num_cpus": all_threads,
         "torch_version": torch.__version__,
-        "torch_cpu_capability": next((l.split(":", 1)[1].strip() for l in torch.__config__.show().splitlines()
-                                      if "CPU capability usage" in l), "?"),
-        "torch_parallel_backend": next((l.split(":", 1)[1].strip() for l in
-                                        torch.__config__.parallel_info().splitlines()
-                                        if "parallel backend" in l), "?"),
+        "torch_cpu_capability": next(
+            (
+                ln.split(":", 1)[1].strip()
+                for ln in torch.__config__.show().splitlines()
+                if "CPU capability usage" in ln
+            ),
+            "?",
+        ),
+        "torch_parallel_backend": next(
+            (
+                ln.split(":", 1)[1].strip()
+                for ln in torch.__config__.parallel_info().splitlines()
+                if "parallel backend" in ln
+            ),
+            "?",
+        ),
         "load_avg": list(os.getloadavg()),
         "library_build_type": "release",
     }
@@ -112,32 +135,74 @@ def main():
     def emit(name, times, B, V, dt, op, nthreads, iters, error=None):
         reads, writes = OPS[op]
         bpl = esize[dt] * (reads + writes)
-        base = {"name": name, "run_name": name, "family_index": 0, "per_family_instance_index": 0,
-                "threads": 1, "time_unit": "ms", "label": f"torch {torch.__version__}"}
+        base = {
+            "name": name,
+            "run_name": name,
+            "family_index": 0,
+            "per_family_instance_index": 0,
+            "threads": 1,
+            "time_unit": "ms",
+            "label": f"torch {torch.__version__}",
+        }
         if error is not None:
-            results.append(dict(base, run_type="iteration", repetitions=0, repetition_index=0,
-                                iterations=0, real_time=0, cpu_time=0, error_occurred=True,
-                                error_message=error))
+            results.append(
+                dict(
+                    base,
+                    run_type="iteration",
+                    repetitions=0,
+                    repetition_index=0,
+                    iterations=0,
+                    real_time=0,
+                    cpu_time=0,
+                    error_occurred=True,
+                    error_message=error,
+                )
+            )
             return
         logits = B * V
         for i, t in enumerate(times):
-            results.append(dict(base, run_type="iteration", repetitions=len(times), repetition_index=i,
-                                iterations=iters, real_time=t * 1e3, cpu_time=t * 1e3,
-                                ns_per_logit=t * 1e9 / logits, GB_per_s=bpl * logits / t * 1e-9,
-                                bytes_per_logit=bpl, threads_used=nthreads, logits=logits))
+            results.append(
+                dict(
+                    base,
+                    run_type="iteration",
+                    repetitions=len(times),
+                    repetition_index=i,
+                    iterations=iters,
+                    real_time=t * 1e3,
+                    cpu_time=t * 1e3,
+                    ns_per_logit=t * 1e9 / logits,
+                    GB_per_s=bpl * logits / t * 1e-9,
+                    bytes_per_logit=bpl,
+                    threads_used=nthreads,
+                    logits=logits,
+                )
+            )
         for agg, f in (("median", statistics.median), ("min", min)):
             t = f(times)
-            results.append(dict(base, name=name + "_" + agg, run_type="aggregate", aggregate_name=agg,
-                                repetitions=len(times), iterations=len(times), real_time=t * 1e3,
-                                cpu_time=t * 1e3, ns_per_logit=t * 1e9 / logits,
-                                GB_per_s=bpl * logits / t * 1e-9, bytes_per_logit=bpl,
-                                threads_used=nthreads, logits=logits))
+            results.append(
+                dict(
+                    base,
+                    name=name + "_" + agg,
+                    run_type="aggregate",
+                    aggregate_name=agg,
+                    repetitions=len(times),
+                    iterations=len(times),
+                    real_time=t * 1e3,
+                    cpu_time=t * 1e3,
+                    ns_per_logit=t * 1e9 / logits,
+                    GB_per_s=bpl * logits / t * 1e-9,
+                    bytes_per_logit=bpl,
+                    threads_used=nthreads,
+                    logits=logits,
+                )
+            )
 
     def make_call(op, x, t, y, rows):
         xs = x[:rows]
         ts = t[:rows] if t is not None else None
         ys = y[:rows] if y is not None else None
         if op == "ce_fwd":
+
             def f():
                 with torch.no_grad():
                     return F.cross_entropy(xs, ys)
@@ -154,8 +219,7 @@ def main():
 
             def f():
                 xr.grad = None
-                loss = F.kl_div(F.log_softmax(xr, -1), F.log_softmax(ts, -1), log_target=True,
-                                reduction="batchmean")
+                loss = F.kl_div(F.log_softmax(xr, -1), F.log_softmax(ts, -1), log_target=True, reduction="batchmean")
                 loss.backward()
                 return loss
         elif op == "jsd_fwd_grad":
@@ -167,19 +231,24 @@ def main():
                 lq = F.log_softmax(xr, -1)
                 lp = F.log_softmax(ts, -1)
                 lm = torch.log(beta * lp.exp() + (1 - beta) * lq.exp())
-                loss = (beta * F.kl_div(lm, lp, log_target=True, reduction="sum")
-                        + (1 - beta) * F.kl_div(lm, lq, log_target=True, reduction="sum")) / xr.shape[0]
+                loss = (
+                    beta * F.kl_div(lm, lp, log_target=True, reduction="sum")
+                    + (1 - beta) * F.kl_div(lm, lq, log_target=True, reduction="sum")
+                ) / xr.shape[0]
                 loss.backward()
                 return loss
         elif op == "token_logprobs":
+
             def f():
                 with torch.no_grad():
                     return F.log_softmax(xs, -1).gather(1, ys[:, None]).squeeze(1)
         elif op == "softmax":
+
             def f():
                 with torch.no_grad():
                     return F.softmax(xs, -1)
         elif op == "softmax_backward":
+
             def f():
                 with torch.no_grad():
                     return torch._softmax_backward_data(ts, xs, -1, xs.dtype)
@@ -196,18 +265,26 @@ def main():
         return f
 
     gen = torch.Generator().manual_seed(0)
-    for (B, V) in shapes:
+    for B, V in shapes:
         for dt in dtypes:
-            need_t = any(OPS[o][0] == 2 for o in ops)
             x = t_logits = t_probs = t_small = t_signed = y = None
             for op in ops:
                 name_base = f"torch/{op}/{dt}/{B}x{V}"
                 peak = PEAK_TENSORS[op] * B * V * max(esize[dt], 4)
                 if peak > args.mem_fraction * mem_available():
                     for n in threads:
-                        emit(f"{name_base}/threads:{n}", None, B, V, dt, op, n, 0,
-                             error=f"skipped: needs ~{peak / 2**30:.1f} GiB, more than "
-                                   f"{args.mem_fraction:.0%} of MemAvailable")
+                        emit(
+                            f"{name_base}/threads:{n}",
+                            None,
+                            B,
+                            V,
+                            dt,
+                            op,
+                            n,
+                            0,
+                            error=f"skipped: needs ~{peak / 2**30:.1f} GiB, more than "
+                            f"{args.mem_fraction:.0%} of MemAvailable",
+                        )
                     continue
                 # Inputs, generated once per shape and dtype.
                 if x is None:
@@ -216,8 +293,9 @@ def main():
                 t = None
                 if op in ("kl_fwd_grad", "jsd_fwd_grad"):
                     if t_logits is None:
-                        t_logits = ((torch.rand(B, V, generator=gen) + torch.rand(B, V, generator=gen) - 1)
-                                    * 6).to(tdt[dt])
+                        t_logits = ((torch.rand(B, V, generator=gen) + torch.rand(B, V, generator=gen) - 1) * 6).to(
+                            tdt[dt]
+                        )
                     t = t_logits
                 elif op == "bce_fwd_grad":
                     if t_probs is None:
@@ -253,8 +331,11 @@ def main():
                                 f()
                             times.append((time.perf_counter() - t0) / iters)
                         emit(name, times, B, V, dt, op, n, iters)
-                        print(f"{name}: min {min(times) * 1e9 / (B * V):.3f} median "
-                              f"{statistics.median(times) * 1e9 / (B * V):.3f} ns/logit", file=sys.stderr)
+                        print(
+                            f"{name}: min {min(times) * 1e9 / (B * V):.3f} median "
+                            f"{statistics.median(times) * 1e9 / (B * V):.3f} ns/logit",
+                            file=sys.stderr,
+                        )
                     except Exception as e:  # noqa: BLE001
                         emit(name, None, B, V, dt, op, n, 0, error=f"{type(e).__name__}: {e}")
                         print(f"{name}: ERROR {e}", file=sys.stderr)

@@ -22,6 +22,7 @@ the in-place bandwidth. Shapes whose bytes (read + written) fit in the last-leve
 are marked "cache" (no DRAM roofline applies).
 Only the Python standard library is needed; the plot needs matplotlib.
 """
+
 import argparse
 import json
 import math
@@ -30,8 +31,17 @@ import statistics
 import sys
 from collections import defaultdict
 
-OP_ORDER = ["ce_fwd", "ce_fwd_grad", "ce_fwd_grad_inplace", "kl_fwd_grad", "jsd_fwd_grad",
-            "token_logprobs", "softmax", "softmax_backward", "bce_fwd_grad"]
+OP_ORDER = [
+    "ce_fwd",
+    "ce_fwd_grad",
+    "ce_fwd_grad_inplace",
+    "kl_fwd_grad",
+    "jsd_fwd_grad",
+    "token_logprobs",
+    "softmax",
+    "softmax_backward",
+    "bce_fwd_grad",
+]
 SHAPE_ORDER = ["8192x32000", "4096x128256", "64x262144", "1x262144", "32768x4096"]
 BW_NAMES = {0: "read", 1: "copy", 3: "inplace"}
 TORCH_PEER = {"ce_fwd_grad_inplace": "ce_fwd_grad"}  # PyTorch has no in-place CE gradient
@@ -83,9 +93,19 @@ def load(files):
             d = parse_name(b.get("run_name", b["name"]))
             if d["suite"] == "bandwidth":
                 key = ("bandwidth", d["kind"], int(d.get("threads", 1)))
+            elif d["suite"] == "e2e":
+                shape = d["shape"] + (f"x{d['hidden']}" if "hidden" in d else "")
+                key = (
+                    "e2e",
+                    d["op"],
+                    d["dtype"],
+                    shape,
+                    int(d.get("threads", 1)),
+                    d.get("variant", "?"),
+                    data.get("context", {}).get("torch_version", "?"),
+                )
             else:
-                key = (d["suite"], d["op"], d["dtype"], d["shape"], int(d.get("threads", 1)),
-                       d.get("target", ""))
+                key = (d["suite"], d["op"], d["dtype"], d["shape"], int(d.get("threads", 1)), d.get("target", ""))
             r = runs[key]
             if b.get("error_occurred"):
                 r["error"] = b.get("error_message", "error")
@@ -97,6 +117,12 @@ def load(files):
             if "GB_per_s" in b:
                 r["gbs"].append(b["GB_per_s"])
             r["label"] = b.get("label", "")
+            if "us_per_call" in b:
+                r.setdefault("us", []).append(b["us_per_call"])
+            if "us_per_call_thread_cpu" in b:
+                r.setdefault("us_cpu", []).append(b["us_per_call_thread_cpu"])
+            if "unit" in b:
+                r["meta"]["unit"] = b["unit"]
             for k in ("bytes_per_logit", "bw_kind", "logits", "check_loss_rel_err", "check_out_rel_err"):
                 if k in b:
                     r["meta"][k] = b[k]
@@ -130,10 +156,11 @@ def fmt(v, nd=3):
 
 
 def table(rows, header):
-    widths = [max(len(str(h)), *(len(str(r[i])) for r in rows)) if rows else len(str(h))
-              for i, h in enumerate(header)]
-    out = ["| " + " | ".join(str(h).ljust(w) for h, w in zip(header, widths)) + " |",
-           "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
+    widths = [max(len(str(h)), *(len(str(r[i])) for r in rows)) if rows else len(str(h)) for i, h in enumerate(header)]
+    out = [
+        "| " + " | ".join(str(h).ljust(w) for h, w in zip(header, widths)) + " |",
+        "|" + "|".join("-" * (w + 2) for w in widths) + "|",
+    ]
     for r in rows:
         out.append("| " + " | ".join(str(c).ljust(w) for c, w in zip(r, widths)) + " |")
     return "\n".join(out)
@@ -149,6 +176,7 @@ def main():
     ap.add_argument("--md", help="write the report (markdown) here")
     ap.add_argument("--csv", help="write one row per xent benchmark here")
     ap.add_argument("--png", help="write the plot here")
+    ap.add_argument("--png-e2e", help="write the end-to-end plot here (when e2e_torch.py results are given)")
     args = ap.parse_args()
 
     runs, contexts = load(args.files)
@@ -163,17 +191,22 @@ def main():
     p = lines.append
     p("# xent benchmark report")
     p("")
-    p(f"xent {ctx.get('xent_version', '?')} ({ctx.get('xent_threading', '?')} threading), "
-      f"targets {ctx.get('xent_targets', '?')}; {ctx.get('num_cpus', '?')} CPUs at "
-      f"{ctx.get('mhz_per_cpu', '?')} MHz, last-level cache {llc / 2**20:.0f} MiB; "
-      f"ops available: {ctx.get('xent_ops_available', '?')}.")
+    p(
+        f"xent {ctx.get('xent_version', '?')} ({ctx.get('xent_threading', '?')} threading), "
+        f"targets {ctx.get('xent_targets', '?')}; {ctx.get('num_cpus', '?')} CPUs at "
+        f"{ctx.get('mhz_per_cpu', '?')} MHz, last-level cache {llc / 2**20:.0f} MiB; "
+        f"ops available: {ctx.get('xent_ops_available', '?')}."
+    )
     torch_ctx = next((c for f, c in contexts if "torch_version" in c), None)
     if torch_ctx:
         p(f"PyTorch peer: torch {torch_ctx['torch_version']} ({torch_ctx.get('torch_cpu_capability', '?')}).")
     loads = [(os.path.basename(f), c.get("load_avg")) for f, c in contexts if c.get("load_avg")]
     if loads:
-        p("Load average at the start of each suite (other work on the machine makes numbers noisy): " +
-          ", ".join(f"{f} {l[0]:.2f}" for f, l in loads) + ".")
+        p(
+            "Load average at the start of each suite (other work on the machine makes numbers noisy): "
+            + ", ".join(f"{f} {la[0]:.2f}" for f, la in loads)
+            + "."
+        )
     p("")
 
     # 1. Bandwidth.
@@ -208,10 +241,17 @@ def main():
         return runs.get((suite, op, dt, shape, thr, ""))
 
     # 2./3. Rows per xent benchmark.
-    xkeys = sorted((k for k in runs if k[0] == "xent"),
-                   key=lambda k: (SHAPE_ORDER.index(k[3]) if k[3] in SHAPE_ORDER else 99,
-                                  OP_ORDER.index(k[1]) if k[1] in OP_ORDER else 99,
-                                  k[2], k[4], k[5] != "auto", k[5]))
+    xkeys = sorted(
+        (k for k in runs if k[0] == "xent"),
+        key=lambda k: (
+            SHAPE_ORDER.index(k[3]) if k[3] in SHAPE_ORDER else 99,
+            OP_ORDER.index(k[1]) if k[1] in OP_ORDER else 99,
+            k[2],
+            k[4],
+            k[5] != "auto",
+            k[5],
+        ),
+    )
     detail = []
     csv_rows = []
     check_fail = []
@@ -245,9 +285,25 @@ def main():
         tmin, smin = stat(tr, min), stat(sr, min)
         t_s = fmt(tmin) if tmin else ("n/a" if tr and tr["error"] else "-")
         s_s = fmt(smin) if smin else "-"
-        detail.append([op, dt, shape, thr, tname, fmt(mn), fmt(md), fmt(gbs, 2), roof_s, pct, t_s,
-                       f"{tmin / mn:.1f}x" if tmin and mn else "-", s_s,
-                       f"{smin / mn:.1f}x" if smin and mn else "-", chk])
+        detail.append(
+            [
+                op,
+                dt,
+                shape,
+                thr,
+                tname,
+                fmt(mn),
+                fmt(md),
+                fmt(gbs, 2),
+                roof_s,
+                pct,
+                t_s,
+                f"{tmin / mn:.1f}x" if tmin and mn else "-",
+                s_s,
+                f"{smin / mn:.1f}x" if smin and mn else "-",
+                chk,
+            ]
+        )
         csv_rows.append([op, dt, shape, thr, r["label"] or target, target, mn, md, gbs, roof, tmin, smin])
 
     # Targets.
@@ -291,12 +347,33 @@ def main():
         unit = (lambda x: min(x["ms"])) if kind == "ms" else (lambda x: min(x["ns"]))
         tv = unit(tr) if tr and tr["ns"] else None
         sv = unit(sr) if sr and sr["ns"] else None
-        trows.append([desc, fmt(vmin, 4 if kind == "ms" else 3), fmt(vmed, 4 if kind == "ms" else 3),
-                      f"<= {limit}", status, roof,
-                      (f"{fmt(tv, 3)} ({tv / vmin:.1f}x)" if tv else "-"),
-                      (f"{fmt(sv, 3)} ({sv / vmin:.1f}x)" if sv else "-")])
-    p(table(trows, ["workload (xent, best target)", "min", "median", "target", "status", "roofline",
-                    "PyTorch min (speed-up)", "scalar ref min (speed-up)"]))
+        trows.append(
+            [
+                desc,
+                fmt(vmin, 4 if kind == "ms" else 3),
+                fmt(vmed, 4 if kind == "ms" else 3),
+                f"<= {limit}",
+                status,
+                roof,
+                (f"{fmt(tv, 3)} ({tv / vmin:.1f}x)" if tv else "-"),
+                (f"{fmt(sv, 3)} ({sv / vmin:.1f}x)" if sv else "-"),
+            ]
+        )
+    p(
+        table(
+            trows,
+            [
+                "workload (xent, best target)",
+                "min",
+                "median",
+                "target",
+                "status",
+                "roofline",
+                "PyTorch min (speed-up)",
+                "scalar ref min (speed-up)",
+            ],
+        )
+    )
     p("")
     p("Units: ns/logit, except where stated. Status judged on the median; 'met (min only)' means only the")
     p("best repetition meets it. Speed-ups are peer min / xent min.")
@@ -308,8 +385,28 @@ def main():
     p("% roofline = roofline / min (above 100% is possible where xent uses streaming stores and the")
     p("roofline is the plain-store copy bandwidth); speed-up = peer min / xent min.")
     p("")
-    p(table(detail, ["op", "dtype", "BxV", "thr", "target", "min", "median", "GB/s", "roofline", "%roof",
-                     "torch", "x torch", "scalar ref", "x ref", "check"]))
+    p(
+        table(
+            detail,
+            [
+                "op",
+                "dtype",
+                "BxV",
+                "thr",
+                "target",
+                "min",
+                "median",
+                "GB/s",
+                "roofline",
+                "%roof",
+                "torch",
+                "x torch",
+                "scalar ref",
+                "x ref",
+                "check",
+            ],
+        )
+    )
     p("")
     p("check: xent against the scalar reference on the first rows (up to 64) of each case: loss relative")
     p(f"error <= {LOSS_TOL:g} and largest output difference / largest output <= {OUT_TOL['f32']:g} (f32),")
@@ -323,6 +420,7 @@ def main():
     p("Byte model (bytes per logit, f32; half for bf16): ce_fwd, token_logprobs 4 (read); ce_fwd_grad,")
     p("softmax 8 (read + write another buffer); ce_fwd_grad_inplace 8 (in place); kl_fwd_grad,")
     p("jsd_fwd_grad, softmax_backward, bce_fwd_grad 12 (two reads + one write).")
+    e2e_section(runs, contexts, p)
     text = "\n".join(lines)
     print(text)
     if args.md:
@@ -330,18 +428,339 @@ def main():
             fh.write(text + "\n")
     if args.csv:
         with open(args.csv, "w") as fh:
-            fh.write("op,dtype,shape,threads,target,target_requested,min_ns,median_ns,GBps,roofline_ns,"
-                     "torch_min_ns,scalar_ref_min_ns\n")
+            fh.write(
+                "op,dtype,shape,threads,target,target_requested,min_ns,median_ns,GBps,roofline_ns,"
+                "torch_min_ns,scalar_ref_min_ns\n"
+            )
             for r in csv_rows:
                 fh.write(",".join("" if v is None else str(v) for v in r) + "\n")
     if args.png:
         plot(runs, bw, llc, max_threads, args.png)
+    if args.png_e2e and any(k[0] == "e2e" for k in runs):
+        plot_e2e(runs, args.png_e2e)
     return 0
+
+
+# ---------------------------------------------------------------------------
+# End to end (bench/e2e_torch.py): what PyTorch / numpy users see.
+E2E_ORDER = ["small", "ce_fwd", "ce_fwd_bwd", "kl_fwd_bwd", "token_logprobs", "token_logprobs_fwd_bwd", "train_step"]
+E2E_TITLES = {
+    "small": "small calls (us per call)",
+    "ce_fwd": "CE forward",
+    "ce_fwd_bwd": "CE forward + backward",
+    "kl_fwd_bwd": "KL distillation fwd + bwd (T = 2)",
+    "token_logprobs": "token log-probs (no grad)",
+    "token_logprobs_fwd_bwd": "token log-probs fwd + bwd (policy gradient)",
+    "train_step": "training step: Linear head + CE fwd + bwd",
+}
+E2E_KERNEL = "xent kernel (caller buffer)"
+E2E_VARIANT_ORDER = [
+    E2E_KERNEL,
+    "xent kernel + GEMMs (caller buffers)",
+    "numpy grad=True",
+    "xent.torch",
+    "xent.torch inplace_backward",
+    "torch eager",
+    "torch.compile",
+    "torch linear_cross_entropy (chunked)",
+]
+# The issue's end-to-end targets (1 thread, 8192x32000): (description, kind, a, b, limit)
+#   ratio_le: min(a) / min(b) <= limit;  speedup_ge: min(b) / min(a) >= limit (a = xent side);
+#   overhead_le: us(a) - us(b) <= limit (small calls).
+E2E_TARGETS = [
+    (
+        "xent.torch CE fwd+bwd f32 / kernel with a caller buffer",
+        "ratio_le",
+        ("ce_fwd_bwd", "f32", "xent.torch"),
+        ("ce_fwd_bwd", "f32", E2E_KERNEL),
+        1.3,
+    ),
+    (
+        "xent.torch CE fwd+bwd f32 vs torch.compile",
+        "speedup_ge",
+        ("ce_fwd_bwd", "f32", "xent.torch"),
+        ("ce_fwd_bwd", "f32", "torch.compile"),
+        3.0,
+    ),
+    (
+        "xent.torch CE fwd+bwd bf16 vs torch.compile",
+        "speedup_ge",
+        ("ce_fwd_bwd", "bf16", "xent.torch"),
+        ("ce_fwd_bwd", "bf16", "torch.compile"),
+        3.0,
+    ),
+    (
+        "xent.torch KL distillation fwd+bwd vs torch.compile",
+        "speedup_ge",
+        ("kl_fwd_bwd", "f32", "xent.torch"),
+        ("kl_fwd_bwd", "f32", "torch.compile"),
+        3.0,
+    ),
+    (
+        "numpy grad=True / kernel with a caller buffer (CE f32)",
+        "ratio_le",
+        ("ce_fwd_bwd", "f32", "numpy grad=True"),
+        ("ce_fwd_bwd", "f32", E2E_KERNEL),
+        1.2,
+    ),
+    (
+        "small calls: numpy CE overhead (us per call over the kernel)",
+        "overhead_le",
+        ("small", "f32", "numpy fwd"),
+        ("small", "f32", "kernel fwd (prepared C call)"),
+        5.0,
+    ),
+    (
+        "small calls: xent.torch CE fwd+bwd overhead (us per call over the kernel)",
+        "overhead_le",
+        ("small", "f32", "xent.torch fwd+bwd"),
+        ("small", "f32", "kernel fwd+grad (prepared C call)"),
+        15.0,
+    ),
+    (
+        "  of which PyTorch's own: an empty autograd.Function fwd+bwd (informational)",
+        "value",
+        ("small", "f32", "autograd floor (empty Function fwd+bwd)"),
+        None,
+        None,
+    ),
+]
+
+
+def _e2e_runs(runs):
+    """{(workload, dtype, shape, threads, torch): {variant: run}}"""
+    out = defaultdict(dict)
+    for k, r in runs.items():
+        if k[0] == "e2e":
+            _, op, dt, shape, thr, variant, tv = k
+            out[(op, dt, shape, thr, tv)][variant] = r
+    return out
+
+
+def e2e_section(runs, contexts, p):
+    groups = _e2e_runs(runs)
+    if not groups:
+        return
+    p("## End to end: xent.torch and the numpy API vs PyTorch (bench/e2e_torch.py)")
+    p("")
+    for _, c in contexts:
+        if c.get("executable") != "e2e_torch.py":
+            continue
+        env = ", ".join(f"{k}={v or 'unset'}" for k, v in c.get("allocator_env", {}).items() if k != "LD_PRELOAD")
+        p(
+            f"torch {c.get('torch_version')} ({c.get('torch_cpu_capability', '?')}; torch.compile: "
+            f"{c.get('torch_compile', '?')}), Python {c.get('python', '?')} ({c.get('python_executable', '?')}), "
+            f"numpy {c.get('numpy_version', '?')}; xent {c.get('xent_library_version', '?')} "
+            f"({c.get('xent_target', '?')}, {c.get('xent_threading', '?')}; compiled per-call path: "
+            f"{'yes' if c.get('xent_compiled_path') else 'NO (Python path)'}). One process, the same allocator "
+            f"settings for every variant: {env}; THP {c.get('thp_enabled', '?')}. Load average at the start "
+            f"{(c.get('load_avg') or [0])[0]:.2f}."
+        )
+    p("")
+
+    def val(r, f, us=False):
+        if not r:
+            return None
+        xs = (r.get("us_cpu") or r.get("us")) if us == "cpu" else r.get("us") if us else r["ns"]
+        return f(xs) if xs else None
+
+    def find(workload, dt, variant, thr=1):
+        for (op, d, shape, t, tv), vs in groups.items():
+            if op == workload and d == dt and t == thr and variant in vs and (op == "small" or shape == "8192x32000"):
+                return vs[variant], tv
+        return None, None
+
+    rows = []
+    for desc, kind, a, b, limit in E2E_TARGETS:
+        ra, tva = find(*a)
+        if kind == "value":
+            if ra and ra.get("us"):
+                rows.append(
+                    [
+                        desc,
+                        f"{val(ra, min, 'cpu'):.1f} us ({val(ra, min, True):.1f})",
+                        f"{val(ra, statistics.median, 'cpu'):.1f} us ({val(ra, statistics.median, True):.1f})",
+                        "-",
+                        "-",
+                        tva,
+                    ]
+                )
+            continue
+        rb, _ = find(*b)
+        if not (ra and rb and (ra["ns"] or ra.get("us")) and (rb["ns"] or rb.get("us"))):
+            err = (ra or {}).get("error") or (rb or {}).get("error") or "not measured"
+            rows.append([desc, "-", "-", "-", "n/a: " + str(err)[:60], "-"])
+            continue
+        if kind == "overhead_le":  # on this thread's CPU time (wall time in parentheses)
+            vmin = val(ra, min, "cpu") - val(rb, min, "cpu")
+            vmed = val(ra, statistics.median, "cpu") - val(rb, statistics.median, "cpu")
+            wmin = val(ra, min, True) - val(rb, min, True)
+            wmed = val(ra, statistics.median, True) - val(rb, statistics.median, True)
+            lim = f"<= {limit:g} us"
+            ok_med, ok_min = vmed <= limit, vmin <= limit
+            fm = (f"{vmin:.1f} us ({wmin:.1f})", f"{vmed:.1f} us ({wmed:.1f})")
+        elif kind == "ratio_le":
+            vmin, vmed = val(ra, min) / val(rb, min), val(ra, statistics.median) / val(rb, statistics.median)
+            lim = f"<= {limit:g}x"
+            ok_med, ok_min = vmed <= limit, vmin <= limit
+            fm = (f"{vmin:.2f}x", f"{vmed:.2f}x")
+        else:
+            vmin, vmed = val(rb, min) / val(ra, min), val(rb, statistics.median) / val(ra, statistics.median)
+            lim = f">= {limit:g}x"
+            ok_med, ok_min = vmed >= limit, vmin >= limit
+            fm = (f"{vmin:.2f}x", f"{vmed:.2f}x")
+        status = "met" if ok_med else ("met (min only)" if ok_min else "MISSED")
+        rows.append([desc, fm[0], fm[1], lim, status, tva])
+    p("### Targets of the end-to-end issue (1 thread, 8192x32000; small calls 1x32000)")
+    p("")
+    p(table(rows, ["target", "min", "median", "target", "status", "torch"]))
+    p("")
+    p("Ratios are min / min and median / median of the two rows, measured in the same process; status is judged")
+    p("on the median. Small-call overhead = us per call minus the kernel alone (a prepared C call), on the calling")
+    p("thread's CPU time (everything runs on it; on a shared machine wall time also counts waiting for a CPU), wall")
+    p("time in parentheses.")
+    p("")
+
+    p("### Every end-to-end row")
+    p("")
+    detail = []
+    keys = sorted(
+        groups, key=lambda k: (E2E_ORDER.index(k[0]) if k[0] in E2E_ORDER else 99, k[1] != "f32", k[3], k[2], k[4])
+    )
+    for key in keys:
+        op, dt, shape, thr, tv = key
+        vs = groups[key]
+        us = op == "small"
+        kern = (
+            vs.get(E2E_KERNEL)
+            or vs.get("xent kernel + GEMMs (caller buffers)")
+            or vs.get("kernel fwd+grad (prepared C call)")
+        )
+        eager, comp = vs.get("torch eager"), vs.get("torch.compile")
+        order = sorted(vs, key=lambda v: (E2E_VARIANT_ORDER.index(v) if v in E2E_VARIANT_ORDER else 50, v))
+        for v in order:
+            r = vs[v]
+            if r["error"] and not r["ns"]:
+                detail.append([E2E_TITLES.get(op, op), dt, shape, thr, tv, v, "n/a: " + r["error"][:50]] + [""] * 5)
+                continue
+            mn, md = val(r, min, us), val(r, statistics.median, us)
+            cpu_s = f"{fmt(val(r, min, 'cpu'))} / {fmt(val(r, statistics.median, 'cpu'))}" if r.get("us_cpu") else "-"
+            k_mn = val(kern, min, us) if kern and not us else None
+            e_mn = val(eager, min, us) if eager else None
+            c_mn = val(comp, min, us) if comp else None
+            detail.append(
+                [
+                    E2E_TITLES.get(op, op),
+                    dt,
+                    shape,
+                    thr,
+                    tv,
+                    v,
+                    fmt(mn),
+                    fmt(md),
+                    cpu_s,
+                    f"{mn / k_mn:.2f}x" if k_mn else "-",
+                    f"{e_mn / mn:.1f}x" if e_mn else "-",
+                    f"{c_mn / mn:.2f}x" if c_mn else ("n/a" if not us and "torch.compile" not in vs else "-"),
+                ]
+            )
+    p(
+        table(
+            detail,
+            [
+                "workload",
+                "dtype",
+                "BxV",
+                "thr",
+                "torch",
+                "variant",
+                "min",
+                "median",
+                "thread CPU min / median",
+                "/ kernel",
+                "x eager",
+                "x compile",
+            ],
+        )
+    )
+    p("")
+    p("ns per logit (small calls: us per call, also on the calling thread's CPU time), min and median over")
+    p("repetitions; '/ kernel' = this row's min over")
+    p("the min of xent's kernel on a caller buffer in the same case (the wrapper's cost); 'x eager', 'x compile' =")
+    p("the min of PyTorch eager / torch.compile over this row's min (speed-up of this row). fwd+bwd rows set")
+    p("x.grad = None before each step; inplace_backward overwrites its own copy of the logits.")
+    p("")
+
+
+def plot_e2e(runs, path):
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except Exception as e:  # noqa: BLE001
+        print(f"report: matplotlib not available ({e}); no end-to-end plot", file=sys.stderr)
+        return
+    groups = _e2e_runs(runs)
+    panels = sorted(
+        {(op, dt, shape, tv) for op, dt, shape, _, tv in groups},
+        key=lambda k: (E2E_ORDER.index(k[0]) if k[0] in E2E_ORDER else 99, k[1] != "f32", k[3]),
+    )
+    if not panels:
+        return
+    ncol = 3
+    nrow = (len(panels) + ncol - 1) // ncol
+    fig, axes = plt.subplots(nrow, ncol, figsize=(6.2 * ncol, 3.9 * nrow), squeeze=False)
+    colors = {
+        E2E_KERNEL: "tab:green",
+        "xent kernel + GEMMs (caller buffers)": "tab:green",
+        "numpy grad=True": "tab:olive",
+        "xent.torch": "tab:blue",
+        "xent.torch inplace_backward": "tab:cyan",
+        "torch eager": "tab:red",
+        "torch.compile": "tab:orange",
+        "torch linear_cross_entropy (chunked)": "tab:purple",
+    }
+    for i, (op, dt, shape, tv) in enumerate(panels):
+        ax = axes[i // ncol][i % ncol]
+        us = op == "small"
+        thr_list = sorted({t for o, d, s, t, v in groups if (o, d, s, v) == (op, dt, shape, tv)})
+        variants = sorted(
+            {v for o, d, s, t, v2 in groups if (o, d, s, v2) == (op, dt, shape, tv) for v in groups[(o, d, s, t, v2)]},
+            key=lambda v: (E2E_VARIANT_ORDER.index(v) if v in E2E_VARIANT_ORDER else 50, v),
+        )
+        width = 0.8 / max(len(variants), 1)
+        for j, v in enumerate(variants):
+            xs, ys, lo = [], [], []
+            for ti, t in enumerate(thr_list):
+                r = groups.get((op, dt, shape, t, tv), {}).get(v)
+                vals = (r.get("us") if us else r["ns"]) if r else None
+                if vals:
+                    xs.append(ti + (j - (len(variants) - 1) / 2) * width)
+                    ys.append(statistics.median(vals))
+                    lo.append(min(vals))
+            if xs:
+                ax.bar(xs, ys, width=width, color=colors.get(v), label=v, alpha=0.85)
+                ax.plot(xs, lo, "k_", markersize=6)
+        ax.set_xticks(range(len(thr_list)))
+        ax.set_xticklabels([f"{t} thread{'s' if t > 1 else ''}" for t in thr_list], fontsize=8)
+        ax.set_yscale("log")
+        ax.set_ylabel("us per call" if us else "ns / logit", fontsize=8)
+        ax.set_title(f"{E2E_TITLES.get(op, op)}, {dt}, {shape}\ntorch {tv}", fontsize=9)
+        ax.grid(True, axis="y", which="both", alpha=0.3)
+        ax.legend(fontsize=6)
+    for i in range(len(panels), nrow * ncol):
+        axes[i // ncol][i % ncol].axis("off")
+    fig.suptitle("xent end to end: bars = median, ticks = min over repetitions (lower is better)", fontsize=11)
+    fig.tight_layout(rect=(0, 0, 1, 0.97))
+    fig.savefig(path, dpi=100)
+    print(f"report: end-to-end plot written to {path}", file=sys.stderr)
 
 
 def plot(runs, bw, llc, max_threads, path):
     try:
         import matplotlib
+
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except Exception as e:  # noqa: BLE001
@@ -350,7 +769,7 @@ def plot(runs, bw, llc, max_threads, path):
     series = defaultdict(dict)  # (op, dt, thr) -> {series name: {shape: ns}}
     meta = {}
     for k, r in runs.items():
-        if k[0] == "bandwidth" or not r["ns"]:
+        if k[0] in ("bandwidth", "e2e") or not r["ns"]:
             continue
         suite, op, dt, shape, thr, target = k
         if suite == "xent":
@@ -368,8 +787,10 @@ def plot(runs, bw, llc, max_threads, path):
             src = series.get((TORCH_PEER[op], dt, thr), {}).get("PyTorch")
             if src:
                 s.setdefault("PyTorch", dict(src))
-    panels = sorted((k for k in series if any(n.startswith("xent") for n in series[k])),
-                    key=lambda k: (OP_ORDER.index(k[0]) if k[0] in OP_ORDER else 99, k[1], k[2]))
+    panels = sorted(
+        (k for k in series if any(n.startswith("xent") for n in series[k])),
+        key=lambda k: (OP_ORDER.index(k[0]) if k[0] in OP_ORDER else 99, k[1], k[2]),
+    )
     if not panels:
         return
     cols = sorted({(dt, thr) for _, dt, thr in panels}, key=lambda c: (c[0] != "f32", c[1]))
@@ -398,16 +819,25 @@ def plot(runs, bw, llc, max_threads, path):
                 b = bw.get((BW_NAMES.get(int(m.get("bw_kind", 1)), "copy"), thr))
                 roof.append(bpl / b if bpl and b and logits * bpl >= llc else float("nan"))
             if any(not math.isnan(v) for v in roof):
-                ax.plot(xs, roof, "k--", marker="_", markersize=18, markeredgewidth=2,
-                        label="roofline (DRAM bandwidth)", linewidth=1.2)
+                ax.plot(
+                    xs,
+                    roof,
+                    "k--",
+                    marker="_",
+                    markersize=18,
+                    markeredgewidth=2,
+                    label="roofline (DRAM bandwidth)",
+                    linewidth=1.2,
+                )
             ax.set_xticks(list(xs))
             ax.set_xticklabels(shapes, rotation=20, fontsize=7)
             ax.set_yscale("log")
             ax.set_ylabel("ns / logit", fontsize=8)
             ax.grid(True, which="both", alpha=0.3)
             ax.legend(fontsize=6)
-    fig.suptitle("xent: ns per logit by shape (lower is better); roofline = bytes/logit / measured bandwidth",
-                 fontsize=11)
+    fig.suptitle(
+        "xent: ns per logit by shape (lower is better); roofline = bytes/logit / measured bandwidth", fontsize=11
+    )
     fig.tight_layout(rect=(0, 0, 1, 0.98))
     fig.savefig(path, dpi=110)
     print(f"report: plot written to {path}", file=sys.stderr)

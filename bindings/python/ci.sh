@@ -38,7 +38,7 @@ step() {  # step NAME CMD...
 [ -e "$BUILD/libxent.so.1" ] || { echo "no libxent.so.1 in $BUILD (build the repo first)"; exit 1; }
 SYSLIB=$(readlink -f "$BUILD/libxent.so.1")
 
-"$ROOT/.ci/deps.sh" build-essential pkg-config meson ninja-build libhwy-dev python3-venv python3-pip \
+"$ROOT/.ci/deps.sh" build-essential pkg-config meson ninja-build libhwy-dev python3-venv python3-pip python3-dev \
   python3-numpy python3-pytest python3-hypothesis python3-torch || { echo "cannot install Debian packages"; exit 1; }
 
 DEFAULT_PY=$(command -v python3)
@@ -76,8 +76,11 @@ import sys, zipfile
 b, s = (set(zipfile.ZipFile(p).namelist()) for p in sys.argv[1:3])
 assert "xent/libxent.so.1" in b, sorted(b)
 assert not any("libxent" in n for n in s), sorted(s)
-for n in ("xent/__init__.py", "xent/torch.py", "xent/__init__.pyi", "xent/torch.pyi", "xent/py.typed"):
+for n in ("xent/__init__.py", "xent/torch.py", "xent/__init__.pyi", "xent/torch.pyi", "xent/py.typed",
+          "xent/_buffers.py"):
     assert n in b and n in s, n
+for names in (b, s):  # the compiled per-call path
+    assert any(n.startswith("xent/_fast.") and n.endswith(".so") for n in names), sorted(names)
 print("wheel contents ok:", sorted(n for n in b if not n.startswith("xent-")))
 EOF
 }

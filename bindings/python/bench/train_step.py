@@ -8,6 +8,7 @@ Prints min and median wall time per step (and of the loss alone: forward +
 backward of the loss on given logits) for each variant, after checking that
 the variants give the same loss and weight gradient.
 """
+
 import argparse
 import statistics
 import time
@@ -55,9 +56,19 @@ def main():
             print("%-50s |loss - torch| = %.2e, max |dW - dW_torch| / max|dW| = %.2e" % (name, dl, dg))
             assert dl < 1e-4 and dg < 1e-4
 
-    print("rows=%d vocab=%d hidden=%d threads=%d  xent %s target=%s backend=%s, torch %s" % (
-        a.rows, a.vocab, a.hidden, a.threads, xent.library_version(), xent.active_target(),
-        xent.threading_backend(), torch.__version__))
+    print(
+        "rows=%d vocab=%d hidden=%d threads=%d  xent %s target=%s backend=%s, torch %s"
+        % (
+            a.rows,
+            a.vocab,
+            a.hidden,
+            a.threads,
+            xent.library_version(),
+            xent.active_target(),
+            xent.threading_backend(),
+            torch.__version__,
+        )
+    )
     # Round-robin over the variants (one run of each per round), so that load
     # from other processes on a shared machine hits all of them alike.
     z0 = F.linear(h, W).detach()
@@ -69,6 +80,7 @@ def main():
 
         def loss_only():  # forward + backward of the loss on given logits (includes one clone)
             ce(z0.clone().requires_grad_()).backward()
+
         return step, loss_only
 
     fns = {name: make(ce, "inplace" in name) for name, ce in variants.items()}
@@ -94,16 +106,22 @@ def main():
         s_ = (min(st), statistics.median(st))
         lo_ = (min(lo) - c, statistics.median(lo) - c)
         results[name] = (s_, lo_)
-        print("%-50s step min %7.1f ms  median %7.1f ms | loss fwd+bwd min %7.1f ms  median %7.1f ms" % (
-            name, s_[0] * 1e3, s_[1] * 1e3, lo_[0] * 1e3, lo_[1] * 1e3))
-    print("(loss fwd+bwd: on given logits, minus the %.1f ms clone of the logits; load average %s)"
-          % (c * 1e3, open("/proc/loadavg").read().split()[0]))
+        print(
+            "%-50s step min %7.1f ms  median %7.1f ms | loss fwd+bwd min %7.1f ms  median %7.1f ms"
+            % (name, s_[0] * 1e3, s_[1] * 1e3, lo_[0] * 1e3, lo_[1] * 1e3)
+        )
+    print(
+        "(loss fwd+bwd: on given logits, minus the %.1f ms clone of the logits; load average %s)"
+        % (c * 1e3, open("/proc/loadavg").read().split()[0])
+    )
     base = results["torch F.cross_entropy"]
     for name, (s, lo) in results.items():
         if name.startswith("torch"):
             continue
-        print("%-50s speed-up vs torch: step %.2fx (min) %.2fx (median); loss alone %.1fx (min) %.1fx (median)" % (
-            name, base[0][0] / s[0], base[0][1] / s[1], base[1][0] / lo[0], base[1][1] / lo[1]))
+        print(
+            "%-50s speed-up vs torch: step %.2fx (min) %.2fx (median); loss alone %.1fx (min) %.1fx (median)"
+            % (name, base[0][0] / s[0], base[0][1] / s[1], base[1][0] / lo[0], base[1][1] / lo[1])
+        )
 
 
 if __name__ == "__main__":

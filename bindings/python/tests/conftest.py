@@ -1,5 +1,6 @@
 """Shared helpers for the xent Python tests. Run pytest from outside
 bindings/python/src (the tests must import the INSTALLED package)."""
+
 import os
 import sys
 
@@ -11,8 +12,7 @@ sys.path.insert(0, HERE)  # reference.py
 
 import xent  # noqa: E402
 
-if os.path.realpath(os.path.dirname(xent.__file__)).startswith(
-        os.path.realpath(os.path.join(HERE, "..", "src"))):
+if os.path.realpath(os.path.dirname(xent.__file__)).startswith(os.path.realpath(os.path.join(HERE, "..", "src"))):
     raise RuntimeError("tests imported xent from the source tree (%s), not the installed package" % xent.__file__)
 
 REPO = os.path.realpath(os.path.join(HERE, "..", "..", ".."))
@@ -20,6 +20,7 @@ HEADER_DIR = os.environ.get("XENT_INCLUDE_DIR", os.path.join(REPO, "include"))
 
 try:
     import ml_dtypes  # noqa: F401
+
     BF16 = np.dtype(ml_dtypes.bfloat16)
 except ImportError:
     BF16 = None
@@ -28,6 +29,7 @@ except ImportError:
 def have_torch():
     try:
         import torch  # noqa: F401
+
         return True
     except ImportError:
         if os.environ.get("XENT_REQUIRE_TORCH") == "1":
@@ -46,7 +48,7 @@ def ulp(x, dtype):
     if dtype == np.float16:
         return np.spacing(x.astype(np.float16)).astype(np.float64)
     # bfloat16: spacing = 2^(exponent - 7); subnormal floor like f32
-    e = np.floor(np.log2(np.maximum(x, 2.0 ** -126)))
+    e = np.floor(np.log2(np.maximum(x, 2.0**-126)))
     return 2.0 ** (e - 7)
 
 
@@ -62,8 +64,9 @@ def assert_close(got, ref, rtol, atol, what=""):
     if not np.all(ok):
         idx = np.argwhere(~ok)[:5]
         detail = ", ".join("%s: got %r ref %r" % (tuple(i), got[tuple(i)], ref[tuple(i)]) for i in idx)
-        raise AssertionError("%s: %d of %d values differ (rtol %g, atol %g): %s"
-                             % (what, int((~ok).sum()), ok.size, rtol, atol, detail))
+        raise AssertionError(
+            "%s: %d of %d values differ (rtol %g, atol %g): %s" % (what, int((~ok).sum()), ok.size, rtol, atol, detail)
+        )
 
 
 def assert_low_precision(got, ref, dtype, what="", f32_atol=1e-6):
@@ -78,8 +81,9 @@ def assert_low_precision(got, ref, dtype, what="", f32_atol=1e-6):
     if not np.all(ok):
         idx = np.argwhere(~ok)[:5]
         detail = ", ".join("%s: got %r ref %r" % (tuple(i), got[tuple(i)], ref[tuple(i)]) for i in idx)
-        raise AssertionError("%s: %d of %d values beyond 1 ulp of %s: %s" % (what, int((~ok).sum()), ok.size,
-                                                                             np.dtype(dtype), detail))
+        raise AssertionError(
+            "%s: %d of %d values beyond 1 ulp of %s: %s" % (what, int((~ok).sum()), ok.size, np.dtype(dtype), detail)
+        )
 
 
 @pytest.fixture

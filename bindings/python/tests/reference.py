@@ -3,6 +3,7 @@ documented semantics in include/xent/xent.h (not from the kernels).
 
 All take 2-D float64 arrays (rows x classes) and return float64 results.
 """
+
 import numpy as np
 
 NEG_INF = -np.inf
@@ -50,8 +51,19 @@ def softcap_fn(x, cap):
     return cap * th, 1.0 - th * th
 
 
-def cross_entropy(x, target, *, weight=None, ignore_index=-100, reduction="mean", label_smoothing=0.0, z_loss=0.0,
-                  softcap=None, grad_scale=1.0, row_scale=None):
+def cross_entropy(
+    x,
+    target,
+    *,
+    weight=None,
+    ignore_index=-100,
+    reduction="mean",
+    label_smoothing=0.0,
+    z_loss=0.0,
+    softcap=None,
+    grad_scale=1.0,
+    row_scale=None,
+):
     """Returns (loss, row_loss, lse, grad); loss is the SUM for 'none'."""
     B, V = x.shape
     z, dz = softcap_fn(x, softcap)
@@ -66,7 +78,7 @@ def cross_entropy(x, target, *, weight=None, ignore_index=-100, reduction="mean"
             wq = w[None, :] * q
             # 0 * log 0 = 0: zero target mass contributes nothing.
             nll = np.where(wq != 0, wq * (lse[:, None] - z), 0.0)
-            row = nll.sum(-1) + z_loss * lse ** 2
+            row = nll.sum(-1) + z_loss * lse**2
             g = wq.sum(-1, keepdims=True) * p - wq + 2 * z_loss * lse[:, None] * p
             active = np.ones(B, bool)
             denom = float(B)
@@ -78,11 +90,14 @@ def cross_entropy(x, target, *, weight=None, ignore_index=-100, reduction="mean"
             zy = z[np.arange(B), ts]
             nll = (1 - eps) * wy * (lse - zy)
             smooth = (eps / V) * np.sum(w[None, :] * (lse[:, None] - z), axis=-1) if eps else 0.0
-            row = nll + smooth + z_loss * lse ** 2
+            row = nll + smooth + z_loss * lse**2
             onehot = np.zeros((B, V))
             onehot[np.arange(B), ts] = 1.0
-            g = (1 - eps) * wy[:, None] * (p - onehot) + (eps / V) * (w.sum() * p - w[None, :]) \
+            g = (
+                (1 - eps) * wy[:, None] * (p - onehot)
+                + (eps / V) * (w.sum() * p - w[None, :])
                 + 2 * z_loss * lse[:, None] * p
+            )
             row = np.where(active, row, 0.0)
             g = np.where(active[:, None], g, 0.0)
             denom = float(np.sum(np.where(active, wy, 0.0)))
@@ -112,7 +127,7 @@ def bce(x, y, *, weight=None, weight_rowwise=False, pos_weight=None, reduction="
     B, V = x.shape
     w = np.ones((B, V)) if weight is None else np.broadcast_to(np.asarray(weight, np.float64), (B, V))
     pw = np.ones(V) if pos_weight is None else np.asarray(pos_weight, np.float64)
-    sp_pos = np.logaddexp(0.0, x)   # softplus(x)
+    sp_pos = np.logaddexp(0.0, x)  # softplus(x)
     sp_neg = np.logaddexp(0.0, -x)  # softplus(-x)
     el = w * (pw[None, :] * y * sp_neg + (1 - y) * sp_pos)
     sig = 1.0 / (1.0 + np.exp(-x))
@@ -142,15 +157,28 @@ def _as_logp(x, kind, T):
     return lp, lambda g: np.where(x > 0, g / np.where(x > 0, x, 1.0), 0.0)
 
 
-def divergence(inp, tgt, *, input_kind="log_probs", target_kind="probs", divergence="kl", beta=0.5,
-               temperature=1.0, t2_scaling=False, reduction="mean", labels=None, ignore_index=-100,
-               grad_scale=1.0):
+def divergence(
+    inp,
+    tgt,
+    *,
+    input_kind="log_probs",
+    target_kind="probs",
+    divergence="kl",
+    beta=0.5,
+    temperature=1.0,
+    t2_scaling=False,
+    reduction="mean",
+    labels=None,
+    ignore_index=-100,
+    grad_scale=1.0,
+):
     """Returns (loss, row_loss, elem_loss, grad_input, grad_target)."""
     B, V = inp.shape
-    b, to_x_in = _as_logp(inp, input_kind, temperature)    # log q
-    a, to_x_tg = _as_logp(tgt, target_kind, temperature)   # log p
+    b, to_x_in = _as_logp(inp, input_kind, temperature)  # log q
+    a, to_x_tg = _as_logp(tgt, target_kind, temperature)  # log p
     p, q = np.exp(a), np.exp(b)
     with np.errstate(invalid="ignore", divide="ignore"):
+
         def xlogy_diff(w, u, v):  # w * (u - v) with 0 where w == 0
             return np.where(w > 0, w * (u - v), 0.0)
 
@@ -168,7 +196,7 @@ def divergence(inp, tgt, *, input_kind="log_probs", target_kind="probs", diverge
             el = beta * xlogy_diff(p, a, m) + (1 - beta) * xlogy_diff(q, b, m)
             ga = beta * np.where(p > 0, p * (a - m), 0.0)
             gb = (1 - beta) * np.where(q > 0, q * (b - m), 0.0)
-    scale = temperature ** 2 if t2_scaling else 1.0
+    scale = temperature**2 if t2_scaling else 1.0
     el = el * scale
     active = np.ones(B, bool) if labels is None else (np.asarray(labels) != ignore_index)
     el = np.where(active[:, None], el, 0.0)

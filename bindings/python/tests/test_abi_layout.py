@@ -2,6 +2,7 @@
 include/xent/xent.h exactly: a C program compiled against the header prints
 every field's offset and size, every struct's size and every enum value, and
 the header's struct bodies are parsed to check that no field is missing."""
+
 import ctypes
 import os
 import re
@@ -10,8 +11,9 @@ import subprocess
 
 import pytest
 
-from conftest import HEADER_DIR
 from xent import _lib as L
+
+from conftest import HEADER_DIR
 
 HEADER = os.path.join(HEADER_DIR, "xent", "xent.h")
 
@@ -19,12 +21,14 @@ CONSTANTS = [n for n in dir(L) if n.startswith("XENT_")]
 
 
 def _c_program():
-    lines = ["#include <stddef.h>", "#include <stdio.h>", "#include \"xent/xent.h\"", "int main(void) {"]
+    lines = ["#include <stddef.h>", "#include <stdio.h>", '#include "xent/xent.h"', "int main(void) {"]
     for cname, (struct, _, _) in L.STRUCTS.items():
         lines.append('  printf("%s %%zu\\n", sizeof(%s));' % (cname, cname))
         for fname, _ in struct._fields_:
-            lines.append('  printf("%s.%s %%zu %%zu\\n", offsetof(%s, %s), sizeof(((%s*)0)->%s));'
-                         % (cname, fname, cname, fname, cname, fname))
+            lines.append(
+                '  printf("%s.%s %%zu %%zu\\n", offsetof(%s, %s), sizeof(((%s*)0)->%s));'
+                % (cname, fname, cname, fname, cname, fname)
+            )
     for n in CONSTANTS:
         lines.append('  printf("%s %%lld\\n", (long long)(%s));' % (n, n))
     lines.append('  printf("XENT_ABI_VERSION_MACRO %d\\n", XENT_ABI_VERSION);')
@@ -59,7 +63,13 @@ def test_struct_layout_matches_header(c_layout, cname):
         off, size = (int(v) for v in c_layout["%s.%s" % (cname, fname)])
         f = getattr(struct, fname)
         assert (f.offset, f.size) == (off, size), "%s.%s: python (offset %d, size %d) != C (%d, %d)" % (
-            cname, fname, f.offset, f.size, off, size)
+            cname,
+            fname,
+            f.offset,
+            f.size,
+            off,
+            size,
+        )
 
 
 def _header_fields():
@@ -88,21 +98,34 @@ def test_constants_match_header(c_layout):
         assert int(c_layout[n][0]) == getattr(L, n), n
     text = re.sub(r"/\*.*?\*/", "", open(HEADER).read(), flags=re.S)
     enum_names = set(re.findall(r"^\s*(XENT_[A-Z0-9_]+)\s*=", text, flags=re.M))
-    assert enum_names <= set(CONSTANTS) | {"XENT_REDUCTION_NONE", "XENT_REDUCTION_MEAN", "XENT_REDUCTION_SUM",
-                                            "XENT_REDUCTION_BATCHMEAN", "XENT_DIST_LOGITS", "XENT_DIST_LOG_PROBS",
-                                            "XENT_DIST_PROBS", "XENT_DIVERGENCE_KL", "XENT_DIVERGENCE_JSD"}, \
-        enum_names - set(CONSTANTS)
+    assert enum_names <= set(CONSTANTS) | {
+        "XENT_REDUCTION_NONE",
+        "XENT_REDUCTION_MEAN",
+        "XENT_REDUCTION_SUM",
+        "XENT_REDUCTION_BATCHMEAN",
+        "XENT_DIST_LOGITS",
+        "XENT_DIST_LOG_PROBS",
+        "XENT_DIST_PROBS",
+        "XENT_DIVERGENCE_KL",
+        "XENT_DIVERGENCE_JSD",
+    }, enum_names - set(CONSTANTS)
 
 
 def test_enum_values_used_by_python(c_layout, tmp_path):
     # The reductions / kinds / divergences the Python side sends.
     cc = shutil.which("cc") or shutil.which("gcc")
     src = tmp_path / "e.c"
-    names = {"XENT_REDUCTION_NONE": L.REDUCTION_NONE, "XENT_REDUCTION_MEAN": L.REDUCTION_MEAN,
-             "XENT_REDUCTION_SUM": L.REDUCTION_SUM, "XENT_REDUCTION_BATCHMEAN": L.REDUCTION_BATCHMEAN,
-             "XENT_DIST_LOGITS": L.DIST_LOGITS, "XENT_DIST_LOG_PROBS": L.DIST_LOG_PROBS,
-             "XENT_DIST_PROBS": L.DIST_PROBS, "XENT_DIVERGENCE_KL": L.DIVERGENCE_KL,
-             "XENT_DIVERGENCE_JSD": L.DIVERGENCE_JSD}
+    names = {
+        "XENT_REDUCTION_NONE": L.REDUCTION_NONE,
+        "XENT_REDUCTION_MEAN": L.REDUCTION_MEAN,
+        "XENT_REDUCTION_SUM": L.REDUCTION_SUM,
+        "XENT_REDUCTION_BATCHMEAN": L.REDUCTION_BATCHMEAN,
+        "XENT_DIST_LOGITS": L.DIST_LOGITS,
+        "XENT_DIST_LOG_PROBS": L.DIST_LOG_PROBS,
+        "XENT_DIST_PROBS": L.DIST_PROBS,
+        "XENT_DIVERGENCE_KL": L.DIVERGENCE_KL,
+        "XENT_DIVERGENCE_JSD": L.DIVERGENCE_JSD,
+    }
     body = "".join('  printf("%s %%d\\n", (int)%s);\n' % (n, n) for n in names)
     src.write_text('#include <stdio.h>\n#include "xent/xent.h"\nint main(void) {\n%s  return 0;\n}\n' % body)
     subprocess.run([cc, "-I", HEADER_DIR, str(src), "-o", str(tmp_path / "e")], check=True)
@@ -122,6 +145,13 @@ def test_args_init_defaults_as_documented():
     header's documented defaults through them."""
     a = L.cross_entropy_op.args()
     assert a.struct_size == ctypes.sizeof(L.CrossEntropyArgs)
-    assert (a.logits_dtype, a.target_dtype, a.ignore_index, a.reduction, a.grad_scale, a.grad_dtype,
-            a.num_threads) == (L.XENT_F32, L.XENT_I64, -100, L.REDUCTION_MEAN, 1.0, L.XENT_DTYPE_AUTO, 0)
+    assert (a.logits_dtype, a.target_dtype, a.ignore_index, a.reduction, a.grad_scale, a.grad_dtype, a.num_threads) == (
+        L.XENT_F32,
+        L.XENT_I64,
+        -100,
+        L.REDUCTION_MEAN,
+        1.0,
+        L.XENT_DTYPE_AUTO,
+        0,
+    )
     assert (a.label_smoothing, a.z_loss, a.softcap) == (0.0, 0.0, 0.0)

@@ -1,17 +1,19 @@
 """The array API against the float64 references (tests/reference.py) on
 numpy inputs: values, gradients, options, edge cases, layouts, errors."""
+
 import array
 
 import numpy as np
 import pytest
 
-import reference as R
 import xent
+
+import reference as R
 from conftest import BF16, assert_close, assert_low_precision, f64
 
-ROW_RTOL, ROW_ATOL = 2e-6, 2e-6     # per-row values (header contract)
-LOSS_RTOL, LOSS_ATOL = 2e-6, 2e-6   # reduced losses
-GRAD_ATOL = 1e-6                    # f32 gradients
+ROW_RTOL, ROW_ATOL = 2e-6, 2e-6  # per-row values (header contract)
+LOSS_RTOL, LOSS_ATOL = 2e-6, 2e-6  # reduced losses
+GRAD_ATOL = 1e-6  # f32 gradients
 
 FLOAT_DTYPES = [np.float32, np.float16] + ([BF16] if BF16 is not None else [])
 
@@ -79,8 +81,11 @@ def test_cross_entropy_index_dtypes(rng, tdtype):
 
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=_dt_id)
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
-@pytest.mark.parametrize("opts", [{}, {"weight": True, "label_smoothing": 0.1}, {"z_loss": 1e-3, "softcap": 4.0}],
-                         ids=lambda o: ",".join(sorted(o)) or "plain")
+@pytest.mark.parametrize(
+    "opts",
+    [{}, {"weight": True, "label_smoothing": 0.1}, {"z_loss": 1e-3, "softcap": 4.0}],
+    ids=lambda o: ",".join(sorted(o)) or "plain",
+)
 def test_cross_entropy_probability_targets(rng, dtype, reduction, opts):
     B, V = 6, 300
     x = logits_of(rng, B, V, dtype)
@@ -90,7 +95,7 @@ def test_cross_entropy_probability_targets(rng, dtype, reduction, opts):
     kw = dict(opts)
     if kw.pop("weight", False):
         kw["weight"] = rng.uniform(0.2, 2.0, V).astype(np.float32)
-    for qq in ([q] + ([q.astype(dtype)] if np.dtype(dtype) != np.float32 else [])):
+    for qq in [q] + ([q.astype(dtype)] if np.dtype(dtype) != np.float32 else []):
         out, g = xent.cross_entropy(x, qq, reduction=reduction, grad=True, **kw)
         loss, row, _, gref = R.cross_entropy(f64(x), f64(qq), reduction=reduction, **kw)
         if reduction == "none":
@@ -114,13 +119,13 @@ def test_cross_entropy_edge_cases(rng):
     V = 50
     x = logits_of(rng, 8, V)
     t = rng.integers(0, V, size=8)
-    x[0, [3, 9]] = -np.inf          # masked classes
+    x[0, [3, 9]] = -np.inf  # masked classes
     t[0] = 4
-    x[1, 7] = np.nan                # NaN row
-    x[2, 0] = np.inf                # +inf row -> NaN
-    x[3, :] += 1e4                  # large offset: stable
-    x[4, :] = -np.inf               # entirely masked row: lse = -inf, loss NaN
-    t[5] = -100                     # ignored row
+    x[1, 7] = np.nan  # NaN row
+    x[2, 0] = np.inf  # +inf row -> NaN
+    x[3, :] += 1e4  # large offset: stable
+    x[4, :] = -np.inf  # entirely masked row: lse = -inf, loss NaN
+    t[5] = -100  # ignored row
     rows, g = xent.cross_entropy(x, t, reduction="none", grad=True)
     _, rref, _, gref = R.cross_entropy(f64(x), t, reduction="none")
     assert np.isnan(rows[1]) and np.all(np.isnan(g[1]))
@@ -171,8 +176,13 @@ def test_cross_entropy_custom_ignore_index(rng):
 
 def test_cross_entropy_unbatched_and_nd(rng):
     x = logits_of(rng, 1, 33)[0]
-    assert_close(xent.cross_entropy(x, np.int64(4)), R.cross_entropy(f64(x)[None], np.array([4]))[0],
-                 LOSS_RTOL, LOSS_ATOL, "unbatched")
+    assert_close(
+        xent.cross_entropy(x, np.int64(4)),
+        R.cross_entropy(f64(x)[None], np.array([4]))[0],
+        LOSS_RTOL,
+        LOSS_ATOL,
+        "unbatched",
+    )
     x3 = (rng.standard_normal((2, 3, 33)) * 2).astype(np.float32)
     t3 = rng.integers(0, 33, size=(2, 3))
     r, g = xent.cross_entropy(x3, t3, reduction="none", grad=True)
@@ -186,7 +196,7 @@ def test_cross_entropy_unbatched_and_nd(rng):
 # Layouts: zero-copy strided views, copies, outputs.
 def _layouts(rng):
     base = logits_of(rng, 12, 80)
-    yield "row slice", base[::3]                    # row stride 240
+    yield "row slice", base[::3]  # row stride 240
     yield "column slice (padded rows)", base[:, 5:66]
     yield "negative rows (copied)", base[::-2]
     yield "transposed (copied)", np.ascontiguousarray(base[:, :12].T).T
@@ -260,8 +270,13 @@ def test_buffer_protocol_and_dlpack(rng):
     assert_close(got, ref, LOSS_RTOL, LOSS_ATOL, "buffer protocol")
     # memoryview directly (1 row)
     mv = memoryview(array.array("f", x[0].tolist()))
-    assert_close(xent.cross_entropy(mv, np.int64(t[0])), R.cross_entropy(f64(x[:1]), t[:1])[0], LOSS_RTOL,
-                 LOSS_ATOL, "memoryview")
+    assert_close(
+        xent.cross_entropy(mv, np.int64(t[0])),
+        R.cross_entropy(f64(x[:1]), t[:1])[0],
+        LOSS_RTOL,
+        LOSS_ATOL,
+        "memoryview",
+    )
 
     class DL:  # a foreign DLPack producer
         def __init__(self, a):
@@ -275,8 +290,13 @@ def test_buffer_protocol_and_dlpack(rng):
 
     if hasattr(x, "__dlpack__"):
         assert_close(xent.cross_entropy(DL(x), DL(t)), ref, LOSS_RTOL, LOSS_ATOL, "dlpack")
-        assert_close(xent.cross_entropy(DL(x[::2]), t[::2]), R.cross_entropy(f64(x[::2]), t[::2])[0],
-                     LOSS_RTOL, LOSS_ATOL, "dlpack strided")
+        assert_close(
+            xent.cross_entropy(DL(x[::2]), t[::2]),
+            R.cross_entropy(f64(x[::2]), t[::2])[0],
+            LOSS_RTOL,
+            LOSS_ATOL,
+            "dlpack strided",
+        )
 
 
 # ---------------------------------------------------------------------------
@@ -372,18 +392,31 @@ def test_softmax_backward(rng, T):
     g = rng.standard_normal((5, 90)).astype(np.float32)
     p = xent.softmax(x, temperature=T)
     lp = xent.log_softmax(x, temperature=T)
-    assert_close(xent.softmax_backward(p, g, temperature=T), R.softmax_backward(f64(p), f64(g), "probs", T), 0,
-                 GRAD_ATOL, "softmax_backward")
-    assert_close(xent.log_softmax_backward(lp, g, temperature=T),
-                 R.softmax_backward(f64(lp), f64(g), "log_probs", T), 0, 4 * GRAD_ATOL, "log_softmax_backward")
+    assert_close(
+        xent.softmax_backward(p, g, temperature=T),
+        R.softmax_backward(f64(p), f64(g), "probs", T),
+        0,
+        GRAD_ATOL,
+        "softmax_backward",
+    )
+    assert_close(
+        xent.log_softmax_backward(lp, g, temperature=T),
+        R.softmax_backward(f64(lp), f64(g), "log_probs", T),
+        0,
+        4 * GRAD_ATOL,
+        "log_softmax_backward",
+    )
     g2 = g.copy()
     assert xent.softmax_backward(p, g2, temperature=T, out=g2) is g2
 
 
 # ---------------------------------------------------------------------------
 # token_logprobs
-@pytest.mark.parametrize("opts", [{}, {"temperature": 0.8}, {"softcap": 3.0}, {"softcap": 3.0, "temperature": 1.5}],
-                         ids=lambda o: ",".join(sorted(o)) or "plain")
+@pytest.mark.parametrize(
+    "opts",
+    [{}, {"temperature": 0.8}, {"softcap": 3.0}, {"softcap": 3.0, "temperature": 1.5}],
+    ids=lambda o: ",".join(sorted(o)) or "plain",
+)
 def test_token_logprobs(rng, opts):
     x = logits_of(rng, 7, 4100)
     t = rng.integers(0, 4100, size=7)
@@ -414,11 +447,15 @@ def test_kl_div(rng, reduction, log_target):
     B, V = 6, 130
     inp = _dist(rng, B, V, "log_probs")
     tgt = _dist(rng, B, V, "log_probs" if log_target else "probs")
-    tgt[0, :3] = -np.inf if log_target else 0.0   # zero target mass: contributes 0
+    tgt[0, :3] = -np.inf if log_target else 0.0  # zero target mass: contributes 0
     out, gi, gt = xent.kl_div(inp, tgt, reduction=reduction, log_target=log_target, grad=True, grad_target=True)
-    loss, _, el, gir, gtr = R.divergence(f64(inp), f64(tgt), input_kind="log_probs",
-                                        target_kind="log_probs" if log_target else "probs",
-                                        reduction=reduction)
+    loss, _, el, gir, gtr = R.divergence(
+        f64(inp),
+        f64(tgt),
+        input_kind="log_probs",
+        target_kind="log_probs" if log_target else "probs",
+        reduction=reduction,
+    )
     if reduction == "none":
         assert out.shape == (B, V)
         assert_close(out, el, ROW_RTOL, ROW_ATOL, "elementwise")
@@ -443,10 +480,19 @@ def test_kl_div_logits(rng, T, t2, reduction):
     s = _dist(rng, B, V, "logits")
     te = _dist(rng, B, V, "logits")
     labels = np.array([1, -100, 3, 4, 5])
-    out, gi, gt = xent.kl_div_logits(s, te, temperature=T, t2_scaling=t2, reduction=reduction, labels=labels,
-                                     grad=True, grad_target=True)
-    loss, rows, _, gir, gtr = R.divergence(f64(s), f64(te), input_kind="logits", target_kind="logits",
-                                           temperature=T, t2_scaling=t2, reduction=reduction, labels=labels)
+    out, gi, gt = xent.kl_div_logits(
+        s, te, temperature=T, t2_scaling=t2, reduction=reduction, labels=labels, grad=True, grad_target=True
+    )
+    loss, rows, _, gir, gtr = R.divergence(
+        f64(s),
+        f64(te),
+        input_kind="logits",
+        target_kind="logits",
+        temperature=T,
+        t2_scaling=t2,
+        reduction=reduction,
+        labels=labels,
+    )
     if reduction == "none":
         assert_close(out, rows, ROW_RTOL, ROW_ATOL * T * T, "rows")
     else:
@@ -463,17 +509,27 @@ def test_jsd(rng, beta, kinds):
     inp = _dist(rng, B, V, kinds[0])
     tgt = _dist(rng, B, V, kinds[1])
     labels = np.array([0, 1, -100, 3, 4, -100])
-    out, gi, gt = xent.jsd(inp, tgt, beta=beta, input_kind=kinds[0], target_kind=kinds[1], labels=labels,
-                           grad=True, grad_target=True)
-    loss, _, _, gir, gtr = R.divergence(f64(inp), f64(tgt), input_kind=kinds[0], target_kind=kinds[1],
-                                        divergence="jsd", beta=beta, reduction="batchmean", labels=labels)
+    out, gi, gt = xent.jsd(
+        inp, tgt, beta=beta, input_kind=kinds[0], target_kind=kinds[1], labels=labels, grad=True, grad_target=True
+    )
+    loss, _, _, gir, gtr = R.divergence(
+        f64(inp),
+        f64(tgt),
+        input_kind=kinds[0],
+        target_kind=kinds[1],
+        divergence="jsd",
+        beta=beta,
+        reduction="batchmean",
+        labels=labels,
+    )
     assert_close(out, loss, LOSS_RTOL, LOSS_ATOL, "jsd loss")
-    gscale = 1.0 if kinds[0] != "probs" else 50.0   # d/dq of probabilities is ~1/q
+    gscale = 1.0 if kinds[0] != "probs" else 50.0  # d/dq of probabilities is ~1/q
     assert_close(gi, gir, 1e-5, GRAD_ATOL * gscale, "grad input")
     assert_close(gt, gtr, 1e-5, GRAD_ATOL, "grad target")
     rows = xent.jsd(inp, tgt, beta=beta, input_kind=kinds[0], target_kind=kinds[1], reduction="none")
-    _, rref, _, _, _ = R.divergence(f64(inp), f64(tgt), input_kind=kinds[0], target_kind=kinds[1],
-                                    divergence="jsd", beta=beta, reduction="none")
+    _, rref, _, _, _ = R.divergence(
+        f64(inp), f64(tgt), input_kind=kinds[0], target_kind=kinds[1], divergence="jsd", beta=beta, reduction="none"
+    )
     assert_close(rows, rref, ROW_RTOL, ROW_ATOL, "jsd rows")
 
 
@@ -500,7 +556,7 @@ def test_bce_with_logits(rng, dtype, reduction, opts):
     x[0, 0] = 40.0
     x[0, 1] = -40.0
     y = rng.random((B, V)).astype(np.float32)
-    y[1] = (y[1] > 0.5)
+    y[1] = y[1] > 0.5
     kw, rkw = {}, {}
     if opts in ("pos_weight", "both"):
         kw["pos_weight"] = rkw["pos_weight"] = rng.uniform(0.5, 3, V).astype(np.float32)
@@ -521,10 +577,11 @@ def test_bce_with_logits(rng, dtype, reduction, opts):
 def test_bce_weight_broadcasts(rng):
     x = logits_of(rng, 4, 6)
     y = rng.random((4, 6)).astype(np.float32)
-    w = rng.uniform(0.5, 2, (4, 1)).astype(np.float32)   # per-row weight, copied to full
+    w = rng.uniform(0.5, 2, (4, 1)).astype(np.float32)  # per-row weight, copied to full
     got = xent.binary_cross_entropy_with_logits(x, y, weight=w, reduction="sum")
-    assert_close(got, R.bce(f64(x), f64(y), weight=np.broadcast_to(w, (4, 6)), reduction="sum")[0], LOSS_RTOL,
-                 LOSS_ATOL)
+    assert_close(
+        got, R.bce(f64(x), f64(y), weight=np.broadcast_to(w, (4, 6)), reduction="sum")[0], LOSS_RTOL, LOSS_ATOL
+    )
     got = xent.binary_cross_entropy_with_logits(x[0, 0], y[0, 0])  # 0-d
     assert_close(got, R.bce(f64(x[:1, :1]), f64(y[:1, :1]))[0], LOSS_RTOL, LOSS_ATOL)
     with pytest.raises(ValueError, match="broadcast"):
@@ -540,5 +597,6 @@ def test_bce_accuracy_for_large_logits():
     got = xent.binary_cross_entropy_with_logits(x, y, reduction="none")
     _, _, ref, _ = R.bce(f64(x), f64(y), reduction="none")
     assert_close(got, ref, ROW_RTOL, ROW_ATOL, "elementwise BCE")
-    assert_close(xent.binary_cross_entropy_with_logits(x, y, reduction="sum"), ref.sum(), LOSS_RTOL, LOSS_ATOL,
-                 "summed BCE")
+    assert_close(
+        xent.binary_cross_entropy_with_logits(x, y, reduction="sum"), ref.sum(), LOSS_RTOL, LOSS_ATOL, "summed BCE"
+    )

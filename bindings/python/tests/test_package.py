@@ -1,5 +1,6 @@
 """The installed package: versions, which library it loaded, targets,
 threads, stubs, and that importing xent never imports torch."""
+
 import os
 import subprocess
 import sys
@@ -30,8 +31,10 @@ def test_loaded_the_expected_library():
 
 
 def test_import_does_not_import_torch():
-    code = "import sys, xent, numpy; xent.cross_entropy(numpy.zeros((1, 3), 'f4'), numpy.zeros(1, 'i8')); " \
-           "print('torch' in sys.modules)"
+    code = (
+        "import sys, xent, numpy; xent.cross_entropy(numpy.zeros((1, 3), 'f4'), numpy.zeros(1, 'i8')); "
+        "print('torch' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd="/", check=True)
     assert out.stdout.strip() == "False"
 
@@ -76,14 +79,27 @@ def test_stubs_are_installed_and_cover_the_api():
     tstub = open(os.path.join(d, "torch.pyi")).read()
     src = open(os.path.join(d, "torch.py")).read()
     import re
+
     names = re.search(r"__all__ = \[(.*?)\]", src, re.S).group(1)
     for name in re.findall(r'"(\w+)"', names):
         assert name in tstub, name
 
 
 def test_docstrings():
-    for name in ("cross_entropy", "kl_div", "kl_div_logits", "jsd", "binary_cross_entropy_with_logits", "softmax",
-                 "log_softmax", "logsumexp", "entropy", "token_logprobs", "set_num_threads", "active_target"):
+    for name in (
+        "cross_entropy",
+        "kl_div",
+        "kl_div_logits",
+        "jsd",
+        "binary_cross_entropy_with_logits",
+        "softmax",
+        "log_softmax",
+        "logsumexp",
+        "entropy",
+        "token_logprobs",
+        "set_num_threads",
+        "active_target",
+    ):
         assert getattr(xent, name).__doc__, name
 
 
@@ -91,6 +107,7 @@ def test_readme_numpy_example_runs():
     """The README's numpy code block runs as written."""
     readme = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "README.md")
     import re
+
     blocks = re.findall(r"```python\n(.*?)```", open(readme).read(), re.S)
     numpy_blocks = [b for b in blocks if "import numpy" in b]
     assert numpy_blocks

@@ -1,20 +1,26 @@
 """Property-based tests (hypothesis): random shapes, options, layouts and
 values against the float64 references."""
+
 import os
 
 import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import reference as R
 import xent
+
+import reference as R
 from conftest import BF16, assert_close, assert_low_precision, f64
 
 # derandomize: CI sees the same examples every run (a failure is reproducible,
 # never a coin toss); set XENT_HYPOTHESIS_RANDOM=1 to explore new ones.
-SETTINGS = settings(max_examples=int(os.environ.get("XENT_HYPOTHESIS_EXAMPLES", "80")), deadline=None,
-                    derandomize=os.environ.get("XENT_HYPOTHESIS_RANDOM") != "1", database=None,
-                    suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(
+    max_examples=int(os.environ.get("XENT_HYPOTHESIS_EXAMPLES", "80")),
+    deadline=None,
+    derandomize=os.environ.get("XENT_HYPOTHESIS_RANDOM") != "1",
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 DTYPES = [np.float32, np.float16] + ([BF16] if BF16 is not None else [])
 
 
@@ -22,22 +28,29 @@ DTYPES = [np.float32, np.float16] + ([BF16] if BF16 is not None else [])
 def logits_problem(draw, max_b=6, max_v=5000):
     B = draw(st.integers(0, max_b))
     V = draw(st.one_of(st.integers(1, 70), st.integers(4090, max_v)))
-    seed = draw(st.integers(0, 2 ** 32 - 1))
+    seed = draw(st.integers(0, 2**32 - 1))
     scale = draw(st.sampled_from([0.1, 3.0, 30.0]))
     dtype = draw(st.sampled_from(DTYPES))
-    pad = draw(st.sampled_from([0, 0, 3]))        # padded rows (row stride > V)
-    offset = draw(st.sampled_from([0, 1]))        # unaligned start
+    pad = draw(st.sampled_from([0, 0, 3]))  # padded rows (row stride > V)
+    offset = draw(st.sampled_from([0, 1]))  # unaligned start
     rng = np.random.default_rng(seed)
     base = (rng.standard_normal((B, V + pad + offset)) * scale).astype(dtype)
-    x = base[:, offset:offset + V]
+    x = base[:, offset : offset + V]
     if B and draw(st.booleans()):
         x[rng.integers(0, B), rng.integers(0, V)] = -np.inf if V > 1 else x[0, 0]
     return x, rng
 
 
 @SETTINGS
-@given(logits_problem(), st.sampled_from(["mean", "sum", "none"]), st.sampled_from([0.0, 0.1, 1.0]),
-       st.sampled_from([0.0, 1e-3]), st.sampled_from([None, 4.0]), st.booleans(), st.booleans())
+@given(
+    logits_problem(),
+    st.sampled_from(["mean", "sum", "none"]),
+    st.sampled_from([0.0, 0.1, 1.0]),
+    st.sampled_from([0.0, 1e-3]),
+    st.sampled_from([None, 4.0]),
+    st.booleans(),
+    st.booleans(),
+)
 def test_cross_entropy_property(prob, reduction, eps, zl, cap, weighted, soft):
     x, rng = prob
     B, V = x.shape
@@ -50,10 +63,12 @@ def test_cross_entropy_property(prob, reduction, eps, zl, cap, weighted, soft):
         if B:
             t[rng.random(B) < 0.3] = -100
     w = rng.uniform(0.5, 2.0, V).astype(np.float32) if weighted else None
-    out, g = xent.cross_entropy(x, t, weight=w, reduction=reduction, label_smoothing=eps, z_loss=zl, softcap=cap,
-                                grad=True)
-    loss, row, _, gref = R.cross_entropy(f64(x), f64(t) if soft else t, weight=w, reduction=reduction,
-                                         label_smoothing=eps, z_loss=zl, softcap=cap)
+    out, g = xent.cross_entropy(
+        x, t, weight=w, reduction=reduction, label_smoothing=eps, z_loss=zl, softcap=cap, grad=True
+    )
+    loss, row, _, gref = R.cross_entropy(
+        f64(x), f64(t) if soft else t, weight=w, reduction=reduction, label_smoothing=eps, z_loss=zl, softcap=cap
+    )
     wmax = 2.0 if weighted else 1.0
     if reduction == "none":
         assert_close(out, row, 2e-6, 2e-6 * wmax, "rows")
@@ -84,8 +99,12 @@ def test_softmax_family_property(prob, T):
 
 
 @SETTINGS
-@given(logits_problem(max_b=5, max_v=4200), st.sampled_from(["mean", "sum", "batchmean", "none"]),
-       st.booleans(), st.booleans())
+@given(
+    logits_problem(max_b=5, max_v=4200),
+    st.sampled_from(["mean", "sum", "batchmean", "none"]),
+    st.booleans(),
+    st.booleans(),
+)
 def test_bce_property(prob, reduction, pos, weighted):
     x, rng = prob
     B, V = x.shape
@@ -106,16 +125,37 @@ def test_bce_property(prob, reduction, pos, weighted):
 
 
 @SETTINGS
-@given(logits_problem(max_b=5, max_v=4200), st.sampled_from([0.0, 0.25, 0.5, 1.0]), st.sampled_from([1.0, 2.0]),
-       st.sampled_from(["batchmean", "sum", "none"]))
+@given(
+    logits_problem(max_b=5, max_v=4200),
+    st.sampled_from([0.0, 0.25, 0.5, 1.0]),
+    st.sampled_from([1.0, 2.0]),
+    st.sampled_from(["batchmean", "sum", "none"]),
+)
 def test_divergence_property(prob, beta, T, reduction):
     x, rng = prob
     x = np.where(np.isinf(x), 0, x).astype(np.float32)
     y = (rng.standard_normal(x.shape) * 2).astype(np.float32)
-    out, gi, gt = xent.jsd(x, y, beta=beta, input_kind="logits", target_kind="logits", temperature=T,
-                           reduction=reduction, grad=True, grad_target=True)
-    loss, rows, _, gir, gtr = R.divergence(f64(x), f64(y), input_kind="logits", target_kind="logits",
-                                           divergence="jsd", beta=beta, temperature=T, reduction=reduction)
+    out, gi, gt = xent.jsd(
+        x,
+        y,
+        beta=beta,
+        input_kind="logits",
+        target_kind="logits",
+        temperature=T,
+        reduction=reduction,
+        grad=True,
+        grad_target=True,
+    )
+    loss, rows, _, gir, gtr = R.divergence(
+        f64(x),
+        f64(y),
+        input_kind="logits",
+        target_kind="logits",
+        divergence="jsd",
+        beta=beta,
+        temperature=T,
+        reduction=reduction,
+    )
     assert_close(out, rows if reduction == "none" else loss, 2e-6, 2e-6, "jsd")
     # Gradients with respect to the teacher's logits reach |g| >> 1 (p (log p -
     # log q + 1) with logit gaps of ~100): there the header's "1e-6 absolute"

@@ -1,6 +1,7 @@
 """Concurrency (calls from many Python threads, the GIL released during
 kernels, bit-identical results for every thread count) and resource hygiene
 (reference counts and memory stay flat over many calls)."""
+
 import gc
 import sys
 import threading
@@ -11,6 +12,7 @@ import numpy as np
 import pytest
 
 import xent
+
 from conftest import have_torch
 
 
@@ -75,8 +77,10 @@ def test_errors_are_per_thread():
     for th in ths:
         th.join()
     for i in range(4):
-        assert msgs[i] == {"xent_cross_entropy: target[1] = %d is outside [0, 10) and is not ignore_index (-100) "
-                           "[target out of range]" % (10 + i)}, msgs[i]
+        assert msgs[i] == {
+            "xent_cross_entropy: target[1] = %d is outside [0, 10) and is not ignore_index (-100) "
+            "[target out of range]" % (10 + i)
+        }, msgs[i]
 
 
 def test_gil_is_released_during_kernels():
@@ -107,7 +111,10 @@ def test_gil_is_released_during_kernels():
         th.join()
     # With the GIL held the spinner would not advance at all during the calls.
     assert progressed > 1000, "Python thread made %d steps during %.3f s of kernels (one call %.3f s)" % (
-        progressed, dt, one)
+        progressed,
+        dt,
+        one,
+    )
 
 
 def test_results_identical_for_every_thread_count():
@@ -185,13 +192,16 @@ def test_no_reference_or_memory_leaks():
 def _rss():
     with open("/proc/self/statm") as f:
         import os
+
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
 @pytest.mark.skipif(not have_torch(), reason="torch is not importable")
 def test_torch_autograd_no_leaks_and_threads():
     import torch
+
     import xent.torch as xF
+
     x0 = torch.randn(8, 200)
     t = torch.randint(0, 200, (8,))
 

@@ -1,6 +1,7 @@
 """xent.torch against torch.nn.functional itself (run in float64 as the
 reference, and in the test dtype for drop-in identity), values and gradients,
 plus torch tensors in the array API (zero-copy, bf16, DLPack)."""
+
 import numpy as np
 import pytest
 
@@ -21,8 +22,9 @@ DTYPES = [torch.float32, torch.bfloat16, torch.float16]
 def _tol(dtype):
     # (values rtol/atol, gradients atol): f32 per the header; bf16/f16 inputs
     # compute in f32 but the gradient is rounded to the dtype (1 ulp).
-    return {torch.float32: (2e-6, 2e-6, 1e-6), torch.bfloat16: (2e-6, 2e-6, None),
-            torch.float16: (2e-6, 2e-6, None)}[dtype]
+    return {torch.float32: (2e-6, 2e-6, 1e-6), torch.bfloat16: (2e-6, 2e-6, None), torch.float16: (2e-6, 2e-6, None)}[
+        dtype
+    ]
 
 
 def check(got, ref, rtol, atol, what):
@@ -35,8 +37,10 @@ def check(got, ref, rtol, atol, what):
     err = (got[m] - ref[m]).abs()
     lim = atol + rtol * ref[m].abs()
     assert bool((err <= lim).all()), "%s: max err %g (limit at worst %g)" % (
-        what, float((err - lim).max() + lim[(err - lim).argmax()]) if err.numel() else 0.0,
-        float(lim[(err - lim).argmax()]) if err.numel() else 0.0)
+        what,
+        float((err - lim).max() + lim[(err - lim).argmax()]) if err.numel() else 0.0,
+        float(lim[(err - lim).argmax()]) if err.numel() else 0.0,
+    )
 
 
 def check_grad(got, ref, dtype, what, scale=1.0, ulps=1):
@@ -50,11 +54,14 @@ def check_grad(got, ref, dtype, what, scale=1.0, ulps=1):
         return
     mant = 7 if dtype == torch.bfloat16 else 10
     r = ref.detach().double()
-    e = torch.floor(torch.log2(r.abs().clamp_min(2.0 ** -24 if dtype == torch.float16 else 2.0 ** -126)))
+    e = torch.floor(torch.log2(r.abs().clamp_min(2.0**-24 if dtype == torch.float16 else 2.0**-126)))
     tol = ulps * 2.0 ** (e - mant) + 1e-6 * scale  # + the f32 absolute bound (header)
     err = (got.detach().double() - r).abs()
-    assert bool((err <= tol).all()), "%s: %d values beyond 1 ulp, max err %g" % (what, int((err > tol).sum()),
-                                                                                   float(err.max()))
+    assert bool((err <= tol).all()), "%s: %d values beyond 1 ulp, max err %g" % (
+        what,
+        int((err > tol).sum()),
+        float(err.max()),
+    )
 
 
 def grads(fn, *tensors, upstream=None):
@@ -116,8 +123,9 @@ def test_cross_entropy_matches_torch(dtype, case, V):
         check(out, ref, rtol, atol, "loss")
     else:
         check(out, ref.to(dtype).double(), 1e-2, 1e-2, "loss (%s)" % dtype)
-    check_grad(gx, gref, dtype, "grad", scale=2 * float(kw["weight"].max()) if "weight" in kw else 2,
-               ulps=2 if none else 1)
+    check_grad(
+        gx, gref, dtype, "grad", scale=2 * float(kw["weight"].max()) if "weight" in kw else 2, ulps=2 if none else 1
+    )
     if dtype == torch.float32:  # identical to torch in the same dtype, within f32 rounding
         ref32, (g32,) = grads(lambda a: F.cross_entropy(a, t, **kw), leaf(x0), upstream=up)
         check(out, ref32, 1e-5, 1e-5, "loss vs torch f32")
@@ -131,10 +139,13 @@ def test_cross_entropy_probability_targets(reduction, smoothing):
     x0 = torch.randn(6, 50, generator=g) * 2
     q = torch.softmax(torch.randn(6, 50, generator=g) * 3, -1)
     w = torch.rand(50, generator=g) + 0.5
-    out, (gx,) = grads(lambda a: xF.cross_entropy(a, q, weight=w, reduction=reduction, label_smoothing=smoothing),
-                       leaf(x0))
-    ref, (gr,) = grads(lambda a: F.cross_entropy(a, q.double(), weight=w.double(), reduction=reduction,
-                                                 label_smoothing=smoothing), leaf(x0, torch.float64))
+    out, (gx,) = grads(
+        lambda a: xF.cross_entropy(a, q, weight=w, reduction=reduction, label_smoothing=smoothing), leaf(x0)
+    )
+    ref, (gr,) = grads(
+        lambda a: F.cross_entropy(a, q.double(), weight=w.double(), reduction=reduction, label_smoothing=smoothing),
+        leaf(x0, torch.float64),
+    )
     check(out, ref, 2e-6, 2e-6, "loss")
     check(gx, gr, 0, 2e-6, "grad")
 
@@ -145,8 +156,8 @@ def test_cross_entropy_shapes():
     x0 = torch.randn(2, 11, 3, 4, generator=g)
     t = torch.randint(0, 11, (2, 3, 4), generator=g)
     for red in ("mean", "none"):
-        out, (gx,) = grads(lambda a: xF.cross_entropy(a, t, reduction=red), leaf(x0))
-        ref, (gr,) = grads(lambda a: F.cross_entropy(a, t, reduction=red), leaf(x0, torch.float64))
+        out, (gx,) = grads(lambda a, red=red: xF.cross_entropy(a, t, reduction=red), leaf(x0))
+        ref, (gr,) = grads(lambda a, red=red: F.cross_entropy(a, t, reduction=red), leaf(x0, torch.float64))
         check(out, ref, 2e-6, 2e-6, "loss N-d " + red)
         check(gx, gr, 0, 1e-6, "grad N-d " + red)
     # unbatched (C,)
@@ -155,13 +166,23 @@ def test_cross_entropy_shapes():
     # (B, T, V) language-model logits flattened as usual
     x3 = torch.randn(2, 5, 40, generator=g)
     t3 = torch.randint(0, 40, (2, 5), generator=g)
-    check(xF.cross_entropy(x3.view(-1, 40), t3.view(-1)), F.cross_entropy(x3.double().view(-1, 40), t3.view(-1)),
-          2e-6, 2e-6, "flattened")
+    check(
+        xF.cross_entropy(x3.view(-1, 40), t3.view(-1)),
+        F.cross_entropy(x3.double().view(-1, 40), t3.view(-1)),
+        2e-6,
+        2e-6,
+        "flattened",
+    )
     with pytest.raises(ValueError, match="target of shape"):
         xF.cross_entropy(x3.view(-1, 40), t3)
     # legacy arguments
-    check(xF.cross_entropy(x3.view(-1, 40), t3.view(-1), size_average=False),
-          F.cross_entropy(x3.double().view(-1, 40), t3.view(-1), reduction="sum"), 2e-6, 2e-6, "size_average")
+    check(
+        xF.cross_entropy(x3.view(-1, 40), t3.view(-1), size_average=False),
+        F.cross_entropy(x3.double().view(-1, 40), t3.view(-1), reduction="sum"),
+        2e-6,
+        2e-6,
+        "size_average",
+    )
 
 
 def test_cross_entropy_edge_cases():
@@ -235,6 +256,7 @@ def test_no_grad_and_detached():
 def test_training_loop_is_a_drop_in():
     """The same model trained with F.cross_entropy and xent.torch.cross_entropy
     (and the nn.Module drop-in) ends where it should."""
+
     def run(loss_fn):
         torch.manual_seed(0)
         model = torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.Tanh(), torch.nn.Linear(32, 50))
@@ -283,10 +305,15 @@ def test_kl_div(reduction, log_target):
     if log_target:
         tg = tg.log()
     up = torch.rand(2, 3, 70, generator=g) if reduction == "none" else torch.tensor(0.6)
-    out, (gi, gt) = grads(lambda a, b: xF.kl_div(a, b, reduction=reduction, log_target=log_target),
-                          leaf(inp), leaf(tg), upstream=up)
-    ref, (gir, gtr) = grads(lambda a, b: F.kl_div(a, b, reduction=reduction, log_target=log_target),
-                            leaf(inp, torch.float64), leaf(tg, torch.float64), upstream=up.double())
+    out, (gi, gt) = grads(
+        lambda a, b: xF.kl_div(a, b, reduction=reduction, log_target=log_target), leaf(inp), leaf(tg), upstream=up
+    )
+    ref, (gir, gtr) = grads(
+        lambda a, b: F.kl_div(a, b, reduction=reduction, log_target=log_target),
+        leaf(inp, torch.float64),
+        leaf(tg, torch.float64),
+        upstream=up.double(),
+    )
     check(out, ref, 2e-6, 2e-6, "loss")
     check(gi, gir, 0, 1e-6, "grad input")
     check(gt, gtr, 1e-5, 1e-6, "grad target")
@@ -300,8 +327,12 @@ def test_kl_div_logits(T, t2):
     t0 = torch.randn(4, 6, 200, generator=g) * 2
 
     def ref_fn(s, t):
-        r = F.kl_div(torch.log_softmax(s / T, -1).reshape(-1, 200), torch.log_softmax(t / T, -1).reshape(-1, 200),
-                     reduction="batchmean", log_target=True)
+        r = F.kl_div(
+            torch.log_softmax(s / T, -1).reshape(-1, 200),
+            torch.log_softmax(t / T, -1).reshape(-1, 200),
+            reduction="batchmean",
+            log_target=True,
+        )
         return r * (T * T if t2 else 1.0)
 
     out, (gs, gt) = grads(lambda s, t: xF.kl_div_logits(s, t, temperature=T, t2_scaling=t2), leaf(s0), leaf(t0))
@@ -339,8 +370,9 @@ def test_jsd_matches_liger_formula(beta, with_labels):
     lp = torch.log_softmax(torch.randn(8, 500, generator=g) * 2, -1)
     labels = torch.tensor([1, -100, 3, 4, -100, 6, 7, 8]) if with_labels else None
     out, (gq, gp) = grads(lambda a, b: xF.jsd(a, b, beta=beta, labels=labels), leaf(lq), leaf(lp))
-    ref, (gqr, gpr) = grads(lambda a, b: _liger_jsd_ref(a, b, beta, labels), leaf(lq, torch.float64),
-                            leaf(lp, torch.float64))
+    ref, (gqr, gpr) = grads(
+        lambda a, b: _liger_jsd_ref(a, b, beta, labels), leaf(lq, torch.float64), leaf(lp, torch.float64)
+    )
     check(out, ref, 2e-6, 2e-6, "loss")
     check(gq, gqr, 0, 1e-6, "grad student")
     check(gp, gpr, 0, 1e-6, "grad teacher")
@@ -368,12 +400,17 @@ def test_bce_with_logits(dtype, reduction, wkind):
         kw["pos_weight"] = torch.rand(33, generator=g) * 3
     up = torch.rand(3, 5, 33, generator=g) if reduction == "none" else torch.tensor(1.0)
     x = leaf(x0, dtype)
-    out, (gx,) = grads(lambda a: xF.binary_cross_entropy_with_logits(a, y.to(dtype), reduction=reduction, **kw), x,
-                       upstream=up.to(dtype))
+    out, (gx,) = grads(
+        lambda a: xF.binary_cross_entropy_with_logits(a, y.to(dtype), reduction=reduction, **kw),
+        x,
+        upstream=up.to(dtype),
+    )
     kw64 = {k: v.double() for k, v in kw.items()}
-    ref, (gr,) = grads(lambda a: F.binary_cross_entropy_with_logits(a, y.to(dtype).double(), reduction=reduction,
-                                                                    **kw64),
-                       leaf(x.detach(), torch.float64), upstream=up.double())
+    ref, (gr,) = grads(
+        lambda a: F.binary_cross_entropy_with_logits(a, y.to(dtype).double(), reduction=reduction, **kw64),
+        leaf(x.detach(), torch.float64),
+        upstream=up.double(),
+    )
     assert out.dtype == dtype
     if dtype == torch.float32:
         check(out, ref, 2e-6, 1e-5, "loss")
@@ -437,17 +474,17 @@ def test_token_logprobs(T, cap):
 
     x = leaf(x0)
     lp, ent = xF.token_logprobs(x, t, entropy=True, temperature=T, softcap=cap)
-    gx, = torch.autograd.grad([lp, ent], [x], [ulp, uent])
+    (gx,) = torch.autograd.grad([lp, ent], [x], [ulp, uent])
     x64 = leaf(x0, torch.float64)
     rlp, rent = ref_fn(x64)
-    gr, = torch.autograd.grad([rlp, rent], [x64], [ulp.double(), uent.double()])
+    (gr,) = torch.autograd.grad([rlp, rent], [x64], [ulp.double(), uent.double()])
     check(lp, rlp, 2e-6, 2e-6, "logprob")
     check(ent, rent, 2e-6, 2e-6, "entropy")
     check(gx, gr, 1e-5, 2e-6, "grad")
     assert lp[0, 1] == 0
     lp_only = xF.token_logprobs(x, t, temperature=T, softcap=cap)
-    g1, = torch.autograd.grad(lp_only.sum(), [x])
-    g1r, = torch.autograd.grad(ref_fn(x64)[0].sum(), [x64])
+    (g1,) = torch.autograd.grad(lp_only.sum(), [x])
+    (g1r,) = torch.autograd.grad(ref_fn(x64)[0].sum(), [x64])
     check(g1, g1r, 1e-5, 2e-6, "grad logprob only")
 
 
@@ -469,6 +506,7 @@ def test_torch_tensors_in_the_array_api_zero_copy_bf16():
     v = big[::2, 8:100]
     r = xent.cross_entropy(v, torch.randint(0, 92, (5,)), reduction="none")
     assert r.shape == (5,)
+
     # DLPack from a foreign producer, bf16
     class DL:
         def __init__(self, t):

@@ -16,11 +16,24 @@ torch autograd drop-ins live in :mod:`xent.torch` (imported on demand; importing
     import xent.torch as xF
     loss = xF.cross_entropy(logits, target)   # instead of F.cross_entropy
 """
+
 from __future__ import annotations
 
-from . import _lib
-from ._api import (binary_cross_entropy_with_logits, cross_entropy, entropy, jsd, kl_div, kl_div_logits,
-                   log_softmax, log_softmax_backward, logsumexp, softmax, softmax_backward, token_logprobs)
+from . import _api, _buffers, _lib
+from ._api import (
+    binary_cross_entropy_with_logits,
+    cross_entropy,
+    entropy,
+    jsd,
+    kl_div,
+    kl_div_logits,
+    log_softmax,
+    log_softmax_backward,
+    logsumexp,
+    softmax,
+    softmax_backward,
+    token_logprobs,
+)
 from ._lib import XentError, XentMemoryError, XentTypeError, XentValueError
 
 __version__ = "0.1.0"
@@ -80,6 +93,27 @@ def get_num_threads() -> int:
     return _lib.get_num_threads()
 
 
+def empty_cache() -> None:
+    """Returns the idle cached result buffers to the system. Large results
+    (B x V gradients, probabilities; >= 4 MiB) come from huge-page advised
+    mappings that are recycled for the next result of the same size once the
+    arrays holding them are gone (see buffer_cache_stats())."""
+    _buffers.empty_cache()
+
+
+def set_buffer_cache_limit(nbytes: int) -> None:
+    """Most idle bytes the result-buffer cache keeps (default: 1/8 of the
+    physical memory, or XENT_BUFFER_CACHE); 0 turns the cache off (every
+    large result then maps fresh, huge-page advised memory)."""
+    _buffers.set_limit(nbytes)
+
+
+def buffer_cache_stats() -> dict:
+    """The result-buffer cache: blocks allocated, reused, released, unmapped;
+    idle bytes and blocks; the limit."""
+    return _buffers.stats()
+
+
 def info() -> dict:
     """Everything about the loaded library, for bug reports."""
     return {
@@ -93,13 +127,42 @@ def info() -> dict:
         "num_threads": get_num_threads(),
         "active_target": active_target(),
         "supported_targets": supported_targets(),
+        "compiled_path": _api._fast is not None,
+        "buffer_cache": buffer_cache_stats(),
     }
 
 
 __all__ = [
-    "__version__", "cross_entropy", "kl_div", "kl_div_logits", "jsd", "binary_cross_entropy_with_logits", "softmax",
-    "log_softmax", "logsumexp", "entropy", "token_logprobs", "softmax_backward", "log_softmax_backward",
-    "XentError", "XentTypeError", "XentValueError", "XentMemoryError", "library_path", "library_origin",
-    "library_version", "abi_version", "active_target", "supported_targets", "force_target", "threading_backend",
-    "max_threads", "set_num_threads", "get_num_threads", "info",
+    "__version__",
+    "cross_entropy",
+    "kl_div",
+    "kl_div_logits",
+    "jsd",
+    "binary_cross_entropy_with_logits",
+    "softmax",
+    "log_softmax",
+    "logsumexp",
+    "entropy",
+    "token_logprobs",
+    "softmax_backward",
+    "log_softmax_backward",
+    "XentError",
+    "XentTypeError",
+    "XentValueError",
+    "XentMemoryError",
+    "library_path",
+    "library_origin",
+    "library_version",
+    "abi_version",
+    "active_target",
+    "supported_targets",
+    "force_target",
+    "threading_backend",
+    "max_threads",
+    "set_num_threads",
+    "get_num_threads",
+    "info",
+    "empty_cache",
+    "set_buffer_cache_limit",
+    "buffer_cache_stats",
 ]

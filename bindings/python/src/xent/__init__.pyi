@@ -2,8 +2,6 @@
 # buffer-protocol arrays; classes on the last axis).
 from typing import Any, Literal, Optional, Tuple, Union, overload
 
-import numpy as np
-
 __version__: str
 library_path: str
 library_origin: Literal["XENT_LIBRARY", "bundled", "system"]
@@ -85,25 +83,66 @@ def binary_cross_entropy_with_logits(
     grad_scale: float = ...,
     num_threads: Optional[int] = ...,
 ) -> Any: ...
-def softmax(input: ArrayLike, dim: int = ..., *, temperature: float = ..., out: Optional[ArrayLike] = ...,
-            num_threads: Optional[int] = ...) -> Any: ...
-def log_softmax(input: ArrayLike, dim: int = ..., *, temperature: float = ..., out: Optional[ArrayLike] = ...,
-                num_threads: Optional[int] = ...) -> Any: ...
-def logsumexp(input: ArrayLike, dim: int = ..., *, keepdim: bool = ..., temperature: float = ...,
-              num_threads: Optional[int] = ...) -> Any: ...
-def entropy(input: ArrayLike, dim: int = ..., *, keepdim: bool = ..., temperature: float = ...,
-            num_threads: Optional[int] = ...) -> Any: ...
-def softmax_backward(output: ArrayLike, grad_output: ArrayLike, *, temperature: float = ...,
-                     out: Optional[ArrayLike] = ..., num_threads: Optional[int] = ...) -> Any: ...
-def log_softmax_backward(output: ArrayLike, grad_output: ArrayLike, *, temperature: float = ...,
-                         out: Optional[ArrayLike] = ..., num_threads: Optional[int] = ...) -> Any: ...
+def softmax(
+    input: ArrayLike,
+    dim: int = ...,
+    *,
+    temperature: float = ...,
+    out: Optional[ArrayLike] = ...,
+    num_threads: Optional[int] = ...,
+) -> Any: ...
+def log_softmax(
+    input: ArrayLike,
+    dim: int = ...,
+    *,
+    temperature: float = ...,
+    out: Optional[ArrayLike] = ...,
+    num_threads: Optional[int] = ...,
+) -> Any: ...
+def logsumexp(
+    input: ArrayLike, dim: int = ..., *, keepdim: bool = ..., temperature: float = ..., num_threads: Optional[int] = ...
+) -> Any: ...
+def entropy(
+    input: ArrayLike, dim: int = ..., *, keepdim: bool = ..., temperature: float = ..., num_threads: Optional[int] = ...
+) -> Any: ...
+def softmax_backward(
+    output: ArrayLike,
+    grad_output: ArrayLike,
+    *,
+    temperature: float = ...,
+    out: Optional[ArrayLike] = ...,
+    num_threads: Optional[int] = ...,
+) -> Any: ...
+def log_softmax_backward(
+    output: ArrayLike,
+    grad_output: ArrayLike,
+    *,
+    temperature: float = ...,
+    out: Optional[ArrayLike] = ...,
+    num_threads: Optional[int] = ...,
+) -> Any: ...
 @overload
-def token_logprobs(logits: ArrayLike, target: ArrayLike, *, entropy: Literal[False] = ..., temperature: float = ...,
-                   softcap: Optional[float] = ..., ignore_index: int = ..., num_threads: Optional[int] = ...) -> Any: ...
+def token_logprobs(
+    logits: ArrayLike,
+    target: ArrayLike,
+    *,
+    entropy: Literal[False] = ...,
+    temperature: float = ...,
+    softcap: Optional[float] = ...,
+    ignore_index: int = ...,
+    num_threads: Optional[int] = ...,
+) -> Any: ...
 @overload
-def token_logprobs(logits: ArrayLike, target: ArrayLike, *, entropy: Literal[True], temperature: float = ...,
-                   softcap: Optional[float] = ..., ignore_index: int = ...,
-                   num_threads: Optional[int] = ...) -> Tuple[Any, Any]: ...
+def token_logprobs(
+    logits: ArrayLike,
+    target: ArrayLike,
+    *,
+    entropy: Literal[True],
+    temperature: float = ...,
+    softcap: Optional[float] = ...,
+    ignore_index: int = ...,
+    num_threads: Optional[int] = ...,
+) -> Tuple[Any, Any]: ...
 def library_version() -> str: ...
 def abi_version() -> int: ...
 def active_target() -> str: ...
@@ -114,3 +153,6 @@ def max_threads() -> int: ...
 def set_num_threads(n: int) -> None: ...
 def get_num_threads() -> int: ...
 def info() -> dict[str, Any]: ...
+def empty_cache() -> None: ...
+def set_buffer_cache_limit(nbytes: int) -> None: ...
+def buffer_cache_stats() -> dict[str, int]: ...

@@ -6,18 +6,45 @@ stream); leading axes are flattened into rows. Results come back in the
 caller's array library (torch tensors for torch inputs, numpy otherwise);
 reduced losses are numpy float32 scalars (0-d tensors for torch inputs).
 """
+
 from __future__ import annotations
 
 import ctypes
 
 import numpy as np
 
+from . import _arrays
 from . import _lib as L
-from ._arrays import (EMPTY_PTR, FLOAT_CODES, Mat, empty, f32_vector, indices, is_torch, matrix, scalar, view)
+from ._arrays import EMPTY_PTR, FLOAT_CODES, Mat, empty, f32_vector, indices, is_torch, matrix, scalar, view
+
+try:  # the per-call path in C (_fast.c); without it, everything runs through the Python path below
+    from . import _fast
+except ImportError:  # pragma: no cover - a source tree without the built extension
+    _fast = None
+if _fast is not None:
+    _fast.bind(*_arrays.fast_bind_args(empty))
+    _arrays.on_torch_import(
+        lambda torch: _fast.bind_torch(
+            torch.Tensor,
+            torch.strided,
+            (torch.float32, torch.bfloat16, torch.float16, torch.int32, torch.int64),
+            torch.empty,
+        )
+    )
 
 __all__ = [
-    "cross_entropy", "kl_div", "kl_div_logits", "jsd", "binary_cross_entropy_with_logits", "softmax",
-    "log_softmax", "logsumexp", "entropy", "token_logprobs", "softmax_backward", "log_softmax_backward",
+    "cross_entropy",
+    "kl_div",
+    "kl_div_logits",
+    "jsd",
+    "binary_cross_entropy_with_logits",
+    "softmax",
+    "log_softmax",
+    "logsumexp",
+    "entropy",
+    "token_logprobs",
+    "softmax_backward",
+    "log_softmax_backward",
 ]
 
 
@@ -57,8 +84,9 @@ class _Out:
             return
         if isinstance(spec, str):
             if spec != "inplace" or not inplace_ok:
-                raise ValueError("%s = %r: expected None, True, an array%s" % (
-                    name, spec, " or 'inplace'" if inplace_ok else ""))
+                raise ValueError(
+                    "%s = %r: expected None, True, an array%s" % (name, spec, " or 'inplace'" if inplace_ok else "")
+                )
             if not like.v.writable:
                 raise ValueError("%s = 'inplace' needs a writable input" % name)
             self.obj, self.ptr, self.stride, self.code = like.v.obj, like.ptr, like.stride, like.code
@@ -91,8 +119,21 @@ def _ptr(p):
 
 
 # ---------------------------------------------------------------------------
-def cross_entropy(logits, target, *, weight=None, ignore_index=-100, reduction="mean", label_smoothing=0.0,
-                  z_loss=0.0, softcap=None, grad=None, grad_scale=1.0, row_scale=None, num_threads=None):
+def cross_entropy(
+    logits,
+    target,
+    *,
+    weight=None,
+    ignore_index=-100,
+    reduction="mean",
+    label_smoothing=0.0,
+    z_loss=0.0,
+    softcap=None,
+    grad=None,
+    grad_scale=1.0,
+    row_scale=None,
+    num_threads=None,
+):
     """Softmax cross-entropy, torch.nn.functional.cross_entropy's semantics,
     with classes on the LAST axis.
 
@@ -118,6 +159,21 @@ def cross_entropy(logits, target, *, weight=None, ignore_index=-100, reduction="
     inputs; a per-row array for "none"), or (loss, grad). Errors raise
     TypeError (dtype) / ValueError (shape, value, range) with libxent's message.
     """
+    if _fast is not None and weight is None and row_scale is None:
+        r = _fast.cross_entropy(
+            logits,
+            target,
+            ignore_index,
+            reduction,
+            label_smoothing,
+            z_loss,
+            softcap,
+            grad,
+            grad_scale,
+            L._default_threads if num_threads is None else num_threads,
+        )
+        if r is not NotImplemented:
+            return r
     inplace = isinstance(grad, str) and grad == "inplace"
     m = _input(logits, "logits", inplace)
     op = L.cross_entropy_op
@@ -129,8 +185,7 @@ def cross_entropy(logits, target, *, weight=None, ignore_index=-100, reduction="
     if tv.code in FLOAT_CODES:
         t = matrix(tv, "target")
         if t.shape != m.shape:
-            raise ValueError("target has shape %s; probability targets need the logits' shape %s"
-                             % (t.shape, m.shape))
+            raise ValueError("target has shape %s; probability targets need the logits' shape %s" % (t.shape, m.shape))
         a.target, a.target_stride, a.target_dtype = t.ptr, t.stride, t.code
         keep.append(t)
     else:
@@ -161,8 +216,25 @@ def cross_entropy(logits, target, *, weight=None, ignore_index=-100, reduction="
 
 
 # ---------------------------------------------------------------------------
-def _divergence(inp, target, *, input_kind, target_kind, divergence, beta, temperature, t2_scaling, reduction,
-                labels, ignore_index, grad, grad_target, num_threads, none_is_elementwise, batchmean_dim0):
+def _divergence(
+    inp,
+    target,
+    *,
+    input_kind,
+    target_kind,
+    divergence,
+    beta,
+    temperature,
+    t2_scaling,
+    reduction,
+    labels,
+    ignore_index,
+    grad,
+    grad_target,
+    num_threads,
+    none_is_elementwise,
+    batchmean_dim0,
+):
     inplace = isinstance(grad, str) and grad == "inplace"
     im = _input(inp, "input", inplace)
     tm = matrix(target, "target")
@@ -216,42 +288,104 @@ def _divergence(inp, target, *, input_kind, target_kind, divergence, beta, tempe
     return (res, g.obj) if g.wanted else res
 
 
-def kl_div(input, target, *, reduction="mean", log_target=False, grad=None, grad_target=None,
-           num_threads=None):
+def kl_div(input, target, *, reduction="mean", log_target=False, grad=None, grad_target=None, num_threads=None):
     """torch.nn.functional.kl_div: `input` holds log-probabilities of Q, `target`
     probabilities of P (log-probabilities when log_target). Elementwise
     p (log p - log q) with 0 log 0 = 0; 'mean' divides by the element count,
     'batchmean' by input.shape[0] (as torch), 'none' is elementwise."""
-    return _divergence(input, target, input_kind=L.DIST_LOG_PROBS,
-                       target_kind=L.DIST_LOG_PROBS if log_target else L.DIST_PROBS,
-                       divergence=L.DIVERGENCE_KL, beta=0.5, temperature=1.0, t2_scaling=False,
-                       reduction=reduction, labels=None, ignore_index=-100, grad=grad, grad_target=grad_target,
-                       num_threads=num_threads, none_is_elementwise=True, batchmean_dim0=True)
+    return _divergence(
+        input,
+        target,
+        input_kind=L.DIST_LOG_PROBS,
+        target_kind=L.DIST_LOG_PROBS if log_target else L.DIST_PROBS,
+        divergence=L.DIVERGENCE_KL,
+        beta=0.5,
+        temperature=1.0,
+        t2_scaling=False,
+        reduction=reduction,
+        labels=None,
+        ignore_index=-100,
+        grad=grad,
+        grad_target=grad_target,
+        num_threads=num_threads,
+        none_is_elementwise=True,
+        batchmean_dim0=True,
+    )
 
 
-def kl_div_logits(student, teacher, *, temperature=1.0, reduction="batchmean", t2_scaling=False, labels=None,
-                  ignore_index=-100, grad=None, grad_target=None, num_threads=None):
+def kl_div_logits(
+    student,
+    teacher,
+    *,
+    temperature=1.0,
+    reduction="batchmean",
+    t2_scaling=False,
+    labels=None,
+    ignore_index=-100,
+    grad=None,
+    grad_target=None,
+    num_threads=None,
+):
     """Distillation loss KL(softmax(teacher / T) || softmax(student / T)) per
     row, from two logit batches, fused (no B x V intermediate)."""
-    return _divergence(student, teacher, input_kind=L.DIST_LOGITS, target_kind=L.DIST_LOGITS,
-                       divergence=L.DIVERGENCE_KL, beta=0.5, temperature=temperature, t2_scaling=t2_scaling,
-                       reduction=reduction, labels=labels, ignore_index=ignore_index, grad=grad,
-                       grad_target=grad_target, num_threads=num_threads, none_is_elementwise=False,
-                       batchmean_dim0=False)
+    return _divergence(
+        student,
+        teacher,
+        input_kind=L.DIST_LOGITS,
+        target_kind=L.DIST_LOGITS,
+        divergence=L.DIVERGENCE_KL,
+        beta=0.5,
+        temperature=temperature,
+        t2_scaling=t2_scaling,
+        reduction=reduction,
+        labels=labels,
+        ignore_index=ignore_index,
+        grad=grad,
+        grad_target=grad_target,
+        num_threads=num_threads,
+        none_is_elementwise=False,
+        batchmean_dim0=False,
+    )
 
 
-def jsd(input, target, *, beta=0.5, input_kind="log_probs", target_kind="log_probs", temperature=1.0,
-        reduction="batchmean", labels=None, ignore_index=-100, grad=None, grad_target=None, num_threads=None):
+def jsd(
+    input,
+    target,
+    *,
+    beta=0.5,
+    input_kind="log_probs",
+    target_kind="log_probs",
+    temperature=1.0,
+    reduction="batchmean",
+    labels=None,
+    ignore_index=-100,
+    grad=None,
+    grad_target=None,
+    num_threads=None,
+):
     """Generalized Jensen-Shannon divergence (Liger-Kernel's jsd): input = Q
     (student), target = P (teacher), beta * KL(P||M) + (1 - beta) * KL(Q||M),
     M = beta P + (1 - beta) Q; beta = 0 is KL(P||Q), beta = 1 is KL(Q||P).
     'batchmean' divides by the non-ignored rows (rows whose label is
     ignore_index when `labels` is given)."""
-    return _divergence(input, target, input_kind=_kind(input_kind, "input_kind"),
-                       target_kind=_kind(target_kind, "target_kind"), divergence=L.DIVERGENCE_JSD, beta=beta,
-                       temperature=temperature, t2_scaling=False, reduction=reduction, labels=labels,
-                       ignore_index=ignore_index, grad=grad, grad_target=grad_target, num_threads=num_threads,
-                       none_is_elementwise=False, batchmean_dim0=False)
+    return _divergence(
+        input,
+        target,
+        input_kind=_kind(input_kind, "input_kind"),
+        target_kind=_kind(target_kind, "target_kind"),
+        divergence=L.DIVERGENCE_JSD,
+        beta=beta,
+        temperature=temperature,
+        t2_scaling=False,
+        reduction=reduction,
+        labels=labels,
+        ignore_index=ignore_index,
+        grad=grad,
+        grad_target=grad_target,
+        num_threads=num_threads,
+        none_is_elementwise=False,
+        batchmean_dim0=False,
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -262,6 +396,7 @@ def _bce_weight(weight, im: Mat):
     V = im.cols
     if is_torch(weight):
         import torch
+
         w = weight.detach()
         if w.device.type != "cpu":
             raise ValueError("weight is on device '%s'; xent runs on CPU tensors" % w.device)
@@ -281,13 +416,13 @@ def _bce_weight(weight, im: Mat):
     try:
         w = np.ascontiguousarray(np.broadcast_to(w, im.shape if im.shape else (1,)), dtype=np.float32)
     except ValueError:
-        raise ValueError("weight of shape %s does not broadcast to the input's shape %s" % (shape, im.shape)) \
-            from None
+        raise ValueError("weight of shape %s does not broadcast to the input's shape %s" % (shape, im.shape)) from None
     return _ptr(w.__array_interface__["data"][0]), V, w
 
 
-def binary_cross_entropy_with_logits(input, target, *, weight=None, reduction="mean", pos_weight=None, grad=None,
-                                     grad_scale=1.0, num_threads=None):
+def binary_cross_entropy_with_logits(
+    input, target, *, weight=None, reduction="mean", pos_weight=None, grad=None, grad_scale=1.0, num_threads=None
+):
     """Elementwise BCE with logits (torch semantics; the last axis is the
     class axis that pos_weight runs along). 'none' is elementwise."""
     inplace = isinstance(grad, str) and grad == "inplace"
@@ -353,8 +488,9 @@ def _move_back(y, ndim, d):
     return np.ascontiguousarray(np.moveaxis(y, -1, d))
 
 
-def _softmax(x, dim, temperature, *, probs=False, log_probs=False, lse=False, entropy=False, out=None,
-             num_threads=None):
+def _softmax(
+    x, dim, temperature, *, probs=False, log_probs=False, lse=False, entropy=False, out=None, num_threads=None
+):
     xm, ndim, d = _moved(x, dim, "input")
     if out is not None and d != ndim - 1 and ndim:
         raise ValueError("out= is supported for the last dimension only")
@@ -392,12 +528,20 @@ def _softmax(x, dim, temperature, *, probs=False, log_probs=False, lse=False, en
 def softmax(input, dim=-1, *, temperature=1.0, out=None, num_threads=None):
     """softmax(input / temperature) along `dim` (the last axis by default; other
     axes are moved last, at the price of a copy). `out` may be `input`."""
+    if _fast is not None and out is None and dim in (-1, getattr(input, "ndim", 0) - 1):
+        r = _fast.softmax(input, False, temperature, L._default_threads if num_threads is None else num_threads)
+        if r is not NotImplemented:
+            return r
     (p,), ndim, d = _softmax(input, dim, temperature, probs=True, out=out, num_threads=num_threads)
     return p if out is not None else _move_back(p, ndim, d)
 
 
 def log_softmax(input, dim=-1, *, temperature=1.0, out=None, num_threads=None):
     """log_softmax(input / temperature) along `dim`; `out` may be `input`."""
+    if _fast is not None and out is None and dim in (-1, getattr(input, "ndim", 0) - 1):
+        r = _fast.softmax(input, True, temperature, L._default_threads if num_threads is None else num_threads)
+        if r is not NotImplemented:
+            return r
     (p,), ndim, d = _softmax(input, dim, temperature, log_probs=True, out=out, num_threads=num_threads)
     return p if out is not None else _move_back(p, ndim, d)
 
@@ -450,11 +594,24 @@ def log_softmax_backward(output, grad_output, *, temperature=1.0, out=None, num_
 
 
 # ---------------------------------------------------------------------------
-def token_logprobs(logits, target, *, entropy=False, temperature=1.0, softcap=None, ignore_index=-100,
-                   num_threads=None):
+def token_logprobs(
+    logits, target, *, entropy=False, temperature=1.0, softcap=None, ignore_index=-100, num_threads=None
+):
     """log softmax(z)[target] per row with z = softcap(logits) / temperature,
     without writing anything B x V; rows whose target is ignore_index get 0.
     With entropy=True returns (logprob, entropy)."""
+    if _fast is not None:
+        r = _fast.token_logprobs(
+            logits,
+            target,
+            entropy,
+            temperature,
+            softcap,
+            ignore_index,
+            L._default_threads if num_threads is None else num_threads,
+        )
+        if r is not NotImplemented:
+            return r
     m = matrix(logits, "logits")
     t = indices(target, "target", m.lead)
     op = L.token_logprobs_op

@@ -7,6 +7,7 @@ collapse into one row stride >= V (any C-contiguous array, a slice of rows,
 a slice of columns, a view with padded rows, ...). Inputs in any other layout
 are copied; outputs in any other layout are an error.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -15,6 +16,7 @@ from ctypes import POINTER, Structure, c_char_p, c_int32, c_int64, c_uint8, c_ui
 
 import numpy as np
 
+from . import _buffers
 from . import _lib as L
 
 try:  # optional: numpy bfloat16
@@ -25,13 +27,22 @@ except Exception:  # pragma: no cover - depends on the environment
     _ml_dtypes = None
     NP_BF16 = None
 
-_NP_CODES = {np.dtype(np.float32): L.XENT_F32, np.dtype(np.float16): L.XENT_F16,
-             np.dtype(np.int32): L.XENT_I32, np.dtype(np.int64): L.XENT_I64}
+_NP_CODES = {
+    np.dtype(np.float32): L.XENT_F32,
+    np.dtype(np.float16): L.XENT_F16,
+    np.dtype(np.int32): L.XENT_I32,
+    np.dtype(np.int64): L.XENT_I64,
+}
 if NP_BF16 is not None:
     _NP_CODES[NP_BF16] = L.XENT_BF16
 
-DTYPE_NAMES = {L.XENT_F32: "float32", L.XENT_BF16: "bfloat16", L.XENT_F16: "float16",
-               L.XENT_I32: "int32", L.XENT_I64: "int64"}
+DTYPE_NAMES = {
+    L.XENT_F32: "float32",
+    L.XENT_BF16: "bfloat16",
+    L.XENT_F16: "float16",
+    L.XENT_I32: "int32",
+    L.XENT_I64: "int64",
+}
 FLOAT_CODES = (L.XENT_F32, L.XENT_BF16, L.XENT_F16)
 INDEX_CODES = (L.XENT_I32, L.XENT_I64)
 
@@ -42,11 +53,28 @@ def _torch():
     return sys.modules.get("torch")
 
 
+_torch_hooks = []
+
+
+def on_torch_import(fn):
+    """Calls fn(torch) once torch is in use (now, if it already is)."""
+    _torch_hooks.append(fn)
+    if _torch_codes is not None:
+        fn(_torch())
+
+
 def _torch_code_map(torch):
     global _torch_codes
     if _torch_codes is None:
-        _torch_codes = {torch.float32: L.XENT_F32, torch.bfloat16: L.XENT_BF16, torch.float16: L.XENT_F16,
-                        torch.int32: L.XENT_I32, torch.int64: L.XENT_I64}
+        _torch_codes = {
+            torch.float32: L.XENT_F32,
+            torch.bfloat16: L.XENT_BF16,
+            torch.float16: L.XENT_F16,
+            torch.int32: L.XENT_I32,
+            torch.int64: L.XENT_I64,
+        }
+        for fn in _torch_hooks:
+            fn(torch)
     return _torch_codes
 
 
@@ -67,8 +95,15 @@ class _DLDataType(Structure):
 
 
 class _DLTensor(Structure):
-    _fields_ = [("data", c_void_p), ("device", _DLDevice), ("ndim", c_int32), ("dtype", _DLDataType),
-                ("shape", POINTER(c_int64)), ("strides", POINTER(c_int64)), ("byte_offset", c_uint64)]
+    _fields_ = [
+        ("data", c_void_p),
+        ("device", _DLDevice),
+        ("ndim", c_int32),
+        ("dtype", _DLDataType),
+        ("shape", POINTER(c_int64)),
+        ("strides", POINTER(c_int64)),
+        ("byte_offset", c_uint64),
+    ]
 
 
 class _DLManagedTensor(Structure):
@@ -80,8 +115,7 @@ _capsule_get_pointer.restype = c_void_p
 _capsule_get_pointer.argtypes = [ctypes.py_object, c_char_p]
 _DL_CPU = 1
 # (type code, bits) -> xent dtype. kDLInt = 0, kDLFloat = 2, kDLBfloat = 4.
-_DL_CODES = {(2, 32): L.XENT_F32, (2, 16): L.XENT_F16, (4, 16): L.XENT_BF16, (0, 32): L.XENT_I32,
-             (0, 64): L.XENT_I64}
+_DL_CODES = {(2, 32): L.XENT_F32, (2, 16): L.XENT_F16, (4, 16): L.XENT_BF16, (0, 32): L.XENT_I32, (0, 64): L.XENT_I64}
 
 
 class View:
@@ -115,8 +149,9 @@ def _numpy_view(a: np.ndarray) -> View:
     strides = tuple(s // itemsize for s in a.strides)
     if code is None or any(s * itemsize != b for s, b in zip(strides, a.strides)):
         code, strides = None, ()
-    return View(a, "numpy", a.__array_interface__["data"][0], a.shape, strides, code, itemsize, a.flags.writeable,
-                a, dt)
+    return View(
+        a, "numpy", a.__array_interface__["data"][0], a.shape, strides, code, itemsize, a.flags.writeable, a, dt
+    )
 
 
 def _torch_view(t) -> View:
@@ -147,8 +182,18 @@ def _dlpack_view(x) -> View:
         strides = tuple(reversed(strides))
     code = _DL_CODES.get((t.dtype.code, t.dtype.bits)) if t.dtype.lanes == 1 else None
     # The capsule's destructor calls the producer's deleter: keep it alive.
-    return View(x, "numpy", (t.data or 0) + t.byte_offset, shape, strides, code, max(t.dtype.bits // 8, 1), True,
-                (x, capsule), "dlpack(code=%d, bits=%d)" % (t.dtype.code, t.dtype.bits))
+    return View(
+        x,
+        "numpy",
+        (t.data or 0) + t.byte_offset,
+        shape,
+        strides,
+        code,
+        max(t.dtype.bits // 8, 1),
+        True,
+        (x, capsule),
+        "dlpack(code=%d, bits=%d)" % (t.dtype.code, t.dtype.bits),
+    )
 
 
 def view(x, name: str) -> View:
@@ -172,23 +217,32 @@ def _collapse(shape, strides):
     dims = [(d, s) for d, s in zip(shape, strides) if d != 1]
     if any(d == 0 for d, _ in dims) or not dims:
         return 0
-    for (d0, s0), (d1, s1) in zip(dims, dims[1:]):
+    for (_, s0), (d1, s1) in zip(dims, dims[1:]):
         if s0 != s1 * d1:
             return None
     return dims[-1][1]
 
 
 def _copy_contiguous(v: View, name: str) -> View:
+    """A packed copy of a float array xent cannot address in place (in xent's
+    buffers when large, see empty())."""
     if v.kind == "torch":
-        return _torch_view(v.obj.contiguous())
+        torch = _torch()
+        with torch.no_grad():  # the array API is not differentiable: no graph for the copy
+            out, _ = empty("torch", tuple(v.shape), v.code)
+            return _torch_view(out.copy_(v.obj))
     if isinstance(v.obj, np.ndarray):
-        return _numpy_view(np.ascontiguousarray(v.obj))
+        out, _ = empty("numpy", v.shape, v.code)
+        np.copyto(out, v.obj)
+        return _numpy_view(out)
     if v.code is None:
         raise TypeError("%s: cannot copy this array (dtype %s)" % (name, v.dtype_name))
     # A DLPack tensor in an odd layout: go through torch when it is torch's,
     # else through numpy (not for bfloat16 without ml_dtypes).
-    raise ValueError("%s: a DLPack array whose last axis is not contiguous or whose leading axes do not collapse "
-                     "into one row stride; pass a contiguous array" % name)
+    raise ValueError(
+        "%s: a DLPack array whose last axis is not contiguous or whose leading axes do not collapse "
+        "into one row stride; pass a contiguous array" % name
+    )
 
 
 # A valid address for empty arrays (torch gives data_ptr() == 0 for them; the
@@ -219,8 +273,10 @@ def _dtype_error(name, v, what):
 
 
 def _float_dtype_msg():
-    return ("xent takes float32, float16 or bfloat16 (torch tensors; numpy with ml_dtypes) — "
-            "convert with .astype(np.float32) / .float()")
+    return (
+        "xent takes float32, float16 or bfloat16 (torch tensors; numpy with ml_dtypes) — "
+        "convert with .astype(np.float32) / .float()"
+    )
 
 
 def matrix(x, name: str, *, output: bool = False, allow_copy: bool = True) -> Mat:
@@ -250,9 +306,10 @@ def matrix(x, name: str, *, output: bool = False, allow_copy: bool = True) -> Ma
             stride = r
     if not ok:
         if output or not allow_copy:
-            raise ValueError("%s: shape %s with strides %s (elements): xent needs the last axis contiguous and the "
-                             "leading axes collapsible into one row stride >= %d"
-                             % (name, tuple(shape), tuple(v.strides), cols))
+            raise ValueError(
+                "%s: shape %s with strides %s (elements): xent needs the last axis contiguous and the "
+                "leading axes collapsible into one row stride >= %d" % (name, tuple(shape), tuple(v.strides), cols)
+            )
         return matrix(_copy_contiguous(v, name), name)
     return Mat(v, tuple(shape), rows, cols, stride)
 
@@ -276,8 +333,9 @@ def indices(x, name: str, shape) -> Vec:
     integer dtypes are converted to int64)."""
     v = x if isinstance(x, View) else view(x, name)
     if tuple(v.shape) != tuple(shape):
-        raise ValueError("%s has shape %s; expected %s (one class index per row)" % (name, tuple(v.shape),
-                                                                                    tuple(shape)))
+        raise ValueError(
+            "%s has shape %s; expected %s (one class index per row)" % (name, tuple(v.shape), tuple(shape))
+        )
     if v.code not in INDEX_CODES:
         if v.kind == "torch":
             torch = _torch()
@@ -330,24 +388,69 @@ def np_dtype(code: int):
         return np.dtype(np.float16)
     if code == L.XENT_BF16:
         if NP_BF16 is None:
-            raise TypeError("a bfloat16 numpy result needs the ml_dtypes package (pip install ml_dtypes), "
-                            "or pass an output array / torch tensors")
+            raise TypeError(
+                "a bfloat16 numpy result needs the ml_dtypes package (pip install ml_dtypes), "
+                "or pass an output array / torch tensors"
+            )
         return NP_BF16
     raise TypeError("no numpy dtype for xent dtype %d" % code)
 
 
+_torch_dtypes = None
+
+
 def torch_dtype(code: int):
-    torch = _torch()
-    return {L.XENT_F32: torch.float32, L.XENT_F16: torch.float16, L.XENT_BF16: torch.bfloat16}[code]
+    global _torch_dtypes
+    if _torch_dtypes is None:
+        torch = _torch()
+        _torch_dtypes = {L.XENT_F32: torch.float32, L.XENT_F16: torch.float16, L.XENT_BF16: torch.bfloat16}
+    return _torch_dtypes[code]
+
+
+def torch_code(dtype) -> int:
+    """The xent dtype code of a torch dtype (None when xent has none)."""
+    return _torch_code_map(_torch()).get(dtype)
+
+
+_ITEMSIZE = {L.XENT_F32: 4, L.XENT_BF16: 2, L.XENT_F16: 2}
 
 
 def empty(kind: str, shape, code: int):
-    """A new uninitialized array; returns (array, pointer)."""
+    """A new uninitialized array; returns (array, pointer). Arrays of at least
+    _buffers.THRESHOLD bytes come from xent's huge-page advised, recycled
+    buffers (see _buffers.py); smaller ones from numpy / torch."""
+    n = 1
+    for d in shape:
+        n *= d
+    nbytes = n * _ITEMSIZE.get(code, 4)
+    if nbytes >= _buffers.THRESHOLD:
+        buf = _buffers.buffer(nbytes)
+        if kind == "torch":
+            # frombuffer keeps `buf` (and so the block) alive as long as the storage
+            t = _torch().frombuffer(buf, dtype=torch_dtype(code), count=n).view(shape)
+            return t, ctypes.addressof(buf)
+        a = np.frombuffer(buf, dtype=np_dtype(code), count=n).reshape(shape)
+        return a, ctypes.addressof(buf)
     if kind == "torch":
         t = _torch().empty(shape, dtype=torch_dtype(code))
         return t, t.data_ptr()
     a = np.empty(shape, dtype=np_dtype(code))
     return a, a.__array_interface__["data"][0]
+
+
+def fast_bind_args(empty_fn):
+    """The arguments of _fast.bind: how the compiled path finds the library
+    and allocates results (`empty_fn` for large ones; tests pass a recorder)."""
+    return (
+        L.lib._handle,
+        np.ndarray,
+        empty_fn,
+        scalar,
+        _buffers.THRESHOLD,
+        np.empty,
+        np.float32,
+        (np.dtype(np.float32), NP_BF16, np.dtype(np.float16)),
+    )
 
 
 def scalar(kind: str, value: float, code: int = L.XENT_F32):

@@ -15,13 +15,13 @@ they map to, and the search for the shared library:
 ctypes releases the GIL around every foreign call, so kernels run while other
 Python threads proceed.
 """
+
 from __future__ import annotations
 
 import ctypes
 import os
 import threading
-from ctypes import (POINTER, Structure, byref, c_char_p, c_float, c_int32,
-                    c_int64, c_size_t, c_uint32, c_void_p, sizeof)
+from ctypes import POINTER, Structure, byref, c_char_p, c_float, c_int32, c_int64, c_size_t, c_uint32, c_void_p, sizeof
 
 # The C ABI this package was written for (include/xent/version.h).
 ABI_VERSION = 1
@@ -55,8 +55,7 @@ REDUCTION_NONE = 0
 REDUCTION_MEAN = 1
 REDUCTION_SUM = 2
 REDUCTION_BATCHMEAN = 3
-REDUCTIONS = {"none": REDUCTION_NONE, "mean": REDUCTION_MEAN, "sum": REDUCTION_SUM,
-              "batchmean": REDUCTION_BATCHMEAN}
+REDUCTIONS = {"none": REDUCTION_NONE, "mean": REDUCTION_MEAN, "sum": REDUCTION_SUM, "batchmean": REDUCTION_BATCHMEAN}
 
 DIST_LOGITS = 0
 DIST_LOG_PROBS = 1
@@ -290,8 +289,7 @@ STRUCTS = {
     "xent_bce_args": (BceArgs, "xent_bce_args_init", "xent_bce_with_logits"),
     "xent_divergence_args": (DivergenceArgs, "xent_divergence_args_init", "xent_divergence"),
     "xent_softmax_args": (SoftmaxArgs, "xent_softmax_args_init", "xent_softmax"),
-    "xent_softmax_backward_args": (SoftmaxBackwardArgs, "xent_softmax_backward_args_init",
-                                   "xent_softmax_backward"),
+    "xent_softmax_backward_args": (SoftmaxBackwardArgs, "xent_softmax_backward_args_init", "xent_softmax_backward"),
     "xent_token_logprobs_args": (TokenLogprobsArgs, "xent_token_logprobs_args_init", "xent_token_logprobs"),
 }
 
@@ -326,8 +324,8 @@ def _load():
     raise ImportError(
         "xent: cannot load the libxent shared library (%s). Tried:\n  %s\n"
         "Install xent with its bundled library (pip install ./bindings/python), install libxent "
-        "system-wide, or set XENT_LIBRARY to the path of libxent.so.%d."
-        % (_SONAME, "\n  ".join(errors), ABI_VERSION))
+        "system-wide, or set XENT_LIBRARY to the path of libxent.so.%d." % (_SONAME, "\n  ".join(errors), ABI_VERSION)
+    )
 
 
 lib, LIBRARY_ORIGIN, _loaded_as = _load()
@@ -372,8 +370,9 @@ lib.xent_force_target.restype = c_int32
 lib.xent_force_target.argtypes = [c_char_p]
 
 if lib.xent_abi_version() != ABI_VERSION:
-    raise ImportError("xent: %s has ABI version %d, this package needs %d"
-                      % (LIBRARY_PATH, lib.xent_abi_version(), ABI_VERSION))
+    raise ImportError(
+        "xent: %s has ABI version %d, this package needs %d" % (LIBRARY_PATH, lib.xent_abi_version(), ABI_VERSION)
+    )
 
 
 def status_string(status: int) -> str:
@@ -419,7 +418,8 @@ class _Op:
             except AttributeError:
                 raise NotImplementedError(
                     "%s is not in the loaded libxent (%s, version %s): the library predates this operation"
-                    % (self.fn_name, LIBRARY_PATH, lib.xent_version_string().decode())) from None
+                    % (self.fn_name, LIBRARY_PATH, lib.xent_version_string().decode())
+                ) from None
             init.restype = c_int32
             init.argtypes = [c_void_p, c_size_t]
             fn.restype = c_int32
@@ -493,5 +493,3 @@ def threads(n) -> int:
     if n < 0:
         raise ValueError("num_threads = %d must be >= 0 (0 = all cores)" % n)
     return n
-
-

@@ -4,51 +4,143 @@ from typing import Literal, Optional, Tuple, overload
 import torch
 from torch import Tensor
 
-def cross_entropy(input: Tensor, target: Tensor, weight: Optional[Tensor] = ..., size_average: Optional[bool] = ...,
-                  ignore_index: int = ..., reduce: Optional[bool] = ..., reduction: str = ...,
-                  label_smoothing: float = ..., *, z_loss: float = ..., softcap: Optional[float] = ...,
-                  inplace_backward: bool = ..., num_threads: Optional[int] = ...) -> Tensor: ...
-def kl_div(input: Tensor, target: Tensor, size_average: Optional[bool] = ..., reduce: Optional[bool] = ...,
-           reduction: str = ..., log_target: bool = ..., *, num_threads: Optional[int] = ...) -> Tensor: ...
-def kl_div_logits(student: Tensor, teacher: Tensor, *, temperature: float = ..., reduction: str = ...,
-                  t2_scaling: bool = ..., labels: Optional[Tensor] = ..., ignore_index: int = ...,
-                  num_threads: Optional[int] = ...) -> Tensor: ...
-def jsd(input: Tensor, target: Tensor, *, beta: float = ..., labels: Optional[Tensor] = ..., ignore_index: int = ...,
-        reduction: str = ..., input_kind: Literal["logits", "log_probs", "probs"] = ...,
-        target_kind: Literal["logits", "log_probs", "probs"] = ..., temperature: float = ...,
-        num_threads: Optional[int] = ...) -> Tensor: ...
-def binary_cross_entropy_with_logits(input: Tensor, target: Tensor, weight: Optional[Tensor] = ...,
-                                     size_average: Optional[bool] = ..., reduce: Optional[bool] = ...,
-                                     reduction: str = ..., pos_weight: Optional[Tensor] = ..., *,
-                                     num_threads: Optional[int] = ...) -> Tensor: ...
-def softmax(input: Tensor, dim: Optional[int] = ..., _stacklevel: int = ..., dtype: Optional[torch.dtype] = ..., *,
-            temperature: float = ..., num_threads: Optional[int] = ...) -> Tensor: ...
-def log_softmax(input: Tensor, dim: Optional[int] = ..., _stacklevel: int = ..., dtype: Optional[torch.dtype] = ...,
-                *, temperature: float = ..., num_threads: Optional[int] = ...) -> Tensor: ...
+def cross_entropy(
+    input: Tensor,
+    target: Tensor,
+    weight: Optional[Tensor] = ...,
+    size_average: Optional[bool] = ...,
+    ignore_index: int = ...,
+    reduce: Optional[bool] = ...,
+    reduction: str = ...,
+    label_smoothing: float = ...,
+    *,
+    z_loss: float = ...,
+    softcap: Optional[float] = ...,
+    inplace_backward: bool = ...,
+    num_threads: Optional[int] = ...,
+) -> Tensor: ...
+def kl_div(
+    input: Tensor,
+    target: Tensor,
+    size_average: Optional[bool] = ...,
+    reduce: Optional[bool] = ...,
+    reduction: str = ...,
+    log_target: bool = ...,
+    *,
+    num_threads: Optional[int] = ...,
+) -> Tensor: ...
+def kl_div_logits(
+    student: Tensor,
+    teacher: Tensor,
+    *,
+    temperature: float = ...,
+    reduction: str = ...,
+    t2_scaling: bool = ...,
+    labels: Optional[Tensor] = ...,
+    ignore_index: int = ...,
+    num_threads: Optional[int] = ...,
+) -> Tensor: ...
+def jsd(
+    input: Tensor,
+    target: Tensor,
+    *,
+    beta: float = ...,
+    labels: Optional[Tensor] = ...,
+    ignore_index: int = ...,
+    reduction: str = ...,
+    input_kind: Literal["logits", "log_probs", "probs"] = ...,
+    target_kind: Literal["logits", "log_probs", "probs"] = ...,
+    temperature: float = ...,
+    num_threads: Optional[int] = ...,
+) -> Tensor: ...
+def binary_cross_entropy_with_logits(
+    input: Tensor,
+    target: Tensor,
+    weight: Optional[Tensor] = ...,
+    size_average: Optional[bool] = ...,
+    reduce: Optional[bool] = ...,
+    reduction: str = ...,
+    pos_weight: Optional[Tensor] = ...,
+    *,
+    num_threads: Optional[int] = ...,
+) -> Tensor: ...
+def softmax(
+    input: Tensor,
+    dim: Optional[int] = ...,
+    _stacklevel: int = ...,
+    dtype: Optional[torch.dtype] = ...,
+    *,
+    temperature: float = ...,
+    num_threads: Optional[int] = ...,
+) -> Tensor: ...
+def log_softmax(
+    input: Tensor,
+    dim: Optional[int] = ...,
+    _stacklevel: int = ...,
+    dtype: Optional[torch.dtype] = ...,
+    *,
+    temperature: float = ...,
+    num_threads: Optional[int] = ...,
+) -> Tensor: ...
 @overload
-def token_logprobs(logits: Tensor, target: Tensor, *, entropy: Literal[False] = ..., temperature: float = ...,
-                   softcap: Optional[float] = ..., ignore_index: int = ...,
-                   num_threads: Optional[int] = ...) -> Tensor: ...
+def token_logprobs(
+    logits: Tensor,
+    target: Tensor,
+    *,
+    entropy: Literal[False] = ...,
+    temperature: float = ...,
+    softcap: Optional[float] = ...,
+    ignore_index: int = ...,
+    num_threads: Optional[int] = ...,
+) -> Tensor: ...
 @overload
-def token_logprobs(logits: Tensor, target: Tensor, *, entropy: Literal[True], temperature: float = ...,
-                   softcap: Optional[float] = ..., ignore_index: int = ...,
-                   num_threads: Optional[int] = ...) -> Tuple[Tensor, Tensor]: ...
+def token_logprobs(
+    logits: Tensor,
+    target: Tensor,
+    *,
+    entropy: Literal[True],
+    temperature: float = ...,
+    softcap: Optional[float] = ...,
+    ignore_index: int = ...,
+    num_threads: Optional[int] = ...,
+) -> Tuple[Tensor, Tensor]: ...
 
 class CrossEntropyLoss(torch.nn.Module):
-    def __init__(self, weight: Optional[Tensor] = ..., size_average: Optional[bool] = ..., ignore_index: int = ...,
-                 reduce: Optional[bool] = ..., reduction: str = ..., label_smoothing: float = ..., *,
-                 z_loss: float = ..., softcap: Optional[float] = ..., inplace_backward: bool = ...,
-                 num_threads: Optional[int] = ...) -> None: ...
+    def __init__(
+        self,
+        weight: Optional[Tensor] = ...,
+        size_average: Optional[bool] = ...,
+        ignore_index: int = ...,
+        reduce: Optional[bool] = ...,
+        reduction: str = ...,
+        label_smoothing: float = ...,
+        *,
+        z_loss: float = ...,
+        softcap: Optional[float] = ...,
+        inplace_backward: bool = ...,
+        num_threads: Optional[int] = ...,
+    ) -> None: ...
     def forward(self, input: Tensor, target: Tensor) -> Tensor: ...
 
 class KLDivLoss(torch.nn.Module):
-    def __init__(self, size_average: Optional[bool] = ..., reduce: Optional[bool] = ..., reduction: str = ...,
-                 log_target: bool = ...) -> None: ...
+    def __init__(
+        self,
+        size_average: Optional[bool] = ...,
+        reduce: Optional[bool] = ...,
+        reduction: str = ...,
+        log_target: bool = ...,
+    ) -> None: ...
     def forward(self, input: Tensor, target: Tensor) -> Tensor: ...
 
 class BCEWithLogitsLoss(torch.nn.Module):
-    def __init__(self, weight: Optional[Tensor] = ..., size_average: Optional[bool] = ...,
-                 reduce: Optional[bool] = ..., reduction: str = ..., pos_weight: Optional[Tensor] = ...) -> None: ...
+    def __init__(
+        self,
+        weight: Optional[Tensor] = ...,
+        size_average: Optional[bool] = ...,
+        reduce: Optional[bool] = ...,
+        reduction: str = ...,
+        pos_weight: Optional[Tensor] = ...,
+    ) -> None: ...
     def forward(self, input: Tensor, target: Tensor) -> Tensor: ...
 
 class JSDLoss(torch.nn.Module):
