@@ -21,7 +21,8 @@ from __future__ import annotations
 from . import _lib
 from ._api import (binary_cross_entropy_with_logits, cross_entropy, entropy, jsd, kl_div, kl_div_logits,
                    log_softmax, log_softmax_backward, logsumexp, softmax, softmax_backward, token_logprobs)
-from ._lib import XentError, XentMemoryError, XentTypeError, XentValueError
+from ._lib import XentError, XentMemoryError, XentTypeError, XentUnsupportedError, XentValueError
+from ._linear import blas_backend, linear_cross_entropy
 
 __version__ = "0.1.0"
 
@@ -89,6 +90,7 @@ def info() -> dict:
         "library_path": library_path,
         "library_origin": library_origin,
         "threading_backend": threading_backend(),
+        "blas_backend": blas_backend(),
         "max_threads": max_threads(),
         "num_threads": get_num_threads(),
         "active_target": active_target(),
@@ -99,7 +101,8 @@ def info() -> dict:
 __all__ = [
     "__version__", "cross_entropy", "kl_div", "kl_div_logits", "jsd", "binary_cross_entropy_with_logits", "softmax",
     "log_softmax", "logsumexp", "entropy", "token_logprobs", "softmax_backward", "log_softmax_backward",
-    "XentError", "XentTypeError", "XentValueError", "XentMemoryError", "library_path", "library_origin",
+    "XentError", "XentTypeError", "XentValueError", "XentMemoryError", "XentUnsupportedError",
+    "linear_cross_entropy", "blas_backend", "library_path", "library_origin",
     "library_version", "abi_version", "active_target", "supported_targets", "force_target", "threading_backend",
     "max_threads", "set_num_threads", "get_num_threads", "info",
 ]

@@ -20,10 +20,12 @@ from __future__ import annotations
 import torch as _torch
 
 from . import _api
+from ._torch_linear import LinearCrossEntropyLoss, linear_cross_entropy
 
 __all__ = [
     "cross_entropy", "kl_div", "binary_cross_entropy_with_logits", "log_softmax", "softmax", "kl_div_logits", "jsd",
     "token_logprobs", "CrossEntropyLoss", "KLDivLoss", "BCEWithLogitsLoss", "JSDLoss",
+    "linear_cross_entropy", "LinearCrossEntropyLoss",
 ]
 
 
