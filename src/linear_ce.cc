@@ -35,9 +35,14 @@ namespace xent {
 namespace {
 
 // Fixed tiles (never derived from the thread count).
-constexpr size_t kVocabTile = 1024;  // classes per logits / grad_linear_weight task
-constexpr size_t kHiddenTile = 128;  // hidden columns per grad_hidden task
-constexpr size_t kWidenElems = 256 * 1024;  // f32 elements of a widened 16-bit weight tile
+constexpr size_t kVocabTile = 2048;  // classes per logits / grad_linear_weight task
+constexpr size_t kHiddenTile = 512;  // hidden columns per grad_hidden task
+// 16-bit weights are widened to f32 a tile at a time, into per-thread
+// scratch: for the logits, kVocabTile rows (down to 512 rows for H > 2048:
+// each GEMM call packs the whole block of hidden rows, so its class count
+// must stay large); for grad_hidden, kWidenElems elements.
+constexpr size_t kWidenElems = 256 * 1024;
+constexpr size_t kWidenLogitsElems = 4 * 1024 * 1024;
 constexpr size_t kRowsPerWidenTask = 16;
 
 size_t Tiles(size_t n, size_t tile) { return (n + tile - 1) / tile; }
@@ -225,8 +230,8 @@ xent_status LinearCe::Block(size_t r0, size_t n) {
             p.linear_weight.stride, beta, L + v0, V_);
       return;
     }
-    // 16-bit weight: widen kWidenElems / H rows at a time.
-    const size_t step = std::max<size_t>(1, kWidenElems / H_);
+    // 16-bit weight: widen up to kVocabTile rows at a time.
+    const size_t step = std::min(kVocabTile, std::max<size_t>(512, kWidenLogitsElems / H_));
     float* wt = ThreadScratch(std::min(step, vn) * H_);
     if (wt == nullptr) {
       oom.store(true);
