@@ -4,7 +4,8 @@
 set -euo pipefail
 pkgs=("$@")
 if [ ${#pkgs[@]} -eq 0 ]; then
-  pkgs=(build-essential pkg-config meson ninja-build libhwy-dev libgtest-dev libgmock-dev libbenchmark-dev libtbb-dev)
+  pkgs=(build-essential pkg-config meson ninja-build libhwy-dev libgtest-dev libgmock-dev libbenchmark-dev libtbb-dev
+        libopenblas-dev)
 fi
 missing=()
 arch=$(dpkg --print-architecture)

@@ -6,6 +6,7 @@
 #include "capi/error.h"
 #include "src/dispatch.h"
 #include "src/parallel.h"
+#include "src/blas.h"
 #include "xent/xent.h"
 
 using namespace xent;  // NOLINT
@@ -32,6 +33,7 @@ const char* xent_status_string(xent_status status) {
     case static_cast<int>(XENT_ERROR_OUT_OF_MEMORY): return "out of memory";
     case static_cast<int>(XENT_ERROR_CALLBACK): return "parallel_for callback failed";
     case static_cast<int>(XENT_ERROR_INTERNAL): return "internal error";
+    case static_cast<int>(XENT_ERROR_UNSUPPORTED): return "unsupported in this build";
   }
   return "unknown status";
 }
@@ -44,6 +46,7 @@ uint32_t xent_abi_version(void) { return XENT_ABI_VERSION; }
 
 const char* xent_threading_backend(void) { return ThreadingBackendName(); }
 int32_t xent_max_threads(void) { return MaxThreads(); }
+const char* xent_blas_backend(void) { return BlasBackendName(); }
 
 const char* xent_active_target(void) {
   try {

@@ -36,9 +36,12 @@ enum class Role : uint8_t {
   kNumThreads,   // int32_t >= 0
   kParallelFor,  // xent_parallel_for_fn, optional
   kParallelUser, // void*, passed through
+  kHiddenSize,   // size_t >= 1: the H of matrices with Len::kH columns (before them in the table)
+  kSize,         // size_t option, any value
 };
 
-enum class Len : uint8_t { kOne, kB, kV };
+// Lengths: 1, the batch B, the classes V, the hidden size H (kHiddenSize).
+enum class Len : uint8_t { kOne, kB, kV, kH };
 
 enum class Domain : uint8_t {
   kAny,
@@ -77,6 +80,7 @@ struct Field {
   uint32_t valid = 0;                // enums: accepted values, bit i = value i
   const char* valid_text = nullptr;  // enums: the accepted values, for messages
   double def = 0;                    // default: the option's value, or a matrix's dtype
+  Len rows = Len::kB, cols = Len::kV;  // matrices (kInMat, kOutMat): rows x cols
 
   // Builders, so that a table row reads as a sentence.
   constexpr Field Stride(uint16_t o) const { Field f = *this; f.stride_off = o; return f; }
@@ -86,6 +90,7 @@ struct Field {
   constexpr Field Required() const { Field f = *this; f.required = true; return f; }
   constexpr Field InPlace(const char* input) const { Field f = *this; f.in_place = input; return f; }
   constexpr Field NeededBy(const char* output) const { Field f = *this; f.needed_by = output; return f; }
+  constexpr Field Dims(Len r, Len c) const { Field f = *this; f.rows = r; f.cols = c; return f; }
 };
 
 constexpr Field Make(const char* name, Role role, uint16_t off, uint16_t prob) {
@@ -288,6 +293,49 @@ constexpr Field kTokenLogprobsFields[] = {
 #undef A
 #undef P
 
+#define A(f) XENT_OFF(xent_linear_cross_entropy_args, f)
+#define P(f) XENT_OFF(LinearCrossEntropyProblem, f)
+constexpr Field kLinearCrossEntropyFields[] = {
+    Plain("hidden_size", Role::kHiddenSize, A(hidden_size), P(H)),
+    InMatrix("hidden", A(hidden), P(hidden)).Dims(Len::kB, Len::kH).Stride(A(hidden_stride))
+        .DT(A(hidden_dtype), XENT_F32).Required(),
+    InMatrix("linear_weight", A(linear_weight), P(linear_weight)).Dims(Len::kV, Len::kH)
+        .Stride(A(linear_weight_stride)).DT(A(linear_weight_dtype), XENT_F32)
+        .Rule(DTypeRule::kSameAsFrom, "hidden").Required(),
+    InMatrix("linear_bias", A(linear_bias), P(linear_bias)).Dims(Len::kOne, Len::kV)
+        .DT(A(linear_bias_dtype), XENT_F32).Rule(DTypeRule::kFloatOrFrom, "linear_weight"),
+    Make("target", Role::kLabels, A(target), P(target)).Stride(A(target_stride)).DT(A(target_dtype), XENT_I64)
+        .Ignore(A(ignore_index)).Required(),
+    Vec("weight", Role::kInVec, A(weight), P(weight), Len::kV),
+    Vec("row_scale", Role::kInVec, A(row_scale), P(row_scale), Len::kB),
+    Plain("ignore_index", Role::kI64, A(ignore_index), kNone, -100),
+    Enum("reduction", A(reduction), P(reduction), kReductions, kReductionText, XENT_REDUCTION_MEAN),
+    F32("label_smoothing", A(label_smoothing), P(label_smoothing), Domain::kUnit, 0),
+    F32("z_loss", A(z_loss), P(z_loss), Domain::kNonNegative, 0),
+    F32("softcap", A(softcap), P(softcap), Domain::kDivisorOrOff, 0),
+    F32("grad_scale", A(grad_scale), P(grad_scale), Domain::kFinite, 1),
+    Enum("accumulate", A(accumulate), P(accumulate), 0xFF,
+         "a bit mask of XENT_ACCUMULATE_GRAD_HIDDEN (1), XENT_ACCUMULATE_GRAD_LINEAR_WEIGHT (2) and "
+         "XENT_ACCUMULATE_GRAD_LINEAR_BIAS (4)",
+         0),
+    Plain("scratch_bytes", Role::kSize, A(scratch_bytes), P(scratch_bytes)),
+    Vec("loss", Role::kOutVec, A(loss), P(loss), Len::kOne),
+    Vec("row_loss", Role::kOutVec, A(row_loss), P(row_loss), Len::kB),
+    Vec("lse", Role::kOutVec, A(lse), P(lse), Len::kB),
+    OutMatrix("grad_hidden", A(grad_hidden), P(grad_hidden), "hidden").Dims(Len::kB, Len::kH)
+        .Stride(A(grad_hidden_stride)).DT(A(grad_hidden_dtype), XENT_DTYPE_AUTO),
+    OutMatrix("grad_linear_weight", A(grad_linear_weight), P(grad_linear_weight), "linear_weight")
+        .Dims(Len::kV, Len::kH).Stride(A(grad_linear_weight_stride))
+        .DT(A(grad_linear_weight_dtype), XENT_DTYPE_AUTO),
+    OutMatrix("grad_linear_bias", A(grad_linear_bias), P(grad_linear_bias), "linear_weight")
+        .Dims(Len::kOne, Len::kV).DT(A(grad_linear_bias_dtype), XENT_DTYPE_AUTO),
+    Plain("num_threads", Role::kNumThreads, A(num_threads), P(exec.num_threads)),
+    Plain("parallel_for", Role::kParallelFor, A(parallel_for), P(exec.parallel_for)),
+    Plain("parallel_user", Role::kParallelUser, A(parallel_user), P(exec.parallel_user)),
+};
+#undef A
+#undef P
+
 #undef XENT_OFF
 
 template <size_t N>
@@ -305,6 +353,10 @@ constexpr OpDesc kSoftmaxBackward = Op("softmax_backward", "xent_softmax_backwar
                                        sizeof(xent_softmax_backward_args), kSoftmaxBackwardFields, false);
 constexpr OpDesc kTokenLogprobs = Op("token_logprobs", "xent_token_logprobs_args", sizeof(xent_token_logprobs_args),
                                      kTokenLogprobsFields, true);
+// Not in kAllOps (below): its matrices are B x H and V x H, which the tests'
+// case builders over B x V logits do not know yet.
+constexpr OpDesc kLinearCrossEntropy = Op("linear_cross_entropy", "xent_linear_cross_entropy_args",
+                                          sizeof(xent_linear_cross_entropy_args), kLinearCrossEntropyFields, false);
 
 // Every operation, for code that walks all of them (tests, fuzzing, bench).
 constexpr const OpDesc* kAllOps[] = {&kCrossEntropy, &kBce,     &kDivergence,
@@ -322,6 +374,7 @@ XENT_CHECK_LAYOUT(xent_divergence_args, DivergenceProblem);
 XENT_CHECK_LAYOUT(xent_softmax_args, SoftmaxProblem);
 XENT_CHECK_LAYOUT(xent_softmax_backward_args, SoftmaxBackwardProblem);
 XENT_CHECK_LAYOUT(xent_token_logprobs_args, TokenLogprobsProblem);
+XENT_CHECK_LAYOUT(xent_linear_cross_entropy_args, LinearCrossEntropyProblem);
 #undef XENT_CHECK_LAYOUT
 
 }  // namespace abi

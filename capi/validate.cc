@@ -1,5 +1,6 @@
 #include "capi/validate.h"
 
+#include <algorithm>
 #include <cfloat>
 #include <cmath>
 #include <cstdint>
@@ -180,13 +181,26 @@ class Validation {
   int32_t DTypeField(const Field& f) const { return Get<int32_t>(args_, f.dtype_off); }
   std::string Suffixed(const Field& f, const char* suffix) const { return std::string(f.name) + suffix; }
 
-  size_t Len(abi::Len l) const { return l == abi::Len::kOne ? 1 : (l == abi::Len::kB ? B_ : V_); }
+  size_t Len(abi::Len l) const {
+    switch (l) {
+      case abi::Len::kOne: return 1;
+      case abi::Len::kB: return B_;
+      case abi::Len::kV: return V_;
+      case abi::Len::kH: return H_;
+    }
+    return 0;
+  }
+  static const char* LenName(abi::Len l) {
+    return l == abi::Len::kH ? "hidden_size" : (l == abi::Len::kB ? "batch" : "num_classes");
+  }
 
+  // A matrix's row stride (its columns when it has no stride field).
   size_t Stride(const Field& f) const {
-    const size_t s = Get<size_t>(args_, f.stride_off);
-    if (s == 0) return V_;
-    XENT_CHECK(s >= V_, XENT_ERROR_INVALID_SHAPE, "%s (%zu) < num_classes (%zu)", Suffixed(f, "_stride").c_str(), s,
-               V_);
+    const size_t cols = Len(f.cols);
+    const size_t s = f.stride_off == abi::kNone ? 0 : Get<size_t>(args_, f.stride_off);
+    if (s == 0) return cols;
+    XENT_CHECK(s >= cols, XENT_ERROR_INVALID_SHAPE, "%s (%zu) < %s (%zu)", Suffixed(f, "_stride").c_str(), s,
+               LenName(f.cols), cols);
     return s;
   }
 
@@ -227,7 +241,7 @@ class Validation {
     m.dtype = InputDType(f, DTypeField(f));
     m.stride = Stride(f);
     dtypes_[i] = m.dtype;
-    AddExtent(f, m.data, B_, V_, m.stride, DTypeSize(m.dtype), false);
+    AddExtent(f, m.data, Len(f.rows), Len(f.cols), m.stride, DTypeSize(m.dtype), false);
     return m;
   }
 
@@ -282,7 +296,7 @@ class Validation {
         }
         m.stride = Stride(f);
         dtypes_[i] = m.dtype;
-        AddExtent(f, m.data, B_, V_, m.stride, DTypeSize(m.dtype), true);
+        AddExtent(f, m.data, Len(f.rows), Len(f.cols), m.stride, DTypeSize(m.dtype), true);
         Put(problem_, f.prob, m);
         return;
       }
@@ -304,6 +318,7 @@ class Validation {
         return;
       }
       case Role::kLabels:
+        if (f.required) Required(f);
         if (f.needed_by != nullptr) {
           if (Pointer(op_.fields[Index(f.needed_by)]) == nullptr) return;  // not read at all
           Required(f);
@@ -368,6 +383,19 @@ class Validation {
       case Role::kParallelUser:
         Put(problem_, f.prob, Get<void*>(args_, f.off));
         return;
+      case Role::kHiddenSize: {
+        H_ = Get<size_t>(args_, f.off);
+        XENT_CHECK(H_ > 0, XENT_ERROR_INVALID_SHAPE, "%s = 0 (need at least 1)", f.name);
+        size_t n;
+        XENT_CHECK(!__builtin_mul_overflow(std::max(B_, V_), H_, &n) && n <= (SIZE_MAX >> 4),
+                   XENT_ERROR_INVALID_SHAPE, "max(batch (%zu), num_classes (%zu)) x %s (%zu) overflows size_t", B_,
+                   V_, f.name, H_);
+        Put(problem_, f.prob, H_);
+        return;
+      }
+      case Role::kSize:
+        Put(problem_, f.prob, Get<size_t>(args_, f.off));
+        return;
     }
   }
 
@@ -394,7 +422,7 @@ class Validation {
   const abi::OpDesc& op_;
   const unsigned char* args_;
   void* problem_;
-  size_t B_ = 0, V_ = 0;
+  size_t B_ = 0, V_ = 0, H_ = 0;
   std::vector<DType> dtypes_;  // resolved dtype of each matrix field
   std::vector<Extent> extents_;
 };

@@ -89,7 +89,18 @@ struct CeOp : NoMiddle {
 
 }  // namespace
 
-xent_status RunCrossEntropy(const CrossEntropyProblem& p) {
+double CrossEntropyDivisor(const CrossEntropyProblem& p) {
+  if (p.reduction != Reduction::kMean) return 1.0;
+  if (p.target.soft) return static_cast<double>(p.B);
+  double divisor = 0.0;
+  for (size_t i = 0; i < p.B; ++i) {
+    if (p.target.labels.Ignored(i)) continue;
+    divisor += p.weight ? p.weight[p.target.labels.At(i)] : 1.0;
+  }
+  return divisor;
+}
+
+xent_status RunCrossEntropyRows(const CrossEntropyProblem& p, double divisor, float* row_loss) {
   const bool soft = p.target.soft;
   CeOp op;
   op.p = &p;
@@ -110,32 +121,23 @@ xent_status RunCrossEntropy(const CrossEntropyProblem& p) {
   // In place, the rows are in cache already: plain stores.
   op.k.stream = p.grad.data != nullptr && p.grad.data != p.logits.data && StreamOutputs(p.B, p.V, p.grad);
 
-  // Class weight total and the MEAN divisor (a pass over the B targets).
+  // Class weight total (smoothing with class weights).
   double w_total = static_cast<double>(p.V);
   if (p.weight) {
     w_total = 0.0;
     for (size_t c = 0; c < p.V; ++c) w_total += p.weight[c];
   }
   op.w_total = w_total;
-  double divisor = 1.0;
-  if (p.reduction == Reduction::kMean) {
-    if (soft) {
-      divisor = static_cast<double>(p.B);
-    } else {
-      divisor = 0.0;
-      for (size_t i = 0; i < p.B; ++i) {
-        if (p.target.labels.Ignored(i)) continue;
-        divisor += p.weight ? p.weight[p.target.labels.At(i)] : 1.0;
-      }
-    }
-  }
   op.inv_div = 1.0 / divisor;  // inf when every row is ignored: all their gradients are 0
+  op.row_loss = row_loss;
+  return RunRows(op, p.B, p.V, p.exec);
+}
 
+xent_status RunCrossEntropy(const CrossEntropyProblem& p) {
+  const double divisor = CrossEntropyDivisor(p);
   RowLosses losses;
   if (!losses.Init(p.row_loss, p.loss != nullptr, p.B)) return XENT_ERROR_OUT_OF_MEMORY;
-  op.row_loss = losses.data;
-
-  const xent_status rc = RunRows(op, p.B, p.V, p.exec);
+  const xent_status rc = RunCrossEntropyRows(p, divisor, losses.data);
   if (rc != XENT_OK) return rc;
 
   if (p.loss) {

@@ -53,6 +53,16 @@ CeKernelTables CeKernelsF32();
 CeKernelTables CeKernelsBF16();
 CeKernelTables CeKernelsF16();
 
+// Entry points for operations built on cross-entropy (linear cross-entropy
+// runs it on blocks of rows of a larger batch):
+// The MEAN divisor of p's rows (sum of the kept rows' class weights, or B for
+// probability targets); 1 for the other reductions.
+double CrossEntropyDivisor(const CrossEntropyProblem& p);
+// Phases 1-4 over p's B rows with the gradient divided by `divisor` (one
+// computed over the whole batch); row losses go to `row_loss` (B values, may
+// be nullptr); p.loss and p.row_loss are not read.
+xent_status RunCrossEntropyRows(const CrossEntropyProblem& p, double divisor, float* row_loss);
+
 }  // namespace xent
 
 #endif  // XENT_SRC_CE_H_

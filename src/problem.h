@@ -140,6 +140,30 @@ struct TokenLogprobsProblem {
 };
 xent_status RunTokenLogprobs(const TokenLogprobsProblem& p);
 
+// Fused linear cross-entropy: hidden (B x H), linear_weight (V x H) and
+// linear_bias (1 x V; data == nullptr when absent) as InMat (stride in
+// elements), the class-index cross-entropy's options, three gradients.
+struct LinearCrossEntropyProblem {
+  size_t B = 0, V = 0, H = 0;
+  InMat hidden, linear_weight, linear_bias;
+  Labels target;
+  const float* weight = nullptr;
+  const float* row_scale = nullptr;
+  Reduction reduction = Reduction::kMean;
+  float label_smoothing = 0.0f, z_loss = 0.0f, softcap = 0.0f, grad_scale = 1.0f;
+  int32_t accumulate = 0;    // XENT_ACCUMULATE_* bits
+  size_t scratch_bytes = 0;  // 0 = default
+  float* loss = nullptr;
+  float* row_loss = nullptr;
+  float* lse = nullptr;
+  OutMat grad_hidden, grad_linear_weight, grad_linear_bias;
+  Exec exec;
+};
+xent_status RunLinearCrossEntropy(const LinearCrossEntropyProblem& p);
+// The smallest scratch_bytes that holds one row of p's block of logits and
+// its operand tiles (a smaller budget is an error).
+size_t LinearCrossEntropyMinScratch(const LinearCrossEntropyProblem& p);
+
 }  // namespace xent
 
 #endif  // XENT_SRC_PROBLEM_H_

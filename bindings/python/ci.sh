@@ -38,7 +38,7 @@ step() {  # step NAME CMD...
 [ -e "$BUILD/libxent.so.1" ] || { echo "no libxent.so.1 in $BUILD (build the repo first)"; exit 1; }
 SYSLIB=$(readlink -f "$BUILD/libxent.so.1")
 
-"$ROOT/.ci/deps.sh" build-essential pkg-config meson ninja-build libhwy-dev python3-venv python3-pip python3-dev \
+"$ROOT/.ci/deps.sh" build-essential pkg-config meson ninja-build libhwy-dev python3-venv python3-pip python3-dev libopenblas-dev \
   python3-numpy python3-pytest python3-hypothesis python3-torch || { echo "cannot install Debian packages"; exit 1; }
 
 DEFAULT_PY=$(command -v python3)

@@ -130,7 +130,10 @@ typedef enum xent_status {
    * Outputs may be partially written. */
   XENT_ERROR_CALLBACK = 11,
   /* A bug in xent (an internal invariant failed). Please report it. */
-  XENT_ERROR_INTERNAL = 12
+  XENT_ERROR_INTERNAL = 12,
+  /* The operation is not available in this build of the library (e.g.
+   * xent_linear_cross_entropy in a library built without a BLAS). */
+  XENT_ERROR_UNSUPPORTED = 13
 } xent_status;
 
 /* Static description of a status, e.g. "invalid shape". Never NULL; unknown
@@ -211,6 +214,10 @@ typedef int (*xent_parallel_for_fn)(void* user, size_t num_tasks,
 XENT_API const char* xent_threading_backend(void);
 /* Threads used for num_threads = 0 on this machine. */
 XENT_API int32_t xent_max_threads(void);
+/* BLAS the library was built with (xent_linear_cross_entropy's matrix
+ * products): "openblas", "blis" or "none" (then that operation returns
+ * XENT_ERROR_UNSUPPORTED). */
+XENT_API const char* xent_blas_backend(void);
 
 /* ---------------------------------------------------------------------------
  * SIMD targets
@@ -539,6 +546,126 @@ typedef struct xent_token_logprobs_args {
 XENT_API xent_status xent_token_logprobs_args_init(
     xent_token_logprobs_args* args, size_t struct_size);
 XENT_API xent_status xent_token_logprobs(const xent_token_logprobs_args* args);
+
+/* ---------------------------------------------------------------------------
+ * Fused linear cross-entropy: the loss of a language-model head,
+ *   logits = hidden linear_weight^T + linear_bias        (B x V)
+ * followed by xent_cross_entropy's class-index cross-entropy on them (every
+ * option of that operation: weight, ignore_index, label_smoothing, z_loss,
+ * softcap, reduction, grad_scale, row_scale; the same formulas, divisor and
+ * edge cases), and in the same call the gradients of the loss with respect
+ * to hidden, linear_weight and linear_bias, without a B x V matrix in memory.
+ *
+ * Shapes: hidden B x H (row stride hidden_stride), linear_weight V x H (row
+ * stride linear_weight_stride), linear_bias V values, target B class indices.
+ * Dtypes: hidden XENT_F32, XENT_BF16 or XENT_F16; linear_weight the same;
+ * linear_bias f32 or that dtype. The matrix products are f32 GEMMs of the
+ * BLAS (16-bit operands are widened to f32 a tile at a time), the
+ * cross-entropy is xent's f32 kernel, sums over rows are in f64 or in f32
+ * GEMM accumulation, in a fixed order.
+ *
+ * How: the rows are processed in blocks. For a block, the logits are computed
+ * into scratch memory (a GEMM per tile of classes, plus the bias), the
+ * cross-entropy runs on them (MEAN divisor computed once over all B rows
+ * first) and writes its gradient d(loss)/d(logits) over them, which then
+ * feeds grad_hidden = G linear_weight (that block's rows) and
+ * grad_linear_weight += G^T hidden, grad_linear_bias += column sums of G
+ * (summed over blocks in row order). Rows whose target is ignore_index are
+ * skipped entirely (no GEMM work) unless lse is requested. Extra memory:
+ * the block of logits and of f32 hidden rows, R x (V + H) f32 with R rows
+ * per block, at most scratch_bytes (a budget that cannot hold one row, 4 (V
+ * + H) bytes, fails with XENT_ERROR_INVALID_VALUE); per thread, a tile of
+ * the widened 16-bit weight (256 Ki floats) and R x 128 floats, kept for the
+ * thread's life (see Conventions); O(B + V) for row and bias sums; the
+ * BLAS's own buffers; and, only when grad_linear_weight is 16-bit, an f32 V
+ * x H accumulator (4 V H bytes): a 16-bit parameter's gradient is summed
+ * over all rows in f32 and rounded once. Pass an f32 grad_linear_weight to
+ * avoid that buffer.
+ *
+ * Gradients (each optional): d(loss)/d(input) * grad_scale (row i's
+ * contribution times row_scale[i] when given), loss as for
+ * xent_cross_entropy (the reduced loss for MEAN/SUM, the sum of row losses
+ * for NONE). Output dtype: XENT_DTYPE_AUTO (its input's dtype, the default) or
+ * XENT_F32. `accumulate` is a bit mask of XENT_ACCUMULATE_*: a gradient whose
+ * bit is set is added to the values its output holds (in f32, rounded once)
+ * instead of overwriting them (gradient accumulation over micro-batches);
+ * rows skipped as ignored then keep their grad_hidden values.
+ *
+ * Determinism: bit-identical results for every thread count, threading
+ * backend and host pool. xent owns the threading: it splits every GEMM into
+ * fixed tiles (depending on B, V, H and scratch_bytes only) and calls the
+ * BLAS single-threaded on each tile from its own threads. For OpenBLAS it
+ * sets OpenBLAS's thread count to 1 while xent calls of this kind run
+ * (restored when the last one returns): BLAS calls that other threads of the
+ * process make meanwhile run single-threaded. Results may differ in the last
+ * bits between BLAS libraries, CPUs and values of scratch_bytes.
+ *
+ * Accuracy: the logits carry the f32 GEMM's rounding error (about
+ * sqrt(H) 2^-24 sum_k |h_k w_k| each); the cross-entropy adds its own bounds
+ * (see the top of this file); the gradient GEMMs sum in f32.
+ *
+ * A library built without a BLAS (meson option blas=none) returns
+ * XENT_ERROR_UNSUPPORTED here; xent_blas_backend() tells which BLAS it has.
+ * ------------------------------------------------------------------------- */
+#define XENT_ACCUMULATE_GRAD_HIDDEN 1
+#define XENT_ACCUMULATE_GRAD_LINEAR_WEIGHT 2
+#define XENT_ACCUMULATE_GRAD_LINEAR_BIAS 4
+
+/* Default scratch budget of xent_linear_cross_entropy (bytes). */
+#define XENT_LINEAR_CE_DEFAULT_SCRATCH_BYTES ((size_t)128 << 20)
+
+typedef struct xent_linear_cross_entropy_args {
+  size_t struct_size;
+  size_t batch;       /* B rows (tokens), may be 0 */
+  size_t num_classes; /* V >= 1 */
+  size_t hidden_size; /* H >= 1 */
+
+  const void* hidden;           /* B x H, required */
+  size_t hidden_stride;         /* elements; 0 = H */
+  int32_t hidden_dtype;         /* XENT_F32 (default) / XENT_BF16 / XENT_F16 */
+  int32_t linear_weight_dtype;  /* must equal hidden_dtype; default XENT_F32 */
+  const void* linear_weight;    /* V x H, required */
+  size_t linear_weight_stride;  /* elements; 0 = H */
+  const void* linear_bias;      /* V values, optional */
+  int32_t linear_bias_dtype;    /* XENT_F32 (default) or linear_weight_dtype */
+  int32_t target_dtype;         /* XENT_I64 (default) / XENT_I32 */
+  const void* target;           /* B class indices, required */
+  size_t target_stride;         /* elements between rows' indices; 0 = 1 */
+
+  const float* weight;    /* V class weights, optional */
+  const float* row_scale; /* B gradient multipliers, optional */
+  int64_t ignore_index;   /* default -100 */
+  int32_t reduction;      /* xent_reduction; default MEAN (BATCHMEAN invalid) */
+  float label_smoothing;  /* in [0, 1]; default 0 */
+  float z_loss;           /* >= 0, finite; default 0 */
+  float softcap;          /* 0 (default) = off, else finite and >= FLT_MIN */
+  float grad_scale;       /* finite; default 1 */
+  int32_t accumulate;     /* bit mask of XENT_ACCUMULATE_*; default 0 */
+  size_t scratch_bytes;   /* budget; 0 = XENT_LINEAR_CE_DEFAULT_SCRATCH_BYTES */
+
+  /* Outputs, each optional. */
+  float* loss;                     /* 1 value: the reduced loss */
+  float* row_loss;                 /* B values */
+  float* lse;                      /* B values: log-sum-exp of each logits row */
+  void* grad_hidden;               /* B x H */
+  size_t grad_hidden_stride;       /* 0 = H */
+  void* grad_linear_weight;        /* V x H */
+  size_t grad_linear_weight_stride; /* 0 = H */
+  void* grad_linear_bias;          /* V values */
+  int32_t grad_hidden_dtype;       /* AUTO (= hidden_dtype, default) or F32 */
+  int32_t grad_linear_weight_dtype; /* AUTO (= linear_weight_dtype) or F32 */
+  int32_t grad_linear_bias_dtype;  /* AUTO (= linear_weight_dtype) or F32 */
+
+  /* Threading. */
+  int32_t num_threads; /* 0 = all cores (default), 1 = caller's thread */
+  xent_parallel_for_fn parallel_for; /* optional host pool */
+  void* parallel_user;               /* passed to parallel_for */
+} xent_linear_cross_entropy_args;
+
+XENT_API xent_status xent_linear_cross_entropy_args_init(
+    xent_linear_cross_entropy_args* args, size_t struct_size);
+XENT_API xent_status xent_linear_cross_entropy(
+    const xent_linear_cross_entropy_args* args);
 
 /* Convenience: initialize an args struct with the caller's own sizeof, e.g.
  *   xent_cross_entropy_args a; XENT_ARGS_INIT(xent_cross_entropy_args, &a);

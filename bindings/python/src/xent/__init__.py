@@ -34,7 +34,8 @@ from ._api import (
     softmax_backward,
     token_logprobs,
 )
-from ._lib import XentError, XentMemoryError, XentTypeError, XentValueError
+from ._lib import XentError, XentMemoryError, XentTypeError, XentUnsupportedError, XentValueError
+from ._linear import blas_backend, linear_cross_entropy
 
 __version__ = "0.1.0"
 
@@ -123,6 +124,7 @@ def info() -> dict:
         "library_path": library_path,
         "library_origin": library_origin,
         "threading_backend": threading_backend(),
+        "blas_backend": blas_backend(),
         "max_threads": max_threads(),
         "num_threads": get_num_threads(),
         "active_target": active_target(),
@@ -150,6 +152,9 @@ __all__ = [
     "XentTypeError",
     "XentValueError",
     "XentMemoryError",
+    "XentUnsupportedError",
+    "linear_cross_entropy",
+    "blas_backend",
     "library_path",
     "library_origin",
     "library_version",

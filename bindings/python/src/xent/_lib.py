@@ -43,6 +43,7 @@ XENT_ERROR_UNSUPPORTED_TARGET = 9
 XENT_ERROR_OUT_OF_MEMORY = 10
 XENT_ERROR_CALLBACK = 11
 XENT_ERROR_INTERNAL = 12
+XENT_ERROR_UNSUPPORTED = 13
 
 XENT_DTYPE_AUTO = 0
 XENT_F32 = 1
@@ -64,6 +65,11 @@ DIST_KINDS = {"logits": DIST_LOGITS, "log_probs": DIST_LOG_PROBS, "probs": DIST_
 
 DIVERGENCE_KL = 0
 DIVERGENCE_JSD = 1
+
+XENT_ACCUMULATE_GRAD_HIDDEN = 1
+XENT_ACCUMULATE_GRAD_LINEAR_WEIGHT = 2
+XENT_ACCUMULATE_GRAD_LINEAR_BIAS = 4
+XENT_LINEAR_CE_DEFAULT_SCRATCH_BYTES = 128 << 20
 
 
 # ---------------------------------------------------------------------------
@@ -90,6 +96,10 @@ class XentMemoryError(XentError, MemoryError):
     pass
 
 
+class XentUnsupportedError(XentError, NotImplementedError):
+    pass
+
+
 _STATUS_EXC = {
     XENT_ERROR_NULL_POINTER: XentValueError,
     XENT_ERROR_INVALID_SHAPE: XentValueError,
@@ -103,6 +113,7 @@ _STATUS_EXC = {
     XENT_ERROR_OUT_OF_MEMORY: XentMemoryError,
     XENT_ERROR_CALLBACK: XentError,
     XENT_ERROR_INTERNAL: XentError,
+    XENT_ERROR_UNSUPPORTED: XentUnsupportedError,
 }
 
 
@@ -283,6 +294,50 @@ class TokenLogprobsArgs(Structure):
     ]
 
 
+class LinearCrossEntropyArgs(Structure):
+    _fields_ = [
+        ("struct_size", c_size_t),
+        ("batch", c_size_t),
+        ("num_classes", c_size_t),
+        ("hidden_size", c_size_t),
+        ("hidden", c_void_p),
+        ("hidden_stride", c_size_t),
+        ("hidden_dtype", c_int32),
+        ("linear_weight_dtype", c_int32),
+        ("linear_weight", c_void_p),
+        ("linear_weight_stride", c_size_t),
+        ("linear_bias", c_void_p),
+        ("linear_bias_dtype", c_int32),
+        ("target_dtype", c_int32),
+        ("target", c_void_p),
+        ("target_stride", c_size_t),
+        ("weight", c_void_p),
+        ("row_scale", c_void_p),
+        ("ignore_index", c_int64),
+        ("reduction", c_int32),
+        ("label_smoothing", c_float),
+        ("z_loss", c_float),
+        ("softcap", c_float),
+        ("grad_scale", c_float),
+        ("accumulate", c_int32),
+        ("scratch_bytes", c_size_t),
+        ("loss", c_void_p),
+        ("row_loss", c_void_p),
+        ("lse", c_void_p),
+        ("grad_hidden", c_void_p),
+        ("grad_hidden_stride", c_size_t),
+        ("grad_linear_weight", c_void_p),
+        ("grad_linear_weight_stride", c_size_t),
+        ("grad_linear_bias", c_void_p),
+        ("grad_hidden_dtype", c_int32),
+        ("grad_linear_weight_dtype", c_int32),
+        ("grad_linear_bias_dtype", c_int32),
+        ("num_threads", c_int32),
+        ("parallel_for", _parallel_for_fn),
+        ("parallel_user", c_void_p),
+    ]
+
+
 # C struct name -> (ctypes struct, init function, operation function).
 STRUCTS = {
     "xent_cross_entropy_args": (CrossEntropyArgs, "xent_cross_entropy_args_init", "xent_cross_entropy"),
@@ -291,6 +346,8 @@ STRUCTS = {
     "xent_softmax_args": (SoftmaxArgs, "xent_softmax_args_init", "xent_softmax"),
     "xent_softmax_backward_args": (SoftmaxBackwardArgs, "xent_softmax_backward_args_init", "xent_softmax_backward"),
     "xent_token_logprobs_args": (TokenLogprobsArgs, "xent_token_logprobs_args_init", "xent_token_logprobs"),
+    "xent_linear_cross_entropy_args": (LinearCrossEntropyArgs, "xent_linear_cross_entropy_args_init",
+                                       "xent_linear_cross_entropy"),
 }
 
 
@@ -447,6 +504,7 @@ divergence_op = OPS["xent_divergence_args"]
 softmax_op = OPS["xent_softmax_args"]
 softmax_backward_op = OPS["xent_softmax_backward_args"]
 token_logprobs_op = OPS["xent_token_logprobs_args"]
+linear_cross_entropy_op = OPS["xent_linear_cross_entropy_args"]
 
 
 def has_op(fn_name: str) -> bool:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import torch as _torch
 
 from . import _api, _arrays
+from ._torch_linear import LinearCrossEntropyLoss, linear_cross_entropy
 
 _arrays._torch_code_map(_torch)  # the C fast path recognizes tensors from now on
 
@@ -40,6 +41,8 @@ __all__ = [
     "KLDivLoss",
     "BCEWithLogitsLoss",
     "JSDLoss",
+    "linear_cross_entropy",
+    "LinearCrossEntropyLoss",
 ]
 
 

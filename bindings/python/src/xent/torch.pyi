@@ -1,5 +1,5 @@
 # Type stubs for xent.torch: autograd drop-ins for torch.nn.functional.
-from typing import Literal, Optional, Tuple, overload
+from typing import Any, Literal, Optional, Tuple, overload
 
 import torch
 from torch import Tensor
@@ -146,3 +146,18 @@ class BCEWithLogitsLoss(torch.nn.Module):
 class JSDLoss(torch.nn.Module):
     def __init__(self, beta: float = ..., ignore_index: int = ...) -> None: ...
     def forward(self, log_q: Tensor, log_p: Tensor, shift_labels: Optional[Tensor] = ...) -> Tensor: ...
+
+def linear_cross_entropy(input: Tensor, linear_weight: Tensor, target: Tensor, *,
+                         linear_bias: Optional[Tensor] = ..., weight: Optional[Tensor] = ...,
+                         reduction: str = ..., ignore_index: Optional[int] = ..., label_smoothing: float = ...,
+                         options: Any = ..., z_loss: float = ..., softcap: Optional[float] = ...,
+                         scratch_bytes: int = ..., num_threads: Optional[int] = ...) -> Tensor: ...
+
+class LinearCrossEntropyLoss(torch.nn.Module):
+    linear: torch.nn.Linear
+    def __init__(self, in_features: int, num_classes: int, *, out_features: Tuple[int, ...] = ..., bias: bool = ...,
+                 device: Any = ..., dtype: Any = ..., reduction: str = ..., weight: Optional[Tensor] = ...,
+                 ignore_index: Optional[int] = ..., label_smoothing: float = ..., options: Any = ...,
+                 z_loss: float = ..., softcap: Optional[float] = ..., scratch_bytes: int = ...,
+                 num_threads: Optional[int] = ...) -> None: ...
+    def forward(self, input: Tensor, target: Tensor) -> Tensor: ...

@@ -64,6 +64,8 @@ pub const XENT_ERROR_OUT_OF_MEMORY: xent_status = 10;
 pub const XENT_ERROR_CALLBACK: xent_status = 11;
 /// An internal invariant failed (a bug in xent).
 pub const XENT_ERROR_INTERNAL: xent_status = 12;
+/// The operation is not available in this build (e.g. no BLAS).
+pub const XENT_ERROR_UNSUPPORTED: xent_status = 13;
 
 // ---------------------------------------------------------------------------
 // Enumerations (stored in int32_t fields)
@@ -343,6 +345,65 @@ pub struct xent_token_logprobs_args {
     pub parallel_user: *mut c_void,
 }
 
+/// `xent_linear_cross_entropy_args`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+#[allow(missing_docs)]
+pub struct xent_linear_cross_entropy_args {
+    pub struct_size: usize,
+    pub batch: usize,
+    pub num_classes: usize,
+    pub hidden_size: usize,
+
+    pub hidden: *const c_void,
+    pub hidden_stride: usize,
+    pub hidden_dtype: i32,
+    pub linear_weight_dtype: i32,
+    pub linear_weight: *const c_void,
+    pub linear_weight_stride: usize,
+    pub linear_bias: *const c_void,
+    pub linear_bias_dtype: i32,
+    pub target_dtype: i32,
+    pub target: *const c_void,
+    pub target_stride: usize,
+
+    pub weight: *const f32,
+    pub row_scale: *const f32,
+    pub ignore_index: i64,
+    pub reduction: i32,
+    pub label_smoothing: f32,
+    pub z_loss: f32,
+    pub softcap: f32,
+    pub grad_scale: f32,
+    pub accumulate: i32,
+    pub scratch_bytes: usize,
+
+    pub loss: *mut f32,
+    pub row_loss: *mut f32,
+    pub lse: *mut f32,
+    pub grad_hidden: *mut c_void,
+    pub grad_hidden_stride: usize,
+    pub grad_linear_weight: *mut c_void,
+    pub grad_linear_weight_stride: usize,
+    pub grad_linear_bias: *mut c_void,
+    pub grad_hidden_dtype: i32,
+    pub grad_linear_weight_dtype: i32,
+    pub grad_linear_bias_dtype: i32,
+
+    pub num_threads: i32,
+    pub parallel_for: xent_parallel_for_fn,
+    pub parallel_user: *mut c_void,
+}
+
+/// `accumulate` bit: add to `grad_hidden` instead of overwriting it.
+pub const XENT_ACCUMULATE_GRAD_HIDDEN: i32 = 1;
+/// `accumulate` bit: add to `grad_linear_weight`.
+pub const XENT_ACCUMULATE_GRAD_LINEAR_WEIGHT: i32 = 2;
+/// `accumulate` bit: add to `grad_linear_bias`.
+pub const XENT_ACCUMULATE_GRAD_LINEAR_BIAS: i32 = 4;
+/// Default `scratch_bytes` of `xent_linear_cross_entropy` (bytes).
+pub const XENT_LINEAR_CE_DEFAULT_SCRATCH_BYTES: usize = 128 << 20;
+
 // ---------------------------------------------------------------------------
 // Functions
 
@@ -363,6 +424,8 @@ extern "C" {
     pub fn xent_threading_backend() -> *const c_char;
     /// Threads used for num_threads = 0 on this machine.
     pub fn xent_max_threads() -> i32;
+    /// BLAS compiled in: "openblas", "blis" or "none".
+    pub fn xent_blas_backend() -> *const c_char;
 
     /// Name of the SIMD target the next call will use.
     pub fn xent_active_target() -> *const c_char;
@@ -400,4 +463,12 @@ extern "C" {
     pub fn xent_token_logprobs_args_init(args: *mut xent_token_logprobs_args, struct_size: usize) -> xent_status;
     /// Per-row token log-probabilities, entropy and log-sum-exp.
     pub fn xent_token_logprobs(args: *const xent_token_logprobs_args) -> xent_status;
+
+    /// Fills `args` with defaults.
+    pub fn xent_linear_cross_entropy_args_init(
+        args: *mut xent_linear_cross_entropy_args,
+        struct_size: usize,
+    ) -> xent_status;
+    /// Fused linear cross-entropy: loss and gradients of hidden, weight and bias.
+    pub fn xent_linear_cross_entropy(args: *const xent_linear_cross_entropy_args) -> xent_status;
 }

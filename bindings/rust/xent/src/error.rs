@@ -39,6 +39,9 @@ pub enum Status {
     Callback,
     /// A bug in xent (`XENT_ERROR_INTERNAL`).
     Internal,
+    /// The operation is not in this build of libxent (`XENT_ERROR_UNSUPPORTED`;
+    /// e.g. linear cross-entropy in a library built without a BLAS).
+    Unsupported,
     /// A status code this version of the bindings does not know.
     Unknown(i32),
 }
@@ -59,6 +62,7 @@ impl Status {
             Status::OutOfMemory => sys::XENT_ERROR_OUT_OF_MEMORY,
             Status::Callback => sys::XENT_ERROR_CALLBACK,
             Status::Internal => sys::XENT_ERROR_INTERNAL,
+            Status::Unsupported => sys::XENT_ERROR_UNSUPPORTED,
             Status::Unknown(c) => c,
         }
     }
@@ -79,6 +83,7 @@ impl Status {
             sys::XENT_ERROR_OUT_OF_MEMORY => Status::OutOfMemory,
             sys::XENT_ERROR_CALLBACK => Status::Callback,
             sys::XENT_ERROR_INTERNAL => Status::Internal,
+            sys::XENT_ERROR_UNSUPPORTED => Status::Unsupported,
             other => Status::Unknown(other),
         })
     }

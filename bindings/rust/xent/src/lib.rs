@@ -61,6 +61,7 @@ pub use matrix::{Labels, Layout, Matrix, MatrixMut};
 pub use ops::bce::Bce;
 pub use ops::cross_entropy::{CeTarget, CrossEntropy};
 pub use ops::divergence::Divergence;
+pub use ops::linear_cross_entropy::LinearCrossEntropy;
 pub use ops::softmax::{InPlace, Softmax, SoftmaxBackward};
 pub use ops::token_logprobs::TokenLogprobs;
 pub use options::{DistKind, Reduction};
@@ -101,6 +102,13 @@ pub fn abi_version() -> u32 {
 pub fn threading_backend() -> String {
     // Safety: no arguments; returns a static string.
     c_string(unsafe { sys::xent_threading_backend() })
+}
+
+/// The BLAS behind [`LinearCrossEntropy`]: "openblas", "blis" or "none" (then
+/// it fails with [`Status::Unsupported`]).
+pub fn blas_backend() -> String {
+    // Safety: no arguments; returns a static string.
+    c_string(unsafe { sys::xent_blas_backend() })
 }
 
 /// Threads used for `num_threads(0)` on this machine.

@@ -3,6 +3,7 @@
 pub mod bce;
 pub mod cross_entropy;
 pub mod divergence;
+pub mod linear_cross_entropy;
 pub mod softmax;
 pub mod token_logprobs;
 

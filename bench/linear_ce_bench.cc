@@ -1,0 +1,212 @@
+// Fused linear cross-entropy benchmark, one variant per process (so that its
+// peak memory is its own), driven by bench/linear_ce.py:
+//
+//   linear_ce_bench --variant=xent|gemm3 --shape=NxHxV --dtype=f32|bf16
+//                   --threads=T --reps=R [--scratch=BYTES] [--grad=auto|f32]
+//
+//   xent   xent_linear_cross_entropy: loss + grad_hidden + grad_linear_weight
+//          (+ grad_linear_bias when --bias) in one call, T threads (xent's own;
+//          the BLAS single-threaded on xent's tiles).
+//   gemm3  the three GEMMs of a step alone through the same BLAS with its own
+//          threading (T threads): logits = h W^T (N x V), grad_h = G W,
+//          grad_W = G^T h, on f32 operands (bf16 inputs widened before the
+//          timing: Debian's OpenBLAS has no bf16 GEMM), the floor of any
+//          implementation built on this BLAS.
+//
+// Prints one JSON object: seconds per step of every repetition, and the peak
+// RSS of the repetitions above the RSS before the first one (inputs and
+// caller-provided outputs allocated and touched; /proc/self/clear_refs resets
+// the high-water mark), plus the bytes of the gradient outputs, which a
+// framework allocates inside the step.
+#include <cblas.h>
+#include <sys/resource.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "xent/xent.h"
+
+namespace {
+
+size_t ProcStatusKb(const char* key) {
+  std::ifstream f("/proc/self/status");
+  std::string line;
+  const size_t n = std::strlen(key);
+  while (std::getline(f, line)) {
+    if (line.compare(0, n, key) == 0) return std::strtoull(line.c_str() + n + 1, nullptr, 10);
+  }
+  return 0;
+}
+
+// CPU seconds (user + system) of the whole process so far.
+double CpuSeconds() {
+  rusage u;
+  getrusage(RUSAGE_SELF, &u);
+  return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
+         1e-6 * static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec);
+}
+
+void ResetPeak() {
+  std::ofstream f("/proc/self/clear_refs");
+  f << "5";
+}
+
+uint16_t ToBf16(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  return static_cast<uint16_t>((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16);
+}
+float FromBf16(uint16_t b) {
+  const uint32_t u = static_cast<uint32_t>(b) << 16;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+std::string Arg(int argc, char** argv, const char* name, const char* def) {
+  const std::string key = std::string("--") + name + "=";
+  for (int i = 1; i < argc; ++i)
+    if (std::strncmp(argv[i], key.c_str(), key.size()) == 0) return argv[i] + key.size();
+  return def;
+}
+bool Flag(int argc, char** argv, const char* name) {
+  const std::string key = std::string("--") + name;
+  for (int i = 1; i < argc; ++i)
+    if (key == argv[i]) return true;
+  return false;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const std::string variant = Arg(argc, argv, "variant", "xent");
+  const std::string shape = Arg(argc, argv, "shape", "4096x1024x32000");
+  const std::string dtype = Arg(argc, argv, "dtype", "f32");
+  const int threads = std::atoi(Arg(argc, argv, "threads", "1").c_str());
+  const int reps = std::atoi(Arg(argc, argv, "reps", "5").c_str());
+  const size_t scratch = std::strtoull(Arg(argc, argv, "scratch", "0").c_str(), nullptr, 10);
+  const bool grad_f32 = Arg(argc, argv, "grad", "auto") == "f32";
+  const bool with_bias = Flag(argc, argv, "bias");
+  size_t N = 0, H = 0, V = 0;
+  if (std::sscanf(shape.c_str(), "%zux%zux%zu", &N, &H, &V) != 3) {
+    std::fprintf(stderr, "bad --shape %s (NxHxV)\n", shape.c_str());
+    return 2;
+  }
+  const bool bf16 = dtype == "bf16";
+
+  // Inputs: h ~ N(0, 1), W ~ N(0, 1/H) (logits ~ N(0, 1)), targets uniform.
+  std::mt19937 rng(1);
+  std::normal_distribution<float> n01(0.0f, 1.0f);
+  const float ws = 1.0f / std::sqrt(static_cast<float>(H));
+  std::vector<float> h(N * H), W(V * H), bias(with_bias ? V : 0);
+  for (auto& x : h) x = n01(rng);
+  for (auto& x : W) x = n01(rng) * ws;
+  for (auto& x : bias) x = n01(rng) * 0.1f;
+  std::vector<int64_t> target(N);
+  for (auto& t : target) t = static_cast<int64_t>(rng() % V);
+  std::vector<uint16_t> h16, W16;
+  if (bf16) {
+    h16.resize(N * H);
+    W16.resize(V * H);
+    for (size_t i = 0; i < h.size(); ++i) h16[i] = ToBf16(h[i]);
+    for (size_t i = 0; i < W.size(); ++i) W16[i] = ToBf16(W[i]);
+    if (variant == "xent") {
+      std::vector<float>().swap(h);
+      std::vector<float>().swap(W);
+    } else {  // gemm3 runs on the widened values
+      for (size_t i = 0; i < h.size(); ++i) h[i] = FromBf16(h16[i]);
+      for (size_t i = 0; i < W.size(); ++i) W[i] = FromBf16(W16[i]);
+      std::vector<uint16_t>().swap(h16);
+      std::vector<uint16_t>().swap(W16);
+    }
+  }
+  const size_t out_es = (bf16 && !grad_f32) ? 2 : 4;
+  const double out_bytes = static_cast<double>((N * H + V * H + (with_bias ? V : 0)) * out_es);
+
+  std::vector<double> times, cpu;
+  float loss = 0.0f;
+  size_t base_kb = 0, peak_kb = 0;
+  std::string blas_info;
+  if (variant == "xent") {
+    // Caller-provided gradient outputs, touched before the measurement.
+    std::vector<unsigned char> gh(N * H * out_es, 0), gw(V * H * out_es, 0), gb(V * out_es, 0);
+    xent_linear_cross_entropy_args a;
+    XENT_ARGS_INIT(xent_linear_cross_entropy_args, &a);
+    a.batch = N;
+    a.num_classes = V;
+    a.hidden_size = H;
+    a.hidden = bf16 ? static_cast<const void*>(h16.data()) : h.data();
+    a.linear_weight = bf16 ? static_cast<const void*>(W16.data()) : W.data();
+    a.hidden_dtype = a.linear_weight_dtype = bf16 ? XENT_BF16 : XENT_F32;
+    if (with_bias) a.linear_bias = bias.data();
+    a.target = target.data();
+    a.loss = &loss;
+    a.grad_hidden = gh.data();
+    a.grad_linear_weight = gw.data();
+    if (with_bias) a.grad_linear_bias = gb.data();
+    const int32_t gd = grad_f32 ? XENT_F32 : XENT_DTYPE_AUTO;
+    a.grad_hidden_dtype = a.grad_linear_weight_dtype = a.grad_linear_bias_dtype = gd;
+    a.scratch_bytes = scratch;
+    a.num_threads = threads;
+    blas_info = xent_blas_backend();
+    ResetPeak();
+    base_kb = ProcStatusKb("VmRSS:");
+    for (int r = 0; r < reps; ++r) {
+      const double c0 = CpuSeconds();
+      const auto t0 = std::chrono::steady_clock::now();
+      const xent_status st = xent_linear_cross_entropy(&a);
+      const auto t1 = std::chrono::steady_clock::now();
+      cpu.push_back(CpuSeconds() - c0);
+      if (st != XENT_OK) {
+        std::fprintf(stderr, "xent_linear_cross_entropy: %s: %s\n", xent_status_string(st), xent_last_error());
+        return 1;
+      }
+      times.push_back(std::chrono::duration<double>(t1 - t0).count());
+    }
+    peak_kb = ProcStatusKb("VmHWM:");
+  } else if (variant == "gemm3") {
+    openblas_set_num_threads(threads);
+    blas_info = std::string("openblas ") + openblas_get_corename();
+    std::vector<float> L(N * V, 0.0f), gh(N * H, 0.0f), gw(V * H, 0.0f);
+    const int n = static_cast<int>(N), v = static_cast<int>(V), k = static_cast<int>(H);
+    ResetPeak();
+    base_kb = ProcStatusKb("VmRSS:");
+    for (int r = 0; r < reps; ++r) {
+      const double c0 = CpuSeconds();
+      const auto t0 = std::chrono::steady_clock::now();
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, v, k, 1.0f, h.data(), k, W.data(), k, 0.0f, L.data(),
+                  v);
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, k, v, 1.0f, L.data(), v, W.data(), k, 0.0f,
+                  gh.data(), k);
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, v, k, n, 1.0f, L.data(), v, h.data(), k, 0.0f, gw.data(),
+                  k);
+      const auto t1 = std::chrono::steady_clock::now();
+      cpu.push_back(CpuSeconds() - c0);
+      times.push_back(std::chrono::duration<double>(t1 - t0).count());
+    }
+    peak_kb = ProcStatusKb("VmHWM:");
+    loss = gw[0];
+  } else {
+    std::fprintf(stderr, "unknown --variant %s\n", variant.c_str());
+    return 2;
+  }
+  std::printf("{\"variant\": \"%s\", \"shape\": \"%s\", \"dtype\": \"%s\", \"threads\": %d, \"blas\": \"%s\", "
+              "\"grad\": \"%s\", \"scratch\": %zu, \"loss\": %.9g, \"base_rss\": %.0f, \"extra_peak_rss\": %.0f, "
+              "\"grad_out_bytes\": %.0f, \"times\": [",
+              variant.c_str(), shape.c_str(), dtype.c_str(), threads, blas_info.c_str(), grad_f32 ? "f32" : "auto",
+              scratch, static_cast<double>(loss), base_kb * 1024.0,
+              (peak_kb > base_kb ? peak_kb - base_kb : 0) * 1024.0, out_bytes);
+  for (size_t i = 0; i < times.size(); ++i) std::printf("%s%.6f", i ? ", " : "", times[i]);
+  std::printf("], \"cpu\": [");
+  for (size_t i = 0; i < cpu.size(); ++i) std::printf("%s%.6f", i ? ", " : "", cpu[i]);
+  std::printf("]}\n");
+  return 0;
+}

@@ -1,0 +1,392 @@
+// Fused linear cross-entropy (xent_linear_cross_entropy): the driver.
+//
+// The engine's "tile producer" (ARCHITECTURE.md, "Logits sources"): rows are
+// processed in blocks of R; for each block
+//   1. the block's hidden rows, widened to f32 when needed (gathered when
+//      ignored rows are skipped);
+//   2. logits = hidden_block linear_weight^T + bias into scratch (R x V f32),
+//      one GEMM per tile of kVocabTile classes;
+//   3. the cross-entropy op on the block (RunCrossEntropyRows, with the MEAN
+//      divisor of the whole batch), its gradient G written over the logits;
+//   4. grad_linear_weight[tile] += G[:, tile]^T hidden_block and the bias
+//      gradient's column sums per tile of classes, grad_hidden[block rows,
+//      tile] = G linear_weight[:, tile] per tile of kHiddenTile columns.
+// Every GEMM is a BLAS call on one fixed tile, made single-threaded from
+// xent's own threads; each output element is written by one task, and sums
+// over row blocks run in block order. The tiles depend on B, V, H and the
+// scratch budget only, so results are bit-identical for any thread count.
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <new>
+#include <vector>
+
+#include "src/blas.h"
+#include "src/ce.h"
+#include "src/linear_ce.h"
+#include "src/parallel.h"
+#include "src/problem.h"
+#include "src/scratch.h"
+
+namespace xent {
+
+namespace {
+
+// Fixed tiles (never derived from the thread count).
+constexpr size_t kVocabTile = 2048;  // classes per logits / grad_linear_weight task
+constexpr size_t kHiddenTile = 512;  // hidden columns per grad_hidden task
+// 16-bit weights are widened to f32 a tile at a time, into per-thread
+// scratch: for the logits, kVocabTile rows (down to 512 rows for H > 2048:
+// each GEMM call packs the whole block of hidden rows, so its class count
+// must stay large); for grad_hidden, kWidenElems elements.
+constexpr size_t kWidenElems = 256 * 1024;
+constexpr size_t kWidenLogitsElems = 4 * 1024 * 1024;
+constexpr size_t kRowsPerWidenTask = 16;
+
+size_t Tiles(size_t n, size_t tile) { return (n + tile - 1) / tile; }
+
+template <class T>
+std::unique_ptr<T[]> Alloc(size_t n) {
+  return std::unique_ptr<T[]>(new (std::nothrow) T[n == 0 ? 1 : n]);
+}
+
+class LinearCe {
+ public:
+  explicit LinearCe(const LinearCrossEntropyProblem& p) : p_(p) {}
+  xent_status Run();
+
+ private:
+  bool Wanted(const OutMat& m) const { return m.data != nullptr; }
+  bool Accumulate(int bit) const { return (p_.accumulate & bit) != 0; }
+  const void* HiddenRow(size_t row) const {
+    return static_cast<const unsigned char*>(p_.hidden.data) + row * p_.hidden.stride * DTypeSize(p_.hidden.dtype);
+  }
+  const void* WeightAt(size_t v, size_t h) const {
+    return static_cast<const unsigned char*>(p_.linear_weight.data) +
+           (v * p_.linear_weight.stride + h) * DTypeSize(p_.linear_weight.dtype);
+  }
+
+  xent_status Block(size_t r0, size_t n);
+  xent_status Finish();
+
+  const LinearCrossEntropyProblem& p_;
+  size_t B_ = 0, V_ = 0, H_ = 0;
+  bool want_grad_ = false, widen_w_ = false;
+  double divisor_ = 1.0;
+  std::vector<size_t> rows_;  // the rows run (all, or the non-ignored ones)
+  size_t R_ = 0;              // rows per block
+  bool first_block_ = true;
+
+  std::unique_ptr<float[]> logits_;  // R x V
+  std::unique_ptr<float[]> hblock_;  // R x H, widened / gathered hidden rows
+  std::unique_ptr<float[]> bias_;    // V, f32
+  std::unique_ptr<float[]> gw_acc_;  // V x H f32, for a 16-bit grad_linear_weight
+  std::unique_ptr<double[]> gb_acc_; // V
+  std::unique_ptr<float[]> row_loss_;  // B, when the caller has none but wants the loss
+  float* row_loss_out_ = nullptr;
+  // Per block: targets, row scales, row losses, lse of the block's rows.
+  std::vector<int64_t> tgt_;
+  std::vector<float> rs_, rl_, lse_;
+};
+
+xent_status LinearCe::Run() {
+  const LinearCrossEntropyProblem& p = p_;
+  B_ = p.B;
+  V_ = p.V;
+  H_ = p.H;
+  want_grad_ = Wanted(p.grad_hidden) || Wanted(p.grad_linear_weight) || Wanted(p.grad_linear_bias);
+  widen_w_ = p.linear_weight.dtype != DType::kF32;
+
+  // The MEAN divisor over the whole batch (the cross-entropy op's rule).
+  CrossEntropyProblem all;
+  all.B = B_;
+  all.V = V_;
+  all.target.labels = p.target;
+  all.weight = p.weight;
+  all.reduction = p.reduction;
+  divisor_ = CrossEntropyDivisor(all);
+
+  // Ignored rows have no loss and no gradient: without lse they are skipped.
+  rows_.reserve(B_);
+  for (size_t i = 0; i < B_; ++i) {
+    if (p.lse == nullptr && p.target.Ignored(i)) continue;
+    rows_.push_back(i);
+  }
+  // Rows per block: as many as the budget holds (a block of logits and of
+  // widened hidden rows), spread evenly over the blocks (no small last
+  // block), a multiple of 16 (the GEMM kernels' row unroll) when that fits.
+  const size_t budget = p.scratch_bytes ? p.scratch_bytes : XENT_LINEAR_CE_DEFAULT_SCRATCH_BYTES;
+  const size_t max_rows = std::max<size_t>(1, budget / ((V_ + H_) * sizeof(float)));
+  const size_t kept = rows_.size();
+  if (kept > 0) {
+    const size_t blocks = (kept + max_rows - 1) / max_rows;
+    R_ = (kept + blocks - 1) / blocks;
+    const size_t r16 = (R_ + 15) / 16 * 16;
+    if (r16 <= max_rows && r16 < kept) R_ = r16;
+    logits_ = Alloc<float>(R_ * V_);
+    if (!logits_) return XENT_ERROR_OUT_OF_MEMORY;
+    // Widened / gathered hidden rows, unless every block reads them in place.
+    const bool in_place = p.hidden.dtype == DType::kF32 && kept == B_ && p.hidden.stride <= BlasMaxIndex();
+    if (!in_place) {
+      hblock_ = Alloc<float>(R_ * H_);
+      if (!hblock_) return XENT_ERROR_OUT_OF_MEMORY;
+    }
+  }
+  if (p.linear_bias.data) {
+    bias_ = Alloc<float>(V_);
+    if (!bias_) return XENT_ERROR_OUT_OF_MEMORY;
+    WidenRows(p.linear_bias.dtype, p.linear_bias.data, V_, 1, V_, bias_.get(), V_);
+  }
+  if (Wanted(p.grad_linear_weight) && p.grad_linear_weight.dtype != DType::kF32) {
+    gw_acc_ = Alloc<float>(V_ * H_);
+    if (!gw_acc_) return XENT_ERROR_OUT_OF_MEMORY;
+  }
+  if (Wanted(p.grad_linear_bias)) {
+    gb_acc_ = Alloc<double>(V_);
+    if (!gb_acc_) return XENT_ERROR_OUT_OF_MEMORY;
+    std::fill(gb_acc_.get(), gb_acc_.get() + V_, 0.0);
+  }
+  row_loss_out_ = p.row_loss;
+  if (p.loss && !row_loss_out_ && B_ > 0) {
+    row_loss_ = Alloc<float>(B_);
+    if (!row_loss_) return XENT_ERROR_OUT_OF_MEMORY;
+    row_loss_out_ = row_loss_.get();
+  }
+  // Skipped rows: loss 0; grad_hidden 0 unless accumulating.
+  if (rows_.size() < B_) {
+    const bool zero_gh = Wanted(p.grad_hidden) && !Accumulate(XENT_ACCUMULATE_GRAD_HIDDEN);
+    std::vector<float> zeros(zero_gh ? H_ : 0, 0.0f);
+    size_t k = 0;
+    for (size_t i = 0; i < B_; ++i) {
+      if (k < rows_.size() && rows_[k] == i) {
+        ++k;
+        continue;
+      }
+      if (row_loss_out_) row_loss_out_[i] = 0.0f;
+      if (zero_gh) {
+        auto* dst = static_cast<unsigned char*>(p.grad_hidden.data) +
+                    i * p.grad_hidden.stride * DTypeSize(p.grad_hidden.dtype);
+        NarrowRows(zeros.data(), H_, 1, H_, p.grad_hidden.dtype, dst, p.grad_hidden.stride, false);
+      }
+    }
+  }
+  tgt_.resize(R_);
+  rl_.resize(R_);
+  if (p.row_scale) rs_.resize(R_);
+  if (p.lse) lse_.resize(R_);
+
+  BlasSingleThread single;
+  for (size_t r0 = 0; r0 < rows_.size(); r0 += R_) {
+    const xent_status rc = Block(r0, std::min(R_, rows_.size() - r0));
+    if (rc != XENT_OK) return rc;
+    first_block_ = false;
+  }
+  return Finish();
+}
+
+xent_status LinearCe::Block(size_t r0, size_t n) {
+  const LinearCrossEntropyProblem& p = p_;
+  const size_t* rows = rows_.data() + r0;
+  for (size_t i = 0; i < n; ++i) {
+    tgt_[i] = p.target.At(rows[i]);
+    if (p.row_scale) rs_[i] = p.row_scale[rows[i]];
+  }
+
+  // 1. The block's hidden rows as an f32 matrix A (n x H): in place when they
+  // are f32 and consecutive, else widened / gathered into hblock_.
+  const float* A;
+  size_t lda;
+  if (!hblock_) {
+    A = static_cast<const float*>(HiddenRow(rows[0]));
+    lda = p.hidden.stride;
+  } else {
+    float* hb = hblock_.get();
+    auto widen = [&](size_t t) {
+      const size_t i1 = std::min(n, (t + 1) * kRowsPerWidenTask);
+      for (size_t i = t * kRowsPerWidenTask; i < i1; ++i)
+        WidenRows(p.hidden.dtype, HiddenRow(rows[i]), H_, 1, H_, hb + i * H_, H_);
+    };
+    const xent_status rc = ParallelForEach(p.exec, Tiles(n, kRowsPerWidenTask), widen);
+    if (rc != XENT_OK) return rc;
+    A = hb;
+    lda = H_;
+  }
+
+  // 2. Logits, one task per tile of classes.
+  float* L = logits_.get();
+  const float* bias = bias_.get();
+  std::atomic<bool> oom{false};
+  auto logits = [&](size_t t) {
+    const size_t v0 = t * kVocabTile, vn = std::min(kVocabTile, V_ - v0);
+    float beta = 0.0f;
+    if (bias) {
+      for (size_t i = 0; i < n; ++i) std::memcpy(L + i * V_ + v0, bias + v0, vn * sizeof(float));
+      beta = 1.0f;
+    }
+    if (!widen_w_) {
+      Sgemm(false, true, n, vn, H_, 1.0f, A, lda, static_cast<const float*>(WeightAt(v0, 0)),
+            p.linear_weight.stride, beta, L + v0, V_);
+      return;
+    }
+    // 16-bit weight: widen up to kVocabTile rows at a time.
+    const size_t step = std::min(kVocabTile, std::max<size_t>(512, kWidenLogitsElems / H_));
+    float* wt = ThreadScratch(std::min(step, vn) * H_);
+    if (wt == nullptr) {
+      oom.store(true);
+      return;
+    }
+    for (size_t v = v0; v < v0 + vn; v += step) {
+      const size_t m = std::min(step, v0 + vn - v);
+      WidenRows(p.linear_weight.dtype, WeightAt(v, 0), p.linear_weight.stride, m, H_, wt, H_);
+      Sgemm(false, true, n, m, H_, 1.0f, A, lda, wt, H_, beta, L + v, V_);
+    }
+  };
+  xent_status rc = ParallelForEach(p.exec, Tiles(V_, kVocabTile), logits);
+  if (rc != XENT_OK) return rc;
+  if (oom.load()) return XENT_ERROR_OUT_OF_MEMORY;
+
+  // 3. Cross-entropy on the block; its gradient over the logits.
+  CrossEntropyProblem cp;
+  cp.B = n;
+  cp.V = V_;
+  cp.logits.data = L;
+  cp.logits.stride = V_;
+  cp.logits.dtype = DType::kF32;
+  cp.target.labels.data = tgt_.data();
+  cp.target.labels.stride = 1;
+  cp.target.labels.dtype = DType::kI64;
+  cp.target.labels.ignore_index = p.target.ignore_index;
+  cp.weight = p.weight;
+  cp.row_scale = p.row_scale ? rs_.data() : nullptr;
+  cp.reduction = p.reduction;
+  cp.label_smoothing = p.label_smoothing;
+  cp.z_loss = p.z_loss;
+  cp.softcap = p.softcap;
+  cp.grad_scale = p.grad_scale;
+  cp.lse = p.lse ? lse_.data() : nullptr;
+  if (want_grad_) {
+    cp.grad.data = L;
+    cp.grad.stride = V_;
+    cp.grad.dtype = DType::kF32;
+  }
+  cp.exec = p.exec;
+  rc = RunCrossEntropyRows(cp, divisor_, rl_.data());
+  if (rc != XENT_OK) return rc;
+  for (size_t i = 0; i < n; ++i) {
+    if (row_loss_out_) row_loss_out_[rows[i]] = rl_[i];
+    if (p.lse) p.lse[rows[i]] = lse_[i];
+  }
+  if (!want_grad_) return XENT_OK;
+
+  // 4. Gradients: grad_hidden tasks (the larger ones) first, then one task
+  // per tile of classes for grad_linear_weight and the bias sums.
+  const size_t gh_tasks = Wanted(p.grad_hidden) ? Tiles(H_, kHiddenTile) : 0;
+  const bool gw = Wanted(p.grad_linear_weight), gb = Wanted(p.grad_linear_bias);
+  const size_t gw_tasks = (gw || gb) ? Tiles(V_, kVocabTile) : 0;
+  float* gw_c = gw_acc_ ? gw_acc_.get() : static_cast<float*>(p.grad_linear_weight.data);
+  const size_t gw_ld = gw_acc_ ? H_ : p.grad_linear_weight.stride;
+  // The first block overwrites the accumulator unless the caller's f32
+  // output is accumulated into.
+  const bool gw_add = !first_block_ || (!gw_acc_ && Accumulate(XENT_ACCUMULATE_GRAD_LINEAR_WEIGHT));
+  auto grads = [&](size_t t) {
+    if (t < gh_tasks) {
+      const size_t h0 = t * kHiddenTile, hn = std::min(kHiddenTile, H_ - h0);
+      float* T = static_cast<float*>(ThreadBytes(n * hn * sizeof(float)));
+      if (T == nullptr) {
+        oom.store(true);
+        return;
+      }
+      if (!widen_w_) {
+        Sgemm(false, false, n, hn, V_, 1.0f, L, V_, static_cast<const float*>(WeightAt(0, h0)),
+              p.linear_weight.stride, 0.0f, T, hn);
+      } else {
+        const size_t step = std::max<size_t>(1, kWidenElems / hn);
+        float* wt = ThreadScratch(std::min(step, V_) * hn);
+        if (wt == nullptr) {
+          oom.store(true);
+          return;
+        }
+        for (size_t k = 0; k < V_; k += step) {
+          const size_t m = std::min(step, V_ - k);
+          WidenRows(p.linear_weight.dtype, WeightAt(k, h0), p.linear_weight.stride, m, hn, wt, hn);
+          Sgemm(false, false, n, hn, m, 1.0f, L + k, V_, wt, hn, k == 0 ? 0.0f : 1.0f, T, hn);
+        }
+      }
+      const size_t es = DTypeSize(p.grad_hidden.dtype);
+      const bool add = Accumulate(XENT_ACCUMULATE_GRAD_HIDDEN);
+      for (size_t i = 0; i < n; ++i) {
+        auto* dst = static_cast<unsigned char*>(p.grad_hidden.data) + (rows[i] * p.grad_hidden.stride + h0) * es;
+        NarrowRows(T + i * hn, hn, 1, hn, p.grad_hidden.dtype, dst, p.grad_hidden.stride, add);
+      }
+      return;
+    }
+    const size_t v0 = (t - gh_tasks) * kVocabTile, vn = std::min(kVocabTile, V_ - v0);
+    if (gb) {
+      double* acc = gb_acc_.get() + v0;
+      for (size_t i = 0; i < n; ++i) {
+        const float* g = L + i * V_ + v0;
+        for (size_t v = 0; v < vn; ++v) acc[v] += g[v];
+      }
+    }
+    if (gw) Sgemm(true, false, vn, H_, n, 1.0f, L + v0, V_, A, lda, gw_add ? 1.0f : 0.0f, gw_c + v0 * gw_ld, gw_ld);
+  };
+  rc = ParallelForEach(p.exec, gh_tasks + gw_tasks, grads);
+  if (rc != XENT_OK) return rc;
+  return oom.load() ? XENT_ERROR_OUT_OF_MEMORY : XENT_OK;
+}
+
+// After the last block: the reduced loss; grad_linear_weight and
+// grad_linear_bias out of their accumulators (or zeros when no row ran).
+xent_status LinearCe::Finish() {
+  const LinearCrossEntropyProblem& p = p_;
+  if (p.loss) {
+    double sum = 0.0;
+    for (size_t i = 0; i < B_; ++i) sum += row_loss_out_[i];
+    if (p.reduction == Reduction::kMean) sum /= divisor_;  // 0/0 = NaN as PyTorch
+    *p.loss = static_cast<float>(sum);
+  }
+  const bool none_ran = rows_.empty();
+  if (Wanted(p.grad_linear_weight)) {
+    const OutMat& o = p.grad_linear_weight;
+    const bool add = Accumulate(XENT_ACCUMULATE_GRAD_LINEAR_WEIGHT);
+    if (gw_acc_ || (none_ran && !add)) {
+      // Write out the f32 sums (a zero row when nothing ran).
+      std::vector<float> zeros(none_ran ? H_ : 0, 0.0f);
+      auto out = [&](size_t t) {
+        const size_t v0 = t * kVocabTile, vn = std::min(kVocabTile, V_ - v0);
+        auto* dst = static_cast<unsigned char*>(o.data) + v0 * o.stride * DTypeSize(o.dtype);
+        if (none_ran) {
+          for (size_t v = 0; v < vn; ++v)
+            NarrowRows(zeros.data(), H_, 1, H_, o.dtype, dst + v * o.stride * DTypeSize(o.dtype), o.stride, add);
+        } else {
+          NarrowRows(gw_acc_.get() + v0 * H_, H_, vn, H_, o.dtype, dst, o.stride, add);
+        }
+      };
+      const xent_status rc = ParallelForEach(p.exec, Tiles(V_, kVocabTile), out);
+      if (rc != XENT_OK) return rc;
+    }
+  }
+  if (Wanted(p.grad_linear_bias)) {
+    const OutMat& o = p.grad_linear_bias;
+    const bool add = Accumulate(XENT_ACCUMULATE_GRAD_LINEAR_BIAS);
+    for (size_t v = 0; v < V_; ++v) {
+      double g = gb_acc_[v];
+      if (add) g += static_cast<double>(LoadScalarF32(o.data, v, o.dtype));
+      StoreScalarF32(o.data, v, o.dtype, static_cast<float>(g));
+    }
+  }
+  return XENT_OK;
+}
+
+}  // namespace
+
+size_t LinearCrossEntropyMinScratch(const LinearCrossEntropyProblem& p) { return (p.V + p.H) * sizeof(float); }
+
+xent_status RunLinearCrossEntropy(const LinearCrossEntropyProblem& p) {
+  LinearCe op(p);
+  return op.Run();
+}
+
+}  // namespace xent
