@@ -86,7 +86,15 @@ thread_local std::string tls_force_message;
 
 }  // namespace
 
-size_t DispatchIndex() { return IndexOf(GetState().target.load(std::memory_order_relaxed)); }
+size_t DispatchIndex() {
+#if (HWY_TARGETS & (HWY_TARGETS - 1)) == 0
+  // One compiled target (-Dstatic_target_only): HWY_EXPORT's tables have a
+  // single entry (hwy/highway.h), which every index must select.
+  return 0;
+#else
+  return IndexOf(GetState().target.load(std::memory_order_relaxed));
+#endif
+}
 
 xent_status TargetStatus(const char** message) {
   State& s = GetState();
