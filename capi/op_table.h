@@ -28,6 +28,9 @@ enum class Role : uint8_t {
   kRowWeights,   // const float*, B x V with stride, or stride 0: one row for all
   kInVec,        // const float*, `len` values, optional
   kOutVec,       // float*, `len` values, optional
+  kOutIdxVec,    // int64_t*, `len` class indices written, optional
+  kInIdxVec,     // const int64_t*, `len` class indices, each in [0, V), optional
+  kCount,        // int32_t in [0, valid] (and <= V when `le_v`): a length (top-k)
   kF32,          // float option, checked against `domain`
   kEnum,         // int32_t, one of the values in the `valid` bit mask
   kFlag,         // int32_t, 0 or 1
@@ -38,7 +41,12 @@ enum class Role : uint8_t {
   kParallelUser, // void*, passed through
 };
 
-enum class Len : uint8_t { kOne, kB, kV };
+enum class Len : uint8_t {
+  kOne,
+  kB,
+  kV,
+  kBK,  // B x the value of the kCount field named by `from`
+};
 
 enum class Domain : uint8_t {
   kAny,
@@ -72,7 +80,10 @@ struct Field {
   DTypeRule rule = DTypeRule::kFloat;
   const char* from = nullptr;       // the input a dtype rule refers to
   const char* in_place = nullptr;   // outputs: the input they may be exactly
-  const char* needed_by = nullptr;  // required (and read) only when this output is given
+  const char* needed_by = nullptr;  // required (and read) only when one of these fields
+                                    // ("a|b") is given
+  const char* needs = nullptr;      // given, requires these fields ("a|b") to be given
+  bool le_v = false;                // kCount: also <= V
   bool required = false;
   uint32_t valid = 0;                // enums: accepted values, bit i = value i
   const char* valid_text = nullptr;  // enums: the accepted values, for messages
@@ -86,6 +97,8 @@ struct Field {
   constexpr Field Required() const { Field f = *this; f.required = true; return f; }
   constexpr Field InPlace(const char* input) const { Field f = *this; f.in_place = input; return f; }
   constexpr Field NeededBy(const char* output) const { Field f = *this; f.needed_by = output; return f; }
+  constexpr Field Needs(const char* fields) const { Field f = *this; f.needs = fields; return f; }
+  constexpr Field Of(const char* count) const { Field f = *this; f.from = count; return f; }
 };
 
 constexpr Field Make(const char* name, Role role, uint16_t off, uint16_t prob) {
@@ -131,6 +144,9 @@ struct OpDesc {
   const Field* fields;
   size_t num_fields;
   bool needs_output;      // at least one output must be requested
+  size_t min_size;        // sizeof the first published struct (older callers' may be
+                          // this short: the fields past it take their defaults)
+  bool one_class;         // num_classes must be 1 (per-row values only)
 };
 
 // Shared enum texts.
@@ -291,8 +307,9 @@ constexpr Field kTokenLogprobsFields[] = {
 #undef XENT_OFF
 
 template <size_t N>
-constexpr OpDesc Op(const char* name, const char* type, size_t size, const Field (&fields)[N], bool needs_output) {
-  return OpDesc{name, type, size, fields, N, needs_output};
+constexpr OpDesc Op(const char* name, const char* type, size_t size, const Field (&fields)[N], bool needs_output,
+                    size_t min_size = 0, bool one_class = false) {
+  return OpDesc{name, type, size, fields, N, needs_output, min_size ? min_size : size, one_class};
 }
 
 constexpr OpDesc kCrossEntropy =
