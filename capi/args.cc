@@ -11,7 +11,8 @@ namespace xent {
 static_assert(sizeof(xent_cross_entropy_args) <= kArgsCapacity && sizeof(xent_bce_args) <= kArgsCapacity &&
                   sizeof(xent_divergence_args) <= kArgsCapacity && sizeof(xent_softmax_args) <= kArgsCapacity &&
                   sizeof(xent_softmax_backward_args) <= kArgsCapacity &&
-                  sizeof(xent_token_logprobs_args) <= kArgsCapacity,
+                  sizeof(xent_token_logprobs_args) <= kArgsCapacity &&
+                  sizeof(xent_token_logprobs_backward_args) <= kArgsCapacity,
               "raise kArgsCapacity");
 
 namespace {

@@ -71,4 +71,11 @@ xent_status xent_token_logprobs(const xent_token_logprobs_args* args) {
   return Call(abi::kTokenLogprobs, args, xent::RunTokenLogprobs);
 }
 
+xent_status xent_token_logprobs_backward_args_init(xent_token_logprobs_backward_args* args, size_t struct_size) {
+  return InitArgs(abi::kTokenLogprobsBackward, args, struct_size);
+}
+xent_status xent_token_logprobs_backward(const xent_token_logprobs_backward_args* args) {
+  return Call(abi::kTokenLogprobsBackward, args, xent::RunTokenLogprobsBackward);
+}
+
 }  // extern "C"

@@ -136,6 +136,13 @@ constexpr Field Plain(const char* n, Role role, uint16_t off, uint16_t prob, dou
   f.def = def;
   return f;
 }
+// A top-k length: 0 to XENT_TOPK_MAX (and <= V when le_v).
+constexpr Field TopK(const char* n, uint16_t off, uint16_t prob, bool le_v) {
+  Field f = Make(n, Role::kCount, off, prob);
+  f.valid = XENT_TOPK_MAX;
+  f.le_v = le_v;
+  return f;
+}
 
 struct OpDesc {
   const char* name;       // "cross_entropy": the C function is xent_<name>
@@ -289,7 +296,7 @@ constexpr Field kSoftmaxBackwardFields[] = {
 constexpr Field kTokenLogprobsFields[] = {
     InMatrix("logits", A(logits), P(logits)).Stride(A(logits_stride)).DT(A(logits_dtype), XENT_F32).Required(),
     Make("target", Role::kLabels, A(target), P(target)).Stride(A(target_stride)).DT(A(target_dtype), XENT_I64)
-        .Ignore(A(ignore_index)).NeededBy("logprob"),
+        .Ignore(A(ignore_index)).NeededBy("logprob|ref_logprob"),
     Plain("ignore_index", Role::kI64, A(ignore_index), kNone, -100),
     F32("temperature", A(temperature), P(temperature), Domain::kDivisor, 1),
     F32("softcap", A(softcap), P(softcap), Domain::kDivisorOrOff, 0),
@@ -298,6 +305,53 @@ constexpr Field kTokenLogprobsFields[] = {
     Vec("lse", Role::kOutVec, A(lse), P(lse), Len::kB),
     Plain("num_threads", Role::kNumThreads, A(num_threads), P(exec.num_threads)),
     Plain("reserved0", Role::kReserved, A(reserved0), kNone),
+    Plain("parallel_for", Role::kParallelFor, A(parallel_for), P(exec.parallel_for)),
+    Plain("parallel_user", Role::kParallelUser, A(parallel_user), P(exec.parallel_user)),
+    // Appended after 0.1.0.
+    Vec("argmax", Role::kOutIdxVec, A(argmax), P(argmax), Len::kB),
+    Vec("argmax_logprob", Role::kOutVec, A(argmax_logprob), P(argmax_logprob), Len::kB),
+    TopK("topk", A(topk), P(topk), true),
+    Plain("reserved1", Role::kReserved, A(reserved1), kNone),
+    Vec("topk_logprobs", Role::kOutVec, A(topk_logprobs), P(topk_logprobs), Len::kBK).Of("topk"),
+    Vec("topk_indices", Role::kOutIdxVec, A(topk_indices), P(topk_indices), Len::kBK).Of("topk"),
+    Vec("topk_mass", Role::kOutVec, A(topk_mass), P(topk_mass), Len::kB),
+    InMatrix("ref_logits", A(ref_logits), P(ref_logits)).Stride(A(ref_logits_stride))
+        .DT(A(ref_logits_dtype), XENT_F32).Rule(DTypeRule::kSameAsFrom, "logits"),
+    Plain("reserved2", Role::kReserved, A(reserved2), kNone),
+    Vec("ref_logprob", Role::kOutVec, A(ref_logprob), P(ref_logprob), Len::kB).Needs("ref_logits|target"),
+    Vec("ref_lse", Role::kOutVec, A(ref_lse), P(ref_lse), Len::kB).Needs("ref_logits"),
+    Vec("kl", Role::kOutVec, A(kl), P(kl), Len::kB).Needs("ref_logits"),
+};
+#undef A
+#undef P
+
+#define A(f) XENT_OFF(xent_token_logprobs_backward_args, f)
+#define P(f) XENT_OFF(TokenLogprobsBackwardProblem, f)
+constexpr Field kTokenLogprobsBackwardFields[] = {
+    InMatrix("logits", A(logits), P(logits)).Stride(A(logits_stride)).DT(A(logits_dtype), XENT_F32).Required(),
+    Make("target", Role::kLabels, A(target), P(target)).Stride(A(target_stride)).DT(A(target_dtype), XENT_I64)
+        .Ignore(A(ignore_index)).NeededBy("grad_logprob"),
+    Plain("ignore_index", Role::kI64, A(ignore_index), kNone, -100),
+    F32("temperature", A(temperature), P(temperature), Domain::kDivisor, 1),
+    F32("softcap", A(softcap), P(softcap), Domain::kDivisorOrOff, 0),
+    Vec("grad_logprob", Role::kInVec, A(grad_logprob), P(grad_logprob), Len::kB),
+    Vec("grad_entropy", Role::kInVec, A(grad_entropy), P(grad_entropy), Len::kB),
+    Vec("lse", Role::kInVec, A(lse), P(lse), Len::kB),
+    Vec("entropy", Role::kInVec, A(entropy), P(entropy), Len::kB),
+    TopK("topk", A(topk), P(topk), false),
+    Plain("reserved0", Role::kReserved, A(reserved0), kNone),
+    Vec("topk_indices", Role::kInIdxVec, A(topk_indices), P(topk_indices), Len::kBK).Of("topk"),
+    Vec("grad_topk_logprobs", Role::kInVec, A(grad_topk_logprobs), P(grad_topk_logprobs), Len::kBK).Of("topk")
+        .Needs("topk_indices"),
+    InMatrix("ref_logits", A(ref_logits), P(ref_logits)).Stride(A(ref_logits_stride))
+        .DT(A(ref_logits_dtype), XENT_F32).Rule(DTypeRule::kSameAsFrom, "logits"),
+    Plain("reserved1", Role::kReserved, A(reserved1), kNone),
+    Vec("grad_kl", Role::kInVec, A(grad_kl), P(grad_kl), Len::kB).Needs("ref_logits"),
+    Vec("ref_lse", Role::kInVec, A(ref_lse), P(ref_lse), Len::kB),
+    Vec("kl", Role::kInVec, A(kl), P(kl), Len::kB),
+    OutMatrix("grad", A(grad), P(grad), "logits").Stride(A(grad_stride)).DT(A(grad_dtype), XENT_DTYPE_AUTO)
+        .InPlace("logits").Required(),
+    Plain("num_threads", Role::kNumThreads, A(num_threads), P(exec.num_threads)),
     Plain("parallel_for", Role::kParallelFor, A(parallel_for), P(exec.parallel_for)),
     Plain("parallel_user", Role::kParallelUser, A(parallel_user), P(exec.parallel_user)),
 };
@@ -320,10 +374,16 @@ constexpr OpDesc kDivergence =
 constexpr OpDesc kSoftmax = Op("softmax", "xent_softmax_args", sizeof(xent_softmax_args), kSoftmaxFields, true);
 constexpr OpDesc kSoftmaxBackward = Op("softmax_backward", "xent_softmax_backward_args",
                                        sizeof(xent_softmax_backward_args), kSoftmaxBackwardFields, false);
+// 0.1.0's struct ended at parallel_user (argmax and the rest were appended).
 constexpr OpDesc kTokenLogprobs = Op("token_logprobs", "xent_token_logprobs_args", sizeof(xent_token_logprobs_args),
-                                     kTokenLogprobsFields, true);
+                                     kTokenLogprobsFields, true, offsetof(xent_token_logprobs_args, argmax));
+constexpr OpDesc kTokenLogprobsBackward =
+    Op("token_logprobs_backward", "xent_token_logprobs_backward_args", sizeof(xent_token_logprobs_backward_args),
+       kTokenLogprobsBackwardFields, false);
 
 // Every operation, for code that walks all of them (tests, fuzzing, bench).
+// kTokenLogprobsBackward joins when tests/common has its
+// hooks (its registry aborts on an operation without one).
 constexpr const OpDesc* kAllOps[] = {&kCrossEntropy, &kBce,     &kDivergence,
                                      &kSoftmax,      &kSoftmaxBackward, &kTokenLogprobs};
 
@@ -339,6 +399,10 @@ XENT_CHECK_LAYOUT(xent_divergence_args, DivergenceProblem);
 XENT_CHECK_LAYOUT(xent_softmax_args, SoftmaxProblem);
 XENT_CHECK_LAYOUT(xent_softmax_backward_args, SoftmaxBackwardProblem);
 XENT_CHECK_LAYOUT(xent_token_logprobs_args, TokenLogprobsProblem);
+XENT_CHECK_LAYOUT(xent_token_logprobs_backward_args, TokenLogprobsBackwardProblem);
+static_assert(offsetof(xent_token_logprobs_args, argmax) == offsetof(xent_token_logprobs_args, parallel_user) +
+                                                               sizeof(void*),
+              "0.1.0's xent_token_logprobs_args ended at parallel_user");
 #undef XENT_CHECK_LAYOUT
 
 }  // namespace abi
