@@ -12,7 +12,8 @@ static_assert(sizeof(xent_cross_entropy_args) <= kArgsCapacity && sizeof(xent_bc
                   sizeof(xent_divergence_args) <= kArgsCapacity && sizeof(xent_softmax_args) <= kArgsCapacity &&
                   sizeof(xent_softmax_backward_args) <= kArgsCapacity &&
                   sizeof(xent_token_logprobs_args) <= kArgsCapacity &&
-                  sizeof(xent_token_logprobs_backward_args) <= kArgsCapacity,
+                  sizeof(xent_token_logprobs_backward_args) <= kArgsCapacity &&
+                  sizeof(xent_kl_penalty_args) <= kArgsCapacity,
               "raise kArgsCapacity");
 
 namespace {

@@ -78,4 +78,11 @@ xent_status xent_token_logprobs_backward(const xent_token_logprobs_backward_args
   return Call(abi::kTokenLogprobsBackward, args, xent::RunTokenLogprobsBackward);
 }
 
+xent_status xent_kl_penalty_args_init(xent_kl_penalty_args* args, size_t struct_size) {
+  return InitArgs(abi::kKlPenalty, args, struct_size);
+}
+xent_status xent_kl_penalty(const xent_kl_penalty_args* args) {
+  return Call(abi::kKlPenalty, args, xent::RunKlPenalty);
+}
+
 }  // extern "C"

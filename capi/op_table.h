@@ -358,6 +358,27 @@ constexpr Field kTokenLogprobsBackwardFields[] = {
 #undef A
 #undef P
 
+#define A(f) XENT_OFF(xent_kl_penalty_args, f)
+#define P(f) XENT_OFF(KlPenaltyProblem, f)
+constexpr Field kKlPenaltyFields[] = {
+    Vec("logprob", Role::kInVec, A(logprob), P(logprob), Len::kB).Required(),
+    Vec("ref_logprob", Role::kInVec, A(ref_logprob), P(ref_logprob), Len::kB).Required(),
+    Enum("estimator", A(estimator), P(estimator), 0xF,
+         "one of XENT_KL_K1 (0), XENT_KL_K2 (1), XENT_KL_K3 (2), XENT_KL_ABS (3)", XENT_KL_K3),
+    Plain("straight_through", Role::kFlag, A(straight_through), P(straight_through)),
+    F32("log_ratio_clamp", A(log_ratio_clamp), P(log_ratio_clamp), Domain::kNonNegative, 0),
+    F32("value_clamp", A(value_clamp), P(value_clamp), Domain::kNonNegative, 0),
+    Vec("grad_output", Role::kInVec, A(grad_output), P(grad_output), Len::kB),
+    Vec("penalty", Role::kOutVec, A(penalty), P(penalty), Len::kB),
+    Vec("grad_logprob", Role::kOutVec, A(grad_logprob), P(grad_logprob), Len::kB),
+    Plain("num_threads", Role::kNumThreads, A(num_threads), P(exec.num_threads)),
+    Plain("reserved0", Role::kReserved, A(reserved0), kNone),
+    Plain("parallel_for", Role::kParallelFor, A(parallel_for), P(exec.parallel_for)),
+    Plain("parallel_user", Role::kParallelUser, A(parallel_user), P(exec.parallel_user)),
+};
+#undef A
+#undef P
+
 #undef XENT_OFF
 
 template <size_t N>
@@ -380,9 +401,11 @@ constexpr OpDesc kTokenLogprobs = Op("token_logprobs", "xent_token_logprobs_args
 constexpr OpDesc kTokenLogprobsBackward =
     Op("token_logprobs_backward", "xent_token_logprobs_backward_args", sizeof(xent_token_logprobs_backward_args),
        kTokenLogprobsBackwardFields, false);
+constexpr OpDesc kKlPenalty =
+    Op("kl_penalty", "xent_kl_penalty_args", sizeof(xent_kl_penalty_args), kKlPenaltyFields, true, 0, true);
 
 // Every operation, for code that walks all of them (tests, fuzzing, bench).
-// kTokenLogprobsBackward joins when tests/common has its
+// kTokenLogprobsBackward and kKlPenalty join when tests/common has their
 // hooks (its registry aborts on an operation without one).
 constexpr const OpDesc* kAllOps[] = {&kCrossEntropy, &kBce,     &kDivergence,
                                      &kSoftmax,      &kSoftmaxBackward, &kTokenLogprobs};
@@ -400,6 +423,7 @@ XENT_CHECK_LAYOUT(xent_softmax_args, SoftmaxProblem);
 XENT_CHECK_LAYOUT(xent_softmax_backward_args, SoftmaxBackwardProblem);
 XENT_CHECK_LAYOUT(xent_token_logprobs_args, TokenLogprobsProblem);
 XENT_CHECK_LAYOUT(xent_token_logprobs_backward_args, TokenLogprobsBackwardProblem);
+XENT_CHECK_LAYOUT(xent_kl_penalty_args, KlPenaltyProblem);
 static_assert(offsetof(xent_token_logprobs_args, argmax) == offsetof(xent_token_logprobs_args, parallel_user) +
                                                                sizeof(void*),
               "0.1.0's xent_token_logprobs_args ended at parallel_user");

@@ -174,6 +174,21 @@ struct TokenLogprobsBackwardProblem {
 };
 xent_status RunTokenLogprobsBackward(const TokenLogprobsBackwardProblem& p);
 
+enum class KlEstimator : int32_t { kK1 = 0, kK2 = 1, kK3 = 2, kAbs = 3 };
+
+struct KlPenaltyProblem {
+  size_t B = 0, V = 0;
+  const float* logprob = nullptr;
+  const float* ref_logprob = nullptr;
+  KlEstimator estimator = KlEstimator::kK3;
+  bool straight_through = false;
+  float log_ratio_clamp = 0.0f, value_clamp = 0.0f;
+  const float* grad_output = nullptr;
+  float* penalty = nullptr;
+  float* grad_logprob = nullptr;
+  Exec exec;
+};
+xent_status RunKlPenalty(const KlPenaltyProblem& p);
 
 }  // namespace xent
 

@@ -193,4 +193,29 @@ std::vector<double> TokenObjectiveGrad(const TokSpec& s, const TokGradSpec& g) {
   return out;
 }
 
+KlPenaltyOut KlPenalty(double logp, double ref, int kind, double ratio_clamp, double value_clamp,
+                       bool straight_through) {
+  const double d = logp - ref;
+  double r = -d;
+  bool active = false;
+  if (ratio_clamp > 0 && (r > ratio_clamp || r < -ratio_clamp)) {
+    active = true;
+    r = r > 0 ? ratio_clamp : -ratio_clamp;
+  }
+  KlPenaltyOut o;
+  switch (kind) {
+    case 0: o.value = -r; o.grad = 1; break;
+    case 1: o.value = 0.5 * r * r; o.grad = -r; break;
+    case 2: o.value = std::exp(r) - r - 1; o.grad = 1 - std::exp(r); break;
+    default: o.value = std::fabs(r); o.grad = r > 0 ? -1 : (r < 0 ? 1 : 0); break;
+  }
+  if (value_clamp > 0 && (o.value > value_clamp || o.value < -value_clamp)) {
+    active = true;
+    o.value = o.value > 0 ? value_clamp : -value_clamp;
+  }
+  if (active) o.grad = 0;
+  if (straight_through) o.grad = d;
+  return o;
+}
+
 }  // namespace xent_ref

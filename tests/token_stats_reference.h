@@ -1,7 +1,7 @@
 // Float64 references of the per-token statistics (xent_token_logprobs with
-// argmax / top-k / reference KL) and their backward: the textbook formulas,
-// two passes, no tricks. Inputs are the exact values the library sees (after
-// dtype rounding), packed row-major.
+// argmax / top-k / reference KL), their backward, and the KL penalty
+// estimators: the textbook formulas, two passes, no tricks. Inputs are the
+// exact values the library sees (after dtype rounding), packed row-major.
 #ifndef XENT_TESTS_TOKEN_STATS_REFERENCE_H_
 #define XENT_TESTS_TOKEN_STATS_REFERENCE_H_
 
@@ -44,6 +44,13 @@ struct TokGradSpec {
 double TokenObjective(const TokSpec& s, const TokGradSpec& g);
 // Its gradient w.r.t. the logits (B x V), in closed form.
 std::vector<double> TokenObjectiveGrad(const TokSpec& s, const TokGradSpec& g);
+
+// KL penalty: kind 0 K1, 1 K2, 2 K3, 3 ABS; clamps 0 = off.
+struct KlPenaltyOut {
+  double value = 0, grad = 0;
+};
+KlPenaltyOut KlPenalty(double logp, double ref, int kind, double ratio_clamp, double value_clamp,
+                       bool straight_through);
 
 }  // namespace xent_ref
 

@@ -1,7 +1,7 @@
 // Per-token statistics (xent_token_logprobs: argmax, top-k, reference KL),
-// and their backward (xent_token_logprobs_backward, checked against the
-// closed form and by finite differences of the float64 objective), on every
-// SIMD target.
+// their backward (xent_token_logprobs_backward, checked against the closed
+// form and by finite differences of the float64 objective) and the KL
+// penalty estimators (xent_kl_penalty), on every SIMD target.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -587,6 +587,67 @@ TEST_P(TokenStatsBackwardTest, MaskedClassesAndLongRowsSplitAcrossThreads) {
 }
 
 // ---------------------------------------------------------------------------
+class KlPenaltyTest : public AllTargets {};
+
+TEST_P(KlPenaltyTest, EstimatorsClampsAndGradients) {
+  const size_t n = 40;
+  std::vector<float> lp(n), rp(n), go(n);
+  const auto a0 = RandomNormal(n, 3.0, 1), b0 = RandomNormal(n, 3.0, 2), c0 = RandomNormal(n, 1.0, 3);
+  for (size_t i = 0; i < n; ++i) {
+    lp[i] = -std::fabs(static_cast<float>(a0[i]));
+    rp[i] = i % 5 == 0 ? lp[i] : -std::fabs(static_cast<float>(b0[i])) * (i % 7 == 0 ? 10.0f : 1.0f);
+    go[i] = static_cast<float>(c0[i]);
+  }
+  for (int kind = 0; kind < 4; ++kind) {
+    for (bool clamps : {false, true}) {
+      for (bool st : {false, true}) {
+        for (bool upstream : {false, true}) {
+          SCOPED_TRACE("kind=" + std::to_string(kind) + " clamps=" + std::to_string(clamps) +
+                       " st=" + std::to_string(st) + " upstream=" + std::to_string(upstream));
+          Vec pen(n), grad(n);
+          xent_kl_penalty_args a;
+          ASSERT_EQ(XENT_ARGS_INIT(xent_kl_penalty_args, &a), XENT_OK);
+          a.batch = n;
+          a.num_classes = 1;
+          a.logprob = lp.data();
+          a.ref_logprob = rp.data();
+          a.estimator = kind;
+          a.straight_through = st;
+          a.log_ratio_clamp = clamps ? 20.0f : 0.0f;
+          a.value_clamp = clamps ? 10.0f : 0.0f;
+          if (upstream) a.grad_output = go.data();
+          a.penalty = pen.data();
+          a.grad_logprob = grad.data();
+          ASSERT_EQ(xent_kl_penalty(&a), XENT_OK) << xent_last_error();
+          for (size_t i = 0; i < n; ++i) {
+            const auto w = xent_ref::KlPenalty(lp[i], rp[i], kind, a.log_ratio_clamp, a.value_clamp, st);
+            const double gw = w.grad * (upstream ? go[i] : 1.0);
+            // d = logp - ref is rounded to f32 once.
+            const double dtol = 1.2e-7 * (std::fabs(lp[i]) + std::fabs(rp[i]));
+            EXPECT_TRUE(Close(pen[i], w.value, 2e-6 * std::fabs(w.value) + 2e-6 + dtol * (1 + std::exp(-lp[i] + rp[i]))))
+                << i << ": " << pen[i] << " want " << w.value;
+            EXPECT_TRUE(Close(grad[i], gw, 2e-6 * std::fabs(gw) + 2e-6 + dtol * std::fabs(go[i]) * 30))
+                << i << ": grad " << grad[i] << " want " << gw;
+            // The gradient is the derivative of the value (away from clamp
+            // edges and |.|'s kink), unless straight-through.
+            if (!st && std::fabs(lp[i] - rp[i]) > 1e-2) {
+              const double h = 1e-4;
+              const double fd = (xent_ref::KlPenalty(lp[i] + h, rp[i], kind, a.log_ratio_clamp, a.value_clamp, false)
+                                     .value -
+                                 xent_ref::KlPenalty(lp[i] - h, rp[i], kind, a.log_ratio_clamp, a.value_clamp, false)
+                                     .value) /
+                                (2 * h);
+              if (std::fabs(w.value) < 9.99 || !clamps) EXPECT_NEAR(w.grad, fd, 1e-4 * (1 + std::fabs(fd))) << i;
+            }
+          }
+          EXPECT_TRUE(pen.CanariesIntact() && grad.CanariesIntact());
+        }
+      }
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------
 class TokenStatsArgsTest : public AllTargets {};
 
 #define EXPECT_STATUS(call, status, text)                                                   \
@@ -677,6 +738,32 @@ TEST_P(TokenStatsArgsTest, BadInputNamesTheArgumentAndWritesNothing) {
     for (size_t j = 0; j < V; ++j) EXPECT_EQ(g.get(i, j), 7.0);
   b.grad = g.data();
   EXPECT_EQ(xent_token_logprobs_backward(&b), XENT_OK) << xent_last_error();
+
+  // KL penalty.
+  std::vector<float> v = {-1, -2};
+  Vec pen(B, 42.0f);
+  xent_kl_penalty_args k;
+  XENT_ARGS_INIT(xent_kl_penalty_args, &k);
+  k.batch = B;
+  k.num_classes = 2;
+  k.logprob = v.data();
+  k.ref_logprob = v.data();
+  k.penalty = pen.data();
+  EXPECT_STATUS(xent_kl_penalty(&k), XENT_ERROR_INVALID_SHAPE, "num_classes = 2 must be 1 for kl_penalty");
+  k.num_classes = 1;
+  k.estimator = 4;
+  EXPECT_STATUS(xent_kl_penalty(&k), XENT_ERROR_INVALID_ENUM, "estimator = 4");
+  k.estimator = XENT_KL_K3;
+  k.value_clamp = -1;
+  EXPECT_STATUS(xent_kl_penalty(&k), XENT_ERROR_INVALID_VALUE, "value_clamp = -1");
+  k.value_clamp = 0;
+  k.ref_logprob = nullptr;
+  EXPECT_STATUS(xent_kl_penalty(&k), XENT_ERROR_NULL_POINTER, "ref_logprob is NULL");
+  k.ref_logprob = v.data();
+  k.penalty = nullptr;
+  EXPECT_STATUS(xent_kl_penalty(&k), XENT_ERROR_NULL_POINTER, "no output requested");
+  EXPECT_EQ(pen[0], 42.0f);
+  EXPECT_TRUE(pen.CanariesIntact());
 }
 
 // A caller built against 0.1.0 passes the shorter struct: accepted, the
@@ -706,6 +793,7 @@ TEST_P(TokenStatsArgsTest, StructSizeOfTheFirstRelease) {
 
 XENT_INSTANTIATE_ALL_TARGETS(TokenStatsTest);
 XENT_INSTANTIATE_ALL_TARGETS(TokenStatsBackwardTest);
+XENT_INSTANTIATE_ALL_TARGETS(KlPenaltyTest);
 XENT_INSTANTIATE_ALL_TARGETS(TokenStatsArgsTest);
 
 }  // namespace

@@ -529,7 +529,8 @@ XENT_API xent_status xent_softmax_backward(
  *   temperature and softcap; q = softmax of its z): ref_logprob[i] =
  *   log q(y) (0 for ignored rows), ref_lse[i], and kl[i] = KL(p || q) =
  *   sum_c p_c (log p_c - log q_c) (0 log 0 = 0; +inf where q_c = 0 < p_c),
- *   the full-distribution KL the per-token estimators approximate.
+ *   the full-distribution KL the per-token estimators (xent_kl_penalty)
+ *   approximate.
  * These are statistics, not losses: their gradients come from
  * xent_token_logprobs_backward.
  * ------------------------------------------------------------------------- */
@@ -659,6 +660,57 @@ XENT_API xent_status xent_token_logprobs_backward_args_init(
 XENT_API xent_status xent_token_logprobs_backward(
     const xent_token_logprobs_backward_args* args);
 
+/* ---------------------------------------------------------------------------
+ * KL penalty estimators per token (RL: PPO/GRPO's KL to a reference policy,
+ * from the sampled tokens' log-probabilities; J. Schulman, "Approximating KL
+ * divergence", 2020). With d = logprob - ref_logprob and the log-ratio r =
+ * -d clamped to [-log_ratio_clamp, log_ratio_clamp] (when > 0):
+ *   K1: -r          K2: r^2 / 2          K3: exp(r) - r - 1 (low variance)
+ *   ABS: |r|
+ * then clamped to [-value_clamp, value_clamp] (when > 0). verl's
+ * "low_var_kl" is K3 with log_ratio_clamp = 20, value_clamp = 10; TRL's GRPO
+ * and OpenRLHF use K3 unclamped.
+ * grad_logprob = grad_output * d(penalty)/d(logprob): K1: 1, K2: -r, K3:
+ * 1 - exp(r), ABS: -sign(r) (0 at 0), and 0 where a clamp is active
+ * (strictly outside its range: as torch.clamp). straight_through = 1 gives
+ * the K2 gradient d whatever the estimator (verl's "k3+": the estimator's
+ * value, the gradient of an unbiased KL gradient estimate). The gradient
+ * with respect to ref_logprob is -grad_logprob.
+ * Here batch is the number of values n (any shape, flattened) and
+ * num_classes must be 1. NaN gives NaN. Runs on the calling thread.
+ * ------------------------------------------------------------------------- */
+typedef enum xent_kl_estimator {
+  XENT_KL_K1 = 0,
+  XENT_KL_K2 = 1,
+  XENT_KL_K3 = 2,
+  XENT_KL_ABS = 3
+} xent_kl_estimator;
+
+typedef struct xent_kl_penalty_args {
+  size_t struct_size;
+  size_t batch;        /* n values */
+  size_t num_classes;  /* must be 1 */
+
+  const float* logprob;     /* n values, required */
+  const float* ref_logprob; /* n values, required */
+  int32_t estimator;        /* xent_kl_estimator; default XENT_KL_K3 */
+  int32_t straight_through; /* 0 (default) or 1 */
+  float log_ratio_clamp;    /* 0 (default) = off, else > 0 */
+  float value_clamp;        /* 0 (default) = off, else > 0 */
+  const float* grad_output; /* n values, optional (1 when NULL) */
+
+  float* penalty;      /* n values */
+  float* grad_logprob; /* n values */
+
+  int32_t num_threads; /* accepted for uniformity; unused */
+  int32_t reserved0;   /* must be 0 */
+  xent_parallel_for_fn parallel_for;
+  void* parallel_user;
+} xent_kl_penalty_args;
+
+XENT_API xent_status xent_kl_penalty_args_init(xent_kl_penalty_args* args,
+                                               size_t struct_size);
+XENT_API xent_status xent_kl_penalty(const xent_kl_penalty_args* args);
 
 /* Convenience: initialize an args struct with the caller's own sizeof, e.g.
  *   xent_cross_entropy_args a; XENT_ARGS_INIT(xent_cross_entropy_args, &a);
