@@ -22,6 +22,7 @@ from . import _lib
 from ._api import (binary_cross_entropy_with_logits, cross_entropy, entropy, jsd, kl_div, kl_div_logits,
                    log_softmax, log_softmax_backward, logsumexp, softmax, softmax_backward, token_logprobs)
 from ._lib import XentError, XentMemoryError, XentTypeError, XentValueError
+from ._token_stats import TokenStats, kl_penalty, token_stats, token_stats_backward
 
 __version__ = "0.1.0"
 
@@ -102,4 +103,5 @@ __all__ = [
     "XentError", "XentTypeError", "XentValueError", "XentMemoryError", "library_path", "library_origin",
     "library_version", "abi_version", "active_target", "supported_targets", "force_target", "threading_backend",
     "max_threads", "set_num_threads", "get_num_threads", "info",
+    "token_stats", "token_stats_backward", "kl_penalty", "TokenStats",
 ]

@@ -54,3 +54,16 @@ class BCEWithLogitsLoss(torch.nn.Module):
 class JSDLoss(torch.nn.Module):
     def __init__(self, beta: float = ..., ignore_index: int = ...) -> None: ...
     def forward(self, log_q: Tensor, log_p: Tensor, shift_labels: Optional[Tensor] = ...) -> Tensor: ...
+
+# Per-token statistics (xent/_token_stats_torch.py).
+from xent import TokenStats
+
+def token_stats(logits: Tensor, target: Optional[Tensor] = ..., *, logprob: Optional[bool] = ...,
+                entropy: bool = ..., lse: bool = ..., argmax: bool = ..., topk: int = ..., topk_mass: bool = ...,
+                ref_logits: Optional[Tensor] = ..., ref_logprob: Optional[bool] = ..., ref_lse: bool = ...,
+                kl: Optional[bool] = ..., temperature: float = ..., softcap: Optional[float] = ...,
+                ignore_index: int = ..., num_threads: Optional[int] = ...) -> TokenStats: ...
+def topk_logprobs(logits: Tensor, k: int, *, temperature: float = ..., softcap: Optional[float] = ...,
+                  num_threads: Optional[int] = ...) -> Tuple[Tensor, Tensor]: ...
+def kl_penalty(logprob: Tensor, ref_logprob: Tensor, kind: str = ..., *, log_ratio_clamp: Optional[float] = ...,
+               value_clamp: Optional[float] = ..., straight_through: bool = ...) -> Tensor: ...
