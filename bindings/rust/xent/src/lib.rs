@@ -63,6 +63,7 @@ pub use ops::cross_entropy::{CeTarget, CrossEntropy};
 pub use ops::divergence::Divergence;
 pub use ops::softmax::{InPlace, Softmax, SoftmaxBackward};
 pub use ops::token_logprobs::TokenLogprobs;
+pub use ops::token_stats::{KlEstimator, KlPenalty, TokenStats, TokenStatsBackward};
 pub use options::{DistKind, Reduction};
 #[cfg(feature = "rayon")]
 pub use parallel::Rayon;

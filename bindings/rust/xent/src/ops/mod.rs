@@ -5,6 +5,7 @@ pub mod cross_entropy;
 pub mod divergence;
 pub mod softmax;
 pub mod token_logprobs;
+pub mod token_stats;
 
 /// A `sys::$ty` filled with the library's defaults by `sys::$init`, sized as
 /// these bindings declare it.
