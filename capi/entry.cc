@@ -108,4 +108,18 @@ xent_status xent_linear_cross_entropy(const xent_linear_cross_entropy_args* args
               xent::LinearCeCheck);
 }
 
+xent_status xent_token_logprobs_backward_args_init(xent_token_logprobs_backward_args* args, size_t struct_size) {
+  return InitArgs(abi::kTokenLogprobsBackward, args, struct_size);
+}
+xent_status xent_token_logprobs_backward(const xent_token_logprobs_backward_args* args) {
+  return Call(abi::kTokenLogprobsBackward, args, xent::RunTokenLogprobsBackward);
+}
+
+xent_status xent_kl_penalty_args_init(xent_kl_penalty_args* args, size_t struct_size) {
+  return InitArgs(abi::kKlPenalty, args, struct_size);
+}
+xent_status xent_kl_penalty(const xent_kl_penalty_args* args) {
+  return Call(abi::kKlPenalty, args, xent::RunKlPenalty);
+}
+
 }  // extern "C"

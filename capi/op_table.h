@@ -28,6 +28,9 @@ enum class Role : uint8_t {
   kRowWeights,   // const float*, B x V with stride, or stride 0: one row for all
   kInVec,        // const float*, `len` values, optional
   kOutVec,       // float*, `len` values, optional
+  kOutIdxVec,    // int64_t*, `len` class indices written, optional
+  kInIdxVec,     // const int64_t*, `len` class indices, each in [0, V), optional
+  kCount,        // int32_t in [0, valid] (and <= V when `le_v`): a length (top-k)
   kF32,          // float option, checked against `domain`
   kEnum,         // int32_t, one of the values in the `valid` bit mask
   kFlag,         // int32_t, 0 or 1
@@ -40,8 +43,9 @@ enum class Role : uint8_t {
   kSize,         // size_t option, any value
 };
 
-// Lengths: 1, the batch B, the classes V, the hidden size H (kHiddenSize).
-enum class Len : uint8_t { kOne, kB, kV, kH };
+// Lengths: 1, the batch B, the classes V, the hidden size H (kHiddenSize),
+// B x the value of the kCount field named by `from` (kBK).
+enum class Len : uint8_t { kOne, kB, kV, kH, kBK };
 
 enum class Domain : uint8_t {
   kAny,
@@ -75,7 +79,10 @@ struct Field {
   DTypeRule rule = DTypeRule::kFloat;
   const char* from = nullptr;       // the input a dtype rule refers to
   const char* in_place = nullptr;   // outputs: the input they may be exactly
-  const char* needed_by = nullptr;  // required (and read) only when this output is given
+  const char* needed_by = nullptr;  // required (and read) only when one of these fields
+                                    // ("a|b") is given
+  const char* needs = nullptr;      // given, requires these fields ("a|b") to be given
+  bool le_v = false;                // kCount: also <= V
   bool required = false;
   uint32_t valid = 0;                // enums: accepted values, bit i = value i
   const char* valid_text = nullptr;  // enums: the accepted values, for messages
@@ -91,6 +98,8 @@ struct Field {
   constexpr Field InPlace(const char* input) const { Field f = *this; f.in_place = input; return f; }
   constexpr Field NeededBy(const char* output) const { Field f = *this; f.needed_by = output; return f; }
   constexpr Field Dims(Len r, Len c) const { Field f = *this; f.rows = r; f.cols = c; return f; }
+  constexpr Field Needs(const char* fields) const { Field f = *this; f.needs = fields; return f; }
+  constexpr Field Of(const char* count) const { Field f = *this; f.from = count; return f; }
 };
 
 constexpr Field Make(const char* name, Role role, uint16_t off, uint16_t prob) {
@@ -128,6 +137,13 @@ constexpr Field Plain(const char* n, Role role, uint16_t off, uint16_t prob, dou
   f.def = def;
   return f;
 }
+// A top-k length: 0 to XENT_TOPK_MAX (and <= V when le_v).
+constexpr Field TopK(const char* n, uint16_t off, uint16_t prob, bool le_v) {
+  Field f = Make(n, Role::kCount, off, prob);
+  f.valid = XENT_TOPK_MAX;
+  f.le_v = le_v;
+  return f;
+}
 
 struct OpDesc {
   const char* name;       // "cross_entropy": the C function is xent_<name>
@@ -136,6 +152,9 @@ struct OpDesc {
   const Field* fields;
   size_t num_fields;
   bool needs_output;      // at least one output must be requested
+  size_t min_size;        // sizeof the first published struct (older callers' may be
+                          // this short: the fields past it take their defaults)
+  bool one_class;         // num_classes must be 1 (per-row values only)
 };
 
 // Shared enum texts.
@@ -278,13 +297,81 @@ constexpr Field kSoftmaxBackwardFields[] = {
 constexpr Field kTokenLogprobsFields[] = {
     InMatrix("logits", A(logits), P(logits)).Stride(A(logits_stride)).DT(A(logits_dtype), XENT_F32).Required(),
     Make("target", Role::kLabels, A(target), P(target)).Stride(A(target_stride)).DT(A(target_dtype), XENT_I64)
-        .Ignore(A(ignore_index)).NeededBy("logprob"),
+        .Ignore(A(ignore_index)).NeededBy("logprob|ref_logprob"),
     Plain("ignore_index", Role::kI64, A(ignore_index), kNone, -100),
     F32("temperature", A(temperature), P(temperature), Domain::kDivisor, 1),
     F32("softcap", A(softcap), P(softcap), Domain::kDivisorOrOff, 0),
     Vec("logprob", Role::kOutVec, A(logprob), P(logprob), Len::kB),
     Vec("entropy", Role::kOutVec, A(entropy), P(entropy), Len::kB),
     Vec("lse", Role::kOutVec, A(lse), P(lse), Len::kB),
+    Plain("num_threads", Role::kNumThreads, A(num_threads), P(exec.num_threads)),
+    Plain("reserved0", Role::kReserved, A(reserved0), kNone),
+    Plain("parallel_for", Role::kParallelFor, A(parallel_for), P(exec.parallel_for)),
+    Plain("parallel_user", Role::kParallelUser, A(parallel_user), P(exec.parallel_user)),
+    // Appended after 0.1.0.
+    Vec("argmax", Role::kOutIdxVec, A(argmax), P(argmax), Len::kB),
+    Vec("argmax_logprob", Role::kOutVec, A(argmax_logprob), P(argmax_logprob), Len::kB),
+    TopK("topk", A(topk), P(topk), true),
+    Plain("reserved1", Role::kReserved, A(reserved1), kNone),
+    Vec("topk_logprobs", Role::kOutVec, A(topk_logprobs), P(topk_logprobs), Len::kBK).Of("topk"),
+    Vec("topk_indices", Role::kOutIdxVec, A(topk_indices), P(topk_indices), Len::kBK).Of("topk"),
+    Vec("topk_mass", Role::kOutVec, A(topk_mass), P(topk_mass), Len::kB),
+    InMatrix("ref_logits", A(ref_logits), P(ref_logits)).Stride(A(ref_logits_stride))
+        .DT(A(ref_logits_dtype), XENT_F32).Rule(DTypeRule::kSameAsFrom, "logits"),
+    Plain("reserved2", Role::kReserved, A(reserved2), kNone),
+    Vec("ref_logprob", Role::kOutVec, A(ref_logprob), P(ref_logprob), Len::kB).Needs("ref_logits|target"),
+    Vec("ref_lse", Role::kOutVec, A(ref_lse), P(ref_lse), Len::kB).Needs("ref_logits"),
+    Vec("kl", Role::kOutVec, A(kl), P(kl), Len::kB).Needs("ref_logits"),
+};
+#undef A
+#undef P
+
+#define A(f) XENT_OFF(xent_token_logprobs_backward_args, f)
+#define P(f) XENT_OFF(TokenLogprobsBackwardProblem, f)
+constexpr Field kTokenLogprobsBackwardFields[] = {
+    InMatrix("logits", A(logits), P(logits)).Stride(A(logits_stride)).DT(A(logits_dtype), XENT_F32).Required(),
+    Make("target", Role::kLabels, A(target), P(target)).Stride(A(target_stride)).DT(A(target_dtype), XENT_I64)
+        .Ignore(A(ignore_index)).NeededBy("grad_logprob"),
+    Plain("ignore_index", Role::kI64, A(ignore_index), kNone, -100),
+    F32("temperature", A(temperature), P(temperature), Domain::kDivisor, 1),
+    F32("softcap", A(softcap), P(softcap), Domain::kDivisorOrOff, 0),
+    Vec("grad_logprob", Role::kInVec, A(grad_logprob), P(grad_logprob), Len::kB),
+    Vec("grad_entropy", Role::kInVec, A(grad_entropy), P(grad_entropy), Len::kB),
+    Vec("lse", Role::kInVec, A(lse), P(lse), Len::kB),
+    Vec("entropy", Role::kInVec, A(entropy), P(entropy), Len::kB),
+    TopK("topk", A(topk), P(topk), false),
+    Plain("reserved0", Role::kReserved, A(reserved0), kNone),
+    Vec("topk_indices", Role::kInIdxVec, A(topk_indices), P(topk_indices), Len::kBK).Of("topk"),
+    Vec("grad_topk_logprobs", Role::kInVec, A(grad_topk_logprobs), P(grad_topk_logprobs), Len::kBK).Of("topk")
+        .Needs("topk_indices"),
+    InMatrix("ref_logits", A(ref_logits), P(ref_logits)).Stride(A(ref_logits_stride))
+        .DT(A(ref_logits_dtype), XENT_F32).Rule(DTypeRule::kSameAsFrom, "logits"),
+    Plain("reserved1", Role::kReserved, A(reserved1), kNone),
+    Vec("grad_kl", Role::kInVec, A(grad_kl), P(grad_kl), Len::kB).Needs("ref_logits"),
+    Vec("ref_lse", Role::kInVec, A(ref_lse), P(ref_lse), Len::kB),
+    Vec("kl", Role::kInVec, A(kl), P(kl), Len::kB),
+    OutMatrix("grad", A(grad), P(grad), "logits").Stride(A(grad_stride)).DT(A(grad_dtype), XENT_DTYPE_AUTO)
+        .InPlace("logits").Required(),
+    Plain("num_threads", Role::kNumThreads, A(num_threads), P(exec.num_threads)),
+    Plain("parallel_for", Role::kParallelFor, A(parallel_for), P(exec.parallel_for)),
+    Plain("parallel_user", Role::kParallelUser, A(parallel_user), P(exec.parallel_user)),
+};
+#undef A
+#undef P
+
+#define A(f) XENT_OFF(xent_kl_penalty_args, f)
+#define P(f) XENT_OFF(KlPenaltyProblem, f)
+constexpr Field kKlPenaltyFields[] = {
+    Vec("logprob", Role::kInVec, A(logprob), P(logprob), Len::kB).Required(),
+    Vec("ref_logprob", Role::kInVec, A(ref_logprob), P(ref_logprob), Len::kB).Required(),
+    Enum("estimator", A(estimator), P(estimator), 0xF,
+         "one of XENT_KL_K1 (0), XENT_KL_K2 (1), XENT_KL_K3 (2), XENT_KL_ABS (3)", XENT_KL_K3),
+    Plain("straight_through", Role::kFlag, A(straight_through), P(straight_through)),
+    F32("log_ratio_clamp", A(log_ratio_clamp), P(log_ratio_clamp), Domain::kNonNegative, 0),
+    F32("value_clamp", A(value_clamp), P(value_clamp), Domain::kNonNegative, 0),
+    Vec("grad_output", Role::kInVec, A(grad_output), P(grad_output), Len::kB),
+    Vec("penalty", Role::kOutVec, A(penalty), P(penalty), Len::kB),
+    Vec("grad_logprob", Role::kOutVec, A(grad_logprob), P(grad_logprob), Len::kB),
     Plain("num_threads", Role::kNumThreads, A(num_threads), P(exec.num_threads)),
     Plain("reserved0", Role::kReserved, A(reserved0), kNone),
     Plain("parallel_for", Role::kParallelFor, A(parallel_for), P(exec.parallel_for)),
@@ -339,8 +426,9 @@ constexpr Field kLinearCrossEntropyFields[] = {
 #undef XENT_OFF
 
 template <size_t N>
-constexpr OpDesc Op(const char* name, const char* type, size_t size, const Field (&fields)[N], bool needs_output) {
-  return OpDesc{name, type, size, fields, N, needs_output};
+constexpr OpDesc Op(const char* name, const char* type, size_t size, const Field (&fields)[N], bool needs_output,
+                    size_t min_size = 0, bool one_class = false) {
+  return OpDesc{name, type, size, fields, N, needs_output, min_size ? min_size : size, one_class};
 }
 
 constexpr OpDesc kCrossEntropy =
@@ -351,14 +439,22 @@ constexpr OpDesc kDivergence =
 constexpr OpDesc kSoftmax = Op("softmax", "xent_softmax_args", sizeof(xent_softmax_args), kSoftmaxFields, true);
 constexpr OpDesc kSoftmaxBackward = Op("softmax_backward", "xent_softmax_backward_args",
                                        sizeof(xent_softmax_backward_args), kSoftmaxBackwardFields, false);
+// 0.1.0's struct ended at parallel_user (argmax and the rest were appended).
 constexpr OpDesc kTokenLogprobs = Op("token_logprobs", "xent_token_logprobs_args", sizeof(xent_token_logprobs_args),
-                                     kTokenLogprobsFields, true);
+                                     kTokenLogprobsFields, true, offsetof(xent_token_logprobs_args, argmax));
+constexpr OpDesc kTokenLogprobsBackward =
+    Op("token_logprobs_backward", "xent_token_logprobs_backward_args", sizeof(xent_token_logprobs_backward_args),
+       kTokenLogprobsBackwardFields, false);
+constexpr OpDesc kKlPenalty =
+    Op("kl_penalty", "xent_kl_penalty_args", sizeof(xent_kl_penalty_args), kKlPenaltyFields, true, 0, true);
 // Not in kAllOps (below): its matrices are B x H and V x H, which the tests'
 // case builders over B x V logits do not know yet.
 constexpr OpDesc kLinearCrossEntropy = Op("linear_cross_entropy", "xent_linear_cross_entropy_args",
                                           sizeof(xent_linear_cross_entropy_args), kLinearCrossEntropyFields, false);
 
 // Every operation, for code that walks all of them (tests, fuzzing, bench).
+// kTokenLogprobsBackward and kKlPenalty join when tests/common has their
+// hooks (its registry aborts on an operation without one).
 constexpr const OpDesc* kAllOps[] = {&kCrossEntropy, &kBce,     &kDivergence,
                                      &kSoftmax,      &kSoftmaxBackward, &kTokenLogprobs};
 
@@ -375,6 +471,11 @@ XENT_CHECK_LAYOUT(xent_softmax_args, SoftmaxProblem);
 XENT_CHECK_LAYOUT(xent_softmax_backward_args, SoftmaxBackwardProblem);
 XENT_CHECK_LAYOUT(xent_token_logprobs_args, TokenLogprobsProblem);
 XENT_CHECK_LAYOUT(xent_linear_cross_entropy_args, LinearCrossEntropyProblem);
+XENT_CHECK_LAYOUT(xent_token_logprobs_backward_args, TokenLogprobsBackwardProblem);
+XENT_CHECK_LAYOUT(xent_kl_penalty_args, KlPenaltyProblem);
+static_assert(offsetof(xent_token_logprobs_args, argmax) == offsetof(xent_token_logprobs_args, parallel_user) +
+                                                               sizeof(void*),
+              "0.1.0's xent_token_logprobs_args ended at parallel_user");
 #undef XENT_CHECK_LAYOUT
 
 }  // namespace abi

@@ -166,6 +166,8 @@ class Validation {
  private:
   void CheckShape() const {
     XENT_CHECK(V_ > 0, XENT_ERROR_INVALID_SHAPE, "num_classes = 0 (need at least 1 class)");
+    XENT_CHECK(!op_.one_class || V_ == 1, XENT_ERROR_INVALID_SHAPE,
+               "num_classes = %zu must be 1 for %s (batch counts the values)", V_, op_.name);
     size_t bv;
     XENT_CHECK(!__builtin_mul_overflow(B_, V_, &bv) && bv <= (SIZE_MAX >> 4), XENT_ERROR_INVALID_SHAPE,
                "batch (%zu) x num_classes (%zu) overflows size_t", B_, V_);
@@ -187,11 +189,52 @@ class Validation {
       case abi::Len::kB: return B_;
       case abi::Len::kV: return V_;
       case abi::Len::kH: return H_;
+      case abi::Len::kBK: break;  // vector fields only: Len(const Field&)
     }
     return 0;
   }
   static const char* LenName(abi::Len l) {
     return l == abi::Len::kH ? "hidden_size" : (l == abi::Len::kB ? "batch" : "num_classes");
+  }
+
+  // Elements of a vector field (B x k for Len::kBK, k the count field `from`).
+  size_t Len(const Field& f) const {
+    switch (f.len) {
+      case abi::Len::kBK: {
+        const int32_t k = Get<int32_t>(args_, op_.fields[Index(f.from)].off);
+        size_t n;
+        XENT_CHECK(!__builtin_mul_overflow(B_, static_cast<size_t>(k < 0 ? 0 : k), &n), XENT_ERROR_INVALID_SHAPE,
+                   "%s: batch (%zu) x %s (%d) overflows size_t", f.name, B_, f.from, k);
+        return n;
+      }
+      default:
+        return Len(f.len);
+    }
+  }
+
+  // Whether any / every field named in "a|b" is given (a non-NULL pointer).
+  bool Given(const char* name) const { return Pointer(op_.fields[Index(name)]) != nullptr; }
+  template <class F>
+  void ForEachName(const char* names, F&& fn) const {
+    std::string all(names);
+    size_t b = 0;
+    while (b <= all.size()) {
+      const size_t e = std::min(all.find('|', b), all.size());
+      fn(all.substr(b, e - b).c_str());
+      b = e + 1;
+    }
+  }
+  bool AnyGiven(const char* names) const {
+    bool any = false;
+    ForEachName(names, [&](const char* n) { any = any || Given(n); });
+    return any;
+  }
+  // A given field that needs others: each of them must be given too.
+  void CheckNeeds(const Field& f) const {
+    if (f.needs == nullptr || Pointer(f) == nullptr) return;
+    ForEachName(f.needs, [&](const char* n) {
+      XENT_CHECK(Given(n), XENT_ERROR_NULL_POINTER, "%s is NULL, but %s needs it", n, f.name);
+    });
   }
 
   // A matrix's row stride (its columns when it has no stride field).
@@ -270,9 +313,11 @@ class Validation {
 
   void Check(size_t i) {
     const Field& f = op_.fields[i];
+    CheckNeeds(f);
     switch (f.role) {
       case Role::kInMat:
         if (f.required) Required(f);
+        if (!f.required && Pointer(f) == nullptr) return;  // optional and absent: not read
         Put(problem_, f.prob, ReadInMat(f, i));
         return;
       case Role::kOutMat: {
@@ -320,8 +365,11 @@ class Validation {
       case Role::kLabels:
         if (f.required) Required(f);
         if (f.needed_by != nullptr) {
-          if (Pointer(op_.fields[Index(f.needed_by)]) == nullptr) return;  // not read at all
-          Required(f);
+          if (!AnyGiven(f.needed_by)) return;  // not read at all
+          std::string by(f.needed_by);
+          std::replace(by.begin(), by.end(), '|', '/');
+          XENT_CHECK(Pointer(f) != nullptr, XENT_ERROR_NULL_POINTER, "%s is NULL (needed by %s)", f.name,
+                     by.c_str());
         }
         if (Pointer(f) == nullptr) return;
         Put(problem_, f.prob, ReadLabels(f, DTypeField(f)));
@@ -339,10 +387,39 @@ class Validation {
         return;
       }
       case Role::kInVec:
-      case Role::kOutVec: {
-        const size_t n = Len(f.len);
-        AddExtent(f, Pointer(f), 1, n, n, sizeof(float), f.role == Role::kOutVec);
+      case Role::kOutVec:
+      case Role::kOutIdxVec: {
+        if (f.required) Required(f);
+        const size_t n = Len(f);
+        const size_t es = f.role == Role::kOutIdxVec ? sizeof(int64_t) : sizeof(float);
+        AddExtent(f, Pointer(f), 1, n, n, es, f.role != Role::kInVec);
         Put(problem_, f.prob, Pointer(f));
+        return;
+      }
+      case Role::kInIdxVec: {
+        const size_t n = Len(f);
+        const auto* v = static_cast<const int64_t*>(Pointer(f));
+        AddExtent(f, v, 1, n, n, sizeof(int64_t), false);
+        if (v != nullptr) {
+          const size_t k = B_ ? n / B_ : 0;
+          for (size_t i = 0; i < n; ++i) {
+            int64_t y;
+            std::memcpy(&y, v + i, sizeof(y));  // (any alignment)
+            XENT_CHECK(y >= 0 && static_cast<uint64_t>(y) < V_, XENT_ERROR_TARGET_OUT_OF_RANGE,
+                       "%s[%zu] (row %zu, column %zu) = %lld is outside [0, %zu)", f.name, i, i / k, i % k,
+                       static_cast<long long>(y), V_);
+          }
+        }
+        Put(problem_, f.prob, v);
+        return;
+      }
+      case Role::kCount: {
+        const int32_t v = Get<int32_t>(args_, f.off);
+        XENT_CHECK(v >= 0 && static_cast<uint32_t>(v) <= f.valid, XENT_ERROR_INVALID_VALUE,
+                   "%s = %d is outside [0, %u]", f.name, v, f.valid);
+        XENT_CHECK(!f.le_v || static_cast<size_t>(v) <= V_, XENT_ERROR_INVALID_VALUE,
+                   "%s = %d exceeds num_classes (%zu)", f.name, v, V_);
+        Put(problem_, f.prob, v);
         return;
       }
       case Role::kF32: {
@@ -399,19 +476,23 @@ class Validation {
     }
   }
 
+  static bool IsOutput(const Field& f) {
+    return f.role == Role::kOutMat || f.role == Role::kOutVec || f.role == Role::kOutIdxVec;
+  }
+
   // "no output requested: a, b and c are all NULL".
   void CheckSomeOutput() const {
     std::string names;
     size_t n = 0, count = 0;
     for (size_t i = 0; i < op_.num_fields; ++i) {
       const Field& f = op_.fields[i];
-      if (f.role != Role::kOutMat && f.role != Role::kOutVec) continue;
+      if (!IsOutput(f)) continue;
       if (Pointer(f) != nullptr) return;
       ++count;
     }
     for (size_t i = 0; i < op_.num_fields; ++i) {
       const Field& f = op_.fields[i];
-      if (f.role != Role::kOutMat && f.role != Role::kOutVec) continue;
+      if (!IsOutput(f)) continue;
       ++n;
       if (n > 1) names += n == count ? " and " : ", ";
       names += f.name;

@@ -131,14 +131,64 @@ xent_status RunSoftmaxBackward(const SoftmaxBackwardProblem& p);
 struct TokenLogprobsProblem {
   size_t B = 0, V = 0;
   InMat logits;
-  Labels target;  // data == nullptr when logprob == nullptr
+  Labels target;  // data == nullptr when neither logprob nor ref_logprob is wanted
   float temperature = 1.0f, softcap = 0.0f;
   float* logprob = nullptr;
   float* entropy = nullptr;
   float* lse = nullptr;
   Exec exec;
+  // Per-token statistics (src/token_stats.cc).
+  int64_t* argmax = nullptr;
+  float* argmax_logprob = nullptr;
+  int32_t topk = 0;
+  float* topk_logprobs = nullptr;  // B x topk
+  int64_t* topk_indices = nullptr;  // B x topk
+  float* topk_mass = nullptr;
+  InMat ref_logits;  // data == nullptr: none
+  float* ref_logprob = nullptr;
+  float* ref_lse = nullptr;
+  float* kl = nullptr;
 };
 xent_status RunTokenLogprobs(const TokenLogprobsProblem& p);
+// The per-token statistics pass (argmax, top-k, reference KL and the rest).
+xent_status RunTokenStats(const TokenLogprobsProblem& p);
+
+struct TokenLogprobsBackwardProblem {
+  size_t B = 0, V = 0;
+  InMat logits;
+  Labels target;  // data == nullptr when grad_logprob == nullptr
+  float temperature = 1.0f, softcap = 0.0f;
+  const float* grad_logprob = nullptr;
+  const float* grad_entropy = nullptr;
+  const float* lse = nullptr;
+  const float* entropy = nullptr;
+  int32_t topk = 0;
+  const int64_t* topk_indices = nullptr;  // B x topk
+  const float* grad_topk_logprobs = nullptr;  // B x topk
+  InMat ref_logits;
+  const float* grad_kl = nullptr;
+  const float* ref_lse = nullptr;
+  const float* kl = nullptr;
+  OutMat grad;
+  Exec exec;
+};
+xent_status RunTokenLogprobsBackward(const TokenLogprobsBackwardProblem& p);
+
+enum class KlEstimator : int32_t { kK1 = 0, kK2 = 1, kK3 = 2, kAbs = 3 };
+
+struct KlPenaltyProblem {
+  size_t B = 0, V = 0;
+  const float* logprob = nullptr;
+  const float* ref_logprob = nullptr;
+  KlEstimator estimator = KlEstimator::kK3;
+  bool straight_through = false;
+  float log_ratio_clamp = 0.0f, value_clamp = 0.0f;
+  const float* grad_output = nullptr;
+  float* penalty = nullptr;
+  float* grad_logprob = nullptr;
+  Exec exec;
+};
+xent_status RunKlPenalty(const KlPenaltyProblem& p);
 
 // Fused linear cross-entropy: hidden (B x H), linear_weight (V x H) and
 // linear_bias (1 x V; data == nullptr when absent) as InMat (stride in

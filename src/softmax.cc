@@ -366,6 +366,10 @@ xent_status RunSoftmax(const SoftmaxProblem& p) {
 }
 
 xent_status RunTokenLogprobs(const TokenLogprobsProblem& p) {
+  // Any statistic beyond log p(y), entropy and lse: src/token_stats.cc.
+  if (p.argmax || p.argmax_logprob || p.topk_logprobs || p.topk_indices || p.topk_mass || p.ref_logprob ||
+      p.ref_lse || p.kl)
+    return RunTokenStats(p);
   SoftmaxOp op;
   op.tp = &p;
   op.k.V = p.V;

@@ -516,7 +516,34 @@ XENT_API xent_status xent_softmax_backward(
  * without writing anything B x V. Rows whose target is ignore_index get
  * logprob 0 (entropy and lse are still computed). Requires at least one
  * output. Targets out of [0, V) are errors as for cross-entropy.
+ *
+ * Every statistic below comes from the same single read of each row (the
+ * reference model's logits, when given, are read once more for the KL):
+ * - argmax[i]: the class of the largest logit, the lowest index among equal
+ *   ones (the greedy token; token accuracy is argmax == target), and
+ *   argmax_logprob[i] its log-probability.
+ * - The top k classes (topk = k in [1, XENT_TOPK_MAX], k <= V): ordered by
+ *   logit, largest first, equal logits by increasing index (a stable
+ *   descending sort, as torch.topk(..., sorted=True) on distinct values);
+ *   topk_indices[i * k + j] the class, topk_logprobs[i * k + j] its
+ *   log-probability, topk_mass[i] the sum of the k probabilities. Ordering
+ *   is on the logits as given (softcap and temperature are increasing maps),
+ *   so the indices are exact and identical on every SIMD target and thread
+ *   count. A row with fewer than k classes above -inf lists its -inf classes
+ *   (log-probability -inf) by increasing index. A row holding a NaN has NaN
+ *   log-probabilities and mass, and unspecified (but valid) indices.
+ * - With ref_logits (a reference model's B x V logits, same dtype,
+ *   temperature and softcap; q = softmax of its z): ref_logprob[i] =
+ *   log q(y) (0 for ignored rows), ref_lse[i], and kl[i] = KL(p || q) =
+ *   sum_c p_c (log p_c - log q_c) (0 log 0 = 0; +inf where q_c = 0 < p_c),
+ *   the full-distribution KL the per-token estimators (xent_kl_penalty)
+ *   approximate.
+ * These are statistics, not losses: their gradients come from
+ * xent_token_logprobs_backward.
  * ------------------------------------------------------------------------- */
+/* Largest top-k supported. */
+#define XENT_TOPK_MAX 64
+
 typedef struct xent_token_logprobs_args {
   size_t struct_size;
   size_t batch;
@@ -541,6 +568,23 @@ typedef struct xent_token_logprobs_args {
   int32_t reserved0;
   xent_parallel_for_fn parallel_for;
   void* parallel_user;
+
+  /* Appended after xent 0.1.0: a caller's shorter (0.1.0) struct gets these
+   * fields' defaults (nothing requested). Outputs are optional. */
+  int64_t* argmax;        /* B class indices */
+  float* argmax_logprob;  /* B values */
+  int32_t topk;           /* k: 0 (default, none) to min(V, XENT_TOPK_MAX) */
+  int32_t reserved1;      /* must be 0 */
+  float* topk_logprobs;   /* B x k values, packed (row i at i * k) */
+  int64_t* topk_indices;  /* B x k class indices, packed */
+  float* topk_mass;       /* B values */
+  const void* ref_logits; /* B x V, optional; required by the three below */
+  size_t ref_logits_stride; /* 0 = V */
+  int32_t ref_logits_dtype; /* must equal logits_dtype; default XENT_F32 */
+  int32_t reserved2;      /* must be 0 */
+  float* ref_logprob;     /* B values (needs target) */
+  float* ref_lse;         /* B values */
+  float* kl;              /* B values: KL(p || q) */
 } xent_token_logprobs_args;
 
 XENT_API xent_status xent_token_logprobs_args_init(
@@ -666,6 +710,134 @@ XENT_API xent_status xent_linear_cross_entropy_args_init(
     xent_linear_cross_entropy_args* args, size_t struct_size);
 XENT_API xent_status xent_linear_cross_entropy(
     const xent_linear_cross_entropy_args* args);
+
+/* Backward of xent_token_logprobs without any B x V intermediate: given the
+ * upstream gradients of the per-row statistics, writes
+ *   grad = d(sum_i g_lp[i] logprob[i] + g_H[i] entropy[i]
+ *            + sum_j g_k[i, j] topk_logprobs[i, j] + g_kl[i] kl[i]) / d(logits)
+ * in one pass over the logits (in place over them, or to a buffer). With p =
+ * softmax(z), lp_c = log p_c, H the entropy, lq_c = log q_c (reference), KL =
+ * KL(p || q), and delta_c = g_lp [c = y] + sum_j g_k[j] [c = idx_j]:
+ *   d/dz_c = delta_c - p_c (g_lp + sum_j g_k[j])        (log-probabilities)
+ *            - g_H p_c (lp_c + H)                          (entropy)
+ *            + g_kl p_c (lp_c - lq_c - KL)                 (full KL; q fixed)
+ *   d/dlogits_c = d/dz_c * dz_c/dlogits_c, where dz/dlogits = 1 / temperature,
+ *            times (1 - tanh^2(logits_c / softcap)) with softcap.
+ * Rows whose target is ignore_index have no log-probability term (their
+ * logprob is the constant 0); their other terms apply. topk_indices may hold
+ * any classes in [0, V) (duplicates add up): the top-k of the forward, or the
+ * indices whose log-probabilities a loss used (e.g. a teacher's top-k).
+ * A row whose upstream gradients are all 0 gets an exactly zero gradient row
+ * (its logits are not read). -inf logits get gradient 0; a row with NaN, or
+ * without any finite logit, gets NaN (as xent_cross_entropy).
+ * lse, entropy, ref_lse and kl are the forward's outputs for these logits:
+ * given, the pass reads each row once; NULL, they are computed here (one more
+ * read of each row, from cache). grad_dtype: XENT_DTYPE_AUTO (the logits'),
+ * F32, or the logits' dtype; grad may be `logits` itself (then the logits'
+ * dtype and stride).
+ */
+typedef struct xent_token_logprobs_backward_args {
+  size_t struct_size;
+  size_t batch;
+  size_t num_classes;
+
+  const void* logits;   /* B x V, the forward's logits; required */
+  size_t logits_stride;
+  int32_t logits_dtype;
+  int32_t target_dtype; /* XENT_I64 (default) / XENT_I32 */
+  const void* target;   /* B indices; required by grad_logprob */
+  size_t target_stride; /* 0 = 1 */
+  int64_t ignore_index; /* default -100 */
+  float temperature;    /* the forward's; default 1 */
+  float softcap;        /* the forward's; 0 (default) = off */
+
+  /* Upstream gradients, B values each; NULL = 0. */
+  const float* grad_logprob;
+  const float* grad_entropy;
+  /* The forward's statistics, B values each, optional (see above). */
+  const float* lse;
+  const float* entropy;
+
+  /* Gradient of log-probabilities at given classes: B x k, packed. */
+  int32_t topk;          /* k: 0 (default) to XENT_TOPK_MAX */
+  int32_t reserved0;     /* must be 0 */
+  const int64_t* topk_indices;      /* B x k classes in [0, V); required by the next */
+  const float* grad_topk_logprobs;  /* B x k upstream gradients */
+
+  /* Gradient of the full KL(p || q) against a reference model's logits. */
+  const void* ref_logits;   /* B x V; required by grad_kl */
+  size_t ref_logits_stride; /* 0 = V */
+  int32_t ref_logits_dtype; /* must equal logits_dtype; default XENT_F32 */
+  int32_t reserved1;        /* must be 0 */
+  const float* grad_kl;     /* B values */
+  const float* ref_lse;     /* B values, optional: the forward's */
+  const float* kl;          /* B values, optional: the forward's */
+
+  void* grad;           /* B x V, required */
+  size_t grad_stride;   /* 0 = V */
+  int32_t grad_dtype;   /* XENT_DTYPE_AUTO (default) / F32 / the logits' */
+
+  int32_t num_threads;
+  xent_parallel_for_fn parallel_for;
+  void* parallel_user;
+} xent_token_logprobs_backward_args;
+
+XENT_API xent_status xent_token_logprobs_backward_args_init(
+    xent_token_logprobs_backward_args* args, size_t struct_size);
+XENT_API xent_status xent_token_logprobs_backward(
+    const xent_token_logprobs_backward_args* args);
+
+/* ---------------------------------------------------------------------------
+ * KL penalty estimators per token (RL: PPO/GRPO's KL to a reference policy,
+ * from the sampled tokens' log-probabilities; J. Schulman, "Approximating KL
+ * divergence", 2020). With d = logprob - ref_logprob and the log-ratio r =
+ * -d clamped to [-log_ratio_clamp, log_ratio_clamp] (when > 0):
+ *   K1: -r          K2: r^2 / 2          K3: exp(r) - r - 1 (low variance)
+ *   ABS: |r|
+ * then clamped to [-value_clamp, value_clamp] (when > 0). verl's
+ * "low_var_kl" is K3 with log_ratio_clamp = 20, value_clamp = 10; TRL's GRPO
+ * and OpenRLHF use K3 unclamped.
+ * grad_logprob = grad_output * d(penalty)/d(logprob): K1: 1, K2: -r, K3:
+ * 1 - exp(r), ABS: -sign(r) (0 at 0), and 0 where a clamp is active
+ * (strictly outside its range: as torch.clamp). straight_through = 1 gives
+ * the K2 gradient d whatever the estimator (verl's "k3+": the estimator's
+ * value, the gradient of an unbiased KL gradient estimate). The gradient
+ * with respect to ref_logprob is -grad_logprob.
+ * Here batch is the number of values n (any shape, flattened) and
+ * num_classes must be 1. NaN gives NaN. Runs on the calling thread.
+ * ------------------------------------------------------------------------- */
+typedef enum xent_kl_estimator {
+  XENT_KL_K1 = 0,
+  XENT_KL_K2 = 1,
+  XENT_KL_K3 = 2,
+  XENT_KL_ABS = 3
+} xent_kl_estimator;
+
+typedef struct xent_kl_penalty_args {
+  size_t struct_size;
+  size_t batch;        /* n values */
+  size_t num_classes;  /* must be 1 */
+
+  const float* logprob;     /* n values, required */
+  const float* ref_logprob; /* n values, required */
+  int32_t estimator;        /* xent_kl_estimator; default XENT_KL_K3 */
+  int32_t straight_through; /* 0 (default) or 1 */
+  float log_ratio_clamp;    /* 0 (default) = off, else > 0 */
+  float value_clamp;        /* 0 (default) = off, else > 0 */
+  const float* grad_output; /* n values, optional (1 when NULL) */
+
+  float* penalty;      /* n values */
+  float* grad_logprob; /* n values */
+
+  int32_t num_threads; /* accepted for uniformity; unused */
+  int32_t reserved0;   /* must be 0 */
+  xent_parallel_for_fn parallel_for;
+  void* parallel_user;
+} xent_kl_penalty_args;
+
+XENT_API xent_status xent_kl_penalty_args_init(xent_kl_penalty_args* args,
+                                               size_t struct_size);
+XENT_API xent_status xent_kl_penalty(const xent_kl_penalty_args* args);
 
 /* Convenience: initialize an args struct with the caller's own sizeof, e.g.
  *   xent_cross_entropy_args a; XENT_ARGS_INIT(xent_cross_entropy_args, &a);

@@ -36,6 +36,7 @@ from ._api import (
 )
 from ._lib import XentError, XentMemoryError, XentTypeError, XentUnsupportedError, XentValueError
 from ._linear import blas_backend, linear_cross_entropy
+from ._token_stats import TokenStats, kl_penalty, token_stats, token_stats_backward
 
 __version__ = "0.1.0"
 
@@ -170,4 +171,8 @@ __all__ = [
     "empty_cache",
     "set_buffer_cache_limit",
     "buffer_cache_stats",
+    "token_stats",
+    "token_stats_backward",
+    "kl_penalty",
+    "TokenStats",
 ]

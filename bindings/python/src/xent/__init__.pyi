@@ -1,6 +1,6 @@
 # Type stubs for the xent array API (numpy arrays, torch CPU tensors, DLPack /
 # buffer-protocol arrays; classes on the last axis).
-from typing import Any, Literal, Optional, Tuple, Union, overload
+from typing import Any, Literal, NamedTuple, Optional, Tuple, Union, overload
 
 __version__: str
 library_path: str
@@ -164,3 +164,38 @@ def info() -> dict[str, Any]: ...
 def empty_cache() -> None: ...
 def set_buffer_cache_limit(nbytes: int) -> None: ...
 def buffer_cache_stats() -> dict[str, int]: ...
+
+# Per-token statistics (xent/_token_stats.py).
+class TokenStats(NamedTuple):
+    logprob: Any
+    entropy: Any
+    lse: Any
+    argmax: Any
+    argmax_logprob: Any
+    topk_logprobs: Any
+    topk_indices: Any
+    topk_mass: Any
+    ref_logprob: Any
+    ref_lse: Any
+    kl: Any
+def token_stats(logits: ArrayLike, target: Optional[ArrayLike] = ..., *, logprob: Optional[bool] = ...,
+                entropy: bool = ..., lse: bool = ..., argmax: bool = ..., topk: int = ..., topk_mass: bool = ...,
+                ref_logits: Optional[ArrayLike] = ..., ref_logprob: Optional[bool] = ..., ref_lse: bool = ...,
+                kl: Optional[bool] = ..., temperature: float = ..., softcap: Optional[float] = ...,
+                ignore_index: int = ..., num_threads: Optional[int] = ...) -> TokenStats: ...
+def token_stats_backward(logits: ArrayLike, target: Optional[ArrayLike] = ..., *,
+                         grad_logprob: Optional[ArrayLike] = ..., grad_entropy: Optional[ArrayLike] = ...,
+                         lse: Optional[ArrayLike] = ..., entropy: Optional[ArrayLike] = ...,
+                         topk_indices: Optional[ArrayLike] = ..., grad_topk_logprobs: Optional[ArrayLike] = ...,
+                         ref_logits: Optional[ArrayLike] = ..., grad_kl: Optional[ArrayLike] = ...,
+                         ref_lse: Optional[ArrayLike] = ..., kl: Optional[ArrayLike] = ..., temperature: float = ...,
+                         softcap: Optional[float] = ..., ignore_index: int = ..., grad: Any = ...,
+                         num_threads: Optional[int] = ...) -> Any: ...
+@overload
+def kl_penalty(logprob: ArrayLike, ref_logprob: ArrayLike, *, kind: str = ..., straight_through: bool = ...,
+               log_ratio_clamp: Optional[float] = ..., value_clamp: Optional[float] = ..., grad: Literal[False] = ...,
+               grad_output: Optional[ArrayLike] = ...) -> Any: ...
+@overload
+def kl_penalty(logprob: ArrayLike, ref_logprob: ArrayLike, *, kind: str = ..., straight_through: bool = ...,
+               log_ratio_clamp: Optional[float] = ..., value_clamp: Optional[float] = ..., grad: Literal[True],
+               grad_output: Optional[ArrayLike] = ...) -> Tuple[Any, Any]: ...

@@ -70,6 +70,11 @@ XENT_ACCUMULATE_GRAD_HIDDEN = 1
 XENT_ACCUMULATE_GRAD_LINEAR_WEIGHT = 2
 XENT_ACCUMULATE_GRAD_LINEAR_BIAS = 4
 XENT_LINEAR_CE_DEFAULT_SCRATCH_BYTES = 128 << 20
+XENT_KL_K1 = 0
+XENT_KL_K2 = 1
+XENT_KL_K3 = 2
+XENT_KL_ABS = 3
+XENT_TOPK_MAX = 64
 
 
 # ---------------------------------------------------------------------------
@@ -291,6 +296,80 @@ class TokenLogprobsArgs(Structure):
         ("reserved0", c_int32),
         ("parallel_for", _parallel_for_fn),
         ("parallel_user", c_void_p),
+        # Appended after 0.1.0 (src/xent/_token_stats.py).
+        ("argmax", c_void_p),
+        ("argmax_logprob", c_void_p),
+        ("topk", c_int32),
+        ("reserved1", c_int32),
+        ("topk_logprobs", c_void_p),
+        ("topk_indices", c_void_p),
+        ("topk_mass", c_void_p),
+        ("ref_logits", c_void_p),
+        ("ref_logits_stride", c_size_t),
+        ("ref_logits_dtype", c_int32),
+        ("reserved2", c_int32),
+        ("ref_logprob", c_void_p),
+        ("ref_lse", c_void_p),
+        ("kl", c_void_p),
+    ]
+
+
+class TokenLogprobsBackwardArgs(Structure):
+    _fields_ = [
+        ("struct_size", c_size_t),
+        ("batch", c_size_t),
+        ("num_classes", c_size_t),
+        ("logits", c_void_p),
+        ("logits_stride", c_size_t),
+        ("logits_dtype", c_int32),
+        ("target_dtype", c_int32),
+        ("target", c_void_p),
+        ("target_stride", c_size_t),
+        ("ignore_index", c_int64),
+        ("temperature", c_float),
+        ("softcap", c_float),
+        ("grad_logprob", c_void_p),
+        ("grad_entropy", c_void_p),
+        ("lse", c_void_p),
+        ("entropy", c_void_p),
+        ("topk", c_int32),
+        ("reserved0", c_int32),
+        ("topk_indices", c_void_p),
+        ("grad_topk_logprobs", c_void_p),
+        ("ref_logits", c_void_p),
+        ("ref_logits_stride", c_size_t),
+        ("ref_logits_dtype", c_int32),
+        ("reserved1", c_int32),
+        ("grad_kl", c_void_p),
+        ("ref_lse", c_void_p),
+        ("kl", c_void_p),
+        ("grad", c_void_p),
+        ("grad_stride", c_size_t),
+        ("grad_dtype", c_int32),
+        ("num_threads", c_int32),
+        ("parallel_for", _parallel_for_fn),
+        ("parallel_user", c_void_p),
+    ]
+
+
+class KlPenaltyArgs(Structure):
+    _fields_ = [
+        ("struct_size", c_size_t),
+        ("batch", c_size_t),
+        ("num_classes", c_size_t),
+        ("logprob", c_void_p),
+        ("ref_logprob", c_void_p),
+        ("estimator", c_int32),
+        ("straight_through", c_int32),
+        ("log_ratio_clamp", c_float),
+        ("value_clamp", c_float),
+        ("grad_output", c_void_p),
+        ("penalty", c_void_p),
+        ("grad_logprob", c_void_p),
+        ("num_threads", c_int32),
+        ("reserved0", c_int32),
+        ("parallel_for", _parallel_for_fn),
+        ("parallel_user", c_void_p),
     ]
 
 
@@ -348,6 +427,9 @@ STRUCTS = {
     "xent_token_logprobs_args": (TokenLogprobsArgs, "xent_token_logprobs_args_init", "xent_token_logprobs"),
     "xent_linear_cross_entropy_args": (LinearCrossEntropyArgs, "xent_linear_cross_entropy_args_init",
                                        "xent_linear_cross_entropy"),
+    "xent_token_logprobs_backward_args": (TokenLogprobsBackwardArgs, "xent_token_logprobs_backward_args_init",
+                                          "xent_token_logprobs_backward"),
+    "xent_kl_penalty_args": (KlPenaltyArgs, "xent_kl_penalty_args_init", "xent_kl_penalty"),
 }
 
 
@@ -505,6 +587,8 @@ softmax_op = OPS["xent_softmax_args"]
 softmax_backward_op = OPS["xent_softmax_backward_args"]
 token_logprobs_op = OPS["xent_token_logprobs_args"]
 linear_cross_entropy_op = OPS["xent_linear_cross_entropy_args"]
+token_logprobs_backward_op = OPS["xent_token_logprobs_backward_args"]
+kl_penalty_op = OPS["xent_kl_penalty_args"]
 
 
 def has_op(fn_name: str) -> bool:

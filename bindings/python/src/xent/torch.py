@@ -732,3 +732,11 @@ class JSDLoss(_torch.nn.Module):
 
     def forward(self, log_q, log_p, shift_labels=None):
         return jsd(log_q, log_p, beta=self.beta, labels=shift_labels, ignore_index=self.ignore_index)
+
+
+# ---------------------------------------------------------------------------
+# Per-token statistics (src/xent/_token_stats_torch.py): token_logprobs is the
+# fused version (one backward pass for log-prob and entropy together).
+from ._token_stats_torch import kl_penalty, token_logprobs, token_stats, topk_logprobs  # noqa: E402, F811
+
+__all__ += ["token_stats", "topk_logprobs", "kl_penalty"]

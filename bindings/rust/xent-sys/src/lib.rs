@@ -112,6 +112,20 @@ pub const XENT_DIVERGENCE_KL: xent_divergence_kind = 0;
 /// Generalized Jensen-Shannon with weight beta.
 pub const XENT_DIVERGENCE_JSD: xent_divergence_kind = 1;
 
+/// `enum xent_kl_estimator` (per-token KL penalty estimators).
+pub type xent_kl_estimator = c_int;
+/// `logprob - ref_logprob`.
+pub const XENT_KL_K1: xent_kl_estimator = 0;
+/// `(logprob - ref_logprob)^2 / 2`.
+pub const XENT_KL_K2: xent_kl_estimator = 1;
+/// `exp(r) - r - 1`, `r = ref_logprob - logprob` (low variance).
+pub const XENT_KL_K3: xent_kl_estimator = 2;
+/// `|logprob - ref_logprob|`.
+pub const XENT_KL_ABS: xent_kl_estimator = 3;
+
+/// `XENT_TOPK_MAX`: the largest top-k of `xent_token_logprobs`.
+pub const XENT_TOPK_MAX: i32 = 64;
+
 // ---------------------------------------------------------------------------
 // Threading
 
@@ -343,6 +357,94 @@ pub struct xent_token_logprobs_args {
     pub reserved0: i32,
     pub parallel_for: xent_parallel_for_fn,
     pub parallel_user: *mut c_void,
+
+    // Appended after 0.1.0.
+    pub argmax: *mut i64,
+    pub argmax_logprob: *mut f32,
+    pub topk: i32,
+    pub reserved1: i32,
+    pub topk_logprobs: *mut f32,
+    pub topk_indices: *mut i64,
+    pub topk_mass: *mut f32,
+    pub ref_logits: *const c_void,
+    pub ref_logits_stride: usize,
+    pub ref_logits_dtype: i32,
+    pub reserved2: i32,
+    pub ref_logprob: *mut f32,
+    pub ref_lse: *mut f32,
+    pub kl: *mut f32,
+}
+
+/// `xent_token_logprobs_backward_args`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+#[allow(missing_docs)]
+pub struct xent_token_logprobs_backward_args {
+    pub struct_size: usize,
+    pub batch: usize,
+    pub num_classes: usize,
+
+    pub logits: *const c_void,
+    pub logits_stride: usize,
+    pub logits_dtype: i32,
+    pub target_dtype: i32,
+    pub target: *const c_void,
+    pub target_stride: usize,
+    pub ignore_index: i64,
+    pub temperature: f32,
+    pub softcap: f32,
+
+    pub grad_logprob: *const f32,
+    pub grad_entropy: *const f32,
+    pub lse: *const f32,
+    pub entropy: *const f32,
+
+    pub topk: i32,
+    pub reserved0: i32,
+    pub topk_indices: *const i64,
+    pub grad_topk_logprobs: *const f32,
+
+    pub ref_logits: *const c_void,
+    pub ref_logits_stride: usize,
+    pub ref_logits_dtype: i32,
+    pub reserved1: i32,
+    pub grad_kl: *const f32,
+    pub ref_lse: *const f32,
+    pub kl: *const f32,
+
+    pub grad: *mut c_void,
+    pub grad_stride: usize,
+    pub grad_dtype: i32,
+
+    pub num_threads: i32,
+    pub parallel_for: xent_parallel_for_fn,
+    pub parallel_user: *mut c_void,
+}
+
+/// `xent_kl_penalty_args`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+#[allow(missing_docs)]
+pub struct xent_kl_penalty_args {
+    pub struct_size: usize,
+    pub batch: usize,
+    pub num_classes: usize,
+
+    pub logprob: *const f32,
+    pub ref_logprob: *const f32,
+    pub estimator: i32,
+    pub straight_through: i32,
+    pub log_ratio_clamp: f32,
+    pub value_clamp: f32,
+    pub grad_output: *const f32,
+
+    pub penalty: *mut f32,
+    pub grad_logprob: *mut f32,
+
+    pub num_threads: i32,
+    pub reserved0: i32,
+    pub parallel_for: xent_parallel_for_fn,
+    pub parallel_user: *mut c_void,
 }
 
 /// `xent_linear_cross_entropy_args`.
@@ -471,4 +573,17 @@ extern "C" {
     ) -> xent_status;
     /// Fused linear cross-entropy: loss and gradients of hidden, weight and bias.
     pub fn xent_linear_cross_entropy(args: *const xent_linear_cross_entropy_args) -> xent_status;
+
+    /// Fills `args` with defaults.
+    pub fn xent_token_logprobs_backward_args_init(
+        args: *mut xent_token_logprobs_backward_args,
+        struct_size: usize,
+    ) -> xent_status;
+    /// Gradient of the per-token statistics with respect to the logits.
+    pub fn xent_token_logprobs_backward(args: *const xent_token_logprobs_backward_args) -> xent_status;
+
+    /// Fills `args` with defaults.
+    pub fn xent_kl_penalty_args_init(args: *mut xent_kl_penalty_args, struct_size: usize) -> xent_status;
+    /// Per-token KL penalty estimators and their gradient.
+    pub fn xent_kl_penalty(args: *const xent_kl_penalty_args) -> xent_status;
 }

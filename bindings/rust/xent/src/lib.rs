@@ -64,6 +64,7 @@ pub use ops::divergence::Divergence;
 pub use ops::linear_cross_entropy::LinearCrossEntropy;
 pub use ops::softmax::{InPlace, Softmax, SoftmaxBackward};
 pub use ops::token_logprobs::TokenLogprobs;
+pub use ops::token_stats::{KlEstimator, KlPenalty, TokenStats, TokenStatsBackward};
 pub use options::{DistKind, Reduction};
 #[cfg(feature = "rayon")]
 pub use parallel::Rayon;

@@ -6,6 +6,7 @@ pub mod divergence;
 pub mod linear_cross_entropy;
 pub mod softmax;
 pub mod token_logprobs;
+pub mod token_stats;
 
 /// A `sys::$ty` filled with the library's defaults by `sys::$init`, sized as
 /// these bindings declare it.

@@ -1,0 +1,323 @@
+// Per-token statistics kernels for every SIMD target: phase 1 (softmax
+// statistics, entropy and the top-k candidates of each segment, in the one
+// read of the row that WalkStats makes; the reference logits' statistics),
+// the KL middle pass, and the backward's gradient pass. Included by
+// src/token_stats_<dtype>.cc, one translation unit per logits dtype.
+#if defined(XENT_SRC_TOKEN_STATS_INL_H_) == defined(HWY_TARGET_TOGGLE)
+#ifdef XENT_SRC_TOKEN_STATS_INL_H_
+#undef XENT_SRC_TOKEN_STATS_INL_H_
+#else
+#define XENT_SRC_TOKEN_STATS_INL_H_
+#endif
+
+#include <algorithm>
+
+#include "hwy/highway.h"
+#include "src/engine.h"
+#include "src/simd-inl.h"
+#include "src/softmax-inl.h"
+#include "src/token_stats.h"
+#include "src/visit-inl.h"
+
+HWY_BEFORE_NAMESPACE();
+namespace xent {
+namespace HWY_NAMESPACE {
+
+// ---------------------------------------------------------------------------
+// Top-k candidates of a run of segments: the K largest logits seen so far,
+// largest first, equal logits by increasing column (every new element has a
+// larger column than those kept, so it goes after equal ones). Ordering is on
+// the logits as given: exact, and the same on every target.
+struct TopKRun {
+  uint32_t K = 0, n = 0;
+  float thr = kNegInf;  // the K-th logit once n == K: only larger ones enter
+  float x[kTopKMax];
+  size_t col[kTopKMax];
+
+  bool Filling() const { return n < K; }
+  void Add(float v, size_t c) {
+    uint32_t p;
+    if (n < K) {
+      p = n++;
+    } else {
+      if (!(v > x[K - 1])) return;
+      p = K - 1;  // the last one leaves
+    }
+    while (p > 0 && x[p - 1] < v) {
+      x[p] = x[p - 1];
+      col[p] = col[p - 1];
+      --p;
+    }
+    x[p] = v;
+    col[p] = c;
+    if (n == K) thr = x[K - 1];
+  }
+};
+
+// The r lanes of a vector that passed the threshold test, one by one (rare
+// once the run is full: about K log(V / K) insertions per row for logits in
+// random order).
+static HWY_NOINLINE void TopKInsert(TopKRun& run, const float* v, size_t col, size_t r) {
+  for (size_t l = 0; l < r; ++l) run.Add(v[l], col + l);
+}
+
+// WalkStats accumulator: the entropy sums (EntropyAcc) and, when kTopK, the
+// top-k candidates. Each vector's logits are reloaded (from L1: WalkStats
+// just read them) and compared with the run's threshold: one compare per
+// vector unless an element enters.
+template <typename T, bool kTopK>
+struct TokAcc {
+  EntropyAcc ent;
+  const T* x;
+  size_t V;
+  TopKRun* run;
+
+  HWY_INLINE void ChunkEnd(DF d, VF& u0, VF& u1, VF& c0, VF& c1) { ent.ChunkEnd(d, u0, u1, c0, c1); }
+  HWY_INLINE void End(DF d, SoftmaxSeg* o, VF u0, VF u1) { ent.End(d, o, u0, u1); }
+  HWY_INLINE void Full(DF d, size_t j, VF zm, VF e, VF& c0, VF& c1) {
+    ent.Full(d, j, zm, e, c0, c1);
+    if (kTopK) Candidates(d, j, LoadF32(d, x + j), hn::Lanes(d));
+  }
+  HWY_INLINE void Tail(DF d, size_t j, VF zm, VF e, size_t r, VF& c0, VF& c1) {
+    ent.Tail(d, j, zm, e, r, c0, c1);
+    if (kTopK) Candidates(d, j, LoadTailF32(d, x + j, r, kNegInf), r);
+  }
+  HWY_INLINE void Candidates(DF d, size_t j, VF xv, size_t r) {
+    if (HWY_UNLIKELY(run->Filling() || !hn::AllFalse(d, hn::Gt(xv, hn::Set(d, run->thr))))) {
+      HWY_ALIGN float buf[kMaxLanesF32];
+      hn::Store(xv, d, buf);
+      TopKInsert(*run, buf, j, r);
+    }
+  }
+};
+
+// The run's entries in columns [b, b + n) into the segment's partial, with
+// their z computed exactly as the stats pass computes z.
+template <bool kCap, bool kScale>
+HWY_INLINE void EmitTopK(const TopKRun& run, size_t b, size_t n, const ZMap& f, TokSeg* o) {
+  uint32_t m = 0;
+  for (uint32_t e = 0; e < run.n; ++e) {
+    if (run.col[e] >= b && run.col[e] < b + n) {
+      o->top_x[m] = run.x[e];
+      o->top_i[m] = static_cast<uint16_t>(run.col[e] - b);
+      ++m;
+    }
+  }
+  o->ntop = m;
+  const DF d;
+  const size_t N = hn::Lanes(d);
+  size_t i = 0;
+  for (; i + N <= m; i += N) hn::StoreU(ApplyZ<kCap, kScale>(d, hn::LoadU(d, o->top_x + i), f), d, o->top_z + i);
+  if (i < m) {
+    StoreTailF32(d, ApplyZ<kCap, kScale>(d, LoadTailF32(d, o->top_x + i, m - i, 0.0f), f), o->top_z + i, m - i);
+  }
+}
+
+template <typename T, bool kCap, bool kScale, bool kTopK>
+void TokStatsT(const TokKernel& k, size_t row, size_t s0, size_t s1, TokSeg* out) {
+  const T* x = RowPtr<T>(k.logits.data, k.logits.stride, row);
+  const T* xr = k.ref.data ? RowPtr<T>(k.ref.data, k.ref.stride, row) : nullptr;
+  ZMap f;
+  f.cap = k.cap;
+  f.inv_cap = k.inv_cap;
+  f.scale = k.scale;
+  int64_t y = -1;
+  if (k.target.data != nullptr && !k.target.Ignored(row)) y = k.target.At(row);
+  TopKRun run;
+  run.K = k.K;
+  for (size_t s = s0; s < s1; ++s) {
+    TokSeg* o = out + (s - s0);
+    const size_t b = s * kSegment, n = std::min(kSegment, k.V - b);
+    o->base = b;
+    o->k = k.K;
+    o->ntop = 0;
+    o->kl = 0.0f;
+    o->has_ref = xr != nullptr ? 1 : 0;
+    TokAcc<T, kTopK> acc{EntropyAcc(), x, k.V, &run};
+    WalkStats<T, kCap, kScale>(x, k.V, s, s + 1, f, acc, &o->sm, nullptr);
+    const bool has_y = y >= static_cast<int64_t>(b) && y < static_cast<int64_t>(b + n);
+    o->sm.has_zy = has_y ? 1 : 0;
+    if (has_y) o->sm.zy = ApplyZScalar<kCap, kScale>(LoadScalarF32(x, static_cast<size_t>(y), DTypeOf<T>()), f);
+    if (kTopK) EmitTopK<kCap, kScale>(run, b, n, f, o);
+    if (xr != nullptr) {
+      NoAcc none;
+      WalkStats<T, kCap, kScale>(xr, k.V, s, s + 1, f, none, &o->ref, nullptr);
+      o->ref.has_zy = has_y ? 1 : 0;
+      if (has_y) o->ref.zy = ApplyZScalar<kCap, kScale>(LoadScalarF32(xr, static_cast<size_t>(y), DTypeOf<T>()), f);
+    }
+  }
+}
+
+struct TokStatsVisit {
+  template <typename T, class Cap, class Scale, class TopK>
+  static HWY_INLINE void Run(const TokKernel& k, size_t row, size_t s0, size_t s1, TokSeg* out) {
+    TokStatsT<T, Cap::value, Scale::value, TopK::value>(k, row, s0, s1, out);
+  }
+};
+
+template <typename T>
+HWY_INLINE void TokStatsOf(const TokKernel& k, size_t row, size_t s0, size_t s1, TokSeg* out) {
+  VisitFixed<TokStatsVisit, T>(Choose(Flag{k.cap > 0.0f}, Flag{k.scale != 1.0f}, Flag{k.K > 0}), k, row, s0, s1, out);
+}
+
+// ---------------------------------------------------------------------------
+// Middle pass: KL(p || q) partials, sum p ((z - z') - D) per segment with p =
+// exp((z - M) - L) (0 log 0 = 0: a zero p contributes 0), two-level sums.
+template <typename T, bool kCap, bool kScale>
+void TokKlT(const TokKernel& k, const TokKlRow& r, size_t row, size_t s0, size_t s1, TokSeg* segs) {
+  const DF d;
+  const size_t N = hn::Lanes(d);
+  const T* x = RowPtr<T>(k.logits.data, k.logits.stride, row);
+  const T* xr = RowPtr<T>(k.ref.data, k.ref.stride, row);
+  ZMap f;
+  f.cap = k.cap;
+  f.inv_cap = k.inv_cap;
+  f.scale = k.scale;
+  const VF vM = hn::Set(d, r.M), vL = hn::Set(d, r.L), vD = hn::Set(d, r.D), zero = hn::Zero(d);
+  for (size_t s = s0; s < s1; ++s) {
+    const size_t b = s * kSegment, n = std::min(kSegment, k.V - b);
+    VF acc = zero;
+    for (size_t cb = 0; cb < n; cb += kChunk) {
+      const size_t ce = std::min(n, cb + kChunk);
+      VF c = zero;
+      for (size_t i = cb; i < ce; i += N) {
+        const size_t rr = std::min(N, ce - i);
+        const bool full = rr == N;
+        const VF xv = full ? LoadF32(d, x + b + i) : LoadTailF32(d, x + b + i, rr, 0.0f);
+        const VF xq = full ? LoadF32(d, xr + b + i) : LoadTailF32(d, xr + b + i, rr, 0.0f);
+        const VF z = ApplyZ<kCap, kScale>(d, xv, f), zq = ApplyZ<kCap, kScale>(d, xq, f);
+        const VF p = ExpNonPositive(d, hn::Sub(hn::Sub(z, vM), vL));
+        VF t = hn::IfThenZeroElse(hn::Eq(p, zero), hn::Mul(p, hn::Sub(hn::Sub(z, zq), vD)));
+        if (!full) t = hn::IfThenElseZero(hn::FirstN(d, rr), t);
+        c = hn::Add(c, t);
+      }
+      acc = hn::Add(acc, c);
+    }
+    segs[s].kl = hn::GetLane(hn::SumOfLanes(d, acc));
+  }
+}
+
+struct TokKlVisit {
+  template <typename T, class Cap, class Scale>
+  static HWY_INLINE void Run(const TokKernel& k, const TokKlRow& r, size_t row, size_t s0, size_t s1, TokSeg* segs) {
+    TokKlT<T, Cap::value, Scale::value>(k, r, row, s0, s1, segs);
+  }
+};
+
+template <typename T>
+HWY_INLINE void TokKlOf(const TokKernel& k, const TokKlRow& r, size_t row, size_t s0, size_t s1, TokSeg* segs) {
+  VisitFixed<TokKlVisit, T>(Choose(Flag{k.cap > 0.0f}, Flag{k.scale != 1.0f}), k, r, row, s0, s1, segs);
+}
+
+// ---------------------------------------------------------------------------
+// Gradient: with zc = softcap(x) (x without softcap), z = zc / T, lp = (z -
+// M) - L, p = exp(lp):
+//   g = (p (c0 + c1 lp + c2 (z - z')) [+ w at the delta columns]) dz/dx,
+// dz/dx = (1 - (zc / cap)^2) / T with softcap, 1 / T without; p = 0 (a -inf
+// logit, or below the f32 range) gives 0 before the deltas.
+template <typename T, bool kCap, bool kRef>
+HWY_INLINE VF TokGradVec(DF d, const TokGradKernel& k, const TokGradRow& c, const T* x, const T* xr, size_t i,
+                         size_t r, size_t col0, uint32_t& cur) {
+  const size_t N = hn::Lanes(d);
+  const bool full = r == N;
+  const VF vs = hn::Set(d, k.scale);
+  const VF xv = full ? LoadF32(d, x + i) : LoadTailF32(d, x + i, r, 0.0f);
+  const VF zc = kCap ? SoftCap(d, xv, k.cap, k.inv_cap) : xv;
+  const VF z = hn::Mul(zc, vs);
+  const VF lp = hn::Sub(hn::Sub(z, hn::Set(d, c.M)), hn::Set(d, c.L));
+  const VF p = ExpNonPositive(d, lp);
+  VF t = hn::MulAdd(hn::Set(d, c.c1), lp, hn::Set(d, c.c0));
+  if (kRef) {
+    const VF xq = full ? LoadF32(d, xr + i) : LoadTailF32(d, xr + i, r, 0.0f);
+    const VF zq = hn::Mul(kCap ? SoftCap(d, xq, k.cap, k.inv_cap) : xq, vs);
+    t = hn::MulAdd(hn::Set(d, c.c2), hn::Sub(z, zq), t);
+  }
+  VF g = hn::IfThenZeroElse(hn::Eq(p, hn::Zero(d)), hn::Mul(p, t));
+  const size_t col = col0 + i;
+  while (HWY_UNLIKELY(cur < c.nd && c.idx[cur] < static_cast<int64_t>(col + r))) {
+    const hn::RebindToSigned<DF> di;
+    const int32_t lane = static_cast<int32_t>(c.idx[cur] - static_cast<int64_t>(col));
+    const auto at = hn::RebindMask(d, hn::Eq(hn::Iota(di, 0), hn::Set(di, lane)));
+    g = hn::IfThenElse(at, hn::Add(g, hn::Set(d, c.w[cur])), g);
+    ++cur;
+  }
+  return hn::Mul(g, kCap ? hn::Mul(SoftCapSlope(d, zc, k.inv_cap), vs) : vs);
+}
+
+template <typename T, typename TG, bool kCap, bool kRef, bool kStream>
+HWY_NOINLINE void TokGradSeg(const TokGradKernel& k, const TokGradRow& c, const T* x, const T* xr, TG* g,
+                             size_t col0, size_t n) {
+  const DF d;
+  const size_t N = hn::Lanes(d);
+  uint32_t cur = 0;
+  while (cur < c.nd && c.idx[cur] < static_cast<int64_t>(col0)) ++cur;
+  size_t i = 0;
+  const size_t peel = kStream ? PeelToAlign(g, n) : 0;
+  const bool stream = kStream && peel < n;
+  if (stream && peel > 0) {
+    StoreTailF32(d, TokGradVec<T, kCap, kRef>(d, k, c, x, xr, 0, peel, col0, cur), g, peel);
+    i = peel;
+  }
+  if (stream) {
+    for (; i + N <= n; i += N) StoreOut<TG, true>(d, TokGradVec<T, kCap, kRef>(d, k, c, x, xr, i, N, col0, cur), g + i);
+  } else {
+    for (; i + N <= n; i += N) StoreF32(d, TokGradVec<T, kCap, kRef>(d, k, c, x, xr, i, N, col0, cur), g + i);
+  }
+  if (i < n) StoreTailF32(d, TokGradVec<T, kCap, kRef>(d, k, c, x, xr, i, n - i, col0, cur), g + i, n - i);
+}
+
+template <typename TG, bool kStream>
+HWY_NOINLINE void TokZeroSeg(TG* g, size_t n) {
+  const DF d;
+  const size_t N = hn::Lanes(d);
+  size_t i = 0;
+  const size_t peel = kStream ? PeelToAlign(g, n) : 0;
+  const bool stream = kStream && peel < n;
+  if (stream && peel > 0) {
+    StoreTailF32(d, hn::Zero(d), g, peel);
+    i = peel;
+  }
+  if (stream) {
+    for (; i + N <= n; i += N) StoreOut<TG, true>(d, hn::Zero(d), g + i);
+  } else {
+    for (; i + N <= n; i += N) StoreF32(d, hn::Zero(d), g + i);
+  }
+  if (i < n) StoreTailF32(d, hn::Zero(d), g + i, n - i);
+}
+
+template <typename T, typename TG, bool kCap, bool kRef, bool kStream>
+void TokGradT(const TokGradKernel& k, const TokGradRow& c, size_t row, size_t s0, size_t s1) {
+  const T* x = RowPtr<T>(k.logits.data, k.logits.stride, row);
+  const T* xr = kRef ? RowPtr<T>(k.ref.data, k.ref.stride, row) : nullptr;
+  TG* g = RowPtrMut<TG>(k.grad.data, k.grad.stride, row);
+  for (size_t s = s0; s < s1; ++s) {
+    const size_t b = s * kSegment, n = std::min(kSegment, k.V - b);
+    if (c.zero) {
+      TokZeroSeg<TG, kStream>(g + b, n);
+    } else {
+      TokGradSeg<T, TG, kCap, kRef, kStream>(k, c, x + b, kRef ? xr + b : nullptr, g + b, b, n);
+    }
+  }
+  if (kStream) hwy::FlushStream();
+}
+
+struct TokGradVisit {
+  template <typename T, class GradF32, class Cap, class Ref, class Stream>
+  static HWY_INLINE void Run(const TokGradKernel& k, const TokGradRow& c, size_t row, size_t s0, size_t s1) {
+    TokGradT<T, OutType<GradF32, T>, Cap::value, Ref::value, Stream::value>(k, c, row, s0, s1);
+  }
+};
+
+template <typename T>
+HWY_INLINE void TokGradOf(const TokGradKernel& k, const TokGradRow& c, size_t row, size_t s0, size_t s1) {
+  VisitFixed<TokGradVisit, T>(Choose(Flag{k.grad.dtype == DType::kF32}, Flag{k.cap > 0.0f},
+                                     Flag{k.ref.data != nullptr}, Flag{k.stream}),
+                              k, c, row, s0, s1);
+}
+
+// NOLINTNEXTLINE(google-readability-namespace-comments)
+}  // namespace HWY_NAMESPACE
+}  // namespace xent
+HWY_AFTER_NAMESPACE();
+
+#endif  // XENT_SRC_TOKEN_STATS_INL_H_

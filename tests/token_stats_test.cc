@@ -1,0 +1,800 @@
+// Per-token statistics (xent_token_logprobs: argmax, top-k, reference KL),
+// their backward (xent_token_logprobs_backward, checked against the closed
+// form and by finite differences of the float64 objective) and the KL
+// penalty estimators (xent_kl_penalty), on every SIMD target.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "tests/test_util.h"
+#include "tests/token_stats_reference.h"
+
+namespace xent_test {
+namespace {
+
+constexpr double kInf = std::numeric_limits<double>::infinity();
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+
+// Stores random normal values (or hook(i, j) when it is not NaN) rounded to
+// the matrix dtype; returns the stored values.
+std::vector<double> Fill(Mat& m, double sigma, uint32_t seed, double (*hook)(size_t, size_t) = nullptr,
+                         const std::vector<double>* base = nullptr) {
+  const auto r = RandomNormal(m.rows() * m.cols(), sigma, seed);
+  std::vector<double> v(m.rows() * m.cols());
+  for (size_t i = 0; i < m.rows(); ++i)
+    for (size_t j = 0; j < m.cols(); ++j) {
+      double x = r[i * m.cols() + j];
+      if (base) x += (*base)[i * m.cols() + j];
+      if (hook) {
+        const double h = hook(i, j);
+        if (!std::isnan(h)) x = h;
+      }
+      v[i * m.cols() + j] = m.set(i, j, x);
+    }
+  return v;
+}
+
+// f32 bound of a per-row statistic: as tests/softmax_test.cc (the rounding
+// of z = x / T and of z - max is relative to the row's largest |z|).
+double RowTol(const std::vector<double>& x, size_t i, size_t V, double T, double cap) {
+  double zmax = 1.0;
+  for (size_t j = 0; j < V; ++j) {
+    const double v = x[i * V + j];
+    if (std::isfinite(v)) zmax = std::max(zmax, std::fabs(cap > 0 ? std::min(std::fabs(v), cap) : v) / T);
+  }
+  double t = 2e-6 + 2 * 1.2e-7 * zmax;
+  if (cap > 0) t += 8 * 1.2e-7 * cap / T;
+  return t;
+}
+
+bool SameBits(float a, float b) { return std::memcmp(&a, &b, sizeof(a)) == 0; }
+
+// ---------------------------------------------------------------------------
+// Forward.
+struct StatCase {
+  size_t B = 5, V = 17;
+  DType dt = DType::kF32;
+  float T = 1.0f, cap = 0.0f;
+  size_t k = 5;  // 0: no top-k outputs
+  bool argmax = true, ref = false, target = true, i32 = false;
+  int ignore_every = 0;
+  size_t pad = 0, offset = 0;
+  double sigma = 3;
+  uint32_t seed = 1;
+  double (*hook)(size_t, size_t) = nullptr;
+};
+
+struct StatResult {
+  Vec lp, ent, lse, am_lp, mass, rlp, rlse, kl, topk_lp;
+  std::vector<int64_t> am, topk_i;
+  explicit StatResult(size_t B, size_t k)
+      : lp(B), ent(B), lse(B), am_lp(B), mass(B), rlp(B), rlse(B), kl(B), topk_lp(B * k), am(B, -7),
+        topk_i(B * k, -7) {}
+};
+
+void CallStats(const StatCase& c, const Mat& x, const Mat* ref, const std::vector<int64_t>& y,
+               const std::vector<int32_t>& y32, int32_t threads, StatResult* r) {
+  xent_token_logprobs_args a;
+  ASSERT_EQ(XENT_ARGS_INIT(xent_token_logprobs_args, &a), XENT_OK);
+  a.batch = c.B;
+  a.num_classes = c.V;
+  a.logits = x.data();
+  a.logits_stride = x.stride();
+  a.logits_dtype = x.dt();
+  if (c.target) {
+    a.target = c.i32 ? static_cast<const void*>(y32.data()) : static_cast<const void*>(y.data());
+    a.target_dtype = c.i32 ? XENT_I32 : XENT_I64;
+    a.logprob = r->lp.data();
+  }
+  a.temperature = c.T;
+  a.softcap = c.cap;
+  a.entropy = r->ent.data();
+  a.lse = r->lse.data();
+  if (c.argmax) {
+    a.argmax = r->am.data();
+    a.argmax_logprob = r->am_lp.data();
+  }
+  if (c.k) {
+    a.topk = static_cast<int32_t>(c.k);
+    a.topk_logprobs = r->topk_lp.data();
+    a.topk_indices = r->topk_i.data();
+    a.topk_mass = r->mass.data();
+  }
+  if (ref) {
+    a.ref_logits = ref->data();
+    a.ref_logits_stride = ref->stride();
+    a.ref_logits_dtype = ref->dt();
+    a.ref_lse = r->rlse.data();
+    a.kl = r->kl.data();
+    if (c.target) a.ref_logprob = r->rlp.data();
+  }
+  a.num_threads = threads;
+  ASSERT_EQ(xent_token_logprobs(&a), XENT_OK) << xent_last_error();
+}
+
+void RunStats(const StatCase& c) {
+  SCOPED_TRACE("B=" + std::to_string(c.B) + " V=" + std::to_string(c.V) + " dt=" + std::to_string(int(c.dt)) +
+               " T=" + std::to_string(c.T) + " cap=" + std::to_string(c.cap) + " k=" + std::to_string(c.k) +
+               " ref=" + std::to_string(c.ref));
+  const size_t B = c.B, V = c.V, K = c.k;
+  Mat x(B, V, c.dt, V + c.pad, c.offset);
+  const auto xv = Fill(x, c.sigma, c.seed, c.hook);
+  Mat ref(B, V, c.dt, V + c.pad + 3, c.offset + 2);
+  std::vector<double> rv;
+  if (c.ref) rv = Fill(ref, 0.5, c.seed + 99, c.hook, &xv);  // the policy, perturbed
+  std::mt19937 rng(c.seed);
+  std::vector<int64_t> y(B);
+  std::vector<int32_t> y32(B);
+  for (size_t i = 0; i < B; ++i) {
+    y[i] = (c.ignore_every && i % c.ignore_every == 1) ? -100 : static_cast<int64_t>(rng() % V);
+    y32[i] = static_cast<int32_t>(y[i]);
+  }
+  xent_ref::TokSpec s;
+  s.B = B;
+  s.V = V;
+  s.x = xv;
+  if (c.ref) s.ref = rv;
+  if (c.target) s.y = y;
+  s.temperature = c.T;
+  s.softcap = c.cap;
+  s.k = K;
+  const auto want = xent_ref::TokenStats(s);
+
+  StatResult r(B, K);
+  CallStats(c, x, c.ref ? &ref : nullptr, y, y32, 0, &r);
+  for (size_t i = 0; i < B; ++i) {
+    const double rt = RowTol(xv, i, V, c.T, c.cap);
+    auto tol = [&](double w) { return rt + 2e-6 * std::fabs(w); };
+    EXPECT_TRUE(Close(r.lse[i], want.lse[i], tol(want.lse[i]))) << "lse[" << i << "] " << r.lse[i] << " want "
+                                                                << want.lse[i];
+    EXPECT_TRUE(Close(r.ent[i], want.entropy[i], tol(want.entropy[i])))
+        << "entropy[" << i << "] " << r.ent[i] << " want " << want.entropy[i];
+    if (c.target) {
+      EXPECT_TRUE(Close(r.lp[i], want.logprob[i], tol(want.logprob[i])))
+          << "logprob[" << i << "] " << r.lp[i] << " want " << want.logprob[i];
+    }
+    if (c.argmax) {
+      EXPECT_EQ(r.am[i], want.argmax[i]) << "argmax[" << i << "]";
+      EXPECT_TRUE(Close(r.am_lp[i], want.argmax_logprob[i], tol(want.argmax_logprob[i]))) << i;
+    }
+    for (size_t j = 0; j < K; ++j) {
+      EXPECT_EQ(r.topk_i[i * K + j], want.topk_indices[i * K + j]) << "topk_indices[" << i << ", " << j << "]";
+      const double w = want.topk_logprobs[i * K + j];
+      EXPECT_TRUE(Close(r.topk_lp[i * K + j], w, tol(w)))
+          << "topk_logprobs[" << i << ", " << j << "] " << r.topk_lp[i * K + j] << " want " << w;
+    }
+    if (K) {
+      EXPECT_TRUE(Close(r.mass[i], want.topk_mass[i], want.topk_mass[i] * 2 * rt + 1e-7))
+          << "topk_mass[" << i << "] " << r.mass[i] << " want " << want.topk_mass[i];
+    }
+    if (c.ref) {
+      const double rtq = std::max(rt, RowTol(rv, i, V, c.T, c.cap));
+      EXPECT_TRUE(Close(r.rlse[i], want.ref_lse[i], rtq + 2e-6 * std::fabs(want.ref_lse[i]))) << i;
+      if (c.target) {
+        EXPECT_TRUE(Close(r.rlp[i], want.ref_logprob[i], rtq + 2e-6 * std::fabs(want.ref_logprob[i])))
+            << "ref_logprob[" << i << "] " << r.rlp[i] << " want " << want.ref_logprob[i];
+      }
+      // KL = sum p (log p - log q): both log-probabilities carry a row
+      // rounding error, weighted by p (sums to 1).
+      EXPECT_TRUE(Close(r.kl[i], want.kl[i], 2 * rtq + 2e-6 * std::fabs(want.kl[i])))
+          << "kl[" << i << "] " << r.kl[i] << " want " << want.kl[i];
+    }
+  }
+  // One thread: the same bits (the top-k merge is in segment order too).
+  StatResult r1(B, K);
+  CallStats(c, x, c.ref ? &ref : nullptr, y, y32, 1, &r1);
+  for (size_t i = 0; i < B; ++i) {
+    EXPECT_TRUE(SameBits(r.lse[i], r1.lse[i]) && SameBits(r.ent[i], r1.ent[i]) && SameBits(r.lp[i], r1.lp[i]) &&
+                SameBits(r.kl[i], r1.kl[i]) && SameBits(r.mass[i], r1.mass[i]) && r.am[i] == r1.am[i])
+        << "row " << i << " differs with one thread";
+  }
+  for (size_t j = 0; j < B * K; ++j) {
+    EXPECT_TRUE(SameBits(r.topk_lp[j], r1.topk_lp[j]) && r.topk_i[j] == r1.topk_i[j]) << j;
+  }
+  EXPECT_TRUE(x.CanariesIntact() && ref.CanariesIntact() && r.lp.CanariesIntact() && r.topk_lp.CanariesIntact() &&
+              r.mass.CanariesIntact() && r.kl.CanariesIntact() && r.rlp.CanariesIntact() &&
+              r.am_lp.CanariesIntact());
+}
+
+class TokenStatsTest : public AllTargets {};
+
+TEST_P(TokenStatsTest, SweepShapesAndDtypes) {
+  // V around vector widths, chunk (256) and segment (4096) boundaries.
+  for (size_t V : {1, 3, 17, 64, 257, 4097, 33001}) {
+    for (DType dt : {DType::kF32, DType::kBF16, DType::kF16}) {
+      StatCase c;
+      c.V = V;
+      c.B = V > 5000 ? 3 : 5;
+      c.dt = dt;
+      c.k = std::min<size_t>(V, V > 100 ? 64 : 5);
+      c.i32 = V % 2;
+      c.ignore_every = 3;
+      c.pad = V % 3;
+      c.offset = dt == DType::kF32 ? 4 : 2;
+      c.seed = static_cast<uint32_t>(V * 5 + static_cast<int>(dt));
+      c.ref = V % 2 == 1;
+      RunStats(c);
+    }
+  }
+}
+
+TEST_P(TokenStatsTest, TemperatureAndSoftcap) {
+  for (float T : {1.0f, 0.6f, 1.7f}) {
+    for (float cap : {0.0f, 12.0f}) {
+      for (DType dt : {DType::kF32, DType::kBF16}) {
+        StatCase c;
+        c.V = 5003;
+        c.B = 3;
+        c.dt = dt;
+        c.T = T;
+        c.cap = cap;
+        c.sigma = 6;  // some logits beyond the cap
+        c.ref = true;
+        c.k = 7;
+        RunStats(c);
+      }
+    }
+  }
+}
+
+TEST_P(TokenStatsTest, OnlyArgmaxOrOnlyTopkOrOnlyKl) {
+  StatCase c;
+  c.V = 1000;
+  c.k = 0;  // argmax alone (K = 1 internally)
+  RunStats(c);
+  c.argmax = false;
+  c.k = 3;
+  RunStats(c);
+  c.k = 0;
+  c.ref = true;
+  c.target = false;
+  RunStats(c);
+}
+
+// Ties: equal logits are ordered by index, within a vector, across chunks,
+// segments and the threads' segment groups.
+double TiesHook(size_t i, size_t j) {
+  if (i == 0) return 1.0;                                  // every logit equal
+  if (i == 1) return (j % 7 == 3) ? 2.0 : kNaN;            // many equal maxima
+  if (i == 2) return (j == 9000 || j == 17 || j == 4096 || j == 12000) ? 5.0 : kNaN;  // across segments
+  if (i == 3) return static_cast<double>(j % 5);           // periodic ties
+  return kNaN;
+}
+
+TEST_P(TokenStatsTest, TiesByLowerIndex) {
+  for (DType dt : {DType::kF32, DType::kBF16}) {
+    StatCase c;
+    c.B = 5;
+    c.V = 16500;
+    c.dt = dt;
+    c.k = 64;
+    c.hook = TiesHook;
+    RunStats(c);
+    c.B = 4;  // fewer rows than 2 x threads: segments split across threads
+    c.V = 40000;
+    RunStats(c);
+  }
+}
+
+// Worst cases for the candidate list: increasing rows (every element
+// enters), decreasing rows.
+double MonotoneHook(size_t i, size_t j) {
+  if (i == 0) return 1e-3 * static_cast<double>(j);
+  if (i == 1) return -1e-3 * static_cast<double>(j);
+  return kNaN;
+}
+
+TEST_P(TokenStatsTest, MonotoneRows) {
+  StatCase c;
+  c.B = 3;
+  c.V = 9001;
+  c.k = 64;
+  c.hook = MonotoneHook;
+  RunStats(c);
+  c.k = 1;
+  RunStats(c);
+}
+
+// -inf masked classes: probability 0, never ahead of a finite logit; rows
+// with fewer finite classes than k list the -inf ones by index.
+double MaskHook(size_t i, size_t j) {
+  if (i == 0) return j % 3 == 0 ? kNaN : -kInf;  // a third unmasked
+  if (i == 1) return (j == 5 || j == 40) ? kNaN : -kInf;  // two finite classes
+  if (i == 2) return j == 0 ? -kInf : kNaN;
+  return kNaN;
+}
+
+TEST_P(TokenStatsTest, MaskedClasses) {
+  for (float cap : {0.0f, 20.0f}) {
+    StatCase c;
+    c.B = 4;
+    c.V = 300;
+    c.k = 10;
+    c.cap = cap;
+    c.hook = MaskHook;
+    c.target = false;  // a target could be masked (logprob -inf): covered by the reference anyway
+    c.ref = true;
+    RunStats(c);
+  }
+}
+
+// bf16 logits: the statistics reach f32 accuracy against the float64
+// reference of the same bf16 values, at LLM vocabulary sizes.
+TEST_P(TokenStatsTest, Bf16LogitsGiveF32Accuracy) {
+  StatCase c;
+  c.B = 4;
+  c.V = 50257;
+  c.dt = DType::kBF16;
+  c.sigma = 4;
+  c.k = 20;
+  c.ref = true;
+  RunStats(c);
+}
+
+TEST_P(TokenStatsTest, NanRowIsNanWithValidIndices) {
+  const size_t B = 3, V = 200, K = 4;
+  Mat x(B, V, DType::kF32);
+  Fill(x, 2.0, 4);
+  x.set(1, 77, kNaN);
+  std::vector<int64_t> y = {1, 2, 3};
+  Vec lp(B), ent(B), tlp(B * K), mass(B);
+  std::vector<int64_t> ti(B * K, -7), am(B, -7);
+  xent_token_logprobs_args a;
+  XENT_ARGS_INIT(xent_token_logprobs_args, &a);
+  a.batch = B;
+  a.num_classes = V;
+  a.logits = x.data();
+  a.target = y.data();
+  a.logprob = lp.data();
+  a.entropy = ent.data();
+  a.argmax = am.data();
+  a.topk = K;
+  a.topk_logprobs = tlp.data();
+  a.topk_indices = ti.data();
+  a.topk_mass = mass.data();
+  ASSERT_EQ(xent_token_logprobs(&a), XENT_OK) << xent_last_error();
+  EXPECT_TRUE(std::isnan(lp[1]) && std::isnan(ent[1]) && std::isnan(mass[1]));
+  for (size_t j = 0; j < K; ++j) {
+    EXPECT_TRUE(std::isnan(tlp[K + j]));
+    EXPECT_TRUE(ti[K + j] >= 0 && ti[K + j] < static_cast<int64_t>(V));
+    EXPECT_TRUE(std::isfinite(tlp[j]) && std::isfinite(tlp[2 * K + j]));
+  }
+  EXPECT_TRUE(am[1] >= 0 && am[1] < static_cast<int64_t>(V));
+}
+
+// ---------------------------------------------------------------------------
+// Backward.
+struct GradCase {
+  size_t B = 4, V = 37;
+  DType dt = DType::kF32;
+  int out = 0;  // 0 f32 buffer, 1 the logits' dtype, 2 in place
+  float T = 1.0f, cap = 0.0f;
+  bool g_lp = true, g_h = true, g_kl = false;
+  size_t k = 0;          // indices with upstream gradients
+  bool pass_stats = false;  // lse / entropy / ref_lse / kl from the forward
+  int zero_row = -1;     // a row whose upstream gradients are all 0
+  int ignore_row = -1;
+  uint32_t seed = 7;
+  double (*hook)(size_t, size_t) = nullptr;
+  bool fd = true;  // also check by finite differences (f32 logits only)
+};
+
+void RunGrad(const GradCase& c) {
+  SCOPED_TRACE("B=" + std::to_string(c.B) + " V=" + std::to_string(c.V) + " dt=" + std::to_string(int(c.dt)) +
+               " out=" + std::to_string(c.out) + " T=" + std::to_string(c.T) + " cap=" + std::to_string(c.cap) +
+               " k=" + std::to_string(c.k) + " kl=" + std::to_string(c.g_kl) +
+               " stats=" + std::to_string(c.pass_stats));
+  const size_t B = c.B, V = c.V, K = c.k;
+  Mat x(B, V, c.dt, V + 1, 2);
+  const auto xv = Fill(x, 2.0, c.seed, c.hook);
+  Mat ref(B, V, c.dt, V + 2, 0);
+  const auto rv = Fill(ref, 0.7, c.seed + 1, c.hook, &xv);
+  std::mt19937 rng(c.seed);
+  std::vector<int64_t> y(B), idx(B * K);
+  for (size_t i = 0; i < B; ++i) y[i] = static_cast<int64_t>(i) == c.ignore_row ? -100 : rng() % V;
+  for (auto& v : idx) v = rng() % V;
+  if (K >= 2) idx[1] = idx[0];  // a duplicate: the gradients add up
+  const auto gl = RandomNormal(B, 1.0, c.seed + 2), gh = RandomNormal(B, 0.5, c.seed + 3),
+             gk = RandomNormal(B, 1.0, c.seed + 4), gt = RandomNormal(B * K, 1.0, c.seed + 5);
+  std::vector<float> g_lp(gl), g_h(gh), g_kl(gk), g_t(gt);
+  if (c.zero_row >= 0) {
+    const size_t z = static_cast<size_t>(c.zero_row);
+    g_lp[z] = g_h[z] = g_kl[z] = 0.0f;
+    for (size_t j = 0; j < K; ++j) g_t[z * K + j] = 0.0f;
+  }
+  xent_ref::TokSpec s;
+  s.B = B;
+  s.V = V;
+  s.x = xv;
+  s.ref = rv;
+  s.y = y;
+  s.temperature = c.T;
+  s.softcap = c.cap;
+  xent_ref::TokGradSpec gs;
+  if (c.g_lp) gs.g_lp.assign(g_lp.begin(), g_lp.end());
+  if (c.g_h) gs.g_h.assign(g_h.begin(), g_h.end());
+  if (c.g_kl) gs.g_kl.assign(g_kl.begin(), g_kl.end());
+  gs.k = K;
+  gs.idx = idx;
+  gs.g_k.assign(g_t.begin(), g_t.end());
+  const auto want = xent_ref::TokenObjectiveGrad(s, gs);
+
+  // The forward's statistics, when passed.
+  Vec lse(B), ent(B), rlse(B), kl(B);
+  if (c.pass_stats) {
+    xent_token_logprobs_args f;
+    XENT_ARGS_INIT(xent_token_logprobs_args, &f);
+    f.batch = B;
+    f.num_classes = V;
+    f.logits = x.data();
+    f.logits_stride = x.stride();
+    f.logits_dtype = x.dt();
+    f.temperature = c.T;
+    f.softcap = c.cap;
+    f.lse = lse.data();
+    f.entropy = ent.data();
+    f.ref_logits = ref.data();
+    f.ref_logits_stride = ref.stride();
+    f.ref_logits_dtype = ref.dt();
+    f.ref_lse = rlse.data();
+    f.kl = kl.data();
+    ASSERT_EQ(xent_token_logprobs(&f), XENT_OK) << xent_last_error();
+  }
+  const DType odt = c.out == 0 ? DType::kF32 : c.dt;
+  Mat gbuf(B, V, odt, V + 3, 4);
+  Mat& g = c.out == 2 ? x : gbuf;
+  xent_token_logprobs_backward_args a;
+  ASSERT_EQ(XENT_ARGS_INIT(xent_token_logprobs_backward_args, &a), XENT_OK);
+  a.batch = B;
+  a.num_classes = V;
+  a.logits = x.data();
+  a.logits_stride = x.stride();
+  a.logits_dtype = x.dt();
+  a.target = y.data();
+  a.temperature = c.T;
+  a.softcap = c.cap;
+  if (c.g_lp) a.grad_logprob = g_lp.data();
+  if (c.g_h) a.grad_entropy = g_h.data();
+  if (K) {
+    a.topk = static_cast<int32_t>(K);
+    a.topk_indices = idx.data();
+    a.grad_topk_logprobs = g_t.data();
+  }
+  if (c.g_kl) {
+    a.ref_logits = ref.data();
+    a.ref_logits_stride = ref.stride();
+    a.ref_logits_dtype = ref.dt();
+    a.grad_kl = g_kl.data();
+  }
+  if (c.pass_stats) {
+    a.lse = lse.data();
+    a.entropy = ent.data();
+    if (c.g_kl) {
+      a.ref_lse = rlse.data();
+      a.kl = kl.data();
+    }
+  }
+  a.grad = g.data();
+  a.grad_stride = g.stride();
+  a.grad_dtype = static_cast<int32_t>(odt);
+  ASSERT_EQ(xent_token_logprobs_backward(&a), XENT_OK) << xent_last_error();
+
+  size_t bad = 0;
+  for (size_t i = 0; i < B; ++i) {
+    // Coefficients of the row's terms bound the f32 error: p times O(|lp|)
+    // terms with relative error ~ the row rounding.
+    double scale = std::fabs(g_lp[i]) + std::fabs(g_h[i]) * 4 + (c.g_kl ? std::fabs(g_kl[i]) * 4 : 0);
+    for (size_t j = 0; j < K; ++j) scale += std::fabs(g_t[i * K + j]);
+    const double rt = RowTol(xv, i, V, c.T, c.cap) * std::max(1.0, scale) / c.T;
+    for (size_t j = 0; j < V; ++j) {
+      const double w = want[i * V + j];
+      const double tol = odt == DType::kF32 ? rt + 2e-6 * std::fabs(w) : Ulp(w, odt) + rt;
+      const double got = g.get(i, j);
+      if (static_cast<int>(i) == c.zero_row) {
+        if (got != 0.0 && ++bad < 5) ADD_FAILURE() << "zero row " << i << "," << j << ": " << got;
+        continue;
+      }
+      if (!Close(got, w, tol) && ++bad < 5) ADD_FAILURE() << i << "," << j << ": " << got << " want " << w;
+    }
+  }
+  EXPECT_EQ(bad, 0u);
+  EXPECT_TRUE(g.CanariesIntact() && ref.CanariesIntact());
+
+  // Finite differences of the float64 objective on a few elements (the
+  // closed form above is then checked too, independently of the kernel).
+  if (c.fd && c.dt == DType::kF32) {
+    const double h = 1e-5;
+    for (size_t i = 0; i < B; ++i) {
+      for (size_t j : {size_t{0}, V / 2, V - 1, static_cast<size_t>(y[i] < 0 ? 1 : y[i]),
+                       static_cast<size_t>(K ? idx[i * K] : 2)}) {
+        if (j >= V) continue;
+        xent_ref::TokSpec sp = s, sm = s;
+        sp.x[i * V + j] += h;
+        sm.x[i * V + j] -= h;
+        const double fd = (xent_ref::TokenObjective(sp, gs) - xent_ref::TokenObjective(sm, gs)) / (2 * h);
+        EXPECT_NEAR(want[i * V + j], fd, 1e-6 + 1e-5 * std::fabs(fd)) << "closed form vs FD at " << i << "," << j;
+      }
+    }
+  }
+}
+
+class TokenStatsBackwardTest : public AllTargets {};
+
+TEST_P(TokenStatsBackwardTest, LogprobAndEntropy) {
+  for (size_t V : {1, 5, 37, 300, 4099}) {
+    for (DType dt : {DType::kF32, DType::kBF16, DType::kF16}) {
+      for (int out = 0; out < 3; ++out) {
+        GradCase c;
+        c.V = V;
+        c.dt = dt;
+        c.out = out;
+        c.seed = static_cast<uint32_t>(V + 3 * out + static_cast<int>(dt));
+        c.zero_row = V > 1 ? 2 : -1;
+        c.ignore_row = 1;
+        c.pass_stats = out == 1;
+        RunGrad(c);
+      }
+    }
+  }
+}
+
+TEST_P(TokenStatsBackwardTest, TemperatureSoftcapTopkAndKl) {
+  for (float T : {1.0f, 0.7f}) {
+    for (float cap : {0.0f, 5.0f}) {
+      for (bool stats : {false, true}) {
+        GradCase c;
+        c.V = 1030;
+        c.T = T;
+        c.cap = cap;
+        c.k = 5;
+        c.g_kl = true;
+        c.pass_stats = stats;
+        c.zero_row = 3;
+        RunGrad(c);
+      }
+    }
+  }
+}
+
+TEST_P(TokenStatsBackwardTest, EachTermAlone) {
+  GradCase c;
+  c.V = 333;
+  c.g_lp = true, c.g_h = false;
+  RunGrad(c);
+  c.g_lp = false, c.g_h = true;
+  RunGrad(c);
+  c.g_h = false, c.k = 4;
+  RunGrad(c);
+  c.k = 0, c.g_kl = true;
+  RunGrad(c);
+}
+
+TEST_P(TokenStatsBackwardTest, MaskedClassesAndLongRowsSplitAcrossThreads) {
+  GradCase c;
+  c.B = 2;  // few long rows: statistics and gradient per segment group
+  c.V = 20000;
+  c.hook = MaskHook;
+  c.k = 3;
+  c.g_kl = true;
+  c.fd = false;
+  RunGrad(c);
+  c.out = 2;
+  c.dt = DType::kBF16;
+  RunGrad(c);
+}
+
+// ---------------------------------------------------------------------------
+class KlPenaltyTest : public AllTargets {};
+
+TEST_P(KlPenaltyTest, EstimatorsClampsAndGradients) {
+  const size_t n = 40;
+  std::vector<float> lp(n), rp(n), go(n);
+  const auto a0 = RandomNormal(n, 3.0, 1), b0 = RandomNormal(n, 3.0, 2), c0 = RandomNormal(n, 1.0, 3);
+  for (size_t i = 0; i < n; ++i) {
+    lp[i] = -std::fabs(static_cast<float>(a0[i]));
+    rp[i] = i % 5 == 0 ? lp[i] : -std::fabs(static_cast<float>(b0[i])) * (i % 7 == 0 ? 10.0f : 1.0f);
+    go[i] = static_cast<float>(c0[i]);
+  }
+  for (int kind = 0; kind < 4; ++kind) {
+    for (bool clamps : {false, true}) {
+      for (bool st : {false, true}) {
+        for (bool upstream : {false, true}) {
+          SCOPED_TRACE("kind=" + std::to_string(kind) + " clamps=" + std::to_string(clamps) +
+                       " st=" + std::to_string(st) + " upstream=" + std::to_string(upstream));
+          Vec pen(n), grad(n);
+          xent_kl_penalty_args a;
+          ASSERT_EQ(XENT_ARGS_INIT(xent_kl_penalty_args, &a), XENT_OK);
+          a.batch = n;
+          a.num_classes = 1;
+          a.logprob = lp.data();
+          a.ref_logprob = rp.data();
+          a.estimator = kind;
+          a.straight_through = st;
+          a.log_ratio_clamp = clamps ? 20.0f : 0.0f;
+          a.value_clamp = clamps ? 10.0f : 0.0f;
+          if (upstream) a.grad_output = go.data();
+          a.penalty = pen.data();
+          a.grad_logprob = grad.data();
+          ASSERT_EQ(xent_kl_penalty(&a), XENT_OK) << xent_last_error();
+          for (size_t i = 0; i < n; ++i) {
+            const auto w = xent_ref::KlPenalty(lp[i], rp[i], kind, a.log_ratio_clamp, a.value_clamp, st);
+            const double gw = w.grad * (upstream ? go[i] : 1.0);
+            // d = logp - ref is rounded to f32 once.
+            const double dtol = 1.2e-7 * (std::fabs(lp[i]) + std::fabs(rp[i]));
+            EXPECT_TRUE(Close(pen[i], w.value, 2e-6 * std::fabs(w.value) + 2e-6 + dtol * (1 + std::exp(-lp[i] + rp[i]))))
+                << i << ": " << pen[i] << " want " << w.value;
+            EXPECT_TRUE(Close(grad[i], gw, 2e-6 * std::fabs(gw) + 2e-6 + dtol * std::fabs(go[i]) * 30))
+                << i << ": grad " << grad[i] << " want " << gw;
+            // The gradient is the derivative of the value (away from clamp
+            // edges and |.|'s kink), unless straight-through.
+            if (!st && std::fabs(lp[i] - rp[i]) > 1e-2) {
+              const double h = 1e-4;
+              const double fd = (xent_ref::KlPenalty(lp[i] + h, rp[i], kind, a.log_ratio_clamp, a.value_clamp, false)
+                                     .value -
+                                 xent_ref::KlPenalty(lp[i] - h, rp[i], kind, a.log_ratio_clamp, a.value_clamp, false)
+                                     .value) /
+                                (2 * h);
+              if (std::fabs(w.value) < 9.99 || !clamps) EXPECT_NEAR(w.grad, fd, 1e-4 * (1 + std::fabs(fd))) << i;
+            }
+          }
+          EXPECT_TRUE(pen.CanariesIntact() && grad.CanariesIntact());
+        }
+      }
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------
+class TokenStatsArgsTest : public AllTargets {};
+
+#define EXPECT_STATUS(call, status, text)                                                   \
+  do {                                                                                      \
+    const xent_status st_ = (call);                                                         \
+    EXPECT_EQ(st_, status) << xent_last_error();                                            \
+    EXPECT_NE(std::string(xent_last_error()).find(text), std::string::npos) << xent_last_error(); \
+  } while (0)
+
+TEST_P(TokenStatsArgsTest, BadInputNamesTheArgumentAndWritesNothing) {
+  const size_t B = 2, V = 10;
+  Mat x(B, V, DType::kF32), r16(B, V, DType::kBF16);
+  Fill(x, 1.0, 1);
+  std::vector<int64_t> y = {1, 2};
+  Vec tlp(B * 70, 42.0f), kl(B, 42.0f);
+  std::vector<int64_t> ti(B * 70, 42);
+  auto base = [&] {
+    xent_token_logprobs_args a;
+    XENT_ARGS_INIT(xent_token_logprobs_args, &a);
+    a.batch = B;
+    a.num_classes = V;
+    a.logits = x.data();
+    a.target = y.data();
+    a.topk_logprobs = tlp.data();
+    return a;
+  };
+  auto a = base();
+  a.topk = 11;
+  EXPECT_STATUS(xent_token_logprobs(&a), XENT_ERROR_INVALID_VALUE, "topk = 11 exceeds num_classes (10)");
+  a.topk = 65;
+  EXPECT_STATUS(xent_token_logprobs(&a), XENT_ERROR_INVALID_VALUE, "topk = 65 is outside [0, 64]");
+  a.topk = -1;
+  EXPECT_STATUS(xent_token_logprobs(&a), XENT_ERROR_INVALID_VALUE, "topk = -1");
+  a = base();
+  a.topk = 3;
+  a.kl = kl.data();
+  EXPECT_STATUS(xent_token_logprobs(&a), XENT_ERROR_NULL_POINTER, "ref_logits is NULL, but kl needs it");
+  a.ref_logits = r16.data();
+  a.ref_logits_dtype = XENT_BF16;
+  EXPECT_STATUS(xent_token_logprobs(&a), XENT_ERROR_INVALID_DTYPE, "ref_logits_dtype = 2 (XENT_BF16) differs");
+  a = base();
+  a.topk = 3;
+  a.reserved1 = 1;
+  EXPECT_STATUS(xent_token_logprobs(&a), XENT_ERROR_INVALID_VALUE, "reserved1 = 1 must be 0");
+  a = base();
+  a.topk = 3;
+  a.topk_indices = ti.data();
+  a.topk_logprobs = reinterpret_cast<float*>(ti.data()) + 1;  // overlaps topk_indices
+  EXPECT_STATUS(xent_token_logprobs(&a), XENT_ERROR_ALIASING, "overlaps");
+  a = base();
+  a.target = nullptr;
+  a.topk = 2;
+  a.ref_logits = x.data();
+  a.ref_logprob = kl.data();
+  EXPECT_STATUS(xent_token_logprobs(&a), XENT_ERROR_NULL_POINTER, "target is NULL");
+  for (size_t i = 0; i < tlp.size(); ++i) EXPECT_EQ(tlp[i], 42.0f);
+  for (size_t i = 0; i < B; ++i) EXPECT_EQ(kl[i], 42.0f);
+  for (auto v : ti) EXPECT_EQ(v, 42);
+
+  // Backward.
+  Mat g(B, V, DType::kF32);
+  g.fill(7.0);
+  std::vector<float> gl = {1, 1}, gt(B * 3, 1.0f);
+  std::vector<int64_t> idx = {0, 1, 2, 3, 4, 10};
+  xent_token_logprobs_backward_args b;
+  XENT_ARGS_INIT(xent_token_logprobs_backward_args, &b);
+  b.batch = B;
+  b.num_classes = V;
+  b.logits = x.data();
+  b.grad_logprob = gl.data();
+  b.grad = g.data();
+  EXPECT_STATUS(xent_token_logprobs_backward(&b), XENT_ERROR_NULL_POINTER, "target is NULL");
+  b.target = y.data();
+  b.topk = 3;
+  b.grad_topk_logprobs = gt.data();
+  EXPECT_STATUS(xent_token_logprobs_backward(&b), XENT_ERROR_NULL_POINTER,
+                "topk_indices is NULL, but grad_topk_logprobs needs it");
+  b.topk_indices = idx.data();
+  EXPECT_STATUS(xent_token_logprobs_backward(&b), XENT_ERROR_TARGET_OUT_OF_RANGE,
+                "topk_indices[5] (row 1, column 2) = 10 is outside [0, 10)");
+  idx[5] = 9;
+  b.grad_kl = gl.data();
+  EXPECT_STATUS(xent_token_logprobs_backward(&b), XENT_ERROR_NULL_POINTER, "ref_logits is NULL, but grad_kl needs it");
+  b.grad_kl = nullptr;
+  b.grad = nullptr;
+  EXPECT_STATUS(xent_token_logprobs_backward(&b), XENT_ERROR_NULL_POINTER, "grad is NULL");
+  for (size_t i = 0; i < B; ++i)
+    for (size_t j = 0; j < V; ++j) EXPECT_EQ(g.get(i, j), 7.0);
+  b.grad = g.data();
+  EXPECT_EQ(xent_token_logprobs_backward(&b), XENT_OK) << xent_last_error();
+
+  // KL penalty.
+  std::vector<float> v = {-1, -2};
+  Vec pen(B, 42.0f);
+  xent_kl_penalty_args k;
+  XENT_ARGS_INIT(xent_kl_penalty_args, &k);
+  k.batch = B;
+  k.num_classes = 2;
+  k.logprob = v.data();
+  k.ref_logprob = v.data();
+  k.penalty = pen.data();
+  EXPECT_STATUS(xent_kl_penalty(&k), XENT_ERROR_INVALID_SHAPE, "num_classes = 2 must be 1 for kl_penalty");
+  k.num_classes = 1;
+  k.estimator = 4;
+  EXPECT_STATUS(xent_kl_penalty(&k), XENT_ERROR_INVALID_ENUM, "estimator = 4");
+  k.estimator = XENT_KL_K3;
+  k.value_clamp = -1;
+  EXPECT_STATUS(xent_kl_penalty(&k), XENT_ERROR_INVALID_VALUE, "value_clamp = -1");
+  k.value_clamp = 0;
+  k.ref_logprob = nullptr;
+  EXPECT_STATUS(xent_kl_penalty(&k), XENT_ERROR_NULL_POINTER, "ref_logprob is NULL");
+  k.ref_logprob = v.data();
+  k.penalty = nullptr;
+  EXPECT_STATUS(xent_kl_penalty(&k), XENT_ERROR_NULL_POINTER, "no output requested");
+  EXPECT_EQ(pen[0], 42.0f);
+  EXPECT_TRUE(pen.CanariesIntact());
+}
+
+// A caller built against 0.1.0 passes the shorter struct: accepted, the
+// appended fields take their defaults; a size in between is refused.
+TEST_P(TokenStatsArgsTest, StructSizeOfTheFirstRelease) {
+  const size_t old_size = offsetof(xent_token_logprobs_args, argmax);
+  std::vector<unsigned char> mem(sizeof(xent_token_logprobs_args), 0xEE);
+  auto* a = reinterpret_cast<xent_token_logprobs_args*>(mem.data());
+  ASSERT_EQ(xent_token_logprobs_args_init(a, old_size), XENT_OK) << xent_last_error();
+  for (size_t i = old_size; i < mem.size(); ++i) ASSERT_EQ(mem[i], 0xEE) << "init wrote past the old struct";
+  EXPECT_EQ(a->struct_size, old_size);
+  Mat x(2, 9, DType::kF32);
+  Fill(x, 1.0, 3);
+  Vec ent(2);
+  a->batch = 2;
+  a->num_classes = 9;
+  a->logits = x.data();
+  a->entropy = ent.data();
+  EXPECT_EQ(xent_token_logprobs(a), XENT_OK) << xent_last_error();
+  EXPECT_TRUE(std::isfinite(ent[0]));
+  a->struct_size = old_size + 8;
+  EXPECT_STATUS(xent_token_logprobs(a), XENT_ERROR_INVALID_STRUCT, "neither the first published");
+  EXPECT_EQ(xent_token_logprobs_args_init(a, old_size + 8), XENT_ERROR_INVALID_STRUCT);
+  a->struct_size = old_size - 8;
+  EXPECT_STATUS(xent_token_logprobs(a), XENT_ERROR_INVALID_STRUCT, "is smaller than");
+}
+
+XENT_INSTANTIATE_ALL_TARGETS(TokenStatsTest);
+XENT_INSTANTIATE_ALL_TARGETS(TokenStatsBackwardTest);
+XENT_INSTANTIATE_ALL_TARGETS(KlPenaltyTest);
+XENT_INSTANTIATE_ALL_TARGETS(TokenStatsArgsTest);
+
+}  // namespace
+}  // namespace xent_test
