@@ -85,8 +85,8 @@ void* Ensure(Storage& b, size_t bytes) {
   const size_t rounded = (bytes + 63) / 64 * 64;
   b.buf.reset();
   b.key.clear();
-  b.buf.reset(new Buffer(Layout{1, rounded / 4, 0, xent::DType::kF32, 0}, xent_test::Guard::kNone,
-                         xent_test::Content::kInput));
+  b.buf.reset(
+      new Buffer(Layout{1, rounded / 4, 0, xent::DType::kF32, 0}, xent_test::Guard::kNone, xent_test::Content::kInput));
   // Pre-fault every page (first touch costs ~1 ns per float on this class of
   // machine, more than the bandwidth floor).
   ParallelFill(b.buf->as<float>(), rounded / 4, 0.0f, 0);
@@ -166,10 +166,13 @@ CaseSpec Spec(const Case& c, size_t rows, float* loss, void* out) {
   const char* grad = "grad";
   CaseSpec s(abi::kCrossEntropy, rows, c.V);
   switch (c.op) {
-    case Op::kCeFwd: case Op::kCeFwdGrad: case Op::kCeFwdGradInPlace:
+    case Op::kCeFwd:
+    case Op::kCeFwdGrad:
+    case Op::kCeFwdGradInPlace:
       s.View("target", g_labels.data(), labels).View("loss", loss, one).Set("reduction", XENT_REDUCTION_MEAN);
       break;
-    case Op::kKlFwdGrad: case Op::kJsdFwdGrad:
+    case Op::kKlFwdGrad:
+    case Op::kJsdFwdGrad:
       s = CaseSpec(abi::kDivergence, rows, c.V);
       in = "input";
       grad = "grad_input";
@@ -198,8 +201,10 @@ CaseSpec Spec(const Case& c, size_t rows, float* loss, void* out) {
   }
   s.View(in, x, mat);
   if (info.writes == 1) {
-    if (info.inplace) s.InPlace(grad);
-    else s.View(grad, out, mat);
+    if (info.inplace)
+      s.InPlace(grad);
+    else
+      s.View(grad, out, mat);
   }
   s.guard = xent_test::Guard::kNone;
   s.fill = false;

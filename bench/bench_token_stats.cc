@@ -31,9 +31,7 @@ namespace {
 
 namespace xb = xent_bench;
 
-double Now() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
+double Now() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
 
 std::vector<std::string> Split(const std::string& s) {
   std::vector<std::string> out;
@@ -79,8 +77,8 @@ uint16_t Bf16(float f) {
 
 struct Variant {
   std::string name;
-  double bytes_per_logit = 0;  // 0: no roofline
-  const char* bw = "";         // which bandwidth: read, copy_nt, inplace
+  double bytes_per_logit = 0;     // 0: no roofline
+  const char* bw = "";            // which bandwidth: read, copy_nt, inplace
   std::function<void()> prepare;  // untimed, before each repetition
   std::function<void()> run;
   std::vector<double> ns;
@@ -91,9 +89,9 @@ struct Variant {
 int main(int argc, char** argv) {
   size_t B = 8192, V = 32000;
   std::vector<std::string> dtypes = {"f32", "bf16"}, threads = {"1", "2"};
-  std::vector<std::string> ops = {"token_logprobs", "token_logprobs_lp", "stats_fwd", "stats_fwd_k64",
-                                  "stats_fwd_kl", "stats_bwd", "stats_bwd_inplace", "stats_bwd_recompute",
-                                  "ce_fwd_grad", "ce_fwd_grad_inplace"};
+  std::vector<std::string> ops = {"token_logprobs", "token_logprobs_lp",  "stats_fwd",         "stats_fwd_k64",
+                                  "stats_fwd_kl",   "stats_bwd",          "stats_bwd_inplace", "stats_bwd_recompute",
+                                  "ce_fwd_grad",    "ce_fwd_grad_inplace"};
   int reps = 7;
   std::string csv;
   for (int i = 1; i < argc; ++i) {

@@ -48,14 +48,14 @@ namespace xb = xent_bench;
 
 namespace {
 
+using xb::AllThreads;
 using xb::Case;
 using xb::Check;
+using xb::g_sink;
 using xb::Info;
 using xb::kOps;
 using xb::Op;
 using xb::OpInfo;
-using xb::AllThreads;
-using xb::g_sink;
 
 std::string g_warm_key;  // the last case warmed up
 bool g_bw_used = false;
@@ -255,9 +255,9 @@ bool Parse(int* argc, char** argv, Options* o) {
     if (val("--suite", &v)) {
       o->suites = SplitList(v);
     } else if (val("--ops", &o->ops) || val("--shapes", &o->shapes) || val("--dtypes", &o->dtypes) ||
-               val("--threads", &o->threads) || val("--targets", &o->targets) ||
-               val("--target_ops", &o->target_ops) || val("--target_dtypes", &o->target_dtypes) ||
-               val("--target_threads", &o->target_threads) || val("--ref_ops", &o->ref_ops)) {
+               val("--threads", &o->threads) || val("--targets", &o->targets) || val("--target_ops", &o->target_ops) ||
+               val("--target_dtypes", &o->target_dtypes) || val("--target_threads", &o->target_threads) ||
+               val("--ref_ops", &o->ref_ops)) {
     } else if (val("--target_reps", &v)) {
       o->target_reps = std::atoi(v.c_str());
     } else if (val("--ref_reps", &v)) {
@@ -432,9 +432,8 @@ int Main(int argc, char** argv) {
           std::vector<std::pair<std::string, bool>> cases;  // (target, ref)
           for (const std::string& target : targets) {
             if (!run_xent) break;
-            const bool ok = target == "auto"
-                                ? in(ops, op) && in(dtypes, dt) && in(threads, t)
-                                : in(target_ops, op) && in(target_dtypes, dt) && in(target_threads, t);
+            const bool ok = target == "auto" ? in(ops, op) && in(dtypes, dt) && in(threads, t)
+                                             : in(target_ops, op) && in(target_dtypes, dt) && in(target_threads, t);
             if (ok) cases.emplace_back(target, false);
           }
           if (run_ref && in(ref_ops, op) && in(dtypes, dt) && in(threads, t)) cases.emplace_back("", true);
@@ -442,8 +441,8 @@ int Main(int argc, char** argv) {
             const bool ref = tc.second;
             Case c{op, dt, shape.first, shape.second, t, tc.first, ref};
             char name[256];
-            std::snprintf(name, sizeof(name), "%s/%s/%s/%zux%zu/threads:%d%s%s", ref ? "scalar_ref" : "xent",
-                          info.name, dt == xb::Dt::kF32 ? "f32" : "bf16", c.B, c.V, name_threads(t, ref),
+            std::snprintf(name, sizeof(name), "%s/%s/%s/%zux%zu/threads:%d%s%s", ref ? "scalar_ref" : "xent", info.name,
+                          dt == xb::Dt::kF32 ? "f32" : "bf16", c.B, c.V, name_threads(t, ref),
                           ref ? "" : "/target:", ref ? "" : c.target.c_str());
             auto* b = benchmark::RegisterBenchmark(name, [c](benchmark::State& st) { RunCase(st, c); });
             b->UseManualTime()->Unit(benchmark::kMillisecond)->ComputeStatistics("min", min_stat);

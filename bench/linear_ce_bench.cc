@@ -182,12 +182,10 @@ int main(int argc, char** argv) {
     for (int r = 0; r < reps; ++r) {
       const double c0 = CpuSeconds();
       const auto t0 = std::chrono::steady_clock::now();
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, v, k, 1.0f, h.data(), k, W.data(), k, 0.0f, L.data(),
-                  v);
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, k, v, 1.0f, L.data(), v, W.data(), k, 0.0f,
-                  gh.data(), k);
-      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, v, k, n, 1.0f, L.data(), v, h.data(), k, 0.0f, gw.data(),
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, v, k, 1.0f, h.data(), k, W.data(), k, 0.0f, L.data(), v);
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, k, v, 1.0f, L.data(), v, W.data(), k, 0.0f, gh.data(),
                   k);
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, v, k, n, 1.0f, L.data(), v, h.data(), k, 0.0f, gw.data(), k);
       const auto t1 = std::chrono::steady_clock::now();
       cpu.push_back(CpuSeconds() - c0);
       times.push_back(std::chrono::duration<double>(t1 - t0).count());
@@ -198,12 +196,12 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "unknown --variant %s\n", variant.c_str());
     return 2;
   }
-  std::printf("{\"variant\": \"%s\", \"shape\": \"%s\", \"dtype\": \"%s\", \"threads\": %d, \"blas\": \"%s\", "
-              "\"grad\": \"%s\", \"scratch\": %zu, \"loss\": %.9g, \"base_rss\": %.0f, \"extra_peak_rss\": %.0f, "
-              "\"grad_out_bytes\": %.0f, \"times\": [",
-              variant.c_str(), shape.c_str(), dtype.c_str(), threads, blas_info.c_str(), grad_f32 ? "f32" : "auto",
-              scratch, static_cast<double>(loss), base_kb * 1024.0,
-              (peak_kb > base_kb ? peak_kb - base_kb : 0) * 1024.0, out_bytes);
+  std::printf(
+      "{\"variant\": \"%s\", \"shape\": \"%s\", \"dtype\": \"%s\", \"threads\": %d, \"blas\": \"%s\", "
+      "\"grad\": \"%s\", \"scratch\": %zu, \"loss\": %.9g, \"base_rss\": %.0f, \"extra_peak_rss\": %.0f, "
+      "\"grad_out_bytes\": %.0f, \"times\": [",
+      variant.c_str(), shape.c_str(), dtype.c_str(), threads, blas_info.c_str(), grad_f32 ? "f32" : "auto", scratch,
+      static_cast<double>(loss), base_kb * 1024.0, (peak_kb > base_kb ? peak_kb - base_kb : 0) * 1024.0, out_bytes);
   for (size_t i = 0; i < times.size(); ++i) std::printf("%s%.6f", i ? ", " : "", times[i]);
   std::printf("], \"cpu\": [");
   for (size_t i = 0; i < cpu.size(); ++i) std::printf("%s%.6f", i ? ", " : "", cpu[i]);

@@ -128,8 +128,11 @@ struct TwoSides {
   float *eq, *ep;
   float lq, lp, iq, ip;  // log-sum-exps and inverse sums
   TwoSides(const RefProblem& p, size_t i)
-      : s(Row<const T>(p.x, i, p.V)), t(Row<const T>(p.t, i, p.V)), gr(Row<T>(p.out, i, p.V)),
-        eq(RowBuf(0, p.V)), ep(RowBuf(1, p.V)) {
+      : s(Row<const T>(p.x, i, p.V)),
+        t(Row<const T>(p.t, i, p.V)),
+        gr(Row<T>(p.out, i, p.V)),
+        eq(RowBuf(0, p.V)),
+        ep(RowBuf(1, p.V)) {
     const ExpStats stq = ExpRow(s, p.V, eq), stp = ExpRow(t, p.V, ep);
     lq = stq.lse;
     lp = stp.lse;
@@ -251,8 +254,7 @@ double BceFwdGrad(const RefProblem& p) {
 
 }  // namespace
 
-#define XENT_BENCH_DISPATCH(Fn)                                                  \
-  return p.dt == Dt::kF32 ? Fn<float>(p) : Fn<uint16_t>(p)
+#define XENT_BENCH_DISPATCH(Fn) return p.dt == Dt::kF32 ? Fn<float>(p) : Fn<uint16_t>(p)
 
 double RefCeFwd(const RefProblem& p) { XENT_BENCH_DISPATCH(CeFwd); }
 double RefCeFwdGrad(const RefProblem& p) { XENT_BENCH_DISPATCH(CeFwdGrad); }

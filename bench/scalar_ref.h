@@ -23,24 +23,24 @@ inline size_t DtSize(Dt d) { return d == Dt::kF32 ? 4 : 2; }
 struct RefProblem {
   size_t B = 0, V = 0;
   Dt dt = Dt::kF32;
-  const void* x = nullptr;       // logits / student logits / softmax output y
-  const void* t = nullptr;       // teacher logits / BCE target / grad_output
+  const void* x = nullptr;  // logits / student logits / softmax output y
+  const void* t = nullptr;  // teacher logits / BCE target / grad_output
   const int64_t* labels = nullptr;
-  void* out = nullptr;           // gradient / probs (B x V, dtype dt); may equal x
-  float* row_out = nullptr;      // B values (token log-probs)
-  int threads = 1;               // 0 = all
-  float beta = 0.5f;             // JSD
+  void* out = nullptr;       // gradient / probs (B x V, dtype dt); may equal x
+  float* row_out = nullptr;  // B values (token log-probs)
+  int threads = 1;           // 0 = all
+  float beta = 0.5f;         // JSD
 };
 
 // Each returns the reduced loss (0 when the operation has none).
 double RefCeFwd(const RefProblem& p);
-double RefCeFwdGrad(const RefProblem& p);       // out = d(mean loss)/dx (may be x: in place)
-double RefKlFwdGrad(const RefProblem& p);       // KL(softmax(t) || softmax(x)), batchmean; out = d/dx
-double RefJsdFwdGrad(const RefProblem& p);      // generalized JSD (beta), batchmean; out = d/dx
-double RefTokenLogprobs(const RefProblem& p);   // row_out = x_y - lse
-double RefSoftmax(const RefProblem& p);         // out = softmax(x)
-double RefSoftmaxBackward(const RefProblem& p); // x = y (probs), t = g; out = y (g - sum g y)
-double RefBceFwdGrad(const RefProblem& p);      // mean BCE-with-logits; out = d/dx
+double RefCeFwdGrad(const RefProblem& p);        // out = d(mean loss)/dx (may be x: in place)
+double RefKlFwdGrad(const RefProblem& p);        // KL(softmax(t) || softmax(x)), batchmean; out = d/dx
+double RefJsdFwdGrad(const RefProblem& p);       // generalized JSD (beta), batchmean; out = d/dx
+double RefTokenLogprobs(const RefProblem& p);    // row_out = x_y - lse
+double RefSoftmax(const RefProblem& p);          // out = softmax(x)
+double RefSoftmaxBackward(const RefProblem& p);  // x = y (probs), t = g; out = y (g - sum g y)
+double RefBceFwdGrad(const RefProblem& p);       // mean BCE-with-logits; out = d/dx
 
 bool RefHasOpenMP();
 

@@ -64,8 +64,8 @@ void ReadArgs(const abi::OpDesc& op, const void* user, unsigned char* out) {
     // An older caller's struct (exactly the first published size; none came
     // in between yet): the fields it lacks take their defaults.
     XENT_CHECK(size == op.min_size, XENT_ERROR_INVALID_STRUCT,
-               "args.struct_size = %zu is neither the first published sizeof(%s) = %zu nor this library's %zu",
-               size, type, op.min_size, want);
+               "args.struct_size = %zu is neither the first published sizeof(%s) = %zu nor this library's %zu", size,
+               type, op.min_size, want);
     FillDefaults(op, out, want);
     std::memcpy(out, user, size);
     return;
@@ -89,8 +89,8 @@ xent_status InitArgs(const abi::OpDesc& op, void* user, size_t struct_size) {
                "struct_size = %zu is outside [%zu, %zu] for %s", struct_size, op.min_size, kMaxStructSize,
                op.args_type);
     XENT_CHECK(struct_size >= op.args_size || struct_size == op.min_size, XENT_ERROR_INVALID_STRUCT,
-               "struct_size = %zu is neither the first published sizeof(%s) = %zu nor this library's %zu",
-               struct_size, op.args_type, op.min_size, op.args_size);
+               "struct_size = %zu is neither the first published sizeof(%s) = %zu nor this library's %zu", struct_size,
+               op.args_type, op.min_size, op.args_size);
     auto* args = static_cast<unsigned char*>(user);
     // Fields past sizeof are zero (unknown to this library); an older
     // caller's shorter struct gets the fields it has.

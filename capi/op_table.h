@@ -19,28 +19,28 @@ namespace xent {
 namespace abi {
 
 enum class Role : uint8_t {
-  kInMat,        // const void*, B x V; stride and dtype fields
-  kOutMat,       // void*, B x V, optional; stride and dtype fields
-  kClassTarget,  // const void*: B class indices (I32/I64 dtype, index stride) or
-                 // a B x V probability matrix (a float dtype; f32 or `from`'s)
-  kLabels,       // const void*, B class indices (I32/I64), index stride, values in
-                 // [0, V) or the ignore_index field (aux)
-  kRowWeights,   // const float*, B x V with stride, or stride 0: one row for all
-  kInVec,        // const float*, `len` values, optional
-  kOutVec,       // float*, `len` values, optional
-  kOutIdxVec,    // int64_t*, `len` class indices written, optional
-  kInIdxVec,     // const int64_t*, `len` class indices, each in [0, V), optional
-  kCount,        // int32_t in [0, valid] (and <= V when `le_v`): a length (top-k)
-  kF32,          // float option, checked against `domain`
-  kEnum,         // int32_t, one of the values in the `valid` bit mask
-  kFlag,         // int32_t, 0 or 1
-  kI64,          // int64_t option, any value (ignore_index)
-  kReserved,     // int32_t, must be 0
-  kNumThreads,   // int32_t >= 0
-  kParallelFor,  // xent_parallel_for_fn, optional
-  kParallelUser, // void*, passed through
-  kHiddenSize,   // size_t >= 1: the H of matrices with Len::kH columns (before them in the table)
-  kSize,         // size_t option, any value
+  kInMat,         // const void*, B x V; stride and dtype fields
+  kOutMat,        // void*, B x V, optional; stride and dtype fields
+  kClassTarget,   // const void*: B class indices (I32/I64 dtype, index stride) or
+                  // a B x V probability matrix (a float dtype; f32 or `from`'s)
+  kLabels,        // const void*, B class indices (I32/I64), index stride, values in
+                  // [0, V) or the ignore_index field (aux)
+  kRowWeights,    // const float*, B x V with stride, or stride 0: one row for all
+  kInVec,         // const float*, `len` values, optional
+  kOutVec,        // float*, `len` values, optional
+  kOutIdxVec,     // int64_t*, `len` class indices written, optional
+  kInIdxVec,      // const int64_t*, `len` class indices, each in [0, V), optional
+  kCount,         // int32_t in [0, valid] (and <= V when `le_v`): a length (top-k)
+  kF32,           // float option, checked against `domain`
+  kEnum,          // int32_t, one of the values in the `valid` bit mask
+  kFlag,          // int32_t, 0 or 1
+  kI64,           // int64_t option, any value (ignore_index)
+  kReserved,      // int32_t, must be 0
+  kNumThreads,    // int32_t >= 0
+  kParallelFor,   // xent_parallel_for_fn, optional
+  kParallelUser,  // void*, passed through
+  kHiddenSize,    // size_t >= 1: the H of matrices with Len::kH columns (before them in the table)
+  kSize,          // size_t option, any value
 };
 
 // Lengths: 1, the batch B, the classes V, the hidden size H (kHiddenSize),
@@ -84,22 +84,65 @@ struct Field {
   const char* needs = nullptr;      // given, requires these fields ("a|b") to be given
   bool le_v = false;                // kCount: also <= V
   bool required = false;
-  uint32_t valid = 0;                // enums: accepted values, bit i = value i
-  const char* valid_text = nullptr;  // enums: the accepted values, for messages
-  double def = 0;                    // default: the option's value, or a matrix's dtype
+  uint32_t valid = 0;                  // enums: accepted values, bit i = value i
+  const char* valid_text = nullptr;    // enums: the accepted values, for messages
+  double def = 0;                      // default: the option's value, or a matrix's dtype
   Len rows = Len::kB, cols = Len::kV;  // matrices (kInMat, kOutMat): rows x cols
 
   // Builders, so that a table row reads as a sentence.
-  constexpr Field Stride(uint16_t o) const { Field f = *this; f.stride_off = o; return f; }
-  constexpr Field DT(uint16_t o, int32_t d) const { Field f = *this; f.dtype_off = o; f.def = d; return f; }
-  constexpr Field Rule(DTypeRule r, const char* input) const { Field f = *this; f.rule = r; f.from = input; return f; }
-  constexpr Field Ignore(uint16_t o) const { Field f = *this; f.aux_off = o; return f; }
-  constexpr Field Required() const { Field f = *this; f.required = true; return f; }
-  constexpr Field InPlace(const char* input) const { Field f = *this; f.in_place = input; return f; }
-  constexpr Field NeededBy(const char* output) const { Field f = *this; f.needed_by = output; return f; }
-  constexpr Field Dims(Len r, Len c) const { Field f = *this; f.rows = r; f.cols = c; return f; }
-  constexpr Field Needs(const char* fields) const { Field f = *this; f.needs = fields; return f; }
-  constexpr Field Of(const char* count) const { Field f = *this; f.from = count; return f; }
+  constexpr Field Stride(uint16_t o) const {
+    Field f = *this;
+    f.stride_off = o;
+    return f;
+  }
+  constexpr Field DT(uint16_t o, int32_t d) const {
+    Field f = *this;
+    f.dtype_off = o;
+    f.def = d;
+    return f;
+  }
+  constexpr Field Rule(DTypeRule r, const char* input) const {
+    Field f = *this;
+    f.rule = r;
+    f.from = input;
+    return f;
+  }
+  constexpr Field Ignore(uint16_t o) const {
+    Field f = *this;
+    f.aux_off = o;
+    return f;
+  }
+  constexpr Field Required() const {
+    Field f = *this;
+    f.required = true;
+    return f;
+  }
+  constexpr Field InPlace(const char* input) const {
+    Field f = *this;
+    f.in_place = input;
+    return f;
+  }
+  constexpr Field NeededBy(const char* output) const {
+    Field f = *this;
+    f.needed_by = output;
+    return f;
+  }
+  constexpr Field Dims(Len r, Len c) const {
+    Field f = *this;
+    f.rows = r;
+    f.cols = c;
+    return f;
+  }
+  constexpr Field Needs(const char* fields) const {
+    Field f = *this;
+    f.needs = fields;
+    return f;
+  }
+  constexpr Field Of(const char* count) const {
+    Field f = *this;
+    f.from = count;
+    return f;
+  }
 };
 
 constexpr Field Make(const char* name, Role role, uint16_t off, uint16_t prob) {
@@ -151,10 +194,10 @@ struct OpDesc {
   size_t args_size;       // sizeof(the args struct)
   const Field* fields;
   size_t num_fields;
-  bool needs_output;      // at least one output must be requested
-  size_t min_size;        // sizeof the first published struct (older callers' may be
-                          // this short: the fields past it take their defaults)
-  bool one_class;         // num_classes must be 1 (per-row values only)
+  bool needs_output;  // at least one output must be requested
+  size_t min_size;    // sizeof the first published struct (older callers' may be
+                      // this short: the fields past it take their defaults)
+  bool one_class;     // num_classes must be 1 (per-row values only)
 };
 
 // Shared enum texts.
@@ -172,8 +215,11 @@ constexpr const char* kKindText = "XENT_DIST_LOGITS (0), XENT_DIST_LOG_PROBS (1)
 constexpr Field kCrossEntropyFields[] = {
     InMatrix("logits", A(logits), P(logits)).Stride(A(logits_stride)).DT(A(logits_dtype), XENT_F32).Required(),
     Make("target", Role::kClassTarget, A(target), P(target))
-        .Stride(A(target_stride)).DT(A(target_dtype), XENT_I64).Ignore(A(ignore_index))
-        .Rule(DTypeRule::kFloatOrFrom, "logits").Required(),
+        .Stride(A(target_stride))
+        .DT(A(target_dtype), XENT_I64)
+        .Ignore(A(ignore_index))
+        .Rule(DTypeRule::kFloatOrFrom, "logits")
+        .Required(),
     Vec("weight", Role::kInVec, A(weight), P(weight), Len::kV),
     Vec("row_scale", Role::kInVec, A(row_scale), P(row_scale), Len::kB),
     Plain("ignore_index", Role::kI64, A(ignore_index), kNone, -100),
@@ -186,7 +232,9 @@ constexpr Field kCrossEntropyFields[] = {
     Vec("loss", Role::kOutVec, A(loss), P(loss), Len::kOne),
     Vec("row_loss", Role::kOutVec, A(row_loss), P(row_loss), Len::kB),
     Vec("lse", Role::kOutVec, A(lse), P(lse), Len::kB),
-    OutMatrix("grad", A(grad), P(grad), "logits").Stride(A(grad_stride)).DT(A(grad_dtype), XENT_DTYPE_AUTO)
+    OutMatrix("grad", A(grad), P(grad), "logits")
+        .Stride(A(grad_stride))
+        .DT(A(grad_dtype), XENT_DTYPE_AUTO)
         .InPlace("logits"),
     Plain("num_threads", Role::kNumThreads, A(num_threads), P(exec.num_threads)),
     Plain("parallel_for", Role::kParallelFor, A(parallel_for), P(exec.parallel_for)),
@@ -199,18 +247,23 @@ constexpr Field kCrossEntropyFields[] = {
 #define P(f) XENT_OFF(BceProblem, f)
 constexpr Field kBceFields[] = {
     InMatrix("logits", A(logits), P(logits)).Stride(A(logits_stride)).DT(A(logits_dtype), XENT_F32).Required(),
-    InMatrix("target", A(target), P(target)).Stride(A(target_stride)).DT(A(target_dtype), XENT_F32)
-        .Rule(DTypeRule::kFloatOrFrom, "logits").Required(),
+    InMatrix("target", A(target), P(target))
+        .Stride(A(target_stride))
+        .DT(A(target_dtype), XENT_F32)
+        .Rule(DTypeRule::kFloatOrFrom, "logits")
+        .Required(),
     Make("weight", Role::kRowWeights, A(weight), P(weight)).Stride(A(weight_stride)),
     Vec("pos_weight", Role::kInVec, A(pos_weight), P(pos_weight), Len::kV),
-    Enum("reduction", A(reduction), P(reduction), kReductionsBatchMean, kReductionBatchMeanText,
-         XENT_REDUCTION_MEAN),
+    Enum("reduction", A(reduction), P(reduction), kReductionsBatchMean, kReductionBatchMeanText, XENT_REDUCTION_MEAN),
     F32("grad_scale", A(grad_scale), P(grad_scale), Domain::kFinite, 1),
     Vec("loss", Role::kOutVec, A(loss), P(loss), Len::kOne),
     Vec("row_loss", Role::kOutVec, A(row_loss), P(row_loss), Len::kB),
-    Make("elem_loss", Role::kOutMat, A(elem_loss), P(elem_loss)).Stride(A(elem_loss_stride))
+    Make("elem_loss", Role::kOutMat, A(elem_loss), P(elem_loss))
+        .Stride(A(elem_loss_stride))
         .Rule(DTypeRule::kF32, nullptr),
-    OutMatrix("grad", A(grad), P(grad), "logits").Stride(A(grad_stride)).DT(A(grad_dtype), XENT_DTYPE_AUTO)
+    OutMatrix("grad", A(grad), P(grad), "logits")
+        .Stride(A(grad_stride))
+        .DT(A(grad_dtype), XENT_DTYPE_AUTO)
         .InPlace("logits"),
     Plain("num_threads", Role::kNumThreads, A(num_threads), P(exec.num_threads)),
     Plain("parallel_for", Role::kParallelFor, A(parallel_for), P(exec.parallel_for)),
@@ -224,28 +277,36 @@ constexpr Field kBceFields[] = {
 constexpr Field kDivergenceFields[] = {
     InMatrix("input", A(input), P(input)).Stride(A(input_stride)).DT(A(input_dtype), XENT_F32).Required(),
     Enum("input_kind", A(input_kind), P(input_kind), 0x7, kKindText, XENT_DIST_LOG_PROBS),
-    InMatrix("target", A(target), P(target)).Stride(A(target_stride)).DT(A(target_dtype), XENT_F32)
-        .Rule(DTypeRule::kSameAsFrom, "input").Required(),
+    InMatrix("target", A(target), P(target))
+        .Stride(A(target_stride))
+        .DT(A(target_dtype), XENT_F32)
+        .Rule(DTypeRule::kSameAsFrom, "input")
+        .Required(),
     Enum("target_kind", A(target_kind), P(target_kind), 0x7, kKindText, XENT_DIST_PROBS),
     Enum("divergence", A(divergence), P(divergence), 0x3, "XENT_DIVERGENCE_KL (0) or XENT_DIVERGENCE_JSD (1)",
          XENT_DIVERGENCE_KL),
     F32("beta", A(beta), P(beta), Domain::kUnit, 0.5),
     F32("temperature", A(temperature), P(temperature), Domain::kDivisor, 1),
     Plain("t2_scaling", Role::kFlag, A(t2_scaling), P(t2_scaling)),
-    Enum("reduction", A(reduction), P(reduction), kReductionsBatchMean, kReductionBatchMeanText,
-         XENT_REDUCTION_MEAN),
+    Enum("reduction", A(reduction), P(reduction), kReductionsBatchMean, kReductionBatchMeanText, XENT_REDUCTION_MEAN),
     F32("grad_scale", A(grad_scale), P(grad_scale), Domain::kFinite, 1),
-    Make("labels", Role::kLabels, A(labels), P(labels)).Stride(A(labels_stride)).DT(A(labels_dtype), XENT_I64)
+    Make("labels", Role::kLabels, A(labels), P(labels))
+        .Stride(A(labels_stride))
+        .DT(A(labels_dtype), XENT_I64)
         .Ignore(A(ignore_index)),
     Plain("ignore_index", Role::kI64, A(ignore_index), kNone, -100),
     Plain("reserved0", Role::kReserved, A(reserved0), kNone),
     Vec("loss", Role::kOutVec, A(loss), P(loss), Len::kOne),
     Vec("row_loss", Role::kOutVec, A(row_loss), P(row_loss), Len::kB),
-    Make("elem_loss", Role::kOutMat, A(elem_loss), P(elem_loss)).Stride(A(elem_loss_stride))
+    Make("elem_loss", Role::kOutMat, A(elem_loss), P(elem_loss))
+        .Stride(A(elem_loss_stride))
         .Rule(DTypeRule::kF32, nullptr),
-    OutMatrix("grad_input", A(grad_input), P(grad_input), "input").Stride(A(grad_input_stride))
-        .DT(A(grad_input_dtype), XENT_DTYPE_AUTO).InPlace("input"),
-    OutMatrix("grad_target", A(grad_target), P(grad_target), "target").Stride(A(grad_target_stride))
+    OutMatrix("grad_input", A(grad_input), P(grad_input), "input")
+        .Stride(A(grad_input_stride))
+        .DT(A(grad_input_dtype), XENT_DTYPE_AUTO)
+        .InPlace("input"),
+    OutMatrix("grad_target", A(grad_target), P(grad_target), "target")
+        .Stride(A(grad_target_stride))
         .DT(A(grad_target_dtype), XENT_DTYPE_AUTO),
     Plain("num_threads", Role::kNumThreads, A(num_threads), P(exec.num_threads)),
     Plain("reserved1", Role::kReserved, A(reserved1), kNone),
@@ -260,10 +321,14 @@ constexpr Field kDivergenceFields[] = {
 constexpr Field kSoftmaxFields[] = {
     InMatrix("logits", A(logits), P(logits)).Stride(A(logits_stride)).DT(A(logits_dtype), XENT_F32).Required(),
     F32("temperature", A(temperature), P(temperature), Domain::kDivisor, 1),
-    OutMatrix("probs", A(probs), P(probs), "logits").Stride(A(probs_stride)).DT(A(probs_dtype), XENT_DTYPE_AUTO)
+    OutMatrix("probs", A(probs), P(probs), "logits")
+        .Stride(A(probs_stride))
+        .DT(A(probs_dtype), XENT_DTYPE_AUTO)
         .InPlace("logits"),
-    OutMatrix("log_probs", A(log_probs), P(log_probs), "logits").Stride(A(log_probs_stride))
-        .DT(A(log_probs_dtype), XENT_DTYPE_AUTO).InPlace("logits"),
+    OutMatrix("log_probs", A(log_probs), P(log_probs), "logits")
+        .Stride(A(log_probs_stride))
+        .DT(A(log_probs_dtype), XENT_DTYPE_AUTO)
+        .InPlace("logits"),
     Vec("lse", Role::kOutVec, A(lse), P(lse), Len::kB),
     Vec("entropy", Role::kOutVec, A(entropy), P(entropy), Len::kB),
     Plain("num_threads", Role::kNumThreads, A(num_threads), P(exec.num_threads)),
@@ -280,11 +345,17 @@ constexpr Field kSoftmaxBackwardFields[] = {
     InMatrix("output", A(output), P(output)).Stride(A(output_stride)).DT(A(output_dtype), XENT_F32).Required(),
     Enum("output_kind", A(output_kind), P(output_kind), 0x6, "XENT_DIST_PROBS (2) or XENT_DIST_LOG_PROBS (1)",
          XENT_DIST_PROBS),
-    InMatrix("grad_output", A(grad_output), P(grad_output)).Stride(A(grad_output_stride))
-        .DT(A(grad_output_dtype), XENT_F32).Rule(DTypeRule::kSameAsFrom, "output").Required(),
+    InMatrix("grad_output", A(grad_output), P(grad_output))
+        .Stride(A(grad_output_stride))
+        .DT(A(grad_output_dtype), XENT_F32)
+        .Rule(DTypeRule::kSameAsFrom, "output")
+        .Required(),
     F32("temperature", A(temperature), P(temperature), Domain::kDivisor, 1),
-    OutMatrix("grad_input", A(grad_input), P(grad_input), "grad_output").Stride(A(grad_input_stride))
-        .DT(A(grad_input_dtype), XENT_DTYPE_AUTO).InPlace("grad_output").Required(),
+    OutMatrix("grad_input", A(grad_input), P(grad_input), "grad_output")
+        .Stride(A(grad_input_stride))
+        .DT(A(grad_input_dtype), XENT_DTYPE_AUTO)
+        .InPlace("grad_output")
+        .Required(),
     Plain("num_threads", Role::kNumThreads, A(num_threads), P(exec.num_threads)),
     Plain("parallel_for", Role::kParallelFor, A(parallel_for), P(exec.parallel_for)),
     Plain("parallel_user", Role::kParallelUser, A(parallel_user), P(exec.parallel_user)),
@@ -296,8 +367,11 @@ constexpr Field kSoftmaxBackwardFields[] = {
 #define P(f) XENT_OFF(TokenLogprobsProblem, f)
 constexpr Field kTokenLogprobsFields[] = {
     InMatrix("logits", A(logits), P(logits)).Stride(A(logits_stride)).DT(A(logits_dtype), XENT_F32).Required(),
-    Make("target", Role::kLabels, A(target), P(target)).Stride(A(target_stride)).DT(A(target_dtype), XENT_I64)
-        .Ignore(A(ignore_index)).NeededBy("logprob|ref_logprob"),
+    Make("target", Role::kLabels, A(target), P(target))
+        .Stride(A(target_stride))
+        .DT(A(target_dtype), XENT_I64)
+        .Ignore(A(ignore_index))
+        .NeededBy("logprob|ref_logprob"),
     Plain("ignore_index", Role::kI64, A(ignore_index), kNone, -100),
     F32("temperature", A(temperature), P(temperature), Domain::kDivisor, 1),
     F32("softcap", A(softcap), P(softcap), Domain::kDivisorOrOff, 0),
@@ -316,8 +390,10 @@ constexpr Field kTokenLogprobsFields[] = {
     Vec("topk_logprobs", Role::kOutVec, A(topk_logprobs), P(topk_logprobs), Len::kBK).Of("topk"),
     Vec("topk_indices", Role::kOutIdxVec, A(topk_indices), P(topk_indices), Len::kBK).Of("topk"),
     Vec("topk_mass", Role::kOutVec, A(topk_mass), P(topk_mass), Len::kB),
-    InMatrix("ref_logits", A(ref_logits), P(ref_logits)).Stride(A(ref_logits_stride))
-        .DT(A(ref_logits_dtype), XENT_F32).Rule(DTypeRule::kSameAsFrom, "logits"),
+    InMatrix("ref_logits", A(ref_logits), P(ref_logits))
+        .Stride(A(ref_logits_stride))
+        .DT(A(ref_logits_dtype), XENT_F32)
+        .Rule(DTypeRule::kSameAsFrom, "logits"),
     Plain("reserved2", Role::kReserved, A(reserved2), kNone),
     Vec("ref_logprob", Role::kOutVec, A(ref_logprob), P(ref_logprob), Len::kB).Needs("ref_logits|target"),
     Vec("ref_lse", Role::kOutVec, A(ref_lse), P(ref_lse), Len::kB).Needs("ref_logits"),
@@ -330,8 +406,11 @@ constexpr Field kTokenLogprobsFields[] = {
 #define P(f) XENT_OFF(TokenLogprobsBackwardProblem, f)
 constexpr Field kTokenLogprobsBackwardFields[] = {
     InMatrix("logits", A(logits), P(logits)).Stride(A(logits_stride)).DT(A(logits_dtype), XENT_F32).Required(),
-    Make("target", Role::kLabels, A(target), P(target)).Stride(A(target_stride)).DT(A(target_dtype), XENT_I64)
-        .Ignore(A(ignore_index)).NeededBy("grad_logprob"),
+    Make("target", Role::kLabels, A(target), P(target))
+        .Stride(A(target_stride))
+        .DT(A(target_dtype), XENT_I64)
+        .Ignore(A(ignore_index))
+        .NeededBy("grad_logprob"),
     Plain("ignore_index", Role::kI64, A(ignore_index), kNone, -100),
     F32("temperature", A(temperature), P(temperature), Domain::kDivisor, 1),
     F32("softcap", A(softcap), P(softcap), Domain::kDivisorOrOff, 0),
@@ -342,16 +421,22 @@ constexpr Field kTokenLogprobsBackwardFields[] = {
     TopK("topk", A(topk), P(topk), false),
     Plain("reserved0", Role::kReserved, A(reserved0), kNone),
     Vec("topk_indices", Role::kInIdxVec, A(topk_indices), P(topk_indices), Len::kBK).Of("topk"),
-    Vec("grad_topk_logprobs", Role::kInVec, A(grad_topk_logprobs), P(grad_topk_logprobs), Len::kBK).Of("topk")
+    Vec("grad_topk_logprobs", Role::kInVec, A(grad_topk_logprobs), P(grad_topk_logprobs), Len::kBK)
+        .Of("topk")
         .Needs("topk_indices"),
-    InMatrix("ref_logits", A(ref_logits), P(ref_logits)).Stride(A(ref_logits_stride))
-        .DT(A(ref_logits_dtype), XENT_F32).Rule(DTypeRule::kSameAsFrom, "logits"),
+    InMatrix("ref_logits", A(ref_logits), P(ref_logits))
+        .Stride(A(ref_logits_stride))
+        .DT(A(ref_logits_dtype), XENT_F32)
+        .Rule(DTypeRule::kSameAsFrom, "logits"),
     Plain("reserved1", Role::kReserved, A(reserved1), kNone),
     Vec("grad_kl", Role::kInVec, A(grad_kl), P(grad_kl), Len::kB).Needs("ref_logits"),
     Vec("ref_lse", Role::kInVec, A(ref_lse), P(ref_lse), Len::kB),
     Vec("kl", Role::kInVec, A(kl), P(kl), Len::kB),
-    OutMatrix("grad", A(grad), P(grad), "logits").Stride(A(grad_stride)).DT(A(grad_dtype), XENT_DTYPE_AUTO)
-        .InPlace("logits").Required(),
+    OutMatrix("grad", A(grad), P(grad), "logits")
+        .Stride(A(grad_stride))
+        .DT(A(grad_dtype), XENT_DTYPE_AUTO)
+        .InPlace("logits")
+        .Required(),
     Plain("num_threads", Role::kNumThreads, A(num_threads), P(exec.num_threads)),
     Plain("parallel_for", Role::kParallelFor, A(parallel_for), P(exec.parallel_for)),
     Plain("parallel_user", Role::kParallelUser, A(parallel_user), P(exec.parallel_user)),
@@ -384,15 +469,26 @@ constexpr Field kKlPenaltyFields[] = {
 #define P(f) XENT_OFF(LinearCrossEntropyProblem, f)
 constexpr Field kLinearCrossEntropyFields[] = {
     Plain("hidden_size", Role::kHiddenSize, A(hidden_size), P(H)),
-    InMatrix("hidden", A(hidden), P(hidden)).Dims(Len::kB, Len::kH).Stride(A(hidden_stride))
-        .DT(A(hidden_dtype), XENT_F32).Required(),
-    InMatrix("linear_weight", A(linear_weight), P(linear_weight)).Dims(Len::kV, Len::kH)
-        .Stride(A(linear_weight_stride)).DT(A(linear_weight_dtype), XENT_F32)
-        .Rule(DTypeRule::kSameAsFrom, "hidden").Required(),
-    InMatrix("linear_bias", A(linear_bias), P(linear_bias)).Dims(Len::kOne, Len::kV)
-        .DT(A(linear_bias_dtype), XENT_F32).Rule(DTypeRule::kFloatOrFrom, "linear_weight"),
-    Make("target", Role::kLabels, A(target), P(target)).Stride(A(target_stride)).DT(A(target_dtype), XENT_I64)
-        .Ignore(A(ignore_index)).Required(),
+    InMatrix("hidden", A(hidden), P(hidden))
+        .Dims(Len::kB, Len::kH)
+        .Stride(A(hidden_stride))
+        .DT(A(hidden_dtype), XENT_F32)
+        .Required(),
+    InMatrix("linear_weight", A(linear_weight), P(linear_weight))
+        .Dims(Len::kV, Len::kH)
+        .Stride(A(linear_weight_stride))
+        .DT(A(linear_weight_dtype), XENT_F32)
+        .Rule(DTypeRule::kSameAsFrom, "hidden")
+        .Required(),
+    InMatrix("linear_bias", A(linear_bias), P(linear_bias))
+        .Dims(Len::kOne, Len::kV)
+        .DT(A(linear_bias_dtype), XENT_F32)
+        .Rule(DTypeRule::kFloatOrFrom, "linear_weight"),
+    Make("target", Role::kLabels, A(target), P(target))
+        .Stride(A(target_stride))
+        .DT(A(target_dtype), XENT_I64)
+        .Ignore(A(ignore_index))
+        .Required(),
     Vec("weight", Role::kInVec, A(weight), P(weight), Len::kV),
     Vec("row_scale", Role::kInVec, A(row_scale), P(row_scale), Len::kB),
     Plain("ignore_index", Role::kI64, A(ignore_index), kNone, -100),
@@ -409,13 +505,17 @@ constexpr Field kLinearCrossEntropyFields[] = {
     Vec("loss", Role::kOutVec, A(loss), P(loss), Len::kOne),
     Vec("row_loss", Role::kOutVec, A(row_loss), P(row_loss), Len::kB),
     Vec("lse", Role::kOutVec, A(lse), P(lse), Len::kB),
-    OutMatrix("grad_hidden", A(grad_hidden), P(grad_hidden), "hidden").Dims(Len::kB, Len::kH)
-        .Stride(A(grad_hidden_stride)).DT(A(grad_hidden_dtype), XENT_DTYPE_AUTO),
+    OutMatrix("grad_hidden", A(grad_hidden), P(grad_hidden), "hidden")
+        .Dims(Len::kB, Len::kH)
+        .Stride(A(grad_hidden_stride))
+        .DT(A(grad_hidden_dtype), XENT_DTYPE_AUTO),
     OutMatrix("grad_linear_weight", A(grad_linear_weight), P(grad_linear_weight), "linear_weight")
-        .Dims(Len::kV, Len::kH).Stride(A(grad_linear_weight_stride))
+        .Dims(Len::kV, Len::kH)
+        .Stride(A(grad_linear_weight_stride))
         .DT(A(grad_linear_weight_dtype), XENT_DTYPE_AUTO),
     OutMatrix("grad_linear_bias", A(grad_linear_bias), P(grad_linear_bias), "linear_weight")
-        .Dims(Len::kOne, Len::kV).DT(A(grad_linear_bias_dtype), XENT_DTYPE_AUTO),
+        .Dims(Len::kOne, Len::kV)
+        .DT(A(grad_linear_bias_dtype), XENT_DTYPE_AUTO),
     Plain("num_threads", Role::kNumThreads, A(num_threads), P(exec.num_threads)),
     Plain("parallel_for", Role::kParallelFor, A(parallel_for), P(exec.parallel_for)),
     Plain("parallel_user", Role::kParallelUser, A(parallel_user), P(exec.parallel_user)),
@@ -455,14 +555,14 @@ constexpr OpDesc kLinearCrossEntropy = Op("linear_cross_entropy", "xent_linear_c
 // Every operation, for code that walks all of them (tests, fuzzing, bench).
 // kTokenLogprobsBackward and kKlPenalty join when tests/common has their
 // hooks (its registry aborts on an operation without one).
-constexpr const OpDesc* kAllOps[] = {&kCrossEntropy, &kBce,     &kDivergence,
-                                     &kSoftmax,      &kSoftmaxBackward, &kTokenLogprobs};
+constexpr const OpDesc* kAllOps[] = {&kCrossEntropy,    &kBce,          &kDivergence, &kSoftmax,
+                                     &kSoftmaxBackward, &kTokenLogprobs};
 
 // Every args struct begins with struct_size, batch, num_classes; every
 // problem struct with B, V.
-#define XENT_CHECK_LAYOUT(Args, Problem)                                                      \
+#define XENT_CHECK_LAYOUT(Args, Problem)                                                                      \
   static_assert(offsetof(Args, batch) == sizeof(size_t) && offsetof(Args, num_classes) == 2 * sizeof(size_t), \
-                #Args " begins with struct_size, batch, num_classes");                    \
+                #Args " begins with struct_size, batch, num_classes");                                        \
   static_assert(offsetof(Problem, B) == 0 && offsetof(Problem, V) == sizeof(size_t), #Problem " begins with B, V")
 XENT_CHECK_LAYOUT(xent_cross_entropy_args, CrossEntropyProblem);
 XENT_CHECK_LAYOUT(xent_bce_args, BceProblem);
@@ -473,8 +573,8 @@ XENT_CHECK_LAYOUT(xent_token_logprobs_args, TokenLogprobsProblem);
 XENT_CHECK_LAYOUT(xent_linear_cross_entropy_args, LinearCrossEntropyProblem);
 XENT_CHECK_LAYOUT(xent_token_logprobs_backward_args, TokenLogprobsBackwardProblem);
 XENT_CHECK_LAYOUT(xent_kl_penalty_args, KlPenaltyProblem);
-static_assert(offsetof(xent_token_logprobs_args, argmax) == offsetof(xent_token_logprobs_args, parallel_user) +
-                                                               sizeof(void*),
+static_assert(offsetof(xent_token_logprobs_args, argmax) ==
+                  offsetof(xent_token_logprobs_args, parallel_user) + sizeof(void*),
               "0.1.0's xent_token_logprobs_args ended at parallel_user");
 #undef XENT_CHECK_LAYOUT
 

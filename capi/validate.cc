@@ -58,8 +58,7 @@ struct Extent {
 };
 
 // rows x cols elements of `esize` bytes, `stride` elements apart.
-Extent MakeExtent(const char* name, const void* p, size_t rows, size_t cols, size_t stride, size_t esize,
-                  bool output) {
+Extent MakeExtent(const char* name, const void* p, size_t rows, size_t cols, size_t stride, size_t esize, bool output) {
   Extent e;
   e.name = name;
   e.output = output;
@@ -69,8 +68,8 @@ Extent MakeExtent(const char* name, const void* p, size_t rows, size_t cols, siz
                    __builtin_mul_overflow(cols, esize, &row_bytes) || __builtin_add_overflow(last, row_bytes, &total);
   uintptr_t end;
   XENT_CHECK(!ovf && !__builtin_add_overflow(reinterpret_cast<uintptr_t>(p), total, &end), XENT_ERROR_INVALID_SHAPE,
-             "%s: %zu rows x %zu columns with stride %zu of %zu-byte elements overflows the address space", name,
-             rows, cols, stride, esize);
+             "%s: %zu rows x %zu columns with stride %zu of %zu-byte elements overflows the address space", name, rows,
+             cols, stride, esize);
   e.begin = reinterpret_cast<uintptr_t>(p);
   e.rows = rows;
   e.row_bytes = row_bytes;
@@ -138,8 +137,8 @@ void CheckDomain(const char* name, float v, abi::Domain d) {
     case abi::Domain::kDivisor:
       // The kernels multiply by the reciprocal, which must be finite.
       XENT_CHECK(std::isfinite(v) && v > 0.0f, XENT_ERROR_INVALID_VALUE, "%s = %g must be finite and > 0", name, x);
-      XENT_CHECK(v >= FLT_MIN, XENT_ERROR_INVALID_VALUE, "%s = %g is below FLT_MIN = %g (1/%s overflows f32)", name,
-                 x, static_cast<double>(FLT_MIN), name);
+      XENT_CHECK(v >= FLT_MIN, XENT_ERROR_INVALID_VALUE, "%s = %g is below FLT_MIN = %g (1/%s overflows f32)", name, x,
+                 static_cast<double>(FLT_MIN), name);
       return;
   }
 }
@@ -207,8 +206,7 @@ class Validation {
                    "%s: batch (%zu) x %s (%d) overflows size_t", f.name, B_, f.from, k);
         return n;
       }
-      default:
-        return Len(f.len);
+      default: return Len(f.len);
     }
   }
 
@@ -266,8 +264,9 @@ class Validation {
                  Suffixed(f, "_dtype").c_str(), d, DTypeName(d), Suffixed(op_.fields[k], "_dtype").c_str(), fd,
                  DTypeName(fd));
     } else {
-      XENT_CHECK(t == DType::kF32 || t == from, XENT_ERROR_INVALID_DTYPE, "%s = %d (%s): %s must be f32 or the dtype of %s (%s)",
-                 Suffixed(f, "_dtype").c_str(), d, DTypeName(d), f.name, f.from, DTypeName(fd));
+      XENT_CHECK(t == DType::kF32 || t == from, XENT_ERROR_INVALID_DTYPE,
+                 "%s = %d (%s): %s must be f32 or the dtype of %s (%s)", Suffixed(f, "_dtype").c_str(), d, DTypeName(d),
+                 f.name, f.from, DTypeName(fd));
     }
     return t;
   }
@@ -368,8 +367,7 @@ class Validation {
           if (!AnyGiven(f.needed_by)) return;  // not read at all
           std::string by(f.needed_by);
           std::replace(by.begin(), by.end(), '|', '/');
-          XENT_CHECK(Pointer(f) != nullptr, XENT_ERROR_NULL_POINTER, "%s is NULL (needed by %s)", f.name,
-                     by.c_str());
+          XENT_CHECK(Pointer(f) != nullptr, XENT_ERROR_NULL_POINTER, "%s is NULL (needed by %s)", f.name, by.c_str());
         }
         if (Pointer(f) == nullptr) return;
         Put(problem_, f.prob, ReadLabels(f, DTypeField(f)));
@@ -380,8 +378,7 @@ class Validation {
         if (w.data == nullptr) return;
         w.stride = Get<size_t>(args_, f.stride_off);
         XENT_CHECK(w.stride == 0 || w.stride >= V_, XENT_ERROR_INVALID_SHAPE,
-                   "%s (%zu) < num_classes (%zu) (0 broadcasts one row)", Suffixed(f, "_stride").c_str(), w.stride,
-                   V_);
+                   "%s (%zu) < num_classes (%zu) (0 broadcasts one row)", Suffixed(f, "_stride").c_str(), w.stride, V_);
         AddExtent(f, w.data, w.stride == 0 ? 1 : B_, V_, w.stride, sizeof(float), false);
         Put(problem_, f.prob, w);
         return;
@@ -441,8 +438,7 @@ class Validation {
         Put(problem_, f.prob, v != 0);
         return;
       }
-      case Role::kI64:
-        return;  // read by the labels that use it
+      case Role::kI64: return;  // read by the labels that use it
       case Role::kReserved: {
         const int32_t v = Get<int32_t>(args_, f.off);
         XENT_CHECK(v == 0, XENT_ERROR_INVALID_VALUE, "%s = %d must be 0", f.name, v);
@@ -454,25 +450,18 @@ class Validation {
         Put(problem_, f.prob, v);
         return;
       }
-      case Role::kParallelFor:
-        Put(problem_, f.prob, Get<xent_parallel_for_fn>(args_, f.off));
-        return;
-      case Role::kParallelUser:
-        Put(problem_, f.prob, Get<void*>(args_, f.off));
-        return;
+      case Role::kParallelFor: Put(problem_, f.prob, Get<xent_parallel_for_fn>(args_, f.off)); return;
+      case Role::kParallelUser: Put(problem_, f.prob, Get<void*>(args_, f.off)); return;
       case Role::kHiddenSize: {
         H_ = Get<size_t>(args_, f.off);
         XENT_CHECK(H_ > 0, XENT_ERROR_INVALID_SHAPE, "%s = 0 (need at least 1)", f.name);
         size_t n;
-        XENT_CHECK(!__builtin_mul_overflow(std::max(B_, V_), H_, &n) && n <= (SIZE_MAX >> 4),
-                   XENT_ERROR_INVALID_SHAPE, "max(batch (%zu), num_classes (%zu)) x %s (%zu) overflows size_t", B_,
-                   V_, f.name, H_);
+        XENT_CHECK(!__builtin_mul_overflow(std::max(B_, V_), H_, &n) && n <= (SIZE_MAX >> 4), XENT_ERROR_INVALID_SHAPE,
+                   "max(batch (%zu), num_classes (%zu)) x %s (%zu) overflows size_t", B_, V_, f.name, H_);
         Put(problem_, f.prob, H_);
         return;
       }
-      case Role::kSize:
-        Put(problem_, f.prob, Get<size_t>(args_, f.off));
-        return;
+      case Role::kSize: Put(problem_, f.prob, Get<size_t>(args_, f.off)); return;
     }
   }
 
@@ -510,8 +499,6 @@ class Validation {
 
 }  // namespace
 
-void Validate(const abi::OpDesc& op, const unsigned char* args, void* problem) {
-  Validation(op, args, problem).Run();
-}
+void Validate(const abi::OpDesc& op, const unsigned char* args, void* problem) { Validation(op, args, problem).Run(); }
 
 }  // namespace xent

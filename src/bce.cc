@@ -36,8 +36,8 @@ namespace HWY_NAMESPACE {
 // l = pw y softplus(-x) + (1 - y) softplus(x) (PyTorch's value),
 // dl/dx = (1 - y) - (1 + (pw - 1) y) sigmoid(-x); both times the weight.
 template <typename T, typename TY, typename TG>
-HWY_NOINLINE void BceSegment(const BceKernel& k, const T* x, const TY* y, const float* w, const float* pw,
-                             float* el, TG* g, size_t n, BceSeg* out) {
+HWY_NOINLINE void BceSegment(const BceKernel& k, const T* x, const TY* y, const float* w, const float* pw, float* el,
+                             TG* g, size_t n, BceSeg* out) {
   const DF d;
   const size_t N = hn::Lanes(d);
   const VF one = hn::Set(d, 1.0f), zero = hn::Zero(d), gs = hn::Set(d, k.gscale);
@@ -54,7 +54,7 @@ HWY_NOINLINE void BceSegment(const BceKernel& k, const T* x, const TY* y, const 
       const VF L = hn::Log1p(d, e);
       const VF sp_neg = hn::Add(L, hn::Max(hn::Neg(xv), zero));  // softplus(-x)
       const VF sp_pos = hn::Add(L, hn::Max(xv, zero));           // softplus(x)
-      VF lw = one, py = yv;  // 1 + (pw - 1) y and pw y
+      VF lw = one, py = yv;                                      // 1 + (pw - 1) y and pw y
       if (pw) {
         const VF pv = full ? hn::LoadU(d, pw + i) : LoadTailF32(d, pw + i, r, 1.0f);
         lw = hn::MulAdd(hn::Sub(pv, one), yv, one);
@@ -147,9 +147,7 @@ struct BceOp : NoMiddle {
   float* row_loss = nullptr;
   bool NeedsStats(size_t) const { return true; }
   size_t ScratchRows() const { return 0; }
-  void Stats(size_t row, size_t s0, size_t s1, Seg* out, float*) const {
-    XENT_DISPATCH(BceRow)(k, row, s0, s1, out);
-  }
+  void Stats(size_t row, size_t s0, size_t s1, Seg* out, float*) const { XENT_DISPATCH(BceRow)(k, row, s0, s1, out); }
   static void Merge(Acc& acc, const Seg& g) { acc.loss += g.loss; }
   void Finish(size_t row, const Acc& acc, bool, RowState*) const {
     if (row_loss) row_loss[row] = static_cast<float>(acc.loss);

@@ -29,8 +29,8 @@ void Sgemm(bool trans_a, bool trans_b, size_t m, size_t n, size_t k, float alpha
 
 namespace {
 std::mutex g_threads_mu;
-int g_scopes = 0;     // live BlasSingleThread scopes
-int g_saved = 1;      // OpenBLAS's thread count before the first one
+int g_scopes = 0;  // live BlasSingleThread scopes
+int g_saved = 1;   // OpenBLAS's thread count before the first one
 }  // namespace
 
 // openblas_set_num_threads is process-wide: the first scope saves the count

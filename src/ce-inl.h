@@ -261,9 +261,8 @@ HWY_INLINE void GradRun(DF d, const GradArgs<T, TQ>& ga, TG* g, size_t i, size_t
 }
 
 template <typename T, typename TG, typename TQ, bool kCap, GradTerm kB, bool kStream>
-HWY_NOINLINE void GradSeg(const CeKernel& k, const CeRowCoef& c, const SoftmaxSeg& sg, const T* x,
-                          const float* e_in, const TQ* q, const float* w, TG* g, size_t n, int64_t y_local,
-                          const T* next) {
+HWY_NOINLINE void GradSeg(const CeKernel& k, const CeRowCoef& c, const SoftmaxSeg& sg, const T* x, const float* e_in,
+                          const TQ* q, const float* w, TG* g, size_t n, int64_t y_local, const T* next) {
   const DF d;
   const size_t N = hn::Lanes(d);
   const GradArgs<T, TQ> ga{&k, &c, x, e_in, q, w};
@@ -368,8 +367,8 @@ struct CeGradFn {
 template <typename T>
 HWY_INLINE void CeGradOf(const CeKernel& k, const CeRowCoef& c, const SoftmaxSeg* segs, size_t row, size_t s0,
                          size_t s1, float* scratch) {
-  VisitFixed<CeGradFn, T>(Choose(Flag{k.grad.dtype == DType::kF32}, Flag{k.softcap > 0.0f}, Flag{k.stream}), k, c,
-                          segs, row, s0, s1, EBuffer(k, row, scratch));
+  VisitFixed<CeGradFn, T>(Choose(Flag{k.grad.dtype == DType::kF32}, Flag{k.softcap > 0.0f}, Flag{k.stream}), k, c, segs,
+                          row, s0, s1, EBuffer(k, row, scratch));
 }
 
 // NOLINTNEXTLINE(google-readability-namespace-comments)

@@ -23,9 +23,9 @@ struct CeOp : NoMiddle {
   const CrossEntropyProblem* p;
   CeKernel k;
   CeKernelTables kernels;
-  float* row_loss;   // caller's or scratch; may be null
-  double inv_div;    // gradient divisor (mean), 1 otherwise
-  double w_total;    // sum of class weights (V when unweighted)
+  float* row_loss;  // caller's or scratch; may be null
+  double inv_div;   // gradient divisor (mean), 1 otherwise
+  double w_total;   // sum of class weights (V when unweighted)
 
   bool Ignored(size_t row) const { return !p->target.soft && p->target.labels.Ignored(row); }
   bool NeedsStats(size_t row) const { return !Ignored(row) || p->lse != nullptr; }

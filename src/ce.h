@@ -19,14 +19,14 @@ struct CeKernel {
   size_t V = 0;
   InMat logits;
   bool soft = false;
-  InMat q;         // soft targets
-  Labels target;   // class indices
+  InMat q;        // soft targets
+  Labels target;  // class indices
   const float* weight = nullptr;
-  float eps = 0.0f;         // label smoothing
-  float softcap = 0.0f;     // 0 = off
+  float eps = 0.0f;      // label smoothing
+  float softcap = 0.0f;  // 0 = off
   float inv_softcap = 0.0f;
-  bool dot = false;         // accumulate the smoothing dot product
-  bool stream = false;      // non-temporal gradient stores
+  bool dot = false;     // accumulate the smoothing dot product
+  bool stream = false;  // non-temporal gradient stores
   OutMat grad;
 };
 

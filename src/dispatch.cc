@@ -69,8 +69,7 @@ State& GetState() {
       } else {
         s->env_bad.store(true);
         s->env_message = std::string("XENT_TARGET=") + env +
-                         (parsed == 0 ? " is not a target compiled into xent"
-                                      : " is not supported by this CPU");
+                         (parsed == 0 ? " is not a target compiled into xent" : " is not supported by this CPU");
         s->env_message += " (supported:";
         for (int64_t b = Supported(); b != 0; b &= b - 1) s->env_message += " " + NameOf(b & -b);
         s->env_message += ")";
@@ -117,7 +116,8 @@ size_t SupportedTargetNames(const char** names, size_t capacity) {
   size_t n = 0;
   for (int64_t b = Supported(); b != 0; b &= b - 1) {
     const int64_t t = b & -b;
-    if (n < capacity && names != nullptr) names[n] = table[hwy::Num0BitsBelowLS1Bit_Nonzero64(static_cast<uint64_t>(t))].c_str();
+    if (n < capacity && names != nullptr)
+      names[n] = table[hwy::Num0BitsBelowLS1Bit_Nonzero64(static_cast<uint64_t>(t))].c_str();
     ++n;
   }
   return n;

@@ -14,15 +14,25 @@ enum class DType : int32_t { kAuto = 0, kF32 = 1, kBF16 = 2, kF16 = 3, kI32 = 4,
 
 inline size_t DTypeSize(DType t) {
   switch (t) {
-    case DType::kF32: case DType::kI32: return 4;
-    case DType::kBF16: case DType::kF16: return 2;
+    case DType::kF32:
+    case DType::kI32: return 4;
+    case DType::kBF16:
+    case DType::kF16: return 2;
     case DType::kI64: return 8;
     default: return 0;
   }
 }
 
-inline uint32_t BitsOf(float f) { uint32_t u; std::memcpy(&u, &f, 4); return u; }
-inline float FloatOf(uint32_t u) { float f; std::memcpy(&f, &u, 4); return f; }
+inline uint32_t BitsOf(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  return u;
+}
+inline float FloatOf(uint32_t u) {
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
 
 inline float F32FromBF16Bits(uint16_t b) { return FloatOf(static_cast<uint32_t>(b) << 16); }
 inline uint16_t BF16BitsFromF32(float f) {
@@ -67,9 +77,21 @@ inline uint16_t F16BitsFromF32(float f) {
 inline float LoadScalarF32(const void* base, size_t i, DType t) {
   const auto* p = static_cast<const unsigned char*>(base);
   switch (t) {
-    case DType::kF32: { float f; std::memcpy(&f, p + 4 * i, 4); return f; }
-    case DType::kBF16: { uint16_t b; std::memcpy(&b, p + 2 * i, 2); return F32FromBF16Bits(b); }
-    case DType::kF16: { uint16_t b; std::memcpy(&b, p + 2 * i, 2); return F32FromF16Bits(b); }
+    case DType::kF32: {
+      float f;
+      std::memcpy(&f, p + 4 * i, 4);
+      return f;
+    }
+    case DType::kBF16: {
+      uint16_t b;
+      std::memcpy(&b, p + 2 * i, 2);
+      return F32FromBF16Bits(b);
+    }
+    case DType::kF16: {
+      uint16_t b;
+      std::memcpy(&b, p + 2 * i, 2);
+      return F32FromF16Bits(b);
+    }
     default: return 0.0f;
   }
 }
@@ -77,15 +99,29 @@ inline void StoreScalarF32(void* base, size_t i, DType t, float v) {
   auto* p = static_cast<unsigned char*>(base);
   switch (t) {
     case DType::kF32: std::memcpy(p + 4 * i, &v, 4); break;
-    case DType::kBF16: { uint16_t b = BF16BitsFromF32(v); std::memcpy(p + 2 * i, &b, 2); break; }
-    case DType::kF16: { uint16_t b = F16BitsFromF32(v); std::memcpy(p + 2 * i, &b, 2); break; }
+    case DType::kBF16: {
+      uint16_t b = BF16BitsFromF32(v);
+      std::memcpy(p + 2 * i, &b, 2);
+      break;
+    }
+    case DType::kF16: {
+      uint16_t b = F16BitsFromF32(v);
+      std::memcpy(p + 2 * i, &b, 2);
+      break;
+    }
     default: break;
   }
 }
 inline int64_t LoadIndex(const void* base, size_t i, DType t) {
   const auto* p = static_cast<const unsigned char*>(base);
-  if (t == DType::kI32) { int32_t v; std::memcpy(&v, p + 4 * i, 4); return v; }
-  int64_t v; std::memcpy(&v, p + 8 * i, 8); return v;
+  if (t == DType::kI32) {
+    int32_t v;
+    std::memcpy(&v, p + 4 * i, 4);
+    return v;
+  }
+  int64_t v;
+  std::memcpy(&v, p + 8 * i, 8);
+  return v;
 }
 
 }  // namespace xent

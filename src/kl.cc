@@ -40,8 +40,8 @@ struct KlRow {
   float Mp = 0.0f, lsp = 0.0f, ap = 0.0f;
   bool nanq = false, nanp = false;
   float psum = 1.0f, qsum = 1.0f;
-  float gs = 0.0f;             // gradient scale (0 for ignored rows)
-  float es = 1.0f;             // element-loss scale (T^2 or 1; 0 ignored)
+  float gs = 0.0f;  // gradient scale (0 for ignored rows)
+  float es = 1.0f;  // element-loss scale (T^2 or 1; 0 ignored)
   float gq_sum = 0.0f, gp_sum = 0.0f;
   bool ignored = false;
 };
@@ -87,8 +87,8 @@ HWY_NOINLINE float ProbSumSeg(const T* x, size_t n, bool log) {
 }
 
 template <typename T>
-void SideStats(const T* x, DistKind kind, float inv_t, bool need_sum, size_t V, size_t s0, size_t s1,
-               KlSeg* out, bool is_q, float* e_out) {
+void SideStats(const T* x, DistKind kind, float inv_t, bool need_sum, size_t V, size_t s0, size_t s1, KlSeg* out,
+               bool is_q, float* e_out) {
   if (kind == DistKind::kLogits) {
     ZMap f;
     f.scale = inv_t;
@@ -115,8 +115,7 @@ void SideStats(const T* x, DistKind kind, float inv_t, bool need_sum, size_t V, 
 template <typename T>
 void StatsT(const KlKernel& k, size_t row, size_t s0, size_t s1, KlSeg* out, float* scratch) {
   for (size_t s = s0; s < s1; ++s) out[s - s0] = KlSeg();
-  SideStats(RowPtr<T>(k.q_in.data, k.q_in.stride, row), k.qk, k.inv_t, k.need_qsum, k.V, s0, s1, out, true,
-            scratch);
+  SideStats(RowPtr<T>(k.q_in.data, k.q_in.stride, row), k.qk, k.inv_t, k.need_qsum, k.V, s0, s1, out, true, scratch);
   SideStats(RowPtr<T>(k.p_in.data, k.p_in.stride, row), k.pk, k.inv_t, k.need_psum, k.V, s0, s1, out, false,
             scratch ? scratch + k.V : nullptr);
 }
@@ -148,8 +147,8 @@ HWY_INLINE VF SafeLog(DF d, VF x) {
 // One side: logits use z = x / T, log p = (z - M) - log S, p = e F with
 // e = exp(z - ref) as the stats pass computed it (stored, or recomputed
 // bit-identically); log-probs use exp; probs use log.
-HWY_INLINE void MakeSide(DF d, VF x, DistKind kind, float inv_t, float M, float ls, bool nan, const float* e,
-                         float ref, VF vF, bool full, size_t r, VF& prob, VF& logp) {
+HWY_INLINE void MakeSide(DF d, VF x, DistKind kind, float inv_t, float M, float ls, bool nan, const float* e, float ref,
+                         VF vF, bool full, size_t r, VF& prob, VF& logp) {
   if (kind == DistKind::kLogits) {
     const VF z = inv_t != 1.0f ? hn::Mul(x, hn::Set(d, inv_t)) : x;
     logp = hn::Sub(hn::Sub(z, hn::Set(d, M)), hn::Set(d, ls));
@@ -333,7 +332,8 @@ HWY_NOINLINE void PassLogitsForward(const KlKernel& k, const KlRow& r, KlSeg* se
   for (size_t s = s0; s < s1; ++s) {
     const size_t b = s * kSegment, n = std::min(kSegment, k.V - b);
     KlSeg& sg = segs[s];
-    const VF vFq = hn::Set(d, SegFactor(sg.q, r.aq, r.Mq, r.nanq)), vFp = hn::Set(d, SegFactor(sg.p, r.ap, r.Mp, r.nanp));
+    const VF vFq = hn::Set(d, SegFactor(sg.q, r.aq, r.Mq, r.nanq)),
+             vFp = hn::Set(d, SegFactor(sg.p, r.ap, r.Mp, r.nanp));
     const VF rq = hn::Set(d, SegRef(sg.q)), rp = hn::Set(d, SegRef(sg.p));
     // log p - log q = z_p - z_q + off, off = (Mq + log Sq) - (Mp + log Sp)
     // (grouped exactly as MakeSide / MakeTerms: (z - M) - log S per side).
@@ -356,10 +356,10 @@ HWY_NOINLINE void PassLogitsForward(const KlKernel& k, const KlRow& r, KlSeg* se
         const VF t = full ? LoadF32(d, xp + b + i) : LoadTailF32(d, xp + b + i, rr, 0.0f);
         const VF zq = k.inv_t != 1.0f ? hn::Mul(x, it) : x;
         const VF zp = k.inv_t != 1.0f ? hn::Mul(t, it) : t;
-        const VF e_q = eq ? (full ? hn::LoadU(d, eq + i) : LoadTailF32(d, eq + i, rr, 0.0f))
-                          : ExpNonPositive(d, hn::Sub(zq, rq));
-        const VF e_p = ep ? (full ? hn::LoadU(d, ep + i) : LoadTailF32(d, ep + i, rr, 0.0f))
-                          : ExpNonPositive(d, hn::Sub(zp, rp));
+        const VF e_q =
+            eq ? (full ? hn::LoadU(d, eq + i) : LoadTailF32(d, eq + i, rr, 0.0f)) : ExpNonPositive(d, hn::Sub(zq, rq));
+        const VF e_p =
+            ep ? (full ? hn::LoadU(d, ep + i) : LoadTailF32(d, ep + i, rr, 0.0f)) : ExpNonPositive(d, hn::Sub(zp, rp));
         const VF q = hn::Mul(e_q, vFq), p = hn::Mul(e_p, vFp);
         VF logq = hn::Sub(hn::Sub(zq, Mq), lq), logp = hn::Sub(hn::Sub(zp, Mp), lp);
         if (nan_row) {
@@ -407,8 +407,8 @@ struct KlPassFn {
 
 void KlPass(const KlKernel& k, const KlRow& r, KlSeg* segs, size_t row, size_t s0, size_t s1, const float* scratch,
             bool middle) {
-  const bool distill = middle && k.qk == DistKind::kLogits && k.pk == DistKind::kLogits &&
-                       k.mode == KlMode::kForward && k.grad_p.data == nullptr && !r.ignored;
+  const bool distill = middle && k.qk == DistKind::kLogits && k.pk == DistKind::kLogits && k.mode == KlMode::kForward &&
+                       k.grad_p.data == nullptr && !r.ignored;
   if (distill) {
     const bool f32g = k.grad_q.data == nullptr || k.grad_q.dtype == DType::kF32;
     return Visit<KlDistillFn>(Choose(FloatType{k.q_in.dtype}, Flag{f32g}, Flag{k.stream}), k, r, segs, row, s0, s1,
@@ -514,7 +514,8 @@ xent_status RunDivergence(const DivergenceProblem& p) {
   k.qk = p.input_kind;
   k.pk = p.target_kind;
   k.inv_t = 1.0f / p.temperature;
-  k.mode = p.divergence == Divergence::kKl || p.beta == 0.0f ? KlMode::kForward : (p.beta == 1.0f ? KlMode::kReverse : KlMode::kMix);
+  k.mode = p.divergence == Divergence::kKl || p.beta == 0.0f ? KlMode::kForward
+                                                             : (p.beta == 1.0f ? KlMode::kReverse : KlMode::kMix);
   k.beta = p.beta;
   k.elem_loss = p.elem_loss;
   k.grad_q = p.grad_input;

@@ -79,11 +79,11 @@ class LinearCe {
   size_t R_ = 0;              // rows per block
   bool first_block_ = true;
 
-  std::unique_ptr<float[]> logits_;  // R x V
-  std::unique_ptr<float[]> hblock_;  // R x H, widened / gathered hidden rows
-  std::unique_ptr<float[]> bias_;    // V, f32
-  std::unique_ptr<float[]> gw_acc_;  // V x H f32, for a 16-bit grad_linear_weight
-  std::unique_ptr<double[]> gb_acc_; // V
+  std::unique_ptr<float[]> logits_;    // R x V
+  std::unique_ptr<float[]> hblock_;    // R x H, widened / gathered hidden rows
+  std::unique_ptr<float[]> bias_;      // V, f32
+  std::unique_ptr<float[]> gw_acc_;    // V x H f32, for a 16-bit grad_linear_weight
+  std::unique_ptr<double[]> gb_acc_;   // V
   std::unique_ptr<float[]> row_loss_;  // B, when the caller has none but wants the loss
   float* row_loss_out_ = nullptr;
   // Per block: targets, row scales, row losses, lse of the block's rows.
@@ -166,8 +166,8 @@ xent_status LinearCe::Run() {
       }
       if (row_loss_out_) row_loss_out_[i] = 0.0f;
       if (zero_gh) {
-        auto* dst = static_cast<unsigned char*>(p.grad_hidden.data) +
-                    i * p.grad_hidden.stride * DTypeSize(p.grad_hidden.dtype);
+        auto* dst =
+            static_cast<unsigned char*>(p.grad_hidden.data) + i * p.grad_hidden.stride * DTypeSize(p.grad_hidden.dtype);
         NarrowRows(zeros.data(), H_, 1, H_, p.grad_hidden.dtype, dst, p.grad_hidden.stride, false);
       }
     }
@@ -226,8 +226,8 @@ xent_status LinearCe::Block(size_t r0, size_t n) {
       beta = 1.0f;
     }
     if (!widen_w_) {
-      Sgemm(false, true, n, vn, H_, 1.0f, A, lda, static_cast<const float*>(WeightAt(v0, 0)),
-            p.linear_weight.stride, beta, L + v0, V_);
+      Sgemm(false, true, n, vn, H_, 1.0f, A, lda, static_cast<const float*>(WeightAt(v0, 0)), p.linear_weight.stride,
+            beta, L + v0, V_);
       return;
     }
     // 16-bit weight: widen up to kVocabTile rows at a time.
@@ -299,8 +299,8 @@ xent_status LinearCe::Block(size_t r0, size_t n) {
         return;
       }
       if (!widen_w_) {
-        Sgemm(false, false, n, hn, V_, 1.0f, L, V_, static_cast<const float*>(WeightAt(0, h0)),
-              p.linear_weight.stride, 0.0f, T, hn);
+        Sgemm(false, false, n, hn, V_, 1.0f, L, V_, static_cast<const float*>(WeightAt(0, h0)), p.linear_weight.stride,
+              0.0f, T, hn);
       } else {
         const size_t step = std::max<size_t>(1, kWidenElems / hn);
         float* wt = ThreadScratch(std::min(step, V_) * hn);

@@ -12,13 +12,12 @@ namespace xent {
 
 // dst (rows x cols f32, row stride dst_stride) = src (rows x cols of dtype t,
 // row stride src_stride) widened to f32 (exact).
-void WidenRows(DType t, const void* src, size_t src_stride, size_t rows, size_t cols, float* dst,
-               size_t dst_stride);
+void WidenRows(DType t, const void* src, size_t src_stride, size_t rows, size_t cols, float* dst, size_t dst_stride);
 
 // dst (rows x cols of dtype t) = src (f32), or src + dst when add (in f32),
 // rounded to nearest even for 16-bit t.
-void NarrowRows(const float* src, size_t src_stride, size_t rows, size_t cols, DType t, void* dst,
-                size_t dst_stride, bool add);
+void NarrowRows(const float* src, size_t src_stride, size_t rows, size_t cols, DType t, void* dst, size_t dst_stride,
+                bool add);
 
 }  // namespace xent
 

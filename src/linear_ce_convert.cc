@@ -42,8 +42,8 @@ void WidenRowsImpl(DType t, const void* src, size_t src_stride, size_t rows, siz
 }
 
 template <typename T>
-HWY_INLINE void NarrowRowsT(const float* src, size_t src_stride, size_t rows, size_t cols, void* dst,
-                            size_t dst_stride, bool add) {
+HWY_INLINE void NarrowRowsT(const float* src, size_t src_stride, size_t rows, size_t cols, void* dst, size_t dst_stride,
+                            bool add) {
   const DF d;
   const size_t N = hn::Lanes(d);
   for (size_t r = 0; r < rows; ++r) {
@@ -84,12 +84,11 @@ namespace xent {
 HWY_EXPORT(WidenRowsImpl);
 HWY_EXPORT(NarrowRowsImpl);
 
-void WidenRows(DType t, const void* src, size_t src_stride, size_t rows, size_t cols, float* dst,
-               size_t dst_stride) {
+void WidenRows(DType t, const void* src, size_t src_stride, size_t rows, size_t cols, float* dst, size_t dst_stride) {
   XENT_DISPATCH(WidenRowsImpl)(t, src, src_stride, rows, cols, dst, dst_stride);
 }
-void NarrowRows(const float* src, size_t src_stride, size_t rows, size_t cols, DType t, void* dst,
-                size_t dst_stride, bool add) {
+void NarrowRows(const float* src, size_t src_stride, size_t rows, size_t cols, DType t, void* dst, size_t dst_stride,
+                bool add) {
   XENT_DISPATCH(NarrowRowsImpl)(src, src_stride, rows, cols, t, dst, dst_stride, add);
 }
 }  // namespace xent

@@ -12,7 +12,7 @@
 namespace xent {
 
 struct Exec {
-  int32_t num_threads = 0;                // 0 = all cores
+  int32_t num_threads = 0;  // 0 = all cores
   xent_parallel_for_fn parallel_for = nullptr;
   void* parallel_user = nullptr;
 };

@@ -119,7 +119,7 @@ xent_status RunSoftmax(const SoftmaxProblem& p);
 
 struct SoftmaxBackwardProblem {
   size_t B = 0, V = 0;
-  InMat output;  // the forward's y
+  InMat output;                             // the forward's y
   DistKind output_kind = DistKind::kProbs;  // kProbs or kLogProbs
   InMat grad_output;
   float temperature = 1.0f;
@@ -141,7 +141,7 @@ struct TokenLogprobsProblem {
   int64_t* argmax = nullptr;
   float* argmax_logprob = nullptr;
   int32_t topk = 0;
-  float* topk_logprobs = nullptr;  // B x topk
+  float* topk_logprobs = nullptr;   // B x topk
   int64_t* topk_indices = nullptr;  // B x topk
   float* topk_mass = nullptr;
   InMat ref_logits;  // data == nullptr: none
@@ -163,7 +163,7 @@ struct TokenLogprobsBackwardProblem {
   const float* lse = nullptr;
   const float* entropy = nullptr;
   int32_t topk = 0;
-  const int64_t* topk_indices = nullptr;  // B x topk
+  const int64_t* topk_indices = nullptr;      // B x topk
   const float* grad_topk_logprobs = nullptr;  // B x topk
   InMat ref_logits;
   const float* grad_kl = nullptr;

@@ -36,13 +36,27 @@ constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 // Storage types. bf16 and f16 rows are handled as raw 16-bit patterns; the
 // conversion to and from f32 is done here so that every target rounds the
 // same way (round to nearest even, NaN stays NaN, overflow gives inf).
-struct BF16 { uint16_t bits; };
-struct F16 { uint16_t bits; };
+struct BF16 {
+  uint16_t bits;
+};
+struct F16 {
+  uint16_t bits;
+};
 
-template <typename T> constexpr DType DTypeOf();
-template <> constexpr DType DTypeOf<float>() { return DType::kF32; }
-template <> constexpr DType DTypeOf<BF16>() { return DType::kBF16; }
-template <> constexpr DType DTypeOf<F16>() { return DType::kF16; }
+template <typename T>
+constexpr DType DTypeOf();
+template <>
+constexpr DType DTypeOf<float>() {
+  return DType::kF32;
+}
+template <>
+constexpr DType DTypeOf<BF16>() {
+  return DType::kBF16;
+}
+template <>
+constexpr DType DTypeOf<F16>() {
+  return DType::kF16;
+}
 
 // Full vector of f32 from N elements at p (unaligned).
 HWY_INLINE VF LoadF32(DF d, const float* HWY_RESTRICT p) { return hn::LoadU(d, p); }
@@ -54,8 +68,9 @@ HWY_INLINE VF LoadF32(DF d, const BF16* HWY_RESTRICT p) {
 }
 #undef XENT_SOFT_F16
 #if HWY_ARCH_X86 && HWY_TARGET > HWY_AVX2
-#define XENT_SOFT_F16 1  // no F16C below AVX2: convert in software (Highway 1.0.3's emulation
-                          // truncates and maps inf/NaN to finite values)
+#define XENT_SOFT_F16 \
+  1  // no F16C below AVX2: convert in software (Highway 1.0.3's emulation
+     // truncates and maps inf/NaN to finite values)
 #elif HWY_TARGET == HWY_SCALAR || HWY_TARGET == HWY_EMU128
 #define XENT_SOFT_F16 1
 #else
@@ -74,7 +89,8 @@ HWY_INLINE VF LoadF32(DF d, const F16* HWY_RESTRICT p) {
   const auto mant = hn::And(h, hn::Set(du32, 0x3FFu));
   const auto normal = hn::Or(hn::ShiftLeft<23>(hn::Add(exp, hn::Set(du32, 112u))), hn::ShiftLeft<13>(mant));
   const auto infnan = hn::Or(hn::Set(du32, 0x7F800000u), hn::ShiftLeft<13>(mant));
-  const auto sub = hn::BitCast(du32, hn::Mul(hn::ConvertTo(d, hn::BitCast(di32, mant)), hn::Set(d, 1.0f / 16777216.0f)));
+  const auto sub =
+      hn::BitCast(du32, hn::Mul(hn::ConvertTo(d, hn::BitCast(di32, mant)), hn::Set(d, 1.0f / 16777216.0f)));
   auto r = hn::IfThenElse(hn::Eq(exp, hn::Zero(du32)), sub, normal);
   r = hn::IfThenElse(hn::Eq(exp, hn::Set(du32, 0x1Fu)), infnan, r);
   return hn::BitCast(d, hn::Or(r, sign));
@@ -210,8 +226,7 @@ HWY_INLINE VF SoftCapSlope(DF d, VF z, float inv_cap) {
 // Row pointer helpers.
 template <typename T>
 HWY_INLINE const T* RowPtr(const void* base, size_t stride, size_t row) {
-  return reinterpret_cast<const T*>(static_cast<const unsigned char*>(base) +
-                                    row * stride * sizeof(T));
+  return reinterpret_cast<const T*>(static_cast<const unsigned char*>(base) + row * stride * sizeof(T));
 }
 template <typename T>
 HWY_INLINE T* RowPtrMut(void* base, size_t stride, size_t row) {

@@ -72,7 +72,7 @@ HWY_INLINE void WalkStats(const T* x, size_t V, size_t s0, size_t s1, const ZMap
   for (size_t s = s0; s < s1; ++s) {
     const size_t b = s * kSegment, n = std::min(kSegment, V - b);
     const T* xs = x + b;
-    const T* xn = xs + kSegment;                                                // the next segment
+    const T* xn = xs + kSegment;                                              // the next segment
     const size_t nn = s + 1 < s1 ? std::min(kSegment, V - b - kSegment) : 0;  // its length (0: none)
     float* eo = e_out ? e_out + b : nullptr;
     SoftmaxSeg* o = out + (s - s0);

@@ -25,8 +25,8 @@ struct SoftmaxKernel {
 };
 
 struct SoftmaxRow {
-  float M = 0.0f;      // row max of z
-  float a = 0.0f;      // 1 / S
+  float M = 0.0f;        // row max of z
+  float a = 0.0f;        // 1 / S
   float lse_off = 0.0f;  // log S: log_probs = (z - M) - log S
   bool nan = false;
 };
@@ -125,8 +125,8 @@ HWY_INLINE void SoftmaxOutVec(DF d, const T* x, const float* e_in, TP* probs, TL
     z = ApplyZ<false, kScale>(d, xv, f);
   }
   if (probs != nullptr) {
-    const VF e = e_in ? (full ? hn::LoadU(d, e_in + i) : LoadTailF32(d, e_in + i, rr, 0.0f))
-                      : ExpNonPositive(d, hn::Sub(z, vr));
+    const VF e =
+        e_in ? (full ? hn::LoadU(d, e_in + i) : LoadTailF32(d, e_in + i, rr, 0.0f)) : ExpNonPositive(d, hn::Sub(z, vr));
     const VF pv = hn::Mul(e, vF);
     if (!full) {
       StoreTailF32(d, pv, probs + i, rr);
@@ -166,8 +166,8 @@ HWY_NOINLINE void SoftmaxOutSeg(const SoftmaxKernel& k, const SoftmaxRow& r, con
 }
 
 template <typename T, typename TP, typename TL>
-void SoftmaxOutT(const SoftmaxKernel& k, const SoftmaxRow& r, const SoftmaxSeg* segs, size_t row, size_t s0,
-                 size_t s1, const float* e_in) {
+void SoftmaxOutT(const SoftmaxKernel& k, const SoftmaxRow& r, const SoftmaxSeg* segs, size_t row, size_t s0, size_t s1,
+                 const float* e_in) {
   const T* x = RowPtr<T>(k.logits.data, k.logits.stride, row);
   TP* probs = k.probs.data ? RowPtrMut<TP>(k.probs.data, k.probs.stride, row) : nullptr;
   TL* lp = k.log_probs.data ? RowPtrMut<TL>(k.log_probs.data, k.log_probs.stride, row) : nullptr;
@@ -191,14 +191,14 @@ void SoftmaxOutT(const SoftmaxKernel& k, const SoftmaxRow& r, const SoftmaxSeg* 
 // Each output is f32 or the logits' dtype.
 struct SoftmaxOutFn {
   template <typename T, class ProbsF32, class LogF32>
-  static HWY_INLINE void Run(const SoftmaxKernel& k, const SoftmaxRow& r, const SoftmaxSeg* segs, size_t row,
-                             size_t s0, size_t s1, const float* e_in) {
+  static HWY_INLINE void Run(const SoftmaxKernel& k, const SoftmaxRow& r, const SoftmaxSeg* segs, size_t row, size_t s0,
+                             size_t s1, const float* e_in) {
     SoftmaxOutT<T, OutType<ProbsF32, T>, OutType<LogF32, T>>(k, r, segs, row, s0, s1, e_in);
   }
 };
 
-void SoftmaxOut(const SoftmaxKernel& k, const SoftmaxRow& r, const SoftmaxSeg* segs, size_t row, size_t s0,
-                size_t s1, float* scratch) {
+void SoftmaxOut(const SoftmaxKernel& k, const SoftmaxRow& r, const SoftmaxSeg* segs, size_t row, size_t s0, size_t s1,
+                float* scratch) {
   Visit<SoftmaxOutFn>(Choose(FloatType{k.logits.dtype}, Flag{k.probs.data == nullptr || k.probs.dtype == DType::kF32},
                              Flag{k.log_probs.data == nullptr || k.log_probs.dtype == DType::kF32}),
                       k, r, segs, row, s0, s1, ProbsEBuffer(k, row, scratch));
@@ -306,7 +306,6 @@ HWY_EXPORT(SoftmaxOut);
 HWY_EXPORT(BackwardStats);
 HWY_EXPORT(BackwardOut);
 
-
 namespace {
 
 constexpr float kNaNf = std::numeric_limits<float>::quiet_NaN();
@@ -333,9 +332,8 @@ struct SoftmaxOp : NoMiddle {
     if (lse_out) lse_out[row] = static_cast<float>(lse);
     if (ent_out) ent_out[row] = static_cast<float>(acc.Entropy());
     if (tp && tp->logprob) {
-      tp->logprob[row] = tp->target.Ignored(row)
-                             ? 0.0f
-                             : static_cast<float>(-((acc.M - static_cast<double>(acc.zy)) + acc.LogS()));
+      tp->logprob[row] =
+          tp->target.Ignored(row) ? 0.0f : static_cast<float>(-((acc.M - static_cast<double>(acc.zy)) + acc.LogS()));
     }
     st->nan = acc.nan || acc.S == 0.0;
     st->M = static_cast<float>(acc.M);
@@ -367,8 +365,8 @@ xent_status RunSoftmax(const SoftmaxProblem& p) {
 
 xent_status RunTokenLogprobs(const TokenLogprobsProblem& p) {
   // Any statistic beyond log p(y), entropy and lse: src/token_stats.cc.
-  if (p.argmax || p.argmax_logprob || p.topk_logprobs || p.topk_indices || p.topk_mass || p.ref_logprob ||
-      p.ref_lse || p.kl)
+  if (p.argmax || p.argmax_logprob || p.topk_logprobs || p.topk_indices || p.topk_mass || p.ref_logprob || p.ref_lse ||
+      p.kl)
     return RunTokenStats(p);
   SoftmaxOp op;
   op.tp = &p;

@@ -216,8 +216,8 @@ HWY_INLINE void TokKlOf(const TokKernel& k, const TokKlRow& r, size_t row, size_
 // dz/dx = (1 - (zc / cap)^2) / T with softcap, 1 / T without; p = 0 (a -inf
 // logit, or below the f32 range) gives 0 before the deltas.
 template <typename T, bool kCap, bool kRef>
-HWY_INLINE VF TokGradVec(DF d, const TokGradKernel& k, const TokGradRow& c, const T* x, const T* xr, size_t i,
-                         size_t r, size_t col0, uint32_t& cur) {
+HWY_INLINE VF TokGradVec(DF d, const TokGradKernel& k, const TokGradRow& c, const T* x, const T* xr, size_t i, size_t r,
+                         size_t col0, uint32_t& cur) {
   const size_t N = hn::Lanes(d);
   const bool full = r == N;
   const VF vs = hn::Set(d, k.scale);
@@ -245,8 +245,8 @@ HWY_INLINE VF TokGradVec(DF d, const TokGradKernel& k, const TokGradRow& c, cons
 }
 
 template <typename T, typename TG, bool kCap, bool kRef, bool kStream>
-HWY_NOINLINE void TokGradSeg(const TokGradKernel& k, const TokGradRow& c, const T* x, const T* xr, TG* g,
-                             size_t col0, size_t n) {
+HWY_NOINLINE void TokGradSeg(const TokGradKernel& k, const TokGradRow& c, const T* x, const T* xr, TG* g, size_t col0,
+                             size_t n) {
   const DF d;
   const size_t N = hn::Lanes(d);
   uint32_t cur = 0;
@@ -310,9 +310,9 @@ struct TokGradVisit {
 
 template <typename T>
 HWY_INLINE void TokGradOf(const TokGradKernel& k, const TokGradRow& c, size_t row, size_t s0, size_t s1) {
-  VisitFixed<TokGradVisit, T>(Choose(Flag{k.grad.dtype == DType::kF32}, Flag{k.cap > 0.0f},
-                                     Flag{k.ref.data != nullptr}, Flag{k.stream}),
-                              k, c, row, s0, s1);
+  VisitFixed<TokGradVisit, T>(
+      Choose(Flag{k.grad.dtype == DType::kF32}, Flag{k.cap > 0.0f}, Flag{k.ref.data != nullptr}, Flag{k.stream}), k, c,
+      row, s0, s1);
 }
 
 // NOLINTNEXTLINE(google-readability-namespace-comments)

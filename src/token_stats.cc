@@ -164,8 +164,8 @@ namespace {
 
 struct TokBwdRow {
   TokGradRow g;
-  TokKlRow kl;     // the middle pass's (KL computed here)
-  float gkl = 0.0f;  // upstream gradient of KL (0: no KL term)
+  TokKlRow kl;         // the middle pass's (KL computed here)
+  float gkl = 0.0f;    // upstream gradient of KL (0: no KL term)
   double c0_kl = 0.0;  // c0 before the KL term's -g_kl (D + KL)
   double D = 0.0;      // lse - lse_ref
 };
@@ -255,7 +255,8 @@ struct TokBackwardOp {
     // upstream gradient is 0 is absent (its statistic may be NaN).
     double c0 = -G;
     const float gh = GradEntropy(row);
-    if (gh != 0.0f) c0 -= static_cast<double>(gh) * (q.entropy ? static_cast<double>(q.entropy[row]) : acc.sm.Entropy());
+    if (gh != 0.0f)
+      c0 -= static_cast<double>(gh) * (q.entropy ? static_cast<double>(q.entropy[row]) : acc.sm.Entropy());
     c.c1 = -gh;
     const float gkl = GradKl(row);
     c.c2 = gkl;

@@ -25,24 +25,24 @@ constexpr size_t kTopKMax = XENT_TOPK_MAX;
 struct TokKernel {
   size_t V = 0;
   InMat logits;
-  InMat ref;        // read when ref.data != nullptr
-  Labels target;    // data == nullptr: no target z
+  InMat ref;           // read when ref.data != nullptr
+  Labels target;       // data == nullptr: no target z
   float scale = 1.0f;  // 1 / temperature
   float cap = 0.0f, inv_cap = 0.0f;
-  uint32_t K = 0;   // top-k entries to keep (0: none); argmax alone is K = 1
+  uint32_t K = 0;  // top-k entries to keep (0: none); argmax alone is K = 1
 };
 
 // Phase-1 partials of one segment: the softmax statistics of the logits and
 // of the reference logits, the segment's top-k candidates (ordered by logit,
 // largest first, equal logits by index), and the middle pass's KL partial.
 struct TokSeg {
-  SoftmaxSeg sm;   // with the target's z (has_zy)
-  SoftmaxSeg ref;  // with the target's reference z
+  SoftmaxSeg sm;    // with the target's z (has_zy)
+  SoftmaxSeg ref;   // with the target's reference z
   size_t base = 0;  // first column of the segment
   uint32_t k = 0;   // K of the call
   uint32_t ntop = 0;
-  int32_t has_ref = 0;  // ref was read
-  float kl = 0.0f;  // middle: sum over the segment of p ((z - z') - (lse - lse'))
+  int32_t has_ref = 0;       // ref was read
+  float kl = 0.0f;           // middle: sum over the segment of p ((z - z') - (lse - lse'))
   float top_x[kTopKMax];     // the logits as given (the order)
   float top_z[kTopKMax];     // their z (the log-probabilities)
   uint16_t top_i[kTopKMax];  // column - base

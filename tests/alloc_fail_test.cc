@@ -68,8 +68,8 @@ std::vector<Scenario> Scenarios() {
                  return s;
                }});
   for (const abi::OpDesc* op : abi::kAllOps) {
-    v.push_back({std::string(op->name) + " every output, all threads",
-                 [op](size_t n) { return Every(*op, 8, 300 + n, 0); }});
+    v.push_back(
+        {std::string(op->name) + " every output, all threads", [op](size_t n) { return Every(*op, 8, 300 + n, 0); }});
     v.push_back({std::string(op->name) + " rows of more than 16 segments, 1 thread",
                  [op](size_t n) { return Every(*op, 2, 70000 + n, 1); }, true});
   }
@@ -138,8 +138,8 @@ void Sweep(bool long_rows) {
         if (!Attempt(lib, sc, n, ++extra_v, &t)) break;
         if (::testing::Test::HasFatalFailure()) return;
       }
-      std::printf("%-7s %-68s %3zu allocations failed: %3zu out of memory, %3zu absorbed (%zu exempt)\n",
-                  lib.Backend(), sc.name.c_str(), t.attempts, t.oom, t.absorbed, t.exempt);
+      std::printf("%-7s %-68s %3zu allocations failed: %3zu out of memory, %3zu absorbed (%zu exempt)\n", lib.Backend(),
+                  sc.name.c_str(), t.attempts, t.oom, t.absorbed, t.exempt);
       EXPECT_GT(t.attempts, 0u) << sc.name << ": no allocation to fail";
       all.attempts += t.attempts;
       all.oom += t.oom;
@@ -148,10 +148,11 @@ void Sweep(bool long_rows) {
       ++scenarios;
     }
   }
-  std::printf("allocation-failure sweep (%s level, %zu scenarios x library variants): %zu allocations failed, "
-              "%zu calls returned XENT_ERROR_OUT_OF_MEMORY, %zu absorbed with identical results; %zu allocations "
-              "exempt (libgomp, loader, libc)\n",
-              xent_alloc::Level(), scenarios, all.attempts, all.oom, all.absorbed, all.exempt);
+  std::printf(
+      "allocation-failure sweep (%s level, %zu scenarios x library variants): %zu allocations failed, "
+      "%zu calls returned XENT_ERROR_OUT_OF_MEMORY, %zu absorbed with identical results; %zu allocations "
+      "exempt (libgomp, loader, libc)\n",
+      xent_alloc::Level(), scenarios, all.attempts, all.oom, all.absorbed, all.exempt);
   ::testing::Test::RecordProperty("allocations_failed", static_cast<int>(all.attempts));
 }
 

@@ -59,7 +59,9 @@ One RunOne(float x, float y, float pos_weight) {
   CaseSpec s(abi::kBce, 1, 1);
   s.With("loss").With("elem_loss").With("grad").Set("reduction", XENT_REDUCTION_SUM);
   if (pos_weight > 0) s.With("pos_weight");
-  s.edit = [=](const std::string& f, size_t, size_t, double) { return f == "logits" ? x : (f == "target" ? y : pos_weight); };
+  s.edit = [=](const std::string& f, size_t, size_t, double) {
+    return f == "logits" ? x : (f == "target" ? y : pos_weight);
+  };
   Case c(s);
   EXPECT_EQ(c.Run(), XENT_OK) << xent_last_error();
   std::vector<std::string> problems;
@@ -92,8 +94,8 @@ TEST_P(BceTest, InfiniteLogitsTakeTheLimit) {
   };
   // pos_weight 2: l = 2 y softplus(-x) + (1 - y) softplus(x),
   // dl/dx = (1 - y) sigmoid(x) - 2 y (1 - sigmoid(x)).
-  const Case cases[] = {{inf, 1.0f, 0.0f, 0.0f},   {inf, 0.0f, inf, 1.0f},  {inf, 0.25f, inf, 0.75f},
-                        {-inf, 0.0f, 0.0f, 0.0f},  {-inf, 1.0f, inf, -2.0f}, {-inf, 0.25f, inf, -0.5f}};
+  const Case cases[] = {{inf, 1.0f, 0.0f, 0.0f},  {inf, 0.0f, inf, 1.0f},   {inf, 0.25f, inf, 0.75f},
+                        {-inf, 0.0f, 0.0f, 0.0f}, {-inf, 1.0f, inf, -2.0f}, {-inf, 0.25f, inf, -0.5f}};
   for (const Case& c : cases) {
     const One r = RunOne(c.x, c.y, 2.0f);
     EXPECT_EQ(r.loss, c.loss) << "x=" << c.x << " y=" << c.y;

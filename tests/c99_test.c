@@ -7,19 +7,18 @@
 #include <xent/xent.h>
 
 static int failures = 0;
-#define CHECK(cond)                                                   \
-  do {                                                                \
-    if (!(cond)) {                                                    \
+#define CHECK(cond)                                                            \
+  do {                                                                         \
+    if (!(cond)) {                                                             \
       fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
-      ++failures;                                                     \
-    }                                                                 \
+      ++failures;                                                              \
+    }                                                                          \
   } while (0)
 
 int main(void) {
   enum { B = 3, V = 5 };
-  float logits[B][V] = {{1.0f, 2.0f, 0.5f, -1.0f, 0.0f},
-                        {0.1f, 0.2f, 0.3f, 0.4f, 0.5f},
-                        {-3.0f, 4.0f, 1.0f, 2.0f, -2.0f}};
+  float logits[B][V] = {
+      {1.0f, 2.0f, 0.5f, -1.0f, 0.0f}, {0.1f, 0.2f, 0.3f, 0.4f, 0.5f}, {-3.0f, 4.0f, 1.0f, 2.0f, -2.0f}};
   int64_t target[B] = {1, 4, -100};
   float grad[B][V];
   float loss = 0.0f, row_loss[B];

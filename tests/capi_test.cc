@@ -18,14 +18,14 @@ namespace xent_test {
 namespace {
 
 // Expects `status` and a message containing every fragment.
-#define EXPECT_ERROR(call, status, ...)                                                      \
-  do {                                                                                       \
-    const xent_status rc_ = (call);                                                          \
-    EXPECT_EQ(rc_, status) << #call << ": " << xent_last_error();                            \
-    for (const char* frag : {__VA_ARGS__}) {                                                 \
-      EXPECT_NE(std::string(xent_last_error()).find(frag), std::string::npos)                \
-          << "message \"" << xent_last_error() << "\" lacks \"" << frag << "\"";             \
-    }                                                                                        \
+#define EXPECT_ERROR(call, status, ...)                                          \
+  do {                                                                           \
+    const xent_status rc_ = (call);                                              \
+    EXPECT_EQ(rc_, status) << #call << ": " << xent_last_error();                \
+    for (const char* frag : {__VA_ARGS__}) {                                     \
+      EXPECT_NE(std::string(xent_last_error()).find(frag), std::string::npos)    \
+          << "message \"" << xent_last_error() << "\" lacks \"" << frag << "\""; \
+    }                                                                            \
   } while (0)
 
 // An args struct of `op` from its args_init, with batch and num_classes.
@@ -163,8 +163,13 @@ TEST(CApi, CrossEntropyBadInput) {
   ExpectCeError([](Case& c, A& a) { a.grad = c.buf("logits")->as<float>() + 5; }, XENT_ERROR_ALIASING,
                 {"grad overlaps logits"});
   ExpectCeError([](Case&, A& a) { a.row_loss = a.loss; }, XENT_ERROR_ALIASING, {"overlaps"});
-  ExpectCeError([](Case& c, A& a) { a.grad = c.buf("logits")->data(); a.grad_stride = 32001; a.batch = 2; },
-                XENT_ERROR_ALIASING, {"grad overlaps logits"});
+  ExpectCeError(
+      [](Case& c, A& a) {
+        a.grad = c.buf("logits")->data();
+        a.grad_stride = 32001;
+        a.batch = 2;
+      },
+      XENT_ERROR_ALIASING, {"grad overlaps logits"});
   // In place is allowed; different stride interleaving is detected precisely.
   {
     auto c = CeCase();
@@ -183,7 +188,7 @@ TEST(CApi, CrossEntropyBadInput) {
     a.target = y.data();
     EXPECT_EQ(xent_cross_entropy(&a), XENT_OK) << xent_last_error();
     EXPECT_NEAR(buf[13], (0.1 - 1.0) / 4, 1e-6);  // grad row 0, class 3: (p - 1) / B
-    EXPECT_EQ(buf[20], 0.25f);                     // logits row 1 untouched
+    EXPECT_EQ(buf[20], 0.25f);                    // logits row 1 untouched
   }
 }
 
@@ -331,7 +336,6 @@ TEST(CApi, MisalignedPointersWork) {
   EXPECT_TRUE(std::isfinite(c.buf("loss")->Get(0)) && c.buf("loss")->Get(0) > 0);
 }
 
-
 // ---------------------------------------------------------------------------
 // Every field of every operation as the table describes it: each invalid
 // value gets its documented status and a message naming the field, and a
@@ -342,8 +346,13 @@ CaseSpec Full(const abi::OpDesc& op) {
   for (size_t i = 0; i < op.num_fields; ++i) {
     const abi::Field& f = op.fields[i];
     switch (f.role) {
-      case abi::Role::kInMat: case abi::Role::kOutMat: case abi::Role::kClassTarget: case abi::Role::kLabels:
-      case abi::Role::kRowWeights: case abi::Role::kInVec: case abi::Role::kOutVec: s.With(f.name); break;
+      case abi::Role::kInMat:
+      case abi::Role::kOutMat:
+      case abi::Role::kClassTarget:
+      case abi::Role::kLabels:
+      case abi::Role::kRowWeights:
+      case abi::Role::kInVec:
+      case abi::Role::kOutVec: s.With(f.name); break;
       default: break;
     }
   }

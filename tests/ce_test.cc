@@ -128,7 +128,9 @@ TEST_P(CeTest, EdgeValues) {
         for (DType dt : {DType::kF32, DType::kBF16}) {
           CaseSpec s = Ce(5, V, dt, DType::kF32, static_cast<uint32_t>(V));
           s.Set("label_smoothing", eps);
-          s.edit = [hook](const std::string& f, size_t i, size_t j, double v) { return f == "logits" ? hook(i, j, v) : v; };
+          s.edit = [hook](const std::string& f, size_t i, size_t j, double v) {
+            return f == "logits" ? hook(i, j, v) : v;
+          };
           ExpectCase(s);
         }
       }

@@ -61,9 +61,11 @@ TEST(KlReference, GradientsMatchFiniteDifferences) {
           tp[j] += h;
           tm[j] -= h;
           const double dx = (xent_ref::DivergenceRowLoss(s, xp.data(), s.t.data()) -
-                             xent_ref::DivergenceRowLoss(s, xm.data(), s.t.data())) / (2 * h);
+                             xent_ref::DivergenceRowLoss(s, xm.data(), s.t.data())) /
+                            (2 * h);
           const double dt = (xent_ref::DivergenceRowLoss(s, s.x.data(), tp.data()) -
-                             xent_ref::DivergenceRowLoss(s, s.x.data(), tm.data())) / (2 * h);
+                             xent_ref::DivergenceRowLoss(s, s.x.data(), tm.data())) /
+                            (2 * h);
           EXPECT_NEAR(r.gx[j], dx, 1e-5 * (1 + std::fabs(dx))) << qk << pk << beta << " j=" << j;
           EXPECT_NEAR(r.gt[j], dt, 1e-5 * (1 + std::fabs(dt))) << qk << pk << beta << " j=" << j;
         }

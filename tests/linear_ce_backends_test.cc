@@ -47,8 +47,8 @@ std::vector<Lib> Load() {
     l.blas = reinterpret_cast<const char* (*)()>(dlsym(h, "xent_blas_backend"));
     l.init = reinterpret_cast<xent_status (*)(xent_linear_cross_entropy_args*, size_t)>(
         dlsym(h, "xent_linear_cross_entropy_args_init"));
-    l.run = reinterpret_cast<xent_status (*)(const xent_linear_cross_entropy_args*)>(
-        dlsym(h, "xent_linear_cross_entropy"));
+    l.run =
+        reinterpret_cast<xent_status (*)(const xent_linear_cross_entropy_args*)>(dlsym(h, "xent_linear_cross_entropy"));
     if (!l.backend || !l.blas || !l.init || !l.run) {
       ADD_FAILURE() << l.path << ": missing symbols";
       continue;

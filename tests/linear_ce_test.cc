@@ -35,11 +35,11 @@ struct LceConfig {
   bool weight = false, row_scale = false, i32 = false;
   int reduction = XENT_REDUCTION_MEAN;
   float eps = 0, z_loss = 0, softcap = 0, grad_scale = 1;
-  int ignore_every = 0;   // every k-th row ignored (k > 0)
-  int accumulate = 0;     // XENT_ACCUMULATE_* bits; outputs start random
-  size_t scratch = 0;     // scratch_bytes
-  size_t pad = 0;         // extra row stride of every matrix
-  size_t offset = 0;      // byte misalignment of every matrix
+  int ignore_every = 0;  // every k-th row ignored (k > 0)
+  int accumulate = 0;    // XENT_ACCUMULATE_* bits; outputs start random
+  size_t scratch = 0;    // scratch_bytes
+  size_t pad = 0;        // extra row stride of every matrix
+  size_t offset = 0;     // byte misalignment of every matrix
   double hidden_sigma = 1.0;
   size_t masked_classes = 0;  // bias = -inf on the first k classes (needs a bias)
   uint32_t seed = 1;
@@ -51,10 +51,10 @@ std::string Describe(const LceConfig& c) {
   std::snprintf(buf, sizeof(buf),
                 "B=%zu V=%zu H=%zu dt=%d bias=%d gh=%d gw=%d gb=%d lse=%d w=%d rs=%d red=%d eps=%g z=%g cap=%g "
                 "gs=%g ign=%d acc=%d scratch=%zu pad=%zu off=%zu masked=%zu",
-                c.B, c.V, c.H, static_cast<int>(c.dtype), static_cast<int>(c.bias_dtype),
-                static_cast<int>(c.gh_dtype), static_cast<int>(c.gw_dtype), static_cast<int>(c.gb_dtype),
-                c.want_lse, c.weight, c.row_scale, c.reduction, c.eps, c.z_loss, c.softcap, c.grad_scale,
-                c.ignore_every, c.accumulate, c.scratch, c.pad, c.offset, c.masked_classes);
+                c.B, c.V, c.H, static_cast<int>(c.dtype), static_cast<int>(c.bias_dtype), static_cast<int>(c.gh_dtype),
+                static_cast<int>(c.gw_dtype), static_cast<int>(c.gb_dtype), c.want_lse, c.weight, c.row_scale,
+                c.reduction, c.eps, c.z_loss, c.softcap, c.grad_scale, c.ignore_every, c.accumulate, c.scratch, c.pad,
+                c.offset, c.masked_classes);
   return buf;
 }
 
@@ -71,8 +71,7 @@ struct LceCase {
   Vec loss, row_loss, lse;
   std::vector<double> gh0, gw0, gb0;  // initial output values (accumulate)
 
-  explicit LceCase(const LceConfig& cfg)
-      : c(cfg), cw(cfg.V), rs(cfg.B), loss(1), row_loss(cfg.B), lse(cfg.B) {
+  explicit LceCase(const LceConfig& cfg) : c(cfg), cw(cfg.V), rs(cfg.B), loss(1), row_loss(cfg.B), lse(cfg.B) {
     const size_t B = c.B, V = c.V, H = c.H;
     std::mt19937 rng(c.seed);
     hidden = Mat(B, H, c.dtype, H + c.pad, c.offset);
@@ -135,8 +134,8 @@ struct LceCase {
       a->linear_bias_dtype = bias.dt();
     }
     a->target = c.B == 0 ? static_cast<const void*>(&dummy)
-                : c.i32 ? static_cast<const void*>(y32.data())
-                        : static_cast<const void*>(y64.data());
+                : c.i32  ? static_cast<const void*>(y32.data())
+                         : static_cast<const void*>(y64.data());
     a->target_dtype = c.i32 ? XENT_I32 : XENT_I64;
     a->weight = c.weight ? cw.data() : nullptr;
     a->row_scale = c.row_scale ? rs.data() : nullptr;
@@ -292,8 +291,8 @@ void Check(LceCase& t, const LceRef& r) {
         double tol = GemmTol(abs_sum[i * cols + j], K, m.dtype(), wv) + g_rel * abs_sum[i * cols + j];
         if (add) tol += 2 * kU * std::fabs(base);
         if (!Close(m.get(i, j), wv, tol) && ++bad <= 5)
-          ADD_FAILURE() << name << "[" << i << "][" << j << "] = " << m.get(i, j) << " want " << wv << " (tol "
-                        << tol << ")";
+          ADD_FAILURE() << name << "[" << i << "][" << j << "] = " << m.get(i, j) << " want " << wv << " (tol " << tol
+                        << ")";
       }
     EXPECT_EQ(bad, 0u) << name;
     EXPECT_TRUE(m.CanariesIntact()) << name << " written outside its elements";

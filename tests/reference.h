@@ -12,14 +12,14 @@ namespace xent_ref {
 
 struct CeSpec {
   size_t B = 0, V = 0;
-  std::vector<double> x;        // B x V logits
+  std::vector<double> x;  // B x V logits
   bool soft = false;
-  std::vector<int64_t> y;       // hard targets
-  std::vector<double> q;        // soft targets, B x V
-  std::vector<double> weight;   // empty = none
+  std::vector<int64_t> y;      // hard targets
+  std::vector<double> q;       // soft targets, B x V
+  std::vector<double> weight;  // empty = none
   std::vector<double> row_scale;
   int64_t ignore_index = -100;
-  int reduction = 1;            // 0 none, 1 mean, 2 sum
+  int reduction = 1;  // 0 none, 1 mean, 2 sum
   double eps = 0, z_loss = 0, softcap = 0, grad_scale = 1;
 };
 struct CeOut {

@@ -111,8 +111,8 @@ HWY_NOINLINE void TestStores() {
       const bool ok_b = nan ? std::isnan(F32FromBF16Bits(out_bf[i])) : out_bf[i] == wb;
       const bool ok_h = nan ? std::isnan(F32FromF16Bits(out_h[i])) : out_h[i] == wh;
       if ((!ok_b || !ok_h) && ++bad <= 5) {
-        ADD_FAILURE() << "input bits " << std::hex << (b + 97 * i) << " bf16 " << out_bf[i] << " want " << wb
-                      << " f16 " << out_h[i] << " want " << wh;
+        ADD_FAILURE() << "input bits " << std::hex << (b + 97 * i) << " bf16 " << out_bf[i] << " want " << wb << " f16 "
+                      << out_h[i] << " want " << wh;
       }
     }
   }
@@ -185,8 +185,8 @@ size_t TableIndex(int64_t target) {
 TEST(ExpNonPositive, EveryInputOfTheDomainOnEveryTarget) {
   const std::vector<int64_t> targets = hwy::SupportedAndGeneratedTargets();
   ASSERT_FALSE(targets.empty());
-  const uint32_t kFirst = 0x80000000u;  // -0.0f
-  const uint32_t kLast = 0xC2AE999Au;   // -87.3f: the last input with a normal result
+  const uint32_t kFirst = 0x80000000u;        // -0.0f
+  const uint32_t kLast = 0xC2AE999Au;         // -87.3f: the last input with a normal result
   constexpr size_t kBlock = size_t{1} << 16;  // a multiple of every target's lane count
   const size_t nthreads = 2;
   std::vector<std::vector<uint32_t>> worst(nthreads, std::vector<uint32_t>(targets.size(), 0));
@@ -222,8 +222,7 @@ TEST(ExpNonPositive, EveryInputOfTheDomainOnEveryTarget) {
     for (uint64_t b = kFirst; b + kBlock <= kLast; b += 1021 * kBlock) {
       for (size_t i = 0; i < kBlock; ++i) in[i] = FloatFromBits(static_cast<uint32_t>(b + i));
       HWY_DYNAMIC_DISPATCH(RefExpBlock)(in.data(), want.data(), kBlock);
-      for (size_t i = 0; i < kBlock; ++i)
-        differ += want[i] != static_cast<float>(std::exp(static_cast<double>(in[i])));
+      for (size_t i = 0; i < kBlock; ++i) differ += want[i] != static_cast<float>(std::exp(static_cast<double>(in[i])));
     }
     EXPECT_EQ(differ, 0u);
   }

@@ -91,8 +91,8 @@ CaseSpec RandomSpec(Rng& r) {
       case abi::Role::kOutMat:
         if (f.required || r.Below(5) < 3) {
           output = true;
-          const bool free = f.in_place != nullptr &&
-                            std::find(partners.begin(), partners.end(), f.in_place) == partners.end();
+          const bool free =
+              f.in_place != nullptr && std::find(partners.begin(), partners.end(), f.in_place) == partners.end();
           if (free && r.Below(4) == 0) {
             s.InPlace(f.name);
             partners.push_back(f.in_place);
@@ -105,8 +105,10 @@ CaseSpec RandomSpec(Rng& r) {
         if (r.Below(5) < 3) output = true, s.With(f.name);
         break;
       case abi::Role::kClassTarget:
-        if (r.Below(4) == 0) s.With(f.name, Pick(r, {DType::kF32, dt}));
-        else s.With(f.name, Pick(r, {DType::kI32, DType::kI64}));
+        if (r.Below(4) == 0)
+          s.With(f.name, Pick(r, {DType::kF32, dt}));
+        else
+          s.With(f.name, Pick(r, {DType::kI32, DType::kI64}));
         break;
       case abi::Role::kLabels:
         if (f.needed_by == nullptr && r.Below(3) == 0) s.With(f.name, Pick(r, {DType::kI32, DType::kI64}));
@@ -115,8 +117,10 @@ CaseSpec RandomSpec(Rng& r) {
         if (r.Below(3) == 0) s.With(f.name);
         break;
       case abi::Role::kRowWeights:
-        if (r.Below(3) == 0) s.With(f.name);
-        else if (r.Below(2) == 0) s.Broadcast(f.name);
+        if (r.Below(3) == 0)
+          s.With(f.name);
+        else if (r.Below(2) == 0)
+          s.Broadcast(f.name);
         break;
       case abi::Role::kEnum: {
         std::vector<int> valid;
@@ -250,11 +254,12 @@ TEST(Soak, RandomCallsFromManyThreads) {
   std::string ops;
   for (size_t i = 0; i < sizeof(abi::kAllOps) / sizeof(abi::kAllOps[0]); ++i)
     ops += std::string(i ? ", " : "") + abi::kAllOps[i]->name + " " + std::to_string(t.per_op[i].load());
-  std::printf("soak: %zu calls from %zu threads in %.1f s on %zu library variants (%s), %zu invalid; %zu target "
-              "switches; RSS after each of %zu rounds of the same calls: %s MiB, drift (lowest later round - first) "
-              "%+.1f MiB\n",
-              t.calls.load(), threads, seconds, Libs().size(), ops.c_str(), t.invalid.load(), switches.load(),
-              rounds, rss_text.c_str(), rss_end - rss_warm);
+  std::printf(
+      "soak: %zu calls from %zu threads in %.1f s on %zu library variants (%s), %zu invalid; %zu target "
+      "switches; RSS after each of %zu rounds of the same calls: %s MiB, drift (lowest later round - first) "
+      "%+.1f MiB\n",
+      t.calls.load(), threads, seconds, Libs().size(), ops.c_str(), t.invalid.load(), switches.load(), rounds,
+      rss_text.c_str(), rss_end - rss_warm);
   EXPECT_LT(rss_end - rss_warm, static_cast<double>(Env("XENT_SOAK_RSS_MIB", 16)));
 }
 

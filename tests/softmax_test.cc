@@ -136,7 +136,8 @@ TEST_P(TokenLogprobsTest, Sweep) {
     }
   }
   for (float t : {0.7f, 1.5f}) {
-    for (float cap : {0.0f, 10.0f}) ExpectCase(TokenLogprobs(6, 5000, DType::kF32, 3).Set("temperature", t).Set("softcap", cap));
+    for (float cap : {0.0f, 10.0f})
+      ExpectCase(TokenLogprobs(6, 5000, DType::kF32, 3).Set("temperature", t).Set("softcap", cap));
   }
   ExpectCase(TokenLogprobs(6, 17, DType::kF32, 3, false, false));
 }
@@ -163,8 +164,10 @@ TEST_P(SoftmaxBackwardTest, Sweep) {
           CaseSpec s(abi::kSoftmaxBackward, 4, V);
           s.With("output", dt).Offset("output", 1).Offset("grad_output", 3);
           s.Set("output_kind", log ? XENT_DIST_LOG_PROBS : XENT_DIST_PROBS).Set("temperature", variant == 1 ? 2 : 1);
-          if (variant == 2) s.InPlace("grad_input")["grad_input"].dtype = dt;
-          else s.With("grad_input", variant == 0 ? DType::kF32 : dt);
+          if (variant == 2)
+            s.InPlace("grad_input")["grad_input"].dtype = dt;
+          else
+            s.With("grad_input", variant == 0 ? DType::kF32 : dt);
           s.sigma = 2;
           s.seed = static_cast<uint32_t>(V + log);
           ExpectCase(s);

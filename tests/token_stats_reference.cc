@@ -204,10 +204,22 @@ KlPenaltyOut KlPenalty(double logp, double ref, int kind, double ratio_clamp, do
   }
   KlPenaltyOut o;
   switch (kind) {
-    case 0: o.value = -r; o.grad = 1; break;
-    case 1: o.value = 0.5 * r * r; o.grad = -r; break;
-    case 2: o.value = std::exp(r) - r - 1; o.grad = 1 - std::exp(r); break;
-    default: o.value = std::fabs(r); o.grad = r > 0 ? -1 : (r < 0 ? 1 : 0); break;
+    case 0:
+      o.value = -r;
+      o.grad = 1;
+      break;
+    case 1:
+      o.value = 0.5 * r * r;
+      o.grad = -r;
+      break;
+    case 2:
+      o.value = std::exp(r) - r - 1;
+      o.grad = 1 - std::exp(r);
+      break;
+    default:
+      o.value = std::fabs(r);
+      o.grad = r > 0 ? -1 : (r < 0 ? 1 : 0);
+      break;
   }
   if (value_clamp > 0 && (o.value > value_clamp || o.value < -value_clamp)) {
     active = true;

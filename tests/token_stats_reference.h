@@ -22,13 +22,13 @@ struct TokSpec {
 };
 
 struct TokOut {
-  std::vector<double> lse, entropy, logprob;       // B (logprob 0 for ignored rows)
-  std::vector<int64_t> argmax;                     // B
-  std::vector<double> argmax_logprob;              // B
-  std::vector<int64_t> topk_indices;               // B x k
-  std::vector<double> topk_logprobs, topk_mass;    // B x k, B
-  std::vector<double> ref_lse, ref_logprob, kl;    // B (with ref)
-  std::vector<double> logp;                        // B x V log-probabilities
+  std::vector<double> lse, entropy, logprob;     // B (logprob 0 for ignored rows)
+  std::vector<int64_t> argmax;                   // B
+  std::vector<double> argmax_logprob;            // B
+  std::vector<int64_t> topk_indices;             // B x k
+  std::vector<double> topk_logprobs, topk_mass;  // B x k, B
+  std::vector<double> ref_lse, ref_logprob, kl;  // B (with ref)
+  std::vector<double> logp;                      // B x V log-probabilities
 };
 TokOut TokenStats(const TokSpec& s);
 

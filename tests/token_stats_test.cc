@@ -71,7 +71,16 @@ struct StatResult {
   Vec lp, ent, lse, am_lp, mass, rlp, rlse, kl, topk_lp;
   std::vector<int64_t> am, topk_i;
   explicit StatResult(size_t B, size_t k)
-      : lp(B), ent(B), lse(B), am_lp(B), mass(B), rlp(B), rlse(B), kl(B), topk_lp(B * k), am(B, -7),
+      : lp(B),
+        ent(B),
+        lse(B),
+        am_lp(B),
+        mass(B),
+        rlp(B),
+        rlse(B),
+        kl(B),
+        topk_lp(B * k),
+        am(B, -7),
         topk_i(B * k, -7) {}
 };
 
@@ -148,8 +157,8 @@ void RunStats(const StatCase& c) {
   for (size_t i = 0; i < B; ++i) {
     const double rt = RowTol(xv, i, V, c.T, c.cap);
     auto tol = [&](double w) { return rt + 2e-6 * std::fabs(w); };
-    EXPECT_TRUE(Close(r.lse[i], want.lse[i], tol(want.lse[i]))) << "lse[" << i << "] " << r.lse[i] << " want "
-                                                                << want.lse[i];
+    EXPECT_TRUE(Close(r.lse[i], want.lse[i], tol(want.lse[i])))
+        << "lse[" << i << "] " << r.lse[i] << " want " << want.lse[i];
     EXPECT_TRUE(Close(r.ent[i], want.entropy[i], tol(want.entropy[i])))
         << "entropy[" << i << "] " << r.ent[i] << " want " << want.entropy[i];
     if (c.target) {
@@ -195,8 +204,7 @@ void RunStats(const StatCase& c) {
     EXPECT_TRUE(SameBits(r.topk_lp[j], r1.topk_lp[j]) && r.topk_i[j] == r1.topk_i[j]) << j;
   }
   EXPECT_TRUE(x.CanariesIntact() && ref.CanariesIntact() && r.lp.CanariesIntact() && r.topk_lp.CanariesIntact() &&
-              r.mass.CanariesIntact() && r.kl.CanariesIntact() && r.rlp.CanariesIntact() &&
-              r.am_lp.CanariesIntact());
+              r.mass.CanariesIntact() && r.kl.CanariesIntact() && r.rlp.CanariesIntact() && r.am_lp.CanariesIntact());
 }
 
 class TokenStatsTest : public AllTargets {};
@@ -257,10 +265,10 @@ TEST_P(TokenStatsTest, OnlyArgmaxOrOnlyTopkOrOnlyKl) {
 // Ties: equal logits are ordered by index, within a vector, across chunks,
 // segments and the threads' segment groups.
 double TiesHook(size_t i, size_t j) {
-  if (i == 0) return 1.0;                                  // every logit equal
-  if (i == 1) return (j % 7 == 3) ? 2.0 : kNaN;            // many equal maxima
+  if (i == 0) return 1.0;                                                             // every logit equal
+  if (i == 1) return (j % 7 == 3) ? 2.0 : kNaN;                                       // many equal maxima
   if (i == 2) return (j == 9000 || j == 17 || j == 4096 || j == 12000) ? 5.0 : kNaN;  // across segments
-  if (i == 3) return static_cast<double>(j % 5);           // periodic ties
+  if (i == 3) return static_cast<double>(j % 5);                                      // periodic ties
   return kNaN;
 }
 
@@ -301,7 +309,7 @@ TEST_P(TokenStatsTest, MonotoneRows) {
 // -inf masked classes: probability 0, never ahead of a finite logit; rows
 // with fewer finite classes than k list the -inf ones by index.
 double MaskHook(size_t i, size_t j) {
-  if (i == 0) return j % 3 == 0 ? kNaN : -kInf;  // a third unmasked
+  if (i == 0) return j % 3 == 0 ? kNaN : -kInf;           // a third unmasked
   if (i == 1) return (j == 5 || j == 40) ? kNaN : -kInf;  // two finite classes
   if (i == 2) return j == 0 ? -kInf : kNaN;
   return kNaN;
@@ -373,9 +381,9 @@ struct GradCase {
   int out = 0;  // 0 f32 buffer, 1 the logits' dtype, 2 in place
   float T = 1.0f, cap = 0.0f;
   bool g_lp = true, g_h = true, g_kl = false;
-  size_t k = 0;          // indices with upstream gradients
+  size_t k = 0;             // indices with upstream gradients
   bool pass_stats = false;  // lse / entropy / ref_lse / kl from the forward
-  int zero_row = -1;     // a row whose upstream gradients are all 0
+  int zero_row = -1;        // a row whose upstream gradients are all 0
   int ignore_row = -1;
   uint32_t seed = 7;
   double (*hook)(size_t, size_t) = nullptr;
@@ -384,9 +392,8 @@ struct GradCase {
 
 void RunGrad(const GradCase& c) {
   SCOPED_TRACE("B=" + std::to_string(c.B) + " V=" + std::to_string(c.V) + " dt=" + std::to_string(int(c.dt)) +
-               " out=" + std::to_string(c.out) + " T=" + std::to_string(c.T) + " cap=" + std::to_string(c.cap) +
-               " k=" + std::to_string(c.k) + " kl=" + std::to_string(c.g_kl) +
-               " stats=" + std::to_string(c.pass_stats));
+               " out=" + std::to_string(c.out) + " T=" + std::to_string(c.T) + " cap=" + std::to_string(c.cap) + " k=" +
+               std::to_string(c.k) + " kl=" + std::to_string(c.g_kl) + " stats=" + std::to_string(c.pass_stats));
   const size_t B = c.B, V = c.V, K = c.k;
   Mat x(B, V, c.dt, V + 1, 2);
   const auto xv = Fill(x, 2.0, c.seed, c.hook);
@@ -624,7 +631,8 @@ TEST_P(KlPenaltyTest, EstimatorsClampsAndGradients) {
             const double gw = w.grad * (upstream ? go[i] : 1.0);
             // d = logp - ref is rounded to f32 once.
             const double dtol = 1.2e-7 * (std::fabs(lp[i]) + std::fabs(rp[i]));
-            EXPECT_TRUE(Close(pen[i], w.value, 2e-6 * std::fabs(w.value) + 2e-6 + dtol * (1 + std::exp(-lp[i] + rp[i]))))
+            EXPECT_TRUE(
+                Close(pen[i], w.value, 2e-6 * std::fabs(w.value) + 2e-6 + dtol * (1 + std::exp(-lp[i] + rp[i]))))
                 << i << ": " << pen[i] << " want " << w.value;
             EXPECT_TRUE(Close(grad[i], gw, 2e-6 * std::fabs(gw) + 2e-6 + dtol * std::fabs(go[i]) * 30))
                 << i << ": grad " << grad[i] << " want " << gw;
@@ -632,11 +640,10 @@ TEST_P(KlPenaltyTest, EstimatorsClampsAndGradients) {
             // edges and |.|'s kink), unless straight-through.
             if (!st && std::fabs(lp[i] - rp[i]) > 1e-2) {
               const double h = 1e-4;
-              const double fd = (xent_ref::KlPenalty(lp[i] + h, rp[i], kind, a.log_ratio_clamp, a.value_clamp, false)
-                                     .value -
-                                 xent_ref::KlPenalty(lp[i] - h, rp[i], kind, a.log_ratio_clamp, a.value_clamp, false)
-                                     .value) /
-                                (2 * h);
+              const double fd =
+                  (xent_ref::KlPenalty(lp[i] + h, rp[i], kind, a.log_ratio_clamp, a.value_clamp, false).value -
+                   xent_ref::KlPenalty(lp[i] - h, rp[i], kind, a.log_ratio_clamp, a.value_clamp, false).value) /
+                  (2 * h);
               if (std::fabs(w.value) < 9.99 || !clamps) EXPECT_NEAR(w.grad, fd, 1e-4 * (1 + std::fabs(fd))) << i;
             }
           }
@@ -650,10 +657,10 @@ TEST_P(KlPenaltyTest, EstimatorsClampsAndGradients) {
 // ---------------------------------------------------------------------------
 class TokenStatsArgsTest : public AllTargets {};
 
-#define EXPECT_STATUS(call, status, text)                                                   \
-  do {                                                                                      \
-    const xent_status st_ = (call);                                                         \
-    EXPECT_EQ(st_, status) << xent_last_error();                                            \
+#define EXPECT_STATUS(call, status, text)                                                         \
+  do {                                                                                            \
+    const xent_status st_ = (call);                                                               \
+    EXPECT_EQ(st_, status) << xent_last_error();                                                  \
     EXPECT_NE(std::string(xent_last_error()).find(text), std::string::npos) << xent_last_error(); \
   } while (0)
 

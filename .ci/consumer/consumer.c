@@ -19,8 +19,7 @@ int main(void) {
   double want = 0.0;
 
   if (xent_version_number() != XENT_VERSION_NUMBER || xent_abi_version() != XENT_ABI_VERSION) {
-    fprintf(stderr, "header %s does not match the loaded library %s\n", XENT_VERSION_STRING,
-            xent_version_string());
+    fprintf(stderr, "header %s does not match the loaded library %s\n", XENT_VERSION_STRING, xent_version_string());
     return 1;
   }
   XENT_ARGS_INIT(xent_softmax_args, &s);
@@ -57,7 +56,7 @@ int main(void) {
     fprintf(stderr, "loss = %g, want %g\n", loss, want);
     return 1;
   }
-  printf("consumer: xent %s (ABI %u, %s threading, %s target): softmax and cross-entropy ok\n",
-         xent_version_string(), (unsigned)xent_abi_version(), xent_threading_backend(), xent_active_target());
+  printf("consumer: xent %s (ABI %u, %s threading, %s target): softmax and cross-entropy ok\n", xent_version_string(),
+         (unsigned)xent_abi_version(), xent_threading_backend(), xent_active_target());
   return 0;
 }

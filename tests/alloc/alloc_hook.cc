@@ -84,7 +84,7 @@ void Arm(size_t n) {
     g_num_exempt.store(0);
     g_backtrace = std::getenv("XENT_ALLOC_BACKTRACE") != nullptr;
     void* frames[2];
-    backtrace(frames, 2);  // loads the unwinder now, not inside a hook
+    backtrace(frames, 2);                 // loads the unwinder now, not inside a hook
     dl_iterate_phdr(&AddRange, nullptr);  // libgomp is loaded by now (linked, or dlopened by the test)
   }
   g_count.store(0);

@@ -24,8 +24,7 @@ struct OpEntry {
 };
 
 template <class Args>
-OpEntry MakeEntry(const xent::abi::OpDesc& op, xent_status (*init)(Args*, size_t),
-                  xent_status (*call)(const Args*)) {
+OpEntry MakeEntry(const xent::abi::OpDesc& op, xent_status (*init)(Args*, size_t), xent_status (*call)(const Args*)) {
   OpEntry e;
   e.op = &op;
   e.init = reinterpret_cast<void*>(init);

@@ -16,7 +16,6 @@ uint32_t PaddingBits(DType t) {
   return IsFloat(t) ? kBits[static_cast<int>(t) - 1] : 0;
 }
 
-
 void Buffer::Free::operator()(unsigned char* p) const { std::free(p); }
 
 Buffer::Buffer(const Layout& layout, Guard guard, Content content) : layout_(layout), guard_(guard) {

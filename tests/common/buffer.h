@@ -72,7 +72,9 @@ class Buffer {
   // Never NULL once constructed, even for 0 rows (a required pointer).
   void* data() const { return data_; }
   template <class T>
-  T* as() const { return static_cast<T*>(data_); }
+  T* as() const {
+    return static_cast<T*>(data_);
+  }
   size_t rows() const { return layout_.rows; }
   size_t cols() const { return layout_.cols; }
   size_t stride() const { return layout_.stride; }

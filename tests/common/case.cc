@@ -22,8 +22,13 @@ namespace {
 
 bool IsBufferRole(Role r) {
   switch (r) {
-    case Role::kInMat: case Role::kOutMat: case Role::kClassTarget: case Role::kLabels:
-    case Role::kRowWeights: case Role::kInVec: case Role::kOutVec: return true;
+    case Role::kInMat:
+    case Role::kOutMat:
+    case Role::kClassTarget:
+    case Role::kLabels:
+    case Role::kRowWeights:
+    case Role::kInVec:
+    case Role::kOutVec: return true;
     default: return false;
   }
 }
@@ -216,7 +221,9 @@ Case::Case(const CaseSpec& spec) : spec_(spec) {
       case Role::kF32:
         if (fs.has_value) SetArg<float>(f.name, static_cast<float>(fs.value));
         break;
-      case Role::kEnum: case Role::kFlag: case Role::kReserved:
+      case Role::kEnum:
+      case Role::kFlag:
+      case Role::kReserved:
         if (fs.has_value) SetArg<int32_t>(f.name, static_cast<int32_t>(fs.value));
         break;
       case Role::kI64:
@@ -273,9 +280,7 @@ std::vector<int64_t> Case::Indices(const std::string& field) const {
 void Case::SetPointer(const std::string& field, const void* p) { Store(args_.data() + F(field).off, p); }
 const void* Case::Pointer(const std::string& field) const { return Load<const void*>(args_.data() + F(field).off); }
 void Case::SetStrideField(const std::string& field, size_t v) { Store(args_.data() + F(field).stride_off, v); }
-size_t Case::StrideArg(const std::string& field) const {
-  return Load<size_t>(args_.data() + F(field).stride_off);
-}
+size_t Case::StrideArg(const std::string& field) const { return Load<size_t>(args_.data() + F(field).stride_off); }
 void Case::SetDTypeField(const std::string& field, int32_t v) { Store(args_.data() + F(field).dtype_off, v); }
 
 void Case::Seal() {
@@ -390,9 +395,9 @@ std::string Case::Describe() const {
     }
     switch (f.role) {
       case Role::kF32: std::snprintf(tmp, sizeof tmp, " %s=%.9g", f.name, F32(f.name)); break;
-      case Role::kEnum: case Role::kFlag: case Role::kNumThreads:
-        std::snprintf(tmp, sizeof tmp, " %s=%d", f.name, I32(f.name));
-        break;
+      case Role::kEnum:
+      case Role::kFlag:
+      case Role::kNumThreads: std::snprintf(tmp, sizeof tmp, " %s=%d", f.name, I32(f.name)); break;
       case Role::kI64: std::snprintf(tmp, sizeof tmp, " %s=%" PRId64, f.name, I64(f.name)); break;
       default: tmp[0] = '\0'; break;
     }

@@ -65,10 +65,10 @@ struct CaseSpec {
   size_t B, V;
   std::map<std::string, FieldSpec> fields;
   std::map<std::string, std::pair<void*, Layout>> views;
-  size_t pad = 0;          // the first input's stride is V + pad; other matrices V + pad + k
-  size_t offset = 0;       // byte misalignment of every void* matrix without its own
+  size_t pad = 0;     // the first input's stride is V + pad; other matrices V + pad + k
+  size_t offset = 0;  // byte misalignment of every void* matrix without its own
   Guard guard = Guard::kCanary;
-  bool fill = true;        // fill the inputs with the operation's payloads
+  bool fill = true;  // fill the inputs with the operation's payloads
   // Payloads (see the operation's hooks): logits ~ mean + sigma N(0, 1), ...
   uint64_t seed = 1;
   double sigma = 3.0, mean = 0.0;
@@ -165,8 +165,8 @@ class Case {
   xent_status Call(const Api& api = Api::Linked()) const { return api.Call(op(), args_.data()); }
 
   // After Run: the contract's invariants; problems are appended as text.
-  void CheckUntouched(std::vector<std::string>* problems) const;   // a failed call
-  void CheckWritten(std::vector<std::string>* problems) const;     // a successful one
+  void CheckUntouched(std::vector<std::string>* problems) const;  // a failed call
+  void CheckWritten(std::vector<std::string>* problems) const;    // a successful one
   // The reference of every requested output (computed from the sealed
   // inputs), and the comparison of every output with it.
   std::vector<Expected> Reference(Profile p) const;

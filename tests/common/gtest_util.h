@@ -25,7 +25,7 @@ class AllTargets : public ::testing::TestWithParam<std::string> {
   void TearDown() override { xent_force_target(nullptr); }
 };
 
-#define XENT_INSTANTIATE_ALL_TARGETS(suite)                                            \
+#define XENT_INSTANTIATE_ALL_TARGETS(suite)                                             \
   INSTANTIATE_TEST_SUITE_P(Targets, suite, ::testing::ValuesIn(::xent_test::Targets()), \
                            [](const ::testing::TestParamInfo<std::string>& i) { return i.param; })
 

@@ -13,10 +13,20 @@ std::vector<Mutation> Mutations(const Case& base) {
   const std::string v = std::to_string(V), v1 = std::to_string(V - 1);
   std::vector<Mutation> m;
   auto add = [&](const std::string& what, std::function<void(Case&)> f, xent_status st,
-                 std::vector<std::string> frags) { m.push_back({what, std::move(f), st, std::move(frags)}); };
-  add("V = 0", [](Case& c) { const size_t z = 0; std::memcpy(c.args() + 2 * sizeof(size_t), &z, sizeof z); },
+                 std::vector<std::string> frags) {
+    m.push_back({what, std::move(f), st, std::move(frags)});
+  };
+  add("V = 0",
+      [](Case& c) {
+        const size_t z = 0;
+        std::memcpy(c.args() + 2 * sizeof(size_t), &z, sizeof z);
+      },
       XENT_ERROR_INVALID_SHAPE, {"num_classes = 0"});
-  add("B x V overflows", [](Case& c) { const size_t b = SIZE_MAX / 8; std::memcpy(c.args() + sizeof(size_t), &b, sizeof b); },
+  add("B x V overflows",
+      [](Case& c) {
+        const size_t b = SIZE_MAX / 8;
+        std::memcpy(c.args() + sizeof(size_t), &b, sizeof b);
+      },
       XENT_ERROR_INVALID_SHAPE, {"overflows"});
   std::vector<std::string> outputs, buffers;
   for (size_t i = 0; i < op.num_fields; ++i) {
@@ -26,8 +36,7 @@ std::vector<Mutation> Mutations(const Case& base) {
     if ((f.role == Role::kOutMat || f.role == Role::kOutVec) && base.has(n)) outputs.push_back(n);
     const bool matrix = f.role == Role::kInMat || f.role == Role::kOutMat || f.role == Role::kRowWeights ||
                         f.role == Role::kClassTarget;
-    const bool needed = f.required || f.role == Role::kClassTarget ||
-                        (f.needed_by != nullptr && base.has(f.needed_by));
+    const bool needed = f.required || f.role == Role::kClassTarget || (f.needed_by != nullptr && base.has(f.needed_by));
     if (needed && base.has(n))
       add(n + " NULL", [n](Case& c) { c.SetPointer(n, nullptr); }, XENT_ERROR_NULL_POINTER, {n + " is NULL"});
     if (base.has(n) && !base.in_place(n)) {  // the field's own buffer
@@ -61,7 +70,8 @@ std::vector<Mutation> Mutations(const Case& base) {
           case abi::Domain::kAny: break;
         }
         for (const auto& b : bad)
-          add(n + b.second, [n, v = b.first](Case& c) { c.SetArg<float>(n, v); }, XENT_ERROR_INVALID_VALUE, {n + b.second});
+          add(n + b.second, [n, v = b.first](Case& c) { c.SetArg<float>(n, v); }, XENT_ERROR_INVALID_VALUE,
+              {n + b.second});
         break;
       }
       case Role::kEnum:
@@ -72,7 +82,8 @@ std::vector<Mutation> Mutations(const Case& base) {
         }
         break;
       case Role::kFlag:
-        add(n + " = 2", [n](Case& c) { c.SetArg<int32_t>(n, 2); }, XENT_ERROR_INVALID_VALUE, {n + " = 2 is not 0 or 1"});
+        add(n + " = 2", [n](Case& c) { c.SetArg<int32_t>(n, 2); }, XENT_ERROR_INVALID_VALUE,
+            {n + " = 2 is not 0 or 1"});
         break;
       case Role::kReserved:
         add(n + " = 1", [n](Case& c) { c.SetArg<int32_t>(n, 1); }, XENT_ERROR_INVALID_VALUE, {n + " = 1 must be 0"});
@@ -95,11 +106,15 @@ std::vector<Mutation> Mutations(const Case& base) {
       bool shared = false;  // an in-place output on x overlaps the new one first
       for (const std::string& q : outputs) shared = shared || (base.in_place(q) && base.buf(q) == base.buf(x));
       if (!shared && base.buf(o)->span() <= base.buf(x)->span()) frags.push_back(x);
-      add(o + " over " + x, [o, x](Case& c) { c.SetPointer(o, c.buf(x)->data()); }, XENT_ERROR_ALIASING, frags);
+      add(
+          o + " over " + x, [o, x](Case& c) { c.SetPointer(o, c.buf(x)->data()); }, XENT_ERROR_ALIASING, frags);
     }
   }
   if (op.needs_output) {
-    add("no output", [outputs](Case& c) { for (const auto& o : outputs) c.SetPointer(o, nullptr); },
+    add("no output",
+        [outputs](Case& c) {
+          for (const auto& o : outputs) c.SetPointer(o, nullptr);
+        },
         XENT_ERROR_NULL_POINTER, {"no output requested: "});
   }
   return m;

@@ -39,8 +39,10 @@ std::vector<Expected> Reference(const Case& c, Profile p) {
   xent_ref::CeSpec s = RefSpec<xent_ref::CeSpec>(c);
   s.x = c.Values("logits");
   s.soft = Soft(c);
-  if (s.soft) s.q = c.Values("target");
-  else s.y = c.Indices("target");
+  if (s.soft)
+    s.q = c.Values("target");
+  else
+    s.y = c.Indices("target");
   s.weight = c.Values("weight");
   s.row_scale = c.Values("row_scale");
   s.ignore_index = c.I64("ignore_index");
@@ -85,8 +87,10 @@ std::vector<Expected> Reference(const Case& c, Profile p) {
     for (size_t i = 0; i < B; ++i) {
       const double rt = 8e-6 * std::fabs(r.row_loss[i]) + row_abs;
       rows_tol += std::isfinite(rt) ? rt : 0;
-      if (s.soft) divisor += 1;
-      else if (s.y[i] != s.ignore_index) divisor += s.weight.empty() ? 1.0 : s.weight[static_cast<size_t>(s.y[i])];
+      if (s.soft)
+        divisor += 1;
+      else if (s.y[i] != s.ignore_index)
+        divisor += s.weight.empty() ? 1.0 : s.weight[static_cast<size_t>(s.y[i])];
     }
     const double div = s.reduction == 1 ? divisor : 1.0;
     row.assign(1, Tol{8e-6, row_abs});

@@ -82,7 +82,9 @@ std::vector<Expected> Reference(const Case& c, Profile p) {
   Tol loss;
   if (p == Profile::kContract) {
     const double row_abs = 2e-6 * lmax * t2 * (s.jsd ? 2 : 1);
-    auto gtol = [&](DType d) { return d == DType::kF32 ? Tol{4e-6, 2e-6 * gabs * (s.jsd ? lmax : 1.0)} : Tol{0, 1e-6 * gabs}; };
+    auto gtol = [&](DType d) {
+      return d == DType::kF32 ? Tol{4e-6, 2e-6 * gabs * (s.jsd ? lmax : 1.0)} : Tol{0, 1e-6 * gabs};
+    };
     for (size_t i = 0; i < B; ++i) {
       row[i] = Tol{kRowRel, row_abs};
       elem[i] = Tol{kRowRel, row_abs / 4};
@@ -137,9 +139,8 @@ std::vector<Expected> Reference(const Case& c, Profile p) {
 }  // namespace
 
 const OpHooks& DivergenceHooks() {
-  static const OpHooks h{&abi::kDivergence,
-                         MakeEntry(abi::kDivergence, &xent_divergence_args_init, &xent_divergence), nullptr, &Fill,
-                         &Reference};
+  static const OpHooks h{&abi::kDivergence, MakeEntry(abi::kDivergence, &xent_divergence_args_init, &xent_divergence),
+                         nullptr, &Fill, &Reference};
   return h;
 }
 

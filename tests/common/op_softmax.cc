@@ -141,10 +141,9 @@ const OpHooks& TokenLogprobsHooks() {
   return h;
 }
 const OpHooks& SoftmaxBackwardHooks() {
-  static const OpHooks h{
-      &abi::kSoftmaxBackward,
-      MakeEntry(abi::kSoftmaxBackward, &xent_softmax_backward_args_init, &xent_softmax_backward), nullptr,
-      &FillSoftmaxBackward, &RefSoftmaxBackward};
+  static const OpHooks h{&abi::kSoftmaxBackward,
+                         MakeEntry(abi::kSoftmaxBackward, &xent_softmax_backward_args_init, &xent_softmax_backward),
+                         nullptr, &FillSoftmaxBackward, &RefSoftmaxBackward};
   return h;
 }
 

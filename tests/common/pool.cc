@@ -14,7 +14,9 @@ bool HostPool::Misbehaved() const {
   if (!called) return false;
   switch (mode) {
     case PoolMode::kFail: return true;
-    case PoolMode::kSkipLast: case PoolMode::kRepeatFirst: case PoolMode::kOverrun: return last_n > 0;
+    case PoolMode::kSkipLast:
+    case PoolMode::kRepeatFirst:
+    case PoolMode::kOverrun: return last_n > 0;
     default: return false;
   }
 }
@@ -74,9 +76,7 @@ int HostPool::ParallelFor(void* user, size_t n, xent_task_fn task, void* ctx, in
       task(ctx, 0, n);
       task(ctx, 0, 1);
       return 0;
-    case PoolMode::kOverrun:
-      task(ctx, 0, n + 5);
-      return 0;
+    case PoolMode::kOverrun: task(ctx, 0, n + 5); return 0;
   }
   return 0;
 }

@@ -89,7 +89,7 @@ struct Specials {
     double v;
   };
   std::vector<One> at;
-  int row = -1;     // edge flavor: a whole row of one pattern
+  int row = -1;  // edge flavor: a whole row of one pattern
   int pattern = 0;
 };
 // Reads where specials go (before the values are drawn: the reads depend on
@@ -107,17 +107,17 @@ void VectorField(CaseSpec& s, const char* field, bool present, size_t offset);
 // Deliberately invalid arguments: at most one per call.
 enum class Bad {
   kNone,
-  kStructSmall,    // struct_size < sizeof: INVALID_STRUCT
-  kStructTail,     // larger struct with a non-zero unknown byte: INVALID_STRUCT
-  kZeroClasses,    // num_classes = 0: INVALID_SHAPE
-  kShortStride,    // an input stride in (0, V): INVALID_SHAPE
-  kHugeBatch,      // batch x num_classes overflows: INVALID_SHAPE
-  kDType,          // unknown dtype of an input: INVALID_DTYPE
-  kThreads,        // num_threads < 0: INVALID_VALUE
-  kNullInput,      // required input NULL: NULL_POINTER
-  kOption,         // an option outside its domain: INVALID_VALUE / INVALID_ENUM
-  kTarget,         // class index out of range: TARGET_OUT_OF_RANGE
-  kAlias,          // an output overlapping an input: ALIASING
+  kStructSmall,  // struct_size < sizeof: INVALID_STRUCT
+  kStructTail,   // larger struct with a non-zero unknown byte: INVALID_STRUCT
+  kZeroClasses,  // num_classes = 0: INVALID_SHAPE
+  kShortStride,  // an input stride in (0, V): INVALID_SHAPE
+  kHugeBatch,    // batch x num_classes overflows: INVALID_SHAPE
+  kDType,        // unknown dtype of an input: INVALID_DTYPE
+  kThreads,      // num_threads < 0: INVALID_VALUE
+  kNullInput,    // required input NULL: NULL_POINTER
+  kOption,       // an option outside its domain: INVALID_VALUE / INVALID_ENUM
+  kTarget,       // class index out of range: TARGET_OUT_OF_RANGE
+  kAlias,        // an output overlapping an input: ALIASING
   kCount
 };
 Bad ChooseBad(Input& in);
@@ -147,12 +147,12 @@ CaseSpec NewSpec(const xent::abi::OpDesc& op, size_t B, size_t V, Common& c);
 // The invalid arguments every operation has, as each operation's decoder
 // reads them (the corpus depends on these reads).
 struct BadPlan {
-  const char* stride_field;    // kShortStride: this field's stride ...
-  bool stride_random;          // ... 1 + Below(V - 1) (else V - 1)
-  size_t huge_batch;           // kHugeBatch: this batch ...
-  bool huge_batch_plus_byte;   // ... + U8()
-  int32_t threads;             // kThreads: this num_threads ...
-  bool threads_minus_byte;     // ... - U8()
+  const char* stride_field;   // kShortStride: this field's stride ...
+  bool stride_random;         // ... 1 + Below(V - 1) (else V - 1)
+  size_t huge_batch;          // kHugeBatch: this batch ...
+  bool huge_batch_plus_byte;  // ... + U8()
+  int32_t threads;            // kThreads: this num_threads ...
+  bool threads_minus_byte;    // ... - U8()
 };
 // An output placed over another buffer (an ALIASING case): its pointer,
 // stride field and (unless -1) dtype field.

@@ -88,9 +88,7 @@ void FuzzCrossEntropy(Input& in, Common& c) {
         cs.SetDTypeField("logits", kBadDt[in.U8() % 6]);
         return XENT_ERROR_INVALID_DTYPE;
       }
-      case Bad::kNullInput:
-        cs.SetPointer(in.Bit() ? "logits" : "target", nullptr);
-        return XENT_ERROR_NULL_POINTER;
+      case Bad::kNullInput: cs.SetPointer(in.Bit() ? "logits" : "target", nullptr); return XENT_ERROR_NULL_POINTER;
       case Bad::kOption:
         switch (in.U8() % 6) {
           case 0: cs.SetArg<int32_t>("reduction", 3 + in.U8() % 5); return XENT_ERROR_INVALID_ENUM;

@@ -44,9 +44,8 @@ void Ctx(const char* fmt, ...) {
 size_t ChooseV(Input& in) {
   const uint8_t k = in.U8();
   if (g_edge) {
-    static const size_t kEdges[] = {1,   2,   3,   7,   8,   9,    15,   16,   17,   31,   32,   33,
-                                    63,  64,  65,  255, 256, 257,  511,  512,  513,  4095, 4096, 4097,
-                                    8191, 8192, 8193, 4351, 4352, 4353};
+    static const size_t kEdges[] = {1,   2,   3,   7,   8,   9,   15,   16,   17,   31,   32,   33,   63,   64,   65,
+                                    255, 256, 257, 511, 512, 513, 4095, 4096, 4097, 8191, 8192, 8193, 4351, 4352, 4353};
     return kEdges[k % (sizeof(kEdges) / sizeof(kEdges[0]))];
   }
   if (k < 170) return 1 + k % 70;
@@ -133,8 +132,8 @@ double Special(uint8_t code, Dist d, Input& in, uint32_t* raw_bits, bool* raw) {
   switch (d) {
     case Dist::kLogits:
     case Dist::kSigned: {
-      static const double v[] = {kNaN, kInf, -kInf, 3.0e38, -3.0e38, kDenorm, -kDenorm, -0.0,
-                                 65504.0, -1e30, 1e30, 88.7, -104.0, 0.0, 1e-30, 0.0};
+      static const double v[] = {kNaN,    kInf,  -kInf, 3.0e38, -3.0e38, kDenorm, -kDenorm, -0.0,
+                                 65504.0, -1e30, 1e30,  88.7,   -104.0,  0.0,     1e-30,    0.0};
       if (code % 16 == 13) {
         *raw = true;
         *raw_bits = in.U32();
@@ -242,8 +241,8 @@ Bad ChooseBad(Input& in) {
 }
 
 const char* BadName(Bad b) {
-  static const char* n[] = {"none", "struct_small", "struct_tail", "zero_classes", "short_stride", "huge_batch",
-                            "dtype", "threads", "null_input", "option", "target", "alias"};
+  static const char* n[] = {"none",  "struct_small", "struct_tail", "zero_classes", "short_stride", "huge_batch",
+                            "dtype", "threads",      "null_input",  "option",       "target",       "alias"};
   return n[static_cast<int>(b)];
 }
 
@@ -283,8 +282,12 @@ namespace {
 bool GenericBad(Case& cs, const Common& c, Input& in, const BadPlan& plan, xent_status* want) {
   const size_t V = cs.V();
   switch (c.bad) {
-    case Bad::kStructSmall: case Bad::kStructTail: *want = XENT_ERROR_INVALID_STRUCT; return true;
-    case Bad::kZeroClasses: SetClasses(cs, 0); *want = XENT_ERROR_INVALID_SHAPE; return true;
+    case Bad::kStructSmall:
+    case Bad::kStructTail: *want = XENT_ERROR_INVALID_STRUCT; return true;
+    case Bad::kZeroClasses:
+      SetClasses(cs, 0);
+      *want = XENT_ERROR_INVALID_SHAPE;
+      return true;
     case Bad::kShortStride:
       if (V > 1) {
         cs.SetStrideField(plan.stride_field, plan.stride_random ? 1 + in.Below(V - 1) : V - 1);
@@ -338,9 +341,10 @@ bool StatusValid(xent_status rc, const Threading& t) {
   if (p.bad_hint) Fail("parallel_for got num_threads_hint != num_threads (%d)", t.num_threads);
   if (t.use_pool && p.Misbehaved()) {
     if (rc != XENT_ERROR_CALLBACK)
-      Fail("host pool (mode %d) failed or did not run every task exactly once, but status = %d (want "
-           "XENT_ERROR_CALLBACK)",
-           static_cast<int>(p.mode), rc);
+      Fail(
+          "host pool (mode %d) failed or did not run every task exactly once, but status = %d (want "
+          "XENT_ERROR_CALLBACK)",
+          static_cast<int>(p.mode), rc);
     if (xent_last_error()[0] == '\0') Fail("XENT_ERROR_CALLBACK without a message");
     return false;
   }
@@ -366,8 +370,8 @@ void RunChecked(Case& c, Common& common, xent_status want_bad, Input& in) {
   const xent_status rc = c.Run();
   if (bad != Bad::kNone) {
     if (rc != want_bad)
-      Fail("invalid argument (%s): status = %d (%s), want %d (%s)", BadName(bad), rc, xent_status_string(rc),
-           want_bad, xent_status_string(want_bad));
+      Fail("invalid argument (%s): status = %d (%s), want %d (%s)", BadName(bad), rc, xent_status_string(rc), want_bad,
+           xent_status_string(want_bad));
     if (xent_last_error()[0] == '\0') Fail("error status without a message");
     std::vector<std::string> problems;
     c.CheckUntouched(&problems);

@@ -23,8 +23,8 @@ void FuzzDivergence(Input& in, Common& c) {
   const int reduction = in.U8() % 4;
   const float grad_scale = Pick(in, {1.0f, 1.0f, -1.0f, 0.0f, 1e3f, kDenorm});
   const uint8_t outs = in.U8();
-  const bool want_loss = outs & 1, want_row = outs & 2, want_elem = outs & 4, want_gx = outs & 8,
-             want_gt = outs & 16, gx_in = want_gx && (outs & 32);
+  const bool want_loss = outs & 1, want_row = outs & 2, want_elem = outs & 4, want_gx = outs & 8, want_gt = outs & 16,
+             gx_in = want_gx && (outs & 32);
   const DType gxt = gx_in ? t : ((outs & 64) ? DType::kF32 : t), gtt = (outs & 128) ? DType::kF32 : t;
   const size_t gxs = gx_in ? xs : ChooseStride(in, V), gts = ChooseStride(in, V), es = ChooseStride(in, V);
   const uint8_t lab = in.U8();
@@ -35,9 +35,8 @@ void FuzzDivergence(Input& in, Common& c) {
   Ctx("divergence B=%zu V=%zu dtype=%d input_kind=%d target_kind=%d strides=%zu,%zu jsd=%d beta=%.9g T=%g t2=%d red=%d "
       "gs=%g outs=%#x gx(dtype=%d stride=%zu inplace=%d) gt(dtype=%d stride=%zu) elem_stride=%zu labels=%d(dtype=%d "
       "stride=%zu ignore=%lld)",
-      B, V, static_cast<int>(t), qk, pk, xs, ts, jsd, beta, T, t2, reduction, grad_scale, outs,
-      static_cast<int>(gxt), gxs, gx_in, static_cast<int>(gtt), gts, es, use_labels, static_cast<int>(lt), ls,
-      static_cast<long long>(ignore));
+      B, V, static_cast<int>(t), qk, pk, xs, ts, jsd, beta, T, t2, reduction, grad_scale, outs, static_cast<int>(gxt),
+      gxs, gx_in, static_cast<int>(gtt), gts, es, use_labels, static_cast<int>(lt), ls, static_cast<long long>(ignore));
   const Dist kDist[] = {Dist::kLogits, Dist::kLogProbs, Dist::kProbs};
   CaseSpec s = NewSpec(abi::kDivergence, B, V, c);
   MatrixField(s, "input", t, xs, ChooseOffset(in));

@@ -106,8 +106,8 @@ void FuzzMisc(Input& in) {
   static unsigned char buf[4096 + 64];
   const size_t size = in.U16() % (sizeof(buf) + 1);
   const size_t op = in.U8() % 6;
-  const xent_status r = op == 5 ? xent_token_logprobs_args_init(nullptr, size)
-                                : Api::Linked().Init(*xent::abi::kAllOps[op], buf, size);
+  const xent_status r =
+      op == 5 ? xent_token_logprobs_args_init(nullptr, size) : Api::Linked().Init(*xent::abi::kAllOps[op], buf, size);
   const bool fits = op != 5 && size >= xent::abi::kAllOps[op]->args_size && size <= 4096;
   if (r != (op == 5 ? XENT_ERROR_NULL_POINTER : (fits ? XENT_OK : XENT_ERROR_INVALID_STRUCT)))
     Fail("%s_init(size %zu): status %d", xent::abi::kAllOps[op]->args_type, size, r);

@@ -6,9 +6,9 @@
 
 namespace xent_fuzz {
 
-extern std::string g_ctx;        // what the current call is (printed on failure)
-extern const char* g_target_a;   // the input's target (NULL: automatic)
-extern const char* g_target_b;   // the second target every call also runs on (NULL: none)
+extern std::string g_ctx;       // what the current call is (printed on failure)
+extern const char* g_target_a;  // the input's target (NULL: automatic)
+extern const char* g_target_b;  // the second target every call also runs on (NULL: none)
 // Whether this input's outputs are compared with the float64 reference
 // (XENT_FUZZ_REFERENCE_EVERY = n: one input in n, chosen by a hash of the
 // input; default every input).

@@ -24,8 +24,7 @@ void FuzzSoftmax(Input& in, Common& c) {
   const size_t off = ChooseOffset(in);
   Ctx("softmax B=%zu V=%zu dtype=%d stride=%zu outs=%#x probs(dtype=%d stride=%zu inplace=%d) log_probs(dtype=%d "
       "stride=%zu inplace=%d) T=%g off=%zu",
-      B, V, static_cast<int>(xt), xs, outs, static_cast<int>(pt), ps, p_in, static_cast<int>(lpt), lps, lp_in, T,
-      off);
+      B, V, static_cast<int>(xt), xs, outs, static_cast<int>(pt), ps, p_in, static_cast<int>(lpt), lps, lp_in, T, off);
   CaseSpec s = NewSpec(abi::kSoftmax, B, V, c);
   MatrixField(s, "logits", xt, xs, off);
   const Specials x_sp = ReadSpecials(in, B, V, Dist::kLogits);
@@ -89,8 +88,10 @@ void FuzzSoftmaxBackward(Input& in, Common& c) {
   MatrixField(s, "grad_output", t, gs, ChooseOffset(in));
   const Specials y_sp = ReadSpecials(in, B, V, log ? Dist::kLogProbs : Dist::kProbs);
   const Specials g_sp = ReadSpecials(in, B, V, Dist::kLogits);
-  if (inplace) s.InPlace("grad_input");
-  else MatrixField(s, "grad_input", gxt, gxs, ChooseOffset(in));
+  if (inplace)
+    s.InPlace("grad_input");
+  else
+    MatrixField(s, "grad_input", gxt, gxs, ChooseOffset(in));
   s.Set("output_kind", log ? XENT_DIST_LOG_PROBS : XENT_DIST_PROBS).Set("temperature", T);
   Case cs(s);
   Payload gp = c.payload;

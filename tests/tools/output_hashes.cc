@@ -253,9 +253,11 @@ void CrossEntropy() {
           a.num_threads = s.threads;
           char name[128];
           std::snprintf(name, sizeof name, "ce/%zux%zu/t%d/%s/opt%d/grad%d", B, V, s.threads, DtName(dt), opt, g);
-          Report(name, [&] { return xent_cross_entropy(&a); }, outs, [&] {
-            if (g == 3) logits = logits0;
-          });
+          Report(
+              name, [&] { return xent_cross_entropy(&a); }, outs,
+              [&] {
+                if (g == 3) logits = logits0;
+              });
         }
       }
     }
@@ -300,7 +302,8 @@ void Softmax() {
         a.num_threads = s.threads;
         char name[128];
         std::snprintf(name, sizeof name, "softmax/%zux%zu/t%d/%s/opt%d", B, V, s.threads, DtName(dt), opt);
-        Report(name, [&] { return xent_softmax(&a); }, outs, [&] { logits = logits0; });
+        Report(
+            name, [&] { return xent_softmax(&a); }, outs, [&] { logits = logits0; });
       }
     }
   }
@@ -437,7 +440,8 @@ void Divergence() {
               char name[160];
               std::snprintf(name, sizeof name, "divergence/%zux%zu/t%d/%s/q%d/p%d/mode%d/grads%d", B, V, s.threads,
                             DtName(dt), qk, pk, mode, grads);
-              Report(name, [&] { return xent_divergence(&a); }, outs);
+              Report(
+                  name, [&] { return xent_divergence(&a); }, outs);
             }
           }
         }
@@ -518,7 +522,8 @@ void Bce() {
         a.num_threads = s.threads;
         char name[128];
         std::snprintf(name, sizeof name, "bce/%zux%zu/t%d/%s/opt%d", B, V, s.threads, DtName(dt), opt);
-        Report(name, [&] { return xent_bce_with_logits(&a); }, outs, [&] { x = x0; });
+        Report(
+            name, [&] { return xent_bce_with_logits(&a); }, outs, [&] { x = x0; });
       }
     }
   }

@@ -42,20 +42,20 @@ static struct {
   xent_cross_entropy_args ce0;
   xent_token_logprobs_args tlp0;
   xent_softmax_args sm0;
-  PyObject* ndarray;   /* numpy.ndarray */
-  PyObject* empty;     /* _arrays.empty(kind, shape, code) -> (array, address): large results */
-  PyObject* scalar;    /* _arrays.scalar(kind, value) */
-  PyObject* np_empty;  /* numpy.empty: small results */
-  PyObject* np_float32; /* numpy.float32: reduced numpy losses */
+  PyObject* ndarray;     /* numpy.ndarray */
+  PyObject* empty;       /* _arrays.empty(kind, shape, code) -> (array, address): large results */
+  PyObject* scalar;      /* _arrays.scalar(kind, value) */
+  PyObject* np_empty;    /* numpy.empty: small results */
+  PyObject* np_float32;  /* numpy.float32: reduced numpy losses */
   PyObject* npdtypes[6]; /* numpy dtype per xent code (Py_None where numpy has none) */
-  Py_ssize_t threshold; /* results of at least this many bytes go through `empty` */
-  PyObject* tensor;    /* torch.Tensor (NULL until torch is bound) */
-  PyObject* strided;   /* torch.strided */
-  PyObject* t_empty;   /* torch.empty */
-  PyObject* tdtypes[6]; /* torch dtype per xent code (index = code) */
-  PyObject* tkwargs[6]; /* {"dtype": torch dtype} per xent code */
-  PyObject* s_mean, *s_sum, *s_none, *s_inplace, *s_numpy, *s_torch;
-  PyObject* s_data_ptr, *s_stride, *s_shape, *s_dtype, *s_layout, *s_is_cpu;
+  Py_ssize_t threshold;  /* results of at least this many bytes go through `empty` */
+  PyObject* tensor;      /* torch.Tensor (NULL until torch is bound) */
+  PyObject* strided;     /* torch.strided */
+  PyObject* t_empty;     /* torch.empty */
+  PyObject* tdtypes[6];  /* torch dtype per xent code (index = code) */
+  PyObject* tkwargs[6];  /* {"dtype": torch dtype} per xent code */
+  PyObject *s_mean, *s_sum, *s_none, *s_inplace, *s_numpy, *s_torch;
+  PyObject *s_data_ptr, *s_stride, *s_shape, *s_dtype, *s_layout, *s_is_cpu;
 } S;
 
 /* A valid address for empty operands (the C ABI wants non-NULL pointers for
@@ -91,7 +91,8 @@ static int code_of_format(const char* f, Py_ssize_t itemsize) {
     case 'f': return itemsize == 4 ? XENT_F32 : 0;
     case 'e': return itemsize == 2 ? XENT_F16 : 0;
     case 'i': return itemsize == 4 ? XENT_I32 : 0;
-    case 'l': case 'q': return itemsize == 8 ? XENT_I64 : (itemsize == 4 ? XENT_I32 : 0);
+    case 'l':
+    case 'q': return itemsize == 8 ? XENT_I64 : (itemsize == 4 ? XENT_I32 : 0);
     default: return 0;
   }
 }
@@ -381,14 +382,20 @@ static PyObject* fast_cross_entropy(PyObject* self, PyObject* args) {
     PyErr_Clear();
     NOT_HANDLED();
   }
-  if (PyUnicode_Check(red_o) && PyUnicode_Compare(red_o, S.s_mean) == 0) a.reduction = XENT_REDUCTION_MEAN;
-  else if (PyUnicode_Check(red_o) && PyUnicode_Compare(red_o, S.s_sum) == 0) a.reduction = XENT_REDUCTION_SUM;
-  else if (PyUnicode_Check(red_o) && PyUnicode_Compare(red_o, S.s_none) == 0) a.reduction = XENT_REDUCTION_NONE;
-  else NOT_HANDLED();
+  if (PyUnicode_Check(red_o) && PyUnicode_Compare(red_o, S.s_mean) == 0)
+    a.reduction = XENT_REDUCTION_MEAN;
+  else if (PyUnicode_Check(red_o) && PyUnicode_Compare(red_o, S.s_sum) == 0)
+    a.reduction = XENT_REDUCTION_SUM;
+  else if (PyUnicode_Check(red_o) && PyUnicode_Compare(red_o, S.s_none) == 0)
+    a.reduction = XENT_REDUCTION_NONE;
+  else
+    NOT_HANDLED();
   if (!get_float(ls_o, &a.label_smoothing) || !get_float(zl_o, &a.z_loss) || !get_float(gs_o, &a.grad_scale))
     NOT_HANDLED();
-  if (cap_o == Py_None) a.softcap = 0.0f;
-  else if (!get_float(cap_o, &a.softcap)) NOT_HANDLED();
+  if (cap_o == Py_None)
+    a.softcap = 0.0f;
+  else if (!get_float(cap_o, &a.softcap))
+    NOT_HANDLED();
   if (!get_threads(thr_o, &a.num_threads)) NOT_HANDLED();
   float loss = 0.0f;
   a.loss = &loss;
@@ -426,10 +433,8 @@ static PyObject* fast_cross_entropy(PyObject* self, PyObject* args) {
     a.grad_dtype = go.code;
   }
   xent_status st;
-  Py_BEGIN_ALLOW_THREADS
-  st = S.cross_entropy(&a);
-  Py_END_ALLOW_THREADS
-  if (st != XENT_OK) NOT_HANDLED();
+  Py_BEGIN_ALLOW_THREADS st = S.cross_entropy(&a);
+  Py_END_ALLOW_THREADS if (st != XENT_OK) NOT_HANDLED();
   PyObject* out = rl;
   if (out == NULL) {
     out = reduced(x.torch, loss);
@@ -493,8 +498,10 @@ static PyObject* fast_token_logprobs(PyObject* self, PyObject* args) {
     NOT_HANDLED();
   }
   if (!get_float(temp_o, &a.temperature)) NOT_HANDLED();
-  if (cap_o == Py_None) a.softcap = 0.0f;
-  else if (!get_float(cap_o, &a.softcap)) NOT_HANDLED();
+  if (cap_o == Py_None)
+    a.softcap = 0.0f;
+  else if (!get_float(cap_o, &a.softcap))
+    NOT_HANDLED();
   if (!get_threads(thr_o, &a.num_threads)) NOT_HANDLED();
   int want_ent = PyObject_IsTrue(ent_o);
   if (want_ent < 0) {
@@ -512,10 +519,8 @@ static PyObject* fast_token_logprobs(PyObject* self, PyObject* args) {
     a.entropy = (float*)addr;
   }
   xent_status st;
-  Py_BEGIN_ALLOW_THREADS
-  st = S.token_logprobs(&a);
-  Py_END_ALLOW_THREADS
-  if (st != XENT_OK) NOT_HANDLED();
+  Py_BEGIN_ALLOW_THREADS st = S.token_logprobs(&a);
+  Py_END_ALLOW_THREADS if (st != XENT_OK) NOT_HANDLED();
   if (want_ent) {
     result = PyTuple_Pack(2, lp, ent);
   } else {
@@ -569,10 +574,8 @@ static PyObject* fast_softmax(PyObject* self, PyObject* args) {
     a.probs_dtype = x.code;
   }
   xent_status st;
-  Py_BEGIN_ALLOW_THREADS
-  st = S.softmax(&a);
-  Py_END_ALLOW_THREADS
-  if (st != XENT_OK) NOT_HANDLED();
+  Py_BEGIN_ALLOW_THREADS st = S.softmax(&a);
+  Py_END_ALLOW_THREADS if (st != XENT_OK) NOT_HANDLED();
   result = y;
   Py_INCREF(result);
   goto done;
@@ -694,14 +697,21 @@ static PyMethodDef methods[] = {
 };
 
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "_fast", "The per-call path of xent's array API in C (see _fast.c).", -1, methods,
-    NULL, NULL, NULL, NULL,
+    PyModuleDef_HEAD_INIT,
+    "_fast",
+    "The per-call path of xent's array API in C (see _fast.c).",
+    -1,
+    methods,
+    NULL,
+    NULL,
+    NULL,
+    NULL,
 };
 
 PyMODINIT_FUNC PyInit__fast(void) {
   PyObject* mod = PyModule_Create(&module);
   if (mod == NULL) return NULL;
-#define INTERN(field, text)                                  \
+#define INTERN(field, text)                                   \
   if ((S.field = PyUnicode_InternFromString(text)) == NULL) { \
     Py_DECREF(mod);                                           \
     return NULL;                                              \
