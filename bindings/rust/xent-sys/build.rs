@@ -241,7 +241,10 @@ mod bundled {
         let root = manifest.join("libxent");
         let include = root.join("include");
         if !include.join("xent").join("xent.h").exists() {
-            panic!("xent-sys (bundled): {} holds no xent/xent.h: the crate's copy of libxent is missing", root.display());
+            panic!(
+                "xent-sys (bundled): {} holds no xent/xent.h: the crate's copy of libxent is missing",
+                root.display()
+            );
         }
         let sources = sources(&root);
         for f in &sources {

@@ -1,7 +1,7 @@
 //! Status codes and the error type.
 
-use std::ffi::CStr;
 use core::fmt;
+use std::ffi::CStr;
 
 use xent_sys as sys;
 

@@ -5,8 +5,8 @@
 //! thread pool passes an implementation of [`ParallelFor`] instead (the C
 //! `xent_parallel_for_fn`); results are bit-identical either way.
 
-use std::os::raw::{c_int, c_void};
 use core::marker::PhantomData;
+use std::os::raw::{c_int, c_void};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use xent_sys as sys;

@@ -363,15 +363,32 @@ fn prop_matches_reference() {
         (0usize..4, -3.0..3.0f64, 0usize..3, any::<bool>()),
         (0u32..8, any::<bool>(), any::<bool>(), any::<bool>(), any::<bool>(), 0usize..3, 0usize..3),
     );
-    prop_check(strategy, |((b, v, pad, opad, seed), (red, gs, w, pw), (outs, in_place, tf32, gf32, hard, dt, threads))| {
-        let c = Case {
-            b, v, pad, out_pad: opad, seed, range: 12.0,
-            reduction: [Reduction::Mean, Reduction::BatchMean, Reduction::Sum, Reduction::None][red], grad_scale: gs,
-            weight: [W::None, W::PerClass, W::Full][w], pos_weight: pw,
-            row_loss: outs & 1 != 0, elem_loss: outs & 2 != 0, grad: outs & 4 != 0 || in_place, in_place,
-            target_f32: tf32, grad_f32: gf32, hard_targets: hard, threads, lenient: true,
-        };
-        run_any(&c, DTYPES[dt]);
-        Ok(())
-    });
+    prop_check(
+        strategy,
+        |((b, v, pad, opad, seed), (red, gs, w, pw), (outs, in_place, tf32, gf32, hard, dt, threads))| {
+            let c = Case {
+                b,
+                v,
+                pad,
+                out_pad: opad,
+                seed,
+                range: 12.0,
+                reduction: [Reduction::Mean, Reduction::BatchMean, Reduction::Sum, Reduction::None][red],
+                grad_scale: gs,
+                weight: [W::None, W::PerClass, W::Full][w],
+                pos_weight: pw,
+                row_loss: outs & 1 != 0,
+                elem_loss: outs & 2 != 0,
+                grad: outs & 4 != 0 || in_place,
+                in_place,
+                target_f32: tf32,
+                grad_f32: gf32,
+                hard_targets: hard,
+                threads,
+                lenient: true,
+            };
+            run_any(&c, DTYPES[dt]);
+            Ok(())
+        },
+    );
 }

@@ -676,10 +676,8 @@ fn prop_matches_reference() {
 /// clean Err; never a panic or an out-of-bounds access.
 #[test]
 fn prop_any_shape_is_ok_or_err() {
-    let strategy = (
-        (0usize..64, 0usize..9, 0usize..9, 0usize..12),
-        (0usize..10, -3i64..12, 0usize..64, 0usize..9, 0usize..9),
-    );
+    let strategy =
+        ((0usize..64, 0usize..9, 0usize..9, 0usize..12), (0usize..10, -3i64..12, 0usize..64, 0usize..9, 0usize..9));
     prop_check(strategy, |((len, rows, cols, stride), (tlen, tval, glen, grows, gcols))| {
         let x = vec![0.25f32; len];
         let t = vec![tval; tlen];

@@ -462,13 +462,35 @@ fn prop_matches_reference() {
     );
     prop_check(
         strategy,
-        |((b, v, pad, opad, seed), (ik, tk, jsd, beta), (t, t2, red, gs), (labels, outs, in_place, gf32, dt, threads))| {
+        |(
+            (b, v, pad, opad, seed),
+            (ik, tk, jsd, beta),
+            (t, t2, red, gs),
+            (labels, outs, in_place, gf32, dt, threads),
+        )| {
             let c = Case {
-                b, v, pad, out_pad: opad, seed, jsd, beta,
-                input_kind: KINDS[ik], target_kind: KINDS[tk], temperature: t, t2,
-                reduction: [Reduction::Mean, Reduction::BatchMean, Reduction::Sum, Reduction::None][red], grad_scale: gs,
-                labels, row_loss: outs & 1 != 0, elem_loss: outs & 2 != 0, grad_input: outs & 4 != 0 || in_place,
-                grad_target: outs & 8 != 0, in_place, grad_f32: gf32, threads, lenient: true,
+                b,
+                v,
+                pad,
+                out_pad: opad,
+                seed,
+                jsd,
+                beta,
+                input_kind: KINDS[ik],
+                target_kind: KINDS[tk],
+                temperature: t,
+                t2,
+                reduction: [Reduction::Mean, Reduction::BatchMean, Reduction::Sum, Reduction::None][red],
+                grad_scale: gs,
+                labels,
+                row_loss: outs & 1 != 0,
+                elem_loss: outs & 2 != 0,
+                grad_input: outs & 4 != 0 || in_place,
+                grad_target: outs & 8 != 0,
+                in_place,
+                grad_f32: gf32,
+                threads,
+                lenient: true,
             };
             run_any(&c, DTYPES[dt]);
             Ok(())

@@ -115,9 +115,7 @@ fn f32_matches_float64() {
         if scratch > 0 {
             b = b.scratch_bytes(scratch);
         }
-        let loss = b
-            .run(Matrix::new(&d.h, d.n, d.hs).unwrap(), Matrix::new(&d.w, d.v, d.hs).unwrap(), &d.t)
-            .unwrap();
+        let loss = b.run(Matrix::new(&d.h, d.n, d.hs).unwrap(), Matrix::new(&d.w, d.v, d.hs).unwrap(), &d.t).unwrap();
         let r = reference(&f64s(&d.h), &f64s(&d.w), &f64s(&d.b), &d.t, d.n, d.hs, d.v, eps, mean);
         assert!((loss as f64 - r.loss).abs() <= 2e-5 * r.loss.abs().max(1.0), "loss {loss} want {}", r.loss);
         check("grad_hidden", &f64s(&gh), &r.gh, 2e-5);
@@ -168,7 +166,11 @@ fn bit_identical_for_any_thread_count() {
             .num_threads(threads)
             .run(Matrix::new(&d.h, d.n, d.hs).unwrap(), Matrix::new(&d.w, d.v, d.hs).unwrap(), &d.t)
             .unwrap();
-        (loss.to_bits(), gh.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), gw.iter().map(|x| x.to_bits()).collect::<Vec<_>>())
+        (
+            loss.to_bits(),
+            gh.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+            gw.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+        )
     };
     let one = run(1);
     for t in [2usize, 3, 0] {

@@ -501,13 +501,26 @@ fn prop_softmax_matches_reference() {
         (prop_oneof![Just(1.0f64), 0.2..5.0f64], 1u32..16, 0usize..3, any::<bool>(), 0usize..3, 0usize..3),
     );
     prop_check(strategy, |((b, v, pad, opad, seed), (t, mask, dt, out_f32, inplace, threads))| {
-        let in_place = match inplace { 1 => Some(InPlace::Probs), 2 => Some(InPlace::LogProbs), _ => None };
+        let in_place = match inplace {
+            1 => Some(InPlace::Probs),
+            2 => Some(InPlace::LogProbs),
+            _ => None,
+        };
         let c = Case {
-            b, v, pad, out_pad: opad, seed, range: 8.0, temperature: t,
+            b,
+            v,
+            pad,
+            out_pad: opad,
+            seed,
+            range: 8.0,
+            temperature: t,
             probs: mask & 1 != 0 && in_place != Some(InPlace::Probs),
             log_probs: mask & 2 != 0 && in_place != Some(InPlace::LogProbs),
-            lse: mask & 4 != 0, entropy: mask & 8 != 0,
-            in_place, threads, lenient: true,
+            lse: mask & 4 != 0,
+            entropy: mask & 8 != 0,
+            in_place,
+            threads,
+            lenient: true,
         };
         run_any(&c, DTYPES[dt], out_f32 && in_place.is_none());
         Ok(())

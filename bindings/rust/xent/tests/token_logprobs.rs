@@ -256,8 +256,21 @@ fn prop_matches_reference() {
     );
     prop_check(strategy, |((b, v, pad, seed), (t, cap), (mask, ign, i32t, ts, dt, threads))| {
         let c = Case {
-            b, v, pad, seed, range: 10.0, temperature: t, softcap: cap, ignore_index: -100, ignore_some: ign,
-            i32_target: i32t, target_stride: ts, logprob: mask & 1 != 0, entropy: mask & 2 != 0, lse: mask & 4 != 0, threads,
+            b,
+            v,
+            pad,
+            seed,
+            range: 10.0,
+            temperature: t,
+            softcap: cap,
+            ignore_index: -100,
+            ignore_some: ign,
+            i32_target: i32t,
+            target_stride: ts,
+            logprob: mask & 1 != 0,
+            entropy: mask & 2 != 0,
+            lse: mask & 4 != 0,
+            threads,
         };
         run_any(&c, DTYPES[dt]);
         Ok(())

@@ -32,9 +32,8 @@ fn order(x: &[f64]) -> Vec<usize> {
 
 fn stats_case<T: Float>(b: usize, v: usize, k: usize, seed: u64, ties: bool) {
     let mut rng = XRng::new(seed);
-    let raw: Vec<f64> = (0..b * v)
-        .map(|_| if ties { (rng.below(7) as f64) - 3.0 } else { rng.uniform(-6.0, 6.0) })
-        .collect();
+    let raw: Vec<f64> =
+        (0..b * v).map(|_| if ties { (rng.below(7) as f64) - 3.0 } else { rng.uniform(-6.0, 6.0) }).collect();
     let xs: Vec<T> = raw.iter().map(|&a| elem::<T>(a)).collect();
     let x: Vec<f64> = xs.iter().map(|&a| f64_of(a)).collect();
     let refs: Vec<T> = x.iter().map(|&a| elem::<T>(a + rng.uniform(-0.5, 0.5))).collect();
@@ -172,7 +171,19 @@ fn kl_penalty_estimators() {
         (KlEstimator::K1, (|r: f64| -r) as fn(f64) -> f64, (|_r: f64| 1.0) as fn(f64) -> f64),
         (KlEstimator::K2, |r: f64| 0.5 * r * r, |r: f64| -r),
         (KlEstimator::K3, |r: f64| r.exp() - r - 1.0, |r: f64| 1.0 - r.exp()),
-        (KlEstimator::Abs, |r: f64| r.abs(), |r: f64| if r > 0.0 { -1.0 } else if r < 0.0 { 1.0 } else { 0.0 }),
+        (
+            KlEstimator::Abs,
+            |r: f64| r.abs(),
+            |r: f64| {
+                if r > 0.0 {
+                    -1.0
+                } else if r < 0.0 {
+                    1.0
+                } else {
+                    0.0
+                }
+            },
+        ),
     ] {
         let (mut pen, mut grad) = ([0f32; 4], [0f32; 4]);
         KlPenalty::new(est).grad(&mut grad).run(&lp, &rp, &mut pen).unwrap();
