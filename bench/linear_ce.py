@@ -27,6 +27,7 @@ Cases run in a random order; the load average is recorded with each result.
   bench/linear_ce.py accuracy ...   loss and gradients vs float64, xent and torch f32 (same inputs)
   bench/linear_ce.py report DIR/linear_ce.json [--md FILE] [--png FILE]
 """
+
 import argparse
 import json
 import os
@@ -60,7 +61,7 @@ def reset_peak():
 def make_inputs(torch, N, H, V, dt, seed=1):
     g = torch.Generator().manual_seed(seed)
     h = torch.randn(N, H, generator=g).to(dt).requires_grad_()
-    w = (torch.randn(V, H, generator=g) / H ** 0.5).to(dt).requires_grad_()
+    w = (torch.randn(V, H, generator=g) / H**0.5).to(dt).requires_grad_()
     t = torch.randint(0, V, (N,), generator=g)
     return h, w, t
 
@@ -68,12 +69,14 @@ def make_inputs(torch, N, H, V, dt, seed=1):
 def worker(a):
     import torch
     import torch.nn.functional as F
+
     N, H, V = (int(x) for x in a.shape.split("x"))
     torch.set_num_threads(a.threads)
     dt = torch.bfloat16 if a.dtype == "bf16" else torch.float32
     h, w, t = make_inputs(torch, N, H, V, dt)
     if a.variant == "xent.torch":
         import xent.torch as xF
+
         fn = lambda: xF.linear_cross_entropy(h, w, t, num_threads=a.threads)  # noqa: E731
     elif a.variant == "torch ref":
         fn = lambda: F.linear_cross_entropy(h, w, t)  # noqa: E731
@@ -83,6 +86,7 @@ def worker(a):
     else:
         raise SystemExit("unknown variant %s" % a.variant)
     import gc
+
     gc.collect()
     reset_peak()
     base = rss_kb("VmRSS:")
@@ -96,9 +100,22 @@ def worker(a):
         loss.backward()
         times.append(time.perf_counter() - t0)
     peak = rss_kb("VmHWM:")
-    print(json.dumps({"variant": a.variant, "shape": a.shape, "dtype": a.dtype, "threads": a.threads,
-                      "torch": torch.__version__, "loss": float(loss), "base_rss": base * 1024.0,
-                      "extra_peak_rss": max(0, peak - base) * 1024.0, "grad_out_bytes": 0.0, "times": times}))
+    print(
+        json.dumps(
+            {
+                "variant": a.variant,
+                "shape": a.shape,
+                "dtype": a.dtype,
+                "threads": a.threads,
+                "torch": torch.__version__,
+                "loss": float(loss),
+                "base_rss": base * 1024.0,
+                "extra_peak_rss": max(0, peak - base) * 1024.0,
+                "grad_out_bytes": 0.0,
+                "times": times,
+            }
+        )
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -107,7 +124,9 @@ def worker(a):
 def accuracy(a):
     import torch
     import torch.nn.functional as F
+
     import xent.torch as xF
+
     torch.set_num_threads(a.threads_n)
     out = []
     for shape in a.shapes.split(","):
@@ -127,12 +146,20 @@ def accuracy(a):
                 return [loss.detach().double(), x.grad.double(), y.grad.double(), z.grad.double()]
 
             h64, w64, b64 = (p.detach().double().requires_grad_() for p in (h, w, b))
-            ref = grads(lambda x, y, z: F.cross_entropy(F.linear(x, y, z), t, **kw), h64, w64, b64)
-            res = {"xent": grads(lambda x, y, z: xF.linear_cross_entropy(x, y, t, linear_bias=z, **kw), h, w, b)}
+            ref = grads(lambda x, y, z, t=t, kw=kw: F.cross_entropy(F.linear(x, y, z), t, **kw), h64, w64, b64)
+            res = {
+                "xent": grads(
+                    lambda x, y, z, t=t, kw=kw: xF.linear_cross_entropy(x, y, t, linear_bias=z, **kw), h, w, b
+                )
+            }
             if dt == torch.float32:
-                res["torch f32 ref"] = grads(lambda x, y, z: F.cross_entropy(F.linear(x, y, z), t, **kw), h, w, b)
+                res["torch f32 ref"] = grads(
+                    lambda x, y, z, t=t, kw=kw: F.cross_entropy(F.linear(x, y, z), t, **kw), h, w, b
+                )
             else:
-                res["torch bf16 ref"] = grads(lambda x, y, z: F.cross_entropy(F.linear(x, y, z), t, **kw), h, w, b)
+                res["torch bf16 ref"] = grads(
+                    lambda x, y, z, t=t, kw=kw: F.cross_entropy(F.linear(x, y, z), t, **kw), h, w, b
+                )
             names = ["loss", "grad_hidden", "grad_weight", "grad_bias"]
             for k, vals in res.items():
                 row = {"shape": shape, "dtype": dts, "impl": k}
@@ -141,8 +168,11 @@ def accuracy(a):
                     scale = want.abs().max().item() or 1.0
                     row[n + "_max_abs"] = err.max().item()
                     row[n + "_max_rel_to_max"] = err.max().item() / scale
-                    row[n + "_rms_rel"] = (err.pow(2).mean().sqrt() / want.pow(2).mean().sqrt()).item() \
-                        if want.abs().max().item() else 0.0
+                    row[n + "_rms_rel"] = (
+                        (err.pow(2).mean().sqrt() / want.pow(2).mean().sqrt()).item()
+                        if want.abs().max().item()
+                        else 0.0
+                    )
                 out.append(row)
                 print(json.dumps(row), flush=True)
     if a.out:
@@ -160,11 +190,30 @@ def loadavg():
 def run_case(a, variant, shape, dtype, threads, env):
     nthreads = os.cpu_count() if threads == "all" else int(threads)
     if variant in ("xent", "gemm3"):
-        cmd = [a.bench_bin, "--variant=" + variant, "--shape=" + shape, "--dtype=" + dtype,
-               "--threads=%d" % nthreads, "--reps=%d" % a.reps]
+        cmd = [
+            a.bench_bin,
+            "--variant=" + variant,
+            "--shape=" + shape,
+            "--dtype=" + dtype,
+            "--threads=%d" % nthreads,
+            "--reps=%d" % a.reps,
+        ]
     else:
-        cmd = [a.torch_python, os.path.abspath(__file__), "worker", "--variant", variant, "--shape", shape,
-               "--dtype", dtype, "--threads", str(nthreads), "--reps", str(a.reps)]
+        cmd = [
+            a.torch_python,
+            os.path.abspath(__file__),
+            "worker",
+            "--variant",
+            variant,
+            "--shape",
+            shape,
+            "--dtype",
+            dtype,
+            "--threads",
+            str(nthreads),
+            "--reps",
+            str(a.reps),
+        ]
     t0 = time.time()
     p = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if p.returncode != 0:
@@ -181,10 +230,16 @@ def run(a):
     if a.lib:
         env["XENT_LIBRARY"] = os.path.abspath(a.lib)
     env["PYTHONPATH"] = os.path.join(ROOT, "bindings", "python", "src") + (
-        ":" + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        ":" + env["PYTHONPATH"] if env.get("PYTHONPATH") else ""
+    )
     shapes = a.shapes.split(",") if a.shapes else (SHAPES[:1] if a.quick else SHAPES)
-    cases = [(v, s, d, t) for s in shapes for d in a.dtypes.split(",") for t in a.threads.split(",")
-             for v in a.variants.split(",")]
+    cases = [
+        (v, s, d, t)
+        for s in shapes
+        for d in a.dtypes.split(",")
+        for t in a.threads.split(",")
+        for v in a.variants.split(",")
+    ]
     random.Random(a.seed).shuffle(cases)
     os.makedirs(a.out, exist_ok=True)
     path = os.path.join(a.out, "linear_ce.json")
@@ -193,13 +248,17 @@ def run(a):
         with open(path) as f:
             results = json.load(f)["results"]
     for i, (v, s, d, t) in enumerate(cases):
-        print("[linear_ce %d/%d] %s %s %s threads=%s (load %s)" % (i + 1, len(cases), v, s, d, t, loadavg()),
-              flush=True)
+        print(
+            "[linear_ce %d/%d] %s %s %s threads=%s (load %s)" % (i + 1, len(cases), v, s, d, t, loadavg()), flush=True
+        )
         r = run_case(a, v, s, d, t, env)
         if r is not None:
             results.append(r)
-            print("    min %.3f s  median %.3f s  extra peak %.0f MiB" % (
-                min(r["times"]), statistics.median(r["times"]), r["extra_peak_rss"] / 2 ** 20), flush=True)
+            print(
+                "    min %.3f s  median %.3f s  extra peak %.0f MiB"
+                % (min(r["times"]), statistics.median(r["times"]), r["extra_peak_rss"] / 2**20),
+                flush=True,
+            )
         with open(path, "w") as f:
             json.dump({"results": results}, f, indent=1)
     report(path, os.path.join(a.out, "linear_ce.md"), os.path.join(a.out, "linear_ce.png"))
@@ -214,13 +273,17 @@ def report(path, md=None, png=None):
     groups = {}
     for r in results:
         groups.setdefault(key(r), {})[r["variant"]] = r
-    lines = ["## Fused linear cross-entropy (forward + backward per step)", "",
-             "Seconds per step, min / median of the repetitions; extra peak RSS beyond the inputs (MiB; "
-             "incl. the gradient outputs). gemm3 = the three GEMMs alone through the same OpenBLAS "
-             "(f32; bf16 inputs widened before timing).", "",
-             "| shape NxHxV | dtype | threads | variant | s/step min | median | x gemm3 | extra peak MiB "
-             "(incl. grads) | load |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "## Fused linear cross-entropy (forward + backward per step)",
+        "",
+        "Seconds per step, min / median of the repetitions; extra peak RSS beyond the inputs (MiB; "
+        "incl. the gradient outputs). gemm3 = the three GEMMs alone through the same OpenBLAS "
+        "(f32; bf16 inputs widened before timing).",
+        "",
+        "| shape NxHxV | dtype | threads | variant | s/step min | median | x gemm3 | extra peak MiB "
+        "(incl. grads) | load |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     targets = []
     for k in sorted(groups):
         g = groups[k]
@@ -230,13 +293,15 @@ def report(path, md=None, png=None):
                 continue
             r = g[v]
             tmin, tmed = min(r["times"]), statistics.median(r["times"])
-            extra = (r["extra_peak_rss"] + r.get("grad_out_bytes", 0)) / 2 ** 20
+            extra = (r["extra_peak_rss"] + r.get("grad_out_bytes", 0)) / 2**20
             ratio = "%.2f" % (tmin / floor) if floor else "-"
-            lines.append("| %s | %s | %s | %s | %.3f | %.3f | %s | %.0f | %s |" % (
-                k[0], k[1], k[2], v, tmin, tmed, ratio, extra, r.get("load", "")))
+            lines.append(
+                "| %s | %s | %s | %s | %.3f | %.3f | %s | %.0f | %s |"
+                % (k[0], k[1], k[2], v, tmin, tmed, ratio, extra, r.get("load", ""))
+            )
         if "xent" in g:
             x = min(g["xent"]["times"])
-            xm = (g["xent"]["extra_peak_rss"] + g["xent"]["grad_out_bytes"]) / 2 ** 20
+            xm = (g["xent"]["extra_peak_rss"] + g["xent"]["grad_out_bytes"]) / 2**20
             t = "%s %s threads=%s:" % k
             if floor:
                 t += " xent/gemm3 = %.2f (target <= 1.10)%s;" % (x / floor, "" if x / floor <= 1.10 else " MISSED")
@@ -245,9 +310,15 @@ def report(path, md=None, png=None):
                 t += " vs torch chunked %.2fx (>= 1.3)%s;" % (s, "" if s >= 1.3 else " MISSED")
             if "torch ref" in g:
                 s = min(g["torch ref"]["times"]) / x
-                rm = g["torch ref"]["extra_peak_rss"] / 2 ** 20
+                rm = g["torch ref"]["extra_peak_rss"] / 2**20
                 t += " vs torch ref %.2fx (>= 1.1)%s; memory %.0f vs %.0f MiB = 1/%.1f (<= 1/5)%s" % (
-                    s, "" if s >= 1.1 else " MISSED", xm, rm, rm / max(xm, 1e-9), "" if xm * 5 <= rm else " MISSED")
+                    s,
+                    "" if s >= 1.1 else " MISSED",
+                    xm,
+                    rm,
+                    rm / max(xm, 1e-9),
+                    "" if xm * 5 <= rm else " MISSED",
+                )
             targets.append(t)
     lines += ["", "Targets:", ""] + ["- " + t for t in targets]
     text = "\n".join(lines) + "\n"
@@ -258,6 +329,7 @@ def report(path, md=None, png=None):
     if png:
         try:
             import matplotlib
+
             matplotlib.use("Agg")
             import matplotlib.pyplot as plt
         except ImportError:
@@ -268,8 +340,11 @@ def report(path, md=None, png=None):
         for j, v in enumerate(VARIANTS):
             xs = [i + j * width for i, k in enumerate(ks) if v in groups[k]]
             ts = [min(groups[k][v]["times"]) for k in ks if v in groups[k]]
-            ms = [(groups[k][v]["extra_peak_rss"] + groups[k][v].get("grad_out_bytes", 0)) / 2 ** 20
-                  for k in ks if v in groups[k]]
+            ms = [
+                (groups[k][v]["extra_peak_rss"] + groups[k][v].get("grad_out_bytes", 0)) / 2**20
+                for k in ks
+                if v in groups[k]
+            ]
             axes[0].bar(xs, ts, width, label=v)
             axes[1].bar(xs, ms, width, label=v)
         for ax, title in zip(axes, ["s/step (min)", "extra peak RSS incl. grads (MiB)"]):

@@ -2,12 +2,13 @@
 computation of the same formula, and xent.torch.linear_cross_entropy /
 LinearCrossEntropyLoss against torch's linear + cross_entropy in float64
 (values and gradients through autograd)."""
+
 import numpy as np
 import pytest
 
-from conftest import BF16, have_torch
-
 import xent
+
+from conftest import BF16, have_torch
 
 pytestmark = pytest.mark.skipif(xent.blas_backend() == "none", reason="libxent built without a BLAS")
 
@@ -28,13 +29,16 @@ def ref_f64(h, w, t, b=None, cw=None, reduction="mean", ignore_index=-100, eps=0
     wy = cwv[ty] * keep
     nll = lse - z[np.arange(N), ty]
     smooth = (cwv[None, :] * (lse[:, None] - z)).sum(axis=1) / V
-    rows = keep * ((1 - eps) * wy * nll + eps * smooth + z_loss * lse ** 2)
+    rows = keep * ((1 - eps) * wy * nll + eps * smooth + z_loss * lse**2)
     div = wy.sum() if reduction == "mean" else 1.0
     loss = rows.sum() / div if reduction != "none" else rows
     onehot = np.zeros_like(z)
     onehot[np.arange(N), ty] = 1.0
-    g = (1 - eps) * wy[:, None] * (p - onehot) + eps / V * (cwv.sum() * p - cwv[None, :]) + \
-        2 * z_loss * lse[:, None] * p
+    g = (
+        (1 - eps) * wy[:, None] * (p - onehot)
+        + eps / V * (cwv.sum() * p - cwv[None, :])
+        + 2 * z_loss * lse[:, None] * p
+    )
     g = g * keep[:, None] / div
     if softcap:
         g = g * (1 - (z / softcap) ** 2)
@@ -52,9 +56,19 @@ def test_numpy_matches_float64(rng, reduction, opts):
     t[::5] = -100
     cw = rng.uniform(0.5, 1.5, V).astype(np.float32) if opts.get("cw") else None
     eps, z, cap = opts.get("eps", 0.0), opts.get("z_loss", 0.0), opts.get("softcap")
-    loss, gh, gw, gb = xent.linear_cross_entropy(h, w, t, linear_bias=b, weight=cw, reduction=reduction,
-                                                 label_smoothing=eps, z_loss=z, softcap=cap, grad=True,
-                                                 scratch_bytes=8 * (V + H) * 4)
+    loss, gh, gw, gb = xent.linear_cross_entropy(
+        h,
+        w,
+        t,
+        linear_bias=b,
+        weight=cw,
+        reduction=reduction,
+        label_smoothing=eps,
+        z_loss=z,
+        softcap=cap,
+        grad=True,
+        scratch_bytes=8 * (V + H) * 4,
+    )
     rl, rrows, rgh, rgw, rgb = ref_f64(h, w, t, b, cw, reduction, eps=eps, z_loss=z, softcap=cap)
     np.testing.assert_allclose(loss, rl, rtol=2e-5, atol=2e-5)
     # Gradients: f32 GEMM sums of a few hundred terms, relative to the largest.
@@ -77,11 +91,10 @@ def test_numpy_dtypes_outputs_and_accumulate(rng):
     np.testing.assert_allclose(loss, rl, rtol=1e-5)
     for got, want in ((gh, rgh), (gw, rgw)):
         # bf16 outputs: the f32 result rounded (1 bf16 ulp = 2^-8 relative) + the GEMM error.
-        np.testing.assert_allclose(got.astype(np.float64), want, rtol=2 ** -8, atol=1e-5 * np.abs(want).max())
+        np.testing.assert_allclose(got.astype(np.float64), want, rtol=2**-8, atol=1e-5 * np.abs(want).max())
     # f32 gradients of bf16 inputs, accumulated into caller arrays.
     out = {"input": np.ones((N, H), np.float32), "weight": np.full((V, H), 0.5, np.float32)}
-    r = xent.linear_cross_entropy(h, w, t, grad=("input", "weight"), grad_dtype="float32", out=out,
-                                  accumulate=True)
+    r = xent.linear_cross_entropy(h, w, t, grad=("input", "weight"), grad_dtype="float32", out=out, accumulate=True)
     assert r[1] is out["input"] and r[2] is out["weight"]
     np.testing.assert_allclose(out["input"], 1.0 + rgh, rtol=0, atol=1e-5 * np.abs(rgh).max() + 1e-7)
     np.testing.assert_allclose(out["weight"], 0.5 + rgw, rtol=0, atol=1e-5 * np.abs(rgw).max() + 1e-7)
@@ -112,7 +125,7 @@ if have_torch():
 def _torch_case(N, H, V, dtype, bias, seed=0):
     g = torch.Generator().manual_seed(seed)
     h = torch.randn(N, H, generator=g).to(dtype).requires_grad_()
-    w = (torch.randn(V, H, generator=g) / H ** 0.5).to(dtype).requires_grad_()
+    w = (torch.randn(V, H, generator=g) / H**0.5).to(dtype).requires_grad_()
     b = (torch.randn(V, generator=g) * 0.2).to(dtype).requires_grad_() if bias else None
     t = torch.randint(0, V, (N,), generator=g)
     t[::6] = -100
@@ -138,9 +151,14 @@ def test_torch_matches_float64(dtype, reduction, bias):
     h, w, b, t = _torch_case(N, H, V, dt, bias)
     kw = dict(reduction=reduction, label_smoothing=0.05)
     up = torch.rand(N) if reduction == "none" else None
-    loss, gs = _grads(lambda: (xF.linear_cross_entropy(h, w, t, linear_bias=b, **kw) * (up if up is not None else 1)
-                               ).sum() if reduction == "none" else
-                      xF.linear_cross_entropy(h, w, t, linear_bias=b, **kw), [h, w, b])
+    loss, gs = _grads(
+        lambda: (
+            (xF.linear_cross_entropy(h, w, t, linear_bias=b, **kw) * (up if up is not None else 1)).sum()
+            if reduction == "none"
+            else xF.linear_cross_entropy(h, w, t, linear_bias=b, **kw)
+        ),
+        [h, w, b],
+    )
     params64 = [p.detach().double().requires_grad_() if p is not None else None for p in (h, w, b)]
     h64, w64, b64 = params64
 
@@ -157,7 +175,7 @@ def test_torch_matches_float64(dtype, reduction, bias):
             continue
         assert got.dtype == dt, name
         scale = float(want.abs().max())
-        tol = (2e-5 if dtype == "float32" else 2 ** -7) * scale + 1e-7
+        tol = (2e-5 if dtype == "float32" else 2**-7) * scale + 1e-7
         err = float((got.double() - want).abs().max())
         assert err <= tol, "%s: max err %g > %g" % (name, err, tol)
 

@@ -3,12 +3,13 @@ kl_penalty, xent.torch.token_stats / token_logprobs / topk_logprobs /
 kl_penalty) against float64 references: numpy for the array API, torch
 autograd in float64 for the gradients, verl's formulas for the KL
 estimators."""
+
 import numpy as np
 import pytest
 
-from conftest import BF16, assert_close, f64, have_torch
-
 import xent  # noqa: E402
+
+from conftest import BF16, assert_close, f64, have_torch
 
 
 def _ref_stats(x, y, T=1.0, cap=None, k=0, ref=None, ignore_index=-100):
@@ -17,14 +18,18 @@ def _ref_stats(x, y, T=1.0, cap=None, k=0, ref=None, ignore_index=-100):
         z = cap * np.tanh(z / cap)
     z = z / T
     m = z.max(-1, keepdims=True)
-    lse = (m + np.log(np.exp(z - m).sum(-1, keepdims=True)))
+    lse = m + np.log(np.exp(z - m).sum(-1, keepdims=True))
     lp = z - lse
     p = np.exp(lp)
     ent = -(np.where(p > 0, p * lp, 0)).sum(-1)
     rows = np.arange(x.shape[0])
     ign = y == ignore_index
-    out = dict(lse=lse[:, 0], entropy=ent, logprob=np.where(ign, 0.0, lp[rows, np.where(ign, 0, y)]),
-               argmax=np.argmax(f64(x), -1))
+    out = dict(
+        lse=lse[:, 0],
+        entropy=ent,
+        logprob=np.where(ign, 0.0, lp[rows, np.where(ign, 0, y)]),
+        argmax=np.argmax(f64(x), -1),
+    )
     order = np.argsort(-f64(x), -1, kind="stable")[:, :k]
     out["topk_indices"] = order
     out["topk_logprobs"] = np.take_along_axis(lp, order, -1)
@@ -48,8 +53,9 @@ def test_numpy_stats_match_float64(rng, V, T, cap):
     y = rng.integers(0, V, 6)
     y[2] = -100
     k = min(V, 5)
-    s = xent.token_stats(x, y, entropy=True, lse=True, argmax=True, topk=k, topk_mass=True, ref_logits=ref,
-                         temperature=T, softcap=cap)
+    s = xent.token_stats(
+        x, y, entropy=True, lse=True, argmax=True, topk=k, topk_mass=True, ref_logits=ref, temperature=T, softcap=cap
+    )
     r = _ref_stats(x, y, T, cap, k, ref)
     tol = dict(rtol=2e-6, atol=2e-5)
     for name in ("lse", "entropy", "logprob", "topk_logprobs", "kl", "ref_logprob"):
@@ -90,8 +96,11 @@ def test_backward_matches_the_closed_form(rng):
     g_lp[3] = g_h[3] = g_kl[3] = 0  # a zero row
     z = f64(x)
     lp = z - np.log(np.exp(z - z.max(-1, keepdims=True)).sum(-1, keepdims=True)) - z.max(-1, keepdims=True)
-    lq = f64(ref) - np.log(np.exp(f64(ref) - f64(ref).max(-1, keepdims=True)).sum(-1, keepdims=True)) - \
-        f64(ref).max(-1, keepdims=True)
+    lq = (
+        f64(ref)
+        - np.log(np.exp(f64(ref) - f64(ref).max(-1, keepdims=True)).sum(-1, keepdims=True))
+        - f64(ref).max(-1, keepdims=True)
+    )
     p = np.exp(lp)
     H = -(p * lp).sum(-1, keepdims=True)
     KL = (p * (lp - lq)).sum(-1, keepdims=True)
@@ -116,8 +125,9 @@ def test_kl_penalty_matches_verl(rng, kind):
     ref = -np.abs(rng.standard_normal(64) * 3).astype(np.float32)
     ref[::7] *= 12  # some log-ratios beyond the clamp
     clamp = kind in ("low_var_kl", "k3+")
-    pen, g = xent.kl_penalty(lp, ref, kind=kind, grad=True, log_ratio_clamp=20 if clamp else None,
-                             value_clamp=10 if clamp else None)
+    pen, g = xent.kl_penalty(
+        lp, ref, kind=kind, grad=True, log_ratio_clamp=20 if clamp else None, value_clamp=10 if clamp else None
+    )
     d = f64(lp) - f64(ref)
     base = kind.rstrip("+")
     if base in ("k1", "kl"):
@@ -156,9 +166,13 @@ if have_torch():
         x = x0.clone().requires_grad_(True)
         s = xF.token_stats(x, y, entropy=True, argmax=True, topk=k, ref_logits=ref, temperature=T)
         w = torch.tensor(rng.standard_normal((5, B)))
-        loss = (w[0] * s.logprob.double()).sum() + (w[1] * s.entropy.double()).sum() + \
-            (w[2] * s.kl.double()).sum() + (w[3] * s.argmax_logprob.double()).sum() + \
-            (w[4][:, None] * s.topk_logprobs.double()).sum()
+        loss = (
+            (w[0] * s.logprob.double()).sum()
+            + (w[1] * s.entropy.double()).sum()
+            + (w[2] * s.kl.double()).sum()
+            + (w[3] * s.argmax_logprob.double()).sum()
+            + (w[4][:, None] * s.topk_logprobs.double()).sum()
+        )
         loss.backward()
         # float64 torch composition on the same values.
         xd = x0.double().requires_grad_(True)
@@ -172,8 +186,13 @@ if have_torch():
         # (torch.topk leaves the order of equal values open: bf16 has ties.)
         topi = torch.sort(xd.detach(), stable=True, dim=-1, descending=True).indices[:, :k]
         top_lp = lp.gather(1, topi)
-        ref_loss = (w[0] * lpy).sum() + (w[1] * ent).sum() + (w[2] * kl).sum() + (w[3] * top_lp[:, 0]).sum() + \
-            (w[4][:, None] * top_lp).sum()
+        ref_loss = (
+            (w[0] * lpy).sum()
+            + (w[1] * ent).sum()
+            + (w[2] * kl).sum()
+            + (w[3] * top_lp[:, 0]).sum()
+            + (w[4][:, None] * top_lp).sum()
+        )
         ref_loss.backward()
         assert torch.equal(s.topk_indices, topi) and torch.equal(s.argmax, topi[:, 0])
         assert torch.allclose(s.logprob.double(), lpy, rtol=2e-6, atol=2e-5)
@@ -183,7 +202,7 @@ if have_torch():
             assert torch.allclose(x.grad.double(), xd.grad, rtol=2e-6, atol=atol)
         else:  # the f32 gradient rounded to bf16: within one bf16 ulp
             err = (x.grad.double() - xd.grad).abs()
-            assert bool((err <= xd.grad.abs() * 2 ** -8 + 2e-5).all()), float(err.max())
+            assert bool((err <= xd.grad.abs() * 2**-8 + 2e-5).all()), float(err.max())
 
     def test_torch_token_logprobs_and_topk_logprobs(rng):
         x = torch.tensor(rng.standard_normal((3, 4, 50)), dtype=torch.float32, requires_grad=True)
@@ -192,8 +211,8 @@ if have_torch():
         assert lp.shape == (3, 4) and ent.shape == (3, 4)
         (lp.sum() + ent.sum()).backward()
         xd = x.detach().double().requires_grad_(True)
-        l = torch.log_softmax(xd, -1)
-        (l.gather(-1, y[..., None]).sum() - (l.exp() * l).sum()).backward()
+        lq = torch.log_softmax(xd, -1)
+        (lq.gather(-1, y[..., None]).sum() - (lq.exp() * lq).sum()).backward()
         assert torch.allclose(x.grad.double(), xd.grad, atol=1e-5)
         v, i = xF.topk_logprobs(x.detach(), 3)
         tv, ti = torch.log_softmax(x.detach().double(), -1).topk(3)

@@ -151,12 +151,28 @@ def supported_targets() -> list[str]: ...
 def force_target(name: Optional[str]) -> None: ...
 def threading_backend() -> str: ...
 def blas_backend() -> str: ...
-def linear_cross_entropy(input: Any, linear_weight: Any, target: Any, *, linear_bias: Any = ..., weight: Any = ...,
-                         reduction: str = ..., ignore_index: Optional[int] = ..., label_smoothing: float = ...,
-                         z_loss: float = ..., softcap: Optional[float] = ..., grad: Any = ...,
-                         grad_dtype: Optional[str] = ..., out: Optional[dict[str, Any]] = ..., accumulate: bool = ...,
-                         row_scale: Any = ..., grad_scale: float = ..., return_lse: bool = ...,
-                         scratch_bytes: int = ..., num_threads: Optional[int] = ...) -> Any: ...
+def linear_cross_entropy(
+    input: Any,
+    linear_weight: Any,
+    target: Any,
+    *,
+    linear_bias: Any = ...,
+    weight: Any = ...,
+    reduction: str = ...,
+    ignore_index: Optional[int] = ...,
+    label_smoothing: float = ...,
+    z_loss: float = ...,
+    softcap: Optional[float] = ...,
+    grad: Any = ...,
+    grad_dtype: Optional[str] = ...,
+    out: Optional[dict[str, Any]] = ...,
+    accumulate: bool = ...,
+    row_scale: Any = ...,
+    grad_scale: float = ...,
+    return_lse: bool = ...,
+    scratch_bytes: int = ...,
+    num_threads: Optional[int] = ...,
+) -> Any: ...
 def max_threads() -> int: ...
 def set_num_threads(n: int) -> None: ...
 def get_num_threads() -> int: ...
@@ -178,24 +194,67 @@ class TokenStats(NamedTuple):
     ref_logprob: Any
     ref_lse: Any
     kl: Any
-def token_stats(logits: ArrayLike, target: Optional[ArrayLike] = ..., *, logprob: Optional[bool] = ...,
-                entropy: bool = ..., lse: bool = ..., argmax: bool = ..., topk: int = ..., topk_mass: bool = ...,
-                ref_logits: Optional[ArrayLike] = ..., ref_logprob: Optional[bool] = ..., ref_lse: bool = ...,
-                kl: Optional[bool] = ..., temperature: float = ..., softcap: Optional[float] = ...,
-                ignore_index: int = ..., num_threads: Optional[int] = ...) -> TokenStats: ...
-def token_stats_backward(logits: ArrayLike, target: Optional[ArrayLike] = ..., *,
-                         grad_logprob: Optional[ArrayLike] = ..., grad_entropy: Optional[ArrayLike] = ...,
-                         lse: Optional[ArrayLike] = ..., entropy: Optional[ArrayLike] = ...,
-                         topk_indices: Optional[ArrayLike] = ..., grad_topk_logprobs: Optional[ArrayLike] = ...,
-                         ref_logits: Optional[ArrayLike] = ..., grad_kl: Optional[ArrayLike] = ...,
-                         ref_lse: Optional[ArrayLike] = ..., kl: Optional[ArrayLike] = ..., temperature: float = ...,
-                         softcap: Optional[float] = ..., ignore_index: int = ..., grad: Any = ...,
-                         num_threads: Optional[int] = ...) -> Any: ...
+
+def token_stats(
+    logits: ArrayLike,
+    target: Optional[ArrayLike] = ...,
+    *,
+    logprob: Optional[bool] = ...,
+    entropy: bool = ...,
+    lse: bool = ...,
+    argmax: bool = ...,
+    topk: int = ...,
+    topk_mass: bool = ...,
+    ref_logits: Optional[ArrayLike] = ...,
+    ref_logprob: Optional[bool] = ...,
+    ref_lse: bool = ...,
+    kl: Optional[bool] = ...,
+    temperature: float = ...,
+    softcap: Optional[float] = ...,
+    ignore_index: int = ...,
+    num_threads: Optional[int] = ...,
+) -> TokenStats: ...
+def token_stats_backward(
+    logits: ArrayLike,
+    target: Optional[ArrayLike] = ...,
+    *,
+    grad_logprob: Optional[ArrayLike] = ...,
+    grad_entropy: Optional[ArrayLike] = ...,
+    lse: Optional[ArrayLike] = ...,
+    entropy: Optional[ArrayLike] = ...,
+    topk_indices: Optional[ArrayLike] = ...,
+    grad_topk_logprobs: Optional[ArrayLike] = ...,
+    ref_logits: Optional[ArrayLike] = ...,
+    grad_kl: Optional[ArrayLike] = ...,
+    ref_lse: Optional[ArrayLike] = ...,
+    kl: Optional[ArrayLike] = ...,
+    temperature: float = ...,
+    softcap: Optional[float] = ...,
+    ignore_index: int = ...,
+    grad: Any = ...,
+    num_threads: Optional[int] = ...,
+) -> Any: ...
 @overload
-def kl_penalty(logprob: ArrayLike, ref_logprob: ArrayLike, *, kind: str = ..., straight_through: bool = ...,
-               log_ratio_clamp: Optional[float] = ..., value_clamp: Optional[float] = ..., grad: Literal[False] = ...,
-               grad_output: Optional[ArrayLike] = ...) -> Any: ...
+def kl_penalty(
+    logprob: ArrayLike,
+    ref_logprob: ArrayLike,
+    *,
+    kind: str = ...,
+    straight_through: bool = ...,
+    log_ratio_clamp: Optional[float] = ...,
+    value_clamp: Optional[float] = ...,
+    grad: Literal[False] = ...,
+    grad_output: Optional[ArrayLike] = ...,
+) -> Any: ...
 @overload
-def kl_penalty(logprob: ArrayLike, ref_logprob: ArrayLike, *, kind: str = ..., straight_through: bool = ...,
-               log_ratio_clamp: Optional[float] = ..., value_clamp: Optional[float] = ..., grad: Literal[True],
-               grad_output: Optional[ArrayLike] = ...) -> Tuple[Any, Any]: ...
+def kl_penalty(
+    logprob: ArrayLike,
+    ref_logprob: ArrayLike,
+    *,
+    kind: str = ...,
+    straight_through: bool = ...,
+    log_ratio_clamp: Optional[float] = ...,
+    value_clamp: Optional[float] = ...,
+    grad: Literal[True],
+    grad_output: Optional[ArrayLike] = ...,
+) -> Tuple[Any, Any]: ...

@@ -425,10 +425,16 @@ STRUCTS = {
     "xent_softmax_args": (SoftmaxArgs, "xent_softmax_args_init", "xent_softmax"),
     "xent_softmax_backward_args": (SoftmaxBackwardArgs, "xent_softmax_backward_args_init", "xent_softmax_backward"),
     "xent_token_logprobs_args": (TokenLogprobsArgs, "xent_token_logprobs_args_init", "xent_token_logprobs"),
-    "xent_linear_cross_entropy_args": (LinearCrossEntropyArgs, "xent_linear_cross_entropy_args_init",
-                                       "xent_linear_cross_entropy"),
-    "xent_token_logprobs_backward_args": (TokenLogprobsBackwardArgs, "xent_token_logprobs_backward_args_init",
-                                          "xent_token_logprobs_backward"),
+    "xent_linear_cross_entropy_args": (
+        LinearCrossEntropyArgs,
+        "xent_linear_cross_entropy_args_init",
+        "xent_linear_cross_entropy",
+    ),
+    "xent_token_logprobs_backward_args": (
+        TokenLogprobsBackwardArgs,
+        "xent_token_logprobs_backward_args_init",
+        "xent_token_logprobs_backward",
+    ),
     "xent_kl_penalty_args": (KlPenaltyArgs, "xent_kl_penalty_args_init", "xent_kl_penalty"),
 }
 

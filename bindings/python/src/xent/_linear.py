@@ -4,6 +4,7 @@ linear_bias, target), and its gradients in the same call, without the
 (rows x classes) logits in memory. numpy arrays, torch CPU tensors, DLPack
 and buffer-protocol arrays, as the rest of the array API.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -66,10 +67,28 @@ def _out(spec, name, shape, kind, dtype_code, default_code):
     return spec, m
 
 
-def linear_cross_entropy(input, linear_weight, target, *, linear_bias=None, weight=None, reduction="mean",
-                         ignore_index=-100, label_smoothing=0.0, z_loss=0.0, softcap=None, grad=False,
-                         grad_dtype=None, out=None, accumulate=False, row_scale=None, grad_scale=1.0,
-                         return_lse=False, scratch_bytes=0, num_threads=None):
+def linear_cross_entropy(
+    input,
+    linear_weight,
+    target,
+    *,
+    linear_bias=None,
+    weight=None,
+    reduction="mean",
+    ignore_index=-100,
+    label_smoothing=0.0,
+    z_loss=0.0,
+    softcap=None,
+    grad=False,
+    grad_dtype=None,
+    out=None,
+    accumulate=False,
+    row_scale=None,
+    grad_scale=1.0,
+    return_lse=False,
+    scratch_bytes=0,
+    num_threads=None,
+):
     """cross_entropy(input @ linear_weight.T + linear_bias, target) fused: the
     logits exist one block of rows at a time (at most ``scratch_bytes`` of
     scratch, 0 = libxent's default of 128 MiB).
@@ -105,8 +124,7 @@ def linear_cross_entropy(input, linear_weight, target, *, linear_bias=None, weig
     if x.cols != H:
         raise ValueError("input has %d features (last axis); linear_weight has %d columns" % (x.cols, H))
     if x.code != w.code:
-        raise TypeError("input and linear_weight have different dtypes (%s, %s)"
-                        % (x.v.dtype_name, w.v.dtype_name))
+        raise TypeError("input and linear_weight have different dtypes (%s, %s)" % (x.v.dtype_name, w.v.dtype_name))
     t = indices(target, "target", x.lead)
     op = L.linear_cross_entropy_op
     a = op.args()

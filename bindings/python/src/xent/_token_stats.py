@@ -25,16 +25,30 @@ __all__ = ["TokenStats", "token_stats", "token_stats_backward", "kl_penalty", "K
 #: Per-row results of token_stats; a field is None when it was not requested.
 TokenStats = collections.namedtuple(
     "TokenStats",
-    ["logprob", "entropy", "lse", "argmax", "argmax_logprob", "topk_logprobs", "topk_indices", "topk_mass",
-     "ref_logprob", "ref_lse", "kl"],
+    [
+        "logprob",
+        "entropy",
+        "lse",
+        "argmax",
+        "argmax_logprob",
+        "topk_logprobs",
+        "topk_indices",
+        "topk_mass",
+        "ref_logprob",
+        "ref_lse",
+        "kl",
+    ],
     defaults=(None,) * 11,
 )
 
 #: kind names of kl_penalty (verl's spellings included) -> xent_kl_estimator.
 KL_ESTIMATORS = {
-    "k1": L.XENT_KL_K1, "kl": L.XENT_KL_K1,
-    "k2": L.XENT_KL_K2, "mse": L.XENT_KL_K2,
-    "k3": L.XENT_KL_K3, "low_var_kl": L.XENT_KL_K3,
+    "k1": L.XENT_KL_K1,
+    "kl": L.XENT_KL_K1,
+    "k2": L.XENT_KL_K2,
+    "mse": L.XENT_KL_K2,
+    "k3": L.XENT_KL_K3,
+    "low_var_kl": L.XENT_KL_K3,
     "abs": L.XENT_KL_ABS,
 }
 
@@ -92,9 +106,25 @@ def _ref_matrix(ref_logits, m):
     return r
 
 
-def token_stats(logits, target=None, *, logprob=None, entropy=False, lse=False, argmax=False, topk=0,
-                topk_mass=False, ref_logits=None, ref_logprob=None, ref_lse=False, kl=None, temperature=1.0,
-                softcap=None, ignore_index=-100, num_threads=None):
+def token_stats(
+    logits,
+    target=None,
+    *,
+    logprob=None,
+    entropy=False,
+    lse=False,
+    argmax=False,
+    topk=0,
+    topk_mass=False,
+    ref_logits=None,
+    ref_logprob=None,
+    ref_lse=False,
+    kl=None,
+    temperature=1.0,
+    softcap=None,
+    ignore_index=-100,
+    num_threads=None,
+):
     """Per-token statistics of z = softcap(logits) / temperature in one read
     of each row (classes on the last axis; float32 / bfloat16 / float16).
 
@@ -185,9 +215,26 @@ def token_stats(logits, target=None, *, logprob=None, entropy=False, lse=False, 
     return TokenStats(**out)
 
 
-def token_stats_backward(logits, target=None, *, grad_logprob=None, grad_entropy=None, lse=None, entropy=None,
-                         topk_indices=None, grad_topk_logprobs=None, ref_logits=None, grad_kl=None, ref_lse=None,
-                         kl=None, temperature=1.0, softcap=None, ignore_index=-100, grad=None, num_threads=None):
+def token_stats_backward(
+    logits,
+    target=None,
+    *,
+    grad_logprob=None,
+    grad_entropy=None,
+    lse=None,
+    entropy=None,
+    topk_indices=None,
+    grad_topk_logprobs=None,
+    ref_logits=None,
+    grad_kl=None,
+    ref_lse=None,
+    kl=None,
+    temperature=1.0,
+    softcap=None,
+    ignore_index=-100,
+    grad=None,
+    num_threads=None,
+):
     """d/dlogits of sum(grad_logprob * logprob + grad_entropy * entropy +
     grad_topk_logprobs * log p[topk_indices] + grad_kl * kl) in one pass over
     the logits, nothing else B x V. The statistics are those of token_stats
@@ -217,8 +264,15 @@ def token_stats_backward(logits, target=None, *, grad_logprob=None, grad_entropy
     a.ignore_index = int(ignore_index)
     a.temperature = _float(temperature, "temperature")
     a.softcap = 0.0 if softcap is None else _float(softcap, "softcap")
-    for name, val in (("grad_logprob", grad_logprob), ("grad_entropy", grad_entropy), ("lse", lse),
-                      ("entropy", entropy), ("grad_kl", grad_kl), ("ref_lse", ref_lse), ("kl", kl)):
+    for name, val in (
+        ("grad_logprob", grad_logprob),
+        ("grad_entropy", grad_entropy),
+        ("lse", lse),
+        ("entropy", entropy),
+        ("grad_kl", grad_kl),
+        ("ref_lse", ref_lse),
+        ("kl", kl),
+    ):
         ptr, k = _packed(val, name, m.lead, "f32")
         setattr(a, name, ptr)
         keep.append(k)
@@ -270,8 +324,17 @@ def kind_is_torch(m):
     return m.v.kind == "torch"
 
 
-def kl_penalty(logprob, ref_logprob, *, kind="k3", straight_through=False, log_ratio_clamp=None, value_clamp=None,
-               grad=False, grad_output=None):
+def kl_penalty(
+    logprob,
+    ref_logprob,
+    *,
+    kind="k3",
+    straight_through=False,
+    log_ratio_clamp=None,
+    value_clamp=None,
+    grad=False,
+    grad_output=None,
+):
     """Per-token KL penalty between a policy's and a reference's
     log-probabilities of the sampled tokens (any shape, float32 results):
     with r = ref_logprob - logprob (clamped to +-log_ratio_clamp),
@@ -290,13 +353,16 @@ def kl_penalty(logprob, ref_logprob, *, kind="k3", straight_through=False, log_r
         straight_through, name = True, name[:-1]
     est = KL_ESTIMATORS.get(name)
     if est is None:
-        raise ValueError("kind = %r is not one of %s (optionally ending in '+')" % (kind, ", ".join(
-            repr(k) for k in KL_ESTIMATORS)))
+        raise ValueError(
+            "kind = %r is not one of %s (optionally ending in '+')" % (kind, ", ".join(repr(k) for k in KL_ESTIMATORS))
+        )
     lk = is_torch(logprob) or is_torch(ref_logprob)
     shape = tuple(getattr(logprob, "shape", np.shape(logprob)))
     if tuple(getattr(ref_logprob, "shape", np.shape(ref_logprob))) != shape:
-        raise ValueError("ref_logprob has shape %s; expected logprob's %s"
-                         % (tuple(getattr(ref_logprob, "shape", np.shape(ref_logprob))), shape))
+        raise ValueError(
+            "ref_logprob has shape %s; expected logprob's %s"
+            % (tuple(getattr(ref_logprob, "shape", np.shape(ref_logprob))), shape)
+        )
     n = int(np.prod(shape)) if shape else 1
     op = L.kl_penalty_op
     a = op.args()

@@ -38,15 +38,26 @@ class _TokenStatsFn(_torch.autograd.Function):
         # backward's statistics) and ref_lse with kl.
         want = set(names)
         r = _ts.token_stats(
-            logits, target, logprob="logprob" in want, entropy=True, lse=True, argmax="argmax" in want,
-            topk=kw["topk"], topk_mass="topk_mass" in want, ref_logits=ref_logits,
-            ref_logprob="ref_logprob" in want, ref_lse=ref_logits is not None and "kl" in want,
-            kl="kl" in want, temperature=kw["temperature"], softcap=kw["softcap"],
-            ignore_index=kw["ignore_index"], num_threads=kw["num_threads"])
+            logits,
+            target,
+            logprob="logprob" in want,
+            entropy=True,
+            lse=True,
+            argmax="argmax" in want,
+            topk=kw["topk"],
+            topk_mass="topk_mass" in want,
+            ref_logits=ref_logits,
+            ref_logprob="ref_logprob" in want,
+            ref_lse=ref_logits is not None and "kl" in want,
+            kl="kl" in want,
+            temperature=kw["temperature"],
+            softcap=kw["softcap"],
+            ignore_index=kw["ignore_index"],
+            num_threads=kw["num_threads"],
+        )
         ctx.kw = kw
         ctx.names = names
-        ctx.save_for_backward(logits, ref_logits, target, r.lse, r.entropy, r.argmax, r.topk_indices, r.ref_lse,
-                              r.kl)
+        ctx.save_for_backward(logits, ref_logits, target, r.lse, r.entropy, r.argmax, r.topk_indices, r.ref_lse, r.kl)
         outs = tuple(getattr(r, n) for n in names)
         ctx.mark_non_differentiable(*[o for n, o in zip(names, outs) if n not in _DIFF])
         return outs
@@ -66,18 +77,45 @@ class _TokenStatsFn(_torch.autograd.Function):
             idx.append(argmax.unsqueeze(-1))
             gidx.append(g["argmax_logprob"].unsqueeze(-1))
         grad = _ts.token_stats_backward(
-            logits, target, grad_logprob=g.get("logprob"), grad_entropy=g.get("entropy"), lse=lse,
-            entropy=entropy, topk_indices=_torch.cat(idx, -1) if idx else None,
+            logits,
+            target,
+            grad_logprob=g.get("logprob"),
+            grad_entropy=g.get("entropy"),
+            lse=lse,
+            entropy=entropy,
+            topk_indices=_torch.cat(idx, -1) if idx else None,
             grad_topk_logprobs=_torch.cat(gidx, -1) if gidx else None,
-            ref_logits=ref_logits if "kl" in g else None, grad_kl=g.get("kl"), ref_lse=ref_lse, kl=kl,
-            temperature=kw["temperature"], softcap=kw["softcap"], ignore_index=kw["ignore_index"],
-            num_threads=kw["num_threads"])
+            ref_logits=ref_logits if "kl" in g else None,
+            grad_kl=g.get("kl"),
+            ref_lse=ref_lse,
+            kl=kl,
+            temperature=kw["temperature"],
+            softcap=kw["softcap"],
+            ignore_index=kw["ignore_index"],
+            num_threads=kw["num_threads"],
+        )
         return grad, None, None, None, None
 
 
-def token_stats(logits, target=None, *, logprob=None, entropy=False, lse=False, argmax=False, topk=0,
-                topk_mass=False, ref_logits=None, ref_logprob=None, ref_lse=False, kl=None, temperature=1.0,
-                softcap=None, ignore_index=-100, num_threads=None):
+def token_stats(
+    logits,
+    target=None,
+    *,
+    logprob=None,
+    entropy=False,
+    lse=False,
+    argmax=False,
+    topk=0,
+    topk_mass=False,
+    ref_logits=None,
+    ref_logprob=None,
+    ref_lse=False,
+    kl=None,
+    temperature=1.0,
+    softcap=None,
+    ignore_index=-100,
+    num_threads=None,
+):
     """Per-token statistics of z = softcap(logits) / temperature (classes on
     the last axis), one read of each row: see xent.token_stats for the fields.
     Differentiable w.r.t. logits: logprob, entropy, argmax_logprob,
@@ -89,8 +127,9 @@ def token_stats(logits, target=None, *, logprob=None, entropy=False, lse=False, 
     if ref_logits is not None:
         _check_float(ref_logits, "ref_logits")
         if ref_logits.requires_grad and _torch.is_grad_enabled():
-            raise NotImplementedError("xent.torch.token_stats: gradients with respect to ref_logits are not "
-                                      "supported (detach them)")
+            raise NotImplementedError(
+                "xent.torch.token_stats: gradients with respect to ref_logits are not supported (detach them)"
+            )
         ref_logits = ref_logits.detach()
     if logprob is None:
         logprob = target is not None
@@ -98,39 +137,79 @@ def token_stats(logits, target=None, *, logprob=None, entropy=False, lse=False, 
         ref_logprob = ref_logits is not None and target is not None
     if kl is None:
         kl = ref_logits is not None
-    names = [n for n, on in (("logprob", logprob), ("entropy", entropy), ("lse", lse), ("argmax", argmax),
-                             ("argmax_logprob", argmax), ("topk_logprobs", topk > 0), ("topk_indices", topk > 0),
-                             ("topk_mass", topk_mass), ("ref_logprob", ref_logprob), ("ref_lse", ref_lse),
-                             ("kl", kl)) if on]
+    names = [
+        n
+        for n, on in (
+            ("logprob", logprob),
+            ("entropy", entropy),
+            ("lse", lse),
+            ("argmax", argmax),
+            ("argmax_logprob", argmax),
+            ("topk_logprobs", topk > 0),
+            ("topk_indices", topk > 0),
+            ("topk_mass", topk_mass),
+            ("ref_logprob", ref_logprob),
+            ("ref_lse", ref_lse),
+            ("kl", kl),
+        )
+        if on
+    ]
     V = logits.shape[-1] if logits.dim() else 1
     lead = logits.shape[:-1]
     x = logits.reshape(-1, V) if logits.dim() != 2 else logits
     t = None if target is None else target.reshape(-1)
     r = None if ref_logits is None else (ref_logits.reshape(-1, V) if ref_logits.dim() != 2 else ref_logits)
-    kw = dict(topk=int(topk), temperature=float(temperature), softcap=softcap, ignore_index=int(ignore_index),
-              num_threads=num_threads)
+    kw = dict(
+        topk=int(topk),
+        temperature=float(temperature),
+        softcap=softcap,
+        ignore_index=int(ignore_index),
+        num_threads=num_threads,
+    )
     if _torch.is_grad_enabled() and logits.requires_grad:
         outs = _TokenStatsFn.apply(x, r, t, kw, tuple(names))
         res = dict(zip(names, outs))
     else:  # no autograd node
-        s = _ts.token_stats(x, t, logprob=logprob, entropy=entropy, lse=lse, argmax=argmax, topk=topk,
-                            topk_mass=topk_mass, ref_logits=r, ref_logprob=ref_logprob, ref_lse=ref_lse, kl=kl,
-                            temperature=temperature, softcap=softcap, ignore_index=ignore_index,
-                            num_threads=num_threads)
+        s = _ts.token_stats(
+            x,
+            t,
+            logprob=logprob,
+            entropy=entropy,
+            lse=lse,
+            argmax=argmax,
+            topk=topk,
+            topk_mass=topk_mass,
+            ref_logits=r,
+            ref_logprob=ref_logprob,
+            ref_lse=ref_lse,
+            kl=kl,
+            temperature=temperature,
+            softcap=softcap,
+            ignore_index=ignore_index,
+            num_threads=num_threads,
+        )
         res = {n: getattr(s, n) for n in names}
     for n, v in res.items():
         res[n] = v.reshape(tuple(lead) + ((int(topk),) if n.startswith("topk_") and n != "topk_mass" else ()))
     return _ts.TokenStats(**res)
 
 
-def token_logprobs(logits, target, *, entropy=False, temperature=1.0, softcap=None, ignore_index=-100,
-                   num_threads=None):
+def token_logprobs(
+    logits, target, *, entropy=False, temperature=1.0, softcap=None, ignore_index=-100, num_threads=None
+):
     """log softmax(z)[target] per row (z = softcap(logits) / temperature; the
     last axis is classes), differentiable; with entropy=True also the entropy
     of softmax(z), differentiable too (both backwards in one fused pass).
     Ignored rows give 0."""
-    s = token_stats(logits, target, entropy=entropy, temperature=temperature, softcap=softcap,
-                    ignore_index=ignore_index, num_threads=num_threads)
+    s = token_stats(
+        logits,
+        target,
+        entropy=entropy,
+        temperature=temperature,
+        softcap=softcap,
+        ignore_index=ignore_index,
+        num_threads=num_threads,
+    )
     return (s.logprob, s.entropy) if entropy else s.logprob
 
 
@@ -171,10 +250,10 @@ def kl_penalty(logprob, ref_logprob, kind="k3", *, log_ratio_clamp=None, value_c
     "k2" ("mse"), "k3" ("low_var_kl"), "abs"; a trailing "+" gives the kind's
     value with the k2 gradient (verl's "k3+"). verl clamps low_var_kl with
     log_ratio_clamp=20, value_clamp=10 (off by default here, as TRL)."""
-    kw = dict(kind=kind, straight_through=straight_through, log_ratio_clamp=log_ratio_clamp,
-              value_clamp=value_clamp)
-    need = _torch.is_grad_enabled() and (getattr(logprob, "requires_grad", False)
-                                         or getattr(ref_logprob, "requires_grad", False))
+    kw = dict(kind=kind, straight_through=straight_through, log_ratio_clamp=log_ratio_clamp, value_clamp=value_clamp)
+    need = _torch.is_grad_enabled() and (
+        getattr(logprob, "requires_grad", False) or getattr(ref_logprob, "requires_grad", False)
+    )
     if not need:
         return _ts.kl_penalty(logprob, ref_logprob, **kw)
     return _KlPenaltyFn.apply(logprob, ref_logprob, kw, True)

@@ -8,6 +8,7 @@ returns them, scaled by the upstream gradient when it is not 1. With
 reduction='none' the gradients depend on the per-row upstream gradient, so
 backward runs the fused call again with it (as Liger-Kernel's FLCE does).
 """
+
 from __future__ import annotations
 
 import torch as _torch
@@ -62,8 +63,9 @@ class _LinearCrossEntropyFn(_torch.autograd.Function):
     def backward(ctx, g):
         if ctx.none:
             x, w, b, target = ctx.saved_tensors
-            _, gx, gw, gb = _linear.linear_cross_entropy(x, w, target, linear_bias=b, grad=ctx.names,
-                                                        row_scale=g.reshape(-1).float(), **ctx.kwargs)
+            _, gx, gw, gb = _linear.linear_cross_entropy(
+                x, w, target, linear_bias=b, grad=ctx.names, row_scale=g.reshape(-1).float(), **ctx.kwargs
+            )
         else:
             gx, gw, gb = ctx.grads if ctx.grads is not None else (None, None, None)
             ctx.grads = None  # autograd takes the buffers without a copy
@@ -72,9 +74,22 @@ class _LinearCrossEntropyFn(_torch.autograd.Function):
         return gx, gw, gb, None, None, None
 
 
-def linear_cross_entropy(input, linear_weight, target, *, linear_bias=None, weight=None, reduction="mean",
-                         ignore_index=-100, label_smoothing=0.0, options=None, z_loss=0.0, softcap=None,
-                         scratch_bytes=0, num_threads=None):
+def linear_cross_entropy(
+    input,
+    linear_weight,
+    target,
+    *,
+    linear_bias=None,
+    weight=None,
+    reduction="mean",
+    ignore_index=-100,
+    label_smoothing=0.0,
+    options=None,
+    z_loss=0.0,
+    softcap=None,
+    scratch_bytes=0,
+    num_threads=None,
+):
     """Drop-in for torch.nn.functional.linear_cross_entropy (PyTorch >= 2.13):
     cross_entropy(input @ linear_weight.T + linear_bias, target) with class-index
     targets, fused (no (N, C) logits tensor).
@@ -100,18 +115,27 @@ def linear_cross_entropy(input, linear_weight, target, *, linear_bias=None, weig
         raise ValueError("input must have at least one dimension (features)")
     lead = tuple(input.shape[:-1])
     if tuple(target.shape) != lead:
-        raise ValueError("input of shape %s needs a target of shape %s, got %s"
-                         % (tuple(input.shape), lead, tuple(target.shape)))
+        raise ValueError(
+            "input of shape %s needs a target of shape %s, got %s" % (tuple(input.shape), lead, tuple(target.shape))
+        )
     if target.is_floating_point():
         raise NotImplementedError("xent.torch.linear_cross_entropy takes class-index targets only")
     if input.dtype != linear_weight.dtype:
-        raise TypeError("input (%s) and linear_weight (%s) must have the same dtype" % (input.dtype,
-                                                                                          linear_weight.dtype))
+        raise TypeError(
+            "input (%s) and linear_weight (%s) must have the same dtype" % (input.dtype, linear_weight.dtype)
+        )
     x = input.reshape(-1, input.shape[-1]) if input.dim() != 2 else input
     t = target.reshape(-1)
-    kwargs = dict(weight=weight, reduction=reduction, ignore_index=-100 if ignore_index is None else ignore_index,
-                  label_smoothing=label_smoothing, z_loss=z_loss, softcap=softcap, scratch_bytes=scratch_bytes,
-                  num_threads=num_threads)
+    kwargs = dict(
+        weight=weight,
+        reduction=reduction,
+        ignore_index=-100 if ignore_index is None else ignore_index,
+        label_smoothing=label_smoothing,
+        z_loss=z_loss,
+        softcap=softcap,
+        scratch_bytes=scratch_bytes,
+        num_threads=num_threads,
+    )
     loss = _LinearCrossEntropyFn.apply(x, linear_weight, linear_bias, t, kwargs, _torch.is_grad_enabled())
     if reduction == "none":
         loss = loss.reshape(lead)
@@ -125,13 +149,30 @@ class LinearCrossEntropyLoss(_torch.nn.Module):
     not supported; ``options`` is accepted and ignored. Extras: z_loss, softcap,
     scratch_bytes, num_threads."""
 
-    def __init__(self, in_features, num_classes, *, out_features=(), bias=False, device=None, dtype=None,
-                 reduction="mean", weight=None, ignore_index=None, label_smoothing=0.0, options=None, z_loss=0.0,
-                 softcap=None, scratch_bytes=0, num_threads=None):
+    def __init__(
+        self,
+        in_features,
+        num_classes,
+        *,
+        out_features=(),
+        bias=False,
+        device=None,
+        dtype=None,
+        reduction="mean",
+        weight=None,
+        ignore_index=None,
+        label_smoothing=0.0,
+        options=None,
+        z_loss=0.0,
+        softcap=None,
+        scratch_bytes=0,
+        num_threads=None,
+    ):
         super().__init__()
         if tuple(out_features):
-            raise NotImplementedError("xent.torch.LinearCrossEntropyLoss: out_features (K-dimensional loss) is "
-                                      "not supported")
+            raise NotImplementedError(
+                "xent.torch.LinearCrossEntropyLoss: out_features (K-dimensional loss) is not supported"
+            )
         self.linear = _torch.nn.Linear(in_features, num_classes, bias=bias, device=device, dtype=dtype)
         self.register_buffer("weight", weight)
         self.reduction = reduction
@@ -141,7 +182,17 @@ class LinearCrossEntropyLoss(_torch.nn.Module):
         self.z_loss, self.softcap, self.scratch_bytes, self.num_threads = z_loss, softcap, scratch_bytes, num_threads
 
     def forward(self, input, target):
-        return linear_cross_entropy(input, self.linear.weight, target, linear_bias=self.linear.bias,
-                                    weight=self.weight, reduction=self.reduction, ignore_index=self.ignore_index,
-                                    label_smoothing=self.label_smoothing, z_loss=self.z_loss, softcap=self.softcap,
-                                    scratch_bytes=self.scratch_bytes, num_threads=self.num_threads)
+        return linear_cross_entropy(
+            input,
+            self.linear.weight,
+            target,
+            linear_bias=self.linear.bias,
+            weight=self.weight,
+            reduction=self.reduction,
+            ignore_index=self.ignore_index,
+            label_smoothing=self.label_smoothing,
+            z_loss=self.z_loss,
+            softcap=self.softcap,
+            scratch_bytes=self.scratch_bytes,
+            num_threads=self.num_threads,
+        )

@@ -4,6 +4,8 @@ from typing import Any, Literal, Optional, Tuple, overload
 import torch
 from torch import Tensor
 
+from xent import TokenStats
+
 def cross_entropy(
     input: Tensor,
     target: Tensor,
@@ -147,29 +149,81 @@ class JSDLoss(torch.nn.Module):
     def __init__(self, beta: float = ..., ignore_index: int = ...) -> None: ...
     def forward(self, log_q: Tensor, log_p: Tensor, shift_labels: Optional[Tensor] = ...) -> Tensor: ...
 
-def linear_cross_entropy(input: Tensor, linear_weight: Tensor, target: Tensor, *,
-                         linear_bias: Optional[Tensor] = ..., weight: Optional[Tensor] = ...,
-                         reduction: str = ..., ignore_index: Optional[int] = ..., label_smoothing: float = ...,
-                         options: Any = ..., z_loss: float = ..., softcap: Optional[float] = ...,
-                         scratch_bytes: int = ..., num_threads: Optional[int] = ...) -> Tensor: ...
+def linear_cross_entropy(
+    input: Tensor,
+    linear_weight: Tensor,
+    target: Tensor,
+    *,
+    linear_bias: Optional[Tensor] = ...,
+    weight: Optional[Tensor] = ...,
+    reduction: str = ...,
+    ignore_index: Optional[int] = ...,
+    label_smoothing: float = ...,
+    options: Any = ...,
+    z_loss: float = ...,
+    softcap: Optional[float] = ...,
+    scratch_bytes: int = ...,
+    num_threads: Optional[int] = ...,
+) -> Tensor: ...
 
 class LinearCrossEntropyLoss(torch.nn.Module):
     linear: torch.nn.Linear
-    def __init__(self, in_features: int, num_classes: int, *, out_features: Tuple[int, ...] = ..., bias: bool = ...,
-                 device: Any = ..., dtype: Any = ..., reduction: str = ..., weight: Optional[Tensor] = ...,
-                 ignore_index: Optional[int] = ..., label_smoothing: float = ..., options: Any = ...,
-                 z_loss: float = ..., softcap: Optional[float] = ..., scratch_bytes: int = ...,
-                 num_threads: Optional[int] = ...) -> None: ...
+    def __init__(
+        self,
+        in_features: int,
+        num_classes: int,
+        *,
+        out_features: Tuple[int, ...] = ...,
+        bias: bool = ...,
+        device: Any = ...,
+        dtype: Any = ...,
+        reduction: str = ...,
+        weight: Optional[Tensor] = ...,
+        ignore_index: Optional[int] = ...,
+        label_smoothing: float = ...,
+        options: Any = ...,
+        z_loss: float = ...,
+        softcap: Optional[float] = ...,
+        scratch_bytes: int = ...,
+        num_threads: Optional[int] = ...,
+    ) -> None: ...
     def forward(self, input: Tensor, target: Tensor) -> Tensor: ...
-# Per-token statistics (xent/_token_stats_torch.py).
-from xent import TokenStats
 
-def token_stats(logits: Tensor, target: Optional[Tensor] = ..., *, logprob: Optional[bool] = ...,
-                entropy: bool = ..., lse: bool = ..., argmax: bool = ..., topk: int = ..., topk_mass: bool = ...,
-                ref_logits: Optional[Tensor] = ..., ref_logprob: Optional[bool] = ..., ref_lse: bool = ...,
-                kl: Optional[bool] = ..., temperature: float = ..., softcap: Optional[float] = ...,
-                ignore_index: int = ..., num_threads: Optional[int] = ...) -> TokenStats: ...
-def topk_logprobs(logits: Tensor, k: int, *, temperature: float = ..., softcap: Optional[float] = ...,
-                  num_threads: Optional[int] = ...) -> Tuple[Tensor, Tensor]: ...
-def kl_penalty(logprob: Tensor, ref_logprob: Tensor, kind: str = ..., *, log_ratio_clamp: Optional[float] = ...,
-               value_clamp: Optional[float] = ..., straight_through: bool = ...) -> Tensor: ...
+# Per-token statistics (xent/_token_stats_torch.py).
+
+def token_stats(
+    logits: Tensor,
+    target: Optional[Tensor] = ...,
+    *,
+    logprob: Optional[bool] = ...,
+    entropy: bool = ...,
+    lse: bool = ...,
+    argmax: bool = ...,
+    topk: int = ...,
+    topk_mass: bool = ...,
+    ref_logits: Optional[Tensor] = ...,
+    ref_logprob: Optional[bool] = ...,
+    ref_lse: bool = ...,
+    kl: Optional[bool] = ...,
+    temperature: float = ...,
+    softcap: Optional[float] = ...,
+    ignore_index: int = ...,
+    num_threads: Optional[int] = ...,
+) -> TokenStats: ...
+def topk_logprobs(
+    logits: Tensor,
+    k: int,
+    *,
+    temperature: float = ...,
+    softcap: Optional[float] = ...,
+    num_threads: Optional[int] = ...,
+) -> Tuple[Tensor, Tensor]: ...
+def kl_penalty(
+    logprob: Tensor,
+    ref_logprob: Tensor,
+    kind: str = ...,
+    *,
+    log_ratio_clamp: Optional[float] = ...,
+    value_clamp: Optional[float] = ...,
+    straight_through: bool = ...,
+) -> Tensor: ...
