@@ -14,7 +14,7 @@
 #include <vector>
 
 #include "tests/reference.h"
-#include "tests/test_util.h"
+#include "tests/common/mat.h"
 
 namespace xent_test {
 namespace {

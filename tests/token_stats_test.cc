@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "tests/test_util.h"
+#include "tests/common/mat.h"
 #include "tests/token_stats_reference.h"
 
 namespace xent_test {
