@@ -43,9 +43,7 @@ class Mat {
   size_t rows() const { return rows_; }
   size_t cols() const { return cols_; }
 
-  double get(size_t r, size_t c) const {
-    return xent::LoadScalarF32(buf_.data() + start_, r * stride_ + c, dtype_);
-  }
+  double get(size_t r, size_t c) const { return xent::LoadScalarF32(buf_.data() + start_, r * stride_ + c, dtype_); }
   // Stores v rounded to the dtype; returns the stored value.
   double set(size_t r, size_t c, double v) {
     xent::StoreScalarF32(buf_.data() + start_, r * stride_ + c, dtype_, static_cast<float>(v));
