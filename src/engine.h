@@ -169,21 +169,22 @@ xent_status RunRowBlocks(const Op& op, size_t B, size_t V, const Exec& exec) {
   const size_t nseg = NumSegments(V);
   const size_t rows_per_task = std::max<size_t>(1, 65536 / V);
   const size_t tasks = (B + rows_per_task - 1) / rows_per_task;
-  std::atomic<bool> oom{false};
+  static_assert(std::is_trivially_copyable<Seg>::value, "segment partials are plain data");
+  // Rows of more than kLocal segments (V > 65536: one row per task) keep
+  // their partials in one buffer allocated here, before any output is
+  // written: a failed allocation inside a task would leave the rows other
+  // tasks finished written, and a failed call must leave outputs untouched.
+  // (The per-thread scratch may fail inside a task: ops then recompute.)
+  constexpr size_t kLocal = 16;
+  std::unique_ptr<Seg[]> long_segs;
+  if (nseg > kLocal) {
+    long_segs.reset(new (std::nothrow) Seg[tasks * nseg]);
+    if (!long_segs) return XENT_ERROR_OUT_OF_MEMORY;
+  }
   auto body = [&](size_t t) {
     float* scratch = op.ScratchRows() ? ThreadScratch(V * op.ScratchRows()) : nullptr;
-    static_assert(std::is_trivially_copyable<Seg>::value, "segment partials are plain data");
-    constexpr size_t kLocal = 16;
     Seg local[kLocal];
-    Seg* segs = local;
-    if (nseg > kLocal) {
-      void* mem = ThreadBytes(nseg * sizeof(Seg));
-      if (mem == nullptr) {
-        oom.store(true);
-        return;
-      }
-      segs = new (mem) Seg[nseg];
-    }
+    Seg* segs = nseg > kLocal ? &long_segs[t * nseg] : local;
     const size_t r1 = std::min(B, (t + 1) * rows_per_task);
     for (size_t row = t * rows_per_task; row < r1; ++row) {
       typename Op::Acc acc;
@@ -197,8 +198,7 @@ xent_status RunRowBlocks(const Op& op, size_t B, size_t V, const Exec& exec) {
       if (op.HasOutput()) op.Output(row, st, segs, 0, nseg, scratch);
     }
   };
-  const xent_status rc = ParallelForEach(exec, tasks, body);
-  return oom.load() ? XENT_ERROR_OUT_OF_MEMORY : rc;
+  return ParallelForEach(exec, tasks, body);
 }
 
 // Few long rows: each phase in parallel over (row, group of segments) tasks.
