@@ -84,6 +84,7 @@ CaseSpec RandomSpec(Rng& r) {
   std::vector<std::string> partners;  // inputs already written in place
   for (size_t i = 0; i < op.num_fields; ++i) {
     const abi::Field& f = op.fields[i];
+    if (!Supported(op, f.name)) continue;
     switch (f.role) {
       case abi::Role::kInMat:
         if (f.rule == abi::DTypeRule::kFloat) s.With(f.name, dt);

@@ -105,6 +105,19 @@ CaseSpec& CaseSpec::Set(const char* field, double value) {
 // ---------------------------------------------------------------------------
 namespace {
 
+// The names of a "a|b|c" list.
+std::vector<std::string> Names(const char* list) {
+  std::vector<std::string> out;
+  std::string all(list);
+  size_t b = 0;
+  while (b <= all.size()) {
+    const size_t e = std::min(all.find('|', b), all.size());
+    out.push_back(all.substr(b, e - b));
+    b = e + 1;
+  }
+  return out;
+}
+
 const FieldSpec& SpecOf(const CaseSpec& s, const char* name) {
   static const FieldSpec kDefault;
   auto it = s.fields.find(name);
@@ -113,12 +126,25 @@ const FieldSpec& SpecOf(const CaseSpec& s, const char* name) {
 
 }  // namespace
 
+bool Supported(const abi::OpDesc& op, const char* field) {
+  const char* list = HooksOf(op).unsupported;
+  if (list == nullptr) return true;
+  for (const std::string& n : Names(list)) {
+    if (n == field) return false;
+  }
+  return true;
+}
+
 void Case::Allocate(const std::string& name, const Field& f, const FieldSpec& fs, size_t index) {
   const size_t B = spec_.B, V = spec_.V;
   bool present = fs.present == 1 || (fs.present == -1 && f.required);
-  if (f.role == Role::kLabels && f.needed_by != nullptr && fs.present == -1)
-    present = SpecOf(spec_, f.needed_by).present == 1;
+  if (f.role == Role::kLabels && f.needed_by != nullptr && fs.present == -1) {
+    present = false;
+    for (const std::string& n : Names(f.needed_by)) present = present || SpecOf(spec_, n.c_str()).present == 1;
+  }
+  if (!Supported(op(), name.c_str())) present = false;
   if (!present) return;
+  const OpHooks& hooks = HooksOf(op());
   if (fs.in_place) {
     alias_[name] = f.in_place;
     return;
@@ -129,7 +155,6 @@ void Case::Allocate(const std::string& name, const Field& f, const FieldSpec& fs
     order_.push_back(name);
     return;
   }
-  const OpHooks& hooks = HooksOf(op());
   DType dt = fs.dtype;
   if (dt == DType::kAuto && hooks.default_dtype != nullptr) dt = hooks.default_dtype(spec_, f);
   if (dt == DType::kAuto) {

@@ -107,9 +107,14 @@ struct OpHooks {
   void (*fill)(Case& c, Rng& rng);
   // The reference of every requested output, with the bounds of profile p.
   std::vector<Expected> (*reference)(const Case& c, Profile p);
+  // Fields ("a|b|...") these hooks cannot fill or check yet: never allocated,
+  // whatever the spec asks (their own suite tests them). nullptr: none.
+  const char* unsupported = nullptr;
 };
 
 const OpHooks& HooksOf(const abi::OpDesc& op);
+// False for a field the op's hooks list as unsupported (never allocated).
+bool Supported(const abi::OpDesc& op, const char* field);
 const abi::Field& FieldOf(const abi::OpDesc& op, const std::string& name);  // aborts if absent
 
 class Case {

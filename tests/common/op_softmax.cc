@@ -137,7 +137,12 @@ const OpHooks& SoftmaxHooks() {
 const OpHooks& TokenLogprobsHooks() {
   static const OpHooks h{&abi::kTokenLogprobs,
                          MakeEntry(abi::kTokenLogprobs, &xent_token_logprobs_args_init, &xent_token_logprobs), nullptr,
-                         &FillTokenLogprobs, &RefTokenLogprobs};
+                         &FillTokenLogprobs, &RefTokenLogprobs,
+                         // The per-token statistics appended after 0.1.0:
+                         // tests/token_stats_test.cc (float64 reference,
+                         // every target) until these hooks know them.
+                         "argmax|argmax_logprob|topk_logprobs|topk_indices|topk_mass|ref_logits|ref_logprob|"
+                         "ref_lse|kl"};
   return h;
 }
 const OpHooks& SoftmaxBackwardHooks() {
