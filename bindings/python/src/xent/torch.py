@@ -735,8 +735,9 @@ class JSDLoss(_torch.nn.Module):
 
 
 # ---------------------------------------------------------------------------
-# Per-token statistics (src/xent/_token_stats_torch.py): token_logprobs is the
-# fused version (one backward pass for log-prob and entropy together).
-from ._token_stats_torch import kl_penalty, token_logprobs, token_stats, topk_logprobs  # noqa: E402, F811
+# Per-token statistics (src/xent/_token_stats_torch.py). token_logprobs stays
+# the one above (its per-call C path, gradient handed to autograd without a
+# copy, double backward refused: tests/test_autograd_semantics.py).
+from ._token_stats_torch import kl_penalty, token_stats, topk_logprobs  # noqa: E402
 
 __all__ += ["token_stats", "topk_logprobs", "kl_penalty"]
