@@ -304,8 +304,10 @@ print(o["prefix"], o["libdir"], o["includedir"])')
 # null and vptr checks are left out (another x2.3 compile time; a null
 # dereference still faults and the kernels make no virtual calls).
 UBSAN_SKIP="-fno-sanitize=pointer-overflow,null,vptr"
+# XENT_SOAK_CALLS: the soak suite's calls under the sanitizers (its default
+# 4000 took 180 s at -O0 under ASan; the soak step runs 100000 on the main build).
 SAN_ENV=(ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:strict_string_checks=1:detect_stack_use_after_return=1:check_initialization_order=1
-  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1)
+  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 XENT_SOAK_CALLS=1000)
 
 # The C++ suites with GCC (the production compiler; the suites use GCC-only
 # builtins), every x86 target, plus the fuzz corpus replayed (fuzz_corpus),
@@ -314,7 +316,7 @@ SAN_ENV=(ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:strict_string_checks=1:det
 step_asan() {
   local B=$HB/asan
   CC=gcc CXX=g++ setup_build "$B" -Doptimization=0 -Ddebug=false -Db_ndebug=false -Db_sanitize=address,undefined \
-    -Db_coverage=true "-Dcpp_args=-g1 -fno-omit-frame-pointer -fno-sanitize-recover=all $UBSAN_SKIP" \
+    -Db_coverage=true "-Dcpp_args=-g1 -fno-omit-frame-pointer -fno-sanitize-recover=all -fprofile-update=atomic $UBSAN_SKIP" \
     "-Dc_args=-g1 -fno-sanitize-recover=all" -Dtests=true -Dbench=false -Dfuzz=true -Dthreading=openmp || return 1
   ninja -C "$B" -j"$JOBS" >"$B/.build.log" 2>&1 || { grep -B5 -A30 -m3 'FAILED\|error:' "$B/.build.log"; return 1; }
   find "$B" -name '*.gcda' -delete  # counts of this run only
@@ -353,7 +355,10 @@ step_asan() {
 step_coverage() {
   local B=$HB/asan out
   find "$B" -name '*.gcda' 2>/dev/null | grep . >/dev/null || { echo "no coverage data: run the asan step first"; return 1; }
-  out=$(cd "$ROOT" && gcovr -r "$ROOT" --object-directory "$B" --filter "$ROOT/src/" --filter "$ROOT/capi/" \
+  # Counters are updated atomically (-fprofile-update=atomic in step_asan):
+  # without it, threads racing on them left negative branch counts, which
+  # gcovr 5.2 cannot parse (and then waits forever): timeout as a guard.
+  out=$(cd "$ROOT" && timeout 900 gcovr -r "$ROOT" --object-directory "$B" --filter "$ROOT/src/" --filter "$ROOT/capi/" \
     --exclude-throw-branches --exclude-unreachable-branches -j "$JOBS" --txt "$B/coverage.txt" \
     --html-details "$B/coverage.html" --print-summary "$B" 2>"$B/gcovr.log") || { cat "$B/gcovr.log"; return 1; }
   sed -n '/^File/,$p' "$B/coverage.txt" | grep -v '^---' | awk '$4 != "100%" || NR == 1'
@@ -553,14 +558,18 @@ step_arm64() {
       --num-processes 2 --timeout-multiplier 4 $tests || ok=1
     echo "--- QEMU_CPU=$cpu: $((SECONDS - t0)) s"
   }
-  qemu_run max "ce_openmp softmax_openmp kl_openmp bce_openmp token_stats_openmp capi_openmp threads c99 target_env_neon"
+  qemu_run max "ce_openmp softmax_openmp kl_openmp bce_openmp capi_openmp threads c99 target_env_neon"
   # simd without its exhaustive exp accuracy sweep per target (slow
   # under emulation; accuracy is the same code on every target).
   qemu_run max simd '-ExpNonPositive.*'
 
   qemu_run cortex-a72 "capi_openmp c99 threads linear_ce_openmp"
-  qemu_run max,sve-default-vector-length=32 "ce_openmp softmax_openmp kl_openmp bce_openmp" '*/sve_256'
-  qemu_run max,sve-default-vector-length=16 "ce_openmp softmax_openmp kl_openmp bce_openmp" '*/sve2_128'
+  # The fixed-width SVE targets on CPUs of that width: XENT_ARM64_FULL=1
+  # (CI's time; the generic SVE/SVE2 code runs above).
+  if [ "${XENT_ARM64_FULL:-0}" = 1 ]; then
+    qemu_run max,sve-default-vector-length=32 "ce_openmp softmax_openmp kl_openmp bce_openmp" '*/sve_256'
+    qemu_run max,sve-default-vector-length=16 "ce_openmp softmax_openmp kl_openmp bce_openmp" '*/sve2_128'
+  fi
   return $ok
 }
 
