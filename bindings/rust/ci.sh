@@ -12,7 +12,9 @@
 # For each toolchain, with the library found through BUILD_DIR (pkg-config's
 # meson-uninstalled/xent-uninstalled.pc, or XENT_LIB_DIR):
 #   1. cargo test --workspace --all-features   (layout/ABI checks, every
-#      operation against the float64 reference, property tests, doc tests)
+#      operation against the float64 reference, property tests, doc tests);
+#      with the newer toolchain, cargo clippy -D warnings instead (the tests
+#      too with XENT_RUST_NEWER_TESTS=1)
 #   2. cargo package of both crates, each verified by building it from the
 #      .crate alone (and cargo publish --dry-run with a cargo that can verify
 #      both before xent-sys is on crates.io: 1.90 or newer); --allow-dirty, so
@@ -227,7 +229,19 @@ for TC in "${labels[@]}"; do
     continue
   fi
   vendor_for "$bin" || { failed+=("$TC: dependencies"); continue; }
-  run "$TC: cargo test" cg test --workspace --all-features --locked --no-fail-fast -j2
+  if [ "$TC" = newer ]; then
+    # clippy, warnings as errors (Debian has no clippy for its 1.63); the
+    # suites ran with the MSRV compiler above (XENT_RUST_NEWER_TESTS=1 runs
+    # them with this one too).
+    if [ -x "$bin/cargo-clippy" ]; then
+      run "$TC: clippy" cg clippy --workspace --all-targets --all-features --locked -j2 -- -D warnings
+    else
+      echo "--- $TC: clippy: not installed with this toolchain (rustup component add clippy)"
+    fi
+  fi
+  if [ "$TC" != newer ] || [ "${XENT_RUST_NEWER_TESTS:-0}" = 1 ]; then
+    run "$TC: cargo test" cg test --workspace --all-features --locked --no-fail-fast -j2
+  fi
   run "$TC: cargo package" package_crates
   if [ $first -eq 1 ]; then
     run "$TC: default features" cg build -p xent --locked -j2

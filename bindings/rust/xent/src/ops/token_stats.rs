@@ -216,7 +216,7 @@ impl<'a> TokenStats<'a> {
         if let Some(o) = &self.argmax {
             expect_len("argmax", o.len(), b, "batch")?;
         }
-        let bk = b.checked_mul(self.k).unwrap_or(usize::MAX);
+        let bk = b.saturating_mul(self.k);
         if let Some(o) = &self.topk_logprobs {
             expect_len("topk_logprobs", o.len(), bk, "batch x k")?;
         }
@@ -455,7 +455,7 @@ impl<'a> TokenStatsBackward<'a> {
                 expect_len(name, o.len(), b, "batch")?;
             }
         }
-        let bk = b.checked_mul(self.k).unwrap_or(usize::MAX);
+        let bk = b.saturating_mul(self.k);
         if let (Some(i), Some(g)) = (self.topk_indices, self.grad_topk) {
             expect_len("topk indices", i.len(), bk, "batch x k")?;
             expect_len("topk gradients", g.len(), bk, "batch x k")?;
