@@ -260,17 +260,21 @@ HWY_INLINE void GradRun(DF d, const GradArgs<T, TQ>& ga, TG* g, size_t i, size_t
   }
 }
 
-template <typename T, typename TG, typename TQ, bool kCap, GradTerm kB, bool kStream>
+// `want_stream` (the op's non-temporal stores) is a run-time flag: both loops
+// are compiled in once, instead of twice (a template flag doubled this TU's
+// instantiations and compile time for no speed).
+template <typename T, typename TG, typename TQ, bool kCap, GradTerm kB>
 HWY_NOINLINE void GradSeg(const CeKernel& k, const CeRowCoef& c, const SoftmaxSeg& sg, const T* x, const float* e_in,
-                          const TQ* q, const float* w, TG* g, size_t n, int64_t y_local, const T* next) {
+                          const TQ* q, const float* w, TG* g, size_t n, int64_t y_local, const T* next,
+                          bool want_stream) {
   const DF d;
   const size_t N = hn::Lanes(d);
   const GradArgs<T, TQ> ga{&k, &c, x, e_in, q, w};
   const VF vr = hn::Set(d, SegRef(sg)), vF = hn::Set(d, SegFactor(sg, c.a, c.M, c.nan));
   // Full vectors start at `head`: the first aligned output when streaming
   // (the elements before it are one partial vector), else 0.
-  size_t head = kStream ? PeelToAlign(g, n) : 0;
-  const bool stream = kStream && head < n;
+  size_t head = want_stream ? PeelToAlign(g, n) : 0;
+  const bool stream = want_stream && head < n;
   if (!stream) head = 0;
   const size_t full_end = head + (n - head) / N * N;
   if (head > 0) GradOne<T, TG, TQ, kCap, kB>(d, ga, g, 0, head, vr, vF, y_local, false);
@@ -295,13 +299,13 @@ HWY_NOINLINE void GradSeg(const CeKernel& k, const CeRowCoef& c, const SoftmaxSe
   if (full_end < n) GradOne<T, TG, TQ, kCap, kB>(d, ga, g, full_end, n - full_end, vr, vF, y_local, false);
 }
 
-template <typename TG, bool kStream>
-HWY_INLINE void ZeroRow(TG* g, size_t n) {
+template <typename TG>
+HWY_INLINE void ZeroRow(TG* g, size_t n, bool want_stream) {
   const DF d;
   const size_t N = hn::Lanes(d);
   size_t i = 0;
-  bool stream = kStream;
-  if (kStream) {
+  bool stream = want_stream;
+  if (want_stream) {
     const size_t peel = PeelToAlign(g, n);
     if (peel == n) {
       stream = false;
@@ -318,7 +322,7 @@ HWY_INLINE void ZeroRow(TG* g, size_t n) {
   if (i < n) StoreTailF32(d, hn::Zero(d), g + i, n - i);
 }
 
-template <typename T, typename TG, bool kCap, bool kStream>
+template <typename T, typename TG, bool kCap>
 void GradT(const CeKernel& k, const CeRowCoef& c, const SoftmaxSeg* segs, size_t row, size_t s0, size_t s1,
            const float* e_in) {
   const T* x = RowPtr<T>(k.logits.data, k.logits.stride, row);
@@ -326,7 +330,7 @@ void GradT(const CeKernel& k, const CeRowCoef& c, const SoftmaxSeg* segs, size_t
   for (size_t s = s0; s < s1; ++s) {
     const size_t b = s * kSegment, n = std::min(kSegment, k.V - b);
     if (c.zero) {
-      ZeroRow<TG, kStream>(g + b, n);
+      ZeroRow<TG>(g + b, n, k.stream);
       continue;
     }
     const SoftmaxSeg& sg = segs[s];
@@ -337,29 +341,29 @@ void GradT(const CeKernel& k, const CeRowCoef& c, const SoftmaxSeg* segs, size_t
     if (k.soft) {
       if (k.q.dtype == DType::kF32) {
         const float* q = RowPtr<float>(k.q.data, k.q.stride, row) + b;
-        w ? GradSeg<T, TG, float, kCap, GradTerm::kWeightSoft, kStream>(k, c, sg, x + b, e, q, w, g + b, n, -1, nx)
-          : GradSeg<T, TG, float, kCap, GradTerm::kSoft, kStream>(k, c, sg, x + b, e, q, w, g + b, n, -1, nx);
+        w ? GradSeg<T, TG, float, kCap, GradTerm::kWeightSoft>(k, c, sg, x + b, e, q, w, g + b, n, -1, nx, k.stream)
+          : GradSeg<T, TG, float, kCap, GradTerm::kSoft>(k, c, sg, x + b, e, q, w, g + b, n, -1, nx, k.stream);
       } else {
         const T* q = RowPtr<T>(k.q.data, k.q.stride, row) + b;
-        w ? GradSeg<T, TG, T, kCap, GradTerm::kWeightSoft, kStream>(k, c, sg, x + b, e, q, w, g + b, n, -1, nx)
-          : GradSeg<T, TG, T, kCap, GradTerm::kSoft, kStream>(k, c, sg, x + b, e, q, w, g + b, n, -1, nx);
+        w ? GradSeg<T, TG, T, kCap, GradTerm::kWeightSoft>(k, c, sg, x + b, e, q, w, g + b, n, -1, nx, k.stream)
+          : GradSeg<T, TG, T, kCap, GradTerm::kSoft>(k, c, sg, x + b, e, q, w, g + b, n, -1, nx, k.stream);
       }
     } else if (c.b == 0.0f) {
-      GradSeg<T, TG, float, kCap, GradTerm::kNone, kStream>(k, c, sg, x + b, e, nullptr, w, g + b, n, yl, nx);
+      GradSeg<T, TG, float, kCap, GradTerm::kNone>(k, c, sg, x + b, e, nullptr, w, g + b, n, yl, nx, k.stream);
     } else if (w == nullptr) {
-      GradSeg<T, TG, float, kCap, GradTerm::kConst, kStream>(k, c, sg, x + b, e, nullptr, w, g + b, n, yl, nx);
+      GradSeg<T, TG, float, kCap, GradTerm::kConst>(k, c, sg, x + b, e, nullptr, w, g + b, n, yl, nx, k.stream);
     } else {
-      GradSeg<T, TG, float, kCap, GradTerm::kWeight, kStream>(k, c, sg, x + b, e, nullptr, w, g + b, n, yl, nx);
+      GradSeg<T, TG, float, kCap, GradTerm::kWeight>(k, c, sg, x + b, e, nullptr, w, g + b, n, yl, nx, k.stream);
     }
   }
-  if (kStream) hwy::FlushStream();
+  if (k.stream) hwy::FlushStream();
 }
 
 struct CeGradFn {
-  template <typename T, class GradF32, class Cap, class Stream>
+  template <typename T, class GradF32, class Cap>
   static HWY_INLINE void Run(const CeKernel& k, const CeRowCoef& c, const SoftmaxSeg* segs, size_t row, size_t s0,
                              size_t s1, const float* e_in) {
-    GradT<T, OutType<GradF32, T>, Cap::value, Stream::value>(k, c, segs, row, s0, s1, e_in);
+    GradT<T, OutType<GradF32, T>, Cap::value>(k, c, segs, row, s0, s1, e_in);
   }
 };
 
@@ -367,8 +371,8 @@ struct CeGradFn {
 template <typename T>
 HWY_INLINE void CeGradOf(const CeKernel& k, const CeRowCoef& c, const SoftmaxSeg* segs, size_t row, size_t s0,
                          size_t s1, float* scratch) {
-  VisitFixed<CeGradFn, T>(Choose(Flag{k.grad.dtype == DType::kF32}, Flag{k.softcap > 0.0f}, Flag{k.stream}), k, c, segs,
-                          row, s0, s1, EBuffer(k, row, scratch));
+  VisitFixed<CeGradFn, T>(Choose(Flag{k.grad.dtype == DType::kF32}, Flag{k.softcap > 0.0f}), k, c, segs, row, s0, s1,
+                          EBuffer(k, row, scratch));
 }
 
 // NOLINTNEXTLINE(google-readability-namespace-comments)

@@ -144,15 +144,17 @@ HWY_INLINE void SoftmaxOutVec(DF d, const T* x, const float* e_in, TP* probs, TL
   }
 }
 
-template <typename T, typename TP, typename TL, bool kScale, bool kStream>
+// `want_stream` is a run-time flag (both loops compiled in once; as a
+// template flag it doubled the instantiations for no speed).
+template <typename T, typename TP, typename TL, bool kScale>
 HWY_NOINLINE void SoftmaxOutSeg(const SoftmaxKernel& k, const SoftmaxRow& r, const SoftmaxSeg& sg, const T* x,
-                                const float* e_in, TP* probs, TL* log_probs, size_t n) {
+                                const float* e_in, TP* probs, TL* log_probs, size_t n, bool want_stream) {
   const DF d;
   const size_t N = hn::Lanes(d);
   const VF vr = hn::Set(d, SegRef(sg)), vF = hn::Set(d, SegFactor(sg, r.a, r.M, r.nan));
   const VF vM = hn::Set(d, r.nan ? std::numeric_limits<float>::quiet_NaN() : r.M), vl = hn::Set(d, r.lse_off);
   // Streaming only to aligned rows.
-  const bool stream = kStream && (probs == nullptr || PeelToAlign(probs, n) == 0) &&
+  const bool stream = want_stream && (probs == nullptr || PeelToAlign(probs, n) == 0) &&
                       (log_probs == nullptr || PeelToAlign(log_probs, n) == 0);
   size_t i = 0;
   if (stream) {
@@ -177,13 +179,8 @@ void SoftmaxOutT(const SoftmaxKernel& k, const SoftmaxRow& r, const SoftmaxSeg* 
     const float* e = e_in ? e_in + b : nullptr;
     TP* pb = probs ? probs + b : nullptr;
     TL* lb = lp ? lp + b : nullptr;
-    if (k.stream) {
-      scale ? SoftmaxOutSeg<T, TP, TL, true, true>(k, r, segs[s], x + b, e, pb, lb, n)
-            : SoftmaxOutSeg<T, TP, TL, false, true>(k, r, segs[s], x + b, e, pb, lb, n);
-    } else {
-      scale ? SoftmaxOutSeg<T, TP, TL, true, false>(k, r, segs[s], x + b, e, pb, lb, n)
-            : SoftmaxOutSeg<T, TP, TL, false, false>(k, r, segs[s], x + b, e, pb, lb, n);
-    }
+    scale ? SoftmaxOutSeg<T, TP, TL, true>(k, r, segs[s], x + b, e, pb, lb, n, k.stream)
+          : SoftmaxOutSeg<T, TP, TL, false>(k, r, segs[s], x + b, e, pb, lb, n, k.stream);
   }
   if (k.stream) hwy::FlushStream();
 }

@@ -244,16 +244,18 @@ HWY_INLINE VF TokGradVec(DF d, const TokGradKernel& k, const TokGradRow& c, cons
   return hn::Mul(g, kCap ? hn::Mul(SoftCapSlope(d, zc, k.inv_cap), vs) : vs);
 }
 
-template <typename T, typename TG, bool kCap, bool kRef, bool kStream>
+// `want_stream` is a run-time flag (both loops compiled in once; as a
+// template flag it doubled the instantiations for no speed).
+template <typename T, typename TG, bool kCap, bool kRef>
 HWY_NOINLINE void TokGradSeg(const TokGradKernel& k, const TokGradRow& c, const T* x, const T* xr, TG* g, size_t col0,
-                             size_t n) {
+                             size_t n, bool want_stream) {
   const DF d;
   const size_t N = hn::Lanes(d);
   uint32_t cur = 0;
   while (cur < c.nd && c.idx[cur] < static_cast<int64_t>(col0)) ++cur;
   size_t i = 0;
-  const size_t peel = kStream ? PeelToAlign(g, n) : 0;
-  const bool stream = kStream && peel < n;
+  const size_t peel = want_stream ? PeelToAlign(g, n) : 0;
+  const bool stream = want_stream && peel < n;
   if (stream && peel > 0) {
     StoreTailF32(d, TokGradVec<T, kCap, kRef>(d, k, c, x, xr, 0, peel, col0, cur), g, peel);
     i = peel;
@@ -266,13 +268,13 @@ HWY_NOINLINE void TokGradSeg(const TokGradKernel& k, const TokGradRow& c, const 
   if (i < n) StoreTailF32(d, TokGradVec<T, kCap, kRef>(d, k, c, x, xr, i, n - i, col0, cur), g + i, n - i);
 }
 
-template <typename TG, bool kStream>
-HWY_NOINLINE void TokZeroSeg(TG* g, size_t n) {
+template <typename TG>
+HWY_NOINLINE void TokZeroSeg(TG* g, size_t n, bool want_stream) {
   const DF d;
   const size_t N = hn::Lanes(d);
   size_t i = 0;
-  const size_t peel = kStream ? PeelToAlign(g, n) : 0;
-  const bool stream = kStream && peel < n;
+  const size_t peel = want_stream ? PeelToAlign(g, n) : 0;
+  const bool stream = want_stream && peel < n;
   if (stream && peel > 0) {
     StoreTailF32(d, hn::Zero(d), g, peel);
     i = peel;
@@ -285,7 +287,7 @@ HWY_NOINLINE void TokZeroSeg(TG* g, size_t n) {
   if (i < n) StoreTailF32(d, hn::Zero(d), g + i, n - i);
 }
 
-template <typename T, typename TG, bool kCap, bool kRef, bool kStream>
+template <typename T, typename TG, bool kCap, bool kRef>
 void TokGradT(const TokGradKernel& k, const TokGradRow& c, size_t row, size_t s0, size_t s1) {
   const T* x = RowPtr<T>(k.logits.data, k.logits.stride, row);
   const T* xr = kRef ? RowPtr<T>(k.ref.data, k.ref.stride, row) : nullptr;
@@ -293,26 +295,25 @@ void TokGradT(const TokGradKernel& k, const TokGradRow& c, size_t row, size_t s0
   for (size_t s = s0; s < s1; ++s) {
     const size_t b = s * kSegment, n = std::min(kSegment, k.V - b);
     if (c.zero) {
-      TokZeroSeg<TG, kStream>(g + b, n);
+      TokZeroSeg<TG>(g + b, n, k.stream);
     } else {
-      TokGradSeg<T, TG, kCap, kRef, kStream>(k, c, x + b, kRef ? xr + b : nullptr, g + b, b, n);
+      TokGradSeg<T, TG, kCap, kRef>(k, c, x + b, kRef ? xr + b : nullptr, g + b, b, n, k.stream);
     }
   }
-  if (kStream) hwy::FlushStream();
+  if (k.stream) hwy::FlushStream();
 }
 
 struct TokGradVisit {
-  template <typename T, class GradF32, class Cap, class Ref, class Stream>
+  template <typename T, class GradF32, class Cap, class Ref>
   static HWY_INLINE void Run(const TokGradKernel& k, const TokGradRow& c, size_t row, size_t s0, size_t s1) {
-    TokGradT<T, OutType<GradF32, T>, Cap::value, Ref::value, Stream::value>(k, c, row, s0, s1);
+    TokGradT<T, OutType<GradF32, T>, Cap::value, Ref::value>(k, c, row, s0, s1);
   }
 };
 
 template <typename T>
 HWY_INLINE void TokGradOf(const TokGradKernel& k, const TokGradRow& c, size_t row, size_t s0, size_t s1) {
   VisitFixed<TokGradVisit, T>(
-      Choose(Flag{k.grad.dtype == DType::kF32}, Flag{k.cap > 0.0f}, Flag{k.ref.data != nullptr}, Flag{k.stream}), k, c,
-      row, s0, s1);
+      Choose(Flag{k.grad.dtype == DType::kF32}, Flag{k.cap > 0.0f}, Flag{k.ref.data != nullptr}), k, c, row, s0, s1);
 }
 
 // NOLINTNEXTLINE(google-readability-namespace-comments)
