@@ -162,12 +162,11 @@ TEST_P(KlTest, JsdDenormalBeta) {
 // log q - log p (fuzzfast's first finding: beta = 1 - 6e-8, T = 100, t2
 // scaling, bf16 logits, V = 4097 gave a row loss of -0.17 for 0.011).
 TEST_P(KlTest, JsdSidesNearTheMixture) {
-  for (double beta : {1.0 - 6e-8, 6e-8, 1e-3, 0.5}) {
+  for (double beta : {1.0 - 6e-8, 6e-8}) {
     for (DType dt : {DType::kBF16, DType::kF32}) {
-      for (int kinds = 0; kinds < 2; ++kinds) {  // logits/logits, probs/probs
-        CaseSpec s = Kl(2, 4097, 2 * kinds, 2 * kinds, static_cast<uint32_t>(kinds + 7), dt, dt);
-        if (kinds == 0) s.Set("temperature", 100.0).Set("t2_scaling", true);
-        ExpectCase(Jsd(s, beta));
+      for (int kind = 0; kind < 3; ++kind) {  // both sides logits, log-probabilities, probabilities
+        CaseSpec s = Kl(2, 4097, kind, kind, static_cast<uint32_t>(kind + 7), dt, dt);
+        ExpectCase(Jsd(s, beta).Set("temperature", 100.0).Set("t2_scaling", true));
       }
     }
   }
