@@ -15,11 +15,11 @@
 #      operation against the float64 reference, property tests, doc tests);
 #      with the newer toolchain, cargo clippy -D warnings instead (the tests
 #      too with XENT_RUST_NEWER_TESTS=1)
+# Once, with the first toolchain (Debian's: the MSRV):
 #   2. cargo package of both crates, each verified by building it from the
 #      .crate alone (and cargo publish --dry-run with a cargo that can verify
-#      both before xent-sys is on crates.io: 1.90 or newer); --allow-dirty, so
-#      that uncommitted work can be tested too
-# Once, with the first toolchain (Debian's: the MSRV):
+#      both before xent-sys is on crates.io: 1.90 or newer, when it is the
+#      first); --allow-dirty, so that uncommitted work can be tested too
 #   3. cargo build -p xent                     (default features compile alone)
 #   4. the example, and rustdoc with warnings as errors
 #   5. the `bundled` feature: no system libxent (XENT_NO_PKG_CONFIG), so
@@ -242,7 +242,9 @@ for TC in "${labels[@]}"; do
   if [ "$TC" != newer ] || [ "${XENT_RUST_NEWER_TESTS:-0}" = 1 ]; then
     run "$TC: cargo test" cg test --workspace --all-features --locked --no-fail-fast -j2
   fi
-  run "$TC: cargo package" package_crates
+  # Packaging is verified once, by the first toolchain (the MSRV's cargo
+  # builds both crates from their .crate files).
+  [ $first -eq 1 ] && run "$TC: cargo package" package_crates
   if [ $first -eq 1 ]; then
     run "$TC: default features" cg build -p xent --locked -j2
     # The test profile: reuses what cargo test built (the dev profile would
