@@ -48,6 +48,8 @@ import statistics
 import sys
 import time
 
+from torch_common import config_value, error_row, skip_reason
+
 WORKLOADS = ["small", "ce_fwd", "ce_fwd_bwd", "kl_fwd_bwd", "token_logprobs", "token_logprobs_fwd_bwd", "train_step"]
 # Rough peak of a case in B x V f32 tensors beyond the inputs already made
 # (copies of the logits, caller buffers, PyTorch eager's temporaries), for
@@ -62,17 +64,6 @@ PEAK = {
     "small": 0,
 }
 KERNEL = "xent kernel (caller buffer)"
-
-
-def mem_available():
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 1 << 62
 
 
 class Case:
@@ -401,14 +392,7 @@ def main():
         "python": platform.python_version(),
         "python_executable": sys.executable,
         "torch_version": torch.__version__,
-        "torch_cpu_capability": next(
-            (
-                ln.split(":", 1)[1].strip()
-                for ln in torch.__config__.show().splitlines()
-                if "CPU capability usage" in ln
-            ),
-            "?",
-        ),
+        "torch_cpu_capability": config_value(torch.__config__.show(), "CPU capability usage"),
         "numpy_version": np.__version__,
         "xent_library_version": xent.library_version(),
         "xent_library_path": xent.library_path,
@@ -441,18 +425,7 @@ def main():
             "unit": case.unit,
         }
         if error is not None:
-            results.append(
-                dict(
-                    base,
-                    repetitions=0,
-                    repetition_index=0,
-                    iterations=0,
-                    real_time=0,
-                    cpu_time=0,
-                    error_occurred=True,
-                    error_message=error,
-                )
-            )
+            results.append(error_row(base, error))
             return
         for i, t in enumerate(times):
             c = cpu[i] if cpu else t
@@ -513,10 +486,7 @@ def main():
                 )
 
     def fits(workload, n):
-        need = PEAK[workload] * n * 4
-        if need > args.mem_fraction * mem_available():
-            return f"skipped: needs ~{need / 2**30:.1f} GiB, more than {args.mem_fraction:.0%} of MemAvailable"
-        return None
+        return skip_reason(PEAK[workload] * n * 4, args.mem_fraction)
 
     gen = torch.Generator().manual_seed(args.seed)
     suite = Suite(args, torch, F, np, xent, xF, _api, L, gen, have_compile)

@@ -31,6 +31,8 @@ import statistics
 import sys
 import time
 
+from torch_common import config_value, error_row, skip_reason
+
 # The byte model (B x V matrices read + written per call), as bench_xent's.
 OPS = {
     "ce_fwd": (1, 0),
@@ -55,17 +57,6 @@ PEAK_TENSORS = {
     "bce_fwd_grad": 6,
 }
 DEFAULT_SHAPES = "8192x32000,4096x128256,64x262144,1x262144,32768x4096"
-
-
-def mem_available():
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 1 << 62
 
 
 def main():
@@ -112,22 +103,8 @@ def main():
         "executable": "peer_torch.py",
         "num_cpus": all_threads,
         "torch_version": torch.__version__,
-        "torch_cpu_capability": next(
-            (
-                ln.split(":", 1)[1].strip()
-                for ln in torch.__config__.show().splitlines()
-                if "CPU capability usage" in ln
-            ),
-            "?",
-        ),
-        "torch_parallel_backend": next(
-            (
-                ln.split(":", 1)[1].strip()
-                for ln in torch.__config__.parallel_info().splitlines()
-                if "parallel backend" in ln
-            ),
-            "?",
-        ),
+        "torch_cpu_capability": config_value(torch.__config__.show(), "CPU capability usage"),
+        "torch_parallel_backend": config_value(torch.__config__.parallel_info(), "parallel backend"),
         "load_avg": list(os.getloadavg()),
         "library_build_type": "release",
     }
@@ -145,19 +122,7 @@ def main():
             "label": f"torch {torch.__version__}",
         }
         if error is not None:
-            results.append(
-                dict(
-                    base,
-                    run_type="iteration",
-                    repetitions=0,
-                    repetition_index=0,
-                    iterations=0,
-                    real_time=0,
-                    cpu_time=0,
-                    error_occurred=True,
-                    error_message=error,
-                )
-            )
+            results.append(error_row(base, error))
             return
         logits = B * V
         for i, t in enumerate(times):
@@ -270,21 +235,10 @@ def main():
             x = t_logits = t_probs = t_small = t_signed = y = None
             for op in ops:
                 name_base = f"torch/{op}/{dt}/{B}x{V}"
-                peak = PEAK_TENSORS[op] * B * V * max(esize[dt], 4)
-                if peak > args.mem_fraction * mem_available():
+                skip = skip_reason(PEAK_TENSORS[op] * B * V * max(esize[dt], 4), args.mem_fraction)
+                if skip:
                     for n in threads:
-                        emit(
-                            f"{name_base}/threads:{n}",
-                            None,
-                            B,
-                            V,
-                            dt,
-                            op,
-                            n,
-                            0,
-                            error=f"skipped: needs ~{peak / 2**30:.1f} GiB, more than "
-                            f"{args.mem_fraction:.0%} of MemAvailable",
-                        )
+                        emit(f"{name_base}/threads:{n}", None, B, V, dt, op, n, 0, error=skip)
                     continue
                 # Inputs, generated once per shape and dtype.
                 if x is None:
