@@ -125,6 +125,18 @@ def main():
             results.append(error_row(base, error))
             return
         logits = B * V
+
+        def measures(t):
+            return dict(
+                real_time=t * 1e3,
+                cpu_time=t * 1e3,
+                ns_per_logit=t * 1e9 / logits,
+                GB_per_s=bpl * logits / t * 1e-9,
+                bytes_per_logit=bpl,
+                threads_used=nthreads,
+                logits=logits,
+            )
+
         for i, t in enumerate(times):
             results.append(
                 dict(
@@ -133,17 +145,10 @@ def main():
                     repetitions=len(times),
                     repetition_index=i,
                     iterations=iters,
-                    real_time=t * 1e3,
-                    cpu_time=t * 1e3,
-                    ns_per_logit=t * 1e9 / logits,
-                    GB_per_s=bpl * logits / t * 1e-9,
-                    bytes_per_logit=bpl,
-                    threads_used=nthreads,
-                    logits=logits,
+                    **measures(t),
                 )
             )
         for agg, f in (("median", statistics.median), ("min", min)):
-            t = f(times)
             results.append(
                 dict(
                     base,
@@ -152,13 +157,7 @@ def main():
                     aggregate_name=agg,
                     repetitions=len(times),
                     iterations=len(times),
-                    real_time=t * 1e3,
-                    cpu_time=t * 1e3,
-                    ns_per_logit=t * 1e9 / logits,
-                    GB_per_s=bpl * logits / t * 1e-9,
-                    bytes_per_logit=bpl,
-                    threads_used=nthreads,
-                    logits=logits,
+                    **measures(f(times)),
                 )
             )
 
@@ -166,68 +165,55 @@ def main():
         xs = x[:rows]
         ts = t[:rows] if t is not None else None
         ys = y[:rows] if y is not None else None
+
+        def no_grad(fn):
+            def f():
+                with torch.no_grad():
+                    return fn()
+
+            return f
+
+        def fwd_grad(loss_fn):  # loss_fn on a leaf view of xs, then its backward (the grad wrt xs only)
+            xr = xs.detach().requires_grad_(True)
+
+            def f():
+                xr.grad = None
+                loss = loss_fn(xr)
+                loss.backward()
+                return loss
+
+            return f
+
+        def jsd(xr, beta=0.5):
+            lq = F.log_softmax(xr, -1)
+            lp = F.log_softmax(ts, -1)
+            lm = torch.log(beta * lp.exp() + (1 - beta) * lq.exp())
+            return (
+                beta * F.kl_div(lm, lp, log_target=True, reduction="sum")
+                + (1 - beta) * F.kl_div(lm, lq, log_target=True, reduction="sum")
+            ) / xr.shape[0]
+
         if op == "ce_fwd":
-
-            def f():
-                with torch.no_grad():
-                    return F.cross_entropy(xs, ys)
-        elif op == "ce_fwd_grad":
-            xr = xs.detach().requires_grad_(True)
-
-            def f():
-                xr.grad = None
-                loss = F.cross_entropy(xr, ys)
-                loss.backward()
-                return loss
-        elif op == "kl_fwd_grad":
-            xr = xs.detach().requires_grad_(True)
-
-            def f():
-                xr.grad = None
-                loss = F.kl_div(F.log_softmax(xr, -1), F.log_softmax(ts, -1), log_target=True, reduction="batchmean")
-                loss.backward()
-                return loss
-        elif op == "jsd_fwd_grad":
-            xr = xs.detach().requires_grad_(True)
-            beta = 0.5
-
-            def f():
-                xr.grad = None
-                lq = F.log_softmax(xr, -1)
-                lp = F.log_softmax(ts, -1)
-                lm = torch.log(beta * lp.exp() + (1 - beta) * lq.exp())
-                loss = (
-                    beta * F.kl_div(lm, lp, log_target=True, reduction="sum")
-                    + (1 - beta) * F.kl_div(lm, lq, log_target=True, reduction="sum")
-                ) / xr.shape[0]
-                loss.backward()
-                return loss
-        elif op == "token_logprobs":
-
-            def f():
-                with torch.no_grad():
-                    return F.log_softmax(xs, -1).gather(1, ys[:, None]).squeeze(1)
-        elif op == "softmax":
-
-            def f():
-                with torch.no_grad():
-                    return F.softmax(xs, -1)
-        elif op == "softmax_backward":
-
-            def f():
-                with torch.no_grad():
-                    return torch._softmax_backward_data(ts, xs, -1, xs.dtype)
-        elif op == "bce_fwd_grad":
-            xr = xs.detach().requires_grad_(True)
-
-            def f():
-                xr.grad = None
-                loss = F.binary_cross_entropy_with_logits(xr, ts)
-                loss.backward()
-                return loss
-        else:
-            raise ValueError(op)
-        return f
+            return no_grad(lambda: F.cross_entropy(xs, ys))
+        if op == "ce_fwd_grad":
+            return fwd_grad(lambda xr: F.cross_entropy(xr, ys))
+        if op == "kl_fwd_grad":
+            return fwd_grad(
+                lambda xr: F.kl_div(
+                    F.log_softmax(xr, -1), F.log_softmax(ts, -1), log_target=True, reduction="batchmean"
+                )
+            )
+        if op == "jsd_fwd_grad":
+            return fwd_grad(jsd)
+        if op == "token_logprobs":
+            return no_grad(lambda: F.log_softmax(xs, -1).gather(1, ys[:, None]).squeeze(1))
+        if op == "softmax":
+            return no_grad(lambda: F.softmax(xs, -1))
+        if op == "softmax_backward":
+            return no_grad(lambda: torch._softmax_backward_data(ts, xs, -1, xs.dtype))
+        if op == "bce_fwd_grad":
+            return fwd_grad(lambda xr: F.binary_cross_entropy_with_logits(xr, ts))
+        raise ValueError(op)
 
     gen = torch.Generator().manual_seed(0)
     for B, V in shapes:
