@@ -46,6 +46,22 @@ struct LceConfig {
   int32_t num_threads = 0;
 };
 
+// A config of B rows, V classes and H hidden units (the rest the defaults).
+LceConfig Sized(size_t B, size_t V, size_t H) {
+  LceConfig c;
+  c.B = B;
+  c.V = V;
+  c.H = H;
+  return c;
+}
+// The same with the inputs and a bias in dtype dt.
+LceConfig Sized(size_t B, size_t V, size_t H, DType dt) {
+  LceConfig c = Sized(B, V, H);
+  c.dtype = dt;
+  c.bias_dtype = dt;
+  return c;
+}
+
 std::string Describe(const LceConfig& c) {
   char buf[400];
   std::snprintf(buf, sizeof(buf),
@@ -329,10 +345,7 @@ TEST_P(LinearCeTest, Shapes) {
   // V across the 2048-class tiles, H across the 512-column tiles, one row.
   const size_t shapes[][3] = {{1, 1, 1}, {3, 5, 7}, {17, 2047, 33}, {9, 2049, 513}, {32, 4200, 100}, {5, 40, 300}};
   for (const auto& s : shapes) {
-    LceConfig c;
-    c.B = s[0];
-    c.V = s[1];
-    c.H = s[2];
+    LceConfig c = Sized(s[0], s[1], s[2]);
     c.seed = static_cast<uint32_t>(s[0] * 7 + s[1] + s[2]);
     RunLce(c);
     c.bias_dtype = DType::kF32;
@@ -342,12 +355,7 @@ TEST_P(LinearCeTest, Shapes) {
 
 TEST_P(LinearCeTest, Dtypes) {
   for (DType dt : {DType::kBF16, DType::kF16}) {
-    LceConfig c;
-    c.B = 21;
-    c.V = 1100;
-    c.H = 150;
-    c.dtype = dt;
-    c.bias_dtype = dt;
+    LceConfig c = Sized(21, 1100, 150, dt);
     c.seed = static_cast<uint32_t>(dt);
     RunLce(c);  // gradients in the inputs' dtype (grad_linear_weight summed in f32)
     c.gh_dtype = c.gw_dtype = c.gb_dtype = DType::kF32;
@@ -362,10 +370,7 @@ TEST_P(LinearCeTest, Dtypes) {
 TEST_P(LinearCeTest, Options) {
   for (int red : {XENT_REDUCTION_NONE, XENT_REDUCTION_MEAN, XENT_REDUCTION_SUM}) {
     for (int opt = 0; opt < 8; ++opt) {
-      LceConfig c;
-      c.B = 19;
-      c.V = 260;
-      c.H = 24;
+      LceConfig c = Sized(19, 260, 24);
       c.reduction = red;
       c.weight = opt & 1;
       c.eps = (opt & 2) ? 0.1f : 0.0f;
@@ -388,10 +393,7 @@ TEST_P(LinearCeTest, BlocksStridesAndAlignment) {
   // Blocks of 1, 4 and 7 rows (the budget), padded strides, odd addresses.
   for (size_t rows : {1, 4, 7}) {
     for (size_t off : {0, 2}) {
-      LceConfig c;
-      c.B = 15;
-      c.V = 2060;
-      c.H = 100;
+      LceConfig c = Sized(15, 2060, 100);
       c.scratch = rows * (c.V + c.H) * 4;
       c.pad = rows;
       c.offset = off;
@@ -411,12 +413,7 @@ TEST_P(LinearCeTest, BlocksStridesAndAlignment) {
 TEST_P(LinearCeTest, Accumulate) {
   for (int acc : {1, 2, 4, 7}) {
     for (DType dt : {DType::kF32, DType::kBF16}) {
-      LceConfig c;
-      c.B = 13;
-      c.V = 1300;
-      c.H = 140;
-      c.dtype = dt;
-      c.bias_dtype = dt;
+      LceConfig c = Sized(13, 1300, 140, dt);
       c.accumulate = acc;
       c.ignore_every = 4;
       c.want_lse = false;  // skipped rows keep their grad_hidden when accumulating
@@ -430,10 +427,7 @@ TEST_P(LinearCeTest, Accumulate) {
 TEST_P(LinearCeTest, IgnoredRowsAndEmptyBatch) {
   for (bool lse : {false, true}) {
     for (int red : {XENT_REDUCTION_MEAN, XENT_REDUCTION_SUM}) {
-      LceConfig c;
-      c.B = 6;
-      c.V = 50;
-      c.H = 10;
+      LceConfig c = Sized(6, 50, 10);
       c.reduction = red;
       c.want_lse = lse;
       c.bias_dtype = DType::kF32;
@@ -460,13 +454,8 @@ TEST_P(LinearCeTest, IgnoredRowsAndEmptyBatch) {
   }
   // B = 0: MEAN NaN, SUM 0, parameter gradients zero.
   for (int red : {XENT_REDUCTION_MEAN, XENT_REDUCTION_SUM}) {
-    LceConfig c;
-    c.B = 0;
-    c.V = 30;
-    c.H = 8;
+    LceConfig c = Sized(0, 30, 8, DType::kBF16);
     c.reduction = red;
-    c.bias_dtype = DType::kBF16;
-    c.dtype = DType::kBF16;
     LceCase t(c);
     ASSERT_EQ(t.Run(), XENT_OK) << xent_last_error();
     EXPECT_TRUE(red == XENT_REDUCTION_MEAN ? std::isnan(t.loss[0]) : t.loss[0] == 0.0f);
@@ -481,12 +470,7 @@ TEST_P(LinearCeTest, MaskedClassesByBias) {
   // linear_bias = -inf masks classes: probability and every gradient of
   // theirs exactly 0; with label smoothing the loss is infinite (as xent_cross_entropy).
   for (DType dt : {DType::kF32, DType::kBF16}) {
-    LceConfig c;
-    c.B = 11;
-    c.V = 1500;
-    c.H = 20;
-    c.dtype = dt;
-    c.bias_dtype = dt;
+    LceConfig c = Sized(11, 1500, 20, dt);
     c.masked_classes = 1100;
     c.weight = true;
     c.seed = 5;
@@ -505,10 +489,7 @@ TEST_P(LinearCeTest, MaskedClassesByBias) {
 }
 
 TEST_P(LinearCeTest, NanPropagates) {
-  LceConfig c;
-  c.B = 4;
-  c.V = 70;
-  c.H = 9;
+  LceConfig c = Sized(4, 70, 9);
   LceCase t(c);
   t.hidden.set(2, 3, std::numeric_limits<double>::quiet_NaN());
   ASSERT_EQ(t.Run(), XENT_OK) << xent_last_error();
@@ -571,12 +552,7 @@ std::vector<unsigned char> Outputs(LceCase& t) {
 TEST(LinearCeThreads, BitIdenticalForAnyThreadCount) {
   if (!HaveBlas()) GTEST_SKIP() << "libxent built without a BLAS";
   for (DType dt : {DType::kF32, DType::kBF16}) {
-    LceConfig c;
-    c.B = 37;
-    c.V = 3100;
-    c.H = 260;
-    c.dtype = dt;
-    c.bias_dtype = dt;
+    LceConfig c = Sized(37, 3100, 260, dt);
     c.eps = 0.1f;
     c.ignore_every = 5;
     c.want_lse = false;
