@@ -10,9 +10,13 @@
 
 namespace xent_ref {
 
-struct CeSpec {
+// The input every spec below starts from: B rows of V values, row-major.
+struct Rows {
   size_t B = 0, V = 0;
-  std::vector<double> x;  // B x V logits
+  std::vector<double> x;  // B x V (logits, or a divergence's input)
+};
+
+struct CeSpec : Rows {
   bool soft = false;
   std::vector<int64_t> y;      // hard targets
   std::vector<double> q;       // soft targets, B x V
@@ -44,9 +48,8 @@ std::vector<double> SoftmaxBackward(const std::vector<double>& y, const std::vec
                                     bool log, double temperature);
 
 // KL / JSD (see xent_divergence_args). kinds: 0 logits, 1 log-probs, 2 probs.
-struct KlSpec {
-  size_t B = 0, V = 0;
-  std::vector<double> x, t;  // input (Q), target (P)
+struct KlSpec : Rows {    // x: the input (Q)
+  std::vector<double> t;  // target (P)
   int qk = 1, pk = 2;
   bool jsd = false;
   double beta = 0.5, temperature = 1;

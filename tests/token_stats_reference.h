@@ -9,11 +9,11 @@
 #include <cstdint>
 #include <vector>
 
+#include "tests/reference.h"
+
 namespace xent_ref {
 
-struct TokSpec {
-  size_t B = 0, V = 0;
-  std::vector<double> x;    // B x V logits
+struct TokSpec : Rows {     // x: the logits
   std::vector<double> ref;  // B x V reference logits, or empty
   std::vector<int64_t> y;   // B targets, or empty
   int64_t ignore_index = -100;
