@@ -172,16 +172,20 @@ int main(int argc, char** argv) {
         gl[i] = 1.0f / B;
         gh[i] = -0.01f / B;
       }
+      // What every call here shares: the B x V logits at `logits`, the targets y, T threads.
+      auto set_rows = [&](auto& a, void* logits) {
+        a.batch = B;
+        a.num_classes = V;
+        a.logits = logits;
+        a.logits_dtype = code;
+        a.target = y.data();
+        a.num_threads = T;
+      };
       auto tl_args = [&]() {
         xent_token_logprobs_args a;
         XENT_ARGS_INIT(xent_token_logprobs_args, &a);
-        a.batch = B;
-        a.num_classes = V;
-        a.logits = x.p;
-        a.logits_dtype = code;
-        a.target = y.data();
+        set_rows(a, x.p);
         a.logprob = lp.data();
-        a.num_threads = T;
         return a;
       };
       // The forward's statistics, saved for the backward.
@@ -194,11 +198,7 @@ int main(int argc, char** argv) {
       auto bwd = [&](void* logits, bool saved) {
         xent_token_logprobs_backward_args a;
         XENT_ARGS_INIT(xent_token_logprobs_backward_args, &a);
-        a.batch = B;
-        a.num_classes = V;
-        a.logits = logits;
-        a.logits_dtype = code;
-        a.target = y.data();
+        set_rows(a, logits);
         a.grad_logprob = gl.data();
         a.grad_entropy = gh.data();
         if (saved) {
@@ -206,21 +206,15 @@ int main(int argc, char** argv) {
           a.entropy = ent.data();
         }
         a.grad = g.p;  // (in place when logits is g)
-        a.num_threads = T;
         Check(xent_token_logprobs_backward(&a), "backward");
       };
       auto ce = [&](void* logits) {
         xent_cross_entropy_args a;
         XENT_ARGS_INIT(xent_cross_entropy_args, &a);
-        a.batch = B;
-        a.num_classes = V;
-        a.logits = logits;
-        a.logits_dtype = code;
-        a.target = y.data();
+        set_rows(a, logits);
         a.reduction = XENT_REDUCTION_NONE;
         a.row_loss = loss.data();
         a.grad = g.p;
-        a.num_threads = T;
         Check(xent_cross_entropy(&a), "cross_entropy");
       };
       auto copy_in = [&] { std::memcpy(g.p, x.p, n * es); };
