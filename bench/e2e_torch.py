@@ -47,6 +47,7 @@ import random
 import statistics
 import sys
 import time
+from functools import partial
 
 from torch_common import config_value, error_row, skip_reason
 
@@ -137,6 +138,14 @@ class Suite:
 
         return f
 
+    def add_torch(self, case, key, fn, args, wrap):
+        """The "torch eager" variant, fn(*args), and the "torch.compile" one,
+        fn compiled (once per key), each as wrap makes it a timed call."""
+        case.add("torch eager", wrap(lambda: fn(*args)))
+        if self.have_compile:
+            cf = self.compiled_fn(key, fn)
+            case.add("torch.compile", wrap(lambda: cf(*args)))
+
     # -- small calls ---------------------------------------------------------
     def small(self, SB, SV):
         torch, F, np, xent, xF, api, L = self.torch, self.F, self.np, self.xent, self.xF, self.api, self.L
@@ -200,10 +209,7 @@ class Suite:
         xn, tn = (x.numpy(), t.numpy()) if dt == "f32" else (x, t)
         case.add(KERNEL, lambda: xent.cross_entropy(xn, tn))
         case.add("xent.torch", self.no_grad(lambda: xF.cross_entropy(x, t)))
-        case.add("torch eager", self.no_grad(lambda: F.cross_entropy(x, t)))
-        if self.have_compile:
-            cf = self.compiled_fn(("ce_fwd", dt), lambda a, b: F.cross_entropy(a, b))
-            case.add("torch.compile", self.no_grad(lambda: cf(x, t)))
+        self.add_torch(case, ("ce_fwd", dt), lambda a, b: F.cross_entropy(a, b), (x, t), self.no_grad)
         return case
 
     def ce_fwd_bwd(self, dt, B, V, nthreads):
@@ -223,10 +229,9 @@ class Suite:
             "xent.torch inplace_backward",
             self.backward_loop(xi, lambda: xF.cross_entropy(xi, t, inplace_backward=True)),
         )
-        case.add("torch eager", self.backward_loop(xr, lambda: F.cross_entropy(xr, t)))
-        if self.have_compile:
-            cf = self.compiled_fn(("ce_fwd_bwd", dt), lambda a, b: F.cross_entropy(a, b))
-            case.add("torch.compile", self.backward_loop(xr, lambda: cf(xr, t)))
+        self.add_torch(
+            case, ("ce_fwd_bwd", dt), lambda a, b: F.cross_entropy(a, b), (xr, t), partial(self.backward_loop, xr)
+        )
         return case
 
     def kl_fwd_bwd(self, dt, B, V, nthreads):
@@ -246,10 +251,7 @@ class Suite:
         def kl_eager(s, tt):
             return F.kl_div(F.log_softmax(s / T, -1), F.log_softmax(tt / T, -1), reduction="batchmean", log_target=True)
 
-        case.add("torch eager", self.backward_loop(sr, lambda: kl_eager(sr, teacher)))
-        if self.have_compile:
-            ckl = self.compiled_fn(("kl", dt), kl_eager)
-            case.add("torch.compile", self.backward_loop(sr, lambda: ckl(sr, teacher)))
+        self.add_torch(case, ("kl", dt), kl_eager, (sr, teacher), partial(self.backward_loop, sr))
         return case
 
     def token_logprobs(self, dt, B, V, nthreads):
@@ -263,10 +265,7 @@ class Suite:
 
         case.add(KERNEL, lambda: xent.token_logprobs(xn, tn))
         case.add("xent.torch", self.no_grad(lambda: xF.token_logprobs(x, t)))
-        case.add("torch eager", self.no_grad(lambda: tlp_eager(x, t)))
-        if self.have_compile:
-            ctl = self.compiled_fn(("tlp", dt), tlp_eager)
-            case.add("torch.compile", self.no_grad(lambda: ctl(x, t)))
+        self.add_torch(case, ("tlp", dt), tlp_eager, (x, t), self.no_grad)
         return case
 
     def token_logprobs_fwd_bwd(self, dt, B, V, nthreads):
@@ -286,10 +285,7 @@ class Suite:
         def pg_eager(a, b, adv_):
             return -(torch.log_softmax(a, -1).gather(-1, b[:, None]).squeeze(-1) * adv_).mean()
 
-        case.add("torch eager", self.backward_loop(xr, lambda: pg_eager(xr, t, adv)))
-        if self.have_compile:
-            cpg = self.compiled_fn(("pg", dt), pg_eager)
-            case.add("torch.compile", self.backward_loop(xr, lambda: cpg(xr, t, adv)))
+        self.add_torch(case, ("pg", dt), pg_eager, (xr, t, adv), partial(self.backward_loop, xr))
         return case
 
     def train_step(self, TB, TV, TH, nthreads):
@@ -323,10 +319,7 @@ class Suite:
         case.add(
             "xent.torch inplace_backward", step(lambda: xF.cross_entropy(F.linear(h, W), tt, inplace_backward=True))
         )
-        case.add("torch eager", step(lambda: F.cross_entropy(F.linear(h, W), tt)))
-        if self.have_compile:
-            cstep = self.compiled_fn("train", lambda a, w, b: F.cross_entropy(F.linear(a, w), b))
-            case.add("torch.compile", step(lambda: cstep(h, W, tt)))
+        self.add_torch(case, "train", lambda a, w, b: F.cross_entropy(F.linear(a, w), b), (h, W, tt), step)
         if hasattr(F, "linear_cross_entropy") and hasattr(torch.nn, "LinearCrossEntropyOptions"):
             opts = torch.nn.LinearCrossEntropyOptions()
             case.add(
