@@ -94,14 +94,18 @@ done
 ok=0
 t0=$SECONDS
 # The source package and the binaries (the .changes of a -b build) in two
-# runs: given both at once, lintian 2.116 checks the source twice and exits 2
-# (its "run-time error" status) with no tag above info level.
+# runs, without --show-overrides: lintian 2.116 exits 2 (its "run-time error"
+# status) with no tag above info level when given the .dsc and the .changes at
+# once, or the .changes with --show-overrides. The overrides and their reasons
+# are in debian/*lintian-overrides.
 : >"$W/lintian.txt"
 for what in "$W/xent_$version.dsc" "$changes"; do
-  lintian --fail-on error,warning --display-info --show-overrides "$what" >>"$W/lintian.txt" 2>&1 || {
-    echo "lintian $(basename "$what"): exit status $?" >>"$W/lintian.txt"
+  lintian --fail-on error,warning --display-info "$what" >>"$W/lintian.txt" 2>&1
+  rc=$?
+  if [ $rc -ne 0 ]; then
+    echo "lintian $(basename "$what"): exit status $rc" >>"$W/lintian.txt"
     ok=1
-  }
+  fi
 done
 if [ $ok -eq 0 ]; then log "lintian: no errors, no warnings ($((SECONDS - t0)) s)"; else log "lintian: errors or warnings ($((SECONDS - t0)) s)"; fi
 sed 's/^/    /' "$W/lintian.txt"
