@@ -202,12 +202,10 @@ HWY_INLINE void MakeTerms(DF d, VF q_prob, VF q_logp, VF p_prob, VF p_logp, KlMo
     const VF e = hn::Expm1(d, hn::Sub(q_logp, p_logp));
     const VF xp = hn::Mul(b1, e), xq = hn::Neg(hn::Mul(b, hn::Div(e, hn::Add(hn::Set(d, 1.0f), e))));
     const VF half = hn::Set(d, 0.5f);
-    const VF dp = hn::IfThenElse(hn::Le(hn::Abs(xp), half), hn::Neg(hn::Log1p(d, xp)), hn::Sub(p_logp, lm));
-    const VF dq = hn::IfThenElse(hn::Le(hn::Abs(xq), half), hn::Neg(hn::Log1p(d, xq)), hn::Sub(q_logp, lm));
-    dlq = dq;
-    dlp = dp;
-    const VF tp = hn::IfThenZeroElse(hn::Eq(bp, zero), hn::Mul(bp, dp));
-    const VF tq = hn::IfThenZeroElse(hn::Eq(bq, zero), hn::Mul(bq, dq));
+    dlp = hn::IfThenElse(hn::Le(hn::Abs(xp), half), hn::Neg(hn::Log1p(d, xp)), hn::Sub(p_logp, lm));
+    dlq = hn::IfThenElse(hn::Le(hn::Abs(xq), half), hn::Neg(hn::Log1p(d, xq)), hn::Sub(q_logp, lm));
+    const VF tp = hn::IfThenZeroElse(hn::Eq(bp, zero), hn::Mul(bp, dlp));
+    const VF tq = hn::IfThenZeroElse(hn::Eq(bq, zero), hn::Mul(bq, dlq));
     term = hn::Add(tp, tq);
     G = tq;
     K = tp;
