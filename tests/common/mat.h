@@ -6,6 +6,7 @@
 #ifndef XENT_TESTS_COMMON_MAT_H_
 #define XENT_TESTS_COMMON_MAT_H_
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -61,12 +62,16 @@ class Mat {
     return v;
   }
   // True when every byte outside the rows x cols elements is still canary.
+  // Every byte outside the rows (before the first, the stride gaps, after
+  // the last) still holds the canary.
   bool CanariesIntact() const {
-    std::vector<bool> inside(buf_.size(), false);
-    for (size_t r = 0; r < rows_; ++r)
-      for (size_t b = 0; b < cols_ * es_; ++b) inside[start_ + (r * stride_) * es_ + b] = true;
-    for (size_t i = 0; i < buf_.size(); ++i)
-      if (!inside[i] && buf_[i] != kMatCanary) return false;
+    size_t pos = 0;
+    for (size_t r = 0; r <= rows_; ++r) {
+      const size_t begin = r < rows_ ? start_ + r * stride_ * es_ : buf_.size();
+      for (; pos < begin; ++pos)
+        if (buf_[pos] != kMatCanary) return false;
+      if (r < rows_) pos = std::max(pos, begin + cols_ * es_);
+    }
     return true;
   }
 
