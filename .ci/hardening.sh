@@ -10,8 +10,9 @@
 #            abidiff against the committed baseline .ci/abi/libxent.so.abi
 #   install  meson install (DESTDIR) + an external C consumer built through
 #            pkg-config (xent.pc) and through CMake (find_package -> xent::xent)
-#   asan     GCC ASan+UBSan build with coverage; the whole C++ suite on every
-#            x86 target, the fuzz corpus replayed, allocation failure under LSan
+#   asan     GCC ASan+UBSan build with coverage; the C++ suites (cases of at
+#            most 40000 logits) on each vector width (AVX3_DL, AVX2, EMU128),
+#            the fuzz corpus replayed, allocation failure under LSan
 #   coverage line and branch coverage of src/ and capi/ from the asan step's
 #            run (gcovr), at least XENT_COVERAGE_FLOOR (95) % of lines
 #   alloc    the allocation-failure sweep (every allocation of a call fails
@@ -153,6 +154,12 @@ if [ "$(uname -m)" = x86_64 ] && grep -q avx512_vbmi2 /proc/cpuinfo && grep -q a
   grep -q vpclmulqdq /proc/cpuinfo && grep -q avx512_vnni /proc/cpuinfo; then
   SKIP_X86=-Ddisabled_targets=HWY_AVX3
 fi
+# The ASan build also skips SSE4 on such CPUs: its 16-byte vectors and their
+# tails are EMU128's (the static target, always built), and ASan's job is
+# the memory accesses; SSE4's arithmetic runs in the main build's suites.
+# A quarter of the step's compile and test time.
+SKIP_ASAN=$SKIP_X86
+[ -n "$SKIP_X86" ] && SKIP_ASAN=-Ddisabled_targets=HWY_AVX3,HWY_SSE4
 
 # ---------------------------------------------------------------------------
 step_headers() {
@@ -211,8 +218,9 @@ step_abi() {
   for f in "$MAIN_BUILD"/libxent.so "$MAIN_BUILD"/libxent_*.so; do [ -f "$f" ] && libs+=("$f"); done
   [ ${#libs[@]} -gt 0 ] || { echo "no libxent*.so in $MAIN_BUILD"; ok=1; }
   # The ABI baseline comes from a build with debug info (abidw reads DWARF);
-  # the SIMD targets do not change the C ABI, so only the static one is built.
-  setup_build "$B" --buildtype=debugoptimized -Dstatic_target_only=true -Dtests=false -Dbench=false \
+  # the SIMD targets do not change the C ABI, so only the static one is built,
+  # unoptimized (the types and the exported functions are the same).
+  setup_build "$B" --buildtype=debug -Dstatic_target_only=true -Dtests=false -Dbench=false \
     -Dthreading=openmp || return 1
   ninja -C "$B" -j"$JOBS" >"$B/.build.log" 2>&1 || { tail -50 "$B/.build.log"; return 1; }
   check_exports "${libs[@]}" "$B/libxent.so" || ok=1
@@ -318,10 +326,16 @@ print(o["prefix"], o["libdir"], o["includedir"])')
 UBSAN_SKIP="-fno-sanitize=pointer-overflow,null,vptr"
 # XENT_SOAK_CALLS: the soak suite's calls under the sanitizers (its default
 # 4000 took 180 s at -O0 under ASan; the soak step runs 100000 on the main
-# build). Its RSS-drift bound is the soak step's business: ASan's quarantine
-# grows RSS over 1000 calls (67 MiB), and LSan reports leaks here.
+# build; 1000 calls took 78 s here). Its RSS-drift bound is the soak step's
+# business: ASan's quarantine grows RSS (67 MiB over 1000 calls), and LSan
+# reports leaks here.
+# XENT_TEST_MAX_ELEMENTS, XENT_THREADS_SHAPES: cases of at most 40000 logits
+# and threads_test's small shapes (still several segments per row, row and
+# in-row splits): the larger ones run the same code over more segments, and
+# at -O0 they were three quarters of this step's test time (ce 309 s -> 69 s).
 SAN_ENV=(ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:strict_string_checks=1:detect_stack_use_after_return=1:check_initialization_order=1
-  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 XENT_SOAK_CALLS=1000 XENT_SOAK_RSS_MIB=1024)
+  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 XENT_SOAK_CALLS=500 XENT_SOAK_RSS_MIB=1024
+  XENT_TEST_MAX_ELEMENTS=40000 XENT_THREADS_SHAPES=small)
 
 # The C++ suites with GCC (the production compiler; the suites use GCC-only
 # builtins), every x86 target, plus the fuzz corpus replayed (fuzz_corpus),
@@ -331,7 +345,7 @@ step_asan() {
   local B=$HB/asan
   CC=gcc CXX=g++ setup_build "$B" -Doptimization=0 -Ddebug=false -Db_ndebug=false -Db_sanitize=address,undefined \
     -Db_coverage=true "-Dcpp_args=-g1 -fno-omit-frame-pointer -fno-sanitize-recover=all -fprofile-update=atomic $UBSAN_SKIP" \
-    "-Dc_args=-g1 -fno-sanitize-recover=all" -Dtests=true -Dbench=false -Dfuzz=true -Dthreading=openmp $SKIP_X86 || return 1
+    "-Dc_args=-g1 -fno-sanitize-recover=all" -Dtests=true -Dbench=false -Dfuzz=true -Dthreading=openmp $SKIP_ASAN || return 1
   ninja -C "$B" -j"$JOBS" >"$B/.build.log" 2>&1 || { grep -B5 -A30 -m3 'FAILED\|error:' "$B/.build.log"; return 1; }
   find "$B" -name '*.gcda' -delete  # counts of this run only
   # Of simd, only the tails (reads and writes at buffer ends, what ASan is
@@ -352,8 +366,10 @@ step_asan() {
   # shellcheck disable=SC2086
   env "${SAN_ENV[@]}" meson test -C "$B" --no-rebuild --print-errorlogs --num-processes 2 --timeout-multiplier 4 \
     $tests || ok=1
-  local filter=()
-  [ -n "$others" ] && filter=("GTEST_FILTER=-$others")
+  # linear_ce's determinism across thread counts and host pools (64 s of its
+  # run here, in the scaffolding) is threads and TSan's business, and runs
+  # in the main build's suites.
+  local filter=("GTEST_FILTER=-${others:+$others:}LinearCeThreads.*")
   # shellcheck disable=SC2086
   env "${SAN_ENV[@]}" "${filter[@]}" meson test -C "$B" --no-rebuild --print-errorlogs \
     --num-processes 2 --timeout-multiplier 4 $streaming || ok=1
@@ -433,18 +449,27 @@ step_fuzzfast() {
   done
   echo "libFuzzer (release + UBSan): 2 processes x $FUZZFAST_RUNS runs (at most $FUZZFAST_SECONDS s): seed 1 from the"
   echo "$(find tests/fuzz/corpus -type f | wc -l) corpus files, seed 2 from its $(find "$W/edge" -type f | wc -l) edge-flavor ones; reference on 1 input in $FUZZFAST_REFERENCE_EVERY"
+  # The processes' new inputs go to a tmpfs while they run (moved to $W
+  # after): libFuzzer writes a file for every input that adds coverage
+  # (thousands in a run), and ext4's file creation took 18 % of its time.
+  local N=$W
+  if [ -d /dev/shm ] && [ -w /dev/shm ]; then N=$(mktemp -d -p /dev/shm xent-fuzzfast.XXXXXX) || N=$W; fi
   local pids=() seed rc=0 seeds
   for seed in 1 2; do
-    mkdir -p "$W/corpus$seed"
+    mkdir -p "$N/corpus$seed"
     seeds=tests/fuzz/corpus
     [ $seed -eq 2 ] && seeds=$W/edge
     KMP_BLOCKTIME=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 XENT_FUZZ_REFERENCE_EVERY=$FUZZFAST_REFERENCE_EVERY \
       "$B/tests/fuzz/xent_fuzz" -runs="$FUZZFAST_RUNS" -seed=$seed -max_total_time="$FUZZFAST_SECONDS" \
       -entropic=0 -print_funcs=0 -print_final_stats=1 -timeout=60 -rss_limit_mb=4096 -max_len=2048 \
-      -artifact_prefix="$W/artifacts/" "$W/corpus$seed" "$seeds" >"$W/fuzz$seed.log" 2>&1 &
+      -artifact_prefix="$W/artifacts/" "$N/corpus$seed" "$seeds" >"$W/fuzz$seed.log" 2>&1 &
     pids+=($!)
   done
   for p in "${pids[@]}"; do wait "$p" || rc=1; done
+  if [ "$N" != "$W" ]; then
+    for seed in 1 2; do mv "$N/corpus$seed" "$W/"; done
+    rm -rf "$N"
+  fi
   local runs=0 secs=0 n t
   for seed in 1 2; do
     grep -E '^#[0-9]+ +DONE' "$W/fuzz$seed.log" | sed "s/^/process $seed: /"
@@ -574,14 +599,14 @@ step_arm64() {
     >"$B/.build.log" 2>&1 || { tail -50 "$B/.build.log"; return 1; }
   aarch64-linux-gnu-gcc -std=c99 -Iinclude .ci/targets.c -L"$B" -lxent -Wl,-rpath,"$B" -o "$B/xent-targets" || return 1
   # Under emulation the float64 reference of the large cases was most of the
-  # time (ce alone 517 s): cases of more than 40000 logits and threads_test's
+  # time (ce alone 517 s): cases of more than 20000 logits and threads_test's
   # large shapes are left to the native runs (the kernels' code is the same
   # past a few segments; every size up to 8193 and every tail still runs).
   qemu_run() {  # qemu_run CPU TESTS [GTEST_FILTER]
     local cpu=$1 tests=$2 filter=${3:-} t0=$SECONDS
     echo "--- QEMU_CPU=$cpu: $(QEMU_CPU=$cpu qemu-aarch64 "$B/xent-targets")${filter:+, gtest filter $filter}"
     # shellcheck disable=SC2086
-    env QEMU_CPU="$cpu" ${filter:+GTEST_FILTER=$filter} XENT_TEST_MAX_ELEMENTS=40000 XENT_THREADS_SHAPES=small \
+    env QEMU_CPU="$cpu" ${filter:+GTEST_FILTER=$filter} XENT_TEST_MAX_ELEMENTS=20000 XENT_THREADS_SHAPES=small \
       meson test -C "$B" --no-rebuild --print-errorlogs \
       --num-processes 2 --timeout-multiplier 4 $tests || ok=1
     echo "--- QEMU_CPU=$cpu: $((SECONDS - t0)) s"
