@@ -94,7 +94,7 @@ std::vector<Expected> Reference(const Case& c, Profile p) {
         const double et = 8e-6 * std::fabs(r.elem[k]) + ea;
         row_tol += std::isfinite(et) ? et : 0;
         elem[k] = Tol{8e-6, ea};
-        grad[k] = Tol{8e-6, 4e-6 * ww * (1 + pp) * std::fabs(gs) / div};
+        grad[k] = Tol{8e-6 + ScaleRel(gs / div), 4e-6 * ww * (1 + pp) * std::fabs(gs) / div};
       }
       // A row sum beyond f32's range: rows are summed in f32 (the header's
       // f64 reductions are across rows), inf where float64 is not.

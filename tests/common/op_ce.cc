@@ -1,4 +1,5 @@
 // Cross-entropy: what its inputs mean, its float64 reference and its bounds.
+#include <algorithm>
 #include <cmath>
 
 #include "tests/common/op_util.h"
@@ -99,7 +100,13 @@ std::vector<Expected> Reference(const Case& c, Profile p) {
     lse = row;
     loss = Tol{8e-6, rows_tol / div};
     const double gabs = std::fabs(s.grad_scale) * rsmax * wmax * qsum_max * zl / div;
-    grad.assign(1, Tol{8e-6, gabs * (4e-6 + 8 * kEps * zmax) * (cap > 0 ? 8 : 1)});
+    // The smallest nonzero per-row factor grad_scale / div * row_scale.
+    double fmin = std::fabs(s.grad_scale) / div;
+    double rsmin = 1.0;
+    for (double v : s.row_scale)
+      if (v != 0) rsmin = std::min(rsmin, std::fabs(v));
+    fmin *= rsmin;
+    grad.assign(1, Tol{8e-6 + ScaleRel(fmin), gabs * (4e-6 + 8 * kEps * zmax) * (cap > 0 ? 8 : 1)});
     if (s.reduction == 1 && divisor == 0) {
       grad[0].skip = true;
       // Every weight w_y zero: sum / 0. A sum within the rows' rounding of 0
