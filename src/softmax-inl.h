@@ -163,7 +163,11 @@ struct EntropyAcc {
 HWY_INLINE float SegRef(const SoftmaxSeg& g) { return SafeRef(g.m); }
 HWY_INLINE float SegFactor(const SoftmaxSeg& g, double A, double M, bool nan) {
   if (nan) return static_cast<float>(A);  // NaN
-  if (g.m == kNegInf) return 0.0f;
+  // A segment of -inf only: e = 0 there, so 0, unless the row's coefficient
+  // is NaN (a NaN target probability or class weight): then the whole row's
+  // gradient is NaN, as PyTorch's (NaN * 0), not just the segments with mass
+  // (fuzzfast: a soft target with NaN in a segment of -inf logits).
+  if (g.m == kNegInf) return std::isnan(A) ? static_cast<float>(A) : 0.0f;
   return static_cast<float>(A * std::exp(static_cast<double>(g.m) - M));
 }
 

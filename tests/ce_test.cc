@@ -170,6 +170,33 @@ TEST_P(CeTest, NanAndInfPropagate) {
   }
 }
 
+// A NaN target probability makes its row's loss and whole gradient NaN (as
+// PyTorch's: sum(q) p - q), also in the segments of -inf logits (p = 0
+// there; fuzzfast found them at -q). Row 1: finite targets (none where the
+// logits are -inf, which would make its loss +inf), the same logits.
+TEST_P(CeTest, NanTargetProbabilityPropagates) {
+  const size_t V = 4351;
+  for (DType dt : {DType::kF32, DType::kF16}) {
+    CaseSpec s = Ce(2, V, dt, DType::kF32);
+    s.With("target", dt);
+    s.edit = [](const std::string& f, size_t i, size_t j, double v) {
+      if (f == "logits") return j == 2175 ? 0.5 : (j >= 4096 ? -kInf : v);  // segment 2: all -inf
+      if (f == "target") return (i == 0 && j == 4196) ? kNaN : (j >= 4096 ? 0.0 : std::fabs(v) / 64);
+      return v;
+    };
+    Case c(s);
+    SCOPED_TRACE(c.Describe());
+    ExpectRun(c);
+    EXPECT_TRUE(std::isnan(c.buf("row_loss")->Get(0)));
+    EXPECT_TRUE(std::isfinite(c.buf("row_loss")->Get(1)));
+    const Buffer& grad = *c.buf("grad");
+    for (size_t j = 0; j < V; ++j) {
+      EXPECT_TRUE(std::isnan(grad.Get(0, j))) << j;
+      EXPECT_TRUE(std::isfinite(grad.Get(1, j))) << j;
+    }
+  }
+}
+
 TEST_P(CeTest, AllIgnoredAndEmpty) {
   // All rows ignored: MEAN is NaN (0/0, as PyTorch), SUM is 0, gradients 0.
   for (int red : {XENT_REDUCTION_MEAN, XENT_REDUCTION_SUM}) {
