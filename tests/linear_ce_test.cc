@@ -326,10 +326,7 @@ void Check(LceCase& t, const LceRef& r) {
 }
 
 void RunLce(const LceConfig& c) {
-  if (c.B * c.V > MaxElements()) {  // XENT_TEST_MAX_ELEMENTS: emulated and sanitizer runs
-    ++SkippedCases();
-    return;
-  }
+  if (SkipLarge(c.B * c.V)) return;  // XENT_TEST_MAX_ELEMENTS: emulated and sanitizer runs
   SCOPED_TRACE(Describe(c));
   LceCase t(c);
   const LceRef r = Reference(t);

@@ -125,10 +125,7 @@ void CallStats(const StatCase& c, const Mat& x, const Mat* ref, const std::vecto
 }
 
 void RunStats(const StatCase& c) {
-  if (c.B * c.V > MaxElements()) {  // XENT_TEST_MAX_ELEMENTS (emulated and sanitizer runs)
-    ++SkippedCases();
-    return;
-  }
+  if (SkipLarge(c.B * c.V)) return;  // XENT_TEST_MAX_ELEMENTS (emulated and sanitizer runs)
   SCOPED_TRACE("B=" + std::to_string(c.B) + " V=" + std::to_string(c.V) + " dt=" + std::to_string(int(c.dt)) +
                " T=" + std::to_string(c.T) + " cap=" + std::to_string(c.cap) + " k=" + std::to_string(c.k) +
                " ref=" + std::to_string(c.ref));
@@ -395,10 +392,7 @@ struct GradCase {
 };
 
 void RunGrad(const GradCase& c) {
-  if (c.B * c.V > MaxElements()) {
-    ++SkippedCases();
-    return;
-  }
+  if (SkipLarge(c.B * c.V)) return;
   SCOPED_TRACE("B=" + std::to_string(c.B) + " V=" + std::to_string(c.V) + " dt=" + std::to_string(int(c.dt)) +
                " out=" + std::to_string(c.out) + " T=" + std::to_string(c.T) + " cap=" + std::to_string(c.cap) + " k=" +
                std::to_string(c.k) + " kl=" + std::to_string(c.g_kl) + " stats=" + std::to_string(c.pass_stats));

@@ -68,11 +68,15 @@ inline size_t MaxElements() {
   return n;
 }
 
+// True (and counted) when a case of `logits` elements is over the limit.
+inline bool SkipLarge(size_t logits) {
+  if (logits <= MaxElements()) return false;
+  ++SkippedCases();
+  return true;
+}
+
 inline void ExpectCase(const CaseSpec& spec) {
-  if (spec.B * spec.V > MaxElements()) {
-    ++SkippedCases();
-    return;
-  }
+  if (SkipLarge(spec.B * spec.V)) return;
   Case c(spec);
   ExpectRun(c);
 }

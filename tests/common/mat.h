@@ -61,9 +61,8 @@ class Mat {
       for (size_t c = 0; c < cols_; ++c) v[r * cols_ + c] = get(r, c);
     return v;
   }
-  // True when every byte outside the rows x cols elements is still canary.
-  // Every byte outside the rows (before the first, the stride gaps, after
-  // the last) still holds the canary.
+  // True when every byte outside the rows x cols elements (before the first
+  // row, in the stride gaps, after the last) is still canary.
   bool CanariesIntact() const {
     size_t pos = 0;
     for (size_t r = 0; r <= rows_; ++r) {

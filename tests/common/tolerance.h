@@ -23,7 +23,9 @@
 #ifndef XENT_TESTS_COMMON_TOLERANCE_H_
 #define XENT_TESTS_COMMON_TOLERANCE_H_
 
+#include <cmath>
 #include <cstddef>
+#include <limits>
 #include <string>
 
 #include "src/dtype.h"
@@ -61,8 +63,8 @@ struct Tol {
 // only a few significant bits (fuzzfast: grad_scale 1e-40 over 4353 classes,
 // 0.6 % off in every element). 0 for a normal factor.
 inline double ScaleRel(double factor) {
-  const double a = factor < 0 ? -factor : factor;
-  return (a > 0 && a < 1.1754943508222875e-38) ? 4 * 1.401298464324817e-45 / a : 0.0;
+  const double a = std::fabs(factor);
+  return (a > 0 && a < std::numeric_limits<float>::min()) ? 4 * std::numeric_limits<float>::denorm_min() / a : 0.0;
 }
 
 // got vs want (float64) for an output of dtype t under `tol` and profile p.
