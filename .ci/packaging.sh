@@ -18,7 +18,8 @@
 #
 # Knobs: XENT_PACKAGING_NOCHECK=1 builds with DEB_BUILD_OPTIONS=nocheck (no
 # test suites in the package build; tests/run sets it when the C++ suites
-# passed on the same tree in the same run), XENT_JOBS (2),
+# passed on the same tree in the same run), XENT_PACKAGING_DEB_OPTIONS (more
+# DEB_BUILD_OPTIONS for the package build: .ci/run passes noopt), XENT_JOBS (2),
 # XENT_PACKAGING_BUILD (build/packaging): where the copy and the packages go.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -70,7 +71,7 @@ tar -C "$W" --exclude="xent-$upstream/debian" --owner=0 --group=0 --sort=name -c
 (cd "$W" && timed "dpkg-source -b" "$W/source.log" dpkg-source -b "xent-$upstream") ||
   { cat "$W/source.log"; fail "dpkg-source -b"; }
 
-opts="parallel=$JOBS"
+opts="parallel=$JOBS${XENT_PACKAGING_DEB_OPTIONS:+ $XENT_PACKAGING_DEB_OPTIONS}"
 [ "${XENT_PACKAGING_NOCHECK:-0}" = 1 ] && opts="nocheck $opts"
 log "dpkg-buildpackage -us -uc -b with DEB_BUILD_OPTIONS=\"$opts\" (log: $W/build.log)"
 (cd "$SRC" && export DEB_BUILD_OPTIONS=$opts && timed "dpkg-buildpackage" "$W/build.log" dpkg-buildpackage -us -uc -b)
