@@ -552,11 +552,12 @@ constexpr OpDesc kKlPenalty =
 constexpr OpDesc kLinearCrossEntropy = Op("linear_cross_entropy", "xent_linear_cross_entropy_args",
                                           sizeof(xent_linear_cross_entropy_args), kLinearCrossEntropyFields, false);
 
-// Every operation, for code that walks all of them (tests, fuzzing, bench).
-// kTokenLogprobsBackward and kKlPenalty join when tests/common has their
-// hooks (its registry aborts on an operation without one).
-constexpr const OpDesc* kAllOps[] = {&kCrossEntropy,    &kBce,          &kDivergence, &kSoftmax,
-                                     &kSoftmaxBackward, &kTokenLogprobs};
+// Every operation, for code that walks all of them (tests, fuzzing, bench):
+// tests/common has hooks for each (its registry aborts on an operation
+// without one). Appended only: the fuzz inputs index the first six.
+constexpr const OpDesc* kAllOps[] = {
+    &kCrossEntropy,          &kBce,      &kDivergence, &kSoftmax, &kSoftmaxBackward, &kTokenLogprobs,
+    &kTokenLogprobsBackward, &kKlPenalty};
 
 // Every args struct begins with struct_size, batch, num_classes; every
 // problem struct with B, V.

@@ -144,12 +144,16 @@ CaseSpec RandomSpec(Rng& r) {
       default: break;
     }
   }
-  if (op.needs_output && !output) s.With("lse");  // softmax and token_logprobs both have one
+  for (size_t i = 0; op.needs_output && !output && i < op.num_fields; ++i) {  // the first output, then
+    const abi::Field& f = op.fields[i];
+    if ((f.role == abi::Role::kOutVec || f.role == abi::Role::kOutMat) && Supported(op, f.name))
+      output = true, s.With(f.name);
+  }
   return s;
 }
 
 struct Totals {
-  std::atomic<size_t> calls{0}, invalid{0}, per_op[8] = {};
+  std::atomic<size_t> calls{0}, invalid{0}, per_op[sizeof(abi::kAllOps) / sizeof(abi::kAllOps[0])] = {};
 };
 
 // One soaking thread: a pool of cases (with their references), refreshed as

@@ -59,7 +59,9 @@ void Store(unsigned char* p, T v) {
 }  // namespace
 
 // ---------------------------------------------------------------------------
-CaseSpec::CaseSpec(const abi::OpDesc& o, size_t b, size_t v) : op(&o), B(b), V(v) {}
+// An operation on per-row values (one_class: kl_penalty) has one class
+// whatever the caller's shape says.
+CaseSpec::CaseSpec(const abi::OpDesc& o, size_t b, size_t v) : op(&o), B(b), V(o.one_class ? 1 : v) {}
 
 FieldSpec& CaseSpec::operator[](const char* field) {
   FieldOf(*op, field);  // the name must exist

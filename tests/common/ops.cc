@@ -15,11 +15,18 @@ const OpHooks& DivergenceHooks();
 const OpHooks& SoftmaxHooks();
 const OpHooks& SoftmaxBackwardHooks();
 const OpHooks& TokenLogprobsHooks();
+const OpHooks& TokenLogprobsBackwardHooks();
+const OpHooks& KlPenaltyHooks();
 
 const OpHooks& HooksOf(const abi::OpDesc& op) {
-  static const OpHooks* const all[] = {&CrossEntropyHooks(),    &BceHooks(),
-                                       &DivergenceHooks(),      &SoftmaxHooks(),
-                                       &SoftmaxBackwardHooks(), &TokenLogprobsHooks()};
+  static const OpHooks* const all[] = {&CrossEntropyHooks(),
+                                       &BceHooks(),
+                                       &DivergenceHooks(),
+                                       &SoftmaxHooks(),
+                                       &SoftmaxBackwardHooks(),
+                                       &TokenLogprobsHooks(),
+                                       &TokenLogprobsBackwardHooks(),
+                                       &KlPenaltyHooks()};
   for (const OpHooks* h : all)
     if (std::strcmp(h->op->name, op.name) == 0) return *h;
   std::fprintf(stderr, "tests/common: no hooks for operation %s (add tests/common/op_*.cc)\n", op.name);
