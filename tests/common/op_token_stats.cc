@@ -136,15 +136,15 @@ std::vector<Expected> RefKlPenalty(const Case& c, Profile p) {
 }  // namespace
 
 const OpHooks& TokenLogprobsBackwardHooks() {
-  static const OpHooks h{&abi::kTokenLogprobsBackward,
-                         MakeEntry(abi::kTokenLogprobsBackward, &xent_token_logprobs_backward_args_init,
-                                   &xent_token_logprobs_backward),
-                         nullptr, &FillBackward, &RefBackward,
-                         // The top-k and reference-model terms:
-                         // tests/token_stats_test.cc (float64 reference,
-                         // finite differences, every target) until these
-                         // hooks know them.
-                         "topk_indices|grad_topk_logprobs|ref_logits|grad_kl|ref_lse|kl"};
+  static const OpHooks h{
+      &abi::kTokenLogprobsBackward,
+      MakeEntry(abi::kTokenLogprobsBackward, &xent_token_logprobs_backward_args_init, &xent_token_logprobs_backward),
+      nullptr, &FillBackward, &RefBackward,
+      // The top-k and reference-model terms:
+      // tests/token_stats_test.cc (float64 reference,
+      // finite differences, every target) until these
+      // hooks know them.
+      "topk_indices|grad_topk_logprobs|ref_logits|grad_kl|ref_lse|kl"};
   return h;
 }
 const OpHooks& KlPenaltyHooks() {
