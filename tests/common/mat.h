@@ -29,7 +29,7 @@ class Mat {
  public:
   Mat() = default;
   Mat(size_t rows, size_t cols, DType dtype, size_t stride = 0, size_t offset = 0)
-      : rows_(rows), cols_(cols), stride_(stride ? stride : cols), dtype_(dtype), offset_(offset) {
+      : rows_(rows), cols_(cols), stride_(stride ? stride : cols), offset_(offset), dtype_(dtype) {
     es_ = xent::DTypeSize(dtype);
     bytes_ = rows ? ((rows - 1) * stride_ + cols) * es_ : 0;
     buf_.assign(bytes_ + 128 + 64, kMatCanary);
