@@ -1,6 +1,7 @@
 // Helpers of the per-token statistics suites (token_stats_test.cc: the
 // forward and its arguments; token_stats_backward_test.cc: the backward and
-// the KL penalty).
+// the KL penalty) and of their case-builder hooks (RowTol:
+// tests/common/op_token_stats.cc).
 #ifndef XENT_TESTS_TOKEN_STATS_UTIL_H_
 #define XENT_TESTS_TOKEN_STATS_UTIL_H_
 

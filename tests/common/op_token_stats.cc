@@ -4,6 +4,7 @@
 // float64 references (tests/token_stats_reference.h) and their bounds.
 #include "tests/common/op_util.h"
 #include "tests/token_stats_reference.h"
+#include "tests/token_stats_util.h"
 
 namespace xent_test {
 namespace {
@@ -70,8 +71,7 @@ std::vector<Expected> RefBackward(const Case& c, Profile p) {
     const double zmax = RowMaxAbs(x, i, V, 1.0 / T, cap);
     const double coef = std::max(1.0, (gs.g_lp.empty() ? 0.0 : std::fabs(gs.g_lp[i])) +
                                           (gs.g_h.empty() ? 0.0 : 4 * std::fabs(gs.g_h[i]) * zmax));
-    double rt = 2e-6 + 2 * kEps * zmax + (given ? 2 * kEps * zmax : 0);
-    if (cap > 0) rt += 8 * kEps * cap / T;
+    const double rt = RowTol(x, i, V, T, cap) + (given ? 2 * kEps * zmax : 0);
     if (p == Profile::kContract) {
       tol[i] = Tol{gt == DType::kF32 ? kGradRel : 0, rt * coef / T};
     } else {
