@@ -1,7 +1,6 @@
 // Helpers of the per-token statistics suites (token_stats_test.cc: the
 // forward and its arguments; token_stats_backward_test.cc: the backward and
-// the KL penalty) and of their case-builder hooks (RowTol:
-// tests/common/op_token_stats.cc).
+// the KL penalty).
 #ifndef XENT_TESTS_TOKEN_STATS_UTIL_H_
 #define XENT_TESTS_TOKEN_STATS_UTIL_H_
 
@@ -32,19 +31,6 @@ inline std::vector<double> Fill(Mat& m, double sigma, uint32_t seed, double (*ho
       v[i * m.cols() + j] = m.set(i, j, x);
     }
   return v;
-}
-
-// f32 bound of a per-row statistic: as tests/softmax_test.cc (the rounding
-// of z = x / T and of z - max is relative to the row's largest |z|).
-inline double RowTol(const std::vector<double>& x, size_t i, size_t V, double T, double cap) {
-  double zmax = 1.0;
-  for (size_t j = 0; j < V; ++j) {
-    const double v = x[i * V + j];
-    if (std::isfinite(v)) zmax = std::max(zmax, std::fabs(cap > 0 ? std::min(std::fabs(v), cap) : v) / T);
-  }
-  double t = 2e-6 + 2 * 1.2e-7 * zmax;
-  if (cap > 0) t += 8 * 1.2e-7 * cap / T;
-  return t;
 }
 
 // -inf masked classes: probability 0, never ahead of a finite logit; rows

@@ -4,7 +4,6 @@
 // float64 references (tests/token_stats_reference.h) and their bounds.
 #include "tests/common/op_util.h"
 #include "tests/token_stats_reference.h"
-#include "tests/token_stats_util.h"
 
 namespace xent_test {
 namespace {

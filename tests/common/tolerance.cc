@@ -51,4 +51,15 @@ bool Agree(double got, double want, const Tol& tol, DType t, Profile p) {
   return std::fabs(got - want) <= Bound(want, tol, t, p);
 }
 
+double RowTol(const std::vector<double>& x, size_t i, size_t V, double T, double cap) {
+  double zmax = 1.0;
+  for (size_t j = 0; j < V; ++j) {
+    const double v = x[i * V + j];
+    if (std::isfinite(v)) zmax = std::max(zmax, std::fabs(cap > 0 ? std::min(std::fabs(v), cap) : v) / T);
+  }
+  double t = 2e-6 + 2 * 1.2e-7 * zmax;
+  if (cap > 0) t += 8 * 1.2e-7 * cap / T;
+  return t;
+}
+
 }  // namespace xent_test

@@ -27,6 +27,7 @@
 #include <cstddef>
 #include <limits>
 #include <string>
+#include <vector>
 
 #include "src/dtype.h"
 
@@ -66,6 +67,11 @@ inline double ScaleRel(double factor) {
   const double a = std::fabs(factor);
   return (a > 0 && a < std::numeric_limits<float>::min()) ? 4 * std::numeric_limits<float>::denorm_min() / a : 0.0;
 }
+
+// f32 bound of a per-row statistic of row i (of V) of logits x at
+// temperature T and softcap cap (0: off): the rounding of z = x / T and of
+// z - max is relative to the row's largest |z|.
+double RowTol(const std::vector<double>& x, size_t i, size_t V, double T, double cap);
 
 // got vs want (float64) for an output of dtype t under `tol` and profile p.
 // NaN == NaN; an infinite want needs the same infinity; kFuzz also accepts an
