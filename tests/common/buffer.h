@@ -98,6 +98,12 @@ class Buffer {
     }
     return GetAt(data_, i);
   }
+  // Elements [c0, c0 + n) of row r of a float buffer, rounded as Set rounds
+  // them (without Set's read-back: the fuzz harness' fills).
+  void SetRow(size_t r, size_t c0, const double* v, size_t n) {
+    const size_t i = r * layout_.stride + c0;
+    for (size_t k = 0; k < n; ++k) xent::StoreScalarF32(data_, i + k, layout_.dtype, static_cast<float>(v[k]));
+  }
   int64_t GetIndex(size_t r) const { return xent::LoadIndex(data_, r * layout_.stride, layout_.dtype); }
   void SetIndex(size_t r, int64_t v) { StoreIndex(r * layout_.stride, v); }
   // Raw bits of a float element (the low 16 for 16-bit dtypes).

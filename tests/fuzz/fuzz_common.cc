@@ -234,11 +234,9 @@ void FillNormal(Buffer* b, Payload& p, Dist d) {
         v[k] = p.rng.Uniform();
       }
       BoxMuller(u, v, n, m);
-      for (size_t k = 0; k < m; ++k) {
-        const double x =
-            d == Dist::kLogits ? p.mean + p.sigma * n[k] : (masked[k] ? -kInf : -std::fabs(p.sigma * n[k]));
-        b->Set(i, j0 + k, x);
-      }
+      for (size_t k = 0; k < m; ++k)
+        n[k] = d == Dist::kLogits ? p.mean + p.sigma * n[k] : (masked[k] ? -kInf : -std::fabs(p.sigma * n[k]));
+      b->SetRow(i, j0, n, m);
     }
   }
 }
