@@ -15,6 +15,7 @@
 #include "src/engine.h"
 #include "src/problem.h"
 #include "tests/common/gtest_util.h"
+#include "tests/common/pool.h"
 #include "tests/common/tolerance.h"
 #include "tests/reference.h"
 
@@ -38,6 +39,7 @@ struct Problem {
   int reduction = XENT_REDUCTION_MEAN;
   float eps = 0, z_loss = 0, softcap = 0, grad_scale = 1;
   int32_t threads = 1;
+  HostPool* pool = nullptr;  // the caller's thread pool, or xent's
   uint32_t seed = 1;
 
   std::vector<float> x;  // B x V, already representable in dt
@@ -153,6 +155,10 @@ xent_cross_entropy_shard_stats_args StatsArgs(const Problem& p, const void* logi
   a.softcap = p.softcap;
   a.stats = stats;
   a.num_threads = p.threads;
+  if (p.pool) {
+    a.parallel_for = HostPool::ParallelFor;
+    a.parallel_user = p.pool;
+  }
   return a;
 }
 
@@ -183,6 +189,10 @@ xent_cross_entropy_shard_finish_args FinishArgs(const Problem& p, void* logits, 
   a.row_loss = o->row.data();
   a.lse = o->lse.data();
   a.num_threads = p.threads;
+  if (p.pool) {
+    a.parallel_for = HostPool::ParallelFor;
+    a.parallel_user = p.pool;
+  }
   return a;
 }
 
@@ -190,7 +200,7 @@ xent_cross_entropy_shard_finish_args FinishArgs(const Problem& p, void* logits, 
 std::vector<double> Gather(const Problem& p, const std::vector<size_t>& bounds) {
   const size_t P = bounds.size() - 1;
   std::vector<int32_t> y32 = Narrow(p.y);
-  std::vector<double> stats(P * p.B * kStat);
+  std::vector<double> stats(P * p.B * kStat + 1);  // (never empty: B = 0 still passes a buffer)
   for (size_t r = 0; r < P; ++r) {
     const size_t c0 = bounds[r], w = bounds[r + 1] - c0, stride = w + r % 2 * 3;  // odd ranks padded
     std::vector<unsigned char> logits = Columns(p, c0, w, stride);
@@ -468,6 +478,67 @@ TEST_P(VocabParallelTest, IgnoredMaskedAndNaNRows) {
     EXPECT_TRUE(std::isnan(ign.ranks[0].loss));
     for (unsigned char c : ign.cat) ASSERT_EQ(c, 0) << "ignored rows' gradient is 0";
   }
+}
+
+// B = 0: MEAN is NaN, SUM 0, as xent_cross_entropy.
+TEST_P(VocabParallelTest, EmptyBatch) {
+  for (int red : {XENT_REDUCTION_MEAN, XENT_REDUCTION_SUM}) {
+    Problem p;
+    p.B = 0;
+    p.V = 5000;
+    p.reduction = red;
+    p.Fill();
+    p.y.push_back(0);  // a target buffer (required even when empty), never read
+    ExpectEqualsWhole(p, {0, 4096, 5000});
+    const ShardRun run = Sharded(p, {0, 4096, 5000});
+    EXPECT_TRUE(red == XENT_REDUCTION_MEAN ? std::isnan(run.ranks[1].loss) : run.ranks[1].loss == 0.0f);
+  }
+}
+
+// A host pool that splits and orders the tasks its own way gives the bits of
+// one thread (stats and finish); a failing pool is XENT_ERROR_CALLBACK.
+TEST_P(VocabParallelTest, HostPool) {
+  for (size_t B : {2, 40}) {  // rows split into segments; row blocks
+    Problem p;
+    p.B = B;
+    p.V = 4 * 4096 + 300;
+    p.eps = 0.05f;
+    p.weighted = true;
+    p.Fill();
+    const std::vector<size_t> bounds = {0, 8192, 16384, p.V};
+    const ShardRun one = Sharded(p, bounds);
+    HostPool pool;
+    pool.mode = PoolMode::kShuffled;
+    pool.seed = static_cast<uint32_t>(B);
+    p.pool = &pool;
+    p.threads = 3;
+    const ShardRun hosted = Sharded(p, bounds);
+    EXPECT_TRUE(pool.called);
+    for (size_t r = 0; r < one.ranks.size(); ++r) ExpectSameRows(one.ranks[r], hosted.ranks[r], "host pool");
+    ExpectSameGrad(one.cat, hosted.cat, p.gdt, "host pool");
+  }
+  Problem p;  // two rows of 3 segments over 3 threads: more than one task
+  p.B = 2;
+  p.V = 3 * 4096;
+  p.threads = 3;
+  p.Fill();
+  HostPool failing;
+  failing.mode = PoolMode::kFail;
+  p.pool = &failing;
+  std::vector<unsigned char> logits = Columns(p, 0, p.V, p.V);
+  std::vector<int32_t> y32 = Narrow(p.y);
+  std::vector<double> stats(p.B * kStat);
+  auto a = StatsArgs(p, logits.data(), 0, p.V, p.V, y32, stats.data());
+  EXPECT_EQ(xent_cross_entropy_shard_stats(&a), XENT_ERROR_CALLBACK);
+  p.pool = nullptr;
+  a = StatsArgs(p, logits.data(), 0, p.V, p.V, y32, stats.data());
+  ASSERT_EQ(xent_cross_entropy_shard_stats(&a), XENT_OK) << xent_last_error();
+  p.pool = &failing;
+  Out o;
+  o.row.assign(p.B, 0.0f);
+  o.lse.assign(p.B, 0.0f);
+  auto f = FinishArgs(p, logits.data(), 0, p.V, p.V, y32, stats.data(), 1, &o);
+  EXPECT_EQ(xent_cross_entropy_shard_finish(&f), XENT_ERROR_CALLBACK);
 }
 
 // A row's statistics in the stats (the layout src/problem.h documents).
