@@ -853,8 +853,9 @@ XENT_API xent_status xent_kl_penalty(const xent_kl_penalty_args* args);
  *   2. the caller gathers every rank's stats in rank order into one
  *      num_shards x B x XENT_CE_SHARD_STATS_DOUBLES array (one all-gather);
  *   3. xent_cross_entropy_shard_finish: merges them and writes the loss,
- *      row_loss, lse (identical bits on every rank) and this shard's
- *      gradient.
+ *      row_loss, lse (identical bits on every rank running the same libxent
+ *      build, whatever its SIMD target: the merge is scalar code) and this
+ *      shard's gradient.
  * The result is xent_cross_entropy's over the whole B x V logits (class-index
  * targets), with every option: targets and `weight` are global (class indices
  * in [0, V), V class weights: pass the whole weight vector on every rank), and
@@ -869,15 +870,20 @@ XENT_API xent_status xent_kl_penalty(const xent_kl_penalty_args* args);
  * Determinism: the statistics of a row are merged in double precision in a
  * fixed pairwise tree (the same tree xent_cross_entropy uses over 4096-class
  * segments, here over ranks), so every rank computes the same bits, for any
- * thread count. When every shard but the last has the same width 4096 * 2^k
- * (k >= 0; e.g. V = 32768 on 1, 2, 4 or 8 ranks, or 3 ranks of 8192 classes
- * each) - so rank r starts at r * 4096 * 2^k and the last holds the rest - the
- * results are bit-identical to xent_cross_entropy's on the same SIMD target.
- * Other splits are equal to within the accuracy contract above (the merge is
- * the same in a different order).
+ * thread count. The results are bit-identical to xent_cross_entropy's on the
+ * same SIMD target when the shards are aligned: every shard but the last has
+ * the same width 4096 * 2^k (k >= 0), so rank r starts at r * 4096 * 2^k, and
+ * the last holds the remaining 1 to 4096 * 2^k classes (e.g. V = 32768 on 1,
+ * 2, 4 or 8 ranks; V = 3 * 8192 - 100 on 3 ranks of 8192, 8192 and 8092; one
+ * rank of any V). Other splits agree with xent_cross_entropy within the
+ * accuracy contract above (the same f64 merge in another order).
  *
- * The stats are opaque (their layout may change between versions; only pass
- * them from shard_stats to shard_finish of the same library). Each row holds
+ * Memory: finish allocates O(B) (under 64 bytes per row) besides
+ * xent_cross_entropy's scratch.
+ *
+ * The stats are opaque (their contents may change between library versions,
+ * their size not: pass them from shard_stats to shard_finish of the same
+ * library version). Each row holds
  * XENT_CE_SHARD_STATS_DOUBLES doubles: the row's max, sum of exps, smoothing
  * sums, target logit and flags, and the shard's column range. They need no
  * alignment.
