@@ -14,7 +14,9 @@ static_assert(sizeof(xent_cross_entropy_args) <= kArgsCapacity && sizeof(xent_bc
                   sizeof(xent_token_logprobs_args) <= kArgsCapacity &&
                   sizeof(xent_linear_cross_entropy_args) <= kArgsCapacity &&
                   sizeof(xent_token_logprobs_backward_args) <= kArgsCapacity &&
-                  sizeof(xent_kl_penalty_args) <= kArgsCapacity,
+                  sizeof(xent_kl_penalty_args) <= kArgsCapacity &&
+                  sizeof(xent_cross_entropy_shard_stats_args) <= kArgsCapacity &&
+                  sizeof(xent_cross_entropy_shard_finish_args) <= kArgsCapacity,
               "raise kArgsCapacity");
 
 namespace {

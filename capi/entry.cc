@@ -2,6 +2,7 @@
 // validates it against its table entry (capi/op_table.h) into the operation's
 // problem struct, and runs it; nothing but a status crosses the ABI (Guard).
 #include <cstddef>
+#include <cstdint>
 #include <cstring>
 
 #include "capi/args.h"
@@ -51,6 +52,66 @@ void LinearCeCheck(const LinearCrossEntropyProblem& p) {
              "scratch_bytes = %zu cannot hold one row of logits and its operand tiles (%zu bytes for "
              "num_classes = %zu, hidden_size = %zu); raise it or pass 0 for the default (%zu)",
              p.scratch_bytes, need, p.V, p.H, static_cast<size_t>(XENT_LINEAR_CE_DEFAULT_SCRATCH_BYTES));
+}
+
+// A column shard: its columns lie within [0, V).
+void ShardCheck(const CrossEntropyShardProblem& p) {
+  XENT_CHECK(p.offset <= p.V - p.Vs, XENT_ERROR_INVALID_SHAPE,
+             "class_offset (%zu) + shard_classes (%zu) exceeds num_classes (%zu)", p.offset, p.Vs, p.V);
+}
+
+double StatAt(const double* stats, size_t rank, size_t B, size_t row, ShardStat k) {
+  double v;
+  std::memcpy(&v, stats + (rank * B + row) * kShardStatsDoubles + k, sizeof(v));  // (any alignment)
+  return v;
+}
+
+// The gathered statistics: P shards in rank order that tile [0, V), each
+// row of a rank recording the same columns, with valid flags, the smoothing
+// sums when label_smoothing > 0, the target's logit in the shard that holds
+// it; and p's own shard among them. What a wrong gather (order, count, batch,
+// a rank's different arguments) most likely breaks.
+void ShardFinishCheck(const CrossEntropyShardProblem& p) {
+  ShardCheck(p);
+  if (p.B == 0) return;
+  size_t begin = 0;
+  bool own = false;
+  for (size_t r = 0; r < p.P; ++r) {
+    const double off = StatAt(p.stats_in, r, p.B, 0, kStatOffset), width = StatAt(p.stats_in, r, p.B, 0, kStatWidth);
+    XENT_CHECK(off == static_cast<double>(begin) && width >= 1 && off + width <= static_cast<double>(p.V),
+               XENT_ERROR_INVALID_VALUE,
+               "stats of rank %zu (row 0) cover classes [%.17g, %.17g + %.17g), expected a shard starting at %zu "
+               "within num_classes (%zu): the stats must be num_shards (%zu) shards' xent_cross_entropy_shard_stats "
+               "in rank order, tiling the classes",
+               r, off, off, width, begin, p.V, p.P);
+    const size_t w = static_cast<size_t>(width);
+    own = own || (begin == p.offset && w == p.Vs);
+    for (size_t i = 0; i < p.B; ++i) {
+      const double o = StatAt(p.stats_in, r, p.B, i, kStatOffset), wi = StatAt(p.stats_in, r, p.B, i, kStatWidth);
+      const double fl = StatAt(p.stats_in, r, p.B, i, kStatFlags);
+      XENT_CHECK(o == off && wi == width && fl >= 0 && fl <= kStatAllFlags && fl == static_cast<uint32_t>(fl),
+                 XENT_ERROR_INVALID_VALUE,
+                 "stats of rank %zu, row %zu are not xent_cross_entropy_shard_stats of a batch of %zu rows "
+                 "(columns [%.17g, %.17g + %.17g) where row 0 has [%zu, %zu + %zu), flags %.17g)",
+                 r, i, p.B, o, o, wi, begin, begin, w, fl);
+      const uint32_t flags = static_cast<uint32_t>(fl);
+      XENT_CHECK(p.label_smoothing == 0.0f || (flags & kStatDot), XENT_ERROR_INVALID_VALUE,
+                 "label_smoothing = %g, but the stats of rank %zu were computed with label_smoothing = 0",
+                 static_cast<double>(p.label_smoothing), r);
+      const int64_t y = p.target.At(i);
+      const bool holds =
+          y != p.target.ignore_index && y >= static_cast<int64_t>(begin) && y < static_cast<int64_t>(begin + w);
+      XENT_CHECK(!holds || (flags & kStatHasZy), XENT_ERROR_INVALID_VALUE,
+                 "target[%zu] = %lld lies in rank %zu's classes [%zu, %zu), but its stats hold no target logit "
+                 "for that row (different targets in xent_cross_entropy_shard_stats?)",
+                 i, static_cast<long long>(y), r, begin, begin + w);
+    }
+    begin += w;
+  }
+  XENT_CHECK(begin == p.V, XENT_ERROR_INVALID_VALUE,
+             "the stats of num_shards = %zu shards cover classes [0, %zu), not num_classes = %zu", p.P, begin, p.V);
+  XENT_CHECK(own, XENT_ERROR_INVALID_VALUE,
+             "no rank's stats cover this shard's classes [class_offset = %zu, + shard_classes = %zu)", p.offset, p.Vs);
 }
 
 }  // namespace
@@ -120,6 +181,20 @@ xent_status xent_kl_penalty_args_init(xent_kl_penalty_args* args, size_t struct_
 }
 xent_status xent_kl_penalty(const xent_kl_penalty_args* args) {
   return Call(abi::kKlPenalty, args, xent::RunKlPenalty);
+}
+
+xent_status xent_cross_entropy_shard_stats_args_init(xent_cross_entropy_shard_stats_args* args, size_t struct_size) {
+  return InitArgs(abi::kCrossEntropyShardStats, args, struct_size);
+}
+xent_status xent_cross_entropy_shard_stats(const xent_cross_entropy_shard_stats_args* args) {
+  return Call(abi::kCrossEntropyShardStats, args, xent::RunCrossEntropyShardStats, nullptr, xent::ShardCheck);
+}
+
+xent_status xent_cross_entropy_shard_finish_args_init(xent_cross_entropy_shard_finish_args* args, size_t struct_size) {
+  return InitArgs(abi::kCrossEntropyShardFinish, args, struct_size);
+}
+xent_status xent_cross_entropy_shard_finish(const xent_cross_entropy_shard_finish_args* args) {
+  return Call(abi::kCrossEntropyShardFinish, args, xent::RunCrossEntropyShardFinish, nullptr, xent::ShardFinishCheck);
 }
 
 }  // extern "C"

@@ -41,11 +41,17 @@ enum class Role : uint8_t {
   kParallelUser,  // void*, passed through
   kHiddenSize,    // size_t >= 1: the H of matrices with Len::kH columns (before them in the table)
   kSize,          // size_t option, any value
+  kShardClasses,  // size_t >= 1: the Vs of matrices with Len::kVs columns (before them in the table)
+  kShardCount,    // size_t >= 1: the P of Len::kPStats vectors (before them in the table)
+  kOutF64Vec,     // double*, `len` values written
+  kInF64Vec,      // const double*, `len` values
 };
 
 // Lengths: 1, the batch B, the classes V, the hidden size H (kHiddenSize),
-// B x the value of the kCount field named by `from` (kBK).
-enum class Len : uint8_t { kOne, kB, kV, kH, kBK };
+// B x the value of the kCount field named by `from` (kBK), a column shard's
+// classes Vs (kShardClasses), B x the shard statistics' doubles per row
+// (kStats), P (kShardCount) x that (kPStats).
+enum class Len : uint8_t { kOne, kB, kV, kH, kBK, kVs, kStats, kPStats };
 
 enum class Domain : uint8_t {
   kAny,
@@ -523,6 +529,77 @@ constexpr Field kLinearCrossEntropyFields[] = {
 #undef A
 #undef P
 
+// Vocab-parallel cross-entropy: the shard's B x Vs logits, global targets and
+// class weights (V), the statistics (B rows of kShardStatsDoubles doubles).
+#define A(f) XENT_OFF(xent_cross_entropy_shard_stats_args, f)
+#define P(f) XENT_OFF(CrossEntropyShardProblem, f)
+constexpr Field kCrossEntropyShardStatsFields[] = {
+    Plain("shard_classes", Role::kShardClasses, A(shard_classes), P(Vs)),
+    Plain("class_offset", Role::kSize, A(class_offset), P(offset)),
+    InMatrix("logits", A(logits), P(logits))
+        .Dims(Len::kB, Len::kVs)
+        .Stride(A(logits_stride))
+        .DT(A(logits_dtype), XENT_F32)
+        .Required(),
+    Make("target", Role::kLabels, A(target), P(target))
+        .Stride(A(target_stride))
+        .DT(A(target_dtype), XENT_I64)
+        .Ignore(A(ignore_index))
+        .Required(),
+    Vec("weight", Role::kInVec, A(weight), P(weight), Len::kV),
+    Plain("ignore_index", Role::kI64, A(ignore_index), kNone, -100),
+    F32("label_smoothing", A(label_smoothing), P(label_smoothing), Domain::kUnit, 0),
+    F32("softcap", A(softcap), P(softcap), Domain::kDivisorOrOff, 0),
+    Vec("stats", Role::kOutF64Vec, A(stats), P(stats_out), Len::kStats).Required(),
+    Plain("num_threads", Role::kNumThreads, A(num_threads), P(exec.num_threads)),
+    Plain("reserved0", Role::kReserved, A(reserved0), kNone),
+    Plain("parallel_for", Role::kParallelFor, A(parallel_for), P(exec.parallel_for)),
+    Plain("parallel_user", Role::kParallelUser, A(parallel_user), P(exec.parallel_user)),
+};
+#undef A
+#undef P
+
+#define A(f) XENT_OFF(xent_cross_entropy_shard_finish_args, f)
+#define P(f) XENT_OFF(CrossEntropyShardProblem, f)
+constexpr Field kCrossEntropyShardFinishFields[] = {
+    Plain("shard_classes", Role::kShardClasses, A(shard_classes), P(Vs)),
+    Plain("class_offset", Role::kSize, A(class_offset), P(offset)),
+    InMatrix("logits", A(logits), P(logits))
+        .Dims(Len::kB, Len::kVs)
+        .Stride(A(logits_stride))
+        .DT(A(logits_dtype), XENT_F32)
+        .Required(),
+    Make("target", Role::kLabels, A(target), P(target))
+        .Stride(A(target_stride))
+        .DT(A(target_dtype), XENT_I64)
+        .Ignore(A(ignore_index))
+        .Required(),
+    Vec("weight", Role::kInVec, A(weight), P(weight), Len::kV),
+    Vec("row_scale", Role::kInVec, A(row_scale), P(row_scale), Len::kB),
+    Plain("ignore_index", Role::kI64, A(ignore_index), kNone, -100),
+    Enum("reduction", A(reduction), P(reduction), kReductions, kReductionText, XENT_REDUCTION_MEAN),
+    F32("label_smoothing", A(label_smoothing), P(label_smoothing), Domain::kUnit, 0),
+    F32("z_loss", A(z_loss), P(z_loss), Domain::kNonNegative, 0),
+    F32("softcap", A(softcap), P(softcap), Domain::kDivisorOrOff, 0),
+    F32("grad_scale", A(grad_scale), P(grad_scale), Domain::kFinite, 1),
+    Plain("reserved0", Role::kReserved, A(reserved0), kNone),
+    Plain("num_shards", Role::kShardCount, A(num_shards), P(P)),
+    Vec("stats", Role::kInF64Vec, A(stats), P(stats_in), Len::kPStats).Of("num_shards").Required(),
+    Vec("loss", Role::kOutVec, A(loss), P(loss), Len::kOne),
+    Vec("row_loss", Role::kOutVec, A(row_loss), P(row_loss), Len::kB),
+    Vec("lse", Role::kOutVec, A(lse), P(lse), Len::kB),
+    OutMatrix("grad", A(grad), P(grad), "logits")
+        .Dims(Len::kB, Len::kVs)
+        .Stride(A(grad_stride))
+        .DT(A(grad_dtype), XENT_DTYPE_AUTO)
+        .InPlace("logits"),
+    Plain("num_threads", Role::kNumThreads, A(num_threads), P(exec.num_threads)),
+    Plain("parallel_for", Role::kParallelFor, A(parallel_for), P(exec.parallel_for)),
+    Plain("parallel_user", Role::kParallelUser, A(parallel_user), P(exec.parallel_user)),
+};
+#undef A
+#undef P
+
 #undef XENT_OFF
 
 template <size_t N>
@@ -552,6 +629,16 @@ constexpr OpDesc kKlPenalty =
 constexpr OpDesc kLinearCrossEntropy = Op("linear_cross_entropy", "xent_linear_cross_entropy_args",
                                           sizeof(xent_linear_cross_entropy_args), kLinearCrossEntropyFields, false);
 
+// Not in kAllOps: their logits are a column shard (B x shard_classes) and
+// finish's statistics come from shard_stats, which the case builders do not
+// model; tests/vocab_parallel_test.cc covers them.
+constexpr OpDesc kCrossEntropyShardStats =
+    Op("cross_entropy_shard_stats", "xent_cross_entropy_shard_stats_args", sizeof(xent_cross_entropy_shard_stats_args),
+       kCrossEntropyShardStatsFields, true);
+constexpr OpDesc kCrossEntropyShardFinish =
+    Op("cross_entropy_shard_finish", "xent_cross_entropy_shard_finish_args",
+       sizeof(xent_cross_entropy_shard_finish_args), kCrossEntropyShardFinishFields, false);
+
 // Every operation, for code that walks all of them (tests, fuzzing, bench):
 // tests/common has hooks for each (its registry aborts on an operation
 // without one). Appended only: the fuzz inputs index the first six.
@@ -574,6 +661,8 @@ XENT_CHECK_LAYOUT(xent_token_logprobs_args, TokenLogprobsProblem);
 XENT_CHECK_LAYOUT(xent_linear_cross_entropy_args, LinearCrossEntropyProblem);
 XENT_CHECK_LAYOUT(xent_token_logprobs_backward_args, TokenLogprobsBackwardProblem);
 XENT_CHECK_LAYOUT(xent_kl_penalty_args, KlPenaltyProblem);
+XENT_CHECK_LAYOUT(xent_cross_entropy_shard_stats_args, CrossEntropyShardProblem);
+XENT_CHECK_LAYOUT(xent_cross_entropy_shard_finish_args, CrossEntropyShardProblem);
 static_assert(offsetof(xent_token_logprobs_args, argmax) ==
                   offsetof(xent_token_logprobs_args, parallel_user) + sizeof(void*),
               "0.1.0's xent_token_logprobs_args ended at parallel_user");

@@ -188,12 +188,20 @@ class Validation {
       case abi::Len::kB: return B_;
       case abi::Len::kV: return V_;
       case abi::Len::kH: return H_;
-      case abi::Len::kBK: break;  // vector fields only: Len(const Field&)
+      case abi::Len::kVs: return Vs_;
+      case abi::Len::kStats: return B_ * kShardStatsDoubles;  // B x V fits in SIZE_MAX >> 4
+      case abi::Len::kBK:
+      case abi::Len::kPStats: break;  // vector fields only: Len(const Field&)
     }
     return 0;
   }
   static const char* LenName(abi::Len l) {
-    return l == abi::Len::kH ? "hidden_size" : (l == abi::Len::kB ? "batch" : "num_classes");
+    switch (l) {
+      case abi::Len::kH: return "hidden_size";
+      case abi::Len::kB: return "batch";
+      case abi::Len::kVs: return "shard_classes";
+      default: return "num_classes";
+    }
   }
 
   // Elements of a vector field (B x k for Len::kBK, k the count field `from`).
@@ -204,6 +212,14 @@ class Validation {
         size_t n;
         XENT_CHECK(!__builtin_mul_overflow(B_, static_cast<size_t>(k < 0 ? 0 : k), &n), XENT_ERROR_INVALID_SHAPE,
                    "%s: batch (%zu) x %s (%d) overflows size_t", f.name, B_, f.from, k);
+        return n;
+      }
+      case abi::Len::kPStats: {
+        const size_t P = Get<size_t>(args_, op_.fields[Index(f.from)].off);
+        size_t n;
+        XENT_CHECK(!__builtin_mul_overflow(P, Len(abi::Len::kStats), &n) && n <= (SIZE_MAX >> 4),
+                   XENT_ERROR_INVALID_SHAPE, "%s: %s (%zu) x batch (%zu) x %zu doubles overflows size_t", f.name,
+                   f.from, P, B_, kShardStatsDoubles);
         return n;
       }
       default: return Len(f.len);
@@ -462,11 +478,30 @@ class Validation {
         return;
       }
       case Role::kSize: Put(problem_, f.prob, Get<size_t>(args_, f.off)); return;
+      case Role::kShardClasses:
+        Vs_ = Get<size_t>(args_, f.off);
+        XENT_CHECK(Vs_ > 0 && Vs_ <= V_, XENT_ERROR_INVALID_SHAPE, "%s = %zu is outside [1, num_classes = %zu]", f.name,
+                   Vs_, V_);
+        Put(problem_, f.prob, Vs_);
+        return;
+      case Role::kShardCount: {
+        const size_t v = Get<size_t>(args_, f.off);
+        XENT_CHECK(v > 0, XENT_ERROR_INVALID_SHAPE, "%s = 0 (need at least 1)", f.name);
+        Put(problem_, f.prob, v);
+        return;
+      }
+      case Role::kOutF64Vec:
+      case Role::kInF64Vec:
+        if (f.required) Required(f);
+        AddExtent(f, Pointer(f), 1, Len(f), Len(f), sizeof(double), f.role == Role::kOutF64Vec);
+        Put(problem_, f.prob, Pointer(f));
+        return;
     }
   }
 
   static bool IsOutput(const Field& f) {
-    return f.role == Role::kOutMat || f.role == Role::kOutVec || f.role == Role::kOutIdxVec;
+    return f.role == Role::kOutMat || f.role == Role::kOutVec || f.role == Role::kOutIdxVec ||
+           f.role == Role::kOutF64Vec;
   }
 
   // "no output requested: a, b and c are all NULL".
@@ -492,7 +527,7 @@ class Validation {
   const abi::OpDesc& op_;
   const unsigned char* args_;
   void* problem_;
-  size_t B_ = 0, V_ = 0, H_ = 0;
+  size_t B_ = 0, V_ = 0, H_ = 0, Vs_ = 0;
   std::vector<DType> dtypes_;  // resolved dtype of each matrix field
   std::vector<Extent> extents_;
 };

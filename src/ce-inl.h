@@ -110,11 +110,13 @@ void StatsT(const CeKernel& k, size_t row, size_t s0, size_t s1, SoftmaxSeg* out
   int64_t y = -1;
   float zy = 0.0f;
   if (!k.soft) {
-    y = k.target.At(row);
-    if (y >= static_cast<int64_t>(s0 * kSegment) && y < static_cast<int64_t>(std::min(k.V, s1 * kSegment))) {
+    // A global class index; the row's columns start at class_offset (without
+    // forming y - class_offset first: y may be any int64 ignore_index).
+    const int64_t yg = k.target.At(row), off = k.class_offset;
+    if (yg >= off + static_cast<int64_t>(s0 * kSegment) &&
+        yg < off + static_cast<int64_t>(std::min(k.V, s1 * kSegment))) {
+      y = yg - off;
       zy = ApplyZScalar<kCap, false>(LoadScalarF32(x, static_cast<size_t>(y), DTypeOf<T>()), f);
-    } else {
-      y = -1;
     }
   }
   if (k.soft) {

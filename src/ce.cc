@@ -1,7 +1,11 @@
 // Cross-entropy (class-index and probability targets): the engine op and
 // RunCrossEntropy. The kernels are in src/ce-inl.h (one translation unit per
 // logits dtype).
+#include <cstdint>
+#include <cstring>
 #include <limits>
+#include <memory>
+#include <new>
 
 #include "src/ce.h"
 #include "src/dispatch.h"
@@ -26,9 +30,19 @@ struct CeOp : NoMiddle {
   float* row_loss;  // caller's or scratch; may be null
   double inv_div;   // gradient divisor (mean), 1 otherwise
   double w_total;   // sum of class weights (V when unweighted)
+  // Vocab-parallel (the row's columns are a shard of p->V classes): phase 1
+  // exports each row's statistics to stats_out (kShardStatsDoubles each) and
+  // writes nothing else; phase 2 finishes rows with `merged`, their
+  // statistics over all shards, instead of the shard's own.
+  double* stats_out = nullptr;
+  const SoftmaxAcc* merged = nullptr;
 
   bool Ignored(size_t row) const { return !p->target.soft && p->target.labels.Ignored(row); }
-  bool NeedsStats(size_t row) const { return !Ignored(row) || p->lse != nullptr; }
+  bool NeedsStats(size_t row) const {
+    if (stats_out) return true;
+    if (merged) return !Ignored(row) && HasOutput();  // only the gradient needs the shard's segments
+    return !Ignored(row) || p->lse != nullptr;
+  }
   size_t ScratchRows() const { return p->grad.data != nullptr ? 1 : 0; }
   void Stats(size_t row, size_t s0, size_t s1, Seg* out, float* scratch) const {
     kernels.stats[DispatchIndex()](k, row, s0, s1, out, scratch);
@@ -39,9 +53,14 @@ struct CeOp : NoMiddle {
     kernels.grad[DispatchIndex()](k, st, segs, row, s0, s1, scratch);
   }
 
-  void Finish(size_t row, const Acc& acc, bool had_stats, RowState* st) const {
+  void Finish(size_t row, const Acc& own, bool had_stats, RowState* st) const {
+    if (stats_out) {
+      Export(row, own);
+      return;
+    }
+    const Acc& acc = merged ? merged[row] : own;
     const bool ignored = Ignored(row);
-    const double lse = had_stats ? acc.Lse() : kNaN;
+    const double lse = had_stats || merged ? acc.Lse() : kNaN;
     if (p->lse) p->lse[row] = static_cast<float>(lse);
     if (ignored) {
       if (row_loss) row_loss[row] = 0.0f;
@@ -71,7 +90,8 @@ struct CeOp : NoMiddle {
       }
       st->b = static_cast<float>(g * eps / V);
       st->delta = static_cast<float>(g * (1.0 - eps) * wy);
-      st->y = y;
+      // The target's column in this row's columns, or none.
+      st->y = y >= k.class_offset && y - k.class_offset < static_cast<int64_t>(k.V) ? y - k.class_offset : -1;
     }
     if (p->z_loss != 0.0f) {
       loss += static_cast<double>(p->z_loss) * lse * lse;
@@ -85,7 +105,112 @@ struct CeOp : NoMiddle {
     st->a = st->nan ? std::numeric_limits<float>::quiet_NaN() : static_cast<float>(g * a_coef / acc.S);
     st->zero = false;
   }
+
+  void Export(size_t row, const Acc& acc) const {
+    const uint32_t flags = (acc.has_zy ? kStatHasZy : 0u) | (acc.nan ? kStatNaN : 0u) | (k.dot ? kStatDot : 0u);
+    double rec[kShardStatsDoubles] = {};
+    rec[kStatM] = acc.M;
+    rec[kStatS] = acc.S;
+    rec[kStatD] = acc.D;
+    rec[kStatW] = acc.W;
+    rec[kStatZy] = acc.zy;
+    rec[kStatFlags] = flags;
+    rec[kStatOffset] = static_cast<double>(k.class_offset);
+    rec[kStatWidth] = static_cast<double>(k.V);
+    std::memcpy(stats_out + row * kShardStatsDoubles, rec, sizeof(rec));  // (any alignment)
+  }
 };
+
+// A row's statistics as a shard exported them (CeOp::Export).
+SoftmaxAcc Import(const double* stats) {
+  double rec[kShardStatsDoubles];
+  std::memcpy(rec, stats, sizeof(rec));
+  const auto flags = static_cast<uint32_t>(rec[kStatFlags]);
+  SoftmaxAcc a;
+  a.M = rec[kStatM];
+  a.S = rec[kStatS];
+  a.D = rec[kStatD];
+  a.W = rec[kStatW];
+  a.zy = static_cast<float>(rec[kStatZy]);
+  a.has_zy = (flags & kStatHasZy) != 0;
+  a.nan = (flags & kStatNaN) != 0;
+  return a;
+}
+
+// The columns [offset, offset + width) of p's rows that a call runs on.
+struct Columns {
+  size_t offset, width;
+};
+
+// RunCrossEntropyRows over the columns `cols` of p's rows (p.logits and
+// p.grad hold just those), with CeOp's vocab-parallel members.
+xent_status RunColumns(const CrossEntropyProblem& p, Columns cols, double divisor, float* row_loss, double* stats_out,
+                       const SoftmaxAcc* merged) {
+  const bool soft = p.target.soft;
+  CeOp op;
+  op.p = &p;
+  op.kernels = p.logits.dtype == DType::kBF16  ? CeKernelsBF16()
+               : p.logits.dtype == DType::kF16 ? CeKernelsF16()
+                                               : CeKernelsF32();
+  op.k.V = cols.width;
+  op.k.class_offset = static_cast<int64_t>(cols.offset);
+  op.k.logits = p.logits;
+  op.k.soft = soft;
+  op.k.q = p.target.probs;
+  op.k.target = p.target.labels;
+  op.k.weight = p.weight ? p.weight + cols.offset : nullptr;
+  op.k.eps = p.label_smoothing;
+  op.k.softcap = p.softcap;
+  op.k.inv_softcap = p.softcap > 0.0f ? 1.0f / p.softcap : 0.0f;
+  op.k.dot = p.label_smoothing > 0.0f;
+  op.k.grad = p.grad;
+  // In place, the rows are in cache already: plain stores.
+  op.k.stream = p.grad.data != nullptr && p.grad.data != p.logits.data && StreamOutputs(p.B, cols.width, p.grad);
+
+  // Class weight total (smoothing with class weights), over all p.V classes.
+  double w_total = static_cast<double>(p.V);
+  if (p.weight) {
+    w_total = 0.0;
+    for (size_t c = 0; c < p.V; ++c) w_total += p.weight[c];
+  }
+  op.w_total = w_total;
+  op.inv_div = 1.0 / divisor;  // inf when every row is ignored: all their gradients are 0
+  op.row_loss = row_loss;
+  op.stats_out = stats_out;
+  op.merged = merged;
+  return RunRows(op, p.B, cols.width, p.exec);
+}
+
+// The reduced loss from the row losses.
+void Reduce(const CrossEntropyProblem& p, const RowLosses& losses, double divisor) {
+  if (!p.loss) return;
+  double sum = losses.Sum(p.B);
+  if (p.reduction == Reduction::kMean) sum /= divisor;  // 0/0 = NaN as PyTorch
+  *p.loss = static_cast<float>(sum);
+}
+
+// A column shard's problem as the cross-entropy problem over all V classes
+// whose logits and gradient are just the shard's columns.
+CrossEntropyProblem WholeRows(const CrossEntropyShardProblem& s) {
+  CrossEntropyProblem p;
+  p.B = s.B;
+  p.V = s.V;
+  p.logits = s.logits;
+  p.target.labels = s.target;
+  p.weight = s.weight;
+  p.row_scale = s.row_scale;
+  p.reduction = s.reduction;
+  p.label_smoothing = s.label_smoothing;
+  p.z_loss = s.z_loss;
+  p.softcap = s.softcap;
+  p.grad_scale = s.grad_scale;
+  p.loss = s.loss;
+  p.row_loss = s.row_loss;
+  p.lse = s.lse;
+  p.grad = s.grad;
+  p.exec = s.exec;
+  return p;
+}
 
 }  // namespace
 
@@ -101,36 +226,7 @@ double CrossEntropyDivisor(const CrossEntropyProblem& p) {
 }
 
 xent_status RunCrossEntropyRows(const CrossEntropyProblem& p, double divisor, float* row_loss) {
-  const bool soft = p.target.soft;
-  CeOp op;
-  op.p = &p;
-  op.kernels = p.logits.dtype == DType::kBF16  ? CeKernelsBF16()
-               : p.logits.dtype == DType::kF16 ? CeKernelsF16()
-                                               : CeKernelsF32();
-  op.k.V = p.V;
-  op.k.logits = p.logits;
-  op.k.soft = soft;
-  op.k.q = p.target.probs;
-  op.k.target = p.target.labels;
-  op.k.weight = p.weight;
-  op.k.eps = p.label_smoothing;
-  op.k.softcap = p.softcap;
-  op.k.inv_softcap = p.softcap > 0.0f ? 1.0f / p.softcap : 0.0f;
-  op.k.dot = p.label_smoothing > 0.0f;
-  op.k.grad = p.grad;
-  // In place, the rows are in cache already: plain stores.
-  op.k.stream = p.grad.data != nullptr && p.grad.data != p.logits.data && StreamOutputs(p.B, p.V, p.grad);
-
-  // Class weight total (smoothing with class weights).
-  double w_total = static_cast<double>(p.V);
-  if (p.weight) {
-    w_total = 0.0;
-    for (size_t c = 0; c < p.V; ++c) w_total += p.weight[c];
-  }
-  op.w_total = w_total;
-  op.inv_div = 1.0 / divisor;  // inf when every row is ignored: all their gradients are 0
-  op.row_loss = row_loss;
-  return RunRows(op, p.B, p.V, p.exec);
+  return RunColumns(p, Columns{0, p.V}, divisor, row_loss, nullptr, nullptr);
 }
 
 xent_status RunCrossEntropy(const CrossEntropyProblem& p) {
@@ -139,12 +235,30 @@ xent_status RunCrossEntropy(const CrossEntropyProblem& p) {
   if (!losses.Init(p.row_loss, p.loss != nullptr, p.B)) return XENT_ERROR_OUT_OF_MEMORY;
   const xent_status rc = RunCrossEntropyRows(p, divisor, losses.data);
   if (rc != XENT_OK) return rc;
+  Reduce(p, losses, divisor);
+  return XENT_OK;
+}
 
-  if (p.loss) {
-    double sum = losses.Sum(p.B);
-    if (p.reduction == Reduction::kMean) sum /= divisor;  // 0/0 = NaN as PyTorch
-    *p.loss = static_cast<float>(sum);
+xent_status RunCrossEntropyShardStats(const CrossEntropyShardProblem& s) {
+  const CrossEntropyProblem p = WholeRows(s);
+  return RunColumns(p, Columns{s.offset, s.Vs}, 1.0, nullptr, s.stats_out, nullptr);
+}
+
+xent_status RunCrossEntropyShardFinish(const CrossEntropyShardProblem& s) {
+  const CrossEntropyProblem p = WholeRows(s);
+  // Each row's statistics over all shards, merged in the tree over shard
+  // indices that the single-process engine uses over segments (TreeMerge).
+  std::unique_ptr<SoftmaxAcc[]> merged(new (std::nothrow) SoftmaxAcc[s.B]);
+  RowLosses losses;
+  if (!merged || !losses.Init(p.row_loss, p.loss != nullptr, p.B)) return XENT_ERROR_OUT_OF_MEMORY;
+  for (size_t i = 0; i < s.B; ++i) {
+    merged[i] =
+        TreeMerge<SoftmaxAcc>(s.P, [&](size_t r) { return Import(s.stats_in + (r * s.B + i) * kShardStatsDoubles); });
   }
+  const double divisor = CrossEntropyDivisor(p);
+  const xent_status rc = RunColumns(p, Columns{s.offset, s.Vs}, divisor, losses.data, nullptr, merged.get());
+  if (rc != XENT_OK) return rc;
+  Reduce(p, losses, divisor);
   return XENT_OK;
 }
 

@@ -16,7 +16,8 @@ namespace xent {
 
 // What the per-target kernels read.
 struct CeKernel {
-  size_t V = 0;
+  size_t V = 0;              // the row's columns (a column shard's, vocab-parallel)
+  int64_t class_offset = 0;  // the class index of column 0 (class-index targets)
   InMat logits;
   bool soft = false;
   InMat q;        // soft targets

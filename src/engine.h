@@ -8,7 +8,9 @@
 //              inputs once (max, sum of exps, target logit, smoothing or
 //              entropy sums, ...): one plain `Seg` per segment.
 //   2. Merge   folds the segments' partials into the row's `Acc`, in double
-//              precision, left to right: a fixed order, whatever the split.
+//              precision, in a fixed order whatever the split: a pairwise
+//              tree over segment indices when the Acc can be combined with
+//              another (softmax statistics: see TreeMerge), else left to right.
 //   3. Finish  from the merged statistics: the row's losses (written to the
 //              per-row outputs) and the per-row coefficients (`RowState`) the
 //              output phase needs.
@@ -20,9 +22,9 @@
 // and merge.
 //
 // Determinism: segment boundaries depend on V only, partials are merged in
-// segment order in f64, and every row is finished by exactly one task; so no
-// result depends on how the work is split, on the thread count or on the
-// threading backend. This rule lives here, once.
+// f64 in an order fixed by the segment indices, and every row is finished by
+// exactly one task; so no result depends on how the work is split, on the
+// thread count or on the threading backend. This rule lives here, once.
 //
 // Drivers (the logits source is a B x V matrix in memory):
 //   RunRows            chooses between the two below.
@@ -33,9 +35,9 @@
 //                      (row, segment group) tasks.
 // Other sources plug in at the same phases: a tile producer (fused linear
 // cross-entropy) fills a block of rows and runs RunRows on it; a column shard
-// (vocab-parallel) runs phases 1-2 on its columns, exports the merged partial,
-// and runs phases 3-4 after the partials of every shard have been merged in
-// shard order. See ARCHITECTURE.md.
+// (vocab-parallel, src/ce.cc) runs phases 1-2 on its columns, exports the
+// merged partial, and runs phases 3-4 after the partials of every shard have
+// been merged in the same tree over shard indices. See ARCHITECTURE.md.
 #ifndef XENT_SRC_ENGINE_H_
 #define XENT_SRC_ENGINE_H_
 
@@ -47,6 +49,7 @@
 #include <memory>
 #include <new>
 #include <type_traits>
+#include <utility>
 
 #include "src/parallel.h"
 #include "src/scratch.h"
@@ -85,34 +88,53 @@ struct SoftmaxAcc {
   double W = 0.0;  // sum a_c
   double U = 0.0;  // sum exp(z - M) (z - M)
   float zy = std::numeric_limits<float>::quiet_NaN();
+  bool has_zy = false;
   bool nan = false;
 
-  void Merge(const SoftmaxSeg& g) {
-    if (g.has_zy) zy = g.zy;
+  // One segment's partials as a row's statistics (exact: f32 to f64).
+  static SoftmaxAcc Of(const SoftmaxSeg& g) {
+    SoftmaxAcc a;
+    a.M = g.m;
+    a.S = g.s;
+    a.D = g.dot;
+    a.W = g.wsum;
+    a.U = g.u;
+    a.zy = g.zy;
+    a.has_zy = g.has_zy != 0;
+    a.nan = std::isnan(g.s) || std::isnan(g.m);
+    return a;
+  }
+  void Merge(const SoftmaxSeg& g) { Combine(Of(g)); }
+  // Folds in the statistics of classes after this one's (a segment, a node of
+  // the merge tree, or a column shard's).
+  void Combine(const SoftmaxAcc& b) {
+    if (b.has_zy) {
+      zy = b.zy;
+      has_zy = true;
+    }
     const double w_before = W;
-    W += g.wsum;
-    if (std::isnan(g.s) || std::isnan(g.m)) {
+    W += b.W;
+    if (b.nan) {
       nan = true;
       return;
     }
-    if (g.s == 0.0f) {  // all -inf: no mass, only the (infinite) dot term
-      D += g.dot;
+    if (b.S == 0.0) {  // all -inf: no mass, only the (infinite) dot term
+      D += b.D;
       return;
     }
-    // g.dot and g.u are relative to g.m here (the segment has mass).
-    const double m = g.m;
+    // b.D and b.U are relative to b.M here (b has mass).
     if (M == -std::numeric_limits<double>::infinity()) {
-      M = m;
-      S = g.s;
-      D += g.dot;
-      U = g.u;
+      M = b.M;
+      S = b.S;
+      D += b.D;
+      U = b.U;
       return;
     }
-    const double M2 = std::max(M, m);
-    const double f_old = std::exp(M - M2), f_new = std::exp(m - M2);
-    U = f_old * (U + (M - M2) * S) + f_new * (g.u + (m - M2) * g.s);
-    S = S * f_old + g.s * f_new;
-    D = D + (M - M2) * w_before + g.dot + (m - M2) * g.wsum;
+    const double M2 = std::max(M, b.M);
+    const double f_old = std::exp(M - M2), f_new = std::exp(b.M - M2);
+    U = f_old * (U + (M - M2) * S) + f_new * (b.U + (b.M - M2) * b.S);
+    S = S * f_old + b.S * f_new;
+    D = D + (M - M2) * w_before + b.D + (b.M - M2) * b.W;
     M = M2;
   }
   // log sum exp(z) - M, and the row's lse. NaN when any input was NaN.
@@ -151,13 +173,57 @@ struct NoMiddle {
   void FinishMiddle(size_t, const Seg*, size_t, St*) const {}
 };
 
+// The merge tree: node (a, span) covers items [a, min(a + span, n)), span a
+// power of two and a a multiple of it; it is its left half combined with its
+// right half (when the right half holds any item). Every aligned block of
+// 2^k items is a node, so a column shard of 2^k aligned segments computes
+// exactly the node the whole row would, and merging the shards' statistics
+// with the same tree over shard indices gives the whole row's bits.
+template <class Acc, class Leaf>
+Acc TreeNode(size_t a, size_t span, size_t n, const Leaf& leaf) {
+  if (span == 1) return leaf(a);
+  const size_t half = span / 2;
+  Acc acc = TreeNode<Acc>(a, half, n, leaf);
+  if (a + half < n) acc.Combine(TreeNode<Acc>(a + half, half, n, leaf));
+  return acc;
+}
+// All n >= 1 items: leaf(i) gives item i's Acc.
+template <class Acc, class Leaf>
+Acc TreeMerge(size_t n, const Leaf& leaf) {
+  size_t span = 1;
+  while (span < n) span *= 2;
+  return TreeNode<Acc>(0, span, n, leaf);
+}
+
+// Whether the op's Acc can be combined with another (Acc::Combine): such ops
+// merge their segments in the tree above, the others left to right.
+template <class Acc, class = void>
+struct Combinable : std::false_type {};
+template <class Acc>
+struct Combinable<Acc, decltype(std::declval<Acc&>().Combine(std::declval<const Acc&>()))> : std::true_type {};
+
+// Phase 2 over a row's nseg segments.
+template <class Op>
+void MergeSegments(const typename Op::Seg* segs, size_t nseg, typename Op::Acc* acc) {
+  using Acc = typename Op::Acc;
+  if constexpr (Combinable<Acc>::value) {
+    *acc = TreeMerge<Acc>(nseg, [&](size_t i) {
+      Acc leaf;
+      Op::Merge(leaf, segs[i]);
+      return leaf;
+    });
+  } else {
+    for (size_t j = 0; j < nseg; ++j) Op::Merge(*acc, segs[j]);
+  }
+}
+
 // Phases 1 + 2 of one row over all its segments; false when the op skips them.
 template <class Op>
 bool StatsAndMerge(const Op& op, size_t row, size_t nseg, typename Op::Seg* segs, float* scratch,
                    typename Op::Acc* acc) {
   if (!op.NeedsStats(row)) return false;
   op.Stats(row, 0, nseg, segs, scratch);
-  for (size_t j = 0; j < nseg; ++j) Op::Merge(*acc, segs[j]);
+  MergeSegments<Op>(segs, nseg, acc);
   return true;
 }
 
@@ -228,9 +294,7 @@ xent_status RunSegmentSplit(const Op& op, size_t B, size_t V, const Exec& exec) 
   for (size_t row = 0; row < B; ++row) {
     typename Op::Acc acc;
     const bool had = op.NeedsStats(row);
-    if (had) {
-      for (size_t s = 0; s < nseg; ++s) Op::Merge(acc, segs[row * nseg + s]);
-    }
+    if (had) MergeSegments<Op>(&segs[row * nseg], nseg, &acc);
     op.Finish(row, acc, had, &states[row]);
   }
   if (op.HasMiddle()) {

@@ -71,6 +71,37 @@ struct CrossEntropyProblem {
 };
 xent_status RunCrossEntropy(const CrossEntropyProblem& p);
 
+// Vocab-parallel cross-entropy (both phases): the logits (and grad) are the
+// shard's B x Vs columns [offset, offset + Vs) of the B x V matrix; target
+// and weight are global.
+struct CrossEntropyShardProblem {
+  size_t B = 0, V = 0;
+  size_t Vs = 0, offset = 0;
+  InMat logits;
+  Labels target;
+  const float* weight = nullptr;
+  const float* row_scale = nullptr;
+  Reduction reduction = Reduction::kMean;
+  float label_smoothing = 0.0f, z_loss = 0.0f, softcap = 0.0f, grad_scale = 1.0f;
+  double* stats_out = nullptr;       // phase 1: B x kShardStatsDoubles
+  const double* stats_in = nullptr;  // phase 2: P x B x kShardStatsDoubles
+  size_t P = 0;
+  float* loss = nullptr;
+  float* row_loss = nullptr;
+  float* lse = nullptr;
+  OutMat grad;
+  Exec exec;
+};
+// One row's statistics (doubles, unaligned): the merged softmax statistics
+// of the shard's columns (SoftmaxAcc: M, S, D, W), the target's logit, flags,
+// and the shard's columns (which capi checks against the other shards').
+enum ShardStat : size_t { kStatM, kStatS, kStatD, kStatW, kStatZy, kStatFlags, kStatOffset, kStatWidth };
+enum ShardStatFlag : uint32_t { kStatHasZy = 1, kStatNaN = 2, kStatDot = 4, kStatAllFlags = 7 };
+constexpr size_t kShardStatsDoubles = XENT_CE_SHARD_STATS_DOUBLES;
+static_assert(kStatWidth + 1 == kShardStatsDoubles, "the stats layout fills the documented size");
+xent_status RunCrossEntropyShardStats(const CrossEntropyShardProblem& p);
+xent_status RunCrossEntropyShardFinish(const CrossEntropyShardProblem& p);
+
 struct BceProblem {
   size_t B = 0, V = 0;
   InMat logits, target;

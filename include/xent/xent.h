@@ -842,6 +842,139 @@ XENT_API xent_status xent_kl_penalty_args_init(xent_kl_penalty_args* args,
                                                size_t struct_size);
 XENT_API xent_status xent_kl_penalty(const xent_kl_penalty_args* args);
 
+/* ---------------------------------------------------------------------------
+ * Vocab-parallel cross-entropy: the V classes of the logits are split into
+ * column shards held by different processes (a tensor-parallel LM head), each
+ * rank holding all B rows of its columns. xent brings no transport; a call
+ * sequence per rank is:
+ *   1. xent_cross_entropy_shard_stats: per-row statistics of this rank's
+ *      shard into `stats`, B x XENT_CE_SHARD_STATS_DOUBLES doubles (O(B), never
+ *      O(B V));
+ *   2. the caller gathers every rank's stats in rank order into one
+ *      num_shards x B x XENT_CE_SHARD_STATS_DOUBLES array (one all-gather);
+ *   3. xent_cross_entropy_shard_finish: merges them and writes the loss,
+ *      row_loss, lse (identical bits on every rank running the same libxent
+ *      build, whatever its SIMD target: the merge is scalar code) and this
+ *      shard's gradient.
+ * The result is xent_cross_entropy's over the whole B x V logits (class-index
+ * targets), with every option: targets and `weight` are global (class indices
+ * in [0, V), V class weights: pass the whole weight vector on every rank), and
+ * label smoothing uses the global V. Both calls must get the same targets,
+ * ignore_index, weight, label_smoothing and softcap.
+ *
+ * Shards: rank r holds columns [class_offset, class_offset + shard_classes),
+ * shard_classes >= 1; in rank order they tile [0, V) (rank 0 at 0, each next
+ * where the previous ends, the last ending at V). finish checks this from the
+ * stats, which also record each shard's columns.
+ *
+ * Determinism: the statistics of a row are merged in double precision in a
+ * fixed pairwise tree (the same tree xent_cross_entropy uses over 4096-class
+ * segments, here over ranks), so every rank computes the same bits, for any
+ * thread count. The results are bit-identical to xent_cross_entropy's on the
+ * same SIMD target when the shards are aligned: every shard but the last has
+ * the same width 4096 * 2^k (k >= 0), so rank r starts at r * 4096 * 2^k, and
+ * the last holds the remaining 1 to 4096 * 2^k classes (e.g. V = 32768 on 1,
+ * 2, 4 or 8 ranks; V = 3 * 8192 - 100 on 3 ranks of 8192, 8192 and 8092; one
+ * rank of any V). Other splits agree with xent_cross_entropy within the
+ * accuracy contract above (the same f64 merge in another order).
+ *
+ * Memory: finish allocates O(B) (under 64 bytes per row) besides
+ * xent_cross_entropy's scratch.
+ *
+ * The stats are opaque (their contents may change between library versions,
+ * their size not: pass them from shard_stats to shard_finish of the same
+ * library version). Each row holds
+ * XENT_CE_SHARD_STATS_DOUBLES doubles: the row's max, sum of exps, smoothing
+ * sums, target logit and flags, and the shard's column range. They need no
+ * alignment.
+ * ------------------------------------------------------------------------- */
+#define XENT_CE_SHARD_STATS_DOUBLES 8
+
+typedef struct xent_cross_entropy_shard_stats_args {
+  size_t struct_size;
+  size_t batch;         /* B, may be 0 */
+  size_t num_classes;   /* V >= 1: all shards' classes */
+  size_t shard_classes; /* this shard's columns, >= 1 */
+  size_t class_offset;  /* the first column's class index; + shard_classes <= V */
+
+  const void* logits;   /* B x shard_classes, required */
+  size_t logits_stride; /* elements; 0 = shard_classes */
+  int32_t logits_dtype; /* XENT_F32 (default) / XENT_BF16 / XENT_F16 */
+
+  int32_t target_dtype; /* XENT_I64 (default) / XENT_I32: global indices */
+  const void* target;   /* B indices in [0, V) or ignore_index; required */
+  size_t target_stride; /* elements between rows' indices (0 = 1) */
+
+  const float* weight;   /* V global class weights, optional */
+  int64_t ignore_index;  /* default -100 */
+  float label_smoothing; /* in [0, 1]; default 0 */
+  float softcap;         /* 0 (default) = off, else finite and >= FLT_MIN */
+
+  double* stats; /* B x XENT_CE_SHARD_STATS_DOUBLES, required */
+
+  int32_t num_threads;
+  int32_t reserved0; /* must be 0 */
+  xent_parallel_for_fn parallel_for;
+  void* parallel_user;
+} xent_cross_entropy_shard_stats_args;
+
+XENT_API xent_status xent_cross_entropy_shard_stats_args_init(
+    xent_cross_entropy_shard_stats_args* args, size_t struct_size);
+XENT_API xent_status xent_cross_entropy_shard_stats(
+    const xent_cross_entropy_shard_stats_args* args);
+
+/* The outputs are xent_cross_entropy's with logits = the whole B x V matrix:
+ * loss and row_loss and lse (B values) the same on every rank; grad (B x
+ * shard_classes, may be `logits` itself, in place) this shard's columns of
+ * the gradient. MEAN divides by the sum of w_y over the non-ignored rows, as
+ * xent_cross_entropy. Every rank must pass the same stats. */
+typedef struct xent_cross_entropy_shard_finish_args {
+  size_t struct_size;
+  size_t batch;         /* B, may be 0 */
+  size_t num_classes;   /* V >= 1 */
+  size_t shard_classes; /* this shard's columns, >= 1 */
+  size_t class_offset;  /* as in shard_stats */
+
+  const void* logits; /* B x shard_classes, required (read for the gradient) */
+  size_t logits_stride;
+  int32_t logits_dtype;
+
+  int32_t target_dtype;
+  const void* target;
+  size_t target_stride;
+
+  const float* weight;    /* V global class weights, optional */
+  const float* row_scale; /* B gradient multipliers, optional */
+
+  int64_t ignore_index;
+  int32_t reduction; /* default MEAN */
+  float label_smoothing;
+  float z_loss;
+  float softcap;
+  float grad_scale;
+  int32_t reserved0; /* must be 0 */
+
+  const double* stats; /* num_shards x B x XENT_CE_SHARD_STATS_DOUBLES, rank
+                          order; required */
+  size_t num_shards;   /* >= 1 */
+
+  float* loss;
+  float* row_loss;
+  float* lse;
+  void* grad; /* B x shard_classes */
+  size_t grad_stride;
+  int32_t grad_dtype;
+
+  int32_t num_threads;
+  xent_parallel_for_fn parallel_for;
+  void* parallel_user;
+} xent_cross_entropy_shard_finish_args;
+
+XENT_API xent_status xent_cross_entropy_shard_finish_args_init(
+    xent_cross_entropy_shard_finish_args* args, size_t struct_size);
+XENT_API xent_status xent_cross_entropy_shard_finish(
+    const xent_cross_entropy_shard_finish_args* args);
+
 /* Convenience: initialize an args struct with the caller's own sizeof, e.g.
  *   xent_cross_entropy_args a; XENT_ARGS_INIT(xent_cross_entropy_args, &a);
  */

@@ -37,6 +37,7 @@ from ._api import (
 from ._lib import XentError, XentMemoryError, XentTypeError, XentUnsupportedError, XentValueError
 from ._linear import blas_backend, linear_cross_entropy
 from ._token_stats import TokenStats, kl_penalty, token_stats, token_stats_backward
+from ._vocab_parallel import cross_entropy_shard_finish, cross_entropy_shard_stats
 
 __version__ = "0.1.0"
 
@@ -175,4 +176,6 @@ __all__ = [
     "token_stats_backward",
     "kl_penalty",
     "TokenStats",
+    "cross_entropy_shard_stats",
+    "cross_entropy_shard_finish",
 ]

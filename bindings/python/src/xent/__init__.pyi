@@ -258,3 +258,35 @@ def kl_penalty(
     grad: Literal[True],
     grad_output: Optional[ArrayLike] = ...,
 ) -> Tuple[Any, Any]: ...
+
+# Vocab-parallel cross-entropy (xent/_vocab_parallel.py).
+def cross_entropy_shard_stats(
+    logits: Any,
+    target: Any,
+    *,
+    num_classes: int,
+    class_offset: int,
+    weight: Any = ...,
+    ignore_index: int = ...,
+    label_smoothing: float = ...,
+    softcap: Optional[float] = ...,
+    num_threads: Optional[int] = ...,
+) -> Any: ...
+def cross_entropy_shard_finish(
+    logits: Any,
+    target: Any,
+    stats: Any,
+    *,
+    num_classes: int,
+    class_offset: int,
+    weight: Any = ...,
+    ignore_index: int = ...,
+    reduction: str = ...,
+    label_smoothing: float = ...,
+    z_loss: float = ...,
+    softcap: Optional[float] = ...,
+    grad: Any = ...,
+    grad_scale: float = ...,
+    row_scale: Any = ...,
+    num_threads: Optional[int] = ...,
+) -> Any: ...

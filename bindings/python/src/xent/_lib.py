@@ -75,6 +75,7 @@ XENT_KL_K2 = 1
 XENT_KL_K3 = 2
 XENT_KL_ABS = 3
 XENT_TOPK_MAX = 64
+XENT_CE_SHARD_STATS_DOUBLES = 8
 
 
 # ---------------------------------------------------------------------------
@@ -417,6 +418,67 @@ class LinearCrossEntropyArgs(Structure):
     ]
 
 
+class CrossEntropyShardStatsArgs(Structure):
+    _fields_ = [
+        ("struct_size", c_size_t),
+        ("batch", c_size_t),
+        ("num_classes", c_size_t),
+        ("shard_classes", c_size_t),
+        ("class_offset", c_size_t),
+        ("logits", c_void_p),
+        ("logits_stride", c_size_t),
+        ("logits_dtype", c_int32),
+        ("target_dtype", c_int32),
+        ("target", c_void_p),
+        ("target_stride", c_size_t),
+        ("weight", c_void_p),
+        ("ignore_index", c_int64),
+        ("label_smoothing", c_float),
+        ("softcap", c_float),
+        ("stats", c_void_p),
+        ("num_threads", c_int32),
+        ("reserved0", c_int32),
+        ("parallel_for", _parallel_for_fn),
+        ("parallel_user", c_void_p),
+    ]
+
+
+class CrossEntropyShardFinishArgs(Structure):
+    _fields_ = [
+        ("struct_size", c_size_t),
+        ("batch", c_size_t),
+        ("num_classes", c_size_t),
+        ("shard_classes", c_size_t),
+        ("class_offset", c_size_t),
+        ("logits", c_void_p),
+        ("logits_stride", c_size_t),
+        ("logits_dtype", c_int32),
+        ("target_dtype", c_int32),
+        ("target", c_void_p),
+        ("target_stride", c_size_t),
+        ("weight", c_void_p),
+        ("row_scale", c_void_p),
+        ("ignore_index", c_int64),
+        ("reduction", c_int32),
+        ("label_smoothing", c_float),
+        ("z_loss", c_float),
+        ("softcap", c_float),
+        ("grad_scale", c_float),
+        ("reserved0", c_int32),
+        ("stats", c_void_p),
+        ("num_shards", c_size_t),
+        ("loss", c_void_p),
+        ("row_loss", c_void_p),
+        ("lse", c_void_p),
+        ("grad", c_void_p),
+        ("grad_stride", c_size_t),
+        ("grad_dtype", c_int32),
+        ("num_threads", c_int32),
+        ("parallel_for", _parallel_for_fn),
+        ("parallel_user", c_void_p),
+    ]
+
+
 # C struct name -> (ctypes struct, init function, operation function).
 STRUCTS = {
     "xent_cross_entropy_args": (CrossEntropyArgs, "xent_cross_entropy_args_init", "xent_cross_entropy"),
@@ -436,6 +498,16 @@ STRUCTS = {
         "xent_token_logprobs_backward",
     ),
     "xent_kl_penalty_args": (KlPenaltyArgs, "xent_kl_penalty_args_init", "xent_kl_penalty"),
+    "xent_cross_entropy_shard_stats_args": (
+        CrossEntropyShardStatsArgs,
+        "xent_cross_entropy_shard_stats_args_init",
+        "xent_cross_entropy_shard_stats",
+    ),
+    "xent_cross_entropy_shard_finish_args": (
+        CrossEntropyShardFinishArgs,
+        "xent_cross_entropy_shard_finish_args_init",
+        "xent_cross_entropy_shard_finish",
+    ),
 }
 
 
@@ -595,6 +667,8 @@ token_logprobs_op = OPS["xent_token_logprobs_args"]
 linear_cross_entropy_op = OPS["xent_linear_cross_entropy_args"]
 token_logprobs_backward_op = OPS["xent_token_logprobs_backward_args"]
 kl_penalty_op = OPS["xent_kl_penalty_args"]
+cross_entropy_shard_stats_op = OPS["xent_cross_entropy_shard_stats_args"]
+cross_entropy_shard_finish_op = OPS["xent_cross_entropy_shard_finish_args"]
 
 
 def has_op(fn_name: str) -> bool:

@@ -94,6 +94,7 @@ pub fn rust_type_for(c: &str) -> String {
         "int64_t" => "i64".into(),
         "uint32_t" => "u32".into(),
         "float" => "f32".into(),
+        "double" => "f64".into(),
         "void" => "()".into(),
         "char" => core::any::type_name::<c_char>().into(),
         other => {

@@ -126,6 +126,10 @@ pub const XENT_KL_ABS: xent_kl_estimator = 3;
 /// `XENT_TOPK_MAX`: the largest top-k of `xent_token_logprobs`.
 pub const XENT_TOPK_MAX: i32 = 64;
 
+/// `XENT_CE_SHARD_STATS_DOUBLES`: doubles per row of the vocab-parallel
+/// cross-entropy statistics (`xent_cross_entropy_shard_stats`).
+pub const XENT_CE_SHARD_STATS_DOUBLES: i32 = 8;
+
 // ---------------------------------------------------------------------------
 // Threading
 
@@ -447,6 +451,83 @@ pub struct xent_kl_penalty_args {
     pub parallel_user: *mut c_void,
 }
 
+/// `xent_cross_entropy_shard_stats_args` (vocab-parallel cross-entropy, phase 1).
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+#[allow(missing_docs)]
+pub struct xent_cross_entropy_shard_stats_args {
+    pub struct_size: usize,
+    pub batch: usize,
+    pub num_classes: usize,
+    pub shard_classes: usize,
+    pub class_offset: usize,
+
+    pub logits: *const c_void,
+    pub logits_stride: usize,
+    pub logits_dtype: i32,
+
+    pub target_dtype: i32,
+    pub target: *const c_void,
+    pub target_stride: usize,
+
+    pub weight: *const f32,
+    pub ignore_index: i64,
+    pub label_smoothing: f32,
+    pub softcap: f32,
+
+    pub stats: *mut f64,
+
+    pub num_threads: i32,
+    pub reserved0: i32,
+    pub parallel_for: xent_parallel_for_fn,
+    pub parallel_user: *mut c_void,
+}
+
+/// `xent_cross_entropy_shard_finish_args` (vocab-parallel cross-entropy, phase 2).
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+#[allow(missing_docs)]
+pub struct xent_cross_entropy_shard_finish_args {
+    pub struct_size: usize,
+    pub batch: usize,
+    pub num_classes: usize,
+    pub shard_classes: usize,
+    pub class_offset: usize,
+
+    pub logits: *const c_void,
+    pub logits_stride: usize,
+    pub logits_dtype: i32,
+
+    pub target_dtype: i32,
+    pub target: *const c_void,
+    pub target_stride: usize,
+
+    pub weight: *const f32,
+    pub row_scale: *const f32,
+
+    pub ignore_index: i64,
+    pub reduction: i32,
+    pub label_smoothing: f32,
+    pub z_loss: f32,
+    pub softcap: f32,
+    pub grad_scale: f32,
+    pub reserved0: i32,
+
+    pub stats: *const f64,
+    pub num_shards: usize,
+
+    pub loss: *mut f32,
+    pub row_loss: *mut f32,
+    pub lse: *mut f32,
+    pub grad: *mut c_void,
+    pub grad_stride: usize,
+    pub grad_dtype: i32,
+
+    pub num_threads: i32,
+    pub parallel_for: xent_parallel_for_fn,
+    pub parallel_user: *mut c_void,
+}
+
 /// `xent_linear_cross_entropy_args`.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
@@ -586,4 +667,20 @@ extern "C" {
     pub fn xent_kl_penalty_args_init(args: *mut xent_kl_penalty_args, struct_size: usize) -> xent_status;
     /// Per-token KL penalty estimators and their gradient.
     pub fn xent_kl_penalty(args: *const xent_kl_penalty_args) -> xent_status;
+
+    /// Fills `args` with defaults.
+    pub fn xent_cross_entropy_shard_stats_args_init(
+        args: *mut xent_cross_entropy_shard_stats_args,
+        struct_size: usize,
+    ) -> xent_status;
+    /// Vocab-parallel cross-entropy, phase 1: per-row statistics of a column shard.
+    pub fn xent_cross_entropy_shard_stats(args: *const xent_cross_entropy_shard_stats_args) -> xent_status;
+
+    /// Fills `args` with defaults.
+    pub fn xent_cross_entropy_shard_finish_args_init(
+        args: *mut xent_cross_entropy_shard_finish_args,
+        struct_size: usize,
+    ) -> xent_status;
+    /// Vocab-parallel cross-entropy, phase 2: losses and the shard's gradient from every shard's statistics.
+    pub fn xent_cross_entropy_shard_finish(args: *const xent_cross_entropy_shard_finish_args) -> xent_status;
 }

@@ -1,0 +1,159 @@
+"""Vocab-parallel cross-entropy over the C ABI (xent_cross_entropy_shard_stats
+/ _finish): the classes of the logits split into column shards held by
+different ranks. xent does no communication: each rank calls
+cross_entropy_shard_stats on its shard, gathers every rank's statistics in
+rank order with its own collective (e.g. torch.distributed.all_gather_into_tensor
+on a (num_shards, *rows, 8) float64 tensor), and calls cross_entropy_shard_finish.
+"""
+
+from __future__ import annotations
+
+import ctypes
+
+import numpy as np
+
+from . import _lib as L
+from ._arrays import _torch, f32_vector, indices, is_torch, matrix, scalar
+
+__all__ = ["cross_entropy_shard_stats", "cross_entropy_shard_finish"]
+
+#: float64 statistics per row (the last axis of the stats arrays).
+STATS_PER_ROW = L.XENT_CE_SHARD_STATS_DOUBLES
+
+
+def _stats_out(kind, lead):
+    shape = tuple(lead) + (STATS_PER_ROW,)
+    if kind == "torch":
+        t = _torch().empty(shape, dtype=_torch().float64)
+        return t, t.data_ptr()
+    a = np.empty(shape, dtype=np.float64)
+    return a, a.__array_interface__["data"][0]
+
+
+def _stats_in(stats, lead):
+    a = stats.detach().cpu().numpy() if is_torch(stats) else np.asarray(stats)
+    if a.dtype != np.float64:
+        raise TypeError("stats has dtype %s; the shard statistics are float64" % a.dtype)
+    if a.ndim != len(lead) + 2 or tuple(a.shape[1:]) != tuple(lead) + (STATS_PER_ROW,):
+        raise ValueError(
+            "stats has shape %s; expected (num_shards,) + %s + (%d,): every rank's cross_entropy_shard_stats "
+            "stacked in rank order" % (a.shape, tuple(lead), STATS_PER_ROW)
+        )
+    return np.ascontiguousarray(a)
+
+
+def _common(a, x, t, num_classes, class_offset, weight, ignore_index, label_smoothing, softcap):
+    a.batch, a.num_classes, a.shard_classes, a.class_offset = x.rows, int(num_classes), x.cols, int(class_offset)
+    a.logits, a.logits_stride, a.logits_dtype = x.ptr, x.stride, x.code
+    a.target, a.target_stride, a.target_dtype = t.ptr, t.stride, t.code
+    a.weight, wk = f32_vector(weight, "weight", int(num_classes))
+    a.ignore_index = int(ignore_index)
+    a.label_smoothing = float(label_smoothing)
+    a.softcap = 0.0 if softcap is None else float(softcap)
+    return wk
+
+
+def cross_entropy_shard_stats(
+    logits,
+    target,
+    *,
+    num_classes,
+    class_offset,
+    weight=None,
+    ignore_index=-100,
+    label_smoothing=0.0,
+    softcap=None,
+    num_threads=None,
+):
+    """Phase 1 on this rank: per-row statistics of its column shard.
+
+    logits:      (..., shard_classes) float32 / bfloat16 / float16: the
+                 columns [class_offset, class_offset + shard_classes) of the
+                 (..., num_classes) logits.
+    target:      (...) GLOBAL class indices. weight: the GLOBAL (num_classes,)
+                 class weights, the same on every rank.
+    Returns a (..., 8) float64 array (numpy, or a torch tensor for torch
+    logits) to gather across ranks; pass the same target, weight,
+    ignore_index, label_smoothing and softcap to cross_entropy_shard_finish.
+    """
+    x = matrix(logits, "logits")
+    t = indices(target, "target", x.lead)
+    op = L.cross_entropy_shard_stats_op
+    a = op.args()
+    wk = _common(a, x, t, num_classes, class_offset, weight, ignore_index, label_smoothing, softcap)
+    out, a.stats = _stats_out(x.v.kind, x.lead)
+    a.num_threads = L.threads(num_threads)
+    op(a)
+    del wk
+    return out
+
+
+def cross_entropy_shard_finish(
+    logits,
+    target,
+    stats,
+    *,
+    num_classes,
+    class_offset,
+    weight=None,
+    ignore_index=-100,
+    reduction="mean",
+    label_smoothing=0.0,
+    z_loss=0.0,
+    softcap=None,
+    grad=None,
+    grad_scale=1.0,
+    row_scale=None,
+    num_threads=None,
+):
+    """Phase 2 on this rank: xent.cross_entropy of the whole (...,
+    num_classes) logits from every rank's statistics.
+
+    stats:       (num_shards, ..., 8) float64, the ranks' cross_entropy_shard_stats
+                 in rank order (the same on every rank).
+    grad:        None, True (returns (loss, grad) with this shard's gradient in
+                 the logits' dtype) or "inplace" (written over logits).
+    Other arguments as xent.cross_entropy (weight: the global class weights;
+    label smoothing uses num_classes). Every rank gets the same loss bits; with
+    shards of 4096 * 2**k columns (the last shorter) the loss and gradient are
+    xent.cross_entropy's bits.
+    """
+    inplace = isinstance(grad, str) and grad == "inplace"
+    x = matrix(logits, "logits", output=inplace, allow_copy=not inplace)
+    t = indices(target, "target", x.lead)
+    s = _stats_in(stats, x.lead)
+    op = L.cross_entropy_shard_finish_op
+    a = op.args()
+    wk = _common(a, x, t, num_classes, class_offset, weight, ignore_index, label_smoothing, softcap)
+    a.row_scale, rk = f32_vector(row_scale, "row_scale", x.rows)
+    red = L.REDUCTIONS.get(reduction) if isinstance(reduction, str) else None
+    if red is None or reduction == "batchmean":
+        raise ValueError("reduction = %r is not one of 'none', 'mean', 'sum'" % (reduction,))
+    a.reduction = red
+    a.z_loss = float(z_loss)
+    a.grad_scale = float(grad_scale)
+    a.stats, a.num_shards = s.ctypes.data, s.shape[0]
+    loss = ctypes.c_float()
+    a.loss = ctypes.addressof(loss)
+    rl = None
+    if red == L.REDUCTION_NONE:
+        rl = np.empty(x.lead, np.float32)
+        a.row_loss = rl.ctypes.data
+    g = None
+    if inplace:
+        a.grad, a.grad_stride = x.ptr, x.stride
+        g = logits
+    elif grad is True:
+        g = _torch().empty(x.shape, dtype=logits.dtype) if x.v.kind == "torch" else np.empty(x.shape, logits.dtype)
+        gm = matrix(g, "grad", output=True)
+        a.grad, a.grad_stride, a.grad_dtype = gm.ptr, gm.stride, gm.code
+    elif grad is not None:
+        raise ValueError("grad = %r: None, True or 'inplace'" % (grad,))
+    a.num_threads = L.threads(num_threads)
+    op(a)
+    del wk, rk
+    if rl is not None:
+        value = _torch().from_numpy(rl) if x.v.kind == "torch" else rl
+    else:
+        value = scalar(x.v.kind, loss.value)
+    return value if g is None else (value, g)

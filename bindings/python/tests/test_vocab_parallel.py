@@ -1,0 +1,101 @@
+"""xent.cross_entropy_shard_stats / _finish: ranks simulated in one process
+(stats per shard, stacked in rank order as an all-gather would, finish per
+shard) against xent.cross_entropy (bits, for shards of 4096 * 2**k columns)
+and the float64 reference (any split)."""
+
+import numpy as np
+import pytest
+
+import xent
+
+from conftest import have_torch
+from reference import cross_entropy as ref_ce
+
+
+def _sharded(x, y, bounds, **kw):
+    V = x.shape[-1]
+    opts = {k: kw[k] for k in ("weight", "ignore_index", "label_smoothing", "softcap") if k in kw}
+    stats = np.stack(
+        [
+            xent.cross_entropy_shard_stats(x[..., a:b], y, num_classes=V, class_offset=a, **opts)
+            for a, b in zip(bounds[:-1], bounds[1:])
+        ]
+    )
+    out = [
+        xent.cross_entropy_shard_finish(x[..., a:b], y, stats, num_classes=V, class_offset=a, grad=True, **kw)
+        for a, b in zip(bounds[:-1], bounds[1:])
+    ]
+    losses = [o[0] for o in out]
+    return losses, np.concatenate([o[1] for o in out], axis=-1)
+
+
+def _problem(B, V, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((B, V)).astype(np.float32) * 2
+    y = rng.integers(0, V, size=B)
+    y[1::3] = -100
+    w = rng.uniform(0.25, 2.0, size=V).astype(np.float32)
+    return x, y, w
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("bounds", [[0, 8192, 16384, 20000], [0, 4096, 8192, 12288, 16384, 20000]])
+def test_aligned_shards_give_cross_entropys_bits(reduction, bounds):
+    x, y, w = _problem(7, 20000, 1)
+    kw = dict(weight=w, reduction=reduction, label_smoothing=0.1, z_loss=1e-3)
+    want, gwant = xent.cross_entropy(x, y, grad=True, **kw)
+    losses, g = _sharded(x, y, bounds, **kw)
+    for loss in losses:
+        np.testing.assert_array_equal(np.asarray(loss), np.asarray(want))
+    np.testing.assert_array_equal(g, gwant)
+
+
+def test_any_split_matches_the_reference():
+    x, y, w = _problem(5, 5000, 2)
+    kw = dict(weight=w, label_smoothing=0.2, softcap=20.0)
+    losses, g = _sharded(x, y, [0, 1, 1234, 4999, 5000], **kw)
+    loss, _, _, grad = ref_ce(x.astype(np.float64), y, weight=w.astype(np.float64), label_smoothing=0.2, softcap=20.0)
+    assert all(np.float32(v).tobytes() == np.float32(losses[0]).tobytes() for v in losses)
+    np.testing.assert_allclose(losses[0], loss, rtol=2e-6, atol=1e-6)
+    np.testing.assert_allclose(g, grad, rtol=0, atol=4e-6)
+
+
+def test_inplace_and_errors():
+    x, y, _ = _problem(3, 300, 3)
+    stats = np.stack(
+        [
+            xent.cross_entropy_shard_stats(x[:, a:b], y, num_classes=300, class_offset=a)
+            for a, b in ((0, 100), (100, 300))
+        ]
+    )
+    shard = np.ascontiguousarray(x[:, 100:])
+    want = xent.cross_entropy_shard_finish(shard.copy(), y, stats, num_classes=300, class_offset=100, grad=True)
+    loss, g = xent.cross_entropy_shard_finish(shard, y, stats, num_classes=300, class_offset=100, grad="inplace")
+    assert g is shard and loss == want[0]
+    np.testing.assert_array_equal(shard, want[1])
+    with pytest.raises(ValueError, match=r"class_offset \(150\) \+ shard_classes \(200\) exceeds num_classes \(300\)"):
+        xent.cross_entropy_shard_stats(x[:, 100:], y, num_classes=300, class_offset=150)
+    with pytest.raises(ValueError, match="rank 0"):
+        xent.cross_entropy_shard_finish(x[:, 100:], y, stats[::-1], num_classes=300, class_offset=100)
+    with pytest.raises(ValueError, match="expected"):
+        xent.cross_entropy_shard_finish(x[:, 100:], y, stats[:, :2], num_classes=300, class_offset=100)
+    with pytest.raises(TypeError, match="float64"):
+        xent.cross_entropy_shard_finish(x[:, 100:], y, stats.astype(np.float32), num_classes=300, class_offset=100)
+
+
+@pytest.mark.skipif(not have_torch(), reason="torch not installed")
+def test_torch_tensors():
+    import torch
+
+    x, y, _ = _problem(4, 9000, 4)
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    stats = torch.stack(
+        [
+            xent.cross_entropy_shard_stats(xt[:, a:b], yt, num_classes=9000, class_offset=a)
+            for a, b in ((0, 8192), (8192, 9000))
+        ]
+    )
+    assert stats.dtype == torch.float64 and stats.shape == (2, 4, 8)
+    loss, g = xent.cross_entropy_shard_finish(xt[:, 8192:], yt, stats, num_classes=9000, class_offset=8192, grad=True)
+    want, gw = xent.cross_entropy(xt, yt, grad=True)
+    assert torch.equal(loss, want) and torch.equal(g, gw[:, 8192:])
