@@ -1,9 +1,11 @@
 // The C ABI's operations: each reads its args struct (versioned by size),
 // validates it against its table entry (capi/op_table.h) into the operation's
 // problem struct, and runs it; nothing but a status crosses the ABI (Guard).
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <vector>
 
 #include "capi/args.h"
 #include "capi/error.h"
@@ -60,58 +62,67 @@ void ShardCheck(const CrossEntropyShardProblem& p) {
              "class_offset (%zu) + shard_classes (%zu) exceeds num_classes (%zu)", p.offset, p.Vs, p.V);
 }
 
-double StatAt(const double* stats, size_t rank, size_t B, size_t row, ShardStat k) {
-  double v;
-  std::memcpy(&v, stats + (rank * B + row) * kShardStatsDoubles + k, sizeof(v));  // (any alignment)
-  return v;
-}
-
-// The gathered statistics: P shards in rank order that tile [0, V), each
-// row of a rank recording the same columns, with valid flags, the smoothing
-// sums when label_smoothing > 0, the target's logit in the shard that holds
-// it; and p's own shard among them. What a wrong gather (order, count, batch,
-// a rank's different arguments) most likely breaks.
+// The gathered statistics: P ranks' headers in rank order, each of this
+// op's layout (the tag: smoothing sums iff label_smoothing > 0), B rows, and
+// columns that tile [0, V); p's own shard among them; each non-ignored row's
+// target logit in the rank whose columns hold the target, and in no other.
+// What a wrong gather (order, count, batch, a rank's different arguments)
+// most likely breaks.
 void ShardFinishCheck(const CrossEntropyShardProblem& p) {
   ShardCheck(p);
-  if (p.B == 0) return;
-  size_t begin = 0;
+  const size_t per_rank = CeShardStatsDoubles(p.B, p.label_smoothing), n = CeShardRowDoubles(p.label_smoothing);
+  const double tag = p.label_smoothing > 0.0f ? kTagCeDot : kTagCe, other = tag == kTagCe ? kTagCeDot : kTagCe;
+  std::vector<size_t> begins(p.P + 1, 0);
   bool own = false;
   for (size_t r = 0; r < p.P; ++r) {
-    const double off = StatAt(p.stats_in, r, p.B, 0, kStatOffset), width = StatAt(p.stats_in, r, p.B, 0, kStatWidth);
-    XENT_CHECK(off == static_cast<double>(begin) && width >= 1 && off + width <= static_cast<double>(p.V),
+    const double* h = p.stats_in + r * per_rank;
+    const size_t begin = begins[r];
+    const double t = ShardHeaderAt(h, kHdrTag), b = ShardHeaderAt(h, kHdrBatch);
+    XENT_CHECK(t != other, XENT_ERROR_INVALID_VALUE,
+               "label_smoothing = %g, but the stats of rank %zu were computed with label_smoothing %s 0 (their "
+               "size differs: every rank's calls need the same label_smoothing)",
+               static_cast<double>(p.label_smoothing), r, tag == kTagCe ? ">" : "=");
+    XENT_CHECK(t == tag, XENT_ERROR_INVALID_VALUE,
+               "stats of rank %zu are not xent_cross_entropy_shard_stats' (header %.17g): the stats must be "
+               "num_shards (%zu) ranks' stats gathered in rank order, each of the size "
+               "xent_cross_entropy_shard_stats_doubles gives",
+               r, t, p.P);
+    XENT_CHECK(b == static_cast<double>(p.B), XENT_ERROR_INVALID_VALUE,
+               "stats of rank %zu hold %.17g rows, not batch = %zu", r, b, p.B);
+    const double off = ShardHeaderAt(h, kHdrOffset), width = ShardHeaderAt(h, kHdrWidth);
+    XENT_CHECK(off == static_cast<double>(begin) && width >= 1 && off + width <= static_cast<double>(p.V) &&
+                   width == static_cast<double>(static_cast<size_t>(width)),
                XENT_ERROR_INVALID_VALUE,
-               "stats of rank %zu (row 0) cover classes [%.17g, %.17g + %.17g), expected a shard starting at %zu "
+               "stats of rank %zu cover classes [%.17g, %.17g + %.17g), expected a shard starting at %zu "
                "within num_classes (%zu): the stats must be num_shards (%zu) shards' xent_cross_entropy_shard_stats "
                "in rank order, tiling the classes",
                r, off, off, width, begin, p.V, p.P);
     const size_t w = static_cast<size_t>(width);
     own = own || (begin == p.offset && w == p.Vs);
-    for (size_t i = 0; i < p.B; ++i) {
-      const double o = StatAt(p.stats_in, r, p.B, i, kStatOffset), wi = StatAt(p.stats_in, r, p.B, i, kStatWidth);
-      const double fl = StatAt(p.stats_in, r, p.B, i, kStatFlags);
-      XENT_CHECK(o == off && wi == width && fl >= 0 && fl <= kStatAllFlags && fl == static_cast<uint32_t>(fl),
-                 XENT_ERROR_INVALID_VALUE,
-                 "stats of rank %zu, row %zu are not xent_cross_entropy_shard_stats of a batch of %zu rows "
-                 "(columns [%.17g, %.17g + %.17g) where row 0 has [%zu, %zu + %zu), flags %.17g)",
-                 r, i, p.B, o, o, wi, begin, begin, w, fl);
-      const uint32_t flags = static_cast<uint32_t>(fl);
-      XENT_CHECK(p.label_smoothing == 0.0f || (flags & kStatDot), XENT_ERROR_INVALID_VALUE,
-                 "label_smoothing = %g, but the stats of rank %zu were computed with label_smoothing = 0",
-                 static_cast<double>(p.label_smoothing), r);
-      const int64_t y = p.target.At(i);
-      const bool holds =
-          y != p.target.ignore_index && y >= static_cast<int64_t>(begin) && y < static_cast<int64_t>(begin + w);
-      XENT_CHECK(!holds || (flags & kStatHasZy), XENT_ERROR_INVALID_VALUE,
-                 "target[%zu] = %lld lies in rank %zu's classes [%zu, %zu), but its stats hold no target logit "
-                 "for that row (different targets in xent_cross_entropy_shard_stats?)",
-                 i, static_cast<long long>(y), r, begin, begin + w);
-    }
-    begin += w;
+    begins[r + 1] = begin + w;
   }
-  XENT_CHECK(begin == p.V, XENT_ERROR_INVALID_VALUE,
-             "the stats of num_shards = %zu shards cover classes [0, %zu), not num_classes = %zu", p.P, begin, p.V);
+  XENT_CHECK(begins[p.P] == p.V, XENT_ERROR_INVALID_VALUE,
+             "the stats of num_shards = %zu shards cover classes [0, %zu), not num_classes = %zu", p.P, begins[p.P],
+             p.V);
   XENT_CHECK(own, XENT_ERROR_INVALID_VALUE,
              "no rank's stats cover this shard's classes [class_offset = %zu, + shard_classes = %zu)", p.offset, p.Vs);
+  for (size_t i = 0; i < p.B; ++i) {
+    if (p.target.Ignored(i)) continue;
+    const int64_t y = p.target.At(i);
+    for (size_t r = 0; r < p.P; ++r) {
+      double rec[2];
+      std::memcpy(rec, p.stats_in + r * per_rank + kShardHeaderDoubles + i * n, sizeof(rec));
+      float mzy[2];
+      std::memcpy(mzy, &rec[kRowMZy], sizeof(mzy));
+      const bool holds = y >= static_cast<int64_t>(begins[r]) && y < static_cast<int64_t>(begins[r + 1]);
+      // A NaN row's zy may be NaN anywhere; otherwise only the holder's is a logit.
+      XENT_CHECK(std::isnan(rec[kRowS]) || holds != std::isnan(mzy[1]), XENT_ERROR_INVALID_VALUE,
+                 "target[%zu] = %lld %s rank %zu's classes [%zu, %zu), but its stats %s a target logit for that "
+                 "row (different targets in xent_cross_entropy_shard_stats?)",
+                 i, static_cast<long long>(y), holds ? "lies in" : "lies outside", r, begins[r], begins[r + 1],
+                 holds ? "hold no" : "hold");
+    }
+  }
 }
 
 }  // namespace
@@ -188,6 +199,12 @@ xent_status xent_cross_entropy_shard_stats_args_init(xent_cross_entropy_shard_st
 }
 xent_status xent_cross_entropy_shard_stats(const xent_cross_entropy_shard_stats_args* args) {
   return Call(abi::kCrossEntropyShardStats, args, xent::RunCrossEntropyShardStats, nullptr, xent::ShardCheck);
+}
+
+size_t xent_cross_entropy_shard_stats_doubles(size_t batch, float label_smoothing) {
+  // 0 when the size does not fit size_t (no buffer can hold it).
+  if (batch > (SIZE_MAX - xent::kShardHeaderDoubles) / 4) return 0;
+  return xent::CeShardStatsDoubles(batch, label_smoothing);
 }
 
 xent_status xent_cross_entropy_shard_finish_args_init(xent_cross_entropy_shard_finish_args* args, size_t struct_size) {

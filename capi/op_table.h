@@ -49,8 +49,9 @@ enum class Role : uint8_t {
 
 // Lengths: 1, the batch B, the classes V, the hidden size H (kHiddenSize),
 // B x the value of the kCount field named by `from` (kBK), a column shard's
-// classes Vs (kShardClasses), B x the shard statistics' doubles per row
-// (kStats), P (kShardCount) x that (kPStats).
+// classes Vs (kShardClasses), one rank's shard statistics
+// (CeShardStatsDoubles of B and the label_smoothing field, before them in the
+// table: kStats), P (kShardCount) x that (kPStats).
 enum class Len : uint8_t { kOne, kB, kV, kH, kBK, kVs, kStats, kPStats };
 
 enum class Domain : uint8_t {
@@ -530,7 +531,7 @@ constexpr Field kLinearCrossEntropyFields[] = {
 #undef P
 
 // Vocab-parallel cross-entropy: the shard's B x Vs logits, global targets and
-// class weights (V), the statistics (B rows of kShardStatsDoubles doubles).
+// class weights (V), the statistics (CeShardStatsDoubles(B, label_smoothing)).
 #define A(f) XENT_OFF(xent_cross_entropy_shard_stats_args, f)
 #define P(f) XENT_OFF(CrossEntropyShardProblem, f)
 constexpr Field kCrossEntropyShardStatsFields[] = {

@@ -189,7 +189,10 @@ class Validation {
       case abi::Len::kV: return V_;
       case abi::Len::kH: return H_;
       case abi::Len::kVs: return Vs_;
-      case abi::Len::kStats: return B_ * kShardStatsDoubles;  // B x V fits in SIZE_MAX >> 4
+      case abi::Len::kStats: {  // B x V fits in SIZE_MAX >> 4 (label_smoothing checked before)
+        const float eps = Get<float>(args_, op_.fields[Index("label_smoothing")].off);
+        return CeShardStatsDoubles(B_, eps);
+      }
       case abi::Len::kBK:
       case abi::Len::kPStats: break;  // vector fields only: Len(const Field&)
     }
@@ -218,8 +221,8 @@ class Validation {
         const size_t P = Get<size_t>(args_, op_.fields[Index(f.from)].off);
         size_t n;
         XENT_CHECK(!__builtin_mul_overflow(P, Len(abi::Len::kStats), &n) && n <= (SIZE_MAX >> 4),
-                   XENT_ERROR_INVALID_SHAPE, "%s: %s (%zu) x batch (%zu) x %zu doubles overflows size_t", f.name,
-                   f.from, P, B_, kShardStatsDoubles);
+                   XENT_ERROR_INVALID_SHAPE, "%s: %s (%zu) x %zu doubles per rank overflows size_t", f.name, f.from, P,
+                   Len(abi::Len::kStats));
         return n;
       }
       default: return Len(f.len);

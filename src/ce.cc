@@ -1,6 +1,7 @@
 // Cross-entropy (class-index and probability targets): the engine op and
 // RunCrossEntropy. The kernels are in src/ce-inl.h (one translation unit per
 // logits dtype).
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <limits>
@@ -31,7 +32,7 @@ struct CeOp : NoMiddle {
   double inv_div;   // gradient divisor (mean), 1 otherwise
   double w_total;   // sum of class weights (V when unweighted)
   // Vocab-parallel (the row's columns are a shard of p->V classes): phase 1
-  // exports each row's statistics to stats_out (kShardStatsDoubles each) and
+  // exports each row's statistics to stats_out (src/problem.h's layout) and
   // writes nothing else; phase 2 finishes rows with `merged`, their
   // statistics over all shards, instead of the shard's own.
   double* stats_out = nullptr;
@@ -106,34 +107,35 @@ struct CeOp : NoMiddle {
     st->zero = false;
   }
 
+  // The row's record in the layout of src/problem.h (after the header).
   void Export(size_t row, const Acc& acc) const {
-    const uint32_t flags = (acc.has_zy ? kStatHasZy : 0u) | (acc.nan ? kStatNaN : 0u) | (k.dot ? kStatDot : 0u);
-    double rec[kShardStatsDoubles] = {};
-    rec[kStatM] = acc.M;
-    rec[kStatS] = acc.S;
-    rec[kStatD] = acc.D;
-    rec[kStatW] = acc.W;
-    rec[kStatZy] = acc.zy;
-    rec[kStatFlags] = flags;
-    rec[kStatOffset] = static_cast<double>(k.class_offset);
-    rec[kStatWidth] = static_cast<double>(k.V);
-    std::memcpy(stats_out + row * kShardStatsDoubles, rec, sizeof(rec));  // (any alignment)
+    const size_t n = CeShardRowDoubles(p->label_smoothing);
+    double rec[4] = {};
+    // M is the max of f32 logits (or -inf): exact in f32, as zy.
+    const float mzy[2] = {static_cast<float>(acc.M), acc.has_zy ? acc.zy : std::numeric_limits<float>::quiet_NaN()};
+    std::memcpy(&rec[kRowMZy], mzy, sizeof(mzy));
+    rec[kRowS] = acc.nan ? kNaN : acc.S;
+    rec[kRowD] = acc.D;
+    rec[kRowW] = acc.W;
+    std::memcpy(stats_out + kShardHeaderDoubles + row * n, rec, n * sizeof(double));  // (any alignment)
   }
 };
 
-// A row's statistics as a shard exported them (CeOp::Export).
-SoftmaxAcc Import(const double* stats) {
-  double rec[kShardStatsDoubles];
-  std::memcpy(rec, stats, sizeof(rec));
-  const auto flags = static_cast<uint32_t>(rec[kStatFlags]);
+// A row's statistics as a shard exported them (CeOp::Export); `holds`: the
+// shard holds the row's (not ignored) target.
+SoftmaxAcc Import(const double* rank_stats, size_t row, size_t n, bool holds) {
+  double rec[4] = {};
+  std::memcpy(rec, rank_stats + kShardHeaderDoubles + row * n, n * sizeof(double));
+  float mzy[2];
+  std::memcpy(mzy, &rec[kRowMZy], sizeof(mzy));
   SoftmaxAcc a;
-  a.M = rec[kStatM];
-  a.S = rec[kStatS];
-  a.D = rec[kStatD];
-  a.W = rec[kStatW];
-  a.zy = static_cast<float>(rec[kStatZy]);
-  a.has_zy = (flags & kStatHasZy) != 0;
-  a.nan = (flags & kStatNaN) != 0;
+  a.M = mzy[0];
+  a.S = rec[kRowS];
+  a.D = rec[kRowD];
+  a.W = rec[kRowW];
+  a.zy = mzy[1];
+  a.has_zy = holds;
+  a.nan = std::isnan(a.S);
   return a;
 }
 
@@ -241,7 +243,12 @@ xent_status RunCrossEntropy(const CrossEntropyProblem& p) {
 
 xent_status RunCrossEntropyShardStats(const CrossEntropyShardProblem& s) {
   const CrossEntropyProblem p = WholeRows(s);
-  return RunColumns(p, Columns{s.offset, s.Vs}, 1.0, nullptr, s.stats_out, nullptr);
+  const xent_status rc = RunColumns(p, Columns{s.offset, s.Vs}, 1.0, nullptr, s.stats_out, nullptr);
+  if (rc != XENT_OK) return rc;
+  const double header[kShardHeaderDoubles] = {s.label_smoothing > 0.0f ? kTagCeDot : kTagCe, static_cast<double>(s.B),
+                                              static_cast<double>(s.offset), static_cast<double>(s.Vs)};
+  std::memcpy(s.stats_out, header, sizeof(header));
+  return XENT_OK;
 }
 
 xent_status RunCrossEntropyShardFinish(const CrossEntropyShardProblem& s) {
@@ -251,9 +258,20 @@ xent_status RunCrossEntropyShardFinish(const CrossEntropyShardProblem& s) {
   std::unique_ptr<SoftmaxAcc[]> merged(new (std::nothrow) SoftmaxAcc[s.B]);
   RowLosses losses;
   if (!merged || !losses.Init(p.row_loss, p.loss != nullptr, p.B)) return XENT_ERROR_OUT_OF_MEMORY;
+  // The ranks' columns (capi checked that they tile [0, V)).
+  const size_t n = CeShardRowDoubles(s.label_smoothing), per_rank = CeShardStatsDoubles(s.B, s.label_smoothing);
+  std::unique_ptr<size_t[]> begin(new (std::nothrow) size_t[s.P + 1]);
+  if (!begin) return XENT_ERROR_OUT_OF_MEMORY;
+  begin[0] = 0;
+  for (size_t r = 0; r < s.P; ++r)
+    begin[r + 1] = begin[r] + static_cast<size_t>(ShardHeaderAt(s.stats_in + r * per_rank, kHdrWidth));
   for (size_t i = 0; i < s.B; ++i) {
-    merged[i] =
-        TreeMerge<SoftmaxAcc>(s.P, [&](size_t r) { return Import(s.stats_in + (r * s.B + i) * kShardStatsDoubles); });
+    const int64_t y = s.target.At(i);
+    const bool ignored = s.target.Ignored(i);
+    merged[i] = TreeMerge<SoftmaxAcc>(s.P, [&](size_t r) {
+      const bool holds = !ignored && y >= static_cast<int64_t>(begin[r]) && y < static_cast<int64_t>(begin[r + 1]);
+      return Import(s.stats_in + r * per_rank, i, n, holds);
+    });
   }
   const double divisor = CrossEntropyDivisor(p);
   const xent_status rc = RunColumns(p, Columns{s.offset, s.Vs}, divisor, losses.data, nullptr, merged.get());

@@ -7,6 +7,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 
 #include "src/dtype.h"
 #include "src/parallel.h"
@@ -83,8 +84,8 @@ struct CrossEntropyShardProblem {
   const float* row_scale = nullptr;
   Reduction reduction = Reduction::kMean;
   float label_smoothing = 0.0f, z_loss = 0.0f, softcap = 0.0f, grad_scale = 1.0f;
-  double* stats_out = nullptr;       // phase 1: B x kShardStatsDoubles
-  const double* stats_in = nullptr;  // phase 2: P x B x kShardStatsDoubles
+  double* stats_out = nullptr;       // phase 1: CeShardStatsDoubles(B, label_smoothing)
+  const double* stats_in = nullptr;  // phase 2: P x that, rank order
   size_t P = 0;
   float* loss = nullptr;
   float* row_loss = nullptr;
@@ -92,13 +93,32 @@ struct CrossEntropyShardProblem {
   OutMat grad;
   Exec exec;
 };
-// One row's statistics (doubles, unaligned): the merged softmax statistics
-// of the shard's columns (SoftmaxAcc: M, S, D, W), the target's logit, flags,
-// and the shard's columns (which capi checks against the other shards').
-enum ShardStat : size_t { kStatM, kStatS, kStatD, kStatW, kStatZy, kStatFlags, kStatOffset, kStatWidth };
-enum ShardStatFlag : uint32_t { kStatHasZy = 1, kStatNaN = 2, kStatDot = 4, kStatAllFlags = 7 };
-constexpr size_t kShardStatsDoubles = XENT_CE_SHARD_STATS_DOUBLES;
-static_assert(kStatWidth + 1 == kShardStatsDoubles, "the stats layout fills the documented size");
+// One rank's statistics (doubles, any alignment; the caller gathers them as
+// raw bytes): a header of kShardHeaderDoubles - a tag naming the op and the
+// layout, B, and the shard's columns (offset, width), which capi checks
+// against the other ranks' - then B rows of CeShardRowDoubles each:
+//   [M, zy as two f32] [S] (+ [D] [W] with label smoothing)
+// M is an f32 logit (or -inf) and zy one, so f32 holds them exactly; S, D, W
+// are f64 sums. Flags take no words: a NaN row has S = NaN, and zy is NaN
+// when the shard does not hold the row's target (finish derives which shard
+// holds it from the target and the headers, and checks zy there). The header
+// is per rank, so a row costs 16 bytes (32 with smoothing) in the gather.
+enum ShardHeader : size_t { kHdrTag, kHdrBatch, kHdrOffset, kHdrWidth, kShardHeaderDoubles };
+enum ShardRow : size_t { kRowMZy, kRowS, kRowD, kRowW };
+// Tags: arbitrary, exact in a double, unlike each other and small values.
+constexpr double kTagCe = 1480803585.0;     // 0x58434501 "XCE", 1
+constexpr double kTagCeDot = 1480803586.0;  // with D and W
+inline size_t CeShardRowDoubles(float label_smoothing) { return label_smoothing > 0.0f ? 4 : 2; }
+// A header field of one rank's stats (any alignment).
+inline double ShardHeaderAt(const double* rank_stats, ShardHeader k) {
+  double v;
+  std::memcpy(&v, rank_stats + k, sizeof(v));
+  return v;
+}
+// One rank's doubles; the caller checked that B x 4 fits.
+inline size_t CeShardStatsDoubles(size_t B, float label_smoothing) {
+  return kShardHeaderDoubles + B * CeShardRowDoubles(label_smoothing);
+}
 xent_status RunCrossEntropyShardStats(const CrossEntropyShardProblem& p);
 xent_status RunCrossEntropyShardFinish(const CrossEntropyShardProblem& p);
 

@@ -3,6 +3,7 @@
 // concatenated in rank order as an all-gather would, phase 2 per shard),
 // against xent_cross_entropy's bits (shards on the documented alignment) and
 // the float64 reference (any split), on every SIMD target, 1 and 2 threads.
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -24,7 +25,6 @@ namespace {
 
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 constexpr size_t kSeg = 4096;
-constexpr size_t kStat = XENT_CE_SHARD_STATS_DOUBLES;
 
 // One cross-entropy problem over the whole B x V logits.
 struct Problem {
@@ -130,6 +130,9 @@ Out Whole(const Problem& p) {
   return o;
 }
 
+// One rank's stats (doubles).
+size_t RankDoubles(const Problem& p) { return xent_cross_entropy_shard_stats_doubles(p.B, p.eps); }
+
 // The sharded calls: `bounds` = {0, o_1, ..., V}. Per rank its Out (grad:
 // the shard's columns); `cat` the ranks' gradients side by side (B x V).
 struct ShardRun {
@@ -196,15 +199,16 @@ xent_cross_entropy_shard_finish_args FinishArgs(const Problem& p, void* logits, 
   return a;
 }
 
-// Phase 1 of every rank into one gathered P x B x kStat array.
+// Phase 1 of every rank into one gathered P x RankDoubles array.
 std::vector<double> Gather(const Problem& p, const std::vector<size_t>& bounds) {
   const size_t P = bounds.size() - 1;
   std::vector<int32_t> y32 = Narrow(p.y);
-  std::vector<double> stats(P * p.B * kStat + 1);  // (never empty: B = 0 still passes a buffer)
+  const size_t per = RankDoubles(p);
+  std::vector<double> stats(P * per);
   for (size_t r = 0; r < P; ++r) {
     const size_t c0 = bounds[r], w = bounds[r + 1] - c0, stride = w + r % 2 * 3;  // odd ranks padded
     std::vector<unsigned char> logits = Columns(p, c0, w, stride);
-    auto a = StatsArgs(p, logits.data(), c0, w, stride, y32, stats.data() + r * p.B * kStat);
+    auto a = StatsArgs(p, logits.data(), c0, w, stride, y32, stats.data() + r * per);
     EXPECT_EQ(xent_cross_entropy_shard_stats(&a), XENT_OK) << xent_last_error();
   }
   return stats;
@@ -527,7 +531,7 @@ TEST_P(VocabParallelTest, HostPool) {
   p.pool = &failing;
   std::vector<unsigned char> logits = Columns(p, 0, p.V, p.V);
   std::vector<int32_t> y32 = Narrow(p.y);
-  std::vector<double> stats(p.B * kStat);
+  std::vector<double> stats(RankDoubles(p));
   auto a = StatsArgs(p, logits.data(), 0, p.V, p.V, y32, stats.data());
   EXPECT_EQ(xent_cross_entropy_shard_stats(&a), XENT_ERROR_CALLBACK);
   p.pool = nullptr;
@@ -541,15 +545,20 @@ TEST_P(VocabParallelTest, HostPool) {
   EXPECT_EQ(xent_cross_entropy_shard_finish(&f), XENT_ERROR_CALLBACK);
 }
 
-// A row's statistics in the stats (the layout src/problem.h documents).
-xent::SoftmaxAcc Decode(const double* rec) {
+// Row i's statistics in a rank's stats (the layout src/problem.h documents;
+// these are made with smoothing: D and W present).
+xent::SoftmaxAcc Decode(const double* rank_stats, size_t i) {
+  double rec[4];
+  std::memcpy(rec, rank_stats + xent::kShardHeaderDoubles + i * 4, sizeof(rec));
+  float mzy[2];
+  std::memcpy(mzy, &rec[xent::kRowMZy], sizeof(mzy));
   xent::SoftmaxAcc a;
-  a.M = rec[xent::kStatM];
-  a.S = rec[xent::kStatS];
-  a.D = rec[xent::kStatD];
-  a.W = rec[xent::kStatW];
-  a.zy = static_cast<float>(rec[xent::kStatZy]);
-  a.has_zy = static_cast<uint32_t>(rec[xent::kStatFlags]) & xent::kStatHasZy;
+  a.M = mzy[0];
+  a.S = rec[xent::kRowS];
+  a.D = rec[xent::kRowD];
+  a.W = rec[xent::kRowW];
+  a.zy = mzy[1];
+  a.has_zy = !std::isnan(mzy[1]);
   return a;
 }
 bool SameAcc(const xent::SoftmaxAcc& a, const xent::SoftmaxAcc& b) {
@@ -577,9 +586,9 @@ TEST_P(VocabParallelTest, AlignedShardStatsMergeToTheWholeRowsStats) {
       const std::vector<double> ranks = Gather(p, Even(p.V, width));
       size_t fold_differs = 0;
       for (size_t i = 0; i < p.B; ++i) {
-        auto rank = [&](size_t r) { return Decode(&ranks[(r * p.B + i) * kStat]); };
+        auto rank = [&](size_t r) { return Decode(&ranks[r * RankDoubles(p)], i); };
         const xent::SoftmaxAcc tree = xent::TreeMerge<xent::SoftmaxAcc>(P, rank);
-        EXPECT_TRUE(SameAcc(tree, Decode(&whole[i * kStat]))) << "P=" << P << " width=" << width << " row " << i;
+        EXPECT_TRUE(SameAcc(tree, Decode(whole.data(), i))) << "P=" << P << " width=" << width << " row " << i;
         xent::SoftmaxAcc fold = rank(0);
         for (size_t r = 1; r < P; ++r) fold.Combine(rank(r));
         fold_differs += !SameAcc(fold, tree);
@@ -587,6 +596,16 @@ TEST_P(VocabParallelTest, AlignedShardStatsMergeToTheWholeRowsStats) {
       if (P >= 4) EXPECT_GT(fold_differs, 0u) << "P=" << P << ": the test cannot tell the merge orders apart";
     }
   }
+}
+
+// The collective's size: 16 bytes per row and rank (32 with label
+// smoothing), plus a 4-double header per rank; 0 when it overflows.
+TEST(VocabParallelStats, Size) {
+  EXPECT_EQ(xent_cross_entropy_shard_stats_doubles(0, 0.0f), 4u);
+  EXPECT_EQ(xent_cross_entropy_shard_stats_doubles(1000, 0.0f), 4u + 2000u);
+  EXPECT_EQ(xent_cross_entropy_shard_stats_doubles(1000, 0.1f), 4u + 4000u);
+  EXPECT_EQ(xent_cross_entropy_shard_stats_doubles(SIZE_MAX / 4, 0.1f), 0u);
+  EXPECT_EQ(xent_cross_entropy_shard_stats_doubles((SIZE_MAX - 4) / 4, 0.1f), SIZE_MAX - 3);
 }
 
 // ---------------------------------------------------------------------------
@@ -625,7 +644,7 @@ struct Bad : ::testing::Test {
 };
 
 TEST_F(Bad, StatsArguments) {
-  std::vector<double> out(p.B * kStat, 5.0);
+  std::vector<double> out(RankDoubles(p), 5.0);
   auto base = StatsArgs(p, logits.data(), 100, 200, 200, y32, out.data());
   auto expect = [&](const xent_cross_entropy_shard_stats_args& a, xent_status want, const char* text) {
     EXPECT_EQ(xent_cross_entropy_shard_stats(&a), want) << xent_last_error();
@@ -684,17 +703,18 @@ TEST_F(Bad, FinishArguments) {
   ExpectFinishFails(a, XENT_ERROR_INVALID_VALUE, "cover classes [0, 100), not num_classes = 300");
   // Ranks swapped.
   std::vector<double> swapped(stats.size());
-  std::memcpy(swapped.data(), stats.data() + p.B * kStat, p.B * kStat * sizeof(double));
-  std::memcpy(swapped.data() + p.B * kStat, stats.data(), p.B * kStat * sizeof(double));
+  const size_t per = RankDoubles(p);
+  std::memcpy(swapped.data(), stats.data() + per, per * sizeof(double));
+  std::memcpy(swapped.data() + per, stats.data(), per * sizeof(double));
   a = Finish();
   a.stats = swapped.data();
-  ExpectFinishFails(a, XENT_ERROR_INVALID_VALUE, "stats of rank 0 (row 0) cover classes [100, 100 + 200)");
+  ExpectFinishFails(a, XENT_ERROR_INVALID_VALUE, "stats of rank 0 cover classes [100, 100 + 200)");
   // A batch of 2 rows read as 3 (the gather of a different batch).
   a = Finish();
   a.batch = 2;
   o.row.assign(2, 7.0f);
   o.lse.assign(2, 7.0f);
-  ExpectFinishFails(a, XENT_ERROR_INVALID_VALUE, "stats of rank 1 (row 0) cover classes [0, 0 + 100)");
+  ExpectFinishFails(a, XENT_ERROR_INVALID_VALUE, "stats of rank 0 hold 3 rows, not batch = 2");
   o.row.assign(p.B, 7.0f);
   o.lse.assign(p.B, 7.0f);
   // Stats without the smoothing sums, finished with smoothing.
@@ -703,14 +723,24 @@ TEST_F(Bad, FinishArguments) {
   p.eps = 0.1f;
   a = Finish();
   a.stats = plain.data();
-  ExpectFinishFails(a, XENT_ERROR_INVALID_VALUE, "label_smoothing = 0.1");
+  ExpectFinishFails(a, XENT_ERROR_INVALID_VALUE,
+                    "label_smoothing = 0.1, but the stats of rank 0 were computed with label_smoothing = 0");
+  // ... and the other way round.
+  p.eps = 0;
+  a = Finish();
+  a.stats = stats.data();
+  ExpectFinishFails(a, XENT_ERROR_INVALID_VALUE,
+                    "label_smoothing = 0, but the stats of rank 0 were computed with "
+                    "label_smoothing > 0");
+  p.eps = 0.1f;
   // Different targets in the two phases.
   a = Finish();
   std::vector<int64_t> other = p.y;
   other[2] = p.y[2] < 100 ? 200 : 50;
   a.target = other.data();
   a.target_dtype = XENT_I64;
-  ExpectFinishFails(a, XENT_ERROR_INVALID_VALUE, "target[2]");
+  ExpectFinishFails(a, XENT_ERROR_INVALID_VALUE, "(different targets in xent_cross_entropy_shard_stats?)");
+  EXPECT_NE(std::string(xent_last_error()).find("target[2] = " + std::to_string(other[2])), std::string::npos);
   // This call's shard is not among the stats.
   std::vector<unsigned char> l3 = Columns(p, 0, 300, 300);
   a = Finish();
@@ -721,12 +751,22 @@ TEST_F(Bad, FinishArguments) {
   ExpectFinishFails(a, XENT_ERROR_INVALID_VALUE, "no rank's stats cover this shard's classes");
   // Garbage stats (NaN in a range field).
   std::vector<double> junk = stats;
-  junk[kStat - 1] = std::numeric_limits<double>::quiet_NaN();
+  junk[xent::kHdrWidth] = std::numeric_limits<double>::quiet_NaN();
   a = Finish();
   a.stats = junk.data();
-  ExpectFinishFails(a, XENT_ERROR_INVALID_VALUE, "rank 0");
+  ExpectFinishFails(a, XENT_ERROR_INVALID_VALUE, "stats of rank 0 cover classes [0, 0 + nan)");
+  // Not stats at all (rank 1's header is not where the layout puts it).
+  junk = stats;
+  junk[RankDoubles(p)] = 0.0;
   a = Finish();
-  a.grad = stats.data();  // overlaps the stats
+  a.stats = junk.data();
+  ExpectFinishFails(a, XENT_ERROR_INVALID_VALUE, "stats of rank 1 are not xent_cross_entropy_shard_stats'");
+  // The gradient over the stats (in a buffer that holds both).
+  std::vector<double> both(p.B * 200);
+  std::copy(stats.begin(), stats.end(), both.begin());
+  a = Finish();
+  a.stats = both.data();
+  a.grad = both.data();
   ExpectFinishFails(a, XENT_ERROR_ALIASING, "grad overlaps stats");
   EXPECT_EQ(xent_cross_entropy_shard_finish(nullptr), XENT_ERROR_NULL_POINTER);
 }

@@ -848,10 +848,10 @@ XENT_API xent_status xent_kl_penalty(const xent_kl_penalty_args* args);
  * rank holding all B rows of its columns. xent brings no transport; a call
  * sequence per rank is:
  *   1. xent_cross_entropy_shard_stats: per-row statistics of this rank's
- *      shard into `stats`, B x XENT_CE_SHARD_STATS_DOUBLES doubles (O(B), never
- *      O(B V));
- *   2. the caller gathers every rank's stats in rank order into one
- *      num_shards x B x XENT_CE_SHARD_STATS_DOUBLES array (one all-gather);
+ *      shard into `stats`, xent_cross_entropy_shard_stats_doubles(B,
+ *      label_smoothing) doubles (O(B), never O(B V));
+ *   2. the caller gathers every rank's stats in rank order into one array of
+ *      num_shards times that (one all-gather of equal-sized buffers);
  *   3. xent_cross_entropy_shard_finish: merges them and writes the loss,
  *      row_loss, lse (identical bits on every rank running the same libxent
  *      build, whatever its SIMD target: the merge is scalar code) and this
@@ -865,7 +865,7 @@ XENT_API xent_status xent_kl_penalty(const xent_kl_penalty_args* args);
  * Shards: rank r holds columns [class_offset, class_offset + shard_classes),
  * shard_classes >= 1; in rank order they tile [0, V) (rank 0 at 0, each next
  * where the previous ends, the last ending at V). finish checks this from the
- * stats, which also record each shard's columns.
+ * stats, which also record each shard's columns (once per rank).
  *
  * Determinism: the statistics of a row are merged in double precision in a
  * fixed pairwise tree (the same tree xent_cross_entropy uses over 4096-class
@@ -878,17 +878,25 @@ XENT_API xent_status xent_kl_penalty(const xent_kl_penalty_args* args);
  * rank of any V). Other splits agree with xent_cross_entropy within the
  * accuracy contract above (the same f64 merge in another order).
  *
- * Memory: finish allocates O(B) (under 64 bytes per row) besides
- * xent_cross_entropy's scratch.
+ * Memory: finish allocates O(B) (under 64 bytes per row) and O(num_shards)
+ * besides xent_cross_entropy's scratch.
  *
- * The stats are opaque (their contents may change between library versions,
- * their size not: pass them from shard_stats to shard_finish of the same
- * library version). Each row holds
- * XENT_CE_SHARD_STATS_DOUBLES doubles: the row's max, sum of exps, smoothing
- * sums, target logit and flags, and the shard's column range. They need no
- * alignment.
+ * The stats are opaque bytes in a double array (their contents and size may
+ * change between library versions: pass them from shard_stats to
+ * shard_finish of the same library version, as raw bytes, e.g. an all-gather
+ * of float64 or uint8 tensors). They need no alignment. Their size, from
+ * xent_cross_entropy_shard_stats_doubles: a header of 4 doubles per rank (its
+ * columns and batch), then per row 16 bytes (the row's max and target logit
+ * as f32, its sum of exps as f64), 32 with label_smoothing > 0 (also the
+ * smoothing sums); so the all-gather moves 16 (32) bytes per row and rank.
  * ------------------------------------------------------------------------- */
-#define XENT_CE_SHARD_STATS_DOUBLES 8
+
+/* The doubles of one rank's stats for `batch` rows with this
+ * label_smoothing (the value both calls get; > 0 adds the smoothing sums):
+ * the size of shard_stats' `stats`; finish's is num_shards times this. 0 when
+ * it does not fit size_t. */
+XENT_API size_t xent_cross_entropy_shard_stats_doubles(size_t batch,
+                                                       float label_smoothing);
 
 typedef struct xent_cross_entropy_shard_stats_args {
   size_t struct_size;
@@ -910,7 +918,8 @@ typedef struct xent_cross_entropy_shard_stats_args {
   float label_smoothing; /* in [0, 1]; default 0 */
   float softcap;         /* 0 (default) = off, else finite and >= FLT_MIN */
 
-  double* stats; /* B x XENT_CE_SHARD_STATS_DOUBLES, required */
+  double* stats; /* xent_cross_entropy_shard_stats_doubles(B,
+                    label_smoothing), required */
 
   int32_t num_threads;
   int32_t reserved0; /* must be 0 */
@@ -954,8 +963,8 @@ typedef struct xent_cross_entropy_shard_finish_args {
   float grad_scale;
   int32_t reserved0; /* must be 0 */
 
-  const double* stats; /* num_shards x B x XENT_CE_SHARD_STATS_DOUBLES, rank
-                          order; required */
+  const double* stats; /* num_shards x xent_cross_entropy_shard_stats_doubles(
+                          B, label_smoothing), rank order; required */
   size_t num_shards;   /* >= 1 */
 
   float* loss;

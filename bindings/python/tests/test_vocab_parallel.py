@@ -79,8 +79,15 @@ def test_inplace_and_errors():
         xent.cross_entropy_shard_finish(x[:, 100:], y, stats[::-1], num_classes=300, class_offset=100)
     with pytest.raises(ValueError, match="expected"):
         xent.cross_entropy_shard_finish(x[:, 100:], y, stats[:, :2], num_classes=300, class_offset=100)
+    # A flat all-gather works as the stacked one.
+    flat = xent.cross_entropy_shard_finish(x[:, 100:], y, stats.reshape(-1), num_classes=300, class_offset=100)
+    assert flat == want[0]
+    with pytest.raises(ValueError, match="expected"):
+        xent.cross_entropy_shard_finish(x[:, 100:], y, stats, num_classes=300, class_offset=100, label_smoothing=0.1)
     with pytest.raises(TypeError, match="float64"):
-        xent.cross_entropy_shard_finish(x[:, 100:], y, stats.astype(np.float32), num_classes=300, class_offset=100)
+        xent.cross_entropy_shard_finish(
+            x[:, 100:], y, np.zeros(stats.shape, np.float32), num_classes=300, class_offset=100
+        )
 
 
 @pytest.mark.skipif(not have_torch(), reason="torch not installed")
@@ -95,7 +102,18 @@ def test_torch_tensors():
             for a, b in ((0, 8192), (8192, 9000))
         ]
     )
-    assert stats.dtype == torch.float64 and stats.shape == (2, 4, 8)
+    assert stats.dtype == torch.float64 and stats.shape == (2, 4 + 4 * 2)
     loss, g = xent.cross_entropy_shard_finish(xt[:, 8192:], yt, stats, num_classes=9000, class_offset=8192, grad=True)
     want, gw = xent.cross_entropy(xt, yt, grad=True)
     assert torch.equal(loss, want) and torch.equal(g, gw[:, 8192:])
+
+
+def test_stats_size():
+    # 16 bytes per row (32 with label smoothing) and a 4-double header per rank.
+    assert xent.cross_entropy_shard_stats_doubles(10) == 4 + 2 * 10
+    assert xent.cross_entropy_shard_stats_doubles(10, 0.1) == 4 + 4 * 10
+    x, y, _ = _problem(6, 50, 5)
+    s = xent.cross_entropy_shard_stats(x.reshape(2, 3, 50), y.reshape(2, 3), num_classes=50, class_offset=0)
+    assert s.shape == (4 + 2 * 6,) and s.dtype == np.float64
+    s = xent.cross_entropy_shard_stats(x, y, num_classes=50, class_offset=0, label_smoothing=0.1)
+    assert s.shape == (4 + 4 * 6,)

@@ -260,6 +260,7 @@ def kl_penalty(
 ) -> Tuple[Any, Any]: ...
 
 # Vocab-parallel cross-entropy (xent/_vocab_parallel.py).
+def cross_entropy_shard_stats_doubles(rows: int, label_smoothing: float = ...) -> int: ...
 def cross_entropy_shard_stats(
     logits: Any,
     target: Any,

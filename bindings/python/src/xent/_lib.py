@@ -75,7 +75,6 @@ XENT_KL_K2 = 1
 XENT_KL_K3 = 2
 XENT_KL_ABS = 3
 XENT_TOPK_MAX = 64
-XENT_CE_SHARD_STATS_DOUBLES = 8
 
 
 # ---------------------------------------------------------------------------
@@ -585,6 +584,8 @@ lib.xent_supported_targets.restype = c_size_t
 lib.xent_supported_targets.argtypes = [POINTER(c_char_p), c_size_t]
 lib.xent_force_target.restype = c_int32
 lib.xent_force_target.argtypes = [c_char_p]
+lib.xent_cross_entropy_shard_stats_doubles.restype = c_size_t
+lib.xent_cross_entropy_shard_stats_doubles.argtypes = [c_size_t, c_float]
 
 if lib.xent_abi_version() != ABI_VERSION:
     raise ImportError(

@@ -3,7 +3,10 @@
 different ranks. xent does no communication: each rank calls
 cross_entropy_shard_stats on its shard, gathers every rank's statistics in
 rank order with its own collective (e.g. torch.distributed.all_gather_into_tensor
-on a (num_shards, *rows, 8) float64 tensor), and calls cross_entropy_shard_finish.
+of the 1-D float64 stats into a (num_shards, n) tensor), and calls
+cross_entropy_shard_finish. The stats are opaque: n =
+cross_entropy_shard_stats_doubles(rows, label_smoothing) float64 per rank, 16
+bytes per row (32 with label smoothing) plus a 32-byte header.
 """
 
 from __future__ import annotations
@@ -15,14 +18,21 @@ import numpy as np
 from . import _lib as L
 from ._arrays import _torch, f32_vector, indices, is_torch, matrix, scalar
 
-__all__ = ["cross_entropy_shard_stats", "cross_entropy_shard_finish"]
-
-#: float64 statistics per row (the last axis of the stats arrays).
-STATS_PER_ROW = L.XENT_CE_SHARD_STATS_DOUBLES
+__all__ = ["cross_entropy_shard_stats", "cross_entropy_shard_finish", "cross_entropy_shard_stats_doubles"]
 
 
-def _stats_out(kind, lead):
-    shape = tuple(lead) + (STATS_PER_ROW,)
+def cross_entropy_shard_stats_doubles(rows, label_smoothing=0.0):
+    """The float64 elements of one rank's cross_entropy_shard_stats for `rows`
+    rows (the product of the logits' leading dimensions) and this
+    label_smoothing; the gathered stats hold num_shards times as many."""
+    n = L.lib.xent_cross_entropy_shard_stats_doubles(int(rows), float(label_smoothing))
+    if n == 0:
+        raise ValueError("rows = %d: the shard statistics' size overflows size_t" % rows)
+    return n
+
+
+def _stats_out(kind, rows, label_smoothing):
+    shape = (cross_entropy_shard_stats_doubles(rows, label_smoothing),)
     if kind == "torch":
         t = _torch().empty(shape, dtype=_torch().float64)
         return t, t.data_ptr()
@@ -30,16 +40,22 @@ def _stats_out(kind, lead):
     return a, a.__array_interface__["data"][0]
 
 
-def _stats_in(stats, lead):
+def _stats_in(stats, rows, label_smoothing):
+    """The gathered stats as a contiguous array and num_shards: (num_shards, n)
+    (e.g. np.stack of the ranks' stats) or (num_shards * n,) (a flat
+    all-gather), n = cross_entropy_shard_stats_doubles(rows, label_smoothing)."""
     a = stats.detach().cpu().numpy() if is_torch(stats) else np.asarray(stats)
     if a.dtype != np.float64:
         raise TypeError("stats has dtype %s; the shard statistics are float64" % a.dtype)
-    if a.ndim != len(lead) + 2 or tuple(a.shape[1:]) != tuple(lead) + (STATS_PER_ROW,):
+    n = cross_entropy_shard_stats_doubles(rows, float(label_smoothing))
+    shards = a.size // n
+    if a.ndim == 0 or a.size == 0 or a.size % n or (a.ndim > 1 and a.shape[0] != shards):
         raise ValueError(
-            "stats has shape %s; expected (num_shards,) + %s + (%d,): every rank's cross_entropy_shard_stats "
-            "stacked in rank order" % (a.shape, tuple(lead), STATS_PER_ROW)
+            "stats has shape %s; expected (num_shards, %d) or (num_shards * %d,): every rank's "
+            "cross_entropy_shard_stats of %d rows (label_smoothing = %g) stacked in rank order"
+            % (a.shape, n, n, rows, label_smoothing)
         )
-    return np.ascontiguousarray(a)
+    return np.ascontiguousarray(a), shards
 
 
 def _common(a, x, t, num_classes, class_offset, weight, ignore_index, label_smoothing, softcap):
@@ -72,8 +88,9 @@ def cross_entropy_shard_stats(
                  (..., num_classes) logits.
     target:      (...) GLOBAL class indices. weight: the GLOBAL (num_classes,)
                  class weights, the same on every rank.
-    Returns a (..., 8) float64 array (numpy, or a torch tensor for torch
-    logits) to gather across ranks; pass the same target, weight,
+    Returns a 1-D float64 array (numpy, or a torch tensor for torch logits)
+    of cross_entropy_shard_stats_doubles(rows, label_smoothing) elements to
+    gather across ranks as it is (opaque bytes); pass the same target, weight,
     ignore_index, label_smoothing and softcap to cross_entropy_shard_finish.
     """
     x = matrix(logits, "logits")
@@ -81,7 +98,7 @@ def cross_entropy_shard_stats(
     op = L.cross_entropy_shard_stats_op
     a = op.args()
     wk = _common(a, x, t, num_classes, class_offset, weight, ignore_index, label_smoothing, softcap)
-    out, a.stats = _stats_out(x.v.kind, x.lead)
+    out, a.stats = _stats_out(x.v.kind, x.rows, label_smoothing)
     a.num_threads = L.threads(num_threads)
     op(a)
     del wk
@@ -109,8 +126,8 @@ def cross_entropy_shard_finish(
     """Phase 2 on this rank: xent.cross_entropy of the whole (...,
     num_classes) logits from every rank's statistics.
 
-    stats:       (num_shards, ..., 8) float64, the ranks' cross_entropy_shard_stats
-                 in rank order (the same on every rank).
+    stats:       float64, the ranks' cross_entropy_shard_stats in rank order
+                 (the same on every rank): (num_shards, n) or flat.
     grad:        None, True (returns (loss, grad) with this shard's gradient in
                  the logits' dtype) or "inplace" (written over logits).
     Other arguments as xent.cross_entropy (weight: the global class weights;
@@ -121,7 +138,7 @@ def cross_entropy_shard_finish(
     inplace = isinstance(grad, str) and grad == "inplace"
     x = matrix(logits, "logits", output=inplace, allow_copy=not inplace)
     t = indices(target, "target", x.lead)
-    s = _stats_in(stats, x.lead)
+    s, shards = _stats_in(stats, x.rows, label_smoothing)
     op = L.cross_entropy_shard_finish_op
     a = op.args()
     wk = _common(a, x, t, num_classes, class_offset, weight, ignore_index, label_smoothing, softcap)
@@ -132,7 +149,7 @@ def cross_entropy_shard_finish(
     a.reduction = red
     a.z_loss = float(z_loss)
     a.grad_scale = float(grad_scale)
-    a.stats, a.num_shards = s.ctypes.data, s.shape[0]
+    a.stats, a.num_shards = s.ctypes.data, shards
     loss = ctypes.c_float()
     a.loss = ctypes.addressof(loss)
     rl = None

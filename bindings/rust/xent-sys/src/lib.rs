@@ -126,10 +126,6 @@ pub const XENT_KL_ABS: xent_kl_estimator = 3;
 /// `XENT_TOPK_MAX`: the largest top-k of `xent_token_logprobs`.
 pub const XENT_TOPK_MAX: i32 = 64;
 
-/// `XENT_CE_SHARD_STATS_DOUBLES`: doubles per row of the vocab-parallel
-/// cross-entropy statistics (`xent_cross_entropy_shard_stats`).
-pub const XENT_CE_SHARD_STATS_DOUBLES: i32 = 8;
-
 // ---------------------------------------------------------------------------
 // Threading
 
@@ -673,6 +669,10 @@ extern "C" {
         args: *mut xent_cross_entropy_shard_stats_args,
         struct_size: usize,
     ) -> xent_status;
+    /// Doubles of one rank's vocab-parallel statistics for `batch` rows and
+    /// this label smoothing (0 on overflow); the gathered stats hold
+    /// `num_shards` times as many.
+    pub fn xent_cross_entropy_shard_stats_doubles(batch: usize, label_smoothing: f32) -> usize;
     /// Vocab-parallel cross-entropy, phase 1: per-row statistics of a column shard.
     pub fn xent_cross_entropy_shard_stats(args: *const xent_cross_entropy_shard_stats_args) -> xent_status;
 
