@@ -114,8 +114,14 @@ void FuzzCrossEntropy(Input& in, Common& c) {
           return XENT_ERROR_ALIASING;
         }
         if (want_grad && !inplace && B > 0 && V > 1) {  // shifted by an element: not an exact alias
-          const size_t gsize = xent::DTypeSize(gt), stride = Resolve(xs, V) * xent::DTypeSize(xt) / gsize;
-          Alias(cs, "grad", static_cast<unsigned char*>(cs.buf("logits")->data()) + gsize,
+          const size_t gsize = xent::DTypeSize(gt), xsize = xent::DTypeSize(xt);
+          const size_t stride = Resolve(xs, V) * xsize / gsize;
+          // A shift of one gradient element must stay inside a logits row (an
+          // f32 gradient over 2-column 16-bit logits would fall in the gap
+          // between rows); otherwise the gradient starts at the logits, with
+          // a different element size: no exact in-place alias either.
+          const size_t shift = gsize < V * xsize ? gsize : 0;
+          Alias(cs, "grad", static_cast<unsigned char*>(cs.buf("logits")->data()) + shift,
                 stride < V ? Resolve(xs, V) : stride);
           return XENT_ERROR_ALIASING;
         }
