@@ -64,6 +64,12 @@
  *   (PyTorch: NaN).
  * - exp(x - max) below 2^-126 is flushed to 0 (such a probability is below the
  *   f32 rounding error of the row's sum).
+ * - Per-row sums are f32: with label smoothing or probability targets the
+ *   loss's sum_c a_c (z_c - max z) (a_c: the class's target mass times its
+ *   weight) is accumulated in f32, so a row where it exceeds FLT_MAX (logits
+ *   spread over more than ~1e38 / V, or huge class weights) gets an infinite
+ *   loss where the float64 one is finite, as PyTorch's f32 sum does; its
+ *   gradient does not use that sum and stays within the bounds below.
  * - B = 0 is valid: reduction MEAN gives NaN, SUM gives 0 (PyTorch).
  * - 0 * log 0 = 0: a zero target probability contributes 0 to every loss and
  *   gradient, even where the other side is -inf (PyTorch's kl_div and

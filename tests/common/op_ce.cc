@@ -107,6 +107,31 @@ std::vector<Expected> Reference(const Case& c, Profile p) {
       if (v != 0) rsmin = std::min(rsmin, std::fabs(v));
     fmin *= rsmin;
     grad.assign(1, Tol{8e-6 + ScaleRel(fmin), gabs * (4e-6 + 8 * kEps * zmax) * (cap > 0 ? 8 : 1)});
+    // The smoothing / soft-target sum sum_c a_c (z_c - max z) accumulates in
+    // f32 (xent.h): a row where its magnitude reaches FLT_MAX (within the
+    // partial sums' rounding) may overflow to an infinite loss.
+    if (s.eps > 0 || s.soft) {
+      auto z = [&](double x) { return cap > 0 ? cap * std::tanh(x / cap) : x; };
+      bool any = false;
+      std::vector<Tol> rows(B, row[0]);
+      for (size_t i = 0; i < B; ++i) {
+        double m = -INFINITY, big = 0;
+        for (size_t j = 0; j < V; ++j) m = std::max(m, z(s.x[i * V + j]));
+        for (size_t j = 0; j < V; ++j) {
+          const double w = s.weight.empty() ? 1.0 : s.weight[j];
+          // The kernels' a_c: w_c (smoothing; eps / V applied to the sum) or
+          // w_c ((1 - eps) q_c + eps / V) (probability targets).
+          const double a = s.soft ? w * (std::fabs(s.q[i * V + j]) * (1 - s.eps) + s.eps / double(V)) : w;
+          const double zm = m - z(s.x[i * V + j]);
+          if (a != 0 && std::isfinite(zm)) big += std::fabs(a) * zm;
+        }
+        if (big >= 0.5 * 3.4028234663852886e38) rows[i].skip = any = true;
+      }
+      if (any) {
+        row = rows;
+        loss.skip = true;
+      }
+    }
     if (s.reduction == 1 && divisor == 0) {
       grad[0].skip = true;
       // Every weight w_y zero: sum / 0. A sum within the rows' rounding of 0
