@@ -741,3 +741,12 @@ class JSDLoss(_torch.nn.Module):
 from ._token_stats_torch import kl_penalty, token_stats, topk_logprobs  # noqa: E402
 
 __all__ += ["token_stats", "topk_logprobs", "kl_penalty"]
+
+# xent.torch.distributed (vocab-parallel cross-entropy over a process group):
+# a module of its own, torch_distributed.py, importable under this name.
+# Importing it costs nothing: torch.distributed is touched only by its calls.
+import sys as _sys  # noqa: E402
+
+from . import torch_distributed as distributed  # noqa: E402
+
+_sys.modules[__name__ + ".distributed"] = distributed

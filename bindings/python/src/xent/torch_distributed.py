@@ -1,0 +1,372 @@
+"""xent.torch.distributed: vocab-parallel cross-entropy over a torch.distributed
+process group (the LM head's classes split into column shards, one per rank).
+
+    import xent.torch
+    loss = xent.torch.distributed.vocab_parallel_cross_entropy(logits_shard, target, group=tp_group)
+    loss.backward()
+
+Each rank holds all rows of its columns; rank r (its rank in ``group``) holds
+the classes [class_offset_r, class_offset_r + width_r), the ranks tiling
+[0, V) in rank order. The forward runs phase 1 (xent_cross_entropy_shard_stats:
+a few float64 per row), gathers every rank's statistics with one all-gather
+(plus a small all-gather of the shard widths first unless the caller gives
+class_offset and num_classes), and runs phase 2 (xent_cross_entropy_shard_finish), which gives the loss and
+this shard's gradient in the same call, the gradient kept for backward as in
+xent.torch.cross_entropy (handed to autograd, scaled by the upstream gradient
+unless it is 1). The loss has the same bits on every rank. Nothing is
+communicated in backward.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+
+import torch as _torch
+
+from . import _vocab_parallel
+from ._lib import XentTypeError, XentValueError
+from .torch import _bump_version, _Handoff, _needs_graph, _no_double_backward, _scale_, _second_backward_inplace
+
+__all__ = ["vocab_parallel_cross_entropy"]
+
+# Each rank's block of the stats all-gather ends with this many float64:
+# [status, rows, class_offset, width, num_classes, target checksum, options
+# checksum, message length, message bytes packed 6 to a float64 ...]. Every
+# rank reads every rank's trailer before phase 2 and raises the same error
+# when one is bad, so a rank's bad input never leaves the others waiting.
+_MSG_DOUBLES = 16  # 96 bytes of the failing rank's error message
+_TRAILER = 8 + _MSG_DOUBLES
+_OK, _VALUE_ERROR, _TYPE_ERROR, _OTHER_ERROR = 0, 1, 2, 3
+_REDUCTIONS = {"none": 0, "mean": 1, "sum": 2}
+
+
+def _dist():
+    import torch.distributed as dist
+
+    if not dist.is_available() or not dist.is_initialized():
+        raise RuntimeError(
+            "xent.torch.distributed: torch.distributed is not initialized (call "
+            "torch.distributed.init_process_group first)"
+        )
+    return dist
+
+
+def _all_gather(dist, t, group, world):
+    """(world, n) tensor of every rank's (n,) tensor ``t``, in group rank
+    order: all_gather_into_tensor where the backend has it (NCCL; torch >= 1.13),
+    else all_gather into views of the result (gloo, whose ProcessGroup lacks
+    the single-tensor form in older torch)."""
+    out = t.new_empty((world, t.numel()))
+    if world == 1:
+        out[0].copy_(t)
+        return out
+    fn = getattr(dist, "all_gather_into_tensor", None)
+    if fn is not None and dist.get_backend(group) != "gloo":
+        fn(out, t, group=group)
+    else:
+        dist.all_gather(list(out.unbind(0)), t, group=group)
+    return out
+
+
+def _status_of(e):
+    if isinstance(e, (TypeError, XentTypeError)):
+        return _TYPE_ERROR
+    if isinstance(e, (ValueError, XentValueError)):
+        return _VALUE_ERROR
+    return _OTHER_ERROR
+
+
+def _pack_msg(msg):
+    b = msg.encode("utf-8", "replace")[: 6 * _MSG_DOUBLES]
+    vals = []
+    for i in range(0, len(b), 6):
+        vals.append(float(int.from_bytes(b[i : i + 6].ljust(6, b"\0"), "little")))  # < 2**48: exact in float64
+    return len(b), vals
+
+
+def _unpack_msg(row):
+    n = int(row[7])
+    b = b"".join(int(v).to_bytes(6, "little") for v in row[8 : 8 + (n + 5) // 6].tolist())
+    return b[:n].decode("utf-8", "replace")
+
+
+def _checksum(t):
+    """An order-dependent O(B) digest of the targets, exact in float64, so a
+    rank with other targets than rank 0 is reported instead of giving a
+    wrong loss."""
+    if t.numel() == 0:
+        return 0.0
+    t = t.reshape(-1).to(_torch.int64)
+    k = _torch.arange(1, t.numel() + 1, dtype=_torch.int64) % 65521
+    return float(int(((t % 1000003) * k).sum()) % (1 << 50))
+
+
+def _options_digest(kw, loss_kw):
+    softcap = kw["softcap"]
+    packed = struct.pack(
+        "<qddqd",
+        int(kw["ignore_index"]),
+        float(kw["label_smoothing"]),
+        0.0 if softcap is None else float(softcap),
+        _REDUCTIONS[loss_kw["reduction"]],
+        float(loss_kw["z_loss"]),
+    )
+    return float(zlib.crc32(packed))
+
+
+def _raise(rows, rank, world, what):
+    """The error of the lowest failing rank, raised on every rank."""
+    for r in range(world):
+        st = int(rows[r, 0])
+        if st == _OK:
+            continue
+        msg = _unpack_msg(rows[r])
+        cls = {_VALUE_ERROR: ValueError, _TYPE_ERROR: TypeError}.get(st, RuntimeError)
+        who = "this rank" if r == rank else "rank %d" % r
+        raise cls("xent.torch.distributed.%s: %s of %d rejected its input: %s" % (what, who, world, msg))
+
+
+class _VocabParallelCEFn(_torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, logits, target, weight, opts):
+        group, num_classes, class_offset, kw, loss_kw, inplace, needs_grad = opts
+        x, t = logits, target
+        loss, grad, stats = _forward(x, t, weight, group, num_classes, class_offset, kw, loss_kw, inplace, needs_grad)
+        if needs_grad:
+            if inplace:
+                _bump_version(logits)
+                grad = grad.detach()
+            else:
+                ctx.save_for_backward(logits)
+                ctx.target, ctx.stats = target, stats
+                ctx.kw = dict(kw, **loss_kw, weight=weight, num_classes=num_classes[0], class_offset=class_offset[0])
+            ctx.handoff = _Handoff(grad)
+            ctx.inplace = inplace
+            ctx.rows = loss_kw["reduction"] == "none"
+        return loss
+
+    @staticmethod
+    def backward(ctx, g):
+        _no_double_backward("distributed.vocab_parallel_cross_entropy")
+        h = ctx.handoff
+        if not h.taken:
+            (grad,) = h.take()
+        elif ctx.inplace:
+            raise _second_backward_inplace("distributed.vocab_parallel_cross_entropy")
+        else:  # a second backward (retain_graph=True): phase 2 again from the saved stats, no communication
+            (logits,) = ctx.saved_tensors
+            grad = _vocab_parallel.cross_entropy_shard_finish(logits, ctx.target, ctx.stats, grad=True, **ctx.kw)[1]
+        return _scale_(grad, g, ctx.rows), None, None, None
+
+
+def _forward(x, t, weight, group, num_classes, class_offset, kw, loss_kw, inplace, needs_grad, err=None, shape=None):
+    """Phase 1, the collective(s), phase 2. num_classes / class_offset are
+    one-element lists, filled in here when the caller gave None. ``err``: this
+    rank's input was already found bad (``shape``: its (rows, width) as far
+    as known): it takes part in the collectives and raises with the others."""
+    dist = _dist()
+    rank, world = dist.get_rank(group), dist.get_world_size(group)
+    what = "vocab_parallel_cross_entropy"
+    B, width = (x.shape[0], x.shape[1]) if err is None else shape
+    if err is None and x.dtype not in (_torch.float32, _torch.bfloat16, _torch.float16):
+        err = TypeError("logits_shard has dtype %s; xent takes float32, bfloat16 or float16" % x.dtype)
+    if num_classes[0] is None or class_offset[0] is None:
+        # The widths are not known: a small all-gather of (status, rows, width)
+        # first. A rank whose input is already known to be bad reports it here.
+        head = _torch.zeros(3, dtype=_torch.int64)
+        head[1], head[2] = B, width
+        if err is not None:
+            head[0] = _status_of(err)
+        heads = _all_gather(dist, head, group, world)
+        if bool((heads[:, 0] != 0).any()):
+            bad = int((heads[:, 0] != 0).nonzero()[0])
+            if bad == rank:
+                raise err
+            raise {1: ValueError, 2: TypeError}.get(int(heads[bad, 0]), RuntimeError)(
+                "xent.torch.distributed.%s: rank %d of %d rejected its input (see its error)" % (what, bad, world)
+            )
+        if bool((heads[:, 1] != heads[0, 1]).any()):
+            raise ValueError(
+                "xent.torch.distributed.%s: the ranks' logits shards have different row counts %s"
+                % (what, heads[:, 1].tolist())
+            )
+        widths = heads[:, 2].tolist()
+        if num_classes[0] is None:
+            num_classes[0] = sum(widths)
+        if class_offset[0] is None:
+            class_offset[0] = sum(widths[:rank])
+    V, off = int(num_classes[0]), int(class_offset[0])
+
+    stats = None
+    try:
+        if err is not None:
+            raise err
+        if weight is not None and tuple(weight.shape) != (V,):
+            raise ValueError("weight has shape %s; expected the global (%d,) class weights" % (tuple(weight.shape), V))
+        stats = _vocab_parallel.cross_entropy_shard_stats(x, t, num_classes=V, class_offset=off, weight=weight, **kw)
+    except Exception as e:  # reported to every rank through the gather below
+        err = e
+    n = stats.numel() if stats is not None else 0
+    # Every rank's block has the same size when the row counts agree (checked
+    # by the first all-gather when the widths were gathered; with explicit
+    # offsets the caller promises it).
+    if stats is None:
+        per_row = _vocab_parallel.STATS_PER_ROW
+        n = B * per_row
+    block = _torch.zeros(n + _TRAILER, dtype=_torch.float64)
+    if stats is not None:
+        block[:n] = stats.reshape(-1)
+    tr = block[n:]
+    tr[1], tr[2], tr[3], tr[4] = B, off, width, V
+    if err is None:
+        tr[5], tr[6] = _checksum(t), _options_digest(kw, loss_kw)
+    else:
+        tr[0] = _status_of(err)
+        ln, vals = _pack_msg(str(err))
+        tr[7] = ln
+        if vals:
+            tr[8 : 8 + len(vals)] = _torch.tensor(vals, dtype=_torch.float64)
+    gathered = _all_gather(dist, block, group, world)
+    rows = gathered[:, n:]
+    # From here on every rank decides from the same gathered bytes.
+    if err is not None:
+        raise err
+    _raise(rows, rank, world, what)
+    if bool((rows[:, 1] != rows[0, 1]).any()) or bool((rows[:, 4] != rows[0, 4]).any()):
+        raise ValueError(
+            "xent.torch.distributed.%s: the ranks disagree on the rows %s or num_classes %s"
+            % (what, rows[:, 1].long().tolist(), rows[:, 4].long().tolist())
+        )
+    if bool((rows[:, 5] != rows[0, 5]).any()) or bool((rows[:, 6] != rows[0, 6]).any()):
+        raise ValueError(
+            "xent.torch.distributed.%s: the ranks were given different targets or options (ignore_index, "
+            "label_smoothing, softcap, reduction): every rank must pass the same" % what
+        )
+    ends = (rows[:, 2] + rows[:, 3]).long().tolist()
+    starts = rows[:, 2].long().tolist()
+    if starts[0] != 0 or ends[-1] != V or any(starts[r + 1] != ends[r] for r in range(world - 1)):
+        raise ValueError(
+            "xent.torch.distributed.%s: the shards [class_offset, class_offset + width) %s do not tile [0, %d) "
+            "in rank order" % (what, list(zip(starts, ends)), V)
+        )
+    all_stats = gathered[:, :n].reshape((world,) + tuple(stats.shape))
+    grad = None
+    if needs_grad:
+        loss, grad = _vocab_parallel.cross_entropy_shard_finish(
+            x,
+            t,
+            all_stats,
+            num_classes=V,
+            class_offset=off,
+            weight=weight,
+            grad="inplace" if inplace else True,
+            **kw,
+            **loss_kw,
+        )
+    else:
+        loss = _vocab_parallel.cross_entropy_shard_finish(
+            x, t, all_stats, num_classes=V, class_offset=off, weight=weight, **kw, **loss_kw
+        )
+    if loss.dtype != x.dtype:
+        loss = loss.to(x.dtype)
+    return loss, grad, all_stats
+
+
+def _check_args(logits, target, reduction, inplace_backward):
+    """What is wrong with this rank's arguments before phase 1, or None."""
+    if not isinstance(logits, _torch.Tensor) or not isinstance(target, _torch.Tensor):
+        return TypeError("logits_shard and target must be torch tensors")
+    if target.is_floating_point():
+        return TypeError("target must hold class indices (an integer tensor), got %s" % target.dtype)
+    if logits.dim() == 0:
+        return ValueError("logits_shard must have a class axis")
+    if not logits.is_cpu:
+        return ValueError("logits_shard is on device '%s'; xent runs on CPU tensors" % logits.device)
+    if reduction not in _REDUCTIONS:
+        return ValueError("reduction = %r is not one of 'none', 'mean', 'sum'" % (reduction,))
+    if inplace_backward and logits.dim() != 2:
+        return ValueError("inplace_backward needs a 2-D (N, width) logits_shard")
+    return None
+
+
+def vocab_parallel_cross_entropy(
+    logits_shard,
+    target,
+    *,
+    group=None,
+    weight=None,
+    ignore_index=-100,
+    reduction="mean",
+    label_smoothing=0.0,
+    z_loss=0.0,
+    softcap=None,
+    inplace_backward=False,
+    class_offset=None,
+    num_classes=None,
+    num_threads=None,
+):
+    """Cross-entropy of the (N, V) logits whose columns are split over the
+    ranks of ``group`` (default: the default process group), from this
+    rank's (N, width) shard; xent.torch.cross_entropy's result on the
+    concatenated logits (class-index targets).
+
+    logits_shard: (N, width) or (..., width), classes on the LAST axis
+                  (Megatron's layout), float32 / bfloat16 / float16, CPU.
+    target:       (N,) or (...) GLOBAL class indices in [0, V) or
+                  ignore_index, the same on every rank.
+    weight:       the global (V,) class weights, the same on every rank.
+    reduction:    'mean' (over the weight of the non-ignored rows, as torch),
+                  'sum' or 'none' ((...) per-row losses). The loss is the
+                  same (bits) on every rank.
+    label_smoothing, z_loss, softcap, inplace_backward, num_threads: as
+                  xent.torch.cross_entropy.
+    class_offset, num_classes: this shard's first class and V. When both are
+                  given, the forward makes one all-gather (the statistics);
+                  when either is None, they come from the ranks' widths in
+                  rank order (rank r starts where rank r - 1 ends) with one
+                  more small all-gather of the widths before it.
+
+    Bit-identical to xent.torch.cross_entropy on the whole logits when every
+    shard but the last is 4096 * 2**k wide (see xent.h); other splits agree
+    within its accuracy contract.
+
+    Errors: a rank whose input is bad (dtype, shape, target out of range,
+    weight shape, a class range that does not tile [0, V), targets or options
+    that differ from rank 0's) still takes part in the all-gather(s), and
+    then every rank raises: the failing rank its own error, the others a
+    ValueError / TypeError naming the lowest failing rank and quoting its
+    message (up to 96 bytes); the process group stays usable. Row counts: a
+    collective needs the same byte count from every rank, so when the widths
+    are gathered the first all-gather (3 int64 per rank) also compares the
+    row counts and every rank raises on a mismatch; with explicit
+    class_offset and num_classes nothing is exchanged before the statistics,
+    and a rank with another N makes the statistics' all-gather fail in the
+    backend (gloo aborts a process: "op.preamble.length <= op.nbytes") —
+    leave them None unless the row count is the same everywhere by
+    construction. Every rank must make the same calls in the same order, as
+    for any collective.
+    """
+    kw = dict(ignore_index=ignore_index, label_smoothing=label_smoothing, softcap=softcap, num_threads=num_threads)
+    loss_kw = dict(reduction=reduction, z_loss=z_loss)
+    err = _check_args(logits_shard, target, reduction, inplace_backward)
+    if err is not None:  # raised on every rank, after the collectives the others are in
+        shape = (0, 0)
+        if isinstance(logits_shard, _torch.Tensor) and logits_shard.dim() > 0:
+            shape = (logits_shard.numel() // max(logits_shard.shape[-1], 1), logits_shard.shape[-1])
+        _forward(None, None, None, group, [num_classes], [class_offset], kw, loss_kw, False, False, err, shape)
+    lead = tuple(logits_shard.shape[:-1])
+    width = logits_shard.shape[-1]
+    x = logits_shard.reshape(-1, width) if logits_shard.dim() != 2 else logits_shard
+    # A target of another shape goes on as it is: phase 1 rejects it and
+    # every rank hears of it in the all-gather.
+    t = target.reshape(-1) if tuple(target.shape) == lead else target
+    needs_grad = _needs_graph(logits_shard)
+    opts = (group, [num_classes], [class_offset], kw, loss_kw, bool(inplace_backward), needs_grad)
+    if needs_grad:
+        loss = _VocabParallelCEFn.apply(x, t, weight, opts)
+    else:
+        loss = _forward(x, t, weight, group, [num_classes], [class_offset], kw, loss_kw, False, False)[0]
+    if reduction == "none" and len(lead) != 1:
+        loss = loss.reshape(lead)
+    return loss

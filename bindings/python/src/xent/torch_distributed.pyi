@@ -1,0 +1,22 @@
+# Type stubs for xent.torch.distributed: vocab-parallel cross-entropy over a
+# torch.distributed process group.
+from typing import Any, Optional
+
+from torch import Tensor
+
+def vocab_parallel_cross_entropy(
+    logits_shard: Tensor,
+    target: Tensor,
+    *,
+    group: Optional[Any] = ...,
+    weight: Optional[Tensor] = ...,
+    ignore_index: int = ...,
+    reduction: str = ...,
+    label_smoothing: float = ...,
+    z_loss: float = ...,
+    softcap: Optional[float] = ...,
+    inplace_backward: bool = ...,
+    class_offset: Optional[int] = ...,
+    num_classes: Optional[int] = ...,
+    num_threads: Optional[int] = ...,
+) -> Tensor: ...

@@ -1,0 +1,238 @@
+"""One rank of test_torch_distributed.py: python dist_worker.py RANK WORLD PORT.
+
+Joins a gloo process group on 127.0.0.1:PORT, runs every scenario below
+against single-process xent.torch.cross_entropy on the whole logits (which
+every rank builds from the same seed), and prints one JSON line: scenario ->
+"ok" or what went wrong. A scenario that should fail records the error it
+raised on this rank."""
+
+import datetime
+import json
+import os
+import sys
+import traceback
+
+import torch
+import torch.distributed as dist
+
+import xent.torch as xF
+from xent.torch.distributed import vocab_parallel_cross_entropy
+
+RANK, WORLD, PORT = (int(a) for a in sys.argv[1:4])
+B = 6
+
+
+def problem(V, dtype, seed, ignore=True):
+    g = torch.Generator().manual_seed(seed)
+    x = (torch.randn(B, V, generator=g) * 3).to(dtype)
+    y = torch.randint(0, V, (B,), generator=g)
+    if ignore:
+        y[1::3] = -100  # ignored rows: rows 1 and 4
+    w = torch.rand(V, generator=g) + 0.25
+    return x, y, w
+
+
+def aligned_bounds(V):
+    """Every shard but the last 4096 wide: xent.cross_entropy's bits."""
+    return [min(r * 4096, V) for r in range(WORLD)] + [V]
+
+
+def uneven_bounds(V):
+    cuts = [1, 37, 300][: WORLD - 1]
+    return [0] + cuts + [V]
+
+
+def run(x, y, bounds, upstream=None, inplace=False, explicit=False, **kw):
+    """(loss, full-logits gradient columns of this rank) from the
+    distributed call, and the same from xent.torch.cross_entropy."""
+    a, b = bounds[RANK], bounds[RANK + 1]
+    shard = x[:, a:b].clone().requires_grad_(not inplace)
+    leaf = shard
+    if inplace:  # the gradient written over a non-leaf's memory (as the output of a Linear)
+        leaf = shard.detach().clone().requires_grad_()
+        shard = leaf * 1
+    extra = dict(class_offset=a, num_classes=x.shape[1]) if explicit else {}
+    loss = vocab_parallel_cross_entropy(shard, y, inplace_backward=inplace, **extra, **kw)
+    loss.backward(torch.ones_like(loss) if upstream is None else upstream)
+    xr = x.clone().requires_grad_()
+    want = xF.cross_entropy(xr, y, **kw)
+    want.backward(torch.ones_like(want) if upstream is None else upstream)
+    return loss.detach(), leaf.grad, want.detach(), xr.grad[:, a:b]
+
+
+def same_bits(got, want, what):
+    assert got.dtype == want.dtype, "%s: dtype %s != %s" % (what, got.dtype, want.dtype)
+    assert torch.equal(got, want), "%s: not the same bits: max |diff| %g" % (
+        what,
+        (got.double() - want.double()).abs().max(),
+    )
+
+
+def close(got, want, what, tol):
+    d = (got.double() - want.double()).abs().max().item() if got.numel() else 0.0
+    assert d <= tol, "%s: max |diff| %g > %g" % (what, d, tol)
+
+
+def loss_everywhere_same(loss):
+    """The loss bits of every rank (one more all-gather, for the test)."""
+    t = loss.detach().float().reshape(-1)
+    out = [torch.empty_like(t) for _ in range(WORLD)]
+    dist.all_gather(out, t)
+    assert all(torch.equal(o, out[0]) for o in out), "ranks' losses differ: %s" % out
+
+
+def aligned_f32():
+    x, y, w = problem((WORLD - 1) * 4096 + 1000, torch.float32, 1)
+    kw = dict(weight=w, label_smoothing=0.1, z_loss=1e-3)
+    loss, g, want, gw = run(x, y, aligned_bounds(x.shape[1]), **kw)
+    same_bits(loss, want, "loss")
+    same_bits(g, gw, "grad")
+    loss_everywhere_same(loss)
+    a, b = aligned_bounds(x.shape[1])[RANK : RANK + 2]
+    with torch.no_grad():  # no autograd node: the same loss
+        same_bits(vocab_parallel_cross_entropy(x[:, a:b], y, **kw), want, "no_grad loss")
+
+
+def aligned_bf16_rows_upstream():
+    x, y, _ = problem((WORLD - 1) * 4096 + 513, torch.bfloat16, 2)
+    up = torch.linspace(-2, 3, B).to(torch.bfloat16)
+    loss, g, want, gw = run(x, y, aligned_bounds(x.shape[1]), reduction="none", upstream=up, softcap=30.0)
+    same_bits(loss, want, "row losses")
+    same_bits(g, gw, "grad")
+
+
+def aligned_inplace_sum():
+    x, y, _ = problem((WORLD - 1) * 4096 + 77, torch.float32, 3)
+    loss, g, want, gw = run(x, y, aligned_bounds(x.shape[1]), inplace=True, reduction="sum", upstream=torch.tensor(0.5))
+    same_bits(loss, want, "loss")
+    same_bits(g, gw, "grad")
+
+
+def uneven_smoothing_weights_no_target():
+    # Every target in rank 0's single column or ignored: the other ranks hold no target.
+    x, y, w = problem(1000, torch.float32, 4)
+    y[:] = 0
+    y[2] = -100
+    kw = dict(weight=w, label_smoothing=0.2)
+    loss, g, want, gw = run(x, y, uneven_bounds(1000), explicit=True, upstream=torch.tensor(-1.5), **kw)
+    close(loss, want, "loss", 2e-6 * abs(want.item()) + 1e-6)
+    close(g, gw, "grad", 4e-6)
+    loss_everywhere_same(loss)
+
+
+def uneven_f16_mean():
+    x, y, w = problem(1000, torch.float16, 5)
+    loss, g, want, gw = run(x, y, uneven_bounds(1000), weight=w, softcap=20.0)
+    close(loss, want, "loss", 2e-3 * abs(want.item()) + 1e-3)
+    close(g, gw, "grad", 1e-4)
+    loss_everywhere_same(loss)
+
+
+def expect_error(cls, pattern, fn):
+    try:
+        fn()
+    except cls as e:
+        assert pattern in str(e), "error %r does not mention %r" % (str(e), pattern)
+        return
+    raise AssertionError("no %s raised" % cls.__name__)
+
+
+def bad_target_on_last_rank():
+    x, y, _ = problem(1000, torch.float32, 6)
+    bounds = uneven_bounds(1000)
+    if RANK == WORLD - 1:
+        y[0] = 1000  # out of [0, V)
+    shard = x[:, bounds[RANK] : bounds[RANK + 1]].clone().requires_grad_()
+    want = "rank" if RANK != WORLD - 1 else "target"
+    expect_error(ValueError, want, lambda: vocab_parallel_cross_entropy(shard, y))
+
+
+def bad_dtype_on_last_rank():
+    x, y, _ = problem(1000, torch.float32, 7)
+    bounds = uneven_bounds(1000)
+    shard = x[:, bounds[RANK] : bounds[RANK + 1]].clone()
+    if RANK == WORLD - 1:
+        shard = shard.double()
+    want = "rank %d" % (WORLD - 1) if RANK != WORLD - 1 else "float64"
+    expect_error(TypeError, want, lambda: vocab_parallel_cross_entropy(shard, y))
+
+
+def bad_option_on_last_rank():
+    # Rejected before phase 1 (an unknown reduction), still reported to every rank.
+    x, y, _ = problem(1000, torch.float32, 10)
+    bounds = uneven_bounds(1000)
+    red = "avg" if RANK == WORLD - 1 else "mean"
+    want = "rank %d" % (WORLD - 1) if RANK != WORLD - 1 else "avg"
+    expect_error(
+        ValueError, want, lambda: vocab_parallel_cross_entropy(x[:, bounds[RANK] : bounds[RANK + 1]], y, reduction=red)
+    )
+
+
+def rows_differ():
+    x, y, _ = problem(1000, torch.float32, 11)
+    bounds = uneven_bounds(1000)
+    n = B - 1 if RANK == WORLD - 1 else B
+    fn = lambda: vocab_parallel_cross_entropy(x[:n, bounds[RANK] : bounds[RANK + 1]], y[:n])  # noqa: E731
+    if WORLD == 1:
+        fn()
+    else:
+        expect_error(ValueError, "different row counts", fn)
+
+
+def bad_offsets():
+    # Explicit offsets that do not tile [0, V) (every rank claims to start at 0).
+    x, y, _ = problem(1000, torch.float32, 8)
+    bounds = uneven_bounds(1000)
+    shard = x[:, bounds[RANK] : bounds[RANK + 1]]
+    fn = lambda: vocab_parallel_cross_entropy(shard, y, class_offset=0, num_classes=1000)  # noqa: E731
+    if WORLD == 1:
+        fn()  # one rank holding all classes: fine
+    else:
+        expect_error(ValueError, "do not tile", fn)
+
+
+def different_targets():
+    x, y, _ = problem(1000, torch.float32, 9)
+    bounds = uneven_bounds(1000)
+    if RANK == WORLD - 1:
+        y[3] = (y[3] + 1) % 1000
+    fn = lambda: vocab_parallel_cross_entropy(x[:, bounds[RANK] : bounds[RANK + 1]], y)  # noqa: E731
+    if WORLD == 1:
+        fn()
+    else:
+        expect_error(ValueError, "different targets", fn)
+
+
+SCENARIOS = [
+    aligned_f32,
+    bad_target_on_last_rank,
+    aligned_bf16_rows_upstream,
+    bad_dtype_on_last_rank,
+    aligned_inplace_sum,
+    bad_offsets,
+    bad_option_on_last_rank,
+    rows_differ,
+    uneven_smoothing_weights_no_target,
+    different_targets,
+    uneven_f16_mean,  # after the bad inputs: the group still works
+]
+
+
+def main():
+    torch.set_num_threads(1)
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(PORT))
+    dist.init_process_group("gloo", rank=RANK, world_size=WORLD, timeout=datetime.timedelta(seconds=30))
+    results = {}
+    for fn in SCENARIOS:
+        try:
+            fn()
+            results[fn.__name__] = "ok"
+        except Exception:
+            results[fn.__name__] = traceback.format_exc(limit=3)
+    dist.barrier()
+    dist.destroy_process_group()
+    print(json.dumps({"rank": RANK, "results": results}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
