@@ -108,6 +108,19 @@ def aligned_inplace_sum():
     same_bits(g, gw, "grad")
 
 
+def second_backward():
+    # retain_graph=True: the second backward reruns phase 2 from the saved statistics, no collective.
+    x, y, w = problem((WORLD - 1) * 4096 + 300, torch.float32, 12)
+    a, b = aligned_bounds(x.shape[1])[RANK : RANK + 2]
+    shard = x[:, a:b].clone().requires_grad_()
+    loss = vocab_parallel_cross_entropy(shard, y, weight=w, label_smoothing=0.05)
+    loss.backward(retain_graph=True)
+    first = shard.grad.clone()
+    shard.grad = None
+    (loss * 2).backward()
+    same_bits(shard.grad, first * 2, "second backward")
+
+
 def uneven_smoothing_weights_no_target():
     # Every target in rank 0's single column or ignored: the other ranks hold no target.
     x, y, w = problem(1000, torch.float32, 4)
@@ -209,6 +222,7 @@ SCENARIOS = [
     aligned_bf16_rows_upstream,
     bad_dtype_on_last_rank,
     aligned_inplace_sum,
+    second_backward,
     bad_offsets,
     bad_option_on_last_rank,
     rows_differ,
