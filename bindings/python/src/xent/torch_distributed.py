@@ -69,6 +69,22 @@ def _all_gather(dist, t, group, world):
     return out
 
 
+_per_row = []
+
+
+def _stats_per_row():
+    """float64 per row of the library's shard statistics, as phase 1 returns
+    them (asked of a 1 x 1 problem: the layout is the library's business)."""
+    if not _per_row:
+        one = _torch.zeros(1, 1)
+        _per_row.append(
+            _vocab_parallel.cross_entropy_shard_stats(
+                one, _torch.zeros(1, dtype=_torch.int64), num_classes=1, class_offset=0
+            ).shape[-1]
+        )
+    return _per_row[0]
+
+
 def _status_of(e):
     if isinstance(e, (TypeError, XentTypeError)):
         return _TYPE_ERROR
@@ -212,8 +228,7 @@ def _forward(x, t, weight, group, num_classes, class_offset, kw, loss_kw, inplac
     # by the first all-gather when the widths were gathered; with explicit
     # offsets the caller promises it).
     if stats is None:
-        per_row = _vocab_parallel.STATS_PER_ROW
-        n = B * per_row
+        n = B * _stats_per_row()
     block = _torch.zeros(n + _TRAILER, dtype=_torch.float64)
     if stats is not None:
         block[:n] = stats.reshape(-1)
