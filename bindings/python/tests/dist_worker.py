@@ -121,6 +121,23 @@ def second_backward():
     same_bits(shard.grad, first * 2, "second backward")
 
 
+def empty_batch_and_3d():
+    bounds = uneven_bounds(1000)
+    a, b = bounds[RANK], bounds[RANK + 1]
+    x = torch.zeros(0, b - a, requires_grad=True)
+    y = torch.zeros(0, dtype=torch.long)
+    loss = vocab_parallel_cross_entropy(x, y, reduction="sum")
+    loss.backward()
+    assert loss.item() == 0 and x.grad.shape == x.shape
+    assert vocab_parallel_cross_entropy(x, y).isnan()  # mean of nothing, as torch
+    # (..., width) logits, classes last: per-row losses in the leading shape.
+    x3, y3, _ = problem(1000, torch.float32, 13, ignore=False)
+    x3, y3 = x3.reshape(2, 3, 1000), y3.reshape(2, 3)
+    got = vocab_parallel_cross_entropy(x3[..., a:b], y3, reduction="none")
+    want = xF.cross_entropy(x3.reshape(6, 1000), y3.reshape(6), reduction="none").reshape(2, 3)
+    close(got, want, "3-D row losses", 1e-5)
+
+
 def uneven_smoothing_weights_no_target():
     # Every target in rank 0's single column or ignored: the other ranks hold no target.
     x, y, w = problem(1000, torch.float32, 4)
@@ -223,6 +240,7 @@ SCENARIOS = [
     bad_dtype_on_last_rank,
     aligned_inplace_sum,
     second_backward,
+    empty_batch_and_3d,
     bad_offsets,
     bad_option_on_last_rank,
     rows_differ,

@@ -24,7 +24,7 @@ import zlib
 
 import torch as _torch
 
-from . import _vocab_parallel
+from . import _api, _vocab_parallel
 from ._lib import XentTypeError, XentValueError
 from .torch import _bump_version, _Handoff, _needs_graph, _no_double_backward, _scale_, _second_backward_inplace
 
@@ -220,7 +220,14 @@ def _forward(x, t, weight, group, num_classes, class_offset, kw, loss_kw, inplac
             raise err
         if weight is not None and tuple(weight.shape) != (V,):
             raise ValueError("weight has shape %s; expected the global (%d,) class weights" % (tuple(weight.shape), V))
-        stats = _vocab_parallel.cross_entropy_shard_stats(x, t, num_classes=V, class_offset=off, weight=weight, **kw)
+        if B == 0:  # no rows, no statistics (an empty tensor's storage is a NULL pointer to the C call)
+            if tuple(t.shape) != (0,):
+                raise ValueError("target has shape %s; expected (0,) for an empty logits_shard" % (tuple(t.shape),))
+            stats = _torch.zeros((0, _stats_per_row()), dtype=_torch.float64)
+        else:
+            stats = _vocab_parallel.cross_entropy_shard_stats(
+                x, t, num_classes=V, class_offset=off, weight=weight, **kw
+            )
     except Exception as e:  # reported to every rank through the gather below
         err = e
     n = stats.numel() if stats is not None else 0
@@ -267,7 +274,11 @@ def _forward(x, t, weight, group, num_classes, class_offset, kw, loss_kw, inplac
         )
     all_stats = gathered[:, :n].reshape((world,) + tuple(stats.shape))
     grad = None
-    if needs_grad:
+    if B == 0:  # xent.torch.cross_entropy of an empty batch (mean: nan, sum: 0, none: empty)
+        loss = _api.cross_entropy(x.new_empty((0, V)), t, weight=weight, **kw, **loss_kw)
+        if needs_grad:
+            grad = x if inplace else _torch.empty_like(x)
+    elif needs_grad:
         loss, grad = _vocab_parallel.cross_entropy_shard_finish(
             x,
             t,
