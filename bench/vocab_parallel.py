@@ -112,8 +112,7 @@ def worker(rank, world, port, args):
                 times[name].append(time.perf_counter() - t0)
         from xent import torch_distributed as td
 
-        per_row = td._stats_per_row()
-        block = (B * per_row + td._TRAILER) * 8
+        block = (td._block_doubles(B, 0.0) + td._TRAILER) * 8
         out.append(
             {
                 "scaling": scaling,

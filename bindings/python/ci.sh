@@ -122,7 +122,7 @@ b, s = (set(zipfile.ZipFile(p).namelist()) for p in sys.argv[1:3])
 assert "xent/libxent.so.1" in b, sorted(b)
 assert not any("libxent" in n for n in s), sorted(s)
 for n in ("xent/__init__.py", "xent/torch.py", "xent/__init__.pyi", "xent/torch.pyi", "xent/py.typed",
-          "xent/_buffers.py"):
+          "xent/_buffers.py", "xent/_vocab_parallel.py", "xent/torch_distributed.py", "xent/torch_distributed.pyi"):
     assert n in b and n in s, n
 for names in (b, s):  # the compiled per-call path
     assert any(n.startswith("xent/_fast.") and n.endswith(".so") for n in names), sorted(names)

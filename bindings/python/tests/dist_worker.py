@@ -233,6 +233,19 @@ def different_targets():
         expect_error(ValueError, "different targets", fn)
 
 
+def different_smoothing():
+    # The stats of a smoothed shard are twice as large: the first all-gather
+    # (the widths) finds the disagreement before the statistics' one.
+    x, y, _ = problem(1000, torch.float32, 12)
+    bounds = uneven_bounds(1000)
+    ls = 0.1 if RANK == WORLD - 1 else 0.0
+    fn = lambda: vocab_parallel_cross_entropy(x[:, bounds[RANK] : bounds[RANK + 1]], y, label_smoothing=ls)  # noqa: E731
+    if WORLD == 1:
+        fn()
+    else:
+        expect_error(ValueError, "label_smoothing is 0 on some ranks", fn)
+
+
 SCENARIOS = [
     aligned_f32,
     bad_target_on_last_rank,
@@ -246,6 +259,7 @@ SCENARIOS = [
     rows_differ,
     uneven_smoothing_weights_no_target,
     different_targets,
+    different_smoothing,
     uneven_f16_mean,  # after the bad inputs: the group still works
 ]
 

@@ -69,20 +69,19 @@ def _all_gather(dist, t, group, world):
     return out
 
 
-_per_row = []
+def _smoothing(kw):
+    """1.0 when label smoothing is on (the statistics are then twice as
+    large: the ranks must agree on it before they gather them), else 0.0."""
+    try:
+        return 1.0 if float(kw["label_smoothing"]) != 0.0 else 0.0
+    except (TypeError, ValueError):  # rejected by phase 1, reported to every rank
+        return 0.0
 
 
-def _stats_per_row():
-    """float64 per row of the library's shard statistics, as phase 1 returns
-    them (asked of a 1 x 1 problem: the layout is the library's business)."""
-    if not _per_row:
-        one = _torch.zeros(1, 1)
-        _per_row.append(
-            _vocab_parallel.cross_entropy_shard_stats(
-                one, _torch.zeros(1, dtype=_torch.int64), num_classes=1, class_offset=0
-            ).shape[-1]
-        )
-    return _per_row[0]
+def _block_doubles(rows, smoothing):
+    """float64 elements of one rank's statistics: 16 bytes per row (32 with
+    label smoothing) and a 32-byte header (xent_cross_entropy_shard_stats_doubles)."""
+    return _vocab_parallel.cross_entropy_shard_stats_doubles(rows, smoothing)
 
 
 def _status_of(e):
@@ -190,8 +189,8 @@ def _forward(x, t, weight, group, num_classes, class_offset, kw, loss_kw, inplac
     if num_classes[0] is None or class_offset[0] is None:
         # The widths are not known: a small all-gather of (status, rows, width)
         # first. A rank whose input is already known to be bad reports it here.
-        head = _torch.zeros(3, dtype=_torch.int64)
-        head[1], head[2] = B, width
+        head = _torch.zeros(4, dtype=_torch.int64)
+        head[1], head[2], head[3] = B, width, int(_smoothing(kw))
         if err is not None:
             head[0] = _status_of(err)
         heads = _all_gather(dist, head, group, world)
@@ -206,6 +205,11 @@ def _forward(x, t, weight, group, num_classes, class_offset, kw, loss_kw, inplac
             raise ValueError(
                 "xent.torch.distributed.%s: the ranks' logits shards have different row counts %s"
                 % (what, heads[:, 1].tolist())
+            )
+        if bool((heads[:, 3] != heads[0, 3]).any()):
+            raise ValueError(
+                "xent.torch.distributed.%s: label_smoothing is 0 on some ranks and not on others %s: every rank "
+                "must pass the same" % (what, heads[:, 3].tolist())
             )
         widths = heads[:, 2].tolist()
         if num_classes[0] is None:
@@ -223,22 +227,20 @@ def _forward(x, t, weight, group, num_classes, class_offset, kw, loss_kw, inplac
         if B == 0:  # no rows, no statistics (an empty tensor's storage is a NULL pointer to the C call)
             if tuple(t.shape) != (0,):
                 raise ValueError("target has shape %s; expected (0,) for an empty logits_shard" % (tuple(t.shape),))
-            stats = _torch.zeros((0, _stats_per_row()), dtype=_torch.float64)
+            stats = _torch.zeros(0, dtype=_torch.float64)
         else:
             stats = _vocab_parallel.cross_entropy_shard_stats(
                 x, t, num_classes=V, class_offset=off, weight=weight, **kw
             )
     except Exception as e:  # reported to every rank through the gather below
         err = e
-    n = stats.numel() if stats is not None else 0
     # Every rank's block has the same size when the row counts agree (checked
     # by the first all-gather when the widths were gathered; with explicit
     # offsets the caller promises it).
-    if stats is None:
-        n = B * _stats_per_row()
+    n = _block_doubles(B, _smoothing(kw))
     block = _torch.zeros(n + _TRAILER, dtype=_torch.float64)
     if stats is not None:
-        block[:n] = stats.reshape(-1)
+        block[: stats.numel()] = stats.reshape(-1)
     tr = block[n:]
     tr[1], tr[2], tr[3], tr[4] = B, off, width, V
     if err is None:
@@ -272,7 +274,7 @@ def _forward(x, t, weight, group, num_classes, class_offset, kw, loss_kw, inplac
             "xent.torch.distributed.%s: the shards [class_offset, class_offset + width) %s do not tile [0, %d) "
             "in rank order" % (what, list(zip(starts, ends)), V)
         )
-    all_stats = gathered[:, :n].reshape((world,) + tuple(stats.shape))
+    all_stats = gathered[:, : stats.numel()]
     grad = None
     if B == 0:  # xent.torch.cross_entropy of an empty batch (mean: nan, sum: 0, none: empty)
         loss = _api.cross_entropy(x.new_empty((0, V)), t, weight=weight, **kw, **loss_kw)
@@ -364,13 +366,14 @@ def vocab_parallel_cross_entropy(
     ValueError / TypeError naming the lowest failing rank and quoting its
     message (up to 96 bytes); the process group stays usable. Row counts: a
     collective needs the same byte count from every rank, so when the widths
-    are gathered the first all-gather (3 int64 per rank) also compares the
-    row counts and every rank raises on a mismatch; with explicit
+    are gathered the first all-gather (4 int64 per rank) also compares the
+    row counts and whether label smoothing is on (which doubles the
+    statistics), and every rank raises on a mismatch; with explicit
     class_offset and num_classes nothing is exchanged before the statistics,
-    and a rank with another N makes the statistics' all-gather fail in the
-    backend (gloo aborts a process: "op.preamble.length <= op.nbytes") —
-    leave them None unless the row count is the same everywhere by
-    construction. Every rank must make the same calls in the same order, as
+    and a rank with another N, or with label_smoothing = 0 where the others'
+    is not, makes the statistics' all-gather fail in the backend (gloo aborts
+    a process: "op.preamble.length <= op.nbytes") — leave them None unless
+    both are the same everywhere by construction. Every rank must make the same calls in the same order, as
     for any collective.
     """
     kw = dict(ignore_index=ignore_index, label_smoothing=label_smoothing, softcap=softcap, num_threads=num_threads)
