@@ -231,6 +231,8 @@ xent_status RunCrossEntropyRows(const CrossEntropyProblem& p, double divisor, fl
   return RunColumns(p, Columns{0, p.V}, divisor, row_loss, nullptr, nullptr);
 }
 
+size_t CrossEntropyRowsWorkspaceBytes(size_t B, size_t V) { return RowsWorkspaceBytes<CeOp>(B, V); }
+
 xent_status RunCrossEntropy(const CrossEntropyProblem& p) {
   const double divisor = CrossEntropyDivisor(p);
   RowLosses losses;

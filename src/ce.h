@@ -63,6 +63,10 @@ double CrossEntropyDivisor(const CrossEntropyProblem& p);
 // computed over the whole batch); row losses go to `row_loss` (B values, may
 // be nullptr); p.loss and p.row_loss are not read.
 xent_status RunCrossEntropyRows(const CrossEntropyProblem& p, double divisor, float* row_loss);
+// Bytes of p.exec.workspace with which RunCrossEntropyRows of up to B rows
+// of V classes allocates nothing (for callers that run it after writing
+// outputs: a failed call must leave them untouched).
+size_t CrossEntropyRowsWorkspaceBytes(size_t B, size_t V);
 
 }  // namespace xent
 

@@ -45,6 +45,7 @@
 #include <atomic>
 #include <cmath>
 #include <cstddef>
+#include <cstdint>
 #include <limits>
 #include <memory>
 #include <new>
@@ -227,6 +228,54 @@ bool StatsAndMerge(const Op& op, size_t row, size_t nseg, typename Op::Seg* segs
   return true;
 }
 
+// The engine's buffers of one RunRows call: n objects of plain data T, taken
+// from exec.workspace at byte `*offset` when the caller gave one, else
+// allocated. Null when the allocation fails.
+template <class T>
+class EngineBuffer {
+ public:
+  EngineBuffer(const Exec& exec, size_t* offset, size_t n) {
+    static_assert(std::is_trivially_copyable<T>::value && std::is_trivially_destructible<T>::value, "plain data");
+    if (exec.workspace != nullptr) {
+      constexpr uintptr_t a = alignof(std::max_align_t);
+      const uintptr_t base = reinterpret_cast<uintptr_t>(exec.workspace);
+      const size_t at = static_cast<size_t>((base + *offset + a - 1) / a * a - base);
+      if (at <= exec.workspace_bytes && n <= (exec.workspace_bytes - at) / sizeof(T)) {
+        p_ = reinterpret_cast<T*>(static_cast<unsigned char*>(exec.workspace) + at);
+        for (size_t i = 0; i < n; ++i) new (p_ + i) T();
+        *offset = at + n * sizeof(T);
+        return;
+      }
+    }
+    if (n == 0) return;
+    own_.reset(new (std::nothrow) T[n]);
+    p_ = own_.get();
+    ok_ = p_ != nullptr;
+  }
+  T* get() const { return p_; }
+  explicit operator bool() const { return ok_; }
+
+ private:
+  std::unique_ptr<T[]> own_;
+  T* p_ = nullptr;
+  bool ok_ = true;
+};
+
+constexpr size_t kLocalSegments = 16;  // RunRowBlocks: partials on the stack up to this many segments
+
+// Bytes of exec.workspace that make a RunRows call of B rows of V classes
+// allocate nothing of its own (either path; see EngineBuffer).
+template <class Op>
+size_t RowsWorkspaceBytes(size_t B, size_t V) {
+  const size_t nseg = NumSegments(V), a = alignof(std::max_align_t);
+  auto rounded = [a](size_t n) { return (n + a - 1) / a * a; };
+  const size_t rows_per_task = std::max<size_t>(1, 65536 / V);
+  const size_t tasks = (B + rows_per_task - 1) / rows_per_task;
+  const size_t blocks = nseg > kLocalSegments ? rounded(tasks * nseg * sizeof(typename Op::Seg)) : 0;
+  const size_t split = rounded(B * nseg * sizeof(typename Op::Seg)) + rounded(B * sizeof(typename Op::RowState));
+  return std::max(blocks, split) + a;  // + a: the workspace itself may start unaligned
+}
+
 // Many rows: a task is a block of rows holding at least ~64K elements; each
 // row goes through every phase before the next.
 template <class Op>
@@ -241,16 +290,14 @@ xent_status RunRowBlocks(const Op& op, size_t B, size_t V, const Exec& exec) {
   // written: a failed allocation inside a task would leave the rows other
   // tasks finished written, and a failed call must leave outputs untouched.
   // (The per-thread scratch may fail inside a task: ops then recompute.)
-  constexpr size_t kLocal = 16;
-  std::unique_ptr<Seg[]> long_segs;
-  if (nseg > kLocal) {
-    long_segs.reset(new (std::nothrow) Seg[tasks * nseg]);
-    if (!long_segs) return XENT_ERROR_OUT_OF_MEMORY;
-  }
+  constexpr size_t kLocal = kLocalSegments;
+  size_t used = 0;
+  EngineBuffer<Seg> long_segs(exec, &used, nseg > kLocal ? tasks * nseg : 0);
+  if (!long_segs) return XENT_ERROR_OUT_OF_MEMORY;
   auto body = [&](size_t t) {
     float* scratch = op.ScratchRows() ? ThreadScratch(V * op.ScratchRows()) : nullptr;
     Seg local[kLocal];
-    Seg* segs = nseg > kLocal ? &long_segs[t * nseg] : local;
+    Seg* segs = nseg > kLocal ? long_segs.get() + t * nseg : local;
     const size_t r1 = std::min(B, (t + 1) * rows_per_task);
     for (size_t row = t * rows_per_task; row < r1; ++row) {
       typename Op::Acc acc;
@@ -275,9 +322,12 @@ xent_status RunSegmentSplit(const Op& op, size_t B, size_t V, const Exec& exec) 
   const size_t nseg = NumSegments(V);
   constexpr size_t kSegsPerTask = 4;
   const size_t groups = (nseg + kSegsPerTask - 1) / kSegsPerTask;
-  std::unique_ptr<Seg[]> segs(new (std::nothrow) Seg[B * nseg]);
-  std::unique_ptr<RowState[]> states(new (std::nothrow) RowState[B]);
-  if (!segs || !states) return XENT_ERROR_OUT_OF_MEMORY;
+  size_t used = 0;
+  EngineBuffer<Seg> seg_buf(exec, &used, B * nseg);
+  EngineBuffer<RowState> state_buf(exec, &used, B);
+  if (!seg_buf || !state_buf) return XENT_ERROR_OUT_OF_MEMORY;
+  Seg* const segs = seg_buf.get();
+  RowState* const states = state_buf.get();
   // Task t covers segments [s0, s1) of row `row`.
   auto span = [&](size_t t, size_t* row, size_t* s0, size_t* s1) {
     *row = t / groups;

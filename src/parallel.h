@@ -15,6 +15,11 @@ struct Exec {
   int32_t num_threads = 0;  // 0 = all cores
   xent_parallel_for_fn parallel_for = nullptr;
   void* parallel_user = nullptr;
+  // The row engine's per-call buffers (src/engine.h, RowsWorkspaceBytes),
+  // when a caller that calls it several times per call (after writing some
+  // outputs) allocated them beforehand; else the engine allocates them.
+  void* workspace = nullptr;
+  size_t workspace_bytes = 0;
 };
 
 // Threads a call will use: num_threads, or all cores for 0, never more than
