@@ -16,11 +16,12 @@
 // over row blocks run in block order. The tiles depend on B, V, H and the
 // scratch budget only, so results are bit-identical for any thread count.
 #include <algorithm>
-#include <atomic>
 #include <cstdint>
 #include <cstring>
 #include <memory>
+#include <mutex>
 #include <new>
+#include <thread>
 #include <vector>
 
 #include "src/blas.h"
@@ -28,7 +29,6 @@
 #include "src/linear_ce.h"
 #include "src/parallel.h"
 #include "src/problem.h"
-#include "src/scratch.h"
 
 namespace xent {
 
@@ -52,6 +52,64 @@ std::unique_ptr<T[]> Alloc(size_t n) {
   return std::unique_ptr<T[]>(new (std::nothrow) T[n == 0 ? 1 : n]);
 }
 
+// Scratch of the tasks of one call, allocated before any output is written
+// (a failed call must leave its outputs untouched, and the row blocks after
+// the first run once outputs are): `slots` buffers of `floats` each, lent
+// to one task at a time. A task waits (yields) while every buffer is lent:
+// each is held by a task that is running, so one comes back. More tasks
+// running at once than buffers (a host pool larger than it said) only
+// wait; the results do not depend on which buffer a task gets.
+class SlotPool {
+ public:
+  bool Init(size_t slots, size_t floats) {
+    if (floats == 0) return true;
+    bufs_.reserve(slots);
+    free_.reserve(slots);
+    for (size_t i = 0; i < slots; ++i) {
+      bufs_.push_back(Alloc<float>(floats));
+      if (!bufs_.back()) return false;
+      free_.push_back(bufs_.back().get());
+    }
+    return true;
+  }
+  float* Acquire() {
+    for (;;) {
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        if (!free_.empty()) {
+          float* p = free_.back();
+          free_.pop_back();
+          return p;
+        }
+      }
+      std::this_thread::yield();
+    }
+  }
+  void Release(float* p) {
+    std::lock_guard<std::mutex> lock(mu_);
+    free_.push_back(p);  // (capacity reserved: no allocation)
+  }
+
+ private:
+  std::vector<std::unique_ptr<float[]>> bufs_;
+  std::vector<float*> free_;
+  std::mutex mu_;
+};
+
+// One task's buffer from the pool, returned when the task ends.
+class Slot {
+ public:
+  explicit Slot(SlotPool& pool) : pool_(pool), p_(pool.Acquire()) {}
+  ~Slot() { pool_.Release(p_); }
+  Slot(const Slot&) = delete;
+  Slot& operator=(const Slot&) = delete;
+  float* get() const { return p_; }
+
+ private:
+  SlotPool& pool_;
+  float* p_;
+};
+
 class LinearCe {
  public:
   explicit LinearCe(const LinearCrossEntropyProblem& p) : p_(p) {}
@@ -69,7 +127,13 @@ class LinearCe {
   }
 
   xent_status Block(size_t r0, size_t n);
+  void ZeroSkippedRows();
   xent_status Finish();
+  // Floats of a task's slot: the widened weight tile of a logits task, or
+  // a grad_hidden task's product tile and widened weight tile.
+  size_t LogitsWidenFloats() const { return widen_w_ ? std::min(LogitsWidenStep(), V_) * H_ : 0; }
+  size_t LogitsWidenStep() const { return std::min(kVocabTile, std::max<size_t>(512, kWidenLogitsElems / H_)); }
+  size_t GhWidenStep(size_t hn) const { return std::max<size_t>(1, kWidenElems / hn); }
 
   const LinearCrossEntropyProblem& p_;
   size_t B_ = 0, V_ = 0, H_ = 0;
@@ -86,6 +150,10 @@ class LinearCe {
   std::unique_ptr<double[]> gb_acc_;   // V
   std::unique_ptr<float[]> row_loss_;  // B, when the caller has none but wants the loss
   float* row_loss_out_ = nullptr;
+  std::unique_ptr<float[]> zeros_;       // H zeros (skipped rows' grad_hidden, an empty grad_linear_weight)
+  std::unique_ptr<unsigned char[]> ws_;  // the cross-entropy engine's buffers for a block
+  size_t ws_bytes_ = 0;
+  SlotPool slots_;
   // Per block: targets, row scales, row losses, lse of the block's rows.
   std::vector<int64_t> tgt_;
   std::vector<float> rs_, rl_, lse_;
@@ -154,23 +222,28 @@ xent_status LinearCe::Run() {
     if (!row_loss_) return XENT_ERROR_OUT_OF_MEMORY;
     row_loss_out_ = row_loss_.get();
   }
-  // Skipped rows: loss 0; grad_hidden 0 unless accumulating.
-  if (rows_.size() < B_) {
-    const bool zero_gh = Wanted(p.grad_hidden) && !Accumulate(XENT_ACCUMULATE_GRAD_HIDDEN);
-    std::vector<float> zeros(zero_gh ? H_ : 0, 0.0f);
-    size_t k = 0;
-    for (size_t i = 0; i < B_; ++i) {
-      if (k < rows_.size() && rows_[k] == i) {
-        ++k;
-        continue;
-      }
-      if (row_loss_out_) row_loss_out_[i] = 0.0f;
-      if (zero_gh) {
-        auto* dst =
-            static_cast<unsigned char*>(p.grad_hidden.data) + i * p.grad_hidden.stride * DTypeSize(p.grad_hidden.dtype);
-        NarrowRows(zeros.data(), H_, 1, H_, p.grad_hidden.dtype, dst, p.grad_hidden.stride, false);
-      }
+  // Everything a block needs, allocated before the first block writes an
+  // output: zeros for skipped rows, the engine's buffers, the tasks' slots.
+  const bool zero_gh = rows_.size() < B_ && Wanted(p.grad_hidden) && !Accumulate(XENT_ACCUMULATE_GRAD_HIDDEN);
+  const bool zero_gw = rows_.empty() && Wanted(p.grad_linear_weight);
+  if (zero_gh || zero_gw) {
+    zeros_ = Alloc<float>(H_);
+    if (!zeros_) return XENT_ERROR_OUT_OF_MEMORY;
+    std::fill(zeros_.get(), zeros_.get() + H_, 0.0f);
+  }
+  if (R_ > 0) {
+    ws_bytes_ = CrossEntropyRowsWorkspaceBytes(R_, V_);
+    if (ws_bytes_ > 0) {
+      ws_ = Alloc<unsigned char>(ws_bytes_);
+      if (!ws_) return XENT_ERROR_OUT_OF_MEMORY;
     }
+    const size_t gh_floats =
+        Wanted(p.grad_hidden) ? R_ * std::min(kHiddenTile, H_) +
+                                    (widen_w_ ? std::min(GhWidenStep(std::min(kHiddenTile, H_)), V_) * kHiddenTile : 0)
+                              : 0;
+    const size_t tasks = std::max(Tiles(V_, kVocabTile), Tiles(H_, kHiddenTile) + Tiles(V_, kVocabTile));
+    const size_t slots = static_cast<size_t>(std::max(1, ThreadsFor(p.exec, tasks)));
+    if (!slots_.Init(slots, std::max(LogitsWidenFloats(), want_grad_ ? gh_floats : 0))) return XENT_ERROR_OUT_OF_MEMORY;
   }
   tgt_.resize(R_);
   rl_.resize(R_);
@@ -183,7 +256,28 @@ xent_status LinearCe::Run() {
     if (rc != XENT_OK) return rc;
     first_block_ = false;
   }
+  ZeroSkippedRows();
   return Finish();
+}
+
+// Skipped rows: loss 0; grad_hidden 0 unless accumulating.
+void LinearCe::ZeroSkippedRows() {
+  const LinearCrossEntropyProblem& p = p_;
+  if (rows_.size() == B_) return;
+  const bool zero_gh = Wanted(p.grad_hidden) && !Accumulate(XENT_ACCUMULATE_GRAD_HIDDEN);
+  size_t k = 0;
+  for (size_t i = 0; i < B_; ++i) {
+    if (k < rows_.size() && rows_[k] == i) {
+      ++k;
+      continue;
+    }
+    if (row_loss_out_) row_loss_out_[i] = 0.0f;
+    if (zero_gh) {
+      auto* dst =
+          static_cast<unsigned char*>(p.grad_hidden.data) + i * p.grad_hidden.stride * DTypeSize(p.grad_hidden.dtype);
+      NarrowRows(zeros_.get(), H_, 1, H_, p.grad_hidden.dtype, dst, p.grad_hidden.stride, false);
+    }
+  }
 }
 
 xent_status LinearCe::Block(size_t r0, size_t n) {
@@ -217,7 +311,6 @@ xent_status LinearCe::Block(size_t r0, size_t n) {
   // 2. Logits, one task per tile of classes.
   float* L = logits_.get();
   const float* bias = bias_.get();
-  std::atomic<bool> oom{false};
   auto logits = [&](size_t t) {
     const size_t v0 = t * kVocabTile, vn = std::min(kVocabTile, V_ - v0);
     float beta = 0.0f;
@@ -231,12 +324,9 @@ xent_status LinearCe::Block(size_t r0, size_t n) {
       return;
     }
     // 16-bit weight: widen up to kVocabTile rows at a time.
-    const size_t step = std::min(kVocabTile, std::max<size_t>(512, kWidenLogitsElems / H_));
-    float* wt = ThreadScratch(std::min(step, vn) * H_);
-    if (wt == nullptr) {
-      oom.store(true);
-      return;
-    }
+    const size_t step = LogitsWidenStep();
+    const Slot slot(slots_);
+    float* wt = slot.get();
     for (size_t v = v0; v < v0 + vn; v += step) {
       const size_t m = std::min(step, v0 + vn - v);
       WidenRows(p.linear_weight.dtype, WeightAt(v, 0), p.linear_weight.stride, m, H_, wt, H_);
@@ -245,7 +335,6 @@ xent_status LinearCe::Block(size_t r0, size_t n) {
   };
   xent_status rc = ParallelForEach(p.exec, Tiles(V_, kVocabTile), logits);
   if (rc != XENT_OK) return rc;
-  if (oom.load()) return XENT_ERROR_OUT_OF_MEMORY;
 
   // 3. Cross-entropy on the block; its gradient over the logits.
   CrossEntropyProblem cp;
@@ -272,6 +361,8 @@ xent_status LinearCe::Block(size_t r0, size_t n) {
     cp.grad.dtype = DType::kF32;
   }
   cp.exec = p.exec;
+  cp.exec.workspace = ws_.get();
+  cp.exec.workspace_bytes = ws_bytes_;
   rc = RunCrossEntropyRows(cp, divisor_, rl_.data());
   if (rc != XENT_OK) return rc;
   for (size_t i = 0; i < n; ++i) {
@@ -293,21 +384,14 @@ xent_status LinearCe::Block(size_t r0, size_t n) {
   auto grads = [&](size_t t) {
     if (t < gh_tasks) {
       const size_t h0 = t * kHiddenTile, hn = std::min(kHiddenTile, H_ - h0);
-      float* T = static_cast<float*>(ThreadBytes(n * hn * sizeof(float)));
-      if (T == nullptr) {
-        oom.store(true);
-        return;
-      }
+      const Slot slot(slots_);
+      float* T = slot.get();  // n x hn, then (16-bit weight) the widened tile
       if (!widen_w_) {
         Sgemm(false, false, n, hn, V_, 1.0f, L, V_, static_cast<const float*>(WeightAt(0, h0)), p.linear_weight.stride,
               0.0f, T, hn);
       } else {
-        const size_t step = std::max<size_t>(1, kWidenElems / hn);
-        float* wt = ThreadScratch(std::min(step, V_) * hn);
-        if (wt == nullptr) {
-          oom.store(true);
-          return;
-        }
+        const size_t step = GhWidenStep(hn);
+        float* wt = T + n * hn;
         for (size_t k = 0; k < V_; k += step) {
           const size_t m = std::min(step, V_ - k);
           WidenRows(p.linear_weight.dtype, WeightAt(k, h0), p.linear_weight.stride, m, hn, wt, hn);
@@ -332,9 +416,7 @@ xent_status LinearCe::Block(size_t r0, size_t n) {
     }
     if (gw) Sgemm(true, false, vn, H_, n, 1.0f, L + v0, V_, A, lda, gw_add ? 1.0f : 0.0f, gw_c + v0 * gw_ld, gw_ld);
   };
-  rc = ParallelForEach(p.exec, gh_tasks + gw_tasks, grads);
-  if (rc != XENT_OK) return rc;
-  return oom.load() ? XENT_ERROR_OUT_OF_MEMORY : XENT_OK;
+  return ParallelForEach(p.exec, gh_tasks + gw_tasks, grads);
 }
 
 // After the last block: the reduced loss; grad_linear_weight and
@@ -353,13 +435,13 @@ xent_status LinearCe::Finish() {
     const bool add = Accumulate(XENT_ACCUMULATE_GRAD_LINEAR_WEIGHT);
     if (gw_acc_ || (none_ran && !add)) {
       // Write out the f32 sums (a zero row when nothing ran).
-      std::vector<float> zeros(none_ran ? H_ : 0, 0.0f);
+      const float* zeros = zeros_.get();
       auto out = [&](size_t t) {
         const size_t v0 = t * kVocabTile, vn = std::min(kVocabTile, V_ - v0);
         auto* dst = static_cast<unsigned char*>(o.data) + v0 * o.stride * DTypeSize(o.dtype);
         if (none_ran) {
           for (size_t v = 0; v < vn; ++v)
-            NarrowRows(zeros.data(), H_, 1, H_, o.dtype, dst + v * o.stride * DTypeSize(o.dtype), o.stride, add);
+            NarrowRows(zeros, H_, 1, H_, o.dtype, dst + v * o.stride * DTypeSize(o.dtype), o.stride, add);
         } else {
           NarrowRows(gw_acc_.get() + v0 * H_, H_, vn, H_, o.dtype, dst, o.stride, add);
         }

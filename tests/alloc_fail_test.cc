@@ -11,7 +11,10 @@
 //   xent can do without) with outputs bit-identical to the next call's;
 // - the next call, with nothing failing, returns XENT_OK;
 // - under AddressSanitizer, LeakSanitizer finds nothing at exit.
+#include <dlfcn.h>
+
 #include <cstdio>
+#include <cstring>
 #include <functional>
 #include <string>
 #include <thread>
@@ -20,6 +23,7 @@
 #include "tests/alloc/alloc_hook.h"
 #include "tests/common/gtest_util.h"
 #include "tests/common/pool.h"
+#include "tests/linear_ce_case.h"
 
 #ifndef XENT_LIB_PATHS
 #error "XENT_LIB_PATHS (comma-separated library paths) must be defined"
@@ -166,6 +170,120 @@ TEST(AllocationFailure, EveryAllocationOfEveryScenario) { Sweep(false); }
 // succeeds), have written their rows: a failed call with written outputs,
 // against the header ("a call that fails leaves all outputs untouched").
 TEST(AllocationFailure, LongRowsLeaveOutputsUntouched) { Sweep(true); }
+
+// xent_linear_cross_entropy: several row blocks (a scratch budget of a few
+// rows), so that outputs are written before the later blocks' work; ignored
+// rows (zeroed after the blocks); a 16-bit weight (the widening buffers);
+// rows of more than 16 segments (the engine's per-block statistics). Every
+// allocation of a call fails in turn, as above: XENT_ERROR_OUT_OF_MEMORY with
+// every output untouched, or XENT_OK with the next call's bits.
+struct LceScenario {
+  const char* name;
+  LceConfig cfg;
+};
+
+std::vector<LceScenario> LceScenarios() {
+  std::vector<LceScenario> v;
+  LceConfig a;
+  a.B = 10, a.V = 300, a.H = 24, a.ignore_every = 3, a.bias_dtype = DType::kF32, a.num_threads = 0;
+  a.scratch = 3 * (a.V + a.H) * sizeof(float);
+  v.push_back({"linear_cross_entropy f32, 4 row blocks, ignored rows, all threads", a});
+  LceConfig b = a;
+  b.dtype = DType::kBF16, b.bias_dtype = DType::kBF16, b.num_threads = 2;
+  v.push_back({"linear_cross_entropy bf16 (widened weight tiles, f32 accumulator), 2 threads", b});
+  LceConfig c;
+  c.B = 5, c.V = 70000, c.H = 8, c.num_threads = 1, c.want_gb = false;
+  c.scratch = 2 * (c.V + c.H) * sizeof(float);
+  v.push_back({"linear_cross_entropy rows of more than 16 segments, 3 row blocks, 1 thread", c});
+  return v;
+}
+
+// Every output's bytes.
+std::vector<unsigned char> LceOutputs(const LceCase& k) {
+  std::vector<unsigned char> out;
+  auto add = [&out](const void* p, size_t n) {
+    const auto* b = static_cast<const unsigned char*>(p);
+    out.insert(out.end(), b, b + n);
+  };
+  for (const Mat* m : {&k.gh, &k.gw, &k.gb}) {
+    const std::vector<double> v = m->values();
+    add(v.data(), v.size() * sizeof(double));
+  }
+  for (const Vec* v : {&k.loss, &k.row_loss, &k.lse}) add(v->data(), v->size() * sizeof(float));
+  return out;
+}
+
+TEST(AllocationFailure, LinearCrossEntropyLeavesOutputsUntouched) {
+  if (!HaveBlas()) GTEST_SKIP() << "built without a BLAS";
+  std::string error;
+  const std::vector<Api> libs = Api::Load(XENT_LIB_PATHS, &error);
+  ASSERT_TRUE(error.empty()) << error;
+  Tally all;
+  for (const Api& lib : libs) {
+    void* h = dlopen(lib.path().c_str(), RTLD_NOW | RTLD_NOLOAD);
+    ASSERT_NE(h, nullptr) << lib.path();
+    using Fn = xent_status (*)(const xent_linear_cross_entropy_args*);
+    const auto fn = reinterpret_cast<Fn>(dlsym(h, "xent_linear_cross_entropy"));
+    ASSERT_NE(fn, nullptr);
+    for (const LceScenario& sc : LceScenarios()) {
+      {
+        LceCase warm(sc.cfg);  // runtimes started, lazy state initialized
+        xent_linear_cross_entropy_args a;
+        warm.Args(&a);
+        ASSERT_EQ(fn(&a), XENT_OK) << lib.LastError();
+      }
+      Tally t;
+      for (size_t n = 1; n <= 1000; ++n) {
+        bool reached = false;
+        std::thread th([&] {
+          SCOPED_TRACE(std::string(lib.Backend()) + " / " + sc.name + " / allocation " + std::to_string(n));
+          LceConfig cfg = sc.cfg;
+          cfg.V += n;  // fresh per-thread scratch everywhere, as above
+          cfg.scratch = cfg.scratch / (sc.cfg.V + sc.cfg.H) * (cfg.V + cfg.H);
+          LceCase k(cfg);
+          xent_linear_cross_entropy_args a;
+          k.Args(&a);
+          const std::vector<unsigned char> before = LceOutputs(k);
+          xent_alloc::Arm(n);
+          const xent_status rc = fn(&a);
+          const size_t count = xent_alloc::Disarm();
+          const bool failed = xent_alloc::Failed();
+          t.exempt += xent_alloc::Exempt();
+          reached = count >= n;
+          EXPECT_EQ(reached, failed);
+          std::vector<unsigned char> first;
+          if (rc == XENT_ERROR_OUT_OF_MEMORY) {
+            ++t.oom;
+            EXPECT_NE(std::string(lib.LastError()).find("out of memory"), std::string::npos) << lib.LastError();
+            EXPECT_TRUE(before == LceOutputs(k)) << "a call that failed wrote outputs";
+          } else {
+            ASSERT_EQ(rc, XENT_OK) << lib.LastError();
+            t.absorbed += failed;
+            first = LceOutputs(k);
+          }
+          ASSERT_EQ(fn(&a), XENT_OK) << "the call after the failure: " << lib.LastError();
+          if (rc == XENT_OK) {
+            EXPECT_TRUE(first == LceOutputs(k)) << "outputs differ from the next call's";
+          }
+        });
+        th.join();
+        if (::testing::Test::HasFatalFailure()) return;
+        if (!reached) break;
+        ++t.attempts;
+      }
+      std::printf("%-7s %-78s %3zu allocations failed: %3zu out of memory, %3zu absorbed (%zu exempt)\n", lib.Backend(),
+                  sc.name, t.attempts, t.oom, t.absorbed, t.exempt);
+      EXPECT_GT(t.attempts, 0u) << sc.name << ": no allocation to fail";
+      all.attempts += t.attempts;
+      all.oom += t.oom;
+      all.absorbed += t.absorbed;
+    }
+  }
+  std::printf(
+      "linear cross-entropy allocation-failure sweep (%s level, %zu scenarios x library variants): %zu "
+      "allocations failed, %zu calls returned XENT_ERROR_OUT_OF_MEMORY, %zu absorbed with identical results\n",
+      xent_alloc::Level(), LceScenarios().size() * libs.size(), all.attempts, all.oom, all.absorbed);
+}
 
 }  // namespace
 }  // namespace xent_test

@@ -627,13 +627,16 @@ XENT_API xent_status xent_token_logprobs(const xent_token_logprobs_args* args);
  * skipped entirely (no GEMM work) unless lse is requested. Extra memory:
  * the block of logits and of f32 hidden rows, R x (V + H) f32 with R rows
  * per block, at most scratch_bytes (a budget that cannot hold one row, 4 (V
- * + H) bytes, fails with XENT_ERROR_INVALID_VALUE); per thread, a tile of
- * the widened 16-bit weight (256 Ki floats) and R x 128 floats, kept for the
- * thread's life (see Conventions); O(B + V) for row and bias sums; the
- * BLAS's own buffers; and, only when grad_linear_weight is 16-bit, an f32 V
- * x H accumulator (4 V H bytes): a 16-bit parameter's gradient is summed
- * over all rows in f32 and rounded once. Pass an f32 grad_linear_weight to
- * avoid that buffer.
+ * + H) bytes, fails with XENT_ERROR_INVALID_VALUE); for each thread that
+ * runs its tasks, one buffer for the call: R x 512 floats (a grad_hidden
+ * tile) and, with a 16-bit weight, its widened tile (up to 4 Mi floats for
+ * the logits, 256 Ki for grad_hidden); O(B + V) for row and bias sums and
+ * the cross-entropy's per-segment statistics of a block; the BLAS's own
+ * buffers; and, only when grad_linear_weight is 16-bit, an f32 V x H
+ * accumulator (4 V H bytes): a 16-bit parameter's gradient is summed over
+ * all rows in f32 and rounded once. Pass an f32 grad_linear_weight to avoid
+ * that buffer. All of it is allocated before the first output is written:
+ * a call that fails leaves its outputs untouched.
  *
  * Gradients (each optional): d(loss)/d(input) * grad_scale (row i's
  * contribution times row_scale[i] when given), loss as for
