@@ -21,6 +21,13 @@ to None first, as a training loop with zero_grad(set_to_none=True)):
   token_logprobs          log softmax(x)[y] per row, no grad, f32
   token_logprobs_fwd_bwd  policy-gradient style -(logprob * advantage).mean(),
                           forward + backward, f32
+  rl_stats      the RL / evaluation per-token pass, no grad, f32: log p(y),
+                entropy, argmax and the top-5 log-probs with their indices
+                (torch: log_softmax + gather, entropy from exp(log p), argmax,
+                topk, the composition verl / TRL / OpenRLHF use)
+  rl_stats_fwd_bwd  GRPO-style -(log p(y) * advantage).mean() - 0.01 *
+                entropy.mean(), forward + backward (xent: token_stats with
+                entropy, one fused backward), f32
   train_step    linear LM head + cross-entropy, forward + backward
                 (--train-shape BxVxH, default 4096x32000x256), f32
   small         per-call cost at B x V = --small-shape (default 1x32000),
@@ -51,7 +58,17 @@ from functools import partial
 
 from torch_common import config_value, error_row, skip_reason
 
-WORKLOADS = ["small", "ce_fwd", "ce_fwd_bwd", "kl_fwd_bwd", "token_logprobs", "token_logprobs_fwd_bwd", "train_step"]
+WORKLOADS = [
+    "small",
+    "ce_fwd",
+    "ce_fwd_bwd",
+    "kl_fwd_bwd",
+    "token_logprobs",
+    "token_logprobs_fwd_bwd",
+    "rl_stats",
+    "rl_stats_fwd_bwd",
+    "train_step",
+]
 # Rough peak of a case in B x V f32 tensors beyond the inputs already made
 # (copies of the logits, caller buffers, PyTorch eager's temporaries), for
 # skipping what does not fit.
@@ -61,6 +78,8 @@ PEAK = {
     "kl_fwd_bwd": 9,
     "token_logprobs": 3,
     "token_logprobs_fwd_bwd": 6,
+    "rl_stats": 4,
+    "rl_stats_fwd_bwd": 7,
     "train_step": 6,
     "small": 0,
 }
@@ -286,6 +305,60 @@ class Suite:
             return -(torch.log_softmax(a, -1).gather(-1, b[:, None]).squeeze(-1) * adv_).mean()
 
         self.add_torch(case, ("pg", dt), pg_eager, (xr, t, adv), partial(self.backward_loop, xr))
+        return case
+
+    def rl_stats(self, dt, B, V, nthreads):
+        torch, xent, xF = self.torch, self.xent, self.xF
+        case = Case("rl_stats", dt, (B, V), nthreads)
+        x, t = self.inputs(B, V, dt)
+        xn, tn = x.numpy(), t.numpy()
+
+        def stats_eager(a, b):
+            lp = torch.log_softmax(a, -1)
+            logp = lp.gather(-1, b[:, None]).squeeze(-1)
+            ent = -(lp.exp() * lp).sum(-1)
+            top_v, top_i = lp.topk(5, dim=-1)
+            return logp, ent, a.argmax(-1), top_v, top_i
+
+        case.add(KERNEL, lambda: xent.token_stats(xn, tn, entropy=True, argmax=True, topk=5))
+        case.add("xent.torch", self.no_grad(lambda: xF.token_stats(x, t, entropy=True, argmax=True, topk=5)))
+        self.add_torch(case, ("rl_stats", dt), stats_eager, (x, t), self.no_grad)
+        return case
+
+    def rl_stats_fwd_bwd(self, dt, B, V, nthreads):
+        torch, xent, xF = self.torch, self.xent, self.xF
+        case = Case("rl_stats_fwd_bwd", dt, (B, V), nthreads)
+        x, t = self.inputs(B, V, dt)
+        xn, tn = x.numpy(), t.numpy()
+        adv = torch.randn(B, generator=self.gen)
+        beta = 0.01
+        g = self.prefaulted((B, V), torch.float32)
+        gn = g.numpy()
+        g_lp = (-adv / B).numpy()
+        g_h = self.np.full(B, -beta / B, dtype=self.np.float32)
+
+        def kernel():  # the forward's statistics, then the fused backward into a caller buffer
+            r = xent.token_stats(xn, tn, entropy=True, lse=True)
+            xent.token_stats_backward(
+                xn, tn, grad_logprob=g_lp, grad_entropy=g_h, lse=r.lse, entropy=r.entropy, grad=gn
+            )
+
+        case.add(KERNEL, kernel)
+        xr = x.clone().requires_grad_()
+
+        def loss_xent():
+            r = xF.token_stats(xr, t, entropy=True)
+            return -(r.logprob * adv).mean() - beta * r.entropy.mean()
+
+        case.add("xent.torch", self.backward_loop(xr, loss_xent))
+
+        def grpo_eager(a, b, adv_):
+            lp = torch.log_softmax(a, -1)
+            logp = lp.gather(-1, b[:, None]).squeeze(-1)
+            ent = -(lp.exp() * lp).sum(-1)
+            return -(logp * adv_).mean() - beta * ent.mean()
+
+        self.add_torch(case, ("grpo", dt), grpo_eager, (xr, t, adv), partial(self.backward_loop, xr))
         return case
 
     def train_step(self, TB, TV, TH, nthreads):

@@ -10,7 +10,17 @@ from report_common import fmt, table
 
 # ---------------------------------------------------------------------------
 # End to end (bench/e2e_torch.py): what PyTorch / numpy users see.
-E2E_ORDER = ["small", "ce_fwd", "ce_fwd_bwd", "kl_fwd_bwd", "token_logprobs", "token_logprobs_fwd_bwd", "train_step"]
+E2E_ORDER = [
+    "small",
+    "ce_fwd",
+    "ce_fwd_bwd",
+    "kl_fwd_bwd",
+    "token_logprobs",
+    "token_logprobs_fwd_bwd",
+    "rl_stats",
+    "rl_stats_fwd_bwd",
+    "train_step",
+]
 E2E_TITLES = {
     "small": "small calls (us per call)",
     "ce_fwd": "CE forward",
@@ -18,6 +28,8 @@ E2E_TITLES = {
     "kl_fwd_bwd": "KL distillation fwd + bwd (T = 2)",
     "token_logprobs": "token log-probs (no grad)",
     "token_logprobs_fwd_bwd": "token log-probs fwd + bwd (policy gradient)",
+    "rl_stats": "RL / eval per-token pass: log p, entropy, argmax, top-5 (no grad)",
+    "rl_stats_fwd_bwd": "GRPO-style policy gradient + entropy bonus fwd + bwd",
     "train_step": "training step: Linear head + CE fwd + bwd",
 }
 E2E_KERNEL = "xent kernel (caller buffer)"
@@ -62,6 +74,20 @@ E2E_TARGETS = [
         ("kl_fwd_bwd", "f32", "xent.torch"),
         ("kl_fwd_bwd", "f32", "torch.compile"),
         3.0,
+    ),
+    (
+        "xent.torch RL per-token pass (log p, entropy, argmax, top-5) vs the torch eager composition",
+        "speedup_ge",
+        ("rl_stats", "f32", "xent.torch"),
+        ("rl_stats", "f32", "torch eager"),
+        10.0,
+    ),
+    (
+        "xent.torch GRPO-style fwd+bwd (log p + entropy) vs the torch eager composition",
+        "speedup_ge",
+        ("rl_stats_fwd_bwd", "f32", "xent.torch"),
+        ("rl_stats_fwd_bwd", "f32", "torch eager"),
+        10.0,
     ),
     (
         "numpy grad=True / kernel with a caller buffer (CE f32)",
