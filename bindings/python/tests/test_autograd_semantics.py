@@ -177,7 +177,7 @@ def recorded(monkeypatch):
             api._fast.bind(*_arrays.fast_bind_args(real))
 
 
-@pytest.mark.parametrize("op", ["cross_entropy", "kl_div_logits", "bce", "token_logprobs"])
+@pytest.mark.parametrize("op", ["cross_entropy", "kl_div_logits", "bce", "token_logprobs", "token_stats"])
 def test_gradient_is_taken_without_a_copy(op, recorded):
     x0, t, g = _data(B=32, V=50000)  # 6.4 MB: from xent's buffers
     x = _leaf(x0)
@@ -187,12 +187,27 @@ def test_gradient_is_taken_without_a_copy(op, recorded):
         loss = xF.kl_div_logits(x, torch.randn(x0.shape, generator=g))
     elif op == "bce":
         loss = xF.binary_cross_entropy_with_logits(x, torch.rand(x0.shape, generator=g))
-    else:
+    elif op == "token_logprobs":
         loss = xF.token_logprobs(x, t).sum()
+    else:  # log p and entropy (the GRPO loss's statistics): one fused backward
+        r = xF.token_stats(x, t, entropy=True)
+        loss = r.logprob.sum() - 0.01 * r.entropy.sum()
     loss.backward()
     ptrs = [p for s, p in recorded if s == tuple(x0.shape)]
     assert ptrs and x.grad.data_ptr() == ptrs[-1], "x.grad is a copy of the gradient the drop-in produced"
     assert x.grad.data_ptr() % _buffers.HUGE_PAGE == 0
+
+
+def test_shard_gradient_comes_from_the_buffers(recorded):
+    # cross_entropy_shard_finish(grad=True): the shard's B x width gradient
+    # from xent's huge-page advised buffers, as every large result.
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(32, 50000, generator=g)
+    t = torch.randint(0, 50000, (32,), generator=g)
+    stats = xent.cross_entropy_shard_stats(x, t, num_classes=50000, class_offset=0)
+    _, grad = xent.cross_entropy_shard_finish(x, t, stats, num_classes=50000, class_offset=0, grad=True)
+    assert grad.data_ptr() in [p for s, p in recorded if s == (32, 50000)]
+    assert grad.data_ptr() % _buffers.HUGE_PAGE == 0
 
 
 def test_inplace_backward_allocates_nothing_b_by_v(recorded):

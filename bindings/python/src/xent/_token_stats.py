@@ -17,6 +17,7 @@ import collections
 
 import numpy as np
 
+from . import _arrays
 from . import _lib as L
 from ._arrays import EMPTY_PTR, indices, is_torch, matrix
 
@@ -296,18 +297,10 @@ def token_stats_backward(
     if inplace:
         g_obj, a.grad, a.grad_stride, a.grad_dtype = m.v.obj, m.ptr, m.stride, m.code
     elif grad is None or grad is True:
-        if kind_is_torch(m):
-            import torch
-
-            from ._arrays import torch_dtype
-
-            g_obj = torch.empty(m.shape, dtype=torch_dtype(m.code))
-            a.grad = g_obj.data_ptr() or EMPTY_PTR
-        else:
-            from ._arrays import np_dtype
-
-            g_obj = np.empty(m.shape, dtype=np_dtype(m.code))
-            a.grad = g_obj.__array_interface__["data"][0] or EMPTY_PTR
+        # A large gradient comes from xent's huge-page advised, recycled
+        # buffers (no 4 KiB page faults on first touch), as CE's does.
+        g_obj, ptr = _arrays.empty("torch" if kind_is_torch(m) else "numpy", m.shape, m.code)
+        a.grad = ptr or EMPTY_PTR
         a.grad_dtype = m.code
     else:
         gm = matrix(grad, "grad", output=True)

@@ -15,6 +15,7 @@ import ctypes
 
 import numpy as np
 
+from . import _arrays
 from . import _lib as L
 from ._arrays import _torch, f32_vector, indices, is_torch, matrix, scalar
 
@@ -161,7 +162,7 @@ def cross_entropy_shard_finish(
         a.grad, a.grad_stride = x.ptr, x.stride
         g = logits
     elif grad is True:
-        g = _torch().empty(x.shape, dtype=logits.dtype) if x.v.kind == "torch" else np.empty(x.shape, logits.dtype)
+        g = _arrays.empty("torch" if x.v.kind == "torch" else "numpy", x.shape, x.code)[0]  # huge pages when large
         gm = matrix(g, "grad", output=True)
         a.grad, a.grad_stride, a.grad_dtype = gm.ptr, gm.stride, gm.code
     elif grad is not None:
