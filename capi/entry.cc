@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <vector>
 
@@ -62,67 +63,114 @@ void ShardCheck(const CrossEntropyShardProblem& p) {
              "class_offset (%zu) + shard_classes (%zu) exceeds num_classes (%zu)", p.offset, p.Vs, p.V);
 }
 
+// How one op's gathered statistics look: its tag and the other layout's (the
+// same op with the other flag), the flag's text for the message, and sizes.
+struct GatherLayout {
+  const char* op;  // the phase-1 function, for messages
+  double tag, other;
+  const char* mismatch;  // printf format with %zu (the rank): the flag differs
+  size_t per_rank, n;    // doubles per rank and per row
+};
+
 // The gathered statistics: P ranks' headers in rank order, each of this
-// op's layout (the tag: smoothing sums iff label_smoothing > 0), B rows, and
-// columns that tile [0, V); p's own shard among them; each non-ignored row's
-// target logit in the rank whose columns hold the target, and in no other.
-// What a wrong gather (order, count, batch, a rank's different arguments)
-// most likely breaks.
-void ShardFinishCheck(const CrossEntropyShardProblem& p) {
-  ShardCheck(p);
-  const size_t per_rank = CeShardStatsDoubles(p.B, p.label_smoothing), n = CeShardRowDoubles(p.label_smoothing);
-  const double tag = p.label_smoothing > 0.0f ? kTagCeDot : kTagCe, other = tag == kTagCe ? kTagCeDot : kTagCe;
-  std::vector<size_t> begins(p.P + 1, 0);
-  bool own = false;
-  for (size_t r = 0; r < p.P; ++r) {
-    const double* h = p.stats_in + r * per_rank;
+// op's layout (the tag), B rows, and columns that tile [0, V); the caller's
+// own shard among them (own_Vs > 0); each non-ignored row's target logit in
+// the rank whose columns hold the target, and in no other. What a wrong
+// gather (order, count, batch, a rank's different arguments) most likely
+// breaks.
+void CheckGather(const GatherLayout& g, size_t B, size_t V, size_t P, const double* stats, const Labels& target,
+                 size_t own_offset, size_t own_Vs) {
+  std::vector<size_t> begins(P + 1, 0);
+  bool own = own_Vs == 0;
+  for (size_t r = 0; r < P; ++r) {
+    const double* h = stats + r * g.per_rank;
     const size_t begin = begins[r];
     const double t = ShardHeaderAt(h, kHdrTag), b = ShardHeaderAt(h, kHdrBatch);
-    XENT_CHECK(t != other, XENT_ERROR_INVALID_VALUE,
-               "label_smoothing = %g, but the stats of rank %zu were computed with label_smoothing %s 0 (their "
-               "size differs: every rank's calls need the same label_smoothing)",
-               static_cast<double>(p.label_smoothing), r, tag == kTagCe ? ">" : "=");
-    XENT_CHECK(t == tag, XENT_ERROR_INVALID_VALUE,
-               "stats of rank %zu are not xent_cross_entropy_shard_stats' (header %.17g): the stats must be "
-               "num_shards (%zu) ranks' stats gathered in rank order, each of the size "
-               "xent_cross_entropy_shard_stats_doubles gives",
-               r, t, p.P);
-    XENT_CHECK(b == static_cast<double>(p.B), XENT_ERROR_INVALID_VALUE,
-               "stats of rank %zu hold %.17g rows, not batch = %zu", r, b, p.B);
+    XENT_CHECK(t != g.other, XENT_ERROR_INVALID_VALUE, g.mismatch, r);
+    XENT_CHECK(t == g.tag, XENT_ERROR_INVALID_VALUE,
+               "stats of rank %zu are not %s' (header %.17g): the stats must be num_shards (%zu) ranks' stats "
+               "gathered in rank order, each of the size %s_doubles gives",
+               r, g.op, t, P, g.op);
+    XENT_CHECK(b == static_cast<double>(B), XENT_ERROR_INVALID_VALUE,
+               "stats of rank %zu hold %.17g rows, not batch = %zu", r, b, B);
     const double off = ShardHeaderAt(h, kHdrOffset), width = ShardHeaderAt(h, kHdrWidth);
-    XENT_CHECK(off == static_cast<double>(begin) && width >= 1 && off + width <= static_cast<double>(p.V) &&
+    XENT_CHECK(off == static_cast<double>(begin) && width >= 1 && off + width <= static_cast<double>(V) &&
                    width == static_cast<double>(static_cast<size_t>(width)),
                XENT_ERROR_INVALID_VALUE,
                "stats of rank %zu cover classes [%.17g, %.17g + %.17g), expected a shard starting at %zu "
-               "within num_classes (%zu): the stats must be num_shards (%zu) shards' xent_cross_entropy_shard_stats "
-               "in rank order, tiling the classes",
-               r, off, off, width, begin, p.V, p.P);
+               "within num_classes (%zu): the stats must be num_shards (%zu) shards' %s in rank order, tiling the "
+               "classes",
+               r, off, off, width, begin, V, P, g.op);
     const size_t w = static_cast<size_t>(width);
-    own = own || (begin == p.offset && w == p.Vs);
+    own = own || (begin == own_offset && w == own_Vs);
     begins[r + 1] = begin + w;
   }
-  XENT_CHECK(begins[p.P] == p.V, XENT_ERROR_INVALID_VALUE,
-             "the stats of num_shards = %zu shards cover classes [0, %zu), not num_classes = %zu", p.P, begins[p.P],
-             p.V);
+  XENT_CHECK(begins[P] == V, XENT_ERROR_INVALID_VALUE,
+             "the stats of num_shards = %zu shards cover classes [0, %zu), not num_classes = %zu", P, begins[P], V);
   XENT_CHECK(own, XENT_ERROR_INVALID_VALUE,
-             "no rank's stats cover this shard's classes [class_offset = %zu, + shard_classes = %zu)", p.offset, p.Vs);
-  for (size_t i = 0; i < p.B; ++i) {
-    if (p.target.Ignored(i)) continue;
-    const int64_t y = p.target.At(i);
-    for (size_t r = 0; r < p.P; ++r) {
+             "no rank's stats cover this shard's classes [class_offset = %zu, + shard_classes = %zu)", own_offset,
+             own_Vs);
+  if (target.data == nullptr) return;
+  for (size_t i = 0; i < B; ++i) {
+    if (target.Ignored(i)) continue;
+    const int64_t y = target.At(i);
+    for (size_t r = 0; r < P; ++r) {
       double rec[2];
-      std::memcpy(rec, p.stats_in + r * per_rank + kShardHeaderDoubles + i * n, sizeof(rec));
+      std::memcpy(rec, stats + r * g.per_rank + kShardHeaderDoubles + i * g.n, sizeof(rec));
       float mzy[2];
       std::memcpy(mzy, &rec[kRowMZy], sizeof(mzy));
       const bool holds = y >= static_cast<int64_t>(begins[r]) && y < static_cast<int64_t>(begins[r + 1]);
       // A NaN row's zy may be NaN anywhere; otherwise only the holder's is a logit.
       XENT_CHECK(std::isnan(rec[kRowS]) || holds != std::isnan(mzy[1]), XENT_ERROR_INVALID_VALUE,
-                 "target[%zu] = %lld %s rank %zu's classes [%zu, %zu), but its stats %s a target logit for that "
-                 "row (different targets in xent_cross_entropy_shard_stats?)",
+                 "target[%zu] = %lld %s rank %zu's classes [%zu, %zu), but its stats %s target logit for that "
+                 "row (different targets in %s, or none?)",
                  i, static_cast<long long>(y), holds ? "lies in" : "lies outside", r, begins[r], begins[r + 1],
-                 holds ? "hold no" : "hold");
+                 holds ? "hold no" : "hold a", g.op);
     }
   }
+}
+
+void ShardFinishCheck(const CrossEntropyShardProblem& p) {
+  ShardCheck(p);
+  const bool dot = p.label_smoothing > 0.0f;
+  char mismatch[256];
+  std::snprintf(mismatch, sizeof(mismatch),
+                "label_smoothing = %g, but the stats of rank %%zu were computed with label_smoothing %s 0 (their "
+                "size differs: every rank's calls need the same label_smoothing)",
+                static_cast<double>(p.label_smoothing), dot ? "=" : ">");
+  const GatherLayout g{"xent_cross_entropy_shard_stats",
+                       dot ? kTagCeDot : kTagCe,
+                       dot ? kTagCe : kTagCeDot,
+                       mismatch,
+                       CeShardStatsDoubles(p.B, p.label_smoothing),
+                       CeShardRowDoubles(p.label_smoothing)};
+  CheckGather(g, p.B, p.V, p.P, p.stats_in, p.target, p.offset, p.Vs);
+}
+
+// Token log-probs' shard columns lie within [0, V).
+void TokShardCheck(const TokenLogprobsShardProblem& p) {
+  XENT_CHECK(p.offset <= p.V - p.Vs, XENT_ERROR_INVALID_SHAPE,
+             "class_offset (%zu) + shard_classes (%zu) exceeds num_classes (%zu)", p.offset, p.Vs, p.V);
+}
+
+void TokShardBackwardCheck(const TokenLogprobsShardBackwardProblem& p) {
+  XENT_CHECK(p.offset <= p.V - p.Vs, XENT_ERROR_INVALID_SHAPE,
+             "class_offset (%zu) + shard_classes (%zu) exceeds num_classes (%zu)", p.offset, p.Vs, p.V);
+}
+
+void TokShardFinishCheck(const TokenLogprobsShardProblem& p) {
+  XENT_CHECK(p.entropy == nullptr || p.with_entropy, XENT_ERROR_INVALID_VALUE,
+             "entropy is requested but with_entropy = 0 (the stats need the entropy sums: pass with_entropy = 1 to "
+             "xent_token_logprobs_shard_stats and to finish)");
+  const bool e = p.with_entropy;
+  const char* mismatch = e ? "with_entropy = 1, but the stats of rank %zu were computed with with_entropy = 0 (every "
+                             "rank's calls need the same with_entropy)"
+                           : "with_entropy = 0, but the stats of rank %zu were computed with with_entropy = 1 (every "
+                             "rank's calls need the same with_entropy)";
+  const GatherLayout g{"xent_token_logprobs_shard_stats", e ? kTagTokEnt : kTagTok, e ? kTagTok : kTagTokEnt, mismatch,
+                       TokShardStatsDoubles(p.B, e),      TokShardRowDoubles(e)};
+  const Labels target = p.logprob != nullptr ? p.target : Labels();
+  CheckGather(g, p.B, p.V, p.P, p.stats_in, target, 0, 0);
 }
 
 }  // namespace
@@ -205,6 +253,36 @@ size_t xent_cross_entropy_shard_stats_doubles(size_t batch, float label_smoothin
   // 0 when the size does not fit size_t (no buffer can hold it).
   if (batch > (SIZE_MAX - xent::kShardHeaderDoubles) / 4) return 0;
   return xent::CeShardStatsDoubles(batch, label_smoothing);
+}
+
+xent_status xent_token_logprobs_shard_stats_args_init(xent_token_logprobs_shard_stats_args* args, size_t struct_size) {
+  return InitArgs(abi::kTokenLogprobsShardStats, args, struct_size);
+}
+xent_status xent_token_logprobs_shard_stats(const xent_token_logprobs_shard_stats_args* args) {
+  return Call(abi::kTokenLogprobsShardStats, args, xent::RunTokenLogprobsShardStats, nullptr, xent::TokShardCheck);
+}
+
+size_t xent_token_logprobs_shard_stats_doubles(size_t batch, int32_t with_entropy) {
+  if (batch > (SIZE_MAX - xent::kShardHeaderDoubles) / 4) return 0;
+  return xent::TokShardStatsDoubles(batch, with_entropy != 0);
+}
+
+xent_status xent_token_logprobs_shard_finish_args_init(xent_token_logprobs_shard_finish_args* args,
+                                                       size_t struct_size) {
+  return InitArgs(abi::kTokenLogprobsShardFinish, args, struct_size);
+}
+xent_status xent_token_logprobs_shard_finish(const xent_token_logprobs_shard_finish_args* args) {
+  return Call(abi::kTokenLogprobsShardFinish, args, xent::RunTokenLogprobsShardFinish, nullptr,
+              xent::TokShardFinishCheck);
+}
+
+xent_status xent_token_logprobs_shard_backward_args_init(xent_token_logprobs_shard_backward_args* args,
+                                                         size_t struct_size) {
+  return InitArgs(abi::kTokenLogprobsShardBackward, args, struct_size);
+}
+xent_status xent_token_logprobs_shard_backward(const xent_token_logprobs_shard_backward_args* args) {
+  return Call(abi::kTokenLogprobsShardBackward, args, xent::RunTokenLogprobsShardBackward, nullptr,
+              xent::TokShardBackwardCheck);
 }
 
 xent_status xent_cross_entropy_shard_finish_args_init(xent_cross_entropy_shard_finish_args* args, size_t struct_size) {

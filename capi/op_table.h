@@ -50,7 +50,8 @@ enum class Role : uint8_t {
 // Lengths: 1, the batch B, the classes V, the hidden size H (kHiddenSize),
 // B x the value of the kCount field named by `from` (kBK), a column shard's
 // classes Vs (kShardClasses), one rank's shard statistics
-// (CeShardStatsDoubles of B and the label_smoothing field, before them in the
+// (CeShardStatsDoubles of B and the label_smoothing field, or
+// TokShardStatsDoubles of B and the with_entropy field, before them in the
 // table: kStats), P (kShardCount) x that (kPStats).
 enum class Len : uint8_t { kOne, kB, kV, kH, kBK, kVs, kStats, kPStats };
 
@@ -601,6 +602,90 @@ constexpr Field kCrossEntropyShardFinishFields[] = {
 #undef A
 #undef P
 
+// Vocab-parallel token log-probs: the shard's B x Vs logits, optional global
+// targets, the statistics (TokShardStatsDoubles(B, with_entropy)).
+#define A(f) XENT_OFF(xent_token_logprobs_shard_stats_args, f)
+#define P(f) XENT_OFF(TokenLogprobsShardProblem, f)
+constexpr Field kTokenLogprobsShardStatsFields[] = {
+    Plain("shard_classes", Role::kShardClasses, A(shard_classes), P(Vs)),
+    Plain("class_offset", Role::kSize, A(class_offset), P(offset)),
+    InMatrix("logits", A(logits), P(logits))
+        .Dims(Len::kB, Len::kVs)
+        .Stride(A(logits_stride))
+        .DT(A(logits_dtype), XENT_F32)
+        .Required(),
+    Make("target", Role::kLabels, A(target), P(target))
+        .Stride(A(target_stride))
+        .DT(A(target_dtype), XENT_I64)
+        .Ignore(A(ignore_index)),
+    Plain("ignore_index", Role::kI64, A(ignore_index), kNone, -100),
+    F32("temperature", A(temperature), P(temperature), Domain::kDivisor, 1),
+    F32("softcap", A(softcap), P(softcap), Domain::kDivisorOrOff, 0),
+    Plain("with_entropy", Role::kFlag, A(with_entropy), P(with_entropy)),
+    Plain("reserved0", Role::kReserved, A(reserved0), kNone),
+    Vec("stats", Role::kOutF64Vec, A(stats), P(stats_out), Len::kStats).Required(),
+    Plain("num_threads", Role::kNumThreads, A(num_threads), P(exec.num_threads)),
+    Plain("reserved1", Role::kReserved, A(reserved1), kNone),
+    Plain("parallel_for", Role::kParallelFor, A(parallel_for), P(exec.parallel_for)),
+    Plain("parallel_user", Role::kParallelUser, A(parallel_user), P(exec.parallel_user)),
+};
+#undef A
+#undef P
+
+#define A(f) XENT_OFF(xent_token_logprobs_shard_finish_args, f)
+#define P(f) XENT_OFF(TokenLogprobsShardProblem, f)
+constexpr Field kTokenLogprobsShardFinishFields[] = {
+    Make("target", Role::kLabels, A(target), P(target))
+        .Stride(A(target_stride))
+        .DT(A(target_dtype), XENT_I64)
+        .Ignore(A(ignore_index))
+        .NeededBy("logprob"),
+    Plain("ignore_index", Role::kI64, A(ignore_index), kNone, -100),
+    Plain("with_entropy", Role::kFlag, A(with_entropy), P(with_entropy)),
+    Plain("num_shards", Role::kShardCount, A(num_shards), P(P)),
+    Vec("stats", Role::kInF64Vec, A(stats), P(stats_in), Len::kPStats).Of("num_shards").Required(),
+    Vec("logprob", Role::kOutVec, A(logprob), P(logprob), Len::kB),
+    Vec("entropy", Role::kOutVec, A(entropy), P(entropy), Len::kB),
+    Vec("lse", Role::kOutVec, A(lse), P(lse), Len::kB),
+};
+#undef A
+#undef P
+
+#define A(f) XENT_OFF(xent_token_logprobs_shard_backward_args, f)
+#define P(f) XENT_OFF(TokenLogprobsShardBackwardProblem, f)
+constexpr Field kTokenLogprobsShardBackwardFields[] = {
+    Plain("shard_classes", Role::kShardClasses, A(shard_classes), P(Vs)),
+    Plain("class_offset", Role::kSize, A(class_offset), P(offset)),
+    InMatrix("logits", A(logits), P(logits))
+        .Dims(Len::kB, Len::kVs)
+        .Stride(A(logits_stride))
+        .DT(A(logits_dtype), XENT_F32)
+        .Required(),
+    Make("target", Role::kLabels, A(target), P(target))
+        .Stride(A(target_stride))
+        .DT(A(target_dtype), XENT_I64)
+        .Ignore(A(ignore_index))
+        .NeededBy("grad_logprob"),
+    Plain("ignore_index", Role::kI64, A(ignore_index), kNone, -100),
+    F32("temperature", A(temperature), P(temperature), Domain::kDivisor, 1),
+    F32("softcap", A(softcap), P(softcap), Domain::kDivisorOrOff, 0),
+    Vec("grad_logprob", Role::kInVec, A(grad_logprob), P(grad_logprob), Len::kB),
+    Vec("grad_entropy", Role::kInVec, A(grad_entropy), P(grad_entropy), Len::kB).Needs("entropy"),
+    Vec("lse", Role::kInVec, A(lse), P(lse), Len::kB).Required(),
+    Vec("entropy", Role::kInVec, A(entropy), P(entropy), Len::kB),
+    OutMatrix("grad", A(grad), P(grad), "logits")
+        .Dims(Len::kB, Len::kVs)
+        .Stride(A(grad_stride))
+        .DT(A(grad_dtype), XENT_DTYPE_AUTO)
+        .InPlace("logits")
+        .Required(),
+    Plain("num_threads", Role::kNumThreads, A(num_threads), P(exec.num_threads)),
+    Plain("parallel_for", Role::kParallelFor, A(parallel_for), P(exec.parallel_for)),
+    Plain("parallel_user", Role::kParallelUser, A(parallel_user), P(exec.parallel_user)),
+};
+#undef A
+#undef P
+
 #undef XENT_OFF
 
 template <size_t N>
@@ -640,6 +725,15 @@ constexpr OpDesc kCrossEntropyShardFinish =
     Op("cross_entropy_shard_finish", "xent_cross_entropy_shard_finish_args",
        sizeof(xent_cross_entropy_shard_finish_args), kCrossEntropyShardFinishFields, false);
 
+constexpr OpDesc kTokenLogprobsShardStats =
+    Op("token_logprobs_shard_stats", "xent_token_logprobs_shard_stats_args",
+       sizeof(xent_token_logprobs_shard_stats_args), kTokenLogprobsShardStatsFields, true);
+constexpr OpDesc kTokenLogprobsShardFinish =
+    Op("token_logprobs_shard_finish", "xent_token_logprobs_shard_finish_args",
+       sizeof(xent_token_logprobs_shard_finish_args), kTokenLogprobsShardFinishFields, true);
+constexpr OpDesc kTokenLogprobsShardBackward =
+    Op("token_logprobs_shard_backward", "xent_token_logprobs_shard_backward_args",
+       sizeof(xent_token_logprobs_shard_backward_args), kTokenLogprobsShardBackwardFields, false);
 // Every operation, for code that walks all of them (tests, fuzzing, bench):
 // tests/common has hooks for each (its registry aborts on an operation
 // without one). Appended only: the fuzz inputs index the first six.
@@ -664,6 +758,9 @@ XENT_CHECK_LAYOUT(xent_token_logprobs_backward_args, TokenLogprobsBackwardProble
 XENT_CHECK_LAYOUT(xent_kl_penalty_args, KlPenaltyProblem);
 XENT_CHECK_LAYOUT(xent_cross_entropy_shard_stats_args, CrossEntropyShardProblem);
 XENT_CHECK_LAYOUT(xent_cross_entropy_shard_finish_args, CrossEntropyShardProblem);
+XENT_CHECK_LAYOUT(xent_token_logprobs_shard_stats_args, TokenLogprobsShardProblem);
+XENT_CHECK_LAYOUT(xent_token_logprobs_shard_finish_args, TokenLogprobsShardProblem);
+XENT_CHECK_LAYOUT(xent_token_logprobs_shard_backward_args, TokenLogprobsShardBackwardProblem);
 static_assert(offsetof(xent_token_logprobs_args, argmax) ==
                   offsetof(xent_token_logprobs_args, parallel_user) + sizeof(void*),
               "0.1.0's xent_token_logprobs_args ended at parallel_user");

@@ -172,6 +172,11 @@ class Validation {
                "batch (%zu) x num_classes (%zu) overflows size_t", B_, V_);
   }
 
+  bool Has(const char* name) const {
+    for (size_t i = 0; i < op_.num_fields; ++i)
+      if (std::strcmp(op_.fields[i].name, name) == 0) return true;
+    return false;
+  }
   size_t Index(const char* name) const {
     for (size_t i = 0; i < op_.num_fields; ++i)
       if (std::strcmp(op_.fields[i].name, name) == 0) return i;
@@ -190,6 +195,8 @@ class Validation {
       case abi::Len::kH: return H_;
       case abi::Len::kVs: return Vs_;
       case abi::Len::kStats: {  // B x V fits in SIZE_MAX >> 4 (label_smoothing checked before)
+        if (Has("with_entropy"))
+          return TokShardStatsDoubles(B_, Get<int32_t>(args_, op_.fields[Index("with_entropy")].off) != 0);
         const float eps = Get<float>(args_, op_.fields[Index("label_smoothing")].off);
         return CeShardStatsDoubles(B_, eps);
       }

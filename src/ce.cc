@@ -264,9 +264,7 @@ xent_status RunCrossEntropyShardFinish(const CrossEntropyShardProblem& s) {
   const size_t n = CeShardRowDoubles(s.label_smoothing), per_rank = CeShardStatsDoubles(s.B, s.label_smoothing);
   std::unique_ptr<size_t[]> begin(new (std::nothrow) size_t[s.P + 1]);
   if (!begin) return XENT_ERROR_OUT_OF_MEMORY;
-  begin[0] = 0;
-  for (size_t r = 0; r < s.P; ++r)
-    begin[r + 1] = begin[r] + static_cast<size_t>(ShardHeaderAt(s.stats_in + r * per_rank, kHdrWidth));
+  ShardBegins(s.stats_in, s.P, per_rank, begin.get());
   for (size_t i = 0; i < s.B; ++i) {
     const int64_t y = s.target.At(i);
     const bool ignored = s.target.Ignored(i);

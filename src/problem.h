@@ -119,8 +119,58 @@ inline double ShardHeaderAt(const double* rank_stats, ShardHeader k) {
 inline size_t CeShardStatsDoubles(size_t B, float label_smoothing) {
   return kShardHeaderDoubles + B * CeShardRowDoubles(label_smoothing);
 }
+// The ranks' first columns from P ranks' stats of per_rank doubles each (capi
+// checked that they tile [0, V)): begin[0 .. P], begin[P] = V.
+inline void ShardBegins(const double* stats, size_t P, size_t per_rank, size_t* begin) {
+  begin[0] = 0;
+  for (size_t r = 0; r < P; ++r)
+    begin[r + 1] = begin[r] + static_cast<size_t>(ShardHeaderAt(stats + r * per_rank, kHdrWidth));
+}
 xent_status RunCrossEntropyShardStats(const CrossEntropyShardProblem& p);
 xent_status RunCrossEntropyShardFinish(const CrossEntropyShardProblem& p);
+
+// Vocab-parallel token log-probs: shard_stats (logits = the shard's B x Vs
+// columns, target global) and shard_finish (stats_in only). Their rows:
+//   [M, zy as two f32] [S] (+ [U] with_entropy)
+// in the layout above (U where the cross-entropy's D is), U = sum exp(z - M)
+// (z - M), zy the target's z (temperature and softcap applied).
+struct TokenLogprobsShardProblem {
+  size_t B = 0, V = 0;
+  size_t Vs = 0, offset = 0;
+  InMat logits;
+  Labels target;  // data == nullptr: none
+  float temperature = 1.0f, softcap = 0.0f;
+  bool with_entropy = false;
+  double* stats_out = nullptr;
+  const double* stats_in = nullptr;
+  size_t P = 0;
+  float* logprob = nullptr;
+  float* entropy = nullptr;
+  float* lse = nullptr;
+  Exec exec;
+};
+constexpr double kTagTok = 1480803587.0;     // token log-probs
+constexpr double kTagTokEnt = 1480803588.0;  // with U
+inline size_t TokShardRowDoubles(bool with_entropy) { return with_entropy ? 3 : 2; }
+inline size_t TokShardStatsDoubles(size_t B, bool with_entropy) {
+  return kShardHeaderDoubles + B * TokShardRowDoubles(with_entropy);
+}
+struct TokenLogprobsShardBackwardProblem {
+  size_t B = 0, V = 0;
+  size_t Vs = 0, offset = 0;
+  InMat logits;
+  Labels target;
+  float temperature = 1.0f, softcap = 0.0f;
+  const float* grad_logprob = nullptr;
+  const float* grad_entropy = nullptr;
+  const float* lse = nullptr;
+  const float* entropy = nullptr;
+  OutMat grad;
+  Exec exec;
+};
+xent_status RunTokenLogprobsShardBackward(const TokenLogprobsShardBackwardProblem& p);
+xent_status RunTokenLogprobsShardStats(const TokenLogprobsShardProblem& p);
+xent_status RunTokenLogprobsShardFinish(const TokenLogprobsShardProblem& p);
 
 struct BceProblem {
   size_t B = 0, V = 0;
@@ -222,6 +272,10 @@ struct TokenLogprobsBackwardProblem {
   const float* kl = nullptr;
   OutMat grad;
   Exec exec;
+  // A column shard's first class (vocab-parallel): target holds global
+  // indices; a target outside [class_offset, class_offset + V) adds its
+  // -g_lp p term but no one-hot.
+  int64_t class_offset = 0;
 };
 xent_status RunTokenLogprobsBackward(const TokenLogprobsBackwardProblem& p);
 

@@ -22,6 +22,7 @@ struct SoftmaxKernel {
   // Token log-probs.
   float cap = 0.0f, inv_cap = 0.0f;
   Labels target;
+  int64_t class_offset = 0;  // a column shard's first class (target is global)
 };
 
 struct SoftmaxRow {
@@ -66,7 +67,7 @@ void StatsRow(const SoftmaxKernel& k, size_t row, size_t s0, size_t s1, SoftmaxS
   int64_t y = -1;
   float zy = 0.0f;
   if (k.target.data != nullptr) {
-    y = k.target.At(row);
+    y = k.target.At(row) - k.class_offset;
     if (y >= static_cast<int64_t>(s0 * kSegment) && y < static_cast<int64_t>(std::min(k.V, s1 * kSegment))) {
       zy = ApplyZScalar<kCap, kScale>(LoadScalarF32(x, static_cast<size_t>(y), DTypeOf<T>()), f);
     } else {
@@ -294,6 +295,10 @@ void BackwardOut(const BackwardKernel& k, float dot, size_t row, size_t s0, size
 HWY_AFTER_NAMESPACE();
 
 #if HWY_ONCE
+#include <cstring>
+#include <memory>
+#include <new>
+
 #include "src/dispatch.h"
 
 namespace xent {
@@ -315,6 +320,9 @@ struct SoftmaxOp : NoMiddle {
   SoftmaxKernel k;
   const SoftmaxProblem* sp = nullptr;
   const TokenLogprobsProblem* tp = nullptr;
+  // Vocab-parallel token log-probs, phase 1: each row's statistics go to
+  // stats_out (src/problem.h's layout) and nothing else is written.
+  const TokenLogprobsShardProblem* shard = nullptr;
 
   bool NeedsStats(size_t) const { return true; }
   size_t ScratchRows() const { return (sp && sp->probs.data) ? 1 : 0; }
@@ -323,6 +331,10 @@ struct SoftmaxOp : NoMiddle {
   }
   static void Merge(Acc& acc, const Seg& g) { acc.Merge(g); }
   void Finish(size_t row, const Acc& acc, bool, RowState* st) const {
+    if (shard) {
+      ExportTokenRow(*shard, row, acc);
+      return;
+    }
     const double lse = acc.Lse();
     float* lse_out = sp ? sp->lse : tp->lse;
     float* ent_out = sp ? sp->entropy : tp->entropy;
@@ -336,6 +348,18 @@ struct SoftmaxOp : NoMiddle {
     st->M = static_cast<float>(acc.M);
     st->a = st->nan ? kNaNf : static_cast<float>(1.0 / acc.S);
     st->lse_off = static_cast<float>(acc.LogS());
+  }
+  // The row's record (after the header): [M, zy] [S] (+ [U]).
+  static void ExportTokenRow(const TokenLogprobsShardProblem& q, size_t row, const Acc& acc) {
+    const bool holds = acc.has_zy && !q.target.Ignored(row);
+    // M is the max of f32 z (or -inf): exact in f32, as zy.
+    const float mzy[2] = {static_cast<float>(acc.M), holds ? acc.zy : kNaNf};
+    double rec[3] = {};
+    std::memcpy(&rec[kRowMZy], mzy, sizeof(mzy));
+    rec[kRowS] = acc.nan ? std::numeric_limits<double>::quiet_NaN() : acc.S;
+    rec[2] = acc.U;
+    const size_t n = TokShardRowDoubles(q.with_entropy);
+    std::memcpy(q.stats_out + kShardHeaderDoubles + row * n, rec, n * sizeof(double));  // (any alignment)
   }
   bool HasOutput() const { return sp && (sp->probs.data || sp->log_probs.data); }
   void Output(size_t row, const RowState& st, const Seg* segs, size_t s0, size_t s1, float* scratch) const {
@@ -423,6 +447,58 @@ xent_status RunSoftmaxBackward(const SoftmaxBackwardProblem& p) {
   op.k.gx = p.grad_input;
   op.k.inv_t = 1.0f / p.temperature;
   return RunRows(op, p.B, p.V, p.exec);
+}
+
+xent_status RunTokenLogprobsShardStats(const TokenLogprobsShardProblem& p) {
+  SoftmaxOp op;
+  op.shard = &p;
+  op.k.V = p.Vs;
+  op.k.logits = p.logits;
+  op.k.scale = 1.0f / p.temperature;
+  op.k.entropy = p.with_entropy;
+  op.k.cap = p.softcap;
+  op.k.inv_cap = p.softcap > 0.0f ? 1.0f / p.softcap : 0.0f;
+  op.k.target = p.target;
+  op.k.class_offset = static_cast<int64_t>(p.offset);
+  const xent_status rc = RunRows(op, p.B, p.Vs, p.exec);
+  if (rc != XENT_OK) return rc;
+  const double header[kShardHeaderDoubles] = {p.with_entropy ? kTagTokEnt : kTagTok, static_cast<double>(p.B),
+                                              static_cast<double>(p.offset), static_cast<double>(p.Vs)};
+  std::memcpy(p.stats_out, header, sizeof(header));
+  return XENT_OK;
+}
+
+xent_status RunTokenLogprobsShardFinish(const TokenLogprobsShardProblem& p) {
+  const size_t n = TokShardRowDoubles(p.with_entropy), per_rank = TokShardStatsDoubles(p.B, p.with_entropy);
+  std::unique_ptr<size_t[]> begin(new (std::nothrow) size_t[p.P + 1]);
+  if (!begin) return XENT_ERROR_OUT_OF_MEMORY;
+  ShardBegins(p.stats_in, p.P, per_rank, begin.get());
+  for (size_t i = 0; i < p.B; ++i) {
+    const bool has_target = p.target.data != nullptr && !p.target.Ignored(i);
+    const int64_t y = has_target ? p.target.At(i) : -1;
+    // The row's statistics over all shards, merged in the tree over shard
+    // indices that the single-process engine uses over segments.
+    const SoftmaxAcc acc = TreeMerge<SoftmaxAcc>(p.P, [&](size_t r) {
+      double rec[3] = {};
+      std::memcpy(rec, p.stats_in + r * per_rank + kShardHeaderDoubles + i * n, n * sizeof(double));
+      float mzy[2];
+      std::memcpy(mzy, &rec[kRowMZy], sizeof(mzy));
+      SoftmaxAcc a;
+      a.M = mzy[0];
+      a.S = rec[kRowS];
+      a.U = rec[2];
+      a.zy = mzy[1];
+      a.has_zy = has_target && y >= static_cast<int64_t>(begin[r]) && y < static_cast<int64_t>(begin[r + 1]);
+      a.nan = std::isnan(a.S);
+      return a;
+    });
+    // xent_token_logprobs' formulas (SoftmaxOp::Finish).
+    if (p.lse) p.lse[i] = static_cast<float>(acc.Lse());
+    if (p.entropy) p.entropy[i] = static_cast<float>(acc.Entropy());
+    if (p.logprob)
+      p.logprob[i] = has_target ? static_cast<float>(-((acc.M - static_cast<double>(acc.zy)) + acc.LogS())) : 0.0f;
+  }
+  return XENT_OK;
 }
 
 }  // namespace xent

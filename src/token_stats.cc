@@ -242,7 +242,14 @@ struct TokBackwardOp {
       c.w[pos] = w;
       ++nd;
     };
-    if (glp != 0.0f) add(q.target.At(row), glp);
+    if (glp != 0.0f) {
+      const int64_t col = q.target.At(row) - q.class_offset;
+      if (col >= 0 && col < static_cast<int64_t>(q.V)) {
+        add(col, glp);
+      } else {
+        G += glp;  // the target is in another column shard
+      }
+    }
     if (q.grad_topk_logprobs != nullptr) {
       const size_t K = static_cast<size_t>(q.topk);
       for (size_t j = 0; j < K; ++j) {
@@ -321,6 +328,24 @@ xent_status RunTokenLogprobsBackward(const TokenLogprobsBackwardProblem& p) {
   op.gk.grad = p.grad;
   op.gk.stream = p.grad.data != p.logits.data && StreamOutputs(p.B, p.V, p.grad);
   return RunRows(op, p.B, p.V, p.exec);
+}
+
+xent_status RunTokenLogprobsShardBackward(const TokenLogprobsShardBackwardProblem& s) {
+  TokenLogprobsBackwardProblem p;
+  p.B = s.B;
+  p.V = s.Vs;
+  p.logits = s.logits;
+  p.target = s.target;
+  p.temperature = s.temperature;
+  p.softcap = s.softcap;
+  p.grad_logprob = s.grad_logprob;
+  p.grad_entropy = s.grad_entropy;
+  p.lse = s.lse;
+  p.entropy = s.entropy;
+  p.grad = s.grad;
+  p.exec = s.exec;
+  p.class_offset = static_cast<int64_t>(s.offset);
+  return RunTokenLogprobsBackward(p);
 }
 
 }  // namespace xent

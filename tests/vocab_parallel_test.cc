@@ -741,7 +741,7 @@ TEST_F(Bad, FinishArguments) {
   other[2] = p.y[2] < 100 ? 200 : 50;
   a.target = other.data();
   a.target_dtype = XENT_I64;
-  ExpectFinishFails(a, XENT_ERROR_INVALID_VALUE, "(different targets in xent_cross_entropy_shard_stats?)");
+  ExpectFinishFails(a, XENT_ERROR_INVALID_VALUE, "(different targets in xent_cross_entropy_shard_stats, or none?)");
   EXPECT_NE(std::string(xent_last_error()).find("target[2] = " + std::to_string(other[2])), std::string::npos);
   // This call's shard is not among the stats.
   std::vector<unsigned char> l3 = Columns(p, 0, 300, 300);

@@ -993,6 +993,143 @@ XENT_API xent_status xent_cross_entropy_shard_finish_args_init(
 XENT_API xent_status xent_cross_entropy_shard_finish(
     const xent_cross_entropy_shard_finish_args* args);
 
+/* ---------------------------------------------------------------------------
+ * Vocab-parallel token log-probabilities (RL, evaluation): the per-row log
+ * p(target), entropy and lse of xent_token_logprobs over logits whose V
+ * classes are column shards held by different ranks, in the same call
+ * sequence as the vocab-parallel cross-entropy above:
+ *   1. xent_token_logprobs_shard_stats: this rank's per-row statistics,
+ *      xent_token_logprobs_shard_stats_doubles(B, with_entropy) doubles;
+ *   2. the caller all-gathers them in rank order;
+ *   3. xent_token_logprobs_shard_finish: merges them and writes logprob,
+ *      entropy and lse, the same bits on every rank (scalar code).
+ * Shards, alignment and determinism are the cross-entropy's: the results are
+ * bit-identical to xent_token_logprobs' on the same SIMD target when every
+ * shard but the last is 4096 * 2^k classes wide, and agree within the
+ * accuracy contract otherwise. target (global class indices) is optional;
+ * finish writes logprob only when the stats were computed with the same
+ * targets. Temperature and softcap apply in shard_stats (every rank passes
+ * the same values); finish only merges.
+ *
+ * The gradient needs no communication: xent_token_logprobs_shard_backward
+ * writes the shard's columns of xent_token_logprobs_backward's gradient (of
+ * g_lp logprob + g_H entropy) from finish's lse and entropy and the shard's
+ * own logits; the bits of the whole call's columns given the same lse and
+ * entropy, for any split.
+ *
+ * Size: a header of 4 doubles per rank, then per row 16 bytes (the row's max
+ * and target z as f32, its sum of exps as f64), 24 with with_entropy = 1
+ * (also the entropy sum, f64). The stats are opaque, as the cross-entropy's.
+ * ------------------------------------------------------------------------- */
+
+/* The doubles of one rank's stats for `batch` rows (with_entropy 0 or 1);
+ * finish's is num_shards times that. 0 when it does not fit size_t. */
+XENT_API size_t xent_token_logprobs_shard_stats_doubles(size_t batch,
+                                                        int32_t with_entropy);
+
+typedef struct xent_token_logprobs_shard_stats_args {
+  size_t struct_size;
+  size_t batch;         /* B, may be 0 */
+  size_t num_classes;   /* V >= 1: all shards' classes */
+  size_t shard_classes; /* this shard's columns, >= 1 */
+  size_t class_offset;  /* the first column's class index; + shard_classes <= V */
+
+  const void* logits;   /* B x shard_classes, required */
+  size_t logits_stride; /* elements; 0 = shard_classes */
+  int32_t logits_dtype; /* XENT_F32 (default) / XENT_BF16 / XENT_F16 */
+
+  int32_t target_dtype; /* XENT_I64 (default) / XENT_I32: global indices */
+  const void* target;   /* B indices in [0, V) or ignore_index; optional */
+  size_t target_stride; /* elements between rows' indices (0 = 1) */
+  int64_t ignore_index; /* default -100 */
+
+  float temperature;    /* finite, >= FLT_MIN; default 1 */
+  float softcap;        /* 0 (default) = off, else finite and >= FLT_MIN */
+  int32_t with_entropy; /* 1: also the entropy sums (finish's entropy) */
+  int32_t reserved0;    /* must be 0 */
+
+  double* stats; /* xent_token_logprobs_shard_stats_doubles(B,
+                    with_entropy), required */
+
+  int32_t num_threads;
+  int32_t reserved1; /* must be 0 */
+  xent_parallel_for_fn parallel_for;
+  void* parallel_user;
+} xent_token_logprobs_shard_stats_args;
+
+XENT_API xent_status xent_token_logprobs_shard_stats_args_init(
+    xent_token_logprobs_shard_stats_args* args, size_t struct_size);
+XENT_API xent_status xent_token_logprobs_shard_stats(
+    const xent_token_logprobs_shard_stats_args* args);
+
+/* logprob (0 for ignored rows), entropy and lse of the whole rows, as
+ * xent_token_logprobs writes them. At least one output. */
+typedef struct xent_token_logprobs_shard_finish_args {
+  size_t struct_size;
+  size_t batch;       /* B, may be 0 */
+  size_t num_classes; /* V >= 1 */
+
+  int32_t target_dtype;
+  int32_t with_entropy; /* as in shard_stats */
+  const void* target;   /* B global indices; needed by logprob */
+  size_t target_stride;
+  int64_t ignore_index;
+
+  const double* stats; /* num_shards x xent_token_logprobs_shard_stats_doubles(
+                          B, with_entropy), rank order; required */
+  size_t num_shards;   /* >= 1 */
+
+  float* logprob; /* B values */
+  float* entropy; /* B values; needs with_entropy = 1 */
+  float* lse;     /* B values */
+} xent_token_logprobs_shard_finish_args;
+
+XENT_API xent_status xent_token_logprobs_shard_finish_args_init(
+    xent_token_logprobs_shard_finish_args* args, size_t struct_size);
+XENT_API xent_status xent_token_logprobs_shard_finish(
+    const xent_token_logprobs_shard_finish_args* args);
+
+/* The shard's B x shard_classes columns of d(sum_i g_lp[i] logprob[i] +
+ * g_H[i] entropy[i]) / dlogits (xent_token_logprobs_backward's formula with
+ * the whole rows' lse and entropy; a row's one-hot term only in the shard
+ * that holds its target). No statistics are computed: lse is required, and
+ * entropy with grad_entropy. */
+typedef struct xent_token_logprobs_shard_backward_args {
+  size_t struct_size;
+  size_t batch;         /* B, may be 0 */
+  size_t num_classes;   /* V >= 1: all shards' classes */
+  size_t shard_classes; /* this shard's columns, >= 1 */
+  size_t class_offset;  /* + shard_classes <= V */
+
+  const void* logits;   /* B x shard_classes, required */
+  size_t logits_stride; /* 0 = shard_classes */
+  int32_t logits_dtype;
+  int32_t target_dtype; /* XENT_I64 (default) / XENT_I32: global indices */
+  const void* target;   /* B indices; required by grad_logprob */
+  size_t target_stride;
+  int64_t ignore_index; /* default -100 */
+  float temperature;    /* the forward's; default 1 */
+  float softcap;        /* the forward's; 0 (default) = off */
+
+  const float* grad_logprob; /* B upstream gradients; NULL = 0 */
+  const float* grad_entropy; /* B upstream gradients; NULL = 0 */
+  const float* lse;          /* B values from finish, required */
+  const float* entropy;      /* B values from finish; required by grad_entropy */
+
+  void* grad;         /* B x shard_classes, required; may be logits */
+  size_t grad_stride; /* 0 = shard_classes */
+  int32_t grad_dtype; /* XENT_DTYPE_AUTO (default) / F32 / the logits' */
+
+  int32_t num_threads;
+  xent_parallel_for_fn parallel_for;
+  void* parallel_user;
+} xent_token_logprobs_shard_backward_args;
+
+XENT_API xent_status xent_token_logprobs_shard_backward_args_init(
+    xent_token_logprobs_shard_backward_args* args, size_t struct_size);
+XENT_API xent_status xent_token_logprobs_shard_backward(
+    const xent_token_logprobs_shard_backward_args* args);
+
 /* Convenience: initialize an args struct with the caller's own sizeof, e.g.
  *   xent_cross_entropy_args a; XENT_ARGS_INIT(xent_cross_entropy_args, &a);
  */
