@@ -16,7 +16,7 @@ import torch
 import torch.distributed as dist
 
 import xent.torch as xF
-from xent.torch.distributed import vocab_parallel_cross_entropy
+from xent.torch.distributed import vocab_parallel_cross_entropy, vocab_parallel_token_logprobs
 
 RANK, WORLD, PORT = (int(a) for a in sys.argv[1:4])
 B = 6
@@ -246,6 +246,96 @@ def different_smoothing():
         expect_error(ValueError, "label_smoothing is 0 on some ranks", fn)
 
 
+def token_run(x, y, bounds, entropy=True, explicit=False, **kw):
+    """(logprob, entropy, this rank's gradient columns) of the distributed
+    call, the same from xent.torch.token_logprobs on the whole logits, and
+    the float64 autograd gradient's columns; backward through g_lp * logprob +
+    g_h * entropy with the same upstream weights."""
+    a, b = bounds[RANK], bounds[RANK + 1]
+    shard = x[:, a:b].clone().requires_grad_()
+    extra = dict(class_offset=a, num_classes=x.shape[1]) if explicit else {}
+    g = torch.Generator().manual_seed(77)
+    g_lp, g_h = torch.randn(B, generator=g), torch.randn(B, generator=g)
+    if not entropy:
+        g_h = torch.zeros(B)
+    got = vocab_parallel_token_logprobs(shard, y, entropy=entropy, **extra, **kw)
+    want = xF.token_logprobs(x, y, entropy=entropy, **kw)
+    if not entropy:
+        got, want = (got, torch.zeros(B)), (want, torch.zeros(B))
+    (got[0].float() * g_lp + got[1].float() * g_h).sum().backward()
+    # float64 reference: z = softcap(x) / T, d(g_lp log p[y] + g_h H)/dx.
+    xd = x.double().requires_grad_()
+    cap, T = kw.get("softcap"), kw.get("temperature", 1.0)
+    z = (cap * torch.tanh(xd / cap) if cap else xd) / T
+    logp = torch.log_softmax(z, 1)
+    keep = y != -100
+    lp = logp.gather(1, y.clamp(min=0)[:, None])[:, 0] * keep
+    H = -(logp.exp() * logp).sum(1)
+    (lp * g_lp.double() + H * g_h.double()).sum().backward()
+    return got[0].detach(), got[1].detach(), shard.grad, want[0], want[1], xd.grad[:, a:b]
+
+
+def token_logprobs_aligned():
+    # xent.torch.token_logprobs' bits for shards of 4096 columns, f32 and bf16,
+    # temperature and softcap; the same on every rank; the gradient against
+    # float64 autograd. (Every collective before any assert: a rank that
+    # fails must not leave the others in a collective.)
+    runs = []
+    for dtype, kw in ((torch.float32, dict(temperature=0.7)), (torch.bfloat16, dict(softcap=20.0))):
+        x, y, _ = problem((WORLD - 1) * 4096 + 900, dtype, 21)
+        r = token_run(x, y, aligned_bounds(x.shape[1]), **kw)
+        loss_everywhere_same(torch.cat([r[0].float(), r[1].float()]))
+        runs.append((dtype, r))
+    for dtype, (lp, ent, g, wlp, went, gw) in runs:
+        same_bits(lp, wlp, "logprob %s" % dtype)
+        same_bits(ent, went, "entropy %s" % dtype)
+        close(g, gw, "grad %s" % dtype, 4e-6 if dtype == torch.float32 else 1e-2)
+
+
+def token_logprobs_uneven():
+    # Uneven shards (1 and 37 columns; a rank holding no target), ignored
+    # rows, explicit offsets, no entropy: within the accuracy contract.
+    x, y, _ = problem(1000, torch.float32, 22)
+    r1 = token_run(x, y, uneven_bounds(1000), explicit=True, entropy=False)
+    r2 = token_run(x, y, uneven_bounds(1000), temperature=2.0)
+    lp, _, g, wlp, _, gw = r1
+    close(lp, wlp, "logprob", 1e-5)
+    close(g, gw, "grad", 4e-6)
+    assert bool((lp[1::3] == 0).all()), "ignored rows give 0"
+    _, ent2, g2, _, went2, gw2 = r2
+    close(ent2, went2, "entropy", 1e-5)
+    close(g2, gw2, "grad with entropy", 4e-6)
+
+
+def token_logprobs_bad_target_on_last_rank():
+    x, y, _ = problem(1000, torch.float32, 23)
+    bounds = uneven_bounds(1000)
+    if RANK == WORLD - 1:
+        y = y.clone()
+        y[0] = 1000
+    fn = lambda: vocab_parallel_token_logprobs(x[:, bounds[RANK] : bounds[RANK + 1]], y)  # noqa: E731
+    pattern = "target[0] = 1000 is outside" if RANK == WORLD - 1 else "rank %d of %d rejected" % (WORLD - 1, WORLD)
+    expect_error(ValueError, pattern, fn)
+
+
+def token_logprobs_different_options():
+    # A rank with another temperature: every rank hears of it (options digest);
+    # entropy on some ranks only: the widths' all-gather finds it.
+    x, y, _ = problem(1000, torch.float32, 24)
+    bounds = uneven_bounds(1000)
+    shard = x[:, bounds[RANK] : bounds[RANK + 1]]
+    T = 2.0 if RANK == WORLD - 1 else 1.0
+    fn = lambda: vocab_parallel_token_logprobs(shard, y, temperature=T)  # noqa: E731
+    ent = RANK == WORLD - 1
+    fn2 = lambda: vocab_parallel_token_logprobs(shard, y, entropy=ent)  # noqa: E731
+    if WORLD == 1:
+        fn()
+        fn2()
+    else:
+        expect_error(ValueError, "different targets or options (ignore_index, temperature, softcap)", fn)
+        expect_error(ValueError, "entropy is False on some ranks", fn2)
+
+
 SCENARIOS = [
     aligned_f32,
     bad_target_on_last_rank,
@@ -260,6 +350,10 @@ SCENARIOS = [
     uneven_smoothing_weights_no_target,
     different_targets,
     different_smoothing,
+    token_logprobs_aligned,
+    token_logprobs_bad_target_on_last_rank,
+    token_logprobs_uneven,
+    token_logprobs_different_options,
     uneven_f16_mean,  # after the bad inputs: the group still works
 ]
 

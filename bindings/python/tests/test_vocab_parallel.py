@@ -117,3 +117,85 @@ def test_stats_size():
     assert s.shape == (4 + 2 * 6,) and s.dtype == np.float64
     s = xent.cross_entropy_shard_stats(x, y, num_classes=50, class_offset=0, label_smoothing=0.1)
     assert s.shape == (4 + 4 * 6,)
+
+
+# ---------------------------------------------------------------------------
+# Token log-probs and entropy (token_logprobs_shard_stats / _finish / _backward).
+
+
+def _tok_sharded(x, y, bounds, entropy=True, **kw):
+    V = x.shape[-1]
+    stats = np.stack(
+        [
+            xent.token_logprobs_shard_stats(x[:, a:b], y, num_classes=V, class_offset=a, entropy=entropy, **kw)
+            for a, b in zip(bounds[:-1], bounds[1:])
+        ]
+    )
+    return xent.token_logprobs_shard_finish(stats, y, rows=x.shape[0], num_classes=V, entropy=entropy)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+@pytest.mark.parametrize("bounds", [[0, 8192, 16384, 20000], [0, 4096, 8192, 12288, 16384, 20000]])
+def test_token_logprobs_aligned_shards_give_the_whole_calls_bits(dtype, bounds):
+    x, y, _ = _problem(7, 20000, 3)
+    if dtype == "bfloat16":
+        ml_dtypes = pytest.importorskip("ml_dtypes")
+        x = x.astype(ml_dtypes.bfloat16)
+    kw = dict(temperature=0.8, softcap=30.0)
+    want = xent.token_stats(x, y, entropy=True, lse=True, **kw)
+    lp, ent, lse = _tok_sharded(x, y, bounds, **kw)
+    np.testing.assert_array_equal(lp, want.logprob)
+    np.testing.assert_array_equal(ent, want.entropy)
+    np.testing.assert_array_equal(lse, want.lse)
+    # The gradient: each shard's columns of the whole backward, bit for bit.
+    rng = np.random.default_rng(4)
+    g_lp = rng.standard_normal(7).astype(np.float32)
+    g_h = rng.standard_normal(7).astype(np.float32)
+    gwant = xent.token_stats_backward(x, y, grad_logprob=g_lp, grad_entropy=g_h, lse=lse, entropy=ent, grad=True, **kw)
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        g = xent.token_logprobs_shard_backward(
+            x[:, a:b].copy(),
+            y,
+            lse,
+            num_classes=20000,
+            class_offset=a,
+            grad_logprob=g_lp,
+            grad_entropy=g_h,
+            entropy=ent,
+            **kw,
+        )
+        np.testing.assert_array_equal(g, gwant[:, a:b])
+
+
+def test_token_logprobs_any_split_matches_the_reference():
+    x, y, _ = _problem(5, 5000, 5)
+    lp, ent, lse = _tok_sharded(x, y, [0, 1, 1234, 4999, 5000], temperature=2.0)
+    z = x.astype(np.float64) / 2.0
+    ref_lse = np.log(np.exp(z - z.max(1, keepdims=True)).sum(1)) + z.max(1)
+    logp = z - ref_lse[:, None]
+    ref_ent = -(np.exp(logp) * logp).sum(1)
+    ok = y != -100
+    ref_lp = np.where(ok, logp[np.arange(5), np.where(ok, y, 0)], 0.0)
+    np.testing.assert_allclose(lse, ref_lse, rtol=2e-6, atol=2e-6)
+    np.testing.assert_allclose(ent, ref_ent, rtol=2e-6, atol=4e-6)
+    np.testing.assert_allclose(lp, ref_lp, rtol=2e-6, atol=4e-6)
+
+
+def test_token_logprobs_shard_errors_name_the_argument():
+    x, y, _ = _problem(3, 300, 6)
+    stats = np.stack(
+        [
+            xent.token_logprobs_shard_stats(x[:, a:b], y, num_classes=300, class_offset=a)
+            for a, b in ((0, 100), (100, 300))
+        ]
+    )
+    with pytest.raises(ValueError, match="entropy = True"):  # the stats have no entropy sums: other size
+        xent.token_logprobs_shard_finish(stats, y, rows=3, num_classes=300, entropy=True)
+    with pytest.raises(ValueError, match="class_offset \\(201\\) \\+ shard_classes \\(100\\) exceeds"):
+        xent.token_logprobs_shard_stats(x[:, :100], y, num_classes=300, class_offset=201)
+    other = y.copy()
+    other[0] = 50 if y[0] >= 100 or y[0] < 0 else 150
+    with pytest.raises(ValueError, match="different targets"):
+        xent.token_logprobs_shard_finish(stats, other, rows=3, num_classes=300)
+    with pytest.raises(ValueError, match="lse"):
+        xent.token_logprobs_shard_backward(x[:, :100], y, np.zeros(2, np.float32), num_classes=300, class_offset=0)

@@ -37,7 +37,15 @@ from ._api import (
 from ._lib import XentError, XentMemoryError, XentTypeError, XentUnsupportedError, XentValueError
 from ._linear import blas_backend, linear_cross_entropy
 from ._token_stats import TokenStats, kl_penalty, token_stats, token_stats_backward
-from ._vocab_parallel import cross_entropy_shard_finish, cross_entropy_shard_stats, cross_entropy_shard_stats_doubles
+from ._vocab_parallel import (
+    cross_entropy_shard_finish,
+    cross_entropy_shard_stats,
+    cross_entropy_shard_stats_doubles,
+    token_logprobs_shard_backward,
+    token_logprobs_shard_finish,
+    token_logprobs_shard_stats,
+    token_logprobs_shard_stats_doubles,
+)
 
 __version__ = "0.1.0"
 
@@ -179,4 +187,8 @@ __all__ = [
     "cross_entropy_shard_stats",
     "cross_entropy_shard_finish",
     "cross_entropy_shard_stats_doubles",
+    "token_logprobs_shard_stats",
+    "token_logprobs_shard_finish",
+    "token_logprobs_shard_backward",
+    "token_logprobs_shard_stats_doubles",
 ]

@@ -291,3 +291,43 @@ def cross_entropy_shard_finish(
     row_scale: Any = ...,
     num_threads: Optional[int] = ...,
 ) -> Any: ...
+
+# Vocab-parallel token log-probs and entropy (xent/_vocab_parallel.py).
+def token_logprobs_shard_stats_doubles(rows: int, entropy: bool = ...) -> int: ...
+def token_logprobs_shard_stats(
+    logits: Any,
+    target: Any = ...,
+    *,
+    num_classes: int,
+    class_offset: int,
+    entropy: bool = ...,
+    temperature: float = ...,
+    softcap: Optional[float] = ...,
+    ignore_index: int = ...,
+    num_threads: Optional[int] = ...,
+) -> Any: ...
+def token_logprobs_shard_finish(
+    stats: Any,
+    target: Any = ...,
+    *,
+    rows: int,
+    num_classes: int,
+    entropy: bool = ...,
+    ignore_index: int = ...,
+) -> Tuple[Any, Any, Any]: ...
+def token_logprobs_shard_backward(
+    logits: Any,
+    target: Any,
+    lse: Any,
+    *,
+    num_classes: int,
+    class_offset: int,
+    grad_logprob: Any = ...,
+    grad_entropy: Any = ...,
+    entropy: Any = ...,
+    temperature: float = ...,
+    softcap: Optional[float] = ...,
+    ignore_index: int = ...,
+    grad: Any = ...,
+    num_threads: Optional[int] = ...,
+) -> Any: ...

@@ -478,6 +478,79 @@ class CrossEntropyShardFinishArgs(Structure):
     ]
 
 
+class TokenLogprobsShardStatsArgs(Structure):
+    _fields_ = [
+        ("struct_size", c_size_t),
+        ("batch", c_size_t),
+        ("num_classes", c_size_t),
+        ("shard_classes", c_size_t),
+        ("class_offset", c_size_t),
+        ("logits", c_void_p),
+        ("logits_stride", c_size_t),
+        ("logits_dtype", c_int32),
+        ("target_dtype", c_int32),
+        ("target", c_void_p),
+        ("target_stride", c_size_t),
+        ("ignore_index", c_int64),
+        ("temperature", c_float),
+        ("softcap", c_float),
+        ("with_entropy", c_int32),
+        ("reserved0", c_int32),
+        ("stats", c_void_p),
+        ("num_threads", c_int32),
+        ("reserved1", c_int32),
+        ("parallel_for", _parallel_for_fn),
+        ("parallel_user", c_void_p),
+    ]
+
+
+class TokenLogprobsShardFinishArgs(Structure):
+    _fields_ = [
+        ("struct_size", c_size_t),
+        ("batch", c_size_t),
+        ("num_classes", c_size_t),
+        ("target_dtype", c_int32),
+        ("with_entropy", c_int32),
+        ("target", c_void_p),
+        ("target_stride", c_size_t),
+        ("ignore_index", c_int64),
+        ("stats", c_void_p),
+        ("num_shards", c_size_t),
+        ("logprob", c_void_p),
+        ("entropy", c_void_p),
+        ("lse", c_void_p),
+    ]
+
+
+class TokenLogprobsShardBackwardArgs(Structure):
+    _fields_ = [
+        ("struct_size", c_size_t),
+        ("batch", c_size_t),
+        ("num_classes", c_size_t),
+        ("shard_classes", c_size_t),
+        ("class_offset", c_size_t),
+        ("logits", c_void_p),
+        ("logits_stride", c_size_t),
+        ("logits_dtype", c_int32),
+        ("target_dtype", c_int32),
+        ("target", c_void_p),
+        ("target_stride", c_size_t),
+        ("ignore_index", c_int64),
+        ("temperature", c_float),
+        ("softcap", c_float),
+        ("grad_logprob", c_void_p),
+        ("grad_entropy", c_void_p),
+        ("lse", c_void_p),
+        ("entropy", c_void_p),
+        ("grad", c_void_p),
+        ("grad_stride", c_size_t),
+        ("grad_dtype", c_int32),
+        ("num_threads", c_int32),
+        ("parallel_for", _parallel_for_fn),
+        ("parallel_user", c_void_p),
+    ]
+
+
 # C struct name -> (ctypes struct, init function, operation function).
 STRUCTS = {
     "xent_cross_entropy_args": (CrossEntropyArgs, "xent_cross_entropy_args_init", "xent_cross_entropy"),
@@ -506,6 +579,21 @@ STRUCTS = {
         CrossEntropyShardFinishArgs,
         "xent_cross_entropy_shard_finish_args_init",
         "xent_cross_entropy_shard_finish",
+    ),
+    "xent_token_logprobs_shard_stats_args": (
+        TokenLogprobsShardStatsArgs,
+        "xent_token_logprobs_shard_stats_args_init",
+        "xent_token_logprobs_shard_stats",
+    ),
+    "xent_token_logprobs_shard_finish_args": (
+        TokenLogprobsShardFinishArgs,
+        "xent_token_logprobs_shard_finish_args_init",
+        "xent_token_logprobs_shard_finish",
+    ),
+    "xent_token_logprobs_shard_backward_args": (
+        TokenLogprobsShardBackwardArgs,
+        "xent_token_logprobs_shard_backward_args_init",
+        "xent_token_logprobs_shard_backward",
     ),
 }
 
@@ -586,6 +674,8 @@ lib.xent_force_target.restype = c_int32
 lib.xent_force_target.argtypes = [c_char_p]
 lib.xent_cross_entropy_shard_stats_doubles.restype = c_size_t
 lib.xent_cross_entropy_shard_stats_doubles.argtypes = [c_size_t, c_float]
+lib.xent_token_logprobs_shard_stats_doubles.restype = c_size_t
+lib.xent_token_logprobs_shard_stats_doubles.argtypes = [c_size_t, c_int32]
 
 if lib.xent_abi_version() != ABI_VERSION:
     raise ImportError(
@@ -670,6 +760,9 @@ token_logprobs_backward_op = OPS["xent_token_logprobs_backward_args"]
 kl_penalty_op = OPS["xent_kl_penalty_args"]
 cross_entropy_shard_stats_op = OPS["xent_cross_entropy_shard_stats_args"]
 cross_entropy_shard_finish_op = OPS["xent_cross_entropy_shard_finish_args"]
+token_logprobs_shard_stats_op = OPS["xent_token_logprobs_shard_stats_args"]
+token_logprobs_shard_finish_op = OPS["xent_token_logprobs_shard_finish_args"]
+token_logprobs_shard_backward_op = OPS["xent_token_logprobs_shard_backward_args"]
 
 
 def has_op(fn_name: str) -> bool:

@@ -1,12 +1,16 @@
-"""Vocab-parallel cross-entropy over the C ABI (xent_cross_entropy_shard_stats
-/ _finish): the classes of the logits split into column shards held by
+"""Vocab-parallel cross-entropy and token log-probs over the C ABI
+(xent_cross_entropy_shard_stats / _finish, xent_token_logprobs_shard_stats /
+_finish / _backward): the classes of the logits split into column shards held by
 different ranks. xent does no communication: each rank calls
 cross_entropy_shard_stats on its shard, gathers every rank's statistics in
 rank order with its own collective (e.g. torch.distributed.all_gather_into_tensor
 of the 1-D float64 stats into a (num_shards, n) tensor), and calls
 cross_entropy_shard_finish. The stats are opaque: n =
 cross_entropy_shard_stats_doubles(rows, label_smoothing) float64 per rank, 16
-bytes per row (32 with label smoothing) plus a 32-byte header.
+bytes per row (32 with label smoothing) plus a 32-byte header. Token
+log-probs: token_logprobs_shard_stats_doubles(rows, entropy), 16 bytes per row
+(24 with the entropy) plus the header; their gradient needs no communication
+(token_logprobs_shard_backward from finish's lse and entropy).
 """
 
 from __future__ import annotations
@@ -19,7 +23,15 @@ from . import _arrays
 from . import _lib as L
 from ._arrays import _torch, f32_vector, indices, is_torch, matrix, scalar
 
-__all__ = ["cross_entropy_shard_stats", "cross_entropy_shard_finish", "cross_entropy_shard_stats_doubles"]
+__all__ = [
+    "cross_entropy_shard_stats",
+    "cross_entropy_shard_finish",
+    "cross_entropy_shard_stats_doubles",
+    "token_logprobs_shard_stats",
+    "token_logprobs_shard_finish",
+    "token_logprobs_shard_backward",
+    "token_logprobs_shard_stats_doubles",
+]
 
 
 def cross_entropy_shard_stats_doubles(rows, label_smoothing=0.0):
@@ -32,8 +44,17 @@ def cross_entropy_shard_stats_doubles(rows, label_smoothing=0.0):
     return n
 
 
-def _stats_out(kind, rows, label_smoothing):
-    shape = (cross_entropy_shard_stats_doubles(rows, label_smoothing),)
+def token_logprobs_shard_stats_doubles(rows, entropy=False):
+    """The float64 elements of one rank's token_logprobs_shard_stats for
+    `rows` rows, with or without the entropy sums."""
+    n = L.lib.xent_token_logprobs_shard_stats_doubles(int(rows), 1 if entropy else 0)
+    if n == 0:
+        raise ValueError("rows = %d: the shard statistics' size overflows size_t" % rows)
+    return n
+
+
+def _stats_out(kind, rows, label_smoothing, n=None):
+    shape = (cross_entropy_shard_stats_doubles(rows, label_smoothing) if n is None else n,)
     if kind == "torch":
         t = _torch().empty(shape, dtype=_torch().float64)
         return t, t.data_ptr()
@@ -41,20 +62,22 @@ def _stats_out(kind, rows, label_smoothing):
     return a, a.__array_interface__["data"][0]
 
 
-def _stats_in(stats, rows, label_smoothing):
+def _stats_in(stats, rows, label_smoothing, n=None, what=None):
     """The gathered stats as a contiguous array and num_shards: (num_shards, n)
     (e.g. np.stack of the ranks' stats) or (num_shards * n,) (a flat
-    all-gather), n = cross_entropy_shard_stats_doubles(rows, label_smoothing)."""
+    all-gather), n = cross_entropy_shard_stats_doubles(rows, label_smoothing)
+    unless given (with `what`, the phase 1 and its flag, for the message)."""
     a = stats.detach().cpu().numpy() if is_torch(stats) else np.asarray(stats)
     if a.dtype != np.float64:
         raise TypeError("stats has dtype %s; the shard statistics are float64" % a.dtype)
-    n = cross_entropy_shard_stats_doubles(rows, float(label_smoothing))
+    if n is None:
+        n = cross_entropy_shard_stats_doubles(rows, float(label_smoothing))
+        what = "cross_entropy_shard_stats of %d rows (label_smoothing = %g)" % (rows, label_smoothing)
     shards = a.size // n
     if a.ndim == 0 or a.size == 0 or a.size % n or (a.ndim > 1 and a.shape[0] != shards):
         raise ValueError(
             "stats has shape %s; expected (num_shards, %d) or (num_shards * %d,): every rank's "
-            "cross_entropy_shard_stats of %d rows (label_smoothing = %g) stacked in rank order"
-            % (a.shape, n, n, rows, label_smoothing)
+            "%s stacked in rank order" % (a.shape, n, n, what)
         )
     return np.ascontiguousarray(a), shards
 
@@ -175,3 +198,133 @@ def cross_entropy_shard_finish(
     else:
         value = scalar(x.v.kind, loss.value)
     return value if g is None else (value, g)
+
+
+# ---------------------------------------------------------------------------
+# Token log-probs (and entropy).
+
+
+def _tok_common(a, x, t, num_classes, class_offset, temperature, softcap, ignore_index):
+    a.batch, a.num_classes, a.shard_classes, a.class_offset = x.rows, int(num_classes), x.cols, int(class_offset)
+    a.logits, a.logits_stride, a.logits_dtype = x.ptr, x.stride, x.code
+    if t is not None:
+        a.target, a.target_stride, a.target_dtype = t.ptr, t.stride, t.code
+    a.ignore_index = int(ignore_index)
+    a.temperature = float(temperature)
+    a.softcap = 0.0 if softcap is None else float(softcap)
+
+
+def token_logprobs_shard_stats(
+    logits,
+    target=None,
+    *,
+    num_classes,
+    class_offset,
+    entropy=False,
+    temperature=1.0,
+    softcap=None,
+    ignore_index=-100,
+    num_threads=None,
+):
+    """Phase 1 of vocab-parallel token log-probs on this rank.
+
+    logits:  (..., shard_classes) float32 / bfloat16 / float16, the columns
+             [class_offset, class_offset + shard_classes) of the (...,
+             num_classes) logits. target: (...) GLOBAL class indices, or
+             None (entropy / lse only). entropy: include the entropy sums.
+    Returns a 1-D float64 array (numpy, or a torch tensor for torch logits)
+    of token_logprobs_shard_stats_doubles(rows, entropy) elements to gather
+    across ranks as it is.
+    """
+    x = matrix(logits, "logits")
+    t = None if target is None else indices(target, "target", x.lead)
+    op = L.token_logprobs_shard_stats_op
+    a = op.args()
+    _tok_common(a, x, t, num_classes, class_offset, temperature, softcap, ignore_index)
+    a.with_entropy = 1 if entropy else 0
+    out, a.stats = _stats_out(x.v.kind, x.rows, 0.0, token_logprobs_shard_stats_doubles(x.rows, entropy))
+    a.num_threads = L.threads(num_threads)
+    op(a)
+    return out
+
+
+def token_logprobs_shard_finish(stats, target=None, *, rows, num_classes, entropy=False, ignore_index=-100):
+    """Phase 2: xent.token_logprobs of the whole (rows, num_classes) logits
+    from every rank's statistics (float64, rank order, (num_shards, n) or
+    flat). Returns (logprob, entropy, lse), float32 (rows,) arrays (torch
+    tensors when stats is one); logprob is None without target, entropy None
+    unless entropy=True (the stats must have been computed with the same
+    flag and targets). The same bits on every rank; xent.token_logprobs'
+    bits for shards of 4096 * 2**k columns (the last shorter)."""
+    rows = int(rows)
+    n = token_logprobs_shard_stats_doubles(rows, entropy)
+    s, shards = _stats_in(
+        stats, rows, 0.0, n, "token_logprobs_shard_stats of %d rows (entropy = %s)" % (rows, bool(entropy))
+    )
+    t = None if target is None else indices(target, "target", (rows,))
+    op = L.token_logprobs_shard_finish_op
+    a = op.args()
+    a.batch, a.num_classes = rows, int(num_classes)
+    if t is not None:
+        a.target, a.target_stride, a.target_dtype = t.ptr, t.stride, t.code
+    a.ignore_index = int(ignore_index)
+    a.with_entropy = 1 if entropy else 0
+    a.stats, a.num_shards = s.ctypes.data, shards
+    out = np.empty((3, rows), np.float32)
+    lp = out[0] if t is not None else None
+    ent = out[1] if entropy else None
+    lse = out[2]
+    if rows:
+        a.logprob = lp.ctypes.data if lp is not None else None
+        a.entropy = ent.ctypes.data if ent is not None else None
+        a.lse = lse.ctypes.data
+        op(a)
+    if is_torch(stats):
+        torch = _torch()
+        return tuple(None if v is None else torch.from_numpy(v) for v in (lp, ent, lse))
+    return lp, ent, lse
+
+
+def token_logprobs_shard_backward(
+    logits,
+    target,
+    lse,
+    *,
+    num_classes,
+    class_offset,
+    grad_logprob=None,
+    grad_entropy=None,
+    entropy=None,
+    temperature=1.0,
+    softcap=None,
+    ignore_index=-100,
+    grad=True,
+    num_threads=None,
+):
+    """This shard's columns of d(sum g_lp logprob + g_H entropy)/dlogits from
+    finish's lse (and entropy, with grad_entropy): no communication. grad:
+    True (a new array in the logits' dtype) or "inplace" (over logits).
+    target: GLOBAL class indices (needed with grad_logprob)."""
+    inplace = isinstance(grad, str) and grad == "inplace"
+    if not inplace and grad is not True:
+        raise ValueError("grad = %r: True or 'inplace'" % (grad,))
+    x = matrix(logits, "logits", output=inplace, allow_copy=not inplace)
+    t = None if target is None else indices(target, "target", x.lead)
+    op = L.token_logprobs_shard_backward_op
+    a = op.args()
+    _tok_common(a, x, t, num_classes, class_offset, temperature, softcap, ignore_index)
+    a.lse, k1 = f32_vector(lse, "lse", x.rows)
+    a.entropy, k2 = f32_vector(entropy, "entropy", x.rows)
+    a.grad_logprob, k3 = f32_vector(grad_logprob, "grad_logprob", x.rows)
+    a.grad_entropy, k4 = f32_vector(grad_entropy, "grad_entropy", x.rows)
+    if inplace:
+        a.grad, a.grad_stride = x.ptr, x.stride
+        g = logits
+    else:
+        g = _arrays.empty("torch" if x.v.kind == "torch" else "numpy", x.shape, x.code)[0]
+        gm = matrix(g, "grad", output=True)
+        a.grad, a.grad_stride, a.grad_dtype = gm.ptr, gm.stride, gm.code
+    a.num_threads = L.threads(num_threads)
+    op(a)
+    del k1, k2, k3, k4
+    return g

@@ -1,5 +1,6 @@
-"""xent.torch.distributed: vocab-parallel cross-entropy over a torch.distributed
-process group (the LM head's classes split into column shards, one per rank).
+"""xent.torch.distributed: vocab-parallel cross-entropy and token log-probs
+(with entropy) over a torch.distributed process group (the LM head's classes
+split into column shards, one per rank).
 
     import xent.torch
     loss = xent.torch.distributed.vocab_parallel_cross_entropy(logits_shard, target, group=tp_group)
@@ -28,7 +29,7 @@ from . import _api, _vocab_parallel
 from ._lib import XentTypeError, XentValueError
 from .torch import _bump_version, _Handoff, _needs_graph, _no_double_backward, _scale_, _second_backward_inplace
 
-__all__ = ["vocab_parallel_cross_entropy"]
+__all__ = ["vocab_parallel_cross_entropy", "vocab_parallel_token_logprobs"]
 
 # Each rank's block of the stats all-gather ends with this many float64:
 # [status, rows, class_offset, width, num_classes, target checksum, options
@@ -175,22 +176,38 @@ class _VocabParallelCEFn(_torch.autograd.Function):
         return _scale_(grad, g, ctx.rows), None, None, None
 
 
-def _forward(x, t, weight, group, num_classes, class_offset, kw, loss_kw, inplace, needs_grad, err=None, shape=None):
-    """Phase 1, the collective(s), phase 2. num_classes / class_offset are
-    one-element lists, filled in here when the caller gave None. ``err``: this
-    rank's input was already found bad (``shape``: its (rows, width) as far
-    as known): it takes part in the collectives and raises with the others."""
+class _Stats:
+    """What the gather needs to know of an operation's phase 1: its name, the
+    flag that changes the statistics' size (label smoothing on, entropy
+    wanted: the ranks must agree on it before the gather) and what its off
+    state reads as ("label_smoothing is 0"), their
+    size per rank, a digest of the options every rank must share (called
+    after phase 1 succeeded), the options' names for the message, and phase
+    1 itself (``run(V, class_offset)``, raising on bad input)."""
+
+    def __init__(self, what, flag, flag_name, doubles, digest, options, run):
+        self.what, self.flag, self.flag_name, self.doubles = what, flag, flag_name, doubles
+        self.digest, self.options, self.run = digest, options, run
+
+
+def _gather_stats(x, t, group, num_classes, class_offset, op, err=None, shape=None):
+    """Phase 1 and the collective(s): every rank's statistics, gathered in
+    rank order ((world, n) float64), with V and this rank's class_offset.
+    num_classes / class_offset are one-element lists, filled in here when the
+    caller gave None. ``err``: this rank's input was already found bad
+    (``shape``: its (rows, width) as far as known): it takes part in the
+    collectives and raises with the others."""
     dist = _dist()
     rank, world = dist.get_rank(group), dist.get_world_size(group)
-    what = "vocab_parallel_cross_entropy"
+    what = op.what
     B, width = (x.shape[0], x.shape[1]) if err is None else shape
     if err is None and x.dtype not in (_torch.float32, _torch.bfloat16, _torch.float16):
         err = TypeError("logits_shard has dtype %s; xent takes float32, bfloat16 or float16" % x.dtype)
     if num_classes[0] is None or class_offset[0] is None:
-        # The widths are not known: a small all-gather of (status, rows, width)
-        # first. A rank whose input is already known to be bad reports it here.
+        # The widths are not known: a small all-gather of (status, rows, width,
+        # flag) first. A rank whose input is already known to be bad reports it here.
         head = _torch.zeros(4, dtype=_torch.int64)
-        head[1], head[2], head[3] = B, width, int(_smoothing(kw))
+        head[1], head[2], head[3] = B, width, int(op.flag)
         if err is not None:
             head[0] = _status_of(err)
         heads = _all_gather(dist, head, group, world)
@@ -208,8 +225,8 @@ def _forward(x, t, weight, group, num_classes, class_offset, kw, loss_kw, inplac
             )
         if bool((heads[:, 3] != heads[0, 3]).any()):
             raise ValueError(
-                "xent.torch.distributed.%s: label_smoothing is 0 on some ranks and not on others %s: every rank "
-                "must pass the same" % (what, heads[:, 3].tolist())
+                "xent.torch.distributed.%s: %s on some ranks and not on others %s: every rank "
+                "must pass the same" % (what, op.flag_name, heads[:, 3].tolist())
             )
         widths = heads[:, 2].tolist()
         if num_classes[0] is None:
@@ -222,29 +239,20 @@ def _forward(x, t, weight, group, num_classes, class_offset, kw, loss_kw, inplac
     try:
         if err is not None:
             raise err
-        if weight is not None and tuple(weight.shape) != (V,):
-            raise ValueError("weight has shape %s; expected the global (%d,) class weights" % (tuple(weight.shape), V))
-        if B == 0:  # no rows, no statistics (an empty tensor's storage is a NULL pointer to the C call)
-            if tuple(t.shape) != (0,):
-                raise ValueError("target has shape %s; expected (0,) for an empty logits_shard" % (tuple(t.shape),))
-            stats = _torch.zeros(0, dtype=_torch.float64)
-        else:
-            stats = _vocab_parallel.cross_entropy_shard_stats(
-                x, t, num_classes=V, class_offset=off, weight=weight, **kw
-            )
+        stats = op.run(V, off)
     except Exception as e:  # reported to every rank through the gather below
         err = e
     # Every rank's block has the same size when the row counts agree (checked
     # by the first all-gather when the widths were gathered; with explicit
     # offsets the caller promises it).
-    n = _block_doubles(B, _smoothing(kw))
+    n = op.doubles(B)
     block = _torch.zeros(n + _TRAILER, dtype=_torch.float64)
     if stats is not None:
         block[: stats.numel()] = stats.reshape(-1)
     tr = block[n:]
     tr[1], tr[2], tr[3], tr[4] = B, off, width, V
     if err is None:
-        tr[5], tr[6] = _checksum(t), _options_digest(kw, loss_kw)
+        tr[5], tr[6] = _checksum(t) if t is not None else -1.0, op.digest()
     else:
         tr[0] = _status_of(err)
         ln, vals = _pack_msg(str(err))
@@ -264,8 +272,8 @@ def _forward(x, t, weight, group, num_classes, class_offset, kw, loss_kw, inplac
         )
     if bool((rows[:, 5] != rows[0, 5]).any()) or bool((rows[:, 6] != rows[0, 6]).any()):
         raise ValueError(
-            "xent.torch.distributed.%s: the ranks were given different targets or options (ignore_index, "
-            "label_smoothing, softcap, reduction): every rank must pass the same" % what
+            "xent.torch.distributed.%s: the ranks were given different targets or options (%s): every rank "
+            "must pass the same" % (what, op.options)
         )
     ends = (rows[:, 2] + rows[:, 3]).long().tolist()
     starts = rows[:, 2].long().tolist()
@@ -274,7 +282,32 @@ def _forward(x, t, weight, group, num_classes, class_offset, kw, loss_kw, inplac
             "xent.torch.distributed.%s: the shards [class_offset, class_offset + width) %s do not tile [0, %d) "
             "in rank order" % (what, list(zip(starts, ends)), V)
         )
-    all_stats = gathered[:, : stats.numel()]
+    return gathered[:, : stats.numel()], V, off
+
+
+def _forward(x, t, weight, group, num_classes, class_offset, kw, loss_kw, inplace, needs_grad, err=None, shape=None):
+    """Cross-entropy: the statistics' gather, then phase 2."""
+    B = x.shape[0] if err is None else shape[0]
+
+    def run(V, off):
+        if weight is not None and tuple(weight.shape) != (V,):
+            raise ValueError("weight has shape %s; expected the global (%d,) class weights" % (tuple(weight.shape), V))
+        if B == 0:  # no rows, no statistics (an empty tensor's storage is a NULL pointer to the C call)
+            if tuple(t.shape) != (0,):
+                raise ValueError("target has shape %s; expected (0,) for an empty logits_shard" % (tuple(t.shape),))
+            return _torch.zeros(0, dtype=_torch.float64)
+        return _vocab_parallel.cross_entropy_shard_stats(x, t, num_classes=V, class_offset=off, weight=weight, **kw)
+
+    op = _Stats(
+        "vocab_parallel_cross_entropy",
+        _smoothing(kw),
+        "label_smoothing is 0",
+        lambda rows: _block_doubles(rows, _smoothing(kw)),
+        lambda: _options_digest(kw, loss_kw),
+        "ignore_index, label_smoothing, softcap, reduction",
+        run,
+    )
+    all_stats, V, off = _gather_stats(x, t, group, num_classes, class_offset, op, err, shape)
     grad = None
     if B == 0:  # xent.torch.cross_entropy of an empty batch (mean: nan, sum: 0, none: empty)
         loss = _api.cross_entropy(x.new_empty((0, V)), t, weight=weight, **kw, **loss_kw)
@@ -399,3 +432,134 @@ def vocab_parallel_cross_entropy(
     if reduction == "none" and len(lead) != 1:
         loss = loss.reshape(lead)
     return loss
+
+
+# ---------------------------------------------------------------------------
+# Token log-probs and entropy (RL, evaluation).
+
+
+def _tok_digest(kw):
+    softcap = kw["softcap"]
+    packed = struct.pack(
+        "<qdd", int(kw["ignore_index"]), float(kw["temperature"]), 0.0 if softcap is None else float(softcap)
+    )
+    return float(zlib.crc32(packed))
+
+
+def _tok_forward(x, t, group, num_classes, class_offset, kw, entropy, err=None, shape=None):
+    """Token log-probs: the statistics' gather, then phase 2 (the same on
+    every rank). Returns (logprob, entropy or None, lse, V, class_offset)."""
+    B = x.shape[0] if err is None else shape[0]
+
+    def run(V, off):
+        if B == 0:
+            if t is not None and tuple(t.shape) != (0,):
+                raise ValueError("target has shape %s; expected (0,) for an empty logits_shard" % (tuple(t.shape),))
+            return _torch.zeros(0, dtype=_torch.float64)
+        return _vocab_parallel.token_logprobs_shard_stats(x, t, num_classes=V, class_offset=off, entropy=entropy, **kw)
+
+    op = _Stats(
+        "vocab_parallel_token_logprobs",
+        1.0 if entropy else 0.0,
+        "entropy is False",
+        lambda rows: _vocab_parallel.token_logprobs_shard_stats_doubles(rows, entropy),
+        lambda: _tok_digest(kw),
+        "ignore_index, temperature, softcap",
+        run,
+    )
+    all_stats, V, off = _gather_stats(x, t, group, num_classes, class_offset, op, err, shape)
+    if B == 0:
+        empty = _torch.zeros(0, dtype=_torch.float32)
+        return empty, (empty if entropy else None), empty, V, off
+    lp, ent, lse = _vocab_parallel.token_logprobs_shard_finish(
+        all_stats, t, rows=B, num_classes=V, entropy=entropy, ignore_index=kw["ignore_index"]
+    )
+    return lp, ent, lse, V, off
+
+
+class _VocabParallelTokenFn(_torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, logits, target, opts):
+        group, num_classes, class_offset, kw, entropy = opts
+        lp, ent, lse, V, off = _tok_forward(logits, target, group, num_classes, class_offset, kw, entropy)
+        ctx.save_for_backward(logits, target, lse, ent if ent is not None else lse)
+        ctx.V, ctx.off, ctx.kw, ctx.entropy = V, off, kw, entropy
+        return lp, (ent if ent is not None else lse.new_zeros(lse.shape))
+
+    @staticmethod
+    def backward(ctx, g_lp, g_ent):
+        _no_double_backward("distributed.vocab_parallel_token_logprobs")
+        logits, target, lse, ent = ctx.saved_tensors
+        if logits.shape[0] == 0:
+            return _torch.zeros_like(logits), None, None
+        has_lp = g_lp is not None and bool((g_lp != 0).any())
+        has_h = ctx.entropy and g_ent is not None and bool((g_ent != 0).any())
+        kw = dict(ctx.kw)
+        grad = _vocab_parallel.token_logprobs_shard_backward(
+            logits,
+            target,
+            lse,
+            num_classes=ctx.V,
+            class_offset=ctx.off,
+            grad_logprob=g_lp.float() if has_lp else None,
+            grad_entropy=g_ent.float() if has_h else None,
+            entropy=ent if has_h else None,
+            **kw,
+        )
+        return grad, None, None
+
+
+def vocab_parallel_token_logprobs(
+    logits_shard,
+    target,
+    *,
+    group=None,
+    entropy=False,
+    temperature=1.0,
+    softcap=None,
+    ignore_index=-100,
+    class_offset=None,
+    num_classes=None,
+    num_threads=None,
+):
+    """log softmax(z)[target] per row of the (N, V) logits whose columns are
+    split over the ranks of ``group``, from this rank's (N, width) shard (z =
+    softcap(logits) / temperature), differentiable; with entropy=True also the
+    entropy of softmax(z) (differentiable too): xent.torch.token_logprobs on
+    the concatenated logits. The PPO / GRPO policy-gradient and entropy-bonus
+    statistics of a tensor-parallel LM head.
+
+    logits_shard: (N, width) or (..., width), classes on the last axis,
+                  float32 / bfloat16 / float16, CPU.
+    target:       (N,) or (...) GLOBAL class indices or ignore_index (log-prob
+                  0), the same on every rank.
+    class_offset, num_classes: as in vocab_parallel_cross_entropy (None: from
+                  the ranks' widths, one more small all-gather).
+
+    One all-gather of 16 bytes per row and rank (24 with entropy) in the
+    forward, nothing in backward (each rank's gradient needs only the merged
+    lse and entropy, which every rank holds). The results have the same bits
+    on every rank, and xent.torch.token_logprobs' bits when every shard but
+    the last is 4096 * 2**k wide. Errors as vocab_parallel_cross_entropy:
+    every rank raises, naming the lowest failing rank.
+    """
+    kw = dict(temperature=temperature, softcap=softcap, ignore_index=ignore_index, num_threads=num_threads)
+    err = _check_args(logits_shard, target, "mean", False)
+    if err is not None:
+        shape = (0, 0)
+        if isinstance(logits_shard, _torch.Tensor) and logits_shard.dim() > 0:
+            shape = (logits_shard.numel() // max(logits_shard.shape[-1], 1), logits_shard.shape[-1])
+        _tok_forward(None, None, group, [num_classes], [class_offset], kw, bool(entropy), err, shape)
+    lead = tuple(logits_shard.shape[:-1])
+    width = logits_shard.shape[-1]
+    x = logits_shard.reshape(-1, width) if logits_shard.dim() != 2 else logits_shard
+    t = target.reshape(-1) if tuple(target.shape) == lead else target
+    opts = (group, [num_classes], [class_offset], kw, bool(entropy))
+    if _needs_graph(logits_shard):
+        lp, ent = _VocabParallelTokenFn.apply(x, t, opts)
+    else:
+        lp, ent, _, _, _ = _tok_forward(x, t, group, [num_classes], [class_offset], kw, bool(entropy))
+    lp = lp.reshape(lead)  # float32 whatever the logits' dtype, as xent.torch.token_logprobs
+    if entropy:
+        return lp, ent.reshape(lead)
+    return lp

@@ -1,6 +1,6 @@
-# Type stubs for xent.torch.distributed: vocab-parallel cross-entropy over a
-# torch.distributed process group.
-from typing import Any, Optional
+# Type stubs for xent.torch.distributed: vocab-parallel cross-entropy and
+# token log-probs over a torch.distributed process group.
+from typing import Any, Optional, Tuple, Union
 
 from torch import Tensor
 
@@ -20,3 +20,16 @@ def vocab_parallel_cross_entropy(
     num_classes: Optional[int] = ...,
     num_threads: Optional[int] = ...,
 ) -> Tensor: ...
+def vocab_parallel_token_logprobs(
+    logits_shard: Tensor,
+    target: Tensor,
+    *,
+    group: Optional[Any] = ...,
+    entropy: bool = ...,
+    temperature: float = ...,
+    softcap: Optional[float] = ...,
+    ignore_index: int = ...,
+    class_offset: Optional[int] = ...,
+    num_classes: Optional[int] = ...,
+    num_threads: Optional[int] = ...,
+) -> Union[Tensor, Tuple[Tensor, Tensor]]: ...
