@@ -19,7 +19,9 @@ static_assert(sizeof(xent_cross_entropy_args) <= kArgsCapacity && sizeof(xent_bc
                   sizeof(xent_cross_entropy_shard_finish_args) <= kArgsCapacity &&
                   sizeof(xent_token_logprobs_shard_stats_args) <= kArgsCapacity &&
                   sizeof(xent_token_logprobs_shard_finish_args) <= kArgsCapacity &&
-                  sizeof(xent_token_logprobs_shard_backward_args) <= kArgsCapacity,
+                  sizeof(xent_token_logprobs_shard_backward_args) <= kArgsCapacity &&
+                  sizeof(xent_kl_div_logits_shard_stats_args) <= kArgsCapacity &&
+                  sizeof(xent_kl_div_logits_shard_finish_args) <= kArgsCapacity,
               "raise kArgsCapacity");
 
 namespace {

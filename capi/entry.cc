@@ -66,8 +66,8 @@ void ShardCheck(const CrossEntropyShardProblem& p) {
 // How one op's gathered statistics look: its tag and the other layout's (the
 // same op with the other flag), the flag's text for the message, and sizes.
 struct GatherLayout {
-  const char* op;  // the phase-1 function, for messages
-  double tag, other;
+  const char* op;        // the phase-1 function, for messages
+  double tag, other;     // other == tag: the op has one layout
   const char* mismatch;  // printf format with %zu (the rank): the flag differs
   size_t per_rank, n;    // doubles per rank and per row
 };
@@ -86,7 +86,7 @@ void CheckGather(const GatherLayout& g, size_t B, size_t V, size_t P, const doub
     const double* h = stats + r * g.per_rank;
     const size_t begin = begins[r];
     const double t = ShardHeaderAt(h, kHdrTag), b = ShardHeaderAt(h, kHdrBatch);
-    XENT_CHECK(t != g.other, XENT_ERROR_INVALID_VALUE, g.mismatch, r);
+    XENT_CHECK(g.other == g.tag || t != g.other, XENT_ERROR_INVALID_VALUE, g.mismatch, r);
     XENT_CHECK(t == g.tag, XENT_ERROR_INVALID_VALUE,
                "stats of rank %zu are not %s' (header %.17g): the stats must be num_shards (%zu) ranks' stats "
                "gathered in rank order, each of the size %s_doubles gives",
@@ -151,6 +151,18 @@ void ShardFinishCheck(const CrossEntropyShardProblem& p) {
 void TokShardCheck(const TokenLogprobsShardProblem& p) {
   XENT_CHECK(p.offset <= p.V - p.Vs, XENT_ERROR_INVALID_SHAPE,
              "class_offset (%zu) + shard_classes (%zu) exceeds num_classes (%zu)", p.offset, p.Vs, p.V);
+}
+
+void KlShardCheck(const KlShardProblem& p) {
+  XENT_CHECK(p.offset <= p.V - p.Vs, XENT_ERROR_INVALID_SHAPE,
+             "class_offset (%zu) + shard_classes (%zu) exceeds num_classes (%zu)", p.offset, p.Vs, p.V);
+}
+
+void KlShardFinishCheck(const KlShardProblem& p) {
+  KlShardCheck(p);
+  const GatherLayout g{
+      "xent_kl_div_logits_shard_stats", kTagKl, kTagKl, "", KlShardStatsDoubles(p.B), kKlShardRowDoubles};
+  CheckGather(g, p.B, p.V, p.P, p.stats_in, Labels(), p.offset, p.Vs);
 }
 
 void TokShardBackwardCheck(const TokenLogprobsShardBackwardProblem& p) {
@@ -283,6 +295,25 @@ xent_status xent_token_logprobs_shard_backward_args_init(xent_token_logprobs_sha
 xent_status xent_token_logprobs_shard_backward(const xent_token_logprobs_shard_backward_args* args) {
   return Call(abi::kTokenLogprobsShardBackward, args, xent::RunTokenLogprobsShardBackward, nullptr,
               xent::TokShardBackwardCheck);
+}
+
+xent_status xent_kl_div_logits_shard_stats_args_init(xent_kl_div_logits_shard_stats_args* args, size_t struct_size) {
+  return InitArgs(abi::kKlShardStats, args, struct_size);
+}
+xent_status xent_kl_div_logits_shard_stats(const xent_kl_div_logits_shard_stats_args* args) {
+  return Call(abi::kKlShardStats, args, xent::RunKlShardStats, nullptr, xent::KlShardCheck);
+}
+
+size_t xent_kl_div_logits_shard_stats_doubles(size_t batch) {
+  if (batch > (SIZE_MAX - xent::kShardHeaderDoubles) / 4) return 0;
+  return xent::KlShardStatsDoubles(batch);
+}
+
+xent_status xent_kl_div_logits_shard_finish_args_init(xent_kl_div_logits_shard_finish_args* args, size_t struct_size) {
+  return InitArgs(abi::kKlShardFinish, args, struct_size);
+}
+xent_status xent_kl_div_logits_shard_finish(const xent_kl_div_logits_shard_finish_args* args) {
+  return Call(abi::kKlShardFinish, args, xent::RunKlShardFinish, nullptr, xent::KlShardFinishCheck);
 }
 
 xent_status xent_cross_entropy_shard_finish_args_init(xent_cross_entropy_shard_finish_args* args, size_t struct_size) {

@@ -52,7 +52,7 @@ enum class Role : uint8_t {
 // classes Vs (kShardClasses), one rank's shard statistics
 // (CeShardStatsDoubles of B and the label_smoothing field, or
 // TokShardStatsDoubles of B and the with_entropy field, before them in the
-// table: kStats), P (kShardCount) x that (kPStats).
+// table, or KlShardStatsDoubles of B for an op with neither: kStats), P (kShardCount) x that (kPStats).
 enum class Len : uint8_t { kOne, kB, kV, kH, kBK, kVs, kStats, kPStats };
 
 enum class Domain : uint8_t {
@@ -686,6 +686,78 @@ constexpr Field kTokenLogprobsShardBackwardFields[] = {
 #undef A
 #undef P
 
+// Vocab-parallel distillation KL: the shards' B x Vs student and teacher
+// logits, the statistics (KlShardStatsDoubles(B)).
+#define A(f) XENT_OFF(xent_kl_div_logits_shard_stats_args, f)
+#define P(f) XENT_OFF(KlShardProblem, f)
+constexpr Field kKlShardStatsFields[] = {
+    Plain("shard_classes", Role::kShardClasses, A(shard_classes), P(Vs)),
+    Plain("class_offset", Role::kSize, A(class_offset), P(offset)),
+    InMatrix("input", A(input), P(input))
+        .Dims(Len::kB, Len::kVs)
+        .Stride(A(input_stride))
+        .DT(A(input_dtype), XENT_F32)
+        .Required(),
+    InMatrix("target", A(target), P(target))
+        .Dims(Len::kB, Len::kVs)
+        .Stride(A(target_stride))
+        .DT(A(target_dtype), XENT_F32)
+        .Rule(DTypeRule::kSameAsFrom, "input")
+        .Required(),
+    F32("temperature", A(temperature), P(temperature), Domain::kDivisor, 1),
+    Plain("reserved0", Role::kReserved, A(reserved0), kNone),
+    Vec("stats", Role::kOutF64Vec, A(stats), P(stats_out), Len::kStats).Required(),
+    Plain("num_threads", Role::kNumThreads, A(num_threads), P(exec.num_threads)),
+    Plain("reserved1", Role::kReserved, A(reserved1), kNone),
+    Plain("parallel_for", Role::kParallelFor, A(parallel_for), P(exec.parallel_for)),
+    Plain("parallel_user", Role::kParallelUser, A(parallel_user), P(exec.parallel_user)),
+};
+#undef A
+#undef P
+
+#define A(f) XENT_OFF(xent_kl_div_logits_shard_finish_args, f)
+#define P(f) XENT_OFF(KlShardProblem, f)
+constexpr Field kKlShardFinishFields[] = {
+    Plain("shard_classes", Role::kShardClasses, A(shard_classes), P(Vs)),
+    Plain("class_offset", Role::kSize, A(class_offset), P(offset)),
+    InMatrix("input", A(input), P(input))
+        .Dims(Len::kB, Len::kVs)
+        .Stride(A(input_stride))
+        .DT(A(input_dtype), XENT_F32)
+        .Required(),
+    InMatrix("target", A(target), P(target))
+        .Dims(Len::kB, Len::kVs)
+        .Stride(A(target_stride))
+        .DT(A(target_dtype), XENT_F32)
+        .Rule(DTypeRule::kSameAsFrom, "input")
+        .Required(),
+    F32("temperature", A(temperature), P(temperature), Domain::kDivisor, 1),
+    Plain("t2_scaling", Role::kFlag, A(t2_scaling), P(t2_scaling)),
+    Enum("reduction", A(reduction), P(reduction), kReductionsBatchMean, kReductionBatchMeanText,
+         XENT_REDUCTION_BATCHMEAN),
+    F32("grad_scale", A(grad_scale), P(grad_scale), Domain::kFinite, 1),
+    Make("labels", Role::kLabels, A(labels), P(labels))
+        .Stride(A(labels_stride))
+        .DT(A(labels_dtype), XENT_I64)
+        .Ignore(A(ignore_index)),
+    Plain("ignore_index", Role::kI64, A(ignore_index), kNone, -100),
+    Plain("reserved0", Role::kReserved, A(reserved0), kNone),
+    Plain("num_shards", Role::kShardCount, A(num_shards), P(P)),
+    Vec("stats", Role::kInF64Vec, A(stats), P(stats_in), Len::kPStats).Of("num_shards").Required(),
+    Vec("loss", Role::kOutVec, A(loss), P(loss), Len::kOne),
+    Vec("row_loss", Role::kOutVec, A(row_loss), P(row_loss), Len::kB),
+    OutMatrix("grad_input", A(grad_input), P(grad_input), "input")
+        .Dims(Len::kB, Len::kVs)
+        .Stride(A(grad_input_stride))
+        .DT(A(grad_input_dtype), XENT_DTYPE_AUTO)
+        .InPlace("input"),
+    Plain("num_threads", Role::kNumThreads, A(num_threads), P(exec.num_threads)),
+    Plain("parallel_for", Role::kParallelFor, A(parallel_for), P(exec.parallel_for)),
+    Plain("parallel_user", Role::kParallelUser, A(parallel_user), P(exec.parallel_user)),
+};
+#undef A
+#undef P
+
 #undef XENT_OFF
 
 template <size_t N>
@@ -734,6 +806,10 @@ constexpr OpDesc kTokenLogprobsShardFinish =
 constexpr OpDesc kTokenLogprobsShardBackward =
     Op("token_logprobs_shard_backward", "xent_token_logprobs_shard_backward_args",
        sizeof(xent_token_logprobs_shard_backward_args), kTokenLogprobsShardBackwardFields, false);
+constexpr OpDesc kKlShardStats = Op("kl_div_logits_shard_stats", "xent_kl_div_logits_shard_stats_args",
+                                    sizeof(xent_kl_div_logits_shard_stats_args), kKlShardStatsFields, true);
+constexpr OpDesc kKlShardFinish = Op("kl_div_logits_shard_finish", "xent_kl_div_logits_shard_finish_args",
+                                     sizeof(xent_kl_div_logits_shard_finish_args), kKlShardFinishFields, true);
 // Every operation, for code that walks all of them (tests, fuzzing, bench):
 // tests/common has hooks for each (its registry aborts on an operation
 // without one). Appended only: the fuzz inputs index the first six.
@@ -761,6 +837,8 @@ XENT_CHECK_LAYOUT(xent_cross_entropy_shard_finish_args, CrossEntropyShardProblem
 XENT_CHECK_LAYOUT(xent_token_logprobs_shard_stats_args, TokenLogprobsShardProblem);
 XENT_CHECK_LAYOUT(xent_token_logprobs_shard_finish_args, TokenLogprobsShardProblem);
 XENT_CHECK_LAYOUT(xent_token_logprobs_shard_backward_args, TokenLogprobsShardBackwardProblem);
+XENT_CHECK_LAYOUT(xent_kl_div_logits_shard_stats_args, KlShardProblem);
+XENT_CHECK_LAYOUT(xent_kl_div_logits_shard_finish_args, KlShardProblem);
 static_assert(offsetof(xent_token_logprobs_args, argmax) ==
                   offsetof(xent_token_logprobs_args, parallel_user) + sizeof(void*),
               "0.1.0's xent_token_logprobs_args ended at parallel_user");

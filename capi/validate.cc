@@ -197,6 +197,7 @@ class Validation {
       case abi::Len::kStats: {  // B x V fits in SIZE_MAX >> 4 (label_smoothing checked before)
         if (Has("with_entropy"))
           return TokShardStatsDoubles(B_, Get<int32_t>(args_, op_.fields[Index("with_entropy")].off) != 0);
+        if (!Has("label_smoothing")) return KlShardStatsDoubles(B_);
         const float eps = Get<float>(args_, op_.fields[Index("label_smoothing")].off);
         return CeShardStatsDoubles(B_, eps);
       }

@@ -207,6 +207,32 @@ struct DivergenceProblem {
 };
 xent_status RunDivergence(const DivergenceProblem& p);
 
+// Vocab-parallel distillation KL (both phases): input / target are the
+// shards' B x Vs student / teacher logits. Rows of the stats:
+//   [Mq, Mp as two f32] [Sq] [Sp] [KL of the shard's own distributions]
+struct KlShardProblem {
+  size_t B = 0, V = 0;
+  size_t Vs = 0, offset = 0;
+  InMat input, target;
+  float temperature = 1.0f;
+  bool t2_scaling = false;
+  Reduction reduction = Reduction::kBatchMean;
+  float grad_scale = 1.0f;
+  Labels labels;
+  double* stats_out = nullptr;
+  const double* stats_in = nullptr;
+  size_t P = 0;
+  float* loss = nullptr;
+  float* row_loss = nullptr;
+  OutMat grad_input;
+  Exec exec;
+};
+constexpr double kTagKl = 1480803589.0;
+constexpr size_t kKlShardRowDoubles = 4;
+inline size_t KlShardStatsDoubles(size_t B) { return kShardHeaderDoubles + B * kKlShardRowDoubles; }
+xent_status RunKlShardStats(const KlShardProblem& p);
+xent_status RunKlShardFinish(const KlShardProblem& p);
+
 struct SoftmaxProblem {
   size_t B = 0, V = 0;
   InMat logits;

@@ -1130,6 +1130,109 @@ XENT_API xent_status xent_token_logprobs_shard_backward_args_init(
 XENT_API xent_status xent_token_logprobs_shard_backward(
     const xent_token_logprobs_shard_backward_args* args);
 
+/* ---------------------------------------------------------------------------
+ * Vocab-parallel distillation KL: KL(softmax(target / T) || softmax(input /
+ * T)) per row (xent_divergence with both sides XENT_DIST_LOGITS, forward KL)
+ * where the student's and the teacher's logits are column-sharded alike
+ * (rank r holds the same columns of both). Call sequence per rank:
+ *   1. xent_kl_div_logits_shard_stats: this rank's per-row statistics,
+ *      xent_kl_div_logits_shard_stats_doubles(B) doubles: both sides' max
+ *      and sum of exps, and the KL of the shard's own (renormalized)
+ *      distributions;
+ *   2. the caller all-gathers them in rank order (one collective);
+ *   3. xent_kl_div_logits_shard_finish: merges them, writes loss / row_loss
+ *      (the same bits on every rank: scalar code) and, when asked, the
+ *      student shard's gradient (one more read of both shards, no
+ *      communication).
+ * The merge uses, per row, with w_r = exp(lse_p,r - lse_p) the teacher's mass
+ * on rank r,
+ *   KL = sum_r w_r (KL_r + (lse_p,r - lse_p) - (lse_q,r - lse_q)),
+ * exact in real arithmetic; the result agrees with xent_divergence within the
+ * accuracy contract for any split (not bit for bit: the shards' KL terms are
+ * taken against their own lse). Reductions, t2_scaling, grad_scale and the
+ * labels row mask are xent_divergence's; the teacher gets no gradient.
+ * Size: a header of 4 doubles per rank, then 32 bytes per row (both maxes as
+ * f32, both sums of exps and the shard's KL as f64). The stats are opaque.
+ * ------------------------------------------------------------------------- */
+
+/* The doubles of one rank's stats for `batch` rows; finish's is num_shards
+ * times that. 0 when it does not fit size_t. */
+XENT_API size_t xent_kl_div_logits_shard_stats_doubles(size_t batch);
+
+typedef struct xent_kl_div_logits_shard_stats_args {
+  size_t struct_size;
+  size_t batch;         /* B, may be 0 */
+  size_t num_classes;   /* V >= 1: all shards' classes */
+  size_t shard_classes; /* this shard's columns, >= 1 */
+  size_t class_offset;  /* + shard_classes <= V */
+
+  const void* input;   /* the student's B x shard_classes logits, required */
+  size_t input_stride; /* 0 = shard_classes */
+  int32_t input_dtype; /* XENT_F32 (default) / XENT_BF16 / XENT_F16 */
+  int32_t target_dtype; /* must equal input_dtype */
+  const void* target;   /* the teacher's B x shard_classes logits, required */
+  size_t target_stride;
+  float temperature;    /* finite, >= FLT_MIN; default 1 */
+  int32_t reserved0;    /* must be 0 */
+
+  double* stats; /* xent_kl_div_logits_shard_stats_doubles(B), required */
+
+  int32_t num_threads;
+  int32_t reserved1; /* must be 0 */
+  xent_parallel_for_fn parallel_for;
+  void* parallel_user;
+} xent_kl_div_logits_shard_stats_args;
+
+XENT_API xent_status xent_kl_div_logits_shard_stats_args_init(
+    xent_kl_div_logits_shard_stats_args* args, size_t struct_size);
+XENT_API xent_status xent_kl_div_logits_shard_stats(
+    const xent_kl_div_logits_shard_stats_args* args);
+
+typedef struct xent_kl_div_logits_shard_finish_args {
+  size_t struct_size;
+  size_t batch;
+  size_t num_classes;
+  size_t shard_classes;
+  size_t class_offset;
+
+  const void* input; /* as in shard_stats; read for grad_input */
+  size_t input_stride;
+  int32_t input_dtype;
+  int32_t target_dtype;
+  const void* target;
+  size_t target_stride;
+  float temperature;
+
+  int32_t t2_scaling; /* default 0 */
+  int32_t reduction;  /* default BATCHMEAN (the distillation loss) */
+  float grad_scale;   /* default 1 */
+
+  const void* labels;   /* B class labels, optional row mask */
+  size_t labels_stride; /* 0 = 1 */
+  int64_t ignore_index; /* default -100 */
+  int32_t labels_dtype; /* default XENT_I64 */
+  int32_t reserved0;    /* must be 0 */
+
+  const double* stats; /* num_shards x xent_kl_div_logits_shard_stats_doubles(B),
+                          rank order; required */
+  size_t num_shards;   /* >= 1 */
+
+  float* loss;
+  float* row_loss;
+  void* grad_input; /* B x shard_classes, may be input (in place) */
+  size_t grad_input_stride;
+  int32_t grad_input_dtype; /* AUTO = input dtype */
+
+  int32_t num_threads;
+  xent_parallel_for_fn parallel_for;
+  void* parallel_user;
+} xent_kl_div_logits_shard_finish_args;
+
+XENT_API xent_status xent_kl_div_logits_shard_finish_args_init(
+    xent_kl_div_logits_shard_finish_args* args, size_t struct_size);
+XENT_API xent_status xent_kl_div_logits_shard_finish(
+    const xent_kl_div_logits_shard_finish_args* args);
+
 /* Convenience: initialize an args struct with the caller's own sizeof, e.g.
  *   xent_cross_entropy_args a; XENT_ARGS_INIT(xent_cross_entropy_args, &a);
  */
