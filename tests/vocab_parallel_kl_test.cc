@@ -187,9 +187,9 @@ ShardRun Sharded(const KlProblem& p, const std::vector<size_t>& bounds) {
 bool SameBits(float a, float b) { return std::memcmp(&a, &b, sizeof(a)) == 0; }
 
 std::string Name(const KlProblem& p, const std::vector<size_t>& bounds) {
-  std::string s = "B=" + std::to_string(p.B) + " V=" + std::to_string(p.V) + " dt=" +
-                  std::to_string(static_cast<int>(p.dt)) + " T=" + std::to_string(p.T) + " red=" +
-                  std::to_string(p.reduction) + " close=" + std::to_string(p.close) + " shards";
+  std::string s = "B=" + std::to_string(p.B) + " V=" + std::to_string(p.V) +
+                  " dt=" + std::to_string(static_cast<int>(p.dt)) + " T=" + std::to_string(p.T) +
+                  " red=" + std::to_string(p.reduction) + " close=" + std::to_string(p.close) + " shards";
   for (size_t b : bounds) s += " " + std::to_string(b);
   return s;
 }
@@ -244,8 +244,8 @@ void ExpectReference(const KlProblem& p, const std::vector<size_t>& bounds) {
     const bool ok = Agree(run.cat[k], r.gx[k], grad, DType::kF32, Profile::kContract) &&
                     Agree(run.cat[k], whole.grad[k], Tol{8e-6, 4e-6 * gabs}, DType::kF32, Profile::kContract);
     if (!ok && bad++ < 5)
-      ADD_FAILURE() << what << ": grad[" << k / p.V << ", " << k % p.V << "] " << run.cat[k] << " want "
-                    << r.gx[k] << " xent_divergence " << whole.grad[k];
+      ADD_FAILURE() << what << ": grad[" << k / p.V << ", " << k % p.V << "] " << run.cat[k] << " want " << r.gx[k]
+                    << " xent_divergence " << whole.grad[k];
   }
 }
 

@@ -16,7 +16,11 @@ import torch
 import torch.distributed as dist
 
 import xent.torch as xF
-from xent.torch.distributed import vocab_parallel_cross_entropy, vocab_parallel_token_logprobs
+from xent.torch.distributed import (
+    vocab_parallel_cross_entropy,
+    vocab_parallel_kl_div_logits,
+    vocab_parallel_token_logprobs,
+)
 
 RANK, WORLD, PORT = (int(a) for a in sys.argv[1:4])
 B = 6
@@ -336,6 +340,90 @@ def token_logprobs_different_options():
         expect_error(ValueError, "entropy is False on some ranks", fn2)
 
 
+def kl_run(s, t, bounds, upstream=None, explicit=False, **kw):
+    """(loss, this rank's student gradient columns) of the distributed call
+    and of xent.torch.kl_div_logits on the whole logits."""
+    a, b = bounds[RANK], bounds[RANK + 1]
+    shard = s[:, a:b].clone().requires_grad_()
+    extra = dict(class_offset=a, num_classes=s.shape[1]) if explicit else {}
+    loss = vocab_parallel_kl_div_logits(shard, t[:, a:b], **extra, **kw)
+    loss.backward(torch.ones_like(loss) if upstream is None else upstream)
+    sr = s.clone().requires_grad_()
+    want = xF.kl_div_logits(sr, t, **kw)
+    want.backward(torch.ones_like(want) if upstream is None else upstream)
+    return loss.detach(), shard.grad, want.detach(), sr.grad[:, a:b]
+
+
+def kl_student_teacher(V, dtype, seed):
+    g = torch.Generator().manual_seed(seed)
+    s = torch.randn(B, V, generator=g) * 2
+    t = s + torch.randn(B, V, generator=g) * 0.5
+    return s.to(dtype), t.to(dtype)
+
+
+def kl_div_logits_splits():
+    # Aligned and uneven shards, every reduction, T^2 scaling, a row mask,
+    # bf16; the loss the same on every rank, within the contract of the
+    # single-process call (not bits: each shard's KL uses its own lse).
+    runs = []
+    for k, (red, bounds_of, dtype) in enumerate(
+        (
+            ("batchmean", aligned_bounds, torch.float32),
+            ("none", uneven_bounds, torch.float32),
+            ("sum", uneven_bounds, torch.bfloat16),
+            ("mean", aligned_bounds, torch.float32),
+        )
+    ):
+        s, t = kl_student_teacher((WORLD - 1) * 4096 + 700, dtype, 30 + k)
+        labels = torch.tensor([1, -100, 3, 4, 5, -100]) if k % 2 else None
+        up = torch.linspace(-1, 2, B) if red == "none" else None
+        r = kl_run(
+            s,
+            t,
+            bounds_of(s.shape[1]),
+            upstream=up,
+            explicit=k == 1,
+            temperature=2.0,
+            t2_scaling=k < 2,
+            reduction=red,
+            labels=labels,
+        )
+        loss_everywhere_same(r[0])
+        runs.append((red, dtype, r))
+    for red, dtype, (loss, g, want, gw) in runs:
+        bf = dtype == torch.bfloat16
+        close(loss, want, "loss %s" % red, (2e-2 if bf else 2e-5) * max(1.0, want.abs().max().item()))
+        close(g, gw, "grad %s" % red, (2e-3 if bf else 2e-6) * max(1.0, gw.abs().max().item()))
+
+
+def kl_div_logits_errors():
+    s, t = kl_student_teacher(1000, torch.float32, 40)
+    bounds = uneven_bounds(1000)
+    a, b = bounds[RANK], bounds[RANK + 1]
+    last = RANK == WORLD - 1
+    other = "rank %d of %d rejected" % (WORLD - 1, WORLD)
+    # The teacher requires grad on the last rank only.
+    tt = t[:, a:b].clone().requires_grad_(last)
+    fn = lambda: vocab_parallel_kl_div_logits(s[:, a:b].clone().requires_grad_(), tt)  # noqa: E731
+    expect_error(ValueError, "teacher_shard requires grad" if last else other, fn)
+    # Another temperature on the last rank.
+    T = 3.0 if last else 1.0
+    fn = lambda: vocab_parallel_kl_div_logits(s[:, a:b], t[:, a:b], temperature=T)  # noqa: E731
+    if WORLD == 1:
+        fn()
+    else:
+        expect_error(ValueError, "different targets or options (temperature, reduction", fn)
+    # A teacher shard of another width on the last rank (its width is > 1).
+    tb = t[:, a : b - 1] if last else t[:, a:b]
+    fn = lambda: vocab_parallel_kl_div_logits(s[:, a:b], tb)  # noqa: E731
+    expect_error(ValueError, "teacher_shard has shape" if last else other, fn)
+    # An empty batch.
+    e = torch.zeros(0, b - a, requires_grad=True)
+    loss = vocab_parallel_kl_div_logits(e, torch.zeros(0, b - a), reduction="sum")
+    loss.backward()
+    assert loss.item() == 0 and e.grad.shape == e.shape
+
+
 SCENARIOS = [
     aligned_f32,
     bad_target_on_last_rank,
@@ -354,6 +442,8 @@ SCENARIOS = [
     token_logprobs_bad_target_on_last_rank,
     token_logprobs_uneven,
     token_logprobs_different_options,
+    kl_div_logits_splits,
+    kl_div_logits_errors,
     uneven_f16_mean,  # after the bad inputs: the group still works
 ]
 

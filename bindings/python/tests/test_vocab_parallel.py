@@ -199,3 +199,48 @@ def test_token_logprobs_shard_errors_name_the_argument():
         xent.token_logprobs_shard_finish(stats, other, rows=3, num_classes=300)
     with pytest.raises(ValueError, match="lse"):
         xent.token_logprobs_shard_backward(x[:, :100], y, np.zeros(2, np.float32), num_classes=300, class_offset=0)
+
+
+# ---------------------------------------------------------------------------
+# Distillation KL (kl_div_logits_shard_stats / _finish).
+
+
+def _kl_sharded(s, t, bounds, **kw):
+    V = s.shape[-1]
+    T = kw.get("temperature", 1.0)
+    stats = np.stack(
+        [
+            xent.kl_div_logits_shard_stats(s[:, a:b], t[:, a:b], num_classes=V, class_offset=a, temperature=T)
+            for a, b in zip(bounds[:-1], bounds[1:])
+        ]
+    )
+    out = [
+        xent.kl_div_logits_shard_finish(s[:, a:b], t[:, a:b], stats, num_classes=V, class_offset=a, grad=True, **kw)
+        for a, b in zip(bounds[:-1], bounds[1:])
+    ]
+    return [o[0] for o in out], np.concatenate([o[1] for o in out], axis=-1)
+
+
+@pytest.mark.parametrize("reduction", ["batchmean", "sum", "none", "mean"])
+def test_kl_div_logits_any_split_matches_the_whole_call(reduction):
+    rng = np.random.default_rng(7)
+    s = rng.standard_normal((6, 9000)).astype(np.float32) * 2
+    t = (s + rng.standard_normal((6, 9000)).astype(np.float32) * 0.5).astype(np.float32)
+    labels = np.array([1, -100, 3, 4, -100, 6])
+    kw = dict(temperature=2.0, t2_scaling=True, reduction=reduction, labels=labels)
+    want, gwant = xent.kl_div_logits(s, t, grad=True, **kw)
+    losses, g = _kl_sharded(s, t, [0, 1, 4096, 5000, 9000], **kw)
+    for loss in losses:  # the same bits on every rank
+        np.testing.assert_array_equal(np.asarray(loss), np.asarray(losses[0]))
+    np.testing.assert_allclose(np.asarray(losses[0]), np.asarray(want), rtol=2e-6, atol=2e-6)
+    np.testing.assert_allclose(g, gwant, rtol=1e-5, atol=1e-8)
+
+
+def test_kl_div_logits_shard_errors_name_the_argument():
+    rng = np.random.default_rng(8)
+    s = rng.standard_normal((3, 300)).astype(np.float32)
+    with pytest.raises(ValueError, match="teacher has shape"):
+        xent.kl_div_logits_shard_stats(s[:, :100], s[:, :99], num_classes=300, class_offset=0)
+    stats = xent.kl_div_logits_shard_stats(s[:, :100], s[:, :100], num_classes=300, class_offset=0)
+    with pytest.raises(ValueError, match="cover classes \\[0, 100\\), not num_classes = 300"):
+        xent.kl_div_logits_shard_finish(s[:, :100], s[:, :100], stats, num_classes=300, class_offset=0)

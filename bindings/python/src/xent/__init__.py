@@ -41,6 +41,9 @@ from ._vocab_parallel import (
     cross_entropy_shard_finish,
     cross_entropy_shard_stats,
     cross_entropy_shard_stats_doubles,
+    kl_div_logits_shard_finish,
+    kl_div_logits_shard_stats,
+    kl_div_logits_shard_stats_doubles,
     token_logprobs_shard_backward,
     token_logprobs_shard_finish,
     token_logprobs_shard_stats,
@@ -191,4 +194,7 @@ __all__ = [
     "token_logprobs_shard_finish",
     "token_logprobs_shard_backward",
     "token_logprobs_shard_stats_doubles",
+    "kl_div_logits_shard_stats",
+    "kl_div_logits_shard_finish",
+    "kl_div_logits_shard_stats_doubles",
 ]

@@ -331,3 +331,31 @@ def token_logprobs_shard_backward(
     grad: Any = ...,
     num_threads: Optional[int] = ...,
 ) -> Any: ...
+
+# Vocab-parallel distillation KL (xent/_vocab_parallel.py).
+def kl_div_logits_shard_stats_doubles(rows: int) -> int: ...
+def kl_div_logits_shard_stats(
+    student: Any,
+    teacher: Any,
+    *,
+    num_classes: int,
+    class_offset: int,
+    temperature: float = ...,
+    num_threads: Optional[int] = ...,
+) -> Any: ...
+def kl_div_logits_shard_finish(
+    student: Any,
+    teacher: Any,
+    stats: Any,
+    *,
+    num_classes: int,
+    class_offset: int,
+    temperature: float = ...,
+    reduction: str = ...,
+    t2_scaling: bool = ...,
+    labels: Any = ...,
+    ignore_index: int = ...,
+    grad: Any = ...,
+    grad_scale: float = ...,
+    num_threads: Optional[int] = ...,
+) -> Any: ...

@@ -551,6 +551,64 @@ class TokenLogprobsShardBackwardArgs(Structure):
     ]
 
 
+class KlShardStatsArgs(Structure):
+    _fields_ = [
+        ("struct_size", c_size_t),
+        ("batch", c_size_t),
+        ("num_classes", c_size_t),
+        ("shard_classes", c_size_t),
+        ("class_offset", c_size_t),
+        ("input", c_void_p),
+        ("input_stride", c_size_t),
+        ("input_dtype", c_int32),
+        ("target_dtype", c_int32),
+        ("target", c_void_p),
+        ("target_stride", c_size_t),
+        ("temperature", c_float),
+        ("reserved0", c_int32),
+        ("stats", c_void_p),
+        ("num_threads", c_int32),
+        ("reserved1", c_int32),
+        ("parallel_for", _parallel_for_fn),
+        ("parallel_user", c_void_p),
+    ]
+
+
+class KlShardFinishArgs(Structure):
+    _fields_ = [
+        ("struct_size", c_size_t),
+        ("batch", c_size_t),
+        ("num_classes", c_size_t),
+        ("shard_classes", c_size_t),
+        ("class_offset", c_size_t),
+        ("input", c_void_p),
+        ("input_stride", c_size_t),
+        ("input_dtype", c_int32),
+        ("target_dtype", c_int32),
+        ("target", c_void_p),
+        ("target_stride", c_size_t),
+        ("temperature", c_float),
+        ("t2_scaling", c_int32),
+        ("reduction", c_int32),
+        ("grad_scale", c_float),
+        ("labels", c_void_p),
+        ("labels_stride", c_size_t),
+        ("ignore_index", c_int64),
+        ("labels_dtype", c_int32),
+        ("reserved0", c_int32),
+        ("stats", c_void_p),
+        ("num_shards", c_size_t),
+        ("loss", c_void_p),
+        ("row_loss", c_void_p),
+        ("grad_input", c_void_p),
+        ("grad_input_stride", c_size_t),
+        ("grad_input_dtype", c_int32),
+        ("num_threads", c_int32),
+        ("parallel_for", _parallel_for_fn),
+        ("parallel_user", c_void_p),
+    ]
+
+
 # C struct name -> (ctypes struct, init function, operation function).
 STRUCTS = {
     "xent_cross_entropy_args": (CrossEntropyArgs, "xent_cross_entropy_args_init", "xent_cross_entropy"),
@@ -594,6 +652,16 @@ STRUCTS = {
         TokenLogprobsShardBackwardArgs,
         "xent_token_logprobs_shard_backward_args_init",
         "xent_token_logprobs_shard_backward",
+    ),
+    "xent_kl_div_logits_shard_stats_args": (
+        KlShardStatsArgs,
+        "xent_kl_div_logits_shard_stats_args_init",
+        "xent_kl_div_logits_shard_stats",
+    ),
+    "xent_kl_div_logits_shard_finish_args": (
+        KlShardFinishArgs,
+        "xent_kl_div_logits_shard_finish_args_init",
+        "xent_kl_div_logits_shard_finish",
     ),
 }
 
@@ -676,6 +744,8 @@ lib.xent_cross_entropy_shard_stats_doubles.restype = c_size_t
 lib.xent_cross_entropy_shard_stats_doubles.argtypes = [c_size_t, c_float]
 lib.xent_token_logprobs_shard_stats_doubles.restype = c_size_t
 lib.xent_token_logprobs_shard_stats_doubles.argtypes = [c_size_t, c_int32]
+lib.xent_kl_div_logits_shard_stats_doubles.restype = c_size_t
+lib.xent_kl_div_logits_shard_stats_doubles.argtypes = [c_size_t]
 
 if lib.xent_abi_version() != ABI_VERSION:
     raise ImportError(
@@ -763,6 +833,8 @@ cross_entropy_shard_finish_op = OPS["xent_cross_entropy_shard_finish_args"]
 token_logprobs_shard_stats_op = OPS["xent_token_logprobs_shard_stats_args"]
 token_logprobs_shard_finish_op = OPS["xent_token_logprobs_shard_finish_args"]
 token_logprobs_shard_backward_op = OPS["xent_token_logprobs_shard_backward_args"]
+kl_div_logits_shard_stats_op = OPS["xent_kl_div_logits_shard_stats_args"]
+kl_div_logits_shard_finish_op = OPS["xent_kl_div_logits_shard_finish_args"]
 
 
 def has_op(fn_name: str) -> bool:

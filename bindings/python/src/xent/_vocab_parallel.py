@@ -10,7 +10,9 @@ cross_entropy_shard_stats_doubles(rows, label_smoothing) float64 per rank, 16
 bytes per row (32 with label smoothing) plus a 32-byte header. Token
 log-probs: token_logprobs_shard_stats_doubles(rows, entropy), 16 bytes per row
 (24 with the entropy) plus the header; their gradient needs no communication
-(token_logprobs_shard_backward from finish's lse and entropy).
+(token_logprobs_shard_backward from finish's lse and entropy). Distillation
+KL between two logit batches sharded alike: kl_div_logits_shard_stats_doubles
+(rows), 32 bytes per row plus the header.
 """
 
 from __future__ import annotations
@@ -31,6 +33,9 @@ __all__ = [
     "token_logprobs_shard_finish",
     "token_logprobs_shard_backward",
     "token_logprobs_shard_stats_doubles",
+    "kl_div_logits_shard_stats",
+    "kl_div_logits_shard_finish",
+    "kl_div_logits_shard_stats_doubles",
 ]
 
 
@@ -328,3 +333,114 @@ def token_logprobs_shard_backward(
     op(a)
     del k1, k2, k3, k4
     return g
+
+
+# ---------------------------------------------------------------------------
+# Distillation KL between two logit batches sharded alike.
+
+
+def kl_div_logits_shard_stats_doubles(rows):
+    """The float64 elements of one rank's kl_div_logits_shard_stats."""
+    n = L.lib.xent_kl_div_logits_shard_stats_doubles(int(rows))
+    if n == 0:
+        raise ValueError("rows = %d: the shard statistics' size overflows size_t" % rows)
+    return n
+
+
+def _kl_common(a, s, t, num_classes, class_offset, temperature):
+    a.batch, a.num_classes, a.shard_classes, a.class_offset = s.rows, int(num_classes), s.cols, int(class_offset)
+    a.input, a.input_stride, a.input_dtype = s.ptr, s.stride, s.code
+    a.target, a.target_stride, a.target_dtype = t.ptr, t.stride, t.code
+    a.temperature = float(temperature)
+
+
+def _kl_pair(student, teacher, grad=False):
+    s = matrix(student, "student", output=grad == "inplace", allow_copy=grad != "inplace")
+    t = matrix(teacher, "teacher")
+    if tuple(t.shape) != tuple(s.shape):
+        raise ValueError("teacher has shape %s; expected the student's %s" % (tuple(t.shape), tuple(s.shape)))
+    return s, t
+
+
+def kl_div_logits_shard_stats(student, teacher, *, num_classes, class_offset, temperature=1.0, num_threads=None):
+    """Phase 1 of the vocab-parallel distillation KL on this rank: student and
+    teacher are the same columns [class_offset, class_offset + width) of the
+    (..., num_classes) logits of each model (same shape and dtype). Returns a
+    1-D float64 array (a torch tensor for torch logits) of
+    kl_div_logits_shard_stats_doubles(rows) elements to gather as it is."""
+    s, t = _kl_pair(student, teacher)
+    op = L.kl_div_logits_shard_stats_op
+    a = op.args()
+    _kl_common(a, s, t, num_classes, class_offset, temperature)
+    out, a.stats = _stats_out(s.v.kind, s.rows, 0.0, kl_div_logits_shard_stats_doubles(s.rows))
+    a.num_threads = L.threads(num_threads)
+    op(a)
+    return out
+
+
+def kl_div_logits_shard_finish(
+    student,
+    teacher,
+    stats,
+    *,
+    num_classes,
+    class_offset,
+    temperature=1.0,
+    reduction="batchmean",
+    t2_scaling=False,
+    labels=None,
+    ignore_index=-100,
+    grad=None,
+    grad_scale=1.0,
+    num_threads=None,
+):
+    """Phase 2: xent.kl_div_logits of the whole logits from every rank's
+    statistics (float64, rank order). grad: None, True (returns (loss, grad),
+    this student shard's gradient in its dtype) or "inplace" (over student).
+    The same loss bits on every rank; within xent.kl_div_logits' accuracy
+    contract (not bit for bit: each shard's KL is taken against its own lse)."""
+    inplace = isinstance(grad, str) and grad == "inplace"
+    s, t = _kl_pair(student, teacher, "inplace" if inplace else False)
+    rows = s.rows
+    st, shards = _stats_in(
+        stats, rows, 0.0, kl_div_logits_shard_stats_doubles(rows), "kl_div_logits_shard_stats of %d rows" % rows
+    )
+    op = L.kl_div_logits_shard_finish_op
+    a = op.args()
+    _kl_common(a, s, t, num_classes, class_offset, temperature)
+    red = L.REDUCTIONS.get(reduction) if isinstance(reduction, str) else None
+    if red is None:
+        raise ValueError("reduction = %r is not one of 'none', 'mean', 'sum', 'batchmean'" % (reduction,))
+    a.reduction = red
+    a.t2_scaling = 1 if t2_scaling else 0
+    a.grad_scale = float(grad_scale)
+    lv = None
+    if labels is not None:
+        lv = indices(labels, "labels", s.lead)
+        a.labels, a.labels_stride, a.labels_dtype = lv.ptr, lv.stride, lv.code
+    a.ignore_index = int(ignore_index)
+    a.stats, a.num_shards = st.ctypes.data, shards
+    loss = ctypes.c_float()
+    a.loss = ctypes.addressof(loss)
+    rl = None
+    if red == L.REDUCTION_NONE:
+        rl = np.empty(s.lead, np.float32)
+        a.row_loss = rl.ctypes.data
+    g = None
+    if inplace:
+        a.grad_input, a.grad_input_stride = s.ptr, s.stride
+        g = student
+    elif grad is True:
+        g = _arrays.empty("torch" if s.v.kind == "torch" else "numpy", s.shape, s.code)[0]
+        gm = matrix(g, "grad", output=True)
+        a.grad_input, a.grad_input_stride, a.grad_input_dtype = gm.ptr, gm.stride, gm.code
+    elif grad is not None:
+        raise ValueError("grad = %r: None, True or 'inplace'" % (grad,))
+    a.num_threads = L.threads(num_threads)
+    op(a)
+    del lv
+    if rl is not None:
+        value = _torch().from_numpy(rl) if s.v.kind == "torch" else rl
+    else:
+        value = scalar(s.v.kind, loss.value)
+    return value if g is None else (value, g)

@@ -1,6 +1,6 @@
-"""xent.torch.distributed: vocab-parallel cross-entropy and token log-probs
-(with entropy) over a torch.distributed process group (the LM head's classes
-split into column shards, one per rank).
+"""xent.torch.distributed: vocab-parallel cross-entropy, token log-probs
+(with entropy) and distillation KL over a torch.distributed process group
+(the LM head's classes split into column shards, one per rank).
 
     import xent.torch
     loss = xent.torch.distributed.vocab_parallel_cross_entropy(logits_shard, target, group=tp_group)
@@ -29,7 +29,7 @@ from . import _api, _vocab_parallel
 from ._lib import XentTypeError, XentValueError
 from .torch import _bump_version, _Handoff, _needs_graph, _no_double_backward, _scale_, _second_backward_inplace
 
-__all__ = ["vocab_parallel_cross_entropy", "vocab_parallel_token_logprobs"]
+__all__ = ["vocab_parallel_cross_entropy", "vocab_parallel_token_logprobs", "vocab_parallel_kl_div_logits"]
 
 # Each rank's block of the stats all-gather ends with this many float64:
 # [status, rows, class_offset, width, num_classes, target checksum, options
@@ -563,3 +563,173 @@ def vocab_parallel_token_logprobs(
     if entropy:
         return lp, ent.reshape(lead)
     return lp
+
+
+# ---------------------------------------------------------------------------
+# Distillation KL between a student's and a teacher's logits sharded alike.
+
+
+def _kl_digest(kw, labels_sum):
+    packed = struct.pack(
+        "<dqqdd",
+        float(kw["temperature"]),
+        _REDUCTIONS_KL[kw["reduction"]],
+        int(bool(kw["t2_scaling"])),
+        float(kw["ignore_index"]),
+        labels_sum,
+    )
+    return float(zlib.crc32(packed))
+
+
+_REDUCTIONS_KL = {"none": 0, "mean": 1, "sum": 2, "batchmean": 3}
+
+
+def _kl_forward(s, t, labels, group, num_classes, class_offset, kw, needs_grad, err=None, shape=None):
+    """Distillation KL: the statistics' gather, then phase 2 (with this
+    shard's gradient when needs_grad). Returns (loss, grad, stats, V, off)."""
+    B = s.shape[0] if err is None else shape[0]
+    T, nt = kw["temperature"], kw["num_threads"]
+
+    def run(V, off):
+        if tuple(t.shape) != tuple(s.shape):
+            raise ValueError("teacher_shard has shape %s; expected the student's %s" % (tuple(t.shape), tuple(s.shape)))
+        if t.dtype != s.dtype:
+            raise TypeError("teacher_shard has dtype %s; expected the student's %s" % (t.dtype, s.dtype))
+        if B == 0:
+            return _torch.zeros(0, dtype=_torch.float64)
+        return _vocab_parallel.kl_div_logits_shard_stats(
+            s, t, num_classes=V, class_offset=off, temperature=T, num_threads=nt
+        )
+
+    op = _Stats(
+        "vocab_parallel_kl_div_logits",
+        0.0,
+        "",
+        lambda rows: _vocab_parallel.kl_div_logits_shard_stats_doubles(rows),
+        lambda: _kl_digest(kw, -1.0 if labels is None else _checksum(labels)),
+        "temperature, reduction, t2_scaling, labels, ignore_index",
+        run,
+    )
+    all_stats, V, off = _gather_stats(s, None, group, num_classes, class_offset, op, err, shape)
+    fkw = dict(kw, labels=labels)
+    grad = None
+    if B == 0:
+        loss = _api.kl_div_logits(s.new_empty((0, V)), s.new_empty((0, V)), **fkw)
+        if needs_grad:
+            grad = _torch.empty_like(s)
+    elif needs_grad:
+        loss, grad = _vocab_parallel.kl_div_logits_shard_finish(
+            s, t, all_stats, num_classes=V, class_offset=off, grad=True, **fkw
+        )
+    else:
+        loss = _vocab_parallel.kl_div_logits_shard_finish(s, t, all_stats, num_classes=V, class_offset=off, **fkw)
+    if loss.dtype != s.dtype:
+        loss = loss.to(s.dtype)
+    return loss, grad, all_stats, V, off
+
+
+class _VocabParallelKlFn(_torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, student, teacher, labels, opts):
+        group, num_classes, class_offset, kw = opts
+        loss, grad, stats, V, off = _kl_forward(student, teacher, labels, group, num_classes, class_offset, kw, True)
+        ctx.save_for_backward(student, teacher)
+        ctx.labels, ctx.stats, ctx.V, ctx.off, ctx.kw = labels, stats, V, off, kw
+        ctx.handoff = _Handoff(grad)
+        ctx.rows = kw["reduction"] == "none"
+        return loss
+
+    @staticmethod
+    def backward(ctx, g):
+        _no_double_backward("distributed.vocab_parallel_kl_div_logits")
+        h = ctx.handoff
+        if not h.taken:
+            (grad,) = h.take()
+        else:  # a second backward (retain_graph=True): phase 2 again from the saved stats, no communication
+            student, teacher = ctx.saved_tensors
+            grad = _vocab_parallel.kl_div_logits_shard_finish(
+                student,
+                teacher,
+                ctx.stats,
+                num_classes=ctx.V,
+                class_offset=ctx.off,
+                grad=True,
+                labels=ctx.labels,
+                **ctx.kw,
+            )[1]
+        return _scale_(grad, g, ctx.rows), None, None, None
+
+
+def vocab_parallel_kl_div_logits(
+    student_shard,
+    teacher_shard,
+    *,
+    group=None,
+    temperature=1.0,
+    reduction="batchmean",
+    t2_scaling=False,
+    labels=None,
+    ignore_index=-100,
+    class_offset=None,
+    num_classes=None,
+    num_threads=None,
+):
+    """Distillation KL(softmax(teacher / T) || softmax(student / T)) of the
+    (N, V) logits of two models whose columns are split over the ranks of
+    ``group`` alike (rank r holds the same columns of both), from this rank's
+    (N, width) shards: xent.torch.kl_div_logits on the concatenated logits,
+    differentiable in the student (the teacher is a constant: a teacher
+    shard that requires grad is an error).
+
+    reduction, t2_scaling, labels / ignore_index (a row mask), temperature:
+    as xent.torch.kl_div_logits. class_offset, num_classes: as in
+    vocab_parallel_cross_entropy.
+
+    One all-gather of 32 bytes per row and rank in the forward, which also
+    writes this shard's gradient (one more read of both shards); nothing is
+    communicated in backward. The loss has the same bits on every rank and
+    agrees with xent.torch.kl_div_logits within its accuracy contract for any
+    split (each shard's KL is taken against its own lse, then merged exactly:
+    not bit for bit). Errors as vocab_parallel_cross_entropy.
+    """
+    kw = dict(
+        temperature=temperature,
+        reduction=reduction,
+        t2_scaling=t2_scaling,
+        ignore_index=ignore_index,
+        num_threads=num_threads,
+    )
+    err = None
+    if not isinstance(student_shard, _torch.Tensor) or not isinstance(teacher_shard, _torch.Tensor):
+        err = TypeError("student_shard and teacher_shard must be torch tensors")
+    elif student_shard.dim() == 0:
+        err = ValueError("student_shard must have a class axis")
+    elif not student_shard.is_cpu or not teacher_shard.is_cpu:
+        err = ValueError("student_shard and teacher_shard must be CPU tensors")
+    elif reduction not in _REDUCTIONS_KL:
+        err = ValueError("reduction = %r is not one of 'none', 'mean', 'sum', 'batchmean'" % (reduction,))
+    elif teacher_shard.requires_grad and _torch.is_grad_enabled():
+        err = ValueError(
+            "teacher_shard requires grad: the vocab-parallel KL differentiates the student only (detach the "
+            "teacher's logits, or compute them under torch.no_grad())"
+        )
+    elif labels is not None and (not isinstance(labels, _torch.Tensor) or labels.is_floating_point()):
+        err = TypeError("labels must be an integer tensor (the row mask)")
+    if err is not None:  # raised on every rank, after the collectives the others are in
+        shape = (0, 0)
+        if isinstance(student_shard, _torch.Tensor) and student_shard.dim() > 0:
+            shape = (student_shard.numel() // max(student_shard.shape[-1], 1), student_shard.shape[-1])
+        _kl_forward(None, None, None, group, [num_classes], [class_offset], kw, False, err, shape)
+    lead = tuple(student_shard.shape[:-1])
+    width = student_shard.shape[-1]
+    s = student_shard.reshape(-1, width) if student_shard.dim() != 2 else student_shard
+    t = teacher_shard.reshape(-1, teacher_shard.shape[-1]) if teacher_shard.dim() != 2 else teacher_shard
+    lab = None if labels is None else (labels.reshape(-1) if tuple(labels.shape) == lead else labels)
+    opts = (group, [num_classes], [class_offset], kw)
+    if _needs_graph(student_shard):
+        loss = _VocabParallelKlFn.apply(s, t.detach(), lab, opts)
+    else:
+        loss = _kl_forward(s, t, lab, group, [num_classes], [class_offset], kw, False)[0]
+    if reduction == "none" and len(lead) != 1:
+        loss = loss.reshape(lead)
+    return loss

@@ -1,5 +1,5 @@
-# Type stubs for xent.torch.distributed: vocab-parallel cross-entropy and
-# token log-probs over a torch.distributed process group.
+# Type stubs for xent.torch.distributed: vocab-parallel cross-entropy, token
+# log-probs and distillation KL over a torch.distributed process group.
 from typing import Any, Optional, Tuple, Union
 
 from torch import Tensor
@@ -33,3 +33,17 @@ def vocab_parallel_token_logprobs(
     num_classes: Optional[int] = ...,
     num_threads: Optional[int] = ...,
 ) -> Union[Tensor, Tuple[Tensor, Tensor]]: ...
+def vocab_parallel_kl_div_logits(
+    student_shard: Tensor,
+    teacher_shard: Tensor,
+    *,
+    group: Optional[Any] = ...,
+    temperature: float = ...,
+    reduction: str = ...,
+    t2_scaling: bool = ...,
+    labels: Optional[Tensor] = ...,
+    ignore_index: int = ...,
+    class_offset: Optional[int] = ...,
+    num_classes: Optional[int] = ...,
+    num_threads: Optional[int] = ...,
+) -> Tensor: ...
