@@ -524,6 +524,168 @@ pub struct xent_cross_entropy_shard_finish_args {
     pub parallel_user: *mut c_void,
 }
 
+/// `xent_token_logprobs_shard_stats_args` (vocab-parallel token log-probs, phase 1).
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+#[allow(missing_docs)]
+pub struct xent_token_logprobs_shard_stats_args {
+    pub struct_size: usize,
+    pub batch: usize,
+    pub num_classes: usize,
+    pub shard_classes: usize,
+    pub class_offset: usize,
+
+    pub logits: *const c_void,
+    pub logits_stride: usize,
+    pub logits_dtype: i32,
+
+    pub target_dtype: i32,
+    pub target: *const c_void,
+    pub target_stride: usize,
+    pub ignore_index: i64,
+
+    pub temperature: f32,
+    pub softcap: f32,
+    pub with_entropy: i32,
+    pub reserved0: i32,
+
+    pub stats: *mut f64,
+
+    pub num_threads: i32,
+    pub reserved1: i32,
+    pub parallel_for: xent_parallel_for_fn,
+    pub parallel_user: *mut c_void,
+}
+
+/// `xent_token_logprobs_shard_finish_args` (vocab-parallel token log-probs, phase 2).
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+#[allow(missing_docs)]
+pub struct xent_token_logprobs_shard_finish_args {
+    pub struct_size: usize,
+    pub batch: usize,
+    pub num_classes: usize,
+
+    pub target_dtype: i32,
+    pub with_entropy: i32,
+    pub target: *const c_void,
+    pub target_stride: usize,
+    pub ignore_index: i64,
+
+    pub stats: *const f64,
+    pub num_shards: usize,
+
+    pub logprob: *mut f32,
+    pub entropy: *mut f32,
+    pub lse: *mut f32,
+}
+
+/// `xent_token_logprobs_shard_backward_args` (vocab-parallel token log-probs, gradient).
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+#[allow(missing_docs)]
+pub struct xent_token_logprobs_shard_backward_args {
+    pub struct_size: usize,
+    pub batch: usize,
+    pub num_classes: usize,
+    pub shard_classes: usize,
+    pub class_offset: usize,
+
+    pub logits: *const c_void,
+    pub logits_stride: usize,
+    pub logits_dtype: i32,
+    pub target_dtype: i32,
+    pub target: *const c_void,
+    pub target_stride: usize,
+    pub ignore_index: i64,
+    pub temperature: f32,
+    pub softcap: f32,
+
+    pub grad_logprob: *const f32,
+    pub grad_entropy: *const f32,
+    pub lse: *const f32,
+    pub entropy: *const f32,
+
+    pub grad: *mut c_void,
+    pub grad_stride: usize,
+    pub grad_dtype: i32,
+
+    pub num_threads: i32,
+    pub parallel_for: xent_parallel_for_fn,
+    pub parallel_user: *mut c_void,
+}
+
+/// `xent_kl_div_logits_shard_stats_args` (vocab-parallel distillation KL, phase 1).
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+#[allow(missing_docs)]
+pub struct xent_kl_div_logits_shard_stats_args {
+    pub struct_size: usize,
+    pub batch: usize,
+    pub num_classes: usize,
+    pub shard_classes: usize,
+    pub class_offset: usize,
+
+    pub input: *const c_void,
+    pub input_stride: usize,
+    pub input_dtype: i32,
+    pub target_dtype: i32,
+    pub target: *const c_void,
+    pub target_stride: usize,
+    pub temperature: f32,
+    pub reserved0: i32,
+
+    pub stats: *mut f64,
+
+    pub num_threads: i32,
+    pub reserved1: i32,
+    pub parallel_for: xent_parallel_for_fn,
+    pub parallel_user: *mut c_void,
+}
+
+/// `xent_kl_div_logits_shard_finish_args` (vocab-parallel distillation KL, phase 2).
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+#[allow(missing_docs)]
+pub struct xent_kl_div_logits_shard_finish_args {
+    pub struct_size: usize,
+    pub batch: usize,
+    pub num_classes: usize,
+    pub shard_classes: usize,
+    pub class_offset: usize,
+
+    pub input: *const c_void,
+    pub input_stride: usize,
+    pub input_dtype: i32,
+    pub target_dtype: i32,
+    pub target: *const c_void,
+    pub target_stride: usize,
+    pub temperature: f32,
+
+    pub t2_scaling: i32,
+    pub reduction: i32,
+    pub grad_scale: f32,
+
+    pub labels: *const c_void,
+    pub labels_stride: usize,
+    pub ignore_index: i64,
+    pub labels_dtype: i32,
+    pub reserved0: i32,
+
+    pub stats: *const f64,
+    pub num_shards: usize,
+
+    pub loss: *mut f32,
+    pub row_loss: *mut f32,
+    pub grad_input: *mut c_void,
+    pub grad_input_stride: usize,
+    pub grad_input_dtype: i32,
+
+    pub num_threads: i32,
+    pub parallel_for: xent_parallel_for_fn,
+    pub parallel_user: *mut c_void,
+}
+
 /// `xent_linear_cross_entropy_args`.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
@@ -683,4 +845,45 @@ extern "C" {
     ) -> xent_status;
     /// Vocab-parallel cross-entropy, phase 2: losses and the shard's gradient from every shard's statistics.
     pub fn xent_cross_entropy_shard_finish(args: *const xent_cross_entropy_shard_finish_args) -> xent_status;
+
+    /// Doubles of one rank's vocab-parallel token log-prob statistics (0 on overflow).
+    pub fn xent_token_logprobs_shard_stats_doubles(batch: usize, with_entropy: i32) -> usize;
+    /// Fills `args` with defaults.
+    pub fn xent_token_logprobs_shard_stats_args_init(
+        args: *mut xent_token_logprobs_shard_stats_args,
+        struct_size: usize,
+    ) -> xent_status;
+    /// Vocab-parallel token log-probs, phase 1: per-row statistics of a column shard.
+    pub fn xent_token_logprobs_shard_stats(args: *const xent_token_logprobs_shard_stats_args) -> xent_status;
+    /// Fills `args` with defaults.
+    pub fn xent_token_logprobs_shard_finish_args_init(
+        args: *mut xent_token_logprobs_shard_finish_args,
+        struct_size: usize,
+    ) -> xent_status;
+    /// Vocab-parallel token log-probs, phase 2: log-prob, entropy and lse from every shard's statistics.
+    pub fn xent_token_logprobs_shard_finish(args: *const xent_token_logprobs_shard_finish_args) -> xent_status;
+    /// Fills `args` with defaults.
+    pub fn xent_token_logprobs_shard_backward_args_init(
+        args: *mut xent_token_logprobs_shard_backward_args,
+        struct_size: usize,
+    ) -> xent_status;
+    /// Vocab-parallel token log-probs: the shard's gradient from the merged lse and entropy.
+    pub fn xent_token_logprobs_shard_backward(args: *const xent_token_logprobs_shard_backward_args) -> xent_status;
+
+    /// Doubles of one rank's vocab-parallel distillation KL statistics (0 on overflow).
+    pub fn xent_kl_div_logits_shard_stats_doubles(batch: usize) -> usize;
+    /// Fills `args` with defaults.
+    pub fn xent_kl_div_logits_shard_stats_args_init(
+        args: *mut xent_kl_div_logits_shard_stats_args,
+        struct_size: usize,
+    ) -> xent_status;
+    /// Vocab-parallel distillation KL, phase 1: per-row statistics of the two shards.
+    pub fn xent_kl_div_logits_shard_stats(args: *const xent_kl_div_logits_shard_stats_args) -> xent_status;
+    /// Fills `args` with defaults.
+    pub fn xent_kl_div_logits_shard_finish_args_init(
+        args: *mut xent_kl_div_logits_shard_finish_args,
+        struct_size: usize,
+    ) -> xent_status;
+    /// Vocab-parallel distillation KL, phase 2: losses and the student shard's gradient.
+    pub fn xent_kl_div_logits_shard_finish(args: *const xent_kl_div_logits_shard_finish_args) -> xent_status;
 }
