@@ -123,27 +123,48 @@ void TokStatsT(const TokKernel& k, size_t row, size_t s0, size_t s1, TokSeg* out
   f.scale = k.scale;
   int64_t y = -1;
   if (k.target.data != nullptr && !k.target.Ignored(row)) y = k.target.At(row);
+  // One walk over up to kBatch segments at a time (WalkStats takes each next
+  // segment's max while it exponentiates the current one), then each
+  // segment's bookkeeping. The run holds the top-k of the columns walked so
+  // far; each segment gets the run's entries in its columns at the end, a
+  // superset of its share of the row's top-k, which the merge needs.
+  constexpr size_t kBatch = 16;
+  SoftmaxSeg sm[kBatch], rs[kBatch];
   TopKRun run;
   run.K = k.K;
-  for (size_t s = s0; s < s1; ++s) {
-    TokSeg* o = out + (s - s0);
-    const size_t b = s * kSegment, n = std::min(kSegment, k.V - b);
-    o->base = b;
-    o->k = k.K;
-    o->ntop = 0;
-    o->kl = 0.0f;
-    o->has_ref = xr != nullptr ? 1 : 0;
+  for (size_t g0 = s0; g0 < s1; g0 += kBatch) {
+    const size_t g1 = std::min(s1, g0 + kBatch);
     TokAcc<T, kTopK> acc{EntropyAcc(), x, k.V, &run};
-    WalkStats<T, kCap, kScale>(x, k.V, s, s + 1, f, acc, &o->sm, nullptr);
-    const bool has_y = y >= static_cast<int64_t>(b) && y < static_cast<int64_t>(b + n);
-    o->sm.has_zy = has_y ? 1 : 0;
-    if (has_y) o->sm.zy = ApplyZScalar<kCap, kScale>(LoadScalarF32(x, static_cast<size_t>(y), DTypeOf<T>()), f);
-    if (kTopK) EmitTopK<kCap, kScale>(run, b, n, f, o);
+    WalkStats<T, kCap, kScale>(x, k.V, g0, g1, f, acc, sm, nullptr);
     if (xr != nullptr) {
       NoAcc none;
-      WalkStats<T, kCap, kScale>(xr, k.V, s, s + 1, f, none, &o->ref, nullptr);
-      o->ref.has_zy = has_y ? 1 : 0;
-      if (has_y) o->ref.zy = ApplyZScalar<kCap, kScale>(LoadScalarF32(xr, static_cast<size_t>(y), DTypeOf<T>()), f);
+      WalkStats<T, kCap, kScale>(xr, k.V, g0, g1, f, none, rs, nullptr);
+    }
+    for (size_t s = g0; s < g1; ++s) {
+      TokSeg* o = out + (s - s0);
+      const size_t b = s * kSegment, n = std::min(kSegment, k.V - b);
+      o->base = b;
+      o->k = k.K;
+      o->ntop = 0;
+      o->kl = 0.0f;
+      o->has_ref = xr != nullptr ? 1 : 0;
+      const bool has_y = y >= static_cast<int64_t>(b) && y < static_cast<int64_t>(b + n);
+      SoftmaxSeg g = sm[s - g0];
+      g.has_zy = has_y ? 1 : 0;
+      if (has_y) g.zy = ApplyZScalar<kCap, kScale>(LoadScalarF32(x, static_cast<size_t>(y), DTypeOf<T>()), f);
+      o->sm = g;
+      if (xr != nullptr) {
+        SoftmaxSeg gr = rs[s - g0];
+        gr.has_zy = has_y ? 1 : 0;
+        if (has_y) gr.zy = ApplyZScalar<kCap, kScale>(LoadScalarF32(xr, static_cast<size_t>(y), DTypeOf<T>()), f);
+        o->ref = gr;
+      }
+    }
+  }
+  if (kTopK) {
+    for (size_t s = s0; s < s1; ++s) {
+      const size_t b = s * kSegment;
+      EmitTopK<kCap, kScale>(run, b, std::min(kSegment, k.V - b), f, out + (s - s0));
     }
   }
 }
