@@ -57,8 +57,10 @@ void LinearCeCheck(const LinearCrossEntropyProblem& p) {
              p.scratch_bytes, need, p.V, p.H, static_cast<size_t>(XENT_LINEAR_CE_DEFAULT_SCRATCH_BYTES));
 }
 
-// A column shard: its columns lie within [0, V).
-void ShardCheck(const CrossEntropyShardProblem& p) {
+// A column shard (any vocab-parallel problem: offset, Vs, V): its columns lie
+// within [0, V).
+template <class Problem>
+void ShardCheck(const Problem& p) {
   XENT_CHECK(p.offset <= p.V - p.Vs, XENT_ERROR_INVALID_SHAPE,
              "class_offset (%zu) + shard_classes (%zu) exceeds num_classes (%zu)", p.offset, p.Vs, p.V);
 }
@@ -147,27 +149,11 @@ void ShardFinishCheck(const CrossEntropyShardProblem& p) {
   CheckGather(g, p.B, p.V, p.P, p.stats_in, p.target, p.offset, p.Vs);
 }
 
-// Token log-probs' shard columns lie within [0, V).
-void TokShardCheck(const TokenLogprobsShardProblem& p) {
-  XENT_CHECK(p.offset <= p.V - p.Vs, XENT_ERROR_INVALID_SHAPE,
-             "class_offset (%zu) + shard_classes (%zu) exceeds num_classes (%zu)", p.offset, p.Vs, p.V);
-}
-
-void KlShardCheck(const KlShardProblem& p) {
-  XENT_CHECK(p.offset <= p.V - p.Vs, XENT_ERROR_INVALID_SHAPE,
-             "class_offset (%zu) + shard_classes (%zu) exceeds num_classes (%zu)", p.offset, p.Vs, p.V);
-}
-
 void KlShardFinishCheck(const KlShardProblem& p) {
-  KlShardCheck(p);
+  ShardCheck(p);
   const GatherLayout g{
       "xent_kl_div_logits_shard_stats", kTagKl, kTagKl, "", KlShardStatsDoubles(p.B), kKlShardRowDoubles};
   CheckGather(g, p.B, p.V, p.P, p.stats_in, Labels(), p.offset, p.Vs);
-}
-
-void TokShardBackwardCheck(const TokenLogprobsShardBackwardProblem& p) {
-  XENT_CHECK(p.offset <= p.V - p.Vs, XENT_ERROR_INVALID_SHAPE,
-             "class_offset (%zu) + shard_classes (%zu) exceeds num_classes (%zu)", p.offset, p.Vs, p.V);
 }
 
 void TokShardFinishCheck(const TokenLogprobsShardProblem& p) {
@@ -258,7 +244,8 @@ xent_status xent_cross_entropy_shard_stats_args_init(xent_cross_entropy_shard_st
   return InitArgs(abi::kCrossEntropyShardStats, args, struct_size);
 }
 xent_status xent_cross_entropy_shard_stats(const xent_cross_entropy_shard_stats_args* args) {
-  return Call(abi::kCrossEntropyShardStats, args, xent::RunCrossEntropyShardStats, nullptr, xent::ShardCheck);
+  return Call(abi::kCrossEntropyShardStats, args, xent::RunCrossEntropyShardStats, nullptr,
+              xent::ShardCheck<xent::CrossEntropyShardProblem>);
 }
 
 size_t xent_cross_entropy_shard_stats_doubles(size_t batch, float label_smoothing) {
@@ -271,7 +258,8 @@ xent_status xent_token_logprobs_shard_stats_args_init(xent_token_logprobs_shard_
   return InitArgs(abi::kTokenLogprobsShardStats, args, struct_size);
 }
 xent_status xent_token_logprobs_shard_stats(const xent_token_logprobs_shard_stats_args* args) {
-  return Call(abi::kTokenLogprobsShardStats, args, xent::RunTokenLogprobsShardStats, nullptr, xent::TokShardCheck);
+  return Call(abi::kTokenLogprobsShardStats, args, xent::RunTokenLogprobsShardStats, nullptr,
+              xent::ShardCheck<xent::TokenLogprobsShardProblem>);
 }
 
 size_t xent_token_logprobs_shard_stats_doubles(size_t batch, int32_t with_entropy) {
@@ -294,14 +282,14 @@ xent_status xent_token_logprobs_shard_backward_args_init(xent_token_logprobs_sha
 }
 xent_status xent_token_logprobs_shard_backward(const xent_token_logprobs_shard_backward_args* args) {
   return Call(abi::kTokenLogprobsShardBackward, args, xent::RunTokenLogprobsShardBackward, nullptr,
-              xent::TokShardBackwardCheck);
+              xent::ShardCheck<xent::TokenLogprobsShardBackwardProblem>);
 }
 
 xent_status xent_kl_div_logits_shard_stats_args_init(xent_kl_div_logits_shard_stats_args* args, size_t struct_size) {
   return InitArgs(abi::kKlShardStats, args, struct_size);
 }
 xent_status xent_kl_div_logits_shard_stats(const xent_kl_div_logits_shard_stats_args* args) {
-  return Call(abi::kKlShardStats, args, xent::RunKlShardStats, nullptr, xent::KlShardCheck);
+  return Call(abi::kKlShardStats, args, xent::RunKlShardStats, nullptr, xent::ShardCheck<xent::KlShardProblem>);
 }
 
 size_t xent_kl_div_logits_shard_stats_doubles(size_t batch) {
