@@ -45,7 +45,7 @@ struct TokAccRow {
     sm.Merge(g.sm);
     if (g.has_ref) ref.Merge(g.ref);
     if (g.ntop == 0) return;
-    // Two lists ordered by logit (largest first), equal logits by column; the
+    // Two lists ordered by TopKKey (largest first), equal keys by column; the
     // segment's columns are all larger than the row's so far, so it wins
     // only when strictly larger.
     float nx[kTopKMax], nz[kTopKMax];
@@ -53,7 +53,7 @@ struct TokAccRow {
     uint32_t i = 0, j = 0, m = 0;
     const uint32_t K = g.k;
     while (m < K && (i < n || j < g.ntop)) {
-      const bool take_seg = j < g.ntop && (i >= n || g.top_x[j] > x[i]);
+      const bool take_seg = j < g.ntop && (i >= n || TopKKey(g.top_x[j]) > TopKKey(x[i]));
       if (take_seg) {
         nx[m] = g.top_x[j];
         nz[m] = g.top_z[j];

@@ -9,6 +9,7 @@
 #ifndef XENT_SRC_TOKEN_STATS_H_
 #define XENT_SRC_TOKEN_STATS_H_
 
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <limits>
@@ -20,6 +21,10 @@
 namespace xent {
 
 constexpr size_t kTopKMax = XENT_TOPK_MAX;
+
+// The top-k order's key: the logit, NaN as -inf (equal keys by increasing
+// column), in the stats pass and in the merge alike.
+inline float TopKKey(float v) { return std::isnan(v) ? -std::numeric_limits<float>::infinity() : v; }
 
 // What the statistics kernels read.
 struct TokKernel {

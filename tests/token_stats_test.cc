@@ -6,6 +6,7 @@
 #include <cstring>
 #include <limits>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "tests/common/mat.h"
@@ -306,6 +307,7 @@ TEST_P(TokenStatsTest, NanRowIsNanWithValidIndices) {
   Mat x(B, V, DType::kF32);
   Fill(x, 2.0, 4);
   x.set(1, 77, kNaN);
+  x.set(1, 1, kNaN);  // among the first k seen
   std::vector<int64_t> y = {1, 2, 3};
   Vec lp(B), ent(B), tlp(B * K), mass(B);
   std::vector<int64_t> ti(B * K, -7), am(B, -7);
@@ -330,6 +332,13 @@ TEST_P(TokenStatsTest, NanRowIsNanWithValidIndices) {
     EXPECT_TRUE(std::isfinite(tlp[j]) && std::isfinite(tlp[2 * K + j]));
   }
   EXPECT_TRUE(am[1] >= 0 && am[1] < static_cast<int64_t>(V));
+  // The indices are those of the order with NaN as -inf (whatever the target
+  // or thread count): the row's k largest other logits.
+  std::vector<std::pair<double, int64_t>> order;
+  for (size_t c = 0; c < V; ++c)
+    order.push_back({std::isnan(x.get(1, c)) ? -kInf : x.get(1, c), static_cast<int64_t>(c)});
+  std::stable_sort(order.begin(), order.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+  for (size_t j = 0; j < K; ++j) EXPECT_EQ(ti[K + j], order[j].second) << j;
 }
 
 // ---------------------------------------------------------------------------
