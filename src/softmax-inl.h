@@ -18,7 +18,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdint>
 
 #include "src/engine.h"
 #include "src/simd-inl.h"
@@ -43,26 +42,6 @@ template <bool kCap, bool kScale>
 HWY_INLINE float ApplyZScalar(float x, const ZMap& f) {
   const DF d;
   return hn::GetLane(ApplyZ<kCap, kScale>(d, hn::Set(d, x), f));
-}
-
-// How far ahead of the loads from memory WalkStats prefetches. Without it one
-// thread streams at ~60 % of the read bandwidth (the hardware prefetcher does
-// not run far enough ahead of a loop this busy): CE forward f32 8192x32000,
-// 1 thread, 51-56 -> 36-38 ms, in-place forward + gradient 80 -> 49-54 ms on
-// the 2-core AVX-512 VM (distances 8-64 KiB all within noise of each other;
-// into L2 only (T1) ~5 % slower than into L1).
-constexpr size_t kPrefetchBytes = 32 * 1024;
-
-// Prefetches the lines of the n elements kPrefetchBytes past p: one prefetch
-// per 64-byte line (narrow vectors: every 64 bytes of p).
-template <typename T>
-HWY_INLINE void PrefetchAhead(const T* p, size_t n) {
-  const char* c = reinterpret_cast<const char*>(p) + kPrefetchBytes;
-  if (n * sizeof(T) >= 64) {
-    for (size_t b = 0; b < n * sizeof(T); b += 64) hwy::Prefetch(c + b);
-  } else if (reinterpret_cast<uintptr_t>(c) % 64 < n * sizeof(T)) {
-    hwy::Prefetch(c);
-  }
 }
 
 // Walks segments [s0, s1) of row x (V elements). Per segment: its reference
