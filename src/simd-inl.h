@@ -192,20 +192,16 @@ HWY_INLINE VF LogNaN(DF d, VF x) { return hn::IfThenElse(hn::IsNaN(x), x, hn::Lo
 HWY_INLINE VF ExpNonPositive(DF d, VF x) {
   const VF kLog2e = hn::Set(d, 1.44269504088896341f);
   const VF kMagic = hn::Set(d, 12582912.0f);  // 1.5 * 2^23
-  const VF kLn2Hi = hn::Set(d, 0.693359375f);
-  const VF kLn2Lo = hn::Set(d, -2.12194440e-4f);
   const VF t = hn::MulAdd(x, kLog2e, kMagic);  // magic + round(x / ln2)
   const VF n = hn::Sub(t, kMagic);
 #if HWY_NATIVE_FMA
   // One fused step: n ln2 is not rounded before the subtraction, so r is off
   // only by n (ln2 - ln2f), |n| <= 126: <= 2.4e-7 absolute.
-  (void)kLn2Hi;
-  (void)kLn2Lo;
   const VF r = hn::NegMulAdd(n, hn::Set(d, 0.693147182464599609375f), x);
 #else
-  // Without FMA, n kLn2Hi is exact (kLn2Hi has 9 significant bits).
-  VF r = hn::NegMulAdd(n, kLn2Hi, x);
-  r = hn::NegMulAdd(n, kLn2Lo, r);
+  // Without FMA, n ln2_hi is exact (ln2_hi = 0.693359375 has 9 significant bits).
+  VF r = hn::NegMulAdd(n, hn::Set(d, 0.693359375f), x);
+  r = hn::NegMulAdd(n, hn::Set(d, -2.12194440e-4f), r);
 #endif
   VF p = hn::Set(d, 8.312524812e-03f);
   p = hn::MulAdd(p, r, hn::Set(d, 4.189011313e-02f));
