@@ -191,7 +191,7 @@ HWY_INLINE VF LogNaN(DF d, VF x) { return hn::IfThenElse(hn::IsNaN(x), x, hn::Lo
 // one-step reduction made CE forward 7-12 % faster in cache, 1 thread).
 HWY_INLINE VF ExpNonPositive(DF d, VF x) {
   const VF kLog2e = hn::Set(d, 1.44269504088896341f);
-  const VF kMagic = hn::Set(d, 12582912.0f);  // 1.5 * 2^23
+  const VF kMagic = hn::Set(d, 12582912.0f);   // 1.5 * 2^23
   const VF t = hn::MulAdd(x, kLog2e, kMagic);  // magic + round(x / ln2)
   const VF n = hn::Sub(t, kMagic);
 #if HWY_NATIVE_FMA
