@@ -6,7 +6,11 @@
 #define XENT_SRC_DTYPE_H_
 
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
 
 namespace xent {
 
@@ -41,6 +45,28 @@ inline uint16_t BF16BitsFromF32(float f) {
   u += 0x7FFFu + ((u >> 16) & 1u);
   return static_cast<uint16_t>(u >> 16);
 }
+
+// Whether the AVX-512 targets' vector bf16 stores use the CPU's own
+// conversion (vcvtneps2bf16, AVX512_BF16; src/simd-inl.h) instead of the
+// software rounding above. Both give the same bits for every input except f32
+// subnormals, which the instruction turns into +-0 (tested on every f32 in
+// tests/simd_test.cc). Read once from CPUID; the environment variable
+// XENT_NATIVE_BF16=0 turns it off.
+inline bool CpuHasAvx512Bf16() {
+#if defined(__x86_64__) || defined(__i386__)
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  if (__get_cpuid_count(7, 1, &a, &b, &c, &d) == 0) return false;
+  return (a & (1u << 5)) != 0;  // CPUID.(EAX=7,ECX=1):EAX[5] = AVX512_BF16
+#else
+  return false;
+#endif
+}
+inline bool NativeBF16Default() {
+  const char* env = std::getenv("XENT_NATIVE_BF16");
+  if (env != nullptr && env[0] == '0' && env[1] == '\0') return false;
+  return CpuHasAvx512Bf16();
+}
+inline bool g_native_bf16 = NativeBF16Default();  // NOLINT(cppcoreguidelines-avoid-non-const-global-variables)
 
 inline float F32FromF16Bits(uint16_t h) {
   const uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;

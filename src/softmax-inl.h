@@ -176,8 +176,10 @@ HWY_INLINE float SegFactor(const SoftmaxSeg& g, double A, double M, bool nan) {
 
 // Stores v (f32) to out[i..i+N) of dtype TG, streaming (non-temporal) when
 // kStream (the caller aligned out + i to the vector size).
-HWY_INLINE hn::Vec<hn::Rebind<int32_t, DF>> Bits16(DF d, VF v, const BF16*) { return BF16BitsI32(d, v); }
-HWY_INLINE hn::Vec<hn::Rebind<int32_t, DF>> Bits16(DF d, VF v, const F16*) { return F16BitsI32(d, v); }
+HWY_INLINE hn::Vec<hn::Rebind<uint16_t, DF>> Demote16(DF d, VF v, const BF16*) { return DemoteBF16(d, v); }
+HWY_INLINE hn::Vec<hn::Rebind<uint16_t, DF>> Demote16(DF d, VF v, const F16*) {
+  return hn::DemoteTo(hn::Rebind<uint16_t, DF>(), F16BitsI32(d, v));
+}
 
 template <typename TG, bool kStream>
 HWY_INLINE void StoreOut(DF d, VF v, TG* out) {
@@ -188,7 +190,7 @@ HWY_INLINE void StoreOut(DF d, VF v, TG* out) {
     // 16-bit lanes of a half-width vector fill a whole 128/256-bit register
     // here, which is what the streaming store writes.
     const hn::Rebind<uint16_t, DF> du16;
-    hn::Stream(hn::DemoteTo(du16, Bits16(d, v, out)), du16, reinterpret_cast<uint16_t*>(out));
+    hn::Stream(Demote16(d, v, out), du16, reinterpret_cast<uint16_t*>(out));
 #else
     StoreF32(d, v, out);
 #endif

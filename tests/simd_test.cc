@@ -18,6 +18,8 @@
 
 #if HWY_ONCE
 #include <algorithm>
+#include <fstream>
+#include <string>
 #include <thread>
 #include <vector>
 #if HWY_ARCH_X86
@@ -94,8 +96,11 @@ HWY_NOINLINE void TestLoads() {
 }
 
 // Stores (f32 -> bf16 / f16) agree bit for bit with the scalar
-// round-to-nearest-even reference on every 97th float bit pattern.
+// round-to-nearest-even reference on every 97th float bit pattern (the
+// software bf16 rounding; TestNativeBF16 compares the CPU's with it).
 HWY_NOINLINE void TestStores() {
+  const bool saved_native = g_native_bf16;
+  g_native_bf16 = false;
   const DF d;
   const size_t N = hn::Lanes(d);
   HWY_ALIGN float in[kMaxLanesF32];
@@ -121,7 +126,50 @@ HWY_NOINLINE void TestStores() {
       }
     }
   }
+  g_native_bf16 = saved_native;
   EXPECT_EQ(bad, 0u);
+}
+
+// The native bf16 conversion (AVX512_BF16, on the AVX-512 targets when the CPU
+// has it) gives the software rounding's bits for every f32 input, NaNs
+// (quiet bit set, payload kept) and infinities included, except subnormals:
+// +-0 with the input's sign. A no-op elsewhere.
+HWY_NOINLINE void TestNativeBF16() {
+#if XENT_NATIVE_BF16_ASM
+  if (!CpuHasAvx512Bf16()) return;
+  const DF d;
+  const hn::RebindToUnsigned<DF> du;
+  const hn::Rebind<uint16_t, DF> du16;
+  const size_t N = hn::Lanes(d);
+  const bool saved = g_native_bf16;
+  g_native_bf16 = true;
+  const auto iota = hn::Iota(du, 0);
+  HWY_ALIGN uint16_t got[kMaxLanesF32], want[kMaxLanesF32];
+  size_t bad = 0, flushed = 0;
+  for (uint64_t b = 0; b < (uint64_t{1} << 32); b += N) {
+    const VF v = hn::BitCast(d, hn::Add(iota, hn::Set(du, static_cast<uint32_t>(b))));
+    const auto native = DemoteBF16(d, v);
+    const auto soft = DemoteBF16Soft(d, v);
+    if (hn::AllTrue(du16, hn::Eq(native, soft))) continue;
+    hn::Store(native, du16, got);
+    hn::Store(soft, du16, want);
+    for (size_t i = 0; i < N; ++i) {
+      const uint32_t u = static_cast<uint32_t>(b + i);
+      const bool subnormal = (u & 0x7F800000u) == 0 && (u & 0x7FFFFFu) != 0;
+      if (got[i] == want[i]) continue;
+      if (subnormal && got[i] == static_cast<uint16_t>((u >> 16) & 0x8000u)) {
+        ++flushed;
+      } else if (++bad <= 5) {
+        ADD_FAILURE() << "input bits " << std::hex << u << " native " << got[i] << " software " << want[i];
+      }
+    }
+  }
+  g_native_bf16 = saved;
+  EXPECT_EQ(bad, 0u);
+  // The software rounding gives a nonzero bf16 for the subnormals of
+  // magnitude bits 0x8001..0x7FFFFF: those are the ones flushed, both signs.
+  EXPECT_EQ(flushed, 2 * size_t{0x7FFFFF - 0x8001 + 1});
+#endif
 }
 
 // Tails never touch memory past the r elements (checked by ASan builds) and
@@ -153,6 +201,7 @@ HWY_BEFORE_TEST(SimdTest);
 HWY_EXPORT_AND_TEST_P(SimdTest, TestLoads);
 HWY_EXPORT_AND_TEST_P(SimdTest, TestStores);
 HWY_EXPORT_AND_TEST_P(SimdTest, TestTails);
+HWY_EXPORT_AND_TEST_P(SimdTest, TestNativeBF16);
 
 HWY_EXPORT(ExpBlock);
 
@@ -287,6 +336,22 @@ __attribute__((target("f16c"))) static uint16_t HardwareF16(float f) {
 static bool HasF16C() {
   unsigned a, b, c, d;
   return __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C) != 0;
+}
+// CPUID's AVX512_BF16 bit, which turns the native bf16 stores on, agrees with
+// what the kernel reports (so they are not silently off where they should run).
+TEST(NativeBF16, DetectedAsTheKernelReports) {
+  std::ifstream in("/proc/cpuinfo");
+  if (!in) GTEST_SKIP() << "no /proc/cpuinfo";
+  std::string line;
+  bool flags_seen = false, has = false;
+  while (std::getline(in, line)) {
+    if (line.rfind("flags", 0) != 0) continue;
+    flags_seen = true;
+    has = (line + " ").find(" avx512_bf16 ") != std::string::npos;
+    break;
+  }
+  if (!flags_seen) GTEST_SKIP() << "no flags line in /proc/cpuinfo";
+  EXPECT_EQ(CpuHasAvx512Bf16(), has);
 }
 TEST(ScalarReference, F16MatchesHardware) {
   if (!HasF16C()) GTEST_SKIP() << "no F16C on this CPU";

@@ -83,6 +83,10 @@
  * outputs are the f32 result rounded to nearest even: within one unit in the
  * last place of the correctly rounded result plus the f32 absolute bound
  * (which dominates where a gradient is a difference of nearly equal terms).
+ * On CPUs with AVX512_BF16, bf16 outputs are converted by the CPU's
+ * instruction, which gives +-0 for the f32 subnormals (|x| < 2^-126, i.e.
+ * below 1.2e-38); environment variable XENT_NATIVE_BF16=0 (read at load)
+ * selects the software rounding, which keeps them.
  */
 #ifndef XENT_XENT_H_
 #define XENT_XENT_H_
