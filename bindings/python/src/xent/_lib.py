@@ -794,9 +794,10 @@ class _Op:
                 init = getattr(lib, self.init_name)
                 fn = getattr(lib, self.fn_name)
             except AttributeError:
-                raise NotImplementedError(
+                raise XentUnsupportedError(
                     "%s is not in the loaded libxent (%s, version %s): the library predates this operation"
-                    % (self.fn_name, LIBRARY_PATH, lib.xent_version_string().decode())
+                    % (self.fn_name, LIBRARY_PATH, lib.xent_version_string().decode()),
+                    XENT_ERROR_UNSUPPORTED,
                 ) from None
             init.restype = c_int32
             init.argtypes = [c_void_p, c_size_t]

@@ -452,7 +452,7 @@ def jsd(
 class _BceFn(_torch.autograd.Function):
     @staticmethod
     def forward(ctx, inp, target, weight, pos_weight, reduction, grad_enabled, num_threads):
-        if any(ctx.needs_input_grad[1:4]):
+        if grad_enabled and any(ctx.needs_input_grad[1:4]):  # (under no_grad nothing is differentiated)
             raise NotImplementedError(
                 "xent.torch.binary_cross_entropy_with_logits: gradients with respect to "
                 "target, weight or pos_weight are not supported (detach them)"
