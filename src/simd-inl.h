@@ -102,7 +102,7 @@ HWY_INLINE VF LoadF32(DF d, const F16* HWY_RESTRICT p) {
 }
 
 // f32 -> bf16 bits (in the low half of i32 lanes), round to nearest even.
-HWY_INLINE hn::Vec<hn::Rebind<int32_t, DF>> BF16BitsI32(DF d, VF v) {
+HWY_INLINE hn::Vec<hn::Rebind<int32_t, DF>> BF16BitsI32(DF /*d*/, VF v) {
   const hn::Rebind<uint32_t, DF> du32;
   const hn::Rebind<int32_t, DF> di32;
   const auto u = hn::BitCast(du32, v);
