@@ -8,6 +8,9 @@ if [ ${#pkgs[@]} -eq 0 ]; then
         libopenblas-dev)
 fi
 arch=$(dpkg --print-architecture)
+# oneDNN (bf16 GEMMs of linear cross-entropy on CPUs with AVX512_BF16): Debian
+# ships it for amd64 only.
+if [ $# -eq 0 ] && [ "$arch" = amd64 ]; then pkgs+=(libdnnl-dev); fi
 find_missing() {
   missing=()
   for p in "${pkgs[@]}"; do

@@ -6,6 +6,7 @@
 #define XENT_SRC_BLAS_H_
 
 #include <cstddef>
+#include <cstdint>
 
 namespace xent {
 
@@ -24,6 +25,17 @@ void Sgemm(bool trans_a, bool trans_b, size_t m, size_t n, size_t k, float alpha
 // The largest size or stride Sgemm takes (the BLAS's index type: 32-bit for
 // Debian's OpenBLAS).
 size_t BlasMaxIndex();
+
+// bf16 x bf16 -> f32 products through oneDNN (meson option onednn), as
+// Sgemm (row-major, op(A) m x k, op(B) k x n; a and b are bf16 bit patterns)
+// with beta 1 (accumulate) or 0. Single-threaded on the calling thread, and
+// bit-identical for a given shape whatever thread calls it. Only when
+// Bf16GemmAvailable(): built with oneDNN, the CPU has AVX512_BF16 (native
+// bf16 dot products) and XENT_NATIVE_BF16 is not 0, and a probe product
+// came out right. Returns false when oneDNN failed (e.g. out of memory).
+bool Bf16GemmAvailable();
+bool Bf16Gemm(bool trans_a, bool trans_b, size_t m, size_t n, size_t k, const uint16_t* a, size_t lda,
+              const uint16_t* b, size_t ldb, bool accumulate, float* c, size_t ldc);
 
 // While one is alive, the BLAS's own threads are off: OpenBLAS's thread count
 // is 1 from the first live scope of the process to the last (then restored to

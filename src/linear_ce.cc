@@ -15,7 +15,15 @@
 // xent's own threads; each output element is written by one task, and sums
 // over row blocks run in block order. The tiles depend on B, V, H and the
 // scratch budget only, so results are bit-identical for any thread count.
+//
+// bf16 hidden and weight on a CPU with AVX512_BF16, built with oneDNN
+// (Bf16GemmAvailable), gradients (if any) wanted in bf16: the three products
+// run as native bf16 GEMMs with f32 sums (BlockBf16): the inputs as they are
+// (no widening), and G rounded to bf16 for the two gradient products, as
+// PyTorch's bf16 path rounds its logits' gradient (the bias gradient still
+// sums the f32 G). f32 gradients of bf16 inputs keep the f32 products.
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <cstring>
 #include <memory>
@@ -127,6 +135,8 @@ class LinearCe {
   }
 
   xent_status Block(size_t r0, size_t n);
+  xent_status BlockBf16(const size_t* rows, size_t n);
+  xent_status CrossEntropyOnBlock(const size_t* rows, size_t n);
   void ZeroSkippedRows();
   xent_status Finish();
   // Floats of a task's slot: the widened weight tile of a logits task, or
@@ -138,6 +148,7 @@ class LinearCe {
   const LinearCrossEntropyProblem& p_;
   size_t B_ = 0, V_ = 0, H_ = 0;
   bool want_grad_ = false, widen_w_ = false;
+  bool bf16_gemm_ = false;  // BlockBf16
   double divisor_ = 1.0;
   std::vector<size_t> rows_;  // the rows run (all, or the non-ignored ones)
   size_t R_ = 0;              // rows per block
@@ -145,6 +156,8 @@ class LinearCe {
 
   std::unique_ptr<float[]> logits_;    // R x V
   std::unique_ptr<float[]> hblock_;    // R x H, widened / gathered hidden rows
+  std::unique_ptr<uint16_t[]> h16_;    // R x H, gathered bf16 hidden rows (BlockBf16)
+  std::unique_ptr<uint16_t[]> g16_;    // R x V, G in bf16 (BlockBf16)
   std::unique_ptr<float[]> bias_;      // V, f32
   std::unique_ptr<float[]> gw_acc_;    // V x H f32, for a 16-bit grad_linear_weight
   std::unique_ptr<double[]> gb_acc_;   // V
@@ -166,6 +179,12 @@ xent_status LinearCe::Run() {
   H_ = p.H;
   want_grad_ = Wanted(p.grad_hidden) || Wanted(p.grad_linear_weight) || Wanted(p.grad_linear_bias);
   widen_w_ = p.linear_weight.dtype != DType::kF32;
+  // (Gradients wanted in f32 keep f32 products: the caller asked for more
+  // than bf16's precision.)
+  auto bf16_or_none = [&](const OutMat& m) { return !Wanted(m) || m.dtype == DType::kBF16; };
+  bf16_gemm_ = p.hidden.dtype == DType::kBF16 && p.linear_weight.dtype == DType::kBF16 && bf16_or_none(p.grad_hidden) &&
+               bf16_or_none(p.grad_linear_weight) && Bf16GemmAvailable();
+  if (bf16_gemm_) widen_w_ = false;
 
   // The MEAN divisor over the whole batch (the cross-entropy op's rule).
   CrossEntropyProblem all;
@@ -186,7 +205,9 @@ xent_status LinearCe::Run() {
   // widened hidden rows), spread evenly over the blocks (no small last
   // block), a multiple of 16 (the GEMM kernels' row unroll) when that fits.
   const size_t budget = p.scratch_bytes ? p.scratch_bytes : XENT_LINEAR_CE_DEFAULT_SCRATCH_BYTES;
-  const size_t max_rows = std::max<size_t>(1, budget / ((V_ + H_) * sizeof(float)));
+  const size_t row_bytes =
+      bf16_gemm_ ? V_ * sizeof(float) + (want_grad_ ? V_ * 2 : 0) + H_ * 2 : (V_ + H_) * sizeof(float);
+  const size_t max_rows = std::max<size_t>(1, budget / row_bytes);
   const size_t kept = rows_.size();
   if (kept > 0) {
     const size_t blocks = (kept + max_rows - 1) / max_rows;
@@ -197,7 +218,16 @@ xent_status LinearCe::Run() {
     if (!logits_) return XENT_ERROR_OUT_OF_MEMORY;
     // Widened / gathered hidden rows, unless every block reads them in place.
     const bool in_place = p.hidden.dtype == DType::kF32 && kept == B_ && p.hidden.stride <= BlasMaxIndex();
-    if (!in_place) {
+    if (bf16_gemm_) {
+      if (kept != B_) {
+        h16_ = Alloc<uint16_t>(R_ * H_);
+        if (!h16_) return XENT_ERROR_OUT_OF_MEMORY;
+      }
+      if (want_grad_) {
+        g16_ = Alloc<uint16_t>(R_ * V_);
+        if (!g16_) return XENT_ERROR_OUT_OF_MEMORY;
+      }
+    } else if (!in_place) {
       hblock_ = Alloc<float>(R_ * H_);
       if (!hblock_) return XENT_ERROR_OUT_OF_MEMORY;
     }
@@ -260,6 +290,128 @@ xent_status LinearCe::Run() {
   return Finish();
 }
 
+// 3. Cross-entropy on the block's logits (L); its gradient G over them.
+xent_status LinearCe::CrossEntropyOnBlock(const size_t* rows, size_t n) {
+  const LinearCrossEntropyProblem& p = p_;
+  float* L = logits_.get();
+  CrossEntropyProblem cp;
+  cp.B = n;
+  cp.V = V_;
+  cp.logits.data = L;
+  cp.logits.stride = V_;
+  cp.logits.dtype = DType::kF32;
+  cp.target.labels.data = tgt_.data();
+  cp.target.labels.stride = 1;
+  cp.target.labels.dtype = DType::kI64;
+  cp.target.labels.ignore_index = p.target.ignore_index;
+  cp.weight = p.weight;
+  cp.row_scale = p.row_scale ? rs_.data() : nullptr;
+  cp.reduction = p.reduction;
+  cp.label_smoothing = p.label_smoothing;
+  cp.z_loss = p.z_loss;
+  cp.softcap = p.softcap;
+  cp.grad_scale = p.grad_scale;
+  cp.lse = p.lse ? lse_.data() : nullptr;
+  if (want_grad_) {
+    cp.grad.data = L;
+    cp.grad.stride = V_;
+    cp.grad.dtype = DType::kF32;
+  }
+  cp.exec = p.exec;
+  cp.exec.workspace = ws_.get();
+  cp.exec.workspace_bytes = ws_bytes_;
+  const xent_status rc = RunCrossEntropyRows(cp, divisor_, rl_.data());
+  if (rc != XENT_OK) return rc;
+  for (size_t i = 0; i < n; ++i) {
+    if (row_loss_out_) row_loss_out_[rows[i]] = rl_[i];
+    if (p.lse) p.lse[rows[i]] = lse_[i];
+  }
+  return XENT_OK;
+}
+
+xent_status LinearCe::BlockBf16(const size_t* rows, size_t n) {
+  const LinearCrossEntropyProblem& p = p_;
+  // 1. The block's bf16 hidden rows: in place when consecutive, else gathered.
+  const uint16_t* A;
+  size_t lda;
+  if (!h16_) {
+    A = static_cast<const uint16_t*>(HiddenRow(rows[0]));
+    lda = p.hidden.stride;
+  } else {
+    for (size_t i = 0; i < n; ++i) std::memcpy(h16_.get() + i * H_, HiddenRow(rows[i]), H_ * sizeof(uint16_t));
+    A = h16_.get();
+    lda = H_;
+  }
+  const auto* W = static_cast<const uint16_t*>(p.linear_weight.data);
+  const size_t ldw = p.linear_weight.stride;
+  std::atomic<bool> failed{false};
+
+  // 2. Logits, one task per tile of classes.
+  float* L = logits_.get();
+  const float* bias = bias_.get();
+  auto logits = [&](size_t t) {
+    const size_t v0 = t * kVocabTile, vn = std::min(kVocabTile, V_ - v0);
+    if (bias)
+      for (size_t i = 0; i < n; ++i) std::memcpy(L + i * V_ + v0, bias + v0, vn * sizeof(float));
+    if (!Bf16Gemm(false, true, n, vn, H_, A, lda, W + v0 * ldw, ldw, bias != nullptr, L + v0, V_)) failed = true;
+  };
+  xent_status rc = ParallelForEach(p.exec, Tiles(V_, kVocabTile), logits);
+  if (rc != XENT_OK) return rc;
+  if (failed) return XENT_ERROR_OUT_OF_MEMORY;
+
+  rc = CrossEntropyOnBlock(rows, n);
+  if (rc != XENT_OK) return rc;
+  if (!want_grad_) return XENT_OK;
+
+  // G in bf16 for the gradient products.
+  uint16_t* G = g16_.get();
+  auto narrow = [&](size_t t) {
+    const size_t i1 = std::min(n, (t + 1) * kRowsPerWidenTask);
+    for (size_t i = t * kRowsPerWidenTask; i < i1; ++i)
+      NarrowRows(L + i * V_, V_, 1, V_, DType::kBF16, G + i * V_, V_, false);
+  };
+  rc = ParallelForEach(p.exec, Tiles(n, kRowsPerWidenTask), narrow);
+  if (rc != XENT_OK) return rc;
+
+  // 4. Gradients, as in Block.
+  const size_t gh_tasks = Wanted(p.grad_hidden) ? Tiles(H_, kHiddenTile) : 0;
+  const bool gw = Wanted(p.grad_linear_weight), gb = Wanted(p.grad_linear_bias);
+  const size_t gw_tasks = (gw || gb) ? Tiles(V_, kVocabTile) : 0;
+  float* gw_c = gw_acc_ ? gw_acc_.get() : static_cast<float*>(p.grad_linear_weight.data);
+  const size_t gw_ld = gw_acc_ ? H_ : p.grad_linear_weight.stride;
+  const bool gw_add = !first_block_ || (!gw_acc_ && Accumulate(XENT_ACCUMULATE_GRAD_LINEAR_WEIGHT));
+  auto grads = [&](size_t t) {
+    if (t < gh_tasks) {
+      const size_t h0 = t * kHiddenTile, hn = std::min(kHiddenTile, H_ - h0);
+      const Slot slot(slots_);
+      float* T = slot.get();  // n x hn
+      if (!Bf16Gemm(false, false, n, hn, V_, G, V_, W + h0, ldw, false, T, hn)) {
+        failed = true;
+        return;
+      }
+      const size_t es = DTypeSize(p.grad_hidden.dtype);
+      const bool add = Accumulate(XENT_ACCUMULATE_GRAD_HIDDEN);
+      for (size_t i = 0; i < n; ++i) {
+        auto* dst = static_cast<unsigned char*>(p.grad_hidden.data) + (rows[i] * p.grad_hidden.stride + h0) * es;
+        NarrowRows(T + i * hn, hn, 1, hn, p.grad_hidden.dtype, dst, p.grad_hidden.stride, add);
+      }
+      return;
+    }
+    const size_t v0 = (t - gh_tasks) * kVocabTile, vn = std::min(kVocabTile, V_ - v0);
+    if (gb) {
+      double* acc = gb_acc_.get() + v0;
+      for (size_t i = 0; i < n; ++i) {
+        const float* g = L + i * V_ + v0;
+        for (size_t v = 0; v < vn; ++v) acc[v] += g[v];
+      }
+    }
+    if (gw && !Bf16Gemm(true, false, vn, H_, n, G + v0, V_, A, lda, gw_add, gw_c + v0 * gw_ld, gw_ld)) failed = true;
+  };
+  rc = ParallelForEach(p.exec, gh_tasks + gw_tasks, grads);
+  if (rc != XENT_OK) return rc;
+  return failed ? XENT_ERROR_OUT_OF_MEMORY : XENT_OK;
+}
+
 // Skipped rows: loss 0; grad_hidden 0 unless accumulating.
 void LinearCe::ZeroSkippedRows() {
   const LinearCrossEntropyProblem& p = p_;
@@ -287,6 +439,7 @@ xent_status LinearCe::Block(size_t r0, size_t n) {
     tgt_[i] = p.target.At(rows[i]);
     if (p.row_scale) rs_[i] = p.row_scale[rows[i]];
   }
+  if (bf16_gemm_) return BlockBf16(rows, n);
 
   // 1. The block's hidden rows as an f32 matrix A (n x H): in place when they
   // are f32 and consecutive, else widened / gathered into hblock_.
@@ -336,39 +489,8 @@ xent_status LinearCe::Block(size_t r0, size_t n) {
   xent_status rc = ParallelForEach(p.exec, Tiles(V_, kVocabTile), logits);
   if (rc != XENT_OK) return rc;
 
-  // 3. Cross-entropy on the block; its gradient over the logits.
-  CrossEntropyProblem cp;
-  cp.B = n;
-  cp.V = V_;
-  cp.logits.data = L;
-  cp.logits.stride = V_;
-  cp.logits.dtype = DType::kF32;
-  cp.target.labels.data = tgt_.data();
-  cp.target.labels.stride = 1;
-  cp.target.labels.dtype = DType::kI64;
-  cp.target.labels.ignore_index = p.target.ignore_index;
-  cp.weight = p.weight;
-  cp.row_scale = p.row_scale ? rs_.data() : nullptr;
-  cp.reduction = p.reduction;
-  cp.label_smoothing = p.label_smoothing;
-  cp.z_loss = p.z_loss;
-  cp.softcap = p.softcap;
-  cp.grad_scale = p.grad_scale;
-  cp.lse = p.lse ? lse_.data() : nullptr;
-  if (want_grad_) {
-    cp.grad.data = L;
-    cp.grad.stride = V_;
-    cp.grad.dtype = DType::kF32;
-  }
-  cp.exec = p.exec;
-  cp.exec.workspace = ws_.get();
-  cp.exec.workspace_bytes = ws_bytes_;
-  rc = RunCrossEntropyRows(cp, divisor_, rl_.data());
+  rc = CrossEntropyOnBlock(rows, n);
   if (rc != XENT_OK) return rc;
-  for (size_t i = 0; i < n; ++i) {
-    if (row_loss_out_) row_loss_out_[rows[i]] = rl_[i];
-    if (p.lse) p.lse[rows[i]] = lse_[i];
-  }
   if (!want_grad_) return XENT_OK;
 
   // 4. Gradients: grad_hidden tasks (the larger ones) first, then one task

@@ -127,7 +127,9 @@ void Check(LceCase& t, const LceRef& r) {
   // element of the f32 gradient, scaled by the divisor's share).
   double gmax = 0;
   for (double g : r.ce.grad) gmax = std::max(gmax, std::fabs(g));
-  const double g_rel = 2 * logit_err + 1e-5;
+  const bool bf16_grads = (!c.want_gh || Resolve(c.gh_dtype, c.dtype) == DType::kBF16) &&
+                          (!c.want_gw || Resolve(c.gw_dtype, c.dtype) == DType::kBF16);
+  const double g_rel = 2 * logit_err + 1e-5 + (Bf16GemmActive(c.dtype, bf16_grads) ? 1.0 / 256 : 0.0);
   auto check_mat = [&](const char* name, const Mat& m, const std::vector<double>& want,
                        const std::vector<double>& abs_sum, const std::vector<double>& init, size_t rows, size_t cols,
                        size_t K, bool add) {

@@ -664,6 +664,18 @@ XENT_API xent_status xent_token_logprobs(const xent_token_logprobs_args* args);
  * sqrt(H) 2^-24 sum_k |h_k w_k| each); the cross-entropy adds its own bounds
  * (see the top of this file); the gradient GEMMs sum in f32.
  *
+ * bf16 hidden and linear_weight, on a CPU with AVX512_BF16, in a library
+ * built with oneDNN (meson option onednn; Debian amd64's package is), with
+ * every gradient wanted in bf16 (the dtype autograd needs): the three
+ * products are oneDNN's native bf16 GEMMs (f32 sums; ~3.7x the f32 GEMM
+ * rate), and the logits' gradient is rounded to bf16 before the two
+ * gradient products, as PyTorch's bf16 path does: each gradient element is
+ * then within 2^-8 sum |g x| of its exact value (its terms' magnitudes),
+ * not the f32 bound. Gradients wanted in f32, or XENT_NATIVE_BF16=0, keep
+ * the f32 products. Still bit-identical for every thread count and backend.
+ * oneDNN's own allocations are not checked: when one fails, oneDNN may
+ * crash where xent would return XENT_ERROR_OUT_OF_MEMORY.
+ *
  * A library built without a BLAS (meson option blas=none) returns
  * XENT_ERROR_UNSUPPORTED here; xent_blas_backend() tells which BLAS it has.
  * ------------------------------------------------------------------------- */
