@@ -277,8 +277,10 @@ def report(path, md=None, png=None):
         "## Fused linear cross-entropy (forward + backward per step)",
         "",
         "Seconds per step, min / median of the repetitions; extra peak RSS beyond the inputs (MiB; "
-        "incl. the gradient outputs). gemm3 = the three GEMMs alone through the same OpenBLAS "
-        "(f32; bf16 inputs widened before timing).",
+        "incl. the gradient outputs). gemm3 = the three GEMMs alone through the BLAS libxent uses "
+        "for that dtype: OpenBLAS's f32 sgemm (bf16 inputs widened before timing), or oneDNN's bf16 "
+        "matmul where libxent runs bf16 on it (a build with oneDNN on a CPU with AVX512_BF16; the "
+        "BLAS column of linear_ce.json says which).",
         "",
         "| shape NxHxV | dtype | threads | variant | s/step min | median | x gemm3 | extra peak MiB "
         "(incl. grads) | load |",

@@ -11,7 +11,10 @@
 //          threading (T threads): logits = h W^T (N x V), grad_h = G W,
 //          grad_W = G^T h, on f32 operands (bf16 inputs widened before the
 //          timing: Debian's OpenBLAS has no bf16 GEMM), the floor of any
-//          implementation built on this BLAS.
+//          implementation built on this BLAS. bf16 in a build with oneDNN
+//          (which libxent then uses for bf16 on CPUs with AVX512_BF16):
+//          oneDNN's bf16 matmuls instead (f32 outputs, G given in bf16), with
+//          its OpenMP threading (T threads).
 //
 // Prints one JSON object: seconds per step of every repetition, and the peak
 // RSS of the repetitions above the RSS before the first one (inputs and
@@ -33,6 +36,11 @@
 #include <vector>
 
 #include "xent/xent.h"
+
+#if defined(XENT_BENCH_ONEDNN)
+#include <dnnl.h>
+extern "C" void omp_set_num_threads(int);
+#endif
 
 namespace {
 
@@ -84,6 +92,48 @@ bool Flag(int argc, char** argv, const char* name) {
   return false;
 }
 
+#if defined(XENT_BENCH_ONEDNN)
+// Whether libxent takes oneDNN for bf16 here (src/dtype.h's rule).
+bool XentUsesOneDnn() {
+  const char* env = std::getenv("XENT_NATIVE_BF16");
+  if (env != nullptr && std::strcmp(env, "0") == 0) return false;
+  return __builtin_cpu_supports("avx512bf16");
+}
+
+// One row-major bf16 x bf16 -> f32 matmul (op(A) m x k, op(B) k x n) with
+// oneDNN: created once, run by Exec.
+struct DnnlMatmul {
+  dnnl_primitive_t prim = nullptr;
+  dnnl_memory_t src = nullptr, wei = nullptr, dst = nullptr;
+  bool Init(dnnl_engine_t eng, bool ta, bool tb, size_t m, size_t n, size_t k, const uint16_t* a, size_t lda,
+            const uint16_t* b, size_t ldb, float* c, size_t ldc) {
+    auto md = [](dnnl_memory_desc_t* d, size_t r, size_t cl, size_t rs, size_t cs, dnnl_data_type_t t) {
+      dnnl_dims_t dims = {static_cast<dnnl_dim_t>(r), static_cast<dnnl_dim_t>(cl)};
+      dnnl_dims_t st = {static_cast<dnnl_dim_t>(rs), static_cast<dnnl_dim_t>(cs)};
+      return dnnl_memory_desc_init_by_strides(d, 2, dims, t, st) == dnnl_success;
+    };
+    dnnl_memory_desc_t sm, wm, dm;
+    if (!md(&sm, m, k, ta ? 1 : lda, ta ? lda : 1, dnnl_bf16) ||
+        !md(&wm, k, n, tb ? 1 : ldb, tb ? ldb : 1, dnnl_bf16) || !md(&dm, m, n, ldc, 1, dnnl_f32))
+      return false;
+    dnnl_matmul_desc_t d;
+    dnnl_primitive_desc_t pd = nullptr;
+    if (dnnl_matmul_desc_init(&d, &sm, &wm, nullptr, &dm) != dnnl_success ||
+        dnnl_primitive_desc_create(&pd, &d, nullptr, eng, nullptr) != dnnl_success)
+      return false;
+    const bool ok = dnnl_primitive_create(&prim, pd) == dnnl_success;
+    dnnl_primitive_desc_destroy(pd);
+    return ok && dnnl_memory_create(&src, &sm, eng, const_cast<uint16_t*>(a)) == dnnl_success &&
+           dnnl_memory_create(&wei, &wm, eng, const_cast<uint16_t*>(b)) == dnnl_success &&
+           dnnl_memory_create(&dst, &dm, eng, c) == dnnl_success;
+  }
+  bool Exec(dnnl_stream_t s) const {
+    dnnl_exec_arg_t args[3] = {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, wei}, {DNNL_ARG_DST, dst}};
+    return dnnl_primitive_execute(prim, s, 3, args) == dnnl_success && dnnl_stream_wait(s) == dnnl_success;
+  }
+};
+#endif
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -121,6 +171,11 @@ int main(int argc, char** argv) {
     if (variant == "xent") {
       std::vector<float>().swap(h);
       std::vector<float>().swap(W);
+#if defined(XENT_BENCH_ONEDNN)
+    } else if (variant == "gemm3" && XentUsesOneDnn()) {  // oneDNN's bf16 matmuls on the bf16 values
+      std::vector<float>().swap(h);
+      std::vector<float>().swap(W);
+#endif
     } else {  // gemm3 runs on the widened values
       for (size_t i = 0; i < h.size(); ++i) h[i] = FromBf16(h16[i]);
       for (size_t i = 0; i < W.size(); ++i) W[i] = FromBf16(W16[i]);
@@ -172,6 +227,40 @@ int main(int argc, char** argv) {
       times.push_back(std::chrono::duration<double>(t1 - t0).count());
     }
     peak_kb = ProcStatusKb("VmHWM:");
+#if defined(XENT_BENCH_ONEDNN)
+  } else if (variant == "gemm3" && bf16 && XentUsesOneDnn()) {
+    omp_set_num_threads(threads);
+    blas_info = "onednn bf16";
+    dnnl_engine_t eng = nullptr;
+    dnnl_stream_t strm = nullptr;
+    if (dnnl_engine_create(&eng, dnnl_cpu, 0) != dnnl_success ||
+        dnnl_stream_create(&strm, eng, dnnl_stream_default_flags) != dnnl_success) {
+      std::fprintf(stderr, "oneDNN engine / stream\n");
+      return 1;
+    }
+    std::vector<float> L(N * V, 0.0f), gh(N * H, 0.0f), gw(V * H, 0.0f);
+    std::vector<uint16_t> G16(N * V);  // the logits' gradient in bf16 (values of no importance)
+    for (size_t i = 0; i < G16.size(); ++i) G16[i] = ToBf16(1e-3f * static_cast<float>(i % 7));
+    DnnlMatmul m1, m2, m3;
+    if (!m1.Init(eng, false, true, N, V, H, h16.data(), H, W16.data(), H, L.data(), V) ||
+        !m2.Init(eng, false, false, N, H, V, G16.data(), V, W16.data(), H, gh.data(), H) ||
+        !m3.Init(eng, true, false, V, H, N, G16.data(), V, h16.data(), H, gw.data(), H)) {
+      std::fprintf(stderr, "oneDNN bf16 matmul unavailable\n");
+      return 1;
+    }
+    ResetPeak();
+    base_kb = ProcStatusKb("VmRSS:");
+    for (int r = 0; r < reps; ++r) {
+      const double c0 = CpuSeconds();
+      const auto t0 = std::chrono::steady_clock::now();
+      if (!m1.Exec(strm) || !m2.Exec(strm) || !m3.Exec(strm)) return 1;
+      const auto t1 = std::chrono::steady_clock::now();
+      cpu.push_back(CpuSeconds() - c0);
+      times.push_back(std::chrono::duration<double>(t1 - t0).count());
+    }
+    peak_kb = ProcStatusKb("VmHWM:");
+    loss = gw[0];
+#endif
   } else if (variant == "gemm3") {
     openblas_set_num_threads(threads);
     blas_info = std::string("openblas ") + openblas_get_corename();
