@@ -68,8 +68,8 @@ struct Handle {
   }
 };
 
-bool Run(bool trans_a, bool trans_b, size_t m, size_t n, size_t k, const void* a, size_t lda, const void* b,
-         size_t ldb, bool accumulate, float* c, size_t ldc) {
+bool Run(bool trans_a, bool trans_b, size_t m, size_t n, size_t k, const void* a, size_t lda, const void* b, size_t ldb,
+         bool accumulate, float* c, size_t ldc) {
   const dnnl_engine_t engine = Engine();
   if (engine == nullptr) return false;
   Desc src, wei, dst;
