@@ -137,6 +137,8 @@ class LinearCe {
   xent_status Block(size_t r0, size_t n);
   xent_status BlockBf16(const size_t* rows, size_t n);
   xent_status CrossEntropyOnBlock(const size_t* rows, size_t n);
+  template <class GhFn, class GwFn>
+  xent_status Gradients(const size_t* rows, size_t n, const GhFn& gh, const GwFn& gw_product);
   void ZeroSkippedRows();
   xent_status Finish();
   // Floats of a task's slot: the widened weight tile of a logits task, or
@@ -373,43 +375,15 @@ xent_status LinearCe::BlockBf16(const size_t* rows, size_t n) {
   rc = ParallelForEach(p.exec, Tiles(n, kRowsPerWidenTask), narrow);
   if (rc != XENT_OK) return rc;
 
-  // 4. Gradients, as in Block.
-  const size_t gh_tasks = Wanted(p.grad_hidden) ? Tiles(H_, kHiddenTile) : 0;
-  const bool gw = Wanted(p.grad_linear_weight), gb = Wanted(p.grad_linear_bias);
-  const size_t gw_tasks = (gw || gb) ? Tiles(V_, kVocabTile) : 0;
-  float* gw_c = gw_acc_ ? gw_acc_.get() : static_cast<float*>(p.grad_linear_weight.data);
-  const size_t gw_ld = gw_acc_ ? H_ : p.grad_linear_weight.stride;
-  const bool gw_add = !first_block_ || (!gw_acc_ && Accumulate(XENT_ACCUMULATE_GRAD_LINEAR_WEIGHT));
-  auto grads = [&](size_t t) {
-    if (t < gh_tasks) {
-      const size_t h0 = t * kHiddenTile, hn = std::min(kHiddenTile, H_ - h0);
-      const Slot slot(slots_);
-      float* T = slot.get();  // n x hn
-      if (!Bf16Gemm(false, false, n, hn, V_, G, V_, W + h0, ldw, false, T, hn)) {
-        failed = true;
-        return;
-      }
-      const size_t es = DTypeSize(p.grad_hidden.dtype);
-      const bool add = Accumulate(XENT_ACCUMULATE_GRAD_HIDDEN);
-      for (size_t i = 0; i < n; ++i) {
-        auto* dst = static_cast<unsigned char*>(p.grad_hidden.data) + (rows[i] * p.grad_hidden.stride + h0) * es;
-        NarrowRows(T + i * hn, hn, 1, hn, p.grad_hidden.dtype, dst, p.grad_hidden.stride, add);
-      }
-      return;
-    }
-    const size_t v0 = (t - gh_tasks) * kVocabTile, vn = std::min(kVocabTile, V_ - v0);
-    if (gb) {
-      double* acc = gb_acc_.get() + v0;
-      for (size_t i = 0; i < n; ++i) {
-        const float* g = L + i * V_ + v0;
-        for (size_t v = 0; v < vn; ++v) acc[v] += g[v];
-      }
-    }
-    if (gw && !Bf16Gemm(true, false, vn, H_, n, G + v0, V_, A, lda, gw_add, gw_c + v0 * gw_ld, gw_ld)) failed = true;
-  };
-  rc = ParallelForEach(p.exec, gh_tasks + gw_tasks, grads);
-  if (rc != XENT_OK) return rc;
-  return failed ? XENT_ERROR_OUT_OF_MEMORY : XENT_OK;
+  // 4. Gradients.
+  return Gradients(
+      rows, n,
+      [&](size_t h0, size_t hn, float* T) {
+        return Bf16Gemm(false, false, n, hn, V_, G, V_, W + h0, ldw, false, T, hn);
+      },
+      [&](size_t v0, size_t vn, bool add, float* c, size_t ldc) {
+        return Bf16Gemm(true, false, vn, H_, n, G + v0, V_, A, lda, add, c, ldc);
+      });
 }
 
 // Skipped rows: loss 0; grad_hidden 0 unless accumulating.
@@ -493,8 +467,41 @@ xent_status LinearCe::Block(size_t r0, size_t n) {
   if (rc != XENT_OK) return rc;
   if (!want_grad_) return XENT_OK;
 
-  // 4. Gradients: grad_hidden tasks (the larger ones) first, then one task
-  // per tile of classes for grad_linear_weight and the bias sums.
+  // 4. Gradients.
+  return Gradients(
+      rows, n,
+      [&](size_t h0, size_t hn, float* T) {
+        if (!widen_w_) {
+          Sgemm(false, false, n, hn, V_, 1.0f, L, V_, static_cast<const float*>(WeightAt(0, h0)),
+                p.linear_weight.stride, 0.0f, T, hn);
+          return true;
+        }
+        // 16-bit weight: widened a tile at a time, after the product in the slot.
+        const size_t step = GhWidenStep(hn);
+        float* wt = T + n * hn;
+        for (size_t k = 0; k < V_; k += step) {
+          const size_t m = std::min(step, V_ - k);
+          WidenRows(p.linear_weight.dtype, WeightAt(k, h0), p.linear_weight.stride, m, hn, wt, hn);
+          Sgemm(false, false, n, hn, m, 1.0f, L + k, V_, wt, hn, k == 0 ? 0.0f : 1.0f, T, hn);
+        }
+        return true;
+      },
+      [&](size_t v0, size_t vn, bool add, float* c, size_t ldc) {
+        Sgemm(true, false, vn, H_, n, 1.0f, L + v0, V_, A, lda, add ? 1.0f : 0.0f, c, ldc);
+        return true;
+      });
+}
+
+// Step 4 of a block: grad_hidden tasks (the larger ones) first, then one task
+// per tile of classes for grad_linear_weight and the bias sums (of the f32 G
+// in logits_). gh(h0, hn, T) writes the block's n x hn product G W[:, h0..]
+// into T (the task's slot); gw(v0, vn, add, c, ldc) writes or adds G[:,
+// v0..]^T hidden into c. Each returns false when its BLAS failed: then
+// XENT_ERROR_OUT_OF_MEMORY.
+template <class GhFn, class GwFn>
+xent_status LinearCe::Gradients(const size_t* rows, size_t n, const GhFn& gh, const GwFn& gw_product) {
+  const LinearCrossEntropyProblem& p = p_;
+  const float* L = logits_.get();
   const size_t gh_tasks = Wanted(p.grad_hidden) ? Tiles(H_, kHiddenTile) : 0;
   const bool gw = Wanted(p.grad_linear_weight), gb = Wanted(p.grad_linear_bias);
   const size_t gw_tasks = (gw || gb) ? Tiles(V_, kVocabTile) : 0;
@@ -503,22 +510,15 @@ xent_status LinearCe::Block(size_t r0, size_t n) {
   // The first block overwrites the accumulator unless the caller's f32
   // output is accumulated into.
   const bool gw_add = !first_block_ || (!gw_acc_ && Accumulate(XENT_ACCUMULATE_GRAD_LINEAR_WEIGHT));
+  std::atomic<bool> failed{false};
   auto grads = [&](size_t t) {
     if (t < gh_tasks) {
       const size_t h0 = t * kHiddenTile, hn = std::min(kHiddenTile, H_ - h0);
       const Slot slot(slots_);
-      float* T = slot.get();  // n x hn, then (16-bit weight) the widened tile
-      if (!widen_w_) {
-        Sgemm(false, false, n, hn, V_, 1.0f, L, V_, static_cast<const float*>(WeightAt(0, h0)), p.linear_weight.stride,
-              0.0f, T, hn);
-      } else {
-        const size_t step = GhWidenStep(hn);
-        float* wt = T + n * hn;
-        for (size_t k = 0; k < V_; k += step) {
-          const size_t m = std::min(step, V_ - k);
-          WidenRows(p.linear_weight.dtype, WeightAt(k, h0), p.linear_weight.stride, m, hn, wt, hn);
-          Sgemm(false, false, n, hn, m, 1.0f, L + k, V_, wt, hn, k == 0 ? 0.0f : 1.0f, T, hn);
-        }
+      float* T = slot.get();
+      if (!gh(h0, hn, T)) {
+        failed = true;
+        return;
       }
       const size_t es = DTypeSize(p.grad_hidden.dtype);
       const bool add = Accumulate(XENT_ACCUMULATE_GRAD_HIDDEN);
@@ -536,9 +536,11 @@ xent_status LinearCe::Block(size_t r0, size_t n) {
         for (size_t v = 0; v < vn; ++v) acc[v] += g[v];
       }
     }
-    if (gw) Sgemm(true, false, vn, H_, n, 1.0f, L + v0, V_, A, lda, gw_add ? 1.0f : 0.0f, gw_c + v0 * gw_ld, gw_ld);
+    if (gw && !gw_product(v0, vn, gw_add, gw_c + v0 * gw_ld, gw_ld)) failed = true;
   };
-  return ParallelForEach(p.exec, gh_tasks + gw_tasks, grads);
+  const xent_status rc = ParallelForEach(p.exec, gh_tasks + gw_tasks, grads);
+  if (rc != XENT_OK) return rc;
+  return failed ? XENT_ERROR_OUT_OF_MEMORY : XENT_OK;
 }
 
 // After the last block: the reduced loss; grad_linear_weight and
