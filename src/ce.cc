@@ -20,6 +20,16 @@ namespace {
 
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 
+// A gradient coefficient in f32, saturated at +-FLT_MAX: an overflowing
+// coefficient (z_loss of a logit near FLT_MAX times a large grad_scale) must
+// not turn the classes whose exp(z - M) is 0 into 0 * inf = NaN; their
+// gradient is 0 (the class at the max gets +-FLT_MAX for its overflowing
+// value).
+float SatF32(double x) {
+  constexpr double kMax = std::numeric_limits<float>::max();
+  return static_cast<float>(x > kMax ? kMax : x < -kMax ? -kMax : x);
+}
+
 struct CeOp : NoMiddle {
   using Seg = SoftmaxSeg;
   using Acc = SoftmaxAcc;
@@ -78,7 +88,7 @@ struct CeOp : NoMiddle {
       // sum_c a_c (lse - z_c) = W log S - D
       loss = acc.W * logS - acc.D;
       a_coef = acc.W;
-      st->b = static_cast<float>(g);
+      st->b = SatF32(g);
     } else {
       const int64_t y = p->target.labels.At(row);
       const double wy = p->weight ? p->weight[y] : 1.0;
@@ -89,8 +99,8 @@ struct CeOp : NoMiddle {
         loss += eps / V * (w_total * logS - acc.D);
         a_coef += eps / V * w_total;
       }
-      st->b = static_cast<float>(g * eps / V);
-      st->delta = static_cast<float>(g * (1.0 - eps) * wy);
+      st->b = SatF32(g * eps / V);
+      st->delta = SatF32(g * (1.0 - eps) * wy);
       // The target's column in this row's columns, or none.
       st->y = y >= k.class_offset && y - k.class_offset < static_cast<int64_t>(k.V) ? y - k.class_offset : -1;
     }
@@ -103,7 +113,7 @@ struct CeOp : NoMiddle {
     // its whole gradient is NaN, as PyTorch's.
     st->nan = acc.nan || acc.S == 0.0;
     st->M = acc.M;
-    st->a = st->nan ? std::numeric_limits<float>::quiet_NaN() : static_cast<float>(g * a_coef / acc.S);
+    st->a = st->nan ? std::numeric_limits<float>::quiet_NaN() : SatF32(g * a_coef / acc.S);
     st->zero = false;
   }
 
