@@ -10,6 +10,10 @@
   torch ref        torch.nn.functional.linear_cross_entropy(options=None):
                    linear + cross_entropy, (N, V) logits
   torch chunked    ... options=LinearCrossEntropyOptions() (PyTorch >= 2.13)
+  xent@MIB         xent with scratch_bytes = MIB MiB (e.g. xent@1024: room for a
+                   16-bit grad_linear_weight's f32 V x H accumulator, the
+                   3-GEMM order; the default 128 MiB runs bf16 in tiles of
+                   classes at these shapes: 4 GEMMs, no V x H buffer)
 
 on the issue's shapes (NxHxV 4096x1024x32000 and 2048x2048x128256), f32 and
 bf16, 1 thread and all threads. Every variant of every case runs in a process
@@ -189,15 +193,17 @@ def loadavg():
 
 def run_case(a, variant, shape, dtype, threads, env):
     nthreads = os.cpu_count() if threads == "all" else int(threads)
-    if variant in ("xent", "gemm3"):
+    if variant in ("xent", "gemm3") or variant.startswith("xent@"):
         cmd = [
             a.bench_bin,
-            "--variant=" + variant,
+            "--variant=" + variant.split("@")[0],
             "--shape=" + shape,
             "--dtype=" + dtype,
             "--threads=%d" % nthreads,
             "--reps=%d" % a.reps,
         ]
+        if "@" in variant:
+            cmd.append("--scratch=%d" % (int(variant.split("@")[1]) << 20))
     else:
         cmd = [
             a.torch_python,
@@ -290,7 +296,7 @@ def report(path, md=None, png=None):
     for k in sorted(groups):
         g = groups[k]
         floor = min(g["gemm3"]["times"]) if "gemm3" in g else None
-        for v in VARIANTS:
+        for v in VARIANTS + sorted(v for v in g if v not in VARIANTS):
             if v not in g:
                 continue
             r = g[v]

@@ -243,6 +243,25 @@ xent_status RunCrossEntropyRows(const CrossEntropyProblem& p, double divisor, fl
 
 size_t CrossEntropyRowsWorkspaceBytes(size_t B, size_t V) { return RowsWorkspaceBytes<CeOp>(B, V); }
 
+xent_status CrossEntropyFoldColumns(const CrossEntropyProblem& p, size_t offset, size_t width, double* stats,
+                                    SoftmaxAcc* acc) {
+  const xent_status rc = RunColumns(p, Columns{offset, width}, 1.0, nullptr, stats, nullptr);
+  if (rc != XENT_OK) return rc;
+  const size_t n = CeShardRowDoubles(p.label_smoothing);
+  for (size_t i = 0; i < p.B; ++i) {
+    const bool ignored = p.target.labels.Ignored(i);
+    const int64_t y = ignored ? -1 : p.target.labels.At(i);
+    const bool holds = !ignored && y >= static_cast<int64_t>(offset) && y < static_cast<int64_t>(offset + width);
+    acc[i].Combine(Import(stats, i, n, holds));
+  }
+  return XENT_OK;
+}
+
+xent_status CrossEntropyColumnsWithStats(const CrossEntropyProblem& p, size_t offset, size_t width, double divisor,
+                                         float* row_loss, const SoftmaxAcc* merged) {
+  return RunColumns(p, Columns{offset, width}, divisor, row_loss, nullptr, merged);
+}
+
 xent_status RunCrossEntropy(const CrossEntropyProblem& p) {
   const double divisor = CrossEntropyDivisor(p);
   RowLosses losses;

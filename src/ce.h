@@ -68,6 +68,22 @@ xent_status RunCrossEntropyRows(const CrossEntropyProblem& p, double divisor, fl
 // outputs: a failed call must leave them untouched).
 size_t CrossEntropyRowsWorkspaceBytes(size_t B, size_t V);
 
+// Column tiles of whole rows (linear cross-entropy's order for a 16-bit
+// grad_linear_weight without a V x H accumulator): p describes B rows of all
+// p.V classes, but p.logits (and p.grad) hold only the columns [offset,
+// offset + width) of them.
+// Phases 1-2 over those columns, folded into acc[0..B) (SoftmaxAcc::Combine:
+// call it for the tiles of a row in class order, acc default-constructed
+// before the first). stats: CeShardStatsDoubles(B, p.label_smoothing)
+// doubles of scratch. Writes no output of p.
+xent_status CrossEntropyFoldColumns(const CrossEntropyProblem& p, size_t offset, size_t width, double* stats,
+                                    SoftmaxAcc* acc);
+// Phases 3-4 over those columns with each row's statistics over all V
+// classes (`merged`, from CrossEntropyFoldColumns): p.lse and `row_loss`
+// (each may be nullptr) and the columns' gradient, divided by `divisor`.
+xent_status CrossEntropyColumnsWithStats(const CrossEntropyProblem& p, size_t offset, size_t width, double divisor,
+                                         float* row_loss, const SoftmaxAcc* merged);
+
 }  // namespace xent
 
 #endif  // XENT_SRC_CE_H_

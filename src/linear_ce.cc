@@ -22,6 +22,20 @@
 // (no widening), and G rounded to bf16 for the two gradient products, as
 // PyTorch's bf16 path rounds its logits' gradient (the bias gradient still
 // sums the f32 G). f32 gradients of bf16 inputs keep the f32 products.
+//
+// A 16-bit grad_linear_weight is summed over all rows in f32: in the order
+// above that takes an f32 V x H accumulator (4 V H bytes, more than the
+// B x V logits' size at LLM vocabularies). When it does not fit the scratch
+// budget beside a block of rows, the call runs in tiles of classes instead
+// (RunTiled, "recompute" order, as Cut Cross-Entropy's backward):
+//   pass 1, per group of rows and tile of classes: the logits tile, its
+//     softmax statistics folded into each row's (CrossEntropyFoldColumns);
+//   pass 2, per tile of classes, per group of rows: the logits tile again,
+//     its gradient from the rows' statistics (CrossEntropyColumnsWithStats),
+//     grad_hidden += G W[tile] into an f32 B x H sum, and the tile's
+//     grad_linear_weight = sum over groups of G^T hidden, complete after its
+//     last group: rounded once into the output.
+// One more logits product (4 GEMMs instead of 3), no V x H buffer.
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
@@ -52,6 +66,11 @@ constexpr size_t kHiddenTile = 512;  // hidden columns per grad_hidden task
 constexpr size_t kWidenElems = 256 * 1024;
 constexpr size_t kWidenLogitsElems = 4 * 1024 * 1024;
 constexpr size_t kRowsPerWidenTask = 16;
+// The tiled order (RunTiled): rows per group at most, rows per logits /
+// grad_hidden task, classes per grad_linear_weight task.
+constexpr size_t kMaxGroupRows = 1024;
+constexpr size_t kTaskRows = 128;
+constexpr size_t kGwTaskClasses = 256;
 
 size_t Tiles(size_t n, size_t tile) { return (n + tile - 1) / tile; }
 
@@ -135,6 +154,13 @@ class LinearCe {
   }
 
   xent_status Block(size_t r0, size_t n);
+  bool ChooseTiled(size_t budget, size_t row_bytes);
+  xent_status AllocTiled(size_t budget);
+  xent_status RunTiled();
+  xent_status GroupHidden(size_t g0, size_t n);
+  xent_status TileLogits(size_t n, size_t c0, size_t cn);
+  xent_status TileGradients(size_t g0, size_t n, size_t c0, size_t cn);
+  CrossEntropyProblem TileProblem(size_t g0, size_t n, size_t cn, bool grad) const;
   xent_status BlockBf16(const size_t* rows, size_t n);
   xent_status CrossEntropyOnBlock(const size_t* rows, size_t n);
   template <class GhFn, class GwFn>
@@ -155,6 +181,16 @@ class LinearCe {
   std::vector<size_t> rows_;  // the rows run (all, or the non-ignored ones)
   size_t R_ = 0;              // rows per block
   bool first_block_ = true;
+  // The tiled order (RunTiled).
+  bool tiled_ = false;
+  size_t Rg_ = 0;             // rows per group
+  const void* ga_ = nullptr;  // the group's hidden rows: bf16, or f32 (widened)
+  size_t ga_ld_ = 0;
+  std::unique_ptr<float[]> wc_;        // Vc x H, a widened tile of the 16-bit weight
+  std::unique_ptr<float[]> gh_acc_;    // kept x H f32 grad_hidden sums
+  std::unique_ptr<float[]> gwc_;       // Vc x H f32 grad_linear_weight sums of a tile
+  std::unique_ptr<SoftmaxAcc[]> acc_;  // kept rows' statistics
+  std::unique_ptr<double[]> stats_;    // a tile's exported statistics
 
   std::unique_ptr<float[]> logits_;    // R x V
   std::unique_ptr<float[]> hblock_;    // R x H, widened / gathered hidden rows
@@ -209,9 +245,17 @@ xent_status LinearCe::Run() {
   const size_t budget = p.scratch_bytes ? p.scratch_bytes : XENT_LINEAR_CE_DEFAULT_SCRATCH_BYTES;
   const size_t row_bytes =
       bf16_gemm_ ? V_ * sizeof(float) + (want_grad_ ? V_ * 2 : 0) + H_ * 2 : (V_ + H_) * sizeof(float);
-  const size_t max_rows = std::max<size_t>(1, budget / row_bytes);
   const size_t kept = rows_.size();
-  if (kept > 0) {
+  tiled_ = ChooseTiled(budget, row_bytes);
+  // A 16-bit grad_linear_weight's f32 accumulator is part of the budget.
+  const size_t acc_bytes = Wanted(p.grad_linear_weight) && p.grad_linear_weight.dtype != DType::kF32 && !tiled_
+                               ? V_ * H_ * sizeof(float)
+                               : 0;
+  const size_t max_rows = std::max<size_t>(1, (budget > acc_bytes ? budget - acc_bytes : 0) / row_bytes);
+  if (tiled_) {
+    const xent_status rc = AllocTiled(budget);
+    if (rc != XENT_OK) return rc;
+  } else if (kept > 0) {
     const size_t blocks = (kept + max_rows - 1) / max_rows;
     R_ = (kept + blocks - 1) / blocks;
     const size_t r16 = (R_ + 15) / 16 * 16;
@@ -239,7 +283,7 @@ xent_status LinearCe::Run() {
     if (!bias_) return XENT_ERROR_OUT_OF_MEMORY;
     WidenRows(p.linear_bias.dtype, p.linear_bias.data, V_, 1, V_, bias_.get(), V_);
   }
-  if (Wanted(p.grad_linear_weight) && p.grad_linear_weight.dtype != DType::kF32) {
+  if (acc_bytes > 0) {
     gw_acc_ = Alloc<float>(V_ * H_);
     if (!gw_acc_) return XENT_ERROR_OUT_OF_MEMORY;
   }
@@ -263,7 +307,7 @@ xent_status LinearCe::Run() {
     if (!zeros_) return XENT_ERROR_OUT_OF_MEMORY;
     std::fill(zeros_.get(), zeros_.get() + H_, 0.0f);
   }
-  if (R_ > 0) {
+  if (R_ > 0 && !tiled_) {
     ws_bytes_ = CrossEntropyRowsWorkspaceBytes(R_, V_);
     if (ws_bytes_ > 0) {
       ws_ = Alloc<unsigned char>(ws_bytes_);
@@ -277,12 +321,12 @@ xent_status LinearCe::Run() {
     const size_t slots = static_cast<size_t>(std::max(1, ThreadsFor(p.exec, tasks)));
     if (!slots_.Init(slots, std::max(LogitsWidenFloats(), want_grad_ ? gh_floats : 0))) return XENT_ERROR_OUT_OF_MEMORY;
   }
+  BlasSingleThread single;
+  if (tiled_) return RunTiled();
   tgt_.resize(R_);
   rl_.resize(R_);
   if (p.row_scale) rs_.resize(R_);
   if (p.lse) lse_.resize(R_);
-
-  BlasSingleThread single;
   for (size_t r0 = 0; r0 < rows_.size(); r0 += R_) {
     const xent_status rc = Block(r0, std::min(R_, rows_.size() - r0));
     if (rc != XENT_OK) return rc;
@@ -384,6 +428,299 @@ xent_status LinearCe::BlockBf16(const size_t* rows, size_t n) {
       [&](size_t v0, size_t vn, bool add, float* c, size_t ldc) {
         return Bf16Gemm(true, false, vn, H_, n, G + v0, V_, A, lda, add, c, ldc);
       });
+}
+
+// Whether the tiled order runs: a 16-bit grad_linear_weight whose f32
+// accumulator does not fit the budget beside a block of min(rows, 256) rows.
+bool LinearCe::ChooseTiled(size_t budget, size_t row_bytes) {
+  const LinearCrossEntropyProblem& p = p_;
+  if (rows_.empty() || !Wanted(p.grad_linear_weight) || p.grad_linear_weight.dtype == DType::kF32) return false;
+  const size_t acc_bytes = V_ * H_ * sizeof(float);
+  const size_t min_rows = std::min<size_t>(rows_.size(), 256);
+  return acc_bytes > budget || (budget - acc_bytes) / row_bytes < min_rows;
+}
+
+// The tiled order's buffers: per group of Rg rows, a Rg x Vc logits tile (and
+// its bf16 copy for the native products) and the group's gathered / widened
+// hidden rows; the f32 sums of grad_hidden (kept x H) and of a tile's
+// grad_linear_weight (Vc x H); the widened weight tile; O(kept) statistics.
+// Rg: as many rows as the budget holds beside the fixed part, at most
+// kMaxGroupRows, at least min(kept, 16).
+xent_status LinearCe::AllocTiled(size_t budget) {
+  const LinearCrossEntropyProblem& p = p_;
+  const size_t kept = rows_.size();
+  const size_t Vc = std::min(kVocabTile, V_);
+  const bool gather16 = bf16_gemm_ && kept != B_;
+  const size_t fixed = (Wanted(p.grad_hidden) ? kept * H_ * sizeof(float) : 0) + Vc * H_ * sizeof(float) +
+                       (widen_w_ ? Vc * H_ * sizeof(float) : 0) + kept * sizeof(SoftmaxAcc);
+  const size_t per_row = Vc * sizeof(float) + (bf16_gemm_ ? Vc * 2 + (gather16 ? H_ * 2 : 0) : H_ * sizeof(float));
+  size_t rg = budget > fixed ? (budget - fixed) / per_row : 0;
+  rg = std::min(std::min(kept, kMaxGroupRows), std::max(rg, std::min<size_t>(kept, 16)));
+  if (rg < kept) rg = rg / 16 * 16;  // (rg >= 16 here)
+  const size_t groups = Tiles(kept, rg);
+  Rg_ = Tiles(kept, groups);  // spread evenly, a multiple of 16 when that fits
+  if (Rg_ % 16 != 0 && groups > 1 && (Rg_ + 15) / 16 * 16 <= rg) Rg_ = (Rg_ + 15) / 16 * 16;
+
+  logits_ = Alloc<float>(Rg_ * Vc);
+  if (!logits_) return XENT_ERROR_OUT_OF_MEMORY;
+  if (bf16_gemm_) {
+    g16_ = Alloc<uint16_t>(Rg_ * Vc);
+    if (!g16_) return XENT_ERROR_OUT_OF_MEMORY;
+    if (gather16) {
+      h16_ = Alloc<uint16_t>(Rg_ * H_);
+      if (!h16_) return XENT_ERROR_OUT_OF_MEMORY;
+    }
+  } else {
+    hblock_ = Alloc<float>(Rg_ * H_);
+    if (!hblock_) return XENT_ERROR_OUT_OF_MEMORY;
+  }
+  if (widen_w_) {
+    wc_ = Alloc<float>(Vc * H_);
+    if (!wc_) return XENT_ERROR_OUT_OF_MEMORY;
+  }
+  if (Wanted(p.grad_hidden)) {
+    gh_acc_ = Alloc<float>(kept * H_);
+    if (!gh_acc_) return XENT_ERROR_OUT_OF_MEMORY;
+  }
+  gwc_ = Alloc<float>(Vc * H_);
+  acc_ = Alloc<SoftmaxAcc>(kept);
+  stats_ = Alloc<double>(CeShardStatsDoubles(Rg_, p.label_smoothing));
+  if (!gwc_ || !acc_ || !stats_) return XENT_ERROR_OUT_OF_MEMORY;
+  ws_bytes_ = CrossEntropyRowsWorkspaceBytes(Rg_, Vc);
+  if (ws_bytes_ > 0) {
+    ws_ = Alloc<unsigned char>(ws_bytes_);
+    if (!ws_) return XENT_ERROR_OUT_OF_MEMORY;
+  }
+  tgt_.resize(kept);
+  if (p.row_scale) rs_.resize(kept);
+  rl_.resize(Rg_);
+  if (p.lse) lse_.resize(Rg_);
+  for (size_t i = 0; i < kept; ++i) {
+    tgt_[i] = p.target.At(rows_[i]);
+    if (p.row_scale) rs_[i] = p.row_scale[rows_[i]];
+  }
+  return XENT_OK;
+}
+
+// The cross-entropy problem of group rows [g0, g0 + n) over a tile of cn
+// classes in logits_ (row stride cn); its gradient over them when `grad`.
+CrossEntropyProblem LinearCe::TileProblem(size_t g0, size_t n, size_t cn, bool grad) const {
+  const LinearCrossEntropyProblem& p = p_;
+  CrossEntropyProblem cp;
+  cp.B = n;
+  cp.V = V_;
+  cp.logits.data = logits_.get();
+  cp.logits.stride = cn;
+  cp.logits.dtype = DType::kF32;
+  cp.target.labels.data = tgt_.data() + g0;
+  cp.target.labels.stride = 1;
+  cp.target.labels.dtype = DType::kI64;
+  cp.target.labels.ignore_index = p.target.ignore_index;
+  cp.weight = p.weight;
+  cp.row_scale = p.row_scale ? rs_.data() + g0 : nullptr;
+  cp.reduction = p.reduction;
+  cp.label_smoothing = p.label_smoothing;
+  cp.z_loss = p.z_loss;
+  cp.softcap = p.softcap;
+  cp.grad_scale = p.grad_scale;
+  if (grad) {
+    cp.grad.data = logits_.get();
+    cp.grad.stride = cn;
+    cp.grad.dtype = DType::kF32;
+  }
+  cp.exec = p.exec;
+  cp.exec.workspace = ws_.get();
+  cp.exec.workspace_bytes = ws_bytes_;
+  return cp;
+}
+
+// A group's hidden rows as the products' left operand (ga_, ga_ld_): bf16 in
+// place (consecutive rows) or gathered, or widened to f32.
+xent_status LinearCe::GroupHidden(size_t g0, size_t n) {
+  const LinearCrossEntropyProblem& p = p_;
+  const size_t* rows = rows_.data() + g0;
+  if (bf16_gemm_) {
+    if (!h16_) {
+      ga_ = HiddenRow(rows[0]);
+      ga_ld_ = p.hidden.stride;
+      return XENT_OK;
+    }
+    for (size_t i = 0; i < n; ++i) std::memcpy(h16_.get() + i * H_, HiddenRow(rows[i]), H_ * sizeof(uint16_t));
+    ga_ = h16_.get();
+    ga_ld_ = H_;
+    return XENT_OK;
+  }
+  float* hb = hblock_.get();
+  auto widen = [&](size_t t) {
+    const size_t i1 = std::min(n, (t + 1) * kRowsPerWidenTask);
+    for (size_t i = t * kRowsPerWidenTask; i < i1; ++i)
+      WidenRows(p.hidden.dtype, HiddenRow(rows[i]), H_, 1, H_, hb + i * H_, H_);
+  };
+  ga_ = hb;
+  ga_ld_ = H_;
+  return ParallelForEach(p.exec, Tiles(n, kRowsPerWidenTask), widen);
+}
+
+// logits_ (n x cn, row stride cn) = the group's hidden rows W[c0..c0+cn)^T
+// + bias, one task per kTaskRows rows (wc_ holds the widened tile).
+xent_status LinearCe::TileLogits(size_t n, size_t c0, size_t cn) {
+  const LinearCrossEntropyProblem& p = p_;
+  float* L = logits_.get();
+  const float* bias = bias_.get();
+  std::atomic<bool> failed{false};
+  auto task = [&](size_t t) {
+    const size_t i0 = t * kTaskRows, m = std::min(kTaskRows, n - i0);
+    if (bias)
+      for (size_t i = i0; i < i0 + m; ++i) std::memcpy(L + i * cn, bias + c0, cn * sizeof(float));
+    if (bf16_gemm_) {
+      const auto* A = static_cast<const uint16_t*>(ga_) + i0 * ga_ld_;
+      const auto* W = static_cast<const uint16_t*>(WeightAt(c0, 0));
+      if (!Bf16Gemm(false, true, m, cn, H_, A, ga_ld_, W, p.linear_weight.stride, bias != nullptr, L + i0 * cn, cn))
+        failed = true;
+      return;
+    }
+    Sgemm(false, true, m, cn, H_, 1.0f, static_cast<const float*>(ga_) + i0 * ga_ld_, ga_ld_, wc_.get(), H_,
+          bias ? 1.0f : 0.0f, L + i0 * cn, cn);
+  };
+  const xent_status rc = ParallelForEach(p.exec, Tiles(n, kTaskRows), task);
+  if (rc != XENT_OK) return rc;
+  return failed ? XENT_ERROR_OUT_OF_MEMORY : XENT_OK;
+}
+
+// Pass 2's products for a group's tile of G (f32 in logits_, bf16 in g16_):
+// grad_hidden sums of the group's rows += G W[tile] (the first tile
+// overwrites), one task per kTaskRows rows x kHiddenTile columns; the tile's
+// grad_linear_weight sums (+)= G^T hidden (the first group overwrites) and the
+// bias's column sums, one task per kGwTaskClasses classes.
+xent_status LinearCe::TileGradients(size_t g0, size_t n, size_t c0, size_t cn) {
+  const LinearCrossEntropyProblem& p = p_;
+  const float* L = logits_.get();
+  const uint16_t* G = g16_.get();
+  const size_t h_tiles = Tiles(H_, kHiddenTile);
+  const size_t gh_tasks = gh_acc_ ? Tiles(n, kTaskRows) * h_tiles : 0;
+  const size_t gw_tasks = Tiles(cn, kGwTaskClasses);
+  const bool gh_add = c0 > 0, gw_add = g0 > 0;
+  std::atomic<bool> failed{false};
+  auto task = [&](size_t t) {
+    if (t < gh_tasks) {
+      const size_t i0 = (t / h_tiles) * kTaskRows, m = std::min(kTaskRows, n - i0);
+      const size_t h0 = (t % h_tiles) * kHiddenTile, hn = std::min(kHiddenTile, H_ - h0);
+      float* c = gh_acc_.get() + (g0 + i0) * H_ + h0;
+      if (bf16_gemm_) {
+        if (!Bf16Gemm(false, false, m, hn, cn, G + i0 * cn, cn, static_cast<const uint16_t*>(WeightAt(c0, h0)),
+                      p.linear_weight.stride, gh_add, c, H_))
+          failed = true;
+        return;
+      }
+      Sgemm(false, false, m, hn, cn, 1.0f, L + i0 * cn, cn, wc_.get() + h0, H_, gh_add ? 1.0f : 0.0f, c, H_);
+      return;
+    }
+    const size_t v0 = (t - gh_tasks) * kGwTaskClasses, vn = std::min(kGwTaskClasses, cn - v0);
+    if (gb_acc_) {
+      double* acc = gb_acc_.get() + c0 + v0;
+      for (size_t i = 0; i < n; ++i) {
+        const float* g = L + i * cn + v0;
+        for (size_t v = 0; v < vn; ++v) acc[v] += g[v];
+      }
+    }
+    float* c = gwc_.get() + v0 * H_;
+    if (bf16_gemm_) {
+      if (!Bf16Gemm(true, false, vn, H_, n, G + v0, cn, static_cast<const uint16_t*>(ga_), ga_ld_, gw_add, c, H_))
+        failed = true;
+      return;
+    }
+    Sgemm(true, false, vn, H_, n, 1.0f, L + v0, cn, static_cast<const float*>(ga_), ga_ld_, gw_add ? 1.0f : 0.0f, c,
+          H_);
+  };
+  const xent_status rc = ParallelForEach(p.exec, gh_tasks + gw_tasks, task);
+  if (rc != XENT_OK) return rc;
+  return failed ? XENT_ERROR_OUT_OF_MEMORY : XENT_OK;
+}
+
+xent_status LinearCe::RunTiled() {
+  const LinearCrossEntropyProblem& p = p_;
+  const size_t kept = rows_.size();
+  const size_t tiles = Tiles(V_, kVocabTile);
+  auto widen_tile = [&](size_t c0, size_t cn) {
+    if (!widen_w_) return XENT_OK;
+    float* wc = wc_.get();
+    auto widen = [&](size_t t) {
+      const size_t v0 = t * kRowsPerWidenTask * 4, m = std::min(kRowsPerWidenTask * 4, cn - v0);
+      WidenRows(p.linear_weight.dtype, WeightAt(c0 + v0, 0), p.linear_weight.stride, m, H_, wc + v0 * H_, H_);
+    };
+    return ParallelForEach(p.exec, Tiles(cn, kRowsPerWidenTask * 4), widen);
+  };
+  xent_status rc = XENT_OK;
+  // Pass 1: each row's softmax statistics over all classes, tile by tile in
+  // class order (the same products as pass 2's, so the same logits).
+  for (size_t g0 = 0; g0 < kept; g0 += Rg_) {
+    const size_t n = std::min(Rg_, kept - g0);
+    if ((rc = GroupHidden(g0, n)) != XENT_OK) return rc;
+    for (size_t t = 0; t < tiles; ++t) {
+      const size_t c0 = t * kVocabTile, cn = std::min(kVocabTile, V_ - c0);
+      if ((rc = widen_tile(c0, cn)) != XENT_OK) return rc;
+      if ((rc = TileLogits(n, c0, cn)) != XENT_OK) return rc;
+      const CrossEntropyProblem cp = TileProblem(g0, n, cn, false);
+      if ((rc = CrossEntropyFoldColumns(cp, c0, cn, stats_.get(), acc_.get() + g0)) != XENT_OK) return rc;
+    }
+  }
+  // Pass 2: per tile of classes, every group's gradient and products; the
+  // tile's grad_linear_weight rounded into the output after its last group.
+  const OutMat& ow = p.grad_linear_weight;
+  const bool gw_out_add = Accumulate(XENT_ACCUMULATE_GRAD_LINEAR_WEIGHT);
+  for (size_t t = 0; t < tiles; ++t) {
+    const size_t c0 = t * kVocabTile, cn = std::min(kVocabTile, V_ - c0);
+    if ((rc = widen_tile(c0, cn)) != XENT_OK) return rc;
+    for (size_t g0 = 0; g0 < kept; g0 += Rg_) {
+      const size_t n = std::min(Rg_, kept - g0);
+      if ((rc = GroupHidden(g0, n)) != XENT_OK) return rc;
+      if ((rc = TileLogits(n, c0, cn)) != XENT_OK) return rc;
+      CrossEntropyProblem cp = TileProblem(g0, n, cn, true);
+      const bool first = t == 0;
+      cp.lse = first && p.lse ? lse_.data() : nullptr;
+      if ((rc = CrossEntropyColumnsWithStats(cp, c0, cn, divisor_, first && row_loss_out_ ? rl_.data() : nullptr,
+                                             acc_.get() + g0)) != XENT_OK)
+        return rc;
+      if (first) {
+        for (size_t i = 0; i < n; ++i) {
+          if (row_loss_out_) row_loss_out_[rows_[g0 + i]] = rl_[i];
+          if (p.lse) p.lse[rows_[g0 + i]] = lse_[i];
+        }
+      }
+      if (bf16_gemm_) {
+        const float* L = logits_.get();
+        uint16_t* G = g16_.get();
+        auto narrow = [&](size_t k) {
+          const size_t i1 = std::min(n, (k + 1) * kRowsPerWidenTask);
+          for (size_t i = k * kRowsPerWidenTask; i < i1; ++i)
+            NarrowRows(L + i * cn, cn, 1, cn, DType::kBF16, G + i * cn, cn, false);
+        };
+        if ((rc = ParallelForEach(p.exec, Tiles(n, kRowsPerWidenTask), narrow)) != XENT_OK) return rc;
+      }
+      if ((rc = TileGradients(g0, n, c0, cn)) != XENT_OK) return rc;
+    }
+    const float* gwc = gwc_.get();
+    auto out = [&](size_t k) {
+      const size_t v0 = k * kGwTaskClasses, vn = std::min(kGwTaskClasses, cn - v0);
+      auto* dst = static_cast<unsigned char*>(ow.data) + (c0 + v0) * ow.stride * DTypeSize(ow.dtype);
+      NarrowRows(gwc + v0 * H_, H_, vn, H_, ow.dtype, dst, ow.stride, gw_out_add);
+    };
+    if ((rc = ParallelForEach(p.exec, Tiles(cn, kGwTaskClasses), out)) != XENT_OK) return rc;
+  }
+  if (gh_acc_) {
+    const OutMat& oh = p.grad_hidden;
+    const bool add = Accumulate(XENT_ACCUMULATE_GRAD_HIDDEN);
+    const size_t es = DTypeSize(oh.dtype);
+    auto out = [&](size_t k) {
+      const size_t i1 = std::min(kept, (k + 1) * kRowsPerWidenTask);
+      for (size_t i = k * kRowsPerWidenTask; i < i1; ++i)
+        NarrowRows(gh_acc_.get() + i * H_, H_, 1, H_, oh.dtype,
+                   static_cast<unsigned char*>(oh.data) + rows_[i] * oh.stride * es, oh.stride, add);
+    };
+    if ((rc = ParallelForEach(p.exec, Tiles(kept, kRowsPerWidenTask), out)) != XENT_OK) return rc;
+  }
+  ZeroSkippedRows();
+  return Finish();
 }
 
 // Skipped rows: loss 0; grad_hidden 0 unless accumulating.

@@ -58,9 +58,13 @@ std::vector<Lib> Load() {
   return libs;
 }
 
-// Every output of one call, as bytes.
-std::vector<unsigned char> RunOnce(const Lib& lib, int32_t threads, bool bf16) {
-  const size_t B = 45, V = 2300, H = 150;
+// Every output of one call, as bytes. mode 0: f32; 1: bf16 inputs, f32
+// gradients (blocks of 9 rows); 2: bf16 inputs and gradients, a budget
+// without room for grad_linear_weight's f32 accumulator: the tiled order
+// (groups of 144 rows on the native bf16 products, of 64 widened).
+std::vector<unsigned char> RunOnce(const Lib& lib, int32_t threads, int mode) {
+  const bool bf16 = mode > 0;
+  const size_t B = mode == 2 ? 300 : 45, V = 2300, H = 150;
   std::mt19937 rng(7);
   std::normal_distribution<float> n01(0.0f, 1.0f);
   std::vector<float> hidden(B * H), weight(V * H), bias(V);
@@ -96,15 +100,13 @@ std::vector<unsigned char> RunOnce(const Lib& lib, int32_t threads, bool bf16) {
   a.target = target.data();
   a.label_smoothing = 0.1f;
   a.z_loss = 1e-4f;
-  a.scratch_bytes = 9 * (V + H) * sizeof(float);  // blocks of 9 rows
+  a.scratch_bytes = mode == 2 ? (V * H * 4 + 200 * (V + H) * 4) : 9 * (V + H) * sizeof(float);  // blocks of 9 rows
   a.loss = loss;
   a.row_loss = row_loss;
   a.grad_hidden = gh;
-  a.grad_hidden_dtype = XENT_F32;
   a.grad_linear_weight = gw;
-  a.grad_linear_weight_dtype = XENT_F32;
   a.grad_linear_bias = gb;
-  a.grad_linear_bias_dtype = XENT_F32;
+  if (mode < 2) a.grad_hidden_dtype = a.grad_linear_weight_dtype = a.grad_linear_bias_dtype = XENT_F32;
   a.num_threads = threads;
   EXPECT_EQ(lib.run(&a), XENT_OK) << lib.path;
   EXPECT_TRUE(std::isfinite(*loss));
@@ -117,13 +119,13 @@ TEST(LinearCeBackends, BitIdentical) {
   const std::vector<Lib> libs = Load();
   ASSERT_FALSE(libs.empty());
   if (std::strcmp(libs[0].blas(), "none") == 0) GTEST_SKIP() << "built without a BLAS";
-  for (bool bf16 : {false, true}) {
-    const std::vector<unsigned char> first = RunOnce(libs[0], 1, bf16);
+  for (int mode : {0, 1, 2}) {
+    const std::vector<unsigned char> first = RunOnce(libs[0], 1, mode);
     for (const Lib& lib : libs) {
       for (int32_t threads : {1, 2, 4, 0}) {
-        EXPECT_TRUE(RunOnce(lib, threads, bf16) == first)
-            << lib.backend() << " backend, num_threads = " << threads << (bf16 ? ", bf16" : ", f32")
-            << ": outputs differ from " << libs[0].backend() << " with 1 thread";
+        EXPECT_TRUE(RunOnce(lib, threads, mode) == first)
+            << lib.backend() << " backend, num_threads = " << threads << ", mode " << mode << ": outputs differ from "
+            << libs[0].backend() << " with 1 thread";
       }
     }
   }

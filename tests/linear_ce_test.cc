@@ -197,7 +197,54 @@ TEST_P(LinearCeTest, Dtypes) {
     c.bias_dtype = DType::kF32;
     RunLce(c);
     c.scratch = 5 * (c.V + c.H) * 4;  // blocks of 5 rows: sums over blocks
-    c.gw_dtype = DType::kAuto;
+    RunLce(c);
+    c.gw_dtype = DType::kAuto;  // no room for the f32 accumulator: tiles of classes
+    RunLce(c);
+  }
+}
+
+// A 16-bit grad_linear_weight: summed over the row blocks in an f32 V x H
+// accumulator when it fits the budget beside a block of min(rows, 256)
+// rows; else the tiled order (pass 1 statistics per tile of classes, pass 2
+// gradients per tile: no V x H buffer). Both across their tiles: row blocks
+// / groups, tasks of 128 rows, 512 hidden columns, 2048 and 256 classes.
+TEST_P(LinearCeTest, SixteenBitWeightGradientOrders) {
+  for (DType dt : {DType::kBF16, DType::kF16}) {
+    // Accumulator: two blocks of 150 rows (the budget holds the accumulator
+    // and 260 rows on either product path).
+    LceConfig c = Sized(300, 1100, 64, dt);
+    c.scratch = c.V * c.H * 4 + 260 * (c.V * 6 + c.H * 4);
+    c.ignore_every = 0;
+    c.eps = 0.1f;
+    c.seed = 31 + static_cast<uint32_t>(dt);
+    RunLce(c);
+    // Tiled: 2 groups of rows (each 2 tasks of rows), 3 tiles of classes
+    // (the last 104: one short task of classes), 2 tiles of hidden columns;
+    // ignored rows skipped, or kept for lse. (bf16 only: both product paths
+    // with the suite's XENT_NATIVE_BF16=0 run.)
+    for (bool lse : {false, true}) {
+      if (dt != DType::kBF16) break;
+      c = Sized(290, 4200, 520, dt);
+      c.ignore_every = 9;
+      c.want_lse = lse;
+      c.weight = lse;
+      c.eps = 0.05f;
+      c.z_loss = lse ? 1e-3f : 0.0f;
+      c.softcap = lse ? 0.0f : 5.0f;
+      c.accumulate = lse ? 7 : 0;
+      const size_t kept = lse ? c.B : c.B - c.B / 9;
+      const bool native = Bf16GemmActive(dt, true);  // else widened f32 products
+      const size_t per_row = native ? 2048 * 6 + (kept == c.B ? 0 : c.H * 2) : (2048 + c.H) * 4;
+      c.scratch = (kept + (native ? 1 : 2) * 2048) * c.H * 4 + kept * 128 + 200 * per_row;
+      c.seed = 41 + (lse ? 1 : 0);
+      RunLce(c);
+    }
+    // Tiled, the smallest budget (one row): groups of 16 rows.
+    c = Sized(40, 2100, 30, dt);
+    c.scratch = (c.V + c.H) * 4;
+    c.ignore_every = 4;
+    c.masked_classes = 2050;  // a whole tile of classes at -inf
+    c.seed = 51 + static_cast<uint32_t>(dt);
     RunLce(c);
   }
 }

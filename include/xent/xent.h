@@ -636,11 +636,20 @@ XENT_API xent_status xent_token_logprobs(const xent_token_logprobs_args* args);
  * tile) and, with a 16-bit weight, its widened tile (up to 4 Mi floats for
  * the logits, 256 Ki for grad_hidden); O(B + V) for row and bias sums and
  * the cross-entropy's per-segment statistics of a block; the BLAS's own
- * buffers; and, only when grad_linear_weight is 16-bit, an f32 V x H
- * accumulator (4 V H bytes): a 16-bit parameter's gradient is summed over
- * all rows in f32 and rounded once. Pass an f32 grad_linear_weight to avoid
- * that buffer. All of it is allocated before the first output is written:
- * a call that fails leaves its outputs untouched.
+ * buffers. A 16-bit grad_linear_weight is summed over all rows in f32 and
+ * rounded once: in the order above that takes an f32 V x H accumulator (4 V
+ * H bytes), counted in scratch_bytes; it is used when the budget holds it
+ * beside a block of min(B, 256) rows. Otherwise the call runs in tiles of
+ * 2048 classes ("recompute" order): pass 1 computes each row's softmax
+ * statistics tile by tile; pass 2 computes each tile's logits again, its
+ * gradient, grad_hidden's f32 sums (4 B H bytes, with a 16-bit grad_hidden)
+ * and the tile's complete grad_linear_weight (an f32 2048 x H buffer), one
+ * more logits GEMM (about 4/3 of the time) and no V x H buffer; groups of
+ * up to 1024 rows, as many as the budget holds beside those (16 at least),
+ * plus a 2048 x H f32 tile of a widened 16-bit weight when the products are
+ * f32. An f32 grad_linear_weight needs neither. All of it is allocated
+ * before the first output is written: a call that fails leaves its outputs
+ * untouched.
  *
  * Gradients (each optional): d(loss)/d(input) * grad_scale (row i's
  * contribution times row_scale[i] when given), loss as for
