@@ -91,7 +91,10 @@ def linear_cross_entropy(
 ):
     """cross_entropy(input @ linear_weight.T + linear_bias, target) fused: the
     logits exist one block of rows at a time (at most ``scratch_bytes`` of
-    scratch, 0 = libxent's default of 128 MiB).
+    scratch, 0 = libxent's default of 128 MiB). A 16-bit grad_linear_weight
+    is summed in float32: a (V, H) float32 buffer within that budget, or, when
+    it does not fit beside 256 rows, tiles of 2048 classes (one more logits
+    product, no (V, H) buffer); see xent.h.
 
     input:          (..., H) float32 / bfloat16 / float16 (rows may be strided).
     linear_weight:  (V, H), the same dtype. linear_bias: (V,), optional,

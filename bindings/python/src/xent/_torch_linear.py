@@ -101,8 +101,13 @@ def linear_cross_entropy(
     blocks of rows within ``scratch_bytes`` (0 = 128 MiB).
     Extras (keyword-only): ``z_loss`` (lse^2 coefficient), ``softcap``
     (logits -> softcap * tanh(logits / softcap)), ``scratch_bytes``,
-    ``num_threads`` (0 = all cores). Gradients of bfloat16 weights are summed
-    over all rows in float32 and rounded once.
+    ``num_threads`` (0 = all cores). Gradients of bfloat16 / float16 weights
+    are summed over all rows in float32 and rounded once: that takes a
+    float32 (C, H) buffer, counted in ``scratch_bytes``; when it does not fit
+    beside a block of 256 rows, xent works in tiles of 2048 classes instead
+    (one more logits product, ~4/3 of the time, no (C, H) buffer). A budget
+    of 4*C*H bytes plus ~128 MiB picks the faster order (e.g. C=32000,
+    H=1024: ``scratch_bytes=256 << 20``).
     """
     del options
     _check(input, "input")

@@ -152,7 +152,10 @@ impl<'a> LinearCrossEntropy<'a> {
     }
 
     /// Scratch budget in bytes for the block of logits and the widened hidden
-    /// rows (default `XENT_LINEAR_CE_DEFAULT_SCRATCH_BYTES`, 128 MiB).
+    /// rows, and a 16-bit grad_linear_weight's f32 `V x H` accumulator (when
+    /// it does not fit, tiles of classes: no accumulator, one more logits
+    /// product; see xent.h) (default `XENT_LINEAR_CE_DEFAULT_SCRATCH_BYTES`,
+    /// 128 MiB).
     pub fn scratch_bytes(mut self, bytes: usize) -> Self {
         self.scratch_bytes = Some(bytes);
         self
