@@ -173,7 +173,8 @@ TEST(AllocationFailure, LongRowsLeaveOutputsUntouched) { Sweep(true); }
 
 // xent_linear_cross_entropy: several row blocks (a scratch budget of a few
 // rows), so that outputs are written before the later blocks' work; ignored
-// rows (zeroed after the blocks); a 16-bit weight (the widening buffers);
+// rows (zeroed after the blocks); a 16-bit weight (the widening buffers; its
+// gradient's f32 accumulator, or the tiles of classes without room for it);
 // rows of more than 16 segments (the engine's per-block statistics). Every
 // allocation of a call fails in turn, as above: XENT_ERROR_OUT_OF_MEMORY with
 // every output untouched, or XENT_OK with the next call's bits.
@@ -190,6 +191,8 @@ std::vector<LceScenario> LceScenarios() {
   v.push_back({"linear_cross_entropy f32, 4 row blocks, ignored rows, all threads", a});
   LceConfig b = a;
   b.dtype = DType::kBF16, b.bias_dtype = DType::kBF16, b.num_threads = 2;
+  v.push_back({"linear_cross_entropy bf16 (widened weight tiles, tiles of classes), 2 threads", b});
+  b.scratch = 0;  // the default budget: room for the accumulator, one block
   v.push_back({"linear_cross_entropy bf16 (widened weight tiles, f32 accumulator), 2 threads", b});
   LceConfig c;
   c.B = 5, c.V = 70000, c.H = 8, c.num_threads = 1, c.want_gb = false;
