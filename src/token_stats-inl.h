@@ -37,12 +37,26 @@ namespace HWY_NAMESPACE {
 // insertion sort this replaces, or a binary search, mispredicted branches on
 // every entering element, about K (1 + log(V / K)) of them per row: K = 64,
 // 8192x32000 f32, 1 thread, the pass 1.05 -> 0.88 ns/logit.)
+// a[p, m) moves to a[p + 1, m + 1) by vectors, the highest first (a must
+// have Lanes(d) elements of room past m): for K up to a vector's lanes one
+// load and one store instead of a memmove call.
+template <class D, typename T>
+HWY_INLINE void ShiftUpOne(D d, T* a, size_t p, size_t m) {
+  const size_t N = hn::Lanes(d);
+  if (m <= p) return;
+  for (size_t i = p + (m - p - 1) / N * N;; i -= N) {
+    hn::StoreU(hn::LoadU(d, a + i), d, a + i + 1);
+    if (i == p) break;
+  }
+}
+
 struct TopKRun {
   uint32_t K = 0, n = 0;
   float thr = kNegInf;  // the K-th key once n == K: only larger logits enter
-  HWY_ALIGN float key[kTopKMax + kMaxLanesF32];
-  float x[kTopKMax];
-  size_t col[kTopKMax];
+  // (Room for a vector past the K entries: ShiftUpOne.)
+  HWY_ALIGN float key[kTopKMax + kMaxLanesF32] = {};
+  float x[kTopKMax + kMaxLanesF32] = {};
+  uint64_t col[kTopKMax + kMaxLanesF32] = {};
 
   bool Filling() const { return n < K; }
   void Add(float v, size_t c) {
@@ -57,9 +71,9 @@ struct TopKRun {
     for (size_t i = 0; i < m; i += N) {
       p += hn::CountTrue(d, hn::And(hn::Ge(hn::Load(d, key + i), vk), hn::FirstN(d, m - i)));
     }
-    std::memmove(key + p + 1, key + p, (m - p) * sizeof(float));
-    std::memmove(x + p + 1, x + p, (m - p) * sizeof(float));
-    std::memmove(col + p + 1, col + p, (m - p) * sizeof(size_t));
+    ShiftUpOne(d, key, p, m);
+    ShiftUpOne(d, x, p, m);
+    ShiftUpOne(hn::ScalableTag<uint64_t>(), col, p, m);
     key[p] = kv;
     x[p] = v;
     col[p] = c;
