@@ -155,7 +155,7 @@ void Sweep(bool long_rows) {
   std::printf(
       "allocation-failure sweep (%s level, %zu scenarios x library variants): %zu allocations failed, "
       "%zu calls returned XENT_ERROR_OUT_OF_MEMORY, %zu absorbed with identical results; %zu allocations "
-      "exempt (libgomp, loader, libc)\n",
+      "exempt (libgomp, loader, libc, BLAS)\n",
       xent_alloc::Level(), scenarios, all.attempts, all.oom, all.absorbed, all.exempt);
   ::testing::Test::RecordProperty("allocations_failed", static_cast<int>(all.attempts));
 }

@@ -683,7 +683,9 @@ XENT_API xent_status xent_token_logprobs(const xent_token_logprobs_args* args);
  * not the f32 bound. Gradients wanted in f32, or XENT_NATIVE_BF16=0, keep
  * the f32 products. Still bit-identical for every thread count and backend.
  * oneDNN's own allocations are not checked: when one fails, oneDNN may
- * crash where xent would return XENT_ERROR_OUT_OF_MEMORY.
+ * crash where xent would return XENT_ERROR_OUT_OF_MEMORY. Nor are the BLAS's
+ * (OpenBLAS's small-matrix sgemm kernels for AVX-512 CPUs allocate, and
+ * crash when that fails).
  *
  * A library built without a BLAS (meson option blas=none) returns
  * XENT_ERROR_UNSUPPORTED here; xent_blas_backend() tells which BLAS it has.

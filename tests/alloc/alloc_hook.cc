@@ -31,23 +31,29 @@ bool g_backtrace = false;
 struct Range {
   uintptr_t begin = 0, end = 0;
 };
-Range g_exempt_ranges[4];
+constexpr int kMaxExempt = 16;
+Range g_exempt_ranges[kMaxExempt];
 std::atomic<int> g_num_exempt{-1};
 
 int AddRange(dl_phdr_info* info, size_t, void*) {
   const char* name = info->dlpi_name;
-  if (name == nullptr || (std::strstr(name, "libgomp") == nullptr && std::strstr(name, "ld-linux") == nullptr &&
-                          std::strstr(name, "libc.so") == nullptr))
-    return 0;
-  const int k = g_num_exempt.load();
-  if (k >= 4) return 0;
+  // The BLAS too: OpenBLAS's small-matrix sgemm kernels for AVX-512 CPUs
+  // (SkylakeX / Cooperlake, chosen at run time unless OPENBLAS_CORETYPE says
+  // otherwise) malloc a buffer and crash when that fails; xent's contract
+  // covers its own allocations (xent.h).
+  static const char* const kNames[] = {"libgomp", "ld-linux", "libc.so", "libopenblas", "libblis"};
+  bool exempt = false;
+  for (const char* n : kNames) exempt = exempt || (name != nullptr && std::strstr(name, n) != nullptr);
+  if (!exempt) return 0;
+  // Every executable segment (OpenBLAS has two).
   for (int i = 0; i < info->dlpi_phnum; ++i) {
     const ElfW(Phdr)& ph = info->dlpi_phdr[i];
     if (ph.p_type != PT_LOAD || !(ph.p_flags & PF_X)) continue;
+    const int k = g_num_exempt.load();
+    if (k >= kMaxExempt) return 0;
     g_exempt_ranges[k].begin = info->dlpi_addr + ph.p_vaddr;
     g_exempt_ranges[k].end = g_exempt_ranges[k].begin + ph.p_memsz;
     g_num_exempt.store(k + 1);
-    break;
   }
   return 0;
 }

@@ -5,9 +5,10 @@
 // Plain builds interpose malloc, calloc, realloc, posix_memalign,
 // aligned_alloc, memalign, valloc and pvalloc (forwarding to glibc's __libc_*
 // entry points): every allocation fails, whoever makes it (xent, libstdc++'s
-// operator new, oneTBB), except those made by libgomp, the dynamic loader and
-// libc itself (thread creation): libgomp aborts the process when they fail
-// (gomp_malloc calls gomp_fatal; so does a thread it cannot create). They are
+// operator new, oneTBB), except those made by libgomp, the dynamic loader,
+// libc itself (thread creation) and the BLAS (OpenBLAS, BLIS): libgomp aborts
+// the process when they fail (gomp_malloc calls gomp_fatal; so does a thread
+// it cannot create), OpenBLAS's AVX-512 small-matrix kernels crash. They are
 // counted apart and never failed. Under AddressSanitizer, which owns
 // malloc, only operator new / new[] (every variant) are interposed, and
 // LeakSanitizer checks that a failed call leaks nothing.
