@@ -157,7 +157,8 @@ class LinearCe {
   bool ChooseTiled(size_t budget, size_t row_bytes);
   xent_status AllocTiled(size_t budget);
   xent_status RunTiled();
-  xent_status GroupHidden(size_t g0, size_t n);
+  xent_status RowsOperand(const size_t* rows, size_t n);
+  xent_status NarrowG(size_t n, size_t width);
   xent_status TileLogits(size_t n, size_t c0, size_t cn);
   xent_status TileGradients(size_t g0, size_t n, size_t c0, size_t cn);
   CrossEntropyProblem TileProblem(size_t g0, size_t n, size_t cn, bool grad) const;
@@ -378,16 +379,10 @@ xent_status LinearCe::CrossEntropyOnBlock(const size_t* rows, size_t n) {
 xent_status LinearCe::BlockBf16(const size_t* rows, size_t n) {
   const LinearCrossEntropyProblem& p = p_;
   // 1. The block's bf16 hidden rows: in place when consecutive, else gathered.
-  const uint16_t* A;
-  size_t lda;
-  if (!h16_) {
-    A = static_cast<const uint16_t*>(HiddenRow(rows[0]));
-    lda = p.hidden.stride;
-  } else {
-    for (size_t i = 0; i < n; ++i) std::memcpy(h16_.get() + i * H_, HiddenRow(rows[i]), H_ * sizeof(uint16_t));
-    A = h16_.get();
-    lda = H_;
-  }
+  xent_status rc = RowsOperand(rows, n);
+  if (rc != XENT_OK) return rc;
+  const auto* A = static_cast<const uint16_t*>(ga_);
+  const size_t lda = ga_ld_;
   const auto* W = static_cast<const uint16_t*>(p.linear_weight.data);
   const size_t ldw = p.linear_weight.stride;
   std::atomic<bool> failed{false};
@@ -401,7 +396,7 @@ xent_status LinearCe::BlockBf16(const size_t* rows, size_t n) {
       for (size_t i = 0; i < n; ++i) std::memcpy(L + i * V_ + v0, bias + v0, vn * sizeof(float));
     if (!Bf16Gemm(false, true, n, vn, H_, A, lda, W + v0 * ldw, ldw, bias != nullptr, L + v0, V_)) failed = true;
   };
-  xent_status rc = ParallelForEach(p.exec, Tiles(V_, kVocabTile), logits);
+  rc = ParallelForEach(p.exec, Tiles(V_, kVocabTile), logits);
   if (rc != XENT_OK) return rc;
   if (failed) return XENT_ERROR_OUT_OF_MEMORY;
 
@@ -410,14 +405,9 @@ xent_status LinearCe::BlockBf16(const size_t* rows, size_t n) {
   if (!want_grad_) return XENT_OK;
 
   // G in bf16 for the gradient products.
-  uint16_t* G = g16_.get();
-  auto narrow = [&](size_t t) {
-    const size_t i1 = std::min(n, (t + 1) * kRowsPerWidenTask);
-    for (size_t i = t * kRowsPerWidenTask; i < i1; ++i)
-      NarrowRows(L + i * V_, V_, 1, V_, DType::kBF16, G + i * V_, V_, false);
-  };
-  rc = ParallelForEach(p.exec, Tiles(n, kRowsPerWidenTask), narrow);
+  rc = NarrowG(n, V_);
   if (rc != XENT_OK) return rc;
+  const uint16_t* G = g16_.get();
 
   // 4. Gradients.
   return Gradients(
@@ -534,20 +524,20 @@ CrossEntropyProblem LinearCe::TileProblem(size_t g0, size_t n, size_t cn, bool g
   return cp;
 }
 
-// A group's hidden rows as the products' left operand (ga_, ga_ld_): bf16 in
-// place (consecutive rows) or gathered, or widened to f32.
-xent_status LinearCe::GroupHidden(size_t g0, size_t n) {
+// The hidden rows of a block or group as the products' left operand (ga_,
+// ga_ld_): in place when consecutive (bf16 for the native products, f32),
+// else gathered (bf16) or widened / gathered into hblock_ (f32).
+xent_status LinearCe::RowsOperand(const size_t* rows, size_t n) {
   const LinearCrossEntropyProblem& p = p_;
-  const size_t* rows = rows_.data() + g0;
+  if (bf16_gemm_ ? !h16_ : !hblock_) {
+    ga_ = HiddenRow(rows[0]);
+    ga_ld_ = p.hidden.stride;
+    return XENT_OK;
+  }
+  ga_ld_ = H_;
   if (bf16_gemm_) {
-    if (!h16_) {
-      ga_ = HiddenRow(rows[0]);
-      ga_ld_ = p.hidden.stride;
-      return XENT_OK;
-    }
     for (size_t i = 0; i < n; ++i) std::memcpy(h16_.get() + i * H_, HiddenRow(rows[i]), H_ * sizeof(uint16_t));
     ga_ = h16_.get();
-    ga_ld_ = H_;
     return XENT_OK;
   }
   float* hb = hblock_.get();
@@ -557,8 +547,26 @@ xent_status LinearCe::GroupHidden(size_t g0, size_t n) {
       WidenRows(p.hidden.dtype, HiddenRow(rows[i]), H_, 1, H_, hb + i * H_, H_);
   };
   ga_ = hb;
-  ga_ld_ = H_;
   return ParallelForEach(p.exec, Tiles(n, kRowsPerWidenTask), widen);
+}
+
+// G in bf16 (g16_) from the f32 G in logits_: n rows of `width` (the row
+// stride of both).
+xent_status LinearCe::NarrowG(size_t n, size_t width) {
+  const float* L = logits_.get();
+  uint16_t* G = g16_.get();
+  auto narrow = [&](size_t k) {
+    const size_t i1 = std::min(n, (k + 1) * kRowsPerWidenTask);
+    for (size_t i = k * kRowsPerWidenTask; i < i1; ++i)
+      NarrowRows(L + i * width, width, 1, width, DType::kBF16, G + i * width, width, false);
+  };
+  return ParallelForEach(p_.exec, Tiles(n, kRowsPerWidenTask), narrow);
+}
+
+// acc[0..vn) += the column sums of n rows of G (row stride ld), in row order.
+void AddColumnSums(const float* g, size_t ld, size_t n, size_t vn, double* acc) {
+  for (size_t i = 0; i < n; ++i)
+    for (size_t v = 0; v < vn; ++v) acc[v] += g[i * ld + v];
 }
 
 // logits_ (n x cn, row stride cn) = the group's hidden rows W[c0..c0+cn)^T
@@ -616,13 +624,7 @@ xent_status LinearCe::TileGradients(size_t g0, size_t n, size_t c0, size_t cn) {
       return;
     }
     const size_t v0 = (t - gh_tasks) * kGwTaskClasses, vn = std::min(kGwTaskClasses, cn - v0);
-    if (gb_acc_) {
-      double* acc = gb_acc_.get() + c0 + v0;
-      for (size_t i = 0; i < n; ++i) {
-        const float* g = L + i * cn + v0;
-        for (size_t v = 0; v < vn; ++v) acc[v] += g[v];
-      }
-    }
+    if (gb_acc_) AddColumnSums(L + v0, cn, n, vn, gb_acc_.get() + c0 + v0);
     float* c = gwc_.get() + v0 * H_;
     if (bf16_gemm_) {
       if (!Bf16Gemm(true, false, vn, H_, n, G + v0, cn, static_cast<const uint16_t*>(ga_), ga_ld_, gw_add, c, H_))
@@ -655,7 +657,7 @@ xent_status LinearCe::RunTiled() {
   // class order (the same products as pass 2's, so the same logits).
   for (size_t g0 = 0; g0 < kept; g0 += Rg_) {
     const size_t n = std::min(Rg_, kept - g0);
-    if ((rc = GroupHidden(g0, n)) != XENT_OK) return rc;
+    if ((rc = RowsOperand(rows_.data() + g0, n)) != XENT_OK) return rc;
     for (size_t t = 0; t < tiles; ++t) {
       const size_t c0 = t * kVocabTile, cn = std::min(kVocabTile, V_ - c0);
       if ((rc = widen_tile(c0, cn)) != XENT_OK) return rc;
@@ -673,7 +675,7 @@ xent_status LinearCe::RunTiled() {
     if ((rc = widen_tile(c0, cn)) != XENT_OK) return rc;
     for (size_t g0 = 0; g0 < kept; g0 += Rg_) {
       const size_t n = std::min(Rg_, kept - g0);
-      if ((rc = GroupHidden(g0, n)) != XENT_OK) return rc;
+      if ((rc = RowsOperand(rows_.data() + g0, n)) != XENT_OK) return rc;
       if ((rc = TileLogits(n, c0, cn)) != XENT_OK) return rc;
       CrossEntropyProblem cp = TileProblem(g0, n, cn, true);
       const bool first = t == 0;
@@ -687,16 +689,7 @@ xent_status LinearCe::RunTiled() {
           if (p.lse) p.lse[rows_[g0 + i]] = lse_[i];
         }
       }
-      if (bf16_gemm_) {
-        const float* L = logits_.get();
-        uint16_t* G = g16_.get();
-        auto narrow = [&](size_t k) {
-          const size_t i1 = std::min(n, (k + 1) * kRowsPerWidenTask);
-          for (size_t i = k * kRowsPerWidenTask; i < i1; ++i)
-            NarrowRows(L + i * cn, cn, 1, cn, DType::kBF16, G + i * cn, cn, false);
-        };
-        if ((rc = ParallelForEach(p.exec, Tiles(n, kRowsPerWidenTask), narrow)) != XENT_OK) return rc;
-      }
+      if (bf16_gemm_ && (rc = NarrowG(n, cn)) != XENT_OK) return rc;
       if ((rc = TileGradients(g0, n, c0, cn)) != XENT_OK) return rc;
     }
     const float* gwc = gwc_.get();
@@ -754,23 +747,10 @@ xent_status LinearCe::Block(size_t r0, size_t n) {
 
   // 1. The block's hidden rows as an f32 matrix A (n x H): in place when they
   // are f32 and consecutive, else widened / gathered into hblock_.
-  const float* A;
-  size_t lda;
-  if (!hblock_) {
-    A = static_cast<const float*>(HiddenRow(rows[0]));
-    lda = p.hidden.stride;
-  } else {
-    float* hb = hblock_.get();
-    auto widen = [&](size_t t) {
-      const size_t i1 = std::min(n, (t + 1) * kRowsPerWidenTask);
-      for (size_t i = t * kRowsPerWidenTask; i < i1; ++i)
-        WidenRows(p.hidden.dtype, HiddenRow(rows[i]), H_, 1, H_, hb + i * H_, H_);
-    };
-    const xent_status rc = ParallelForEach(p.exec, Tiles(n, kRowsPerWidenTask), widen);
-    if (rc != XENT_OK) return rc;
-    A = hb;
-    lda = H_;
-  }
+  xent_status rc = RowsOperand(rows, n);
+  if (rc != XENT_OK) return rc;
+  const auto* A = static_cast<const float*>(ga_);
+  const size_t lda = ga_ld_;
 
   // 2. Logits, one task per tile of classes.
   float* L = logits_.get();
@@ -797,7 +777,7 @@ xent_status LinearCe::Block(size_t r0, size_t n) {
       Sgemm(false, true, n, m, H_, 1.0f, A, lda, wt, H_, beta, L + v, V_);
     }
   };
-  xent_status rc = ParallelForEach(p.exec, Tiles(V_, kVocabTile), logits);
+  rc = ParallelForEach(p.exec, Tiles(V_, kVocabTile), logits);
   if (rc != XENT_OK) return rc;
 
   rc = CrossEntropyOnBlock(rows, n);
@@ -866,13 +846,7 @@ xent_status LinearCe::Gradients(const size_t* rows, size_t n, const GhFn& gh, co
       return;
     }
     const size_t v0 = (t - gh_tasks) * kVocabTile, vn = std::min(kVocabTile, V_ - v0);
-    if (gb) {
-      double* acc = gb_acc_.get() + v0;
-      for (size_t i = 0; i < n; ++i) {
-        const float* g = L + i * V_ + v0;
-        for (size_t v = 0; v < vn; ++v) acc[v] += g[v];
-      }
-    }
+    if (gb) AddColumnSums(L + v0, V_, n, vn, gb_acc_.get() + v0);
     if (gw && !gw_product(v0, vn, gw_add, gw_c + v0 * gw_ld, gw_ld)) failed = true;
   };
   const xent_status rc = ParallelForEach(p.exec, gh_tasks + gw_tasks, grads);

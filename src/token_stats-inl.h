@@ -25,18 +25,6 @@ HWY_BEFORE_NAMESPACE();
 namespace xent {
 namespace HWY_NAMESPACE {
 
-// ---------------------------------------------------------------------------
-// Top-k candidates of a run of segments: the K best logits seen so far, best
-// first, best meaning larger, equal logits by increasing column, NaN as -inf
-// (TopKKey: a row's top-k, NaN or not, is a function of its values alone,
-// whatever the order they are seen in). Every new element has a larger
-// column than those kept, so it goes after the entries whose key is >= its
-// own: it is inserted at their count (a vector compare over the keys, no
-// branch on the data) and the entries after it move by one. Ordering is on
-// the logits as given: exact, and the same on every target. (The scalar
-// insertion sort this replaces, or a binary search, mispredicted branches on
-// every entering element, about K (1 + log(V / K)) of them per row: K = 64,
-// 8192x32000 f32, 1 thread, the pass 1.05 -> 0.88 ns/logit.)
 // a[p, m) moves to a[p + 1, m + 1) by vectors, the highest first (a must
 // have Lanes(d) elements of room past m): for K up to a vector's lanes one
 // load and one store instead of a memmove call.
@@ -50,6 +38,18 @@ HWY_INLINE void ShiftUpOne(D d, T* a, size_t p, size_t m) {
   }
 }
 
+// ---------------------------------------------------------------------------
+// Top-k candidates of a run of segments: the K best logits seen so far, best
+// first, best meaning larger, equal logits by increasing column, NaN as -inf
+// (TopKKey: a row's top-k, NaN or not, is a function of its values alone,
+// whatever the order they are seen in). Every new element has a larger
+// column than those kept, so it goes after the entries whose key is >= its
+// own: it is inserted at their count (a vector compare over the keys, no
+// branch on the data) and the entries after it move by one. Ordering is on
+// the logits as given: exact, and the same on every target. (The scalar
+// insertion sort this replaces, or a binary search, mispredicted branches on
+// every entering element, about K (1 + log(V / K)) of them per row: K = 64,
+// 8192x32000 f32, 1 thread, the pass 1.05 -> 0.88 ns/logit.)
 struct TopKRun {
   uint32_t K = 0, n = 0;
   float thr = kNegInf;  // the K-th key once n == K: only larger logits enter
