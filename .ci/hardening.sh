@@ -82,7 +82,7 @@ pkgs=(build-essential pkg-config meson ninja-build libhwy-dev libgtest-dev libgm
 # clang: libFuzzer and its sanitizer runtimes, LLVM's OpenMP for the fuzz
 # build (threading=openmp), and the headers' second compiler.
 if has_step fuzz || has_step fuzzfast || has_step tsanomp || has_step headers; then
-  pkgs+=(clang libclang-rt-14-dev libomp-14-dev)
+  pkgs+=(clang libclang-rt-14-dev libomp-14-dev xz-utils)
 fi
 has_step coverage && pkgs+=(gcovr)
 has_step abi && pkgs+=(abigail-tools binutils)
@@ -503,20 +503,49 @@ step_fuzzfast() {
   figures+=("fuzzfast: $runs inputs in $secs s ($((runs / (secs > 0 ? secs : 1))) inputs/s, 2 processes), $findings findings")
   echo "${figures[-1]}"
   if [ $rc -ne 0 ]; then
-    grep -h -B5 -A40 -E 'xent_fuzz: CHECK FAILED|runtime error|==ERROR|deadly signal' "$W"/fuzz*.log | head -120
+    grep -h -B5 -A40 -E 'xent_fuzz: CHECK FAILED|runtime error|==ERROR|deadly signal' "$W"/fuzz*.log | sed -n 1,120p
     report_artifacts "$W" "$B"
+    fuzz_failure_notes "$W"/fuzz*.log
     return 1
   fi
   echo "new inputs: $(find "$W"/corpus? -type f | wc -l) (merge: $B/tests/fuzz/xent_fuzz -merge=1 tests/fuzz/corpus $W/corpus1 $W/corpus2)"
 }
 
 report_artifacts() {  # report_artifacts RUN_DIR BUILD_DIR
-  local a
+  local a z
   for a in "$1"/artifacts/*; do
     [ -f "$a" ] || continue
     echo "reproducer: $a ($(stat -c %s "$a") bytes, base64 below); run: $2/tests/fuzz/xent_fuzz $a"
     base64 -w0 "$a"; echo
+    # For the run's closing summary (CI shows only the tail of the output):
+    # the input xz-compressed, when short enough to be read off it.
+    z=$(xz -9e -c "$a" 2>/dev/null | base64 -w0)
+    if [ -n "$z" ] && [ ${#z} -le 1100 ]; then
+      [ -n "${XENT_FAILURE_NOTES:-}" ] &&
+        echo "reproducer ($(stat -c %s "$a") bytes; echo ... | base64 -d | xz -d > f): $z" >>"$XENT_FAILURE_NOTES"
+    fi
   done
+}
+
+# failure_note TEXT...: a line for tests/run's closing summary of a failed
+# run (XENT_FAILURE_NOTES, set by tests/run): CI reports only the last ~2 KB
+# of the output, so what identifies a failure is repeated there, short.
+failure_note() {
+  [ -n "${XENT_FAILURE_NOTES:-}" ] || return 0
+  printf '%s\n' "$*" | cut -c1-360 >>"$XENT_FAILURE_NOTES"
+}
+
+# fuzz_failure_notes LOG...: the failed check (its call and message), or the
+# sanitizer's first line and the first frames in xent, as failure notes.
+fuzz_failure_notes() {
+  local lines
+  lines=$(grep -h -A5 'xent_fuzz: CHECK FAILED' "$@" | grep -v -e 'CHECK FAILED' -e '^--' -e 'xent_last_error: ""' |
+    grep -v -e 'libFuzzer' | head -n 4)
+  if [ -z "$lines" ]; then
+    lines=$(grep -h -A12 -E 'runtime error|==ERROR|deadly signal' "$@" |
+      grep -E 'runtime error|==ERROR|deadly signal| #[0-9]+ .* in .*(xent|Xent)' | head -n 5)
+  fi
+  while IFS= read -r l; do failure_note "fuzz: ${l#"${l%%[! ]*}"}"; done <<<"$lines"
 }
 
 # libFuzzer (clang) on the C ABI: only the harness is built (the library's
@@ -545,6 +574,7 @@ step_fuzz() {
     grep -B5 -A40 -E 'xent_fuzz: CHECK FAILED|ERROR: (Address|Undefined|Leak)Sanitizer|runtime error|==ERROR|deadly signal' \
       "$W/fuzz.log" | sed -n 1,120p  # sed reads to the end: no SIGPIPE for grep
     report_artifacts "$W" "$B"
+    fuzz_failure_notes "$W/fuzz.log"
     echo "FAIL: the fuzzer found a failure (log: $W/fuzz.log)"
     return 1
   fi
