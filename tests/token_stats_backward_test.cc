@@ -29,7 +29,8 @@ struct GradCase {
   int ignore_row = -1;
   uint32_t seed = 7;
   double (*hook)(size_t, size_t) = nullptr;
-  bool fd = true;  // also check by finite differences (f32 logits only)
+  bool fd = true;        // also check by finite differences (f32 logits only)
+  bool cluster = false;  // top-k columns side by side, several in one vector, at the edges
 };
 
 void RunGrad(const GradCase& c) {
@@ -46,6 +47,19 @@ void RunGrad(const GradCase& c) {
   std::vector<int64_t> y(B), idx(B * K);
   for (size_t i = 0; i < B; ++i) y[i] = static_cast<int64_t>(i) == c.ignore_row ? -100 : rng() % V;
   for (auto& v : idx) v = rng() % V;
+  if (c.cluster) {
+    // Next to each other, several in one vector (of any width), at the row's
+    // first and last columns and a segment's edges, shifted by row.
+    static const int64_t kCols[] = {0, 1, 2, 7, 8, 9, 15, 16, 17, 31, 32, 4095, 4096, 4097};
+    constexpr size_t kN = sizeof(kCols) / sizeof(kCols[0]);
+    for (size_t i = 0; i < B; ++i) {
+      for (size_t j = 0; j < K; ++j) {
+        int64_t col = j < kN ? kCols[j] + static_cast<int64_t>(i % 3) : static_cast<int64_t>(V - 1 - (j - kN));
+        if (col >= static_cast<int64_t>(V)) col = static_cast<int64_t>(V) - 1 - col % 5;
+        idx[i * K + j] = std::max<int64_t>(col, 0);
+      }
+    }
+  }
   if (K >= 2) idx[1] = idx[0];  // a duplicate: the gradients add up
   const auto gl = RandomNormal(B, 1.0, c.seed + 2), gh = RandomNormal(B, 0.5, c.seed + 3),
              gk = RandomNormal(B, 1.0, c.seed + 4), gt = RandomNormal(B * K, 1.0, c.seed + 5);
@@ -220,6 +234,28 @@ TEST_P(TokenStatsBackwardTest, EachTermAlone) {
   RunGrad(c);
   c.k = 0, c.g_kl = true;
   RunGrad(c);
+}
+
+// The top-k gradients' delta columns side by side (the kernel checks only the
+// vectors holding one), to a buffer (misaligned rows: a streaming peel) and in
+// place.
+TEST_P(TokenStatsBackwardTest, ClusteredTopkColumns) {
+  for (size_t V : {40, 4099, 9000}) {
+    for (DType dt : {DType::kF32, DType::kBF16}) {
+      for (int out : {0, 1, 2}) {
+        GradCase c;
+        c.B = 4;
+        c.V = V;
+        c.dt = dt;
+        c.out = out;
+        c.k = 18;
+        c.cluster = true;
+        c.T = out == 1 ? 0.7f : 1.0f;
+        c.fd = false;
+        RunGrad(c);
+      }
+    }
+  }
 }
 
 TEST_P(TokenStatsBackwardTest, MaskedClassesAndLongRowsSplitAcrossThreads) {
