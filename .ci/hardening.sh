@@ -398,8 +398,16 @@ step_coverage() {
   # Counters are updated atomically (-fprofile-update=atomic in step_asan):
   # without it, threads racing on them left negative branch counts, which
   # gcovr 5.2 cannot parse (and then waits forever): timeout as a guard.
+  # oneDNN's bf16 GEMMs run only on CPUs with AVX512_BF16 (g_native_bf16):
+  # elsewhere their file cannot be covered and does not count (2 % of
+  # src/ and capi/ lines: 94.9 % instead of 97 % on an AVX2 machine).
+  local excl=()
+  if ! grep -qw avx512_bf16 /proc/cpuinfo 2>/dev/null; then
+    excl=(--exclude "$ROOT/src/gemm_bf16.cc")
+    echo "coverage: src/gemm_bf16.cc not counted (oneDNN's bf16 GEMMs; this CPU has no AVX512_BF16)"
+  fi
   out=$(cd "$ROOT" && timeout 900 gcovr -r "$ROOT" --object-directory "$B" --filter "$ROOT/src/" --filter "$ROOT/capi/" \
-    --exclude-throw-branches --exclude-unreachable-branches -j "$JOBS" --txt "$B/coverage.txt" \
+    "${excl[@]}" --exclude-throw-branches --exclude-unreachable-branches -j "$JOBS" --txt "$B/coverage.txt" \
     --html-details "$B/coverage.html" --print-summary "$B" 2>"$B/gcovr.log") || { cat "$B/gcovr.log"; return 1; }
   sed -n '/^File/,$p' "$B/coverage.txt" | grep -v '^---' | awk '$4 != "100%" || NR == 1'
   echo "$out"
