@@ -281,32 +281,33 @@ HWY_INLINE void TokKlOf(const TokKernel& k, const TokKlRow& r, size_t row, size_
 //   g = (p (c0 + c1 lp + c2 (z - z')) [+ w at the delta columns]) dz/dx,
 // dz/dx = (1 - (zc / cap)^2) / T with softcap, 1 / T without; p = 0 (a -inf
 // logit, or below the f32 range) gives 0 before the deltas.
-// The row's constants as vectors, set once per segment: read from the
-// TokGradRow inside the loop, every one was loaded and broadcast again per
-// vector, as the gradient's stores (may_alias vector stores) could have
-// changed it (and the spills of its 16 vector registers on AVX2 came on top).
-struct TokGradVecs {
-  VF s, M, L, c0, c1, c2;
-  float cap, inv_cap;
+// The row's constants, copied once per segment into a local (scalars: SVE
+// vectors cannot be struct members): read from the TokGradRow inside the
+// loop, every one was loaded and broadcast again per vector, as the
+// gradient's stores (may_alias vector stores) could have changed it (and the
+// spills of its 16 vector registers on AVX2 came on top).
+struct TokGradConst {
+  float s, M, L, c0, c1, c2, cap, inv_cap;
 };
 
 // kDelta: the vector may hold a delta column (checked against the next one);
 // the runs between the deltas take the unchecked form.
 template <typename T, bool kCap, bool kRef, bool kDelta>
-HWY_INLINE VF TokGradVec(DF d, const TokGradVecs& q, const TokGradRow& c, const T* x, const T* xr, size_t i, size_t r,
+HWY_INLINE VF TokGradVec(DF d, const TokGradConst& q, const TokGradRow& c, const T* x, const T* xr, size_t i, size_t r,
                          size_t col0, uint32_t& cur) {
   const size_t N = hn::Lanes(d);
   const bool full = r == N;
   const VF xv = full ? LoadF32(d, x + i) : LoadTailF32(d, x + i, r, 0.0f);
   const VF zc = kCap ? SoftCap(d, xv, q.cap, q.inv_cap) : xv;
-  const VF z = hn::Mul(zc, q.s);
-  const VF lp = hn::Sub(hn::Sub(z, q.M), q.L);
+  const VF vs = hn::Set(d, q.s);
+  const VF z = hn::Mul(zc, vs);
+  const VF lp = hn::Sub(hn::Sub(z, hn::Set(d, q.M)), hn::Set(d, q.L));
   const VF p = ExpNonPositive(d, lp);
-  VF t = hn::MulAdd(q.c1, lp, q.c0);
+  VF t = hn::MulAdd(hn::Set(d, q.c1), lp, hn::Set(d, q.c0));
   if (kRef) {
     const VF xq = full ? LoadF32(d, xr + i) : LoadTailF32(d, xr + i, r, 0.0f);
-    const VF zq = hn::Mul(kCap ? SoftCap(d, xq, q.cap, q.inv_cap) : xq, q.s);
-    t = hn::MulAdd(q.c2, hn::Sub(z, zq), t);
+    const VF zq = hn::Mul(kCap ? SoftCap(d, xq, q.cap, q.inv_cap) : xq, vs);
+    t = hn::MulAdd(hn::Set(d, q.c2), hn::Sub(z, zq), t);
   }
   VF g = hn::IfThenZeroElse(hn::Eq(p, hn::Zero(d)), hn::Mul(p, t));
   if (kDelta) {
@@ -319,7 +320,7 @@ HWY_INLINE VF TokGradVec(DF d, const TokGradVecs& q, const TokGradRow& c, const 
       ++cur;
     }
   }
-  return hn::Mul(g, kCap ? hn::Mul(SoftCapSlope(d, zc, q.inv_cap), q.s) : q.s);
+  return hn::Mul(g, kCap ? hn::Mul(SoftCapSlope(d, zc, q.inv_cap), vs) : vs);
 }
 
 // A bf16 gradient on x86 without AVX-512 goes through an f32 stage of 16
@@ -358,7 +359,7 @@ HWY_INLINE void TokGradRun(DF d, TG* g, size_t i, size_t end, const F& vec) {
 // template flag it doubled the instantiations for no speed). The full
 // vectors between the delta columns (the target's, the top-k's: a few per
 // row) run without the per-vector delta check; the vectors holding one, the
-// peel and the tail, with it. With TokGradVecs, measured on AVX2 (AMD EPYC,
+// peel and the tail, with it. With TokGradConst, measured on AVX2 (AMD EPYC,
 // no AVX-512), 8192x32000 to a buffer, min of 5 in A/B runs: bf16 1 thread
 // 1.07 -> 0.94 ns/logit, f32 2 threads 0.43 -> 0.31.
 template <typename T, typename TG, bool kCap, bool kRef>
@@ -366,8 +367,7 @@ HWY_NOINLINE void TokGradSeg(const TokGradKernel& k, const TokGradRow& c, const 
                              size_t n, bool want_stream) {
   const DF d;
   const size_t N = hn::Lanes(d);
-  const TokGradVecs q{hn::Set(d, k.scale), hn::Set(d, c.M),  hn::Set(d, c.L), hn::Set(d, c.c0),
-                      hn::Set(d, c.c1),    hn::Set(d, c.c2), k.cap,           k.inv_cap};
+  const TokGradConst q{k.scale, c.M, c.L, c.c0, c.c1, c.c2, k.cap, k.inv_cap};
   uint32_t cur = 0;
   while (cur < c.nd && c.idx[cur] < static_cast<int64_t>(col0)) ++cur;
   size_t i = 0;
@@ -377,7 +377,7 @@ HWY_NOINLINE void TokGradSeg(const TokGradKernel& k, const TokGradRow& c, const 
     StoreTailF32(d, TokGradVec<T, kCap, kRef, true>(d, q, c, x, xr, 0, peel, col0, cur), g, peel);
     i = peel;
   }
-  const auto plain = [&](size_t j) {
+  const auto plain = [&](size_t j) HWY_ATTR __attribute__((always_inline)) {
     uint32_t none = 0;
     return TokGradVec<T, kCap, kRef, false>(d, q, c, x, xr, j, N, col0, none);
   };
