@@ -8,6 +8,8 @@
 // KL). Pass 3 (output): the remaining gradients, which need sums of pass 2.
 #ifndef XENT_SRC_KL_CC_TYPES_
 #define XENT_SRC_KL_CC_TYPES_
+#include <type_traits>
+
 #include "src/engine.h"
 #include "src/problem.h"
 namespace xent {
@@ -358,7 +360,7 @@ HWY_NOINLINE void PassLogitsForward(const KlKernel& k, const KlRow& r, KlSeg* se
     // log p - log q = z_p - z_q + off, off = (Mq + log Sq) - (Mp + log Sp)
     // (grouped exactly as MakeSide / MakeTerms: (z - M) - log S per side).
     const VF Mq = hn::Set(d, r.Mq), lq = hn::Set(d, r.lsq), Mp = hn::Set(d, r.Mp), lp = hn::Set(d, r.lsp);
-    const bool nan_row = r.nanq || r.nanp;
+    const bool nanq = r.nanq, nanp = r.nanp, nan_row = nanq || nanp;
     const float* eq = scratch ? scratch + b : nullptr;
     const float* ep = scratch ? scratch + k.V + b : nullptr;
     const bool stream = kStream && gq != nullptr && PeelToAlign(gq + b, n) == 0;
@@ -369,22 +371,30 @@ HWY_NOINLINE void PassLogitsForward(const KlKernel& k, const KlRow& r, KlSeg* se
       PrefetchNext(xq + k.q_in.stride + b + cb, ce - cb);
       PrefetchNext(xp + k.p_in.stride + b + cb, ce - cb);
       VF closs = zero;
-      for (size_t i = cb; i < ce; i += N) {
-        const size_t rr = std::min(N, ce - i);
+      // The full vectors in one loop, the segment's last partial one after
+      // it: one loop for both kept every invariant and the loss sum on the
+      // stack on AVX2 (a store-to-load round trip per vector on the sum).
+      // kE (the stats pass's exps in the scratch row, for the whole call) is
+      // a compile-time flag of the loop; x / T with T = 1 is x (the same bits).
+      const auto vec = [&](size_t i, size_t rr, auto has_e) HWY_ATTR __attribute__((always_inline)) {
+        constexpr bool kE = decltype(has_e)::value;
         const bool full = rr == N;
         const VF x = full ? LoadF32(d, xq + b + i) : LoadTailF32(d, xq + b + i, rr, 0.0f);
         const VF t = full ? LoadF32(d, xp + b + i) : LoadTailF32(d, xp + b + i, rr, 0.0f);
-        const VF zq = k.inv_t != 1.0f ? hn::Mul(x, it) : x;
-        const VF zp = k.inv_t != 1.0f ? hn::Mul(t, it) : t;
-        const VF e_q =
-            eq ? (full ? hn::LoadU(d, eq + i) : LoadTailF32(d, eq + i, rr, 0.0f)) : ExpNonPositive(d, hn::Sub(zq, rq));
-        const VF e_p =
-            ep ? (full ? hn::LoadU(d, ep + i) : LoadTailF32(d, ep + i, rr, 0.0f)) : ExpNonPositive(d, hn::Sub(zp, rp));
+        const VF zq = hn::Mul(x, it), zp = hn::Mul(t, it);
+        VF e_q, e_p;
+        if constexpr (kE) {
+          e_q = full ? hn::LoadU(d, eq + i) : LoadTailF32(d, eq + i, rr, 0.0f);
+          e_p = full ? hn::LoadU(d, ep + i) : LoadTailF32(d, ep + i, rr, 0.0f);
+        } else {
+          e_q = ExpNonPositive(d, hn::Sub(zq, rq));
+          e_p = ExpNonPositive(d, hn::Sub(zp, rp));
+        }
         const VF q = hn::Mul(e_q, vFq), p = hn::Mul(e_p, vFp);
         VF logq = hn::Sub(hn::Sub(zq, Mq), lq), logp = hn::Sub(hn::Sub(zp, Mp), lp);
         if (nan_row) {
-          if (r.nanq) logq = nanv;
-          if (r.nanp) logp = nanv;
+          if (nanq) logq = nanv;
+          if (nanp) logp = nanv;
         }
         VF term = hn::IfThenZeroElse(hn::Eq(p, zero), hn::Mul(p, hn::Sub(logp, logq)));
         if (nan_row) term = nanv;  // as MakeTerms: NaN is never masked by p = 0
@@ -401,6 +411,14 @@ HWY_NOINLINE void PassLogitsForward(const KlKernel& k, const KlRow& r, KlSeg* se
             StoreF32(d, g, gq + b + i);
           }
         }
+      };
+      size_t i = cb;
+      if (scratch != nullptr) {
+        for (; i + N <= ce; i += N) vec(i, N, std::true_type());
+        if (i < ce) vec(i, ce - i, std::true_type());
+      } else {
+        for (; i + N <= ce; i += N) vec(i, N, std::false_type());
+        if (i < ce) vec(i, ce - i, std::false_type());
       }
       loss = hn::Add(loss, closs);
     }
