@@ -18,7 +18,7 @@
 #   alloc    the allocation-failure sweep (every allocation of a call fails
 #            once; tests/alloc_fail_test.cc) on the main build
 #   soak     XENT_SOAK_CALLS (100000) random calls from 8 threads on the main
-#            build (tests/soak_test.cc): call count and RSS drift
+#            build (tests/soak_test.cc): call count, heap and RSS drift
 #   fuzzfast clang libFuzzer, release + UBSan (no ASan): 2 processes of
 #            XENT_FUZZFAST_RUNS (2000000) inputs each (seeds 1 and 2), at most
 #            XENT_FUZZFAST_SECONDS (180), the reference on one input in
@@ -329,7 +329,7 @@ print(o["prefix"], o["libdir"], o["includedir"])')
 UBSAN_SKIP="-fno-sanitize=pointer-overflow,null,vptr"
 # XENT_SOAK_CALLS: the soak suite's calls under the sanitizers (its default
 # 4000 took 180 s at -O0 under ASan; the soak step runs 100000 on the main
-# build; 1000 calls took 78 s here). Its RSS-drift bound is the soak step's
+# build; 1000 calls took 78 s here). Its heap and RSS bounds are the soak step's
 # business: ASan's quarantine grows RSS (67 MiB over 1000 calls), and LSan
 # reports leaks here.
 # XENT_TEST_MAX_ELEMENTS, XENT_THREADS_SHAPES: cases of at most 40000 logits
@@ -434,7 +434,7 @@ step_alloc() {
 }
 
 # XENT_SOAK_CALLS random calls of every operation from 8 threads: every
-# library variant, host pools, forced targets, invalid inputs; RSS drift.
+# library variant, host pools, forced targets, invalid inputs; heap and RSS drift.
 step_soak() {
   local log=$HB/soak.log rc
   XENT_SOAK_CALLS=$SOAK_CALLS "$MAIN_BUILD/tests/soak_test" >"$log" 2>&1
