@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <type_traits>
 
 #include "hwy/highway.h"
@@ -54,6 +55,11 @@ HWY_INLINE void ShiftUpOne(D d, T* a, size_t p, size_t m) {
 struct TopKRun {
   uint32_t K = 0, n = 0;
   float thr = kNegInf;  // the K-th key once n == K: only larger logits enter
+  // What the walk compares each vector with: NaN while the run fills (no
+  // logit is <= it, so every vector stops), thr once full (a vector whose
+  // logits are all <= it, the common case, passes with one compare; a NaN
+  // logit stops it and does not enter, its key being -inf).
+  float gate = std::numeric_limits<float>::quiet_NaN();
   // (Room for a vector past the K entries: ShiftUpOne.)
   HWY_ALIGN float key[kTopKMax + kMaxLanesF32] = {};
   float x[kTopKMax + kMaxLanesF32] = {};
@@ -79,7 +85,7 @@ struct TopKRun {
     x[p] = v;
     col[p] = c;
     if (!full) ++n;
-    if (n == K) thr = key[K - 1];
+    if (n == K) thr = gate = key[K - 1];
   }
 };
 
@@ -126,11 +132,12 @@ struct TokAcc {
     if (kTopK) Candidates(d, j, LoadTailF32(d, x + j, r, kNegInf), r);
   }
   HWY_INLINE void Candidates(DF d, size_t j, VF xv, size_t r) {
-    if (HWY_UNLIKELY(run->Filling())) {
+    if (HWY_LIKELY(hn::AllTrue(d, hn::Le(xv, hn::Set(d, run->gate))))) return;
+    if (run->Filling()) {
       HWY_ALIGN float buf[kMaxLanesF32];
       hn::Store(xv, d, buf);
       TopKInsert(*run, buf, j, r);
-    } else if (HWY_UNLIKELY(!hn::AllFalse(d, hn::Gt(xv, hn::Set(d, run->thr))))) {
+    } else {
       TopKInsertAbove(*run, xv, j);  // (lanes past r hold -inf: never above)
     }
   }
