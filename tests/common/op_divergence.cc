@@ -132,8 +132,16 @@ std::vector<Expected> Reference(const Case& c, Profile p) {
       // T = 0.5 and logits of sigma 10, 4.7e-6 against a bound of 4.3e-6).
       // So does a logits side's softmax, from its f32 x / T (logits around
       // -1e5 at T = 100: 1.6e-7 against 8.7e-8).
-      gx[i] = Tol{16e-6 + ScaleRel(gabs), 8e-6 * gabs_x * (s.jsd ? lmax : 1.0 + lmax / 32), skip};
-      gt[i] = Tol{16e-6 + ScaleRel(gabs), 8e-6 * gabs_t * (s.jsd ? lmax : std::max(1.0, lmax / 8)), skip};
+      // Relative to each element, a logits side's probabilities carry the
+      // rounding of their f32 z = x / T, up to ~ulp(max |z|) (RowTol): the
+      // whole of a probabilities input's gradient -p / q where q is tiny
+      // (fuzzfast: logits around -1e5 at T = 100, q = 1e-30: 1.7e-5 of
+      // -1.2e26 against a bound of 1.6e-5).
+      double zrel = 0;
+      if (s.qk == 0) zrel = std::max(zrel, RowTol(s.x, i, V, T, 0));
+      if (s.pk == 0) zrel = std::max(zrel, RowTol(s.t, i, V, T, 0));
+      gx[i] = Tol{16e-6 + zrel + ScaleRel(gabs), 8e-6 * gabs_x * (s.jsd ? lmax : 1.0 + lmax / 32), skip};
+      gt[i] = Tol{16e-6 + zrel + ScaleRel(gabs), 8e-6 * gabs_t * (s.jsd ? lmax : std::max(1.0, lmax / 8)), skip};
     }
     loss = Tol{8e-6, row_abs * B / div, any_nan};
   }
