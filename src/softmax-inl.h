@@ -45,6 +45,14 @@ HWY_INLINE float ApplyZScalar(float x, const ZMap& f) {
   return hn::GetLane(ApplyZ<kCap, kScale>(d, hn::Set(d, x), f));
 }
 
+// Whether an accumulator takes the pair loop's two vectors in one call
+// (Pair(d, j, zm0, e0, zm1, e1, c0, c1), columns j and j + N) instead of two
+// Full calls.
+template <class A, class = void>
+struct HasPair : std::false_type {};
+template <class A>
+struct HasPair<A, std::void_t<decltype(&A::Pair)>> : std::true_type {};
+
 // Walks segments [s0, s1) of row x (V elements). Per segment: its reference
 // m = max z (the segment's max was taken while the previous segment was
 // exponentiated, so the loads from memory overlap the exp arithmetic; the
@@ -57,6 +65,7 @@ HWY_INLINE float ApplyZScalar(float x, const ZMap& f) {
 // vectors cannot be struct members). Calls, per segment,
 //   acc.Full(d, j, zm, e, c0, c1)     for a full vector at column j of the row
 //       (zm = z - ref, e = exp(zm))
+//       (or acc.Pair for two at once, when the accumulator has it)
 //   acc.Tail(d, j, zm, e, r, c0, c1)  for the last r < N columns of the row
 //       (zm = -inf and e = 0 in the other lanes)
 //   acc.ChunkEnd(d, u0, u1, c0, c1)   after each chunk (chunk sums into
@@ -110,8 +119,12 @@ HWY_INLINE void WalkStats(const T* x, size_t V, size_t s0, size_t s1, const ZMap
             hn::StoreU(e0, d, eo + j);
             hn::StoreU(e1, d, eo + j + N);
           }
-          acc.Full(d, b + j, z0, e0, q0, q1);
-          acc.Full(d, b + j + N, z1, e1, q0, q1);
+          if constexpr (HasPair<Acc>::value) {
+            acc.Pair(d, b + j, z0, e0, z1, e1, q0, q1);
+          } else {
+            acc.Full(d, b + j, z0, e0, q0, q1);
+            acc.Full(d, b + j + N, z1, e1, q0, q1);
+          }
         }
         return j;
       };

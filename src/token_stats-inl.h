@@ -127,6 +127,18 @@ struct TokAcc {
     ent.Full(d, j, zm, e, c0, c1);
     if (kTopK) Candidates(d, j, LoadF32(d, x + j), hn::Lanes(d));
   }
+  // Two vectors, one compare with the gate once the run is full (most pairs
+  // stop there): the larger of each lane pair (a NaN may be dropped by the
+  // max: once full it cannot enter; while filling the gate stops every pair).
+  HWY_INLINE void Pair(DF d, size_t j, VF zm0, VF e0, VF zm1, VF e1, VF& c0, VF& c1) {
+    ent.Full(d, j, zm0, e0, c0, c1);
+    ent.Full(d, j + hn::Lanes(d), zm1, e1, c0, c1);
+    if (!kTopK) return;
+    const VF x0 = LoadF32(d, x + j), x1 = LoadF32(d, x + j + hn::Lanes(d));
+    if (HWY_LIKELY(hn::AllTrue(d, hn::Le(hn::Max(x0, x1), hn::Set(d, run->gate))))) return;
+    Candidates(d, j, x0, hn::Lanes(d));
+    Candidates(d, j + hn::Lanes(d), x1, hn::Lanes(d));
+  }
   HWY_INLINE void Tail(DF d, size_t j, VF zm, VF e, size_t r, VF& c0, VF& c1) {
     ent.Tail(d, j, zm, e, r, c0, c1);
     if (kTopK) Candidates(d, j, LoadTailF32(d, x + j, r, kNegInf), r);
