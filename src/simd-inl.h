@@ -302,11 +302,20 @@ HWY_INLINE float MaxOf(const T* HWY_RESTRICT x, size_t n) {
 }
 
 // Prefetches the cache lines of n elements at p (harmless past the end of a
-// buffer: prefetches never fault).
+// buffer: prefetches never fault). Four lines per iteration: a loop of one
+// took 4 instructions per line, 0.5 per logit of a two-input pass on AVX2.
 template <typename T>
 HWY_INLINE void PrefetchNext(const T* p, size_t n) {
   const char* c = reinterpret_cast<const char*>(p);
-  for (size_t b = 0; b < n * sizeof(T); b += 64) hwy::Prefetch(c + b);
+  const size_t bytes = n * sizeof(T);
+  size_t b = 0;
+  for (; b + 256 <= bytes; b += 256) {
+    hwy::Prefetch(c + b);
+    hwy::Prefetch(c + b + 64);
+    hwy::Prefetch(c + b + 128);
+    hwy::Prefetch(c + b + 192);
+  }
+  for (; b < bytes; b += 64) hwy::Prefetch(c + b);
 }
 
 // How far ahead of its loads from memory the statistics walk (WalkStats)
