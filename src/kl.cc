@@ -333,11 +333,16 @@ void PassT(const KlKernel& k, const KlRow& r, KlSeg* segs, size_t row, size_t s0
 }
 
 // The distillation case: both sides logits, forward KL, loss pass with the
-// student gradient (q - p sum_p) / T and no teacher gradient. Same values as
-// PassT (same expressions), without its per-element generality:
-// log p - log q = (t - x) / T + (lse_q - lse_p).
+// student gradient (q - p sum_p) / T and no teacher gradient, without PassT's
+// per-element generality:
+//   log p - log q = (t / T - x / T) + off,  off = (Mq + log Sq) - (Mp + log Sp)
+// (off rounded once from double; t / T - x / T in one fused multiply-subtract
+// of the rounded x / T, as the statistics pass rounds it; the same bits with
+// and without the stats pass's stored exps, so for any thread count).
 // kStream stays a template flag here: the store choice is made per vector in
-// the inner loop, where a run-time flag cost 5 % more instructions.
+// the inner loop, where a run-time flag cost 5 % more instructions. Which
+// outputs exist (elem_loss, the gradient) and whether the exps are stored are
+// flags of the inner loop (a test and branch per vector each otherwise).
 template <typename T, typename TG, bool kStream>
 HWY_NOINLINE void PassLogitsForward(const KlKernel& k, const KlRow& r, KlSeg* segs, size_t row, size_t s0, size_t s1,
                                     const float* scratch) {
@@ -349,18 +354,19 @@ HWY_NOINLINE void PassLogitsForward(const KlKernel& k, const KlRow& r, KlSeg* se
   float* el = k.elem_loss.data ? RowPtrMut<float>(k.elem_loss.data, k.elem_loss.stride, row) : nullptr;
   const VF zero = hn::Zero(d), es = hn::Set(d, r.es);
   const VF it = hn::Set(d, k.inv_t);
-  const VF gscale = hn::Set(d, r.gs * k.inv_t), psum = hn::Set(d, r.psum);
+  const VF gscale = hn::Set(d, r.gs * k.inv_t);
   const VF nanv = hn::Set(d, std::numeric_limits<float>::quiet_NaN());
+  const VF off = hn::Set(d, static_cast<float>((static_cast<double>(r.Mq) + static_cast<double>(r.lsq)) -
+                                               (static_cast<double>(r.Mp) + static_cast<double>(r.lsp))));
+  const bool nan_row = r.nanq || r.nanp;
   for (size_t s = s0; s < s1; ++s) {
     const size_t b = s * kSegment, n = std::min(kSegment, k.V - b);
     KlSeg& sg = segs[s];
-    const VF vFq = hn::Set(d, SegFactor(sg.q, r.aq, r.Mq, r.nanq)),
-             vFp = hn::Set(d, SegFactor(sg.p, r.ap, r.Mp, r.nanp));
+    const float Fq = SegFactor(sg.q, r.aq, r.Mq, r.nanq);
+    const VF vFp = hn::Set(d, SegFactor(sg.p, r.ap, r.Mp, r.nanp));
+    // The gradient (q psum - p) / T as e_q (Fq psum) - p, times gs / T.
+    const VF vA = hn::Set(d, Fq * r.psum);
     const VF rq = hn::Set(d, SegRef(sg.q)), rp = hn::Set(d, SegRef(sg.p));
-    // log p - log q = z_p - z_q + off, off = (Mq + log Sq) - (Mp + log Sp)
-    // (grouped exactly as MakeSide / MakeTerms: (z - M) - log S per side).
-    const VF Mq = hn::Set(d, r.Mq), lq = hn::Set(d, r.lsq), Mp = hn::Set(d, r.Mp), lp = hn::Set(d, r.lsp);
-    const bool nanq = r.nanq, nanp = r.nanp, nan_row = nanq || nanp;
     const float* eq = scratch ? scratch + b : nullptr;
     const float* ep = scratch ? scratch + k.V + b : nullptr;
     const bool stream = kStream && gq != nullptr && PeelToAlign(gq + b, n) == 0;
@@ -374,35 +380,31 @@ HWY_NOINLINE void PassLogitsForward(const KlKernel& k, const KlRow& r, KlSeg* se
       // The full vectors in one loop, the segment's last partial one after
       // it: one loop for both kept every invariant and the loss sum on the
       // stack on AVX2 (a store-to-load round trip per vector on the sum).
-      // kE (the stats pass's exps in the scratch row, for the whole call) is
-      // a compile-time flag of the loop; x / T with T = 1 is x (the same bits).
-      const auto vec = [&](size_t i, size_t rr, auto has_e) HWY_ATTR __attribute__((always_inline)) {
-        constexpr bool kE = decltype(has_e)::value;
+      const auto vec = [&](size_t i, size_t rr, auto has_e, auto has_el, auto has_g) HWY_ATTR
+          __attribute__((always_inline)) {
+        constexpr bool kE = decltype(has_e)::value, kEl = decltype(has_el)::value, kG = decltype(has_g)::value;
         const bool full = rr == N;
         const VF x = full ? LoadF32(d, xq + b + i) : LoadTailF32(d, xq + b + i, rr, 0.0f);
         const VF t = full ? LoadF32(d, xp + b + i) : LoadTailF32(d, xp + b + i, rr, 0.0f);
-        const VF zq = hn::Mul(x, it), zp = hn::Mul(t, it);
+        const VF zq = hn::Mul(x, it);
         VF e_q, e_p;
         if constexpr (kE) {
           e_q = full ? hn::LoadU(d, eq + i) : LoadTailF32(d, eq + i, rr, 0.0f);
           e_p = full ? hn::LoadU(d, ep + i) : LoadTailF32(d, ep + i, rr, 0.0f);
         } else {
           e_q = ExpNonPositive(d, hn::Sub(zq, rq));
-          e_p = ExpNonPositive(d, hn::Sub(zp, rp));
+          e_p = ExpNonPositive(d, hn::Sub(hn::Mul(t, it), rp));
         }
-        const VF q = hn::Mul(e_q, vFq), p = hn::Mul(e_p, vFp);
-        VF logq = hn::Sub(hn::Sub(zq, Mq), lq), logp = hn::Sub(hn::Sub(zp, Mp), lp);
-        if (nan_row) {
-          if (nanq) logq = nanv;
-          if (nanp) logp = nanv;
-        }
-        VF term = hn::IfThenZeroElse(hn::Eq(p, zero), hn::Mul(p, hn::Sub(logp, logq)));
+        const VF p = hn::Mul(e_p, vFp);
+        const VF diff = hn::Add(hn::MulSub(t, it, zq), off);  // log p - log q
+        VF term = hn::IfThenZeroElse(hn::Eq(p, zero), hn::Mul(p, diff));
         if (nan_row) term = nanv;  // as MakeTerms: NaN is never masked by p = 0
         closs = hn::Add(closs, full ? term : hn::IfThenElseZero(hn::FirstN(d, rr), term));
-        if (el) full ? StoreF32(d, hn::Mul(term, es), el + b + i) : StoreTailF32(d, hn::Mul(term, es), el + b + i, rr);
-        if (gq) {
-          // (dL/dlog q - q sum_k dL/dlog q_k) / T with dL/dlog q = -p: (q psum - p) / T
-          const VF g = hn::Mul(hn::MulSub(q, psum, p), gscale);
+        if constexpr (kEl) {
+          full ? StoreF32(d, hn::Mul(term, es), el + b + i) : StoreTailF32(d, hn::Mul(term, es), el + b + i, rr);
+        }
+        if constexpr (kG) {
+          const VF g = hn::Mul(hn::MulSub(e_q, vA, p), gscale);
           if (!full) {
             StoreTailF32(d, g, gq + b + i, rr);
           } else if (stream) {
@@ -412,14 +414,21 @@ HWY_NOINLINE void PassLogitsForward(const KlKernel& k, const KlRow& r, KlSeg* se
           }
         }
       };
-      size_t i = cb;
-      if (scratch != nullptr) {
-        for (; i + N <= ce; i += N) vec(i, N, std::true_type());
-        if (i < ce) vec(i, ce - i, std::true_type());
-      } else {
-        for (; i + N <= ce; i += N) vec(i, N, std::false_type());
-        if (i < ce) vec(i, ce - i, std::false_type());
-      }
+      const auto run = [&](auto has_e, auto has_el, auto has_g) HWY_ATTR __attribute__((always_inline)) {
+        size_t i = cb;
+        for (; i + N <= ce; i += N) vec(i, N, has_e, has_el, has_g);
+        if (i < ce) vec(i, ce - i, has_e, has_el, has_g);
+      };
+      const auto outputs = [&](auto has_e) HWY_ATTR __attribute__((always_inline)) {
+        if (gq != nullptr) {
+          el != nullptr ? run(has_e, std::true_type(), std::true_type())
+                        : run(has_e, std::false_type(), std::true_type());
+        } else {
+          el != nullptr ? run(has_e, std::true_type(), std::false_type())
+                        : run(has_e, std::false_type(), std::false_type());
+        }
+      };
+      scratch != nullptr ? outputs(std::true_type()) : outputs(std::false_type());
       loss = hn::Add(loss, closs);
     }
     sg.loss = hn::GetLane(hn::SumOfLanes(d, loss));

@@ -191,6 +191,17 @@ TEST(Threads, DivergenceAndBceBitIdentical) {
     s.Set("beta", 0.3).Set("temperature", 2).Set("reduction", XENT_REDUCTION_BATCHMEAN);
     Case kl(s);
     ExpectSameBits(kl);
+    // Distillation (forward KL of logits, student gradient only): its own
+    // pass, with the statistics pass's stored exps (rows in blocks) and
+    // without them (few long rows split in segments).
+    for (bool elem : {false, true}) {
+      CaseSpec ds = Every(abi::kDivergence, sh, DType::kF32, 9);
+      ds.Set("input_kind", XENT_DIST_LOGITS).Set("target_kind", XENT_DIST_LOGITS).Set("temperature", 1.7);
+      ds.Without("grad_target");
+      if (!elem) ds.Without("elem_loss");
+      Case dk(ds);
+      ExpectSameBits(dk);
+    }
     Case bce(Every(abi::kBce, sh, DType::kF32, 8));
     ExpectSameBits(bce);
   }
