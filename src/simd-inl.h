@@ -229,7 +229,12 @@ HWY_INLINE VF ExpNonPositive(DF d, VF x) {
   // [2^23, 2^24) whose low bits hold n + 127 (the exponent field of 2^n).
   // (No tie can round differently from a magic of 1.5 * 2^23: x / ln2 is a
   // product of two floats, a half-integer only for |x| >= 2^22.)
-  const VF kMagic = hn::Set(d, 12583039.0f);
+  VF kMagic = hn::Set(d, 12583039.0f);
+#if HWY_ARCH_X86 && HWY_TARGET != HWY_SCALAR && HWY_TARGET != HWY_EMU128 && (HWY_COMPILER_GCC || HWY_COMPILER_CLANG)
+  // Opaque to the compiler: it would subtract by adding -magic, a second
+  // constant register (the loops that call this spill at 16 registers).
+  asm("" : "+v"(kMagic.raw));
+#endif
   const VF t = hn::MulAdd(x, kLog2e, kMagic);
   const VF n = hn::Sub(t, kMagic);
 #if HWY_NATIVE_FMA
