@@ -30,7 +30,7 @@
 #            OpenMP/oneTBB), static target only
 #   tsanomp  clang TSan with LLVM's libomp and its Archer tool: the soak on the
 #            OpenMP backend (library objects linked statically), static target
-#            SSE4 (3000 calls from 4 threads: 10-22 s; the build is most of it)
+#            SSE4 (3000 calls from 4 threads: 2-4 s; the ~1 min build is most of it)
 #   arm64    aarch64 cross build, the C++ suites under qemu-aarch64 on NEON
 #            and SVE2, on an SVE2 and a NEON-only CPU (XENT_ARM64_FULL=1:
 #            SVE, SVE_256, SVE2_128 too)
