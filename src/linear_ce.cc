@@ -36,6 +36,16 @@
 //     grad_linear_weight = sum over groups of G^T hidden, complete after its
 //     last group: rounded once into the output.
 // One more logits product (4 GEMMs instead of 3), no V x H buffer.
+//
+// Each row's target entry of G (about -1/rows with a MEAN reduction, where
+// the others are of the order of p) is taken out of G before the gradient
+// products (TakeTargets) and added to their sums afterwards, one row at a
+// time in row order: s h_i into grad_linear_weight[target] once every
+// product of that tile is summed, s W[target] into the row's grad_hidden,
+// s into the bias's sum. Then no long sum of the products carries a large
+// partial sum: the gradients come out more accurate than a dense f32 GEMM of
+// the same G (tests/linear_ce_test.cc, TargetTermsOutsideTheProducts), and
+// in bf16 the target entry is never rounded to bf16.
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
@@ -73,6 +83,23 @@ constexpr size_t kTaskRows = 128;
 constexpr size_t kGwTaskClasses = 256;
 
 size_t Tiles(size_t n, size_t tile) { return (n + tile - 1) / tile; }
+
+// dst[0..n) += s x[0..n), x of dtype dt (16-bit values widened exactly).
+void AddScaled(float s, const void* x, DType dt, size_t n, float* dst) {
+  if (dt == DType::kF32) {
+    const auto* xf = static_cast<const float*>(x);
+    for (size_t j = 0; j < n; ++j) dst[j] += s * xf[j];
+    return;
+  }
+  constexpr size_t kStep = 256;
+  float buf[kStep];
+  const auto* xb = static_cast<const unsigned char*>(x);
+  for (size_t j0 = 0; j0 < n; j0 += kStep) {
+    const size_t m = std::min(kStep, n - j0);
+    WidenRows(dt, xb + j0 * DTypeSize(dt), m, 1, m, buf, m);
+    for (size_t j = 0; j < m; ++j) dst[j0 + j] += s * buf[j];
+  }
+}
 
 template <class T>
 std::unique_ptr<T[]> Alloc(size_t n) {
@@ -162,7 +189,10 @@ class LinearCe {
   xent_status TileLogits(size_t n, size_t c0, size_t cn);
   xent_status TileGradients(size_t g0, size_t n, size_t c0, size_t cn);
   CrossEntropyProblem TileProblem(size_t g0, size_t n, size_t cn, bool grad) const;
-  xent_status BlockBf16(const size_t* rows, size_t n);
+  xent_status BlockBf16(size_t r0, size_t n);
+  int64_t TargetOf(size_t k) const { return p_.target.At(rows_[k]); }
+  void TakeTargets(size_t k0, size_t n, float* G, size_t ld, size_t c0, size_t cn);
+  void AddTargetRows(size_t v0, size_t vn, float* dst, size_t ld) const;
   xent_status CrossEntropyOnBlock(const size_t* rows, size_t n);
   template <class GhFn, class GwFn>
   xent_status Gradients(const size_t* rows, size_t n, const GhFn& gh, const GwFn& gw_product);
@@ -209,6 +239,7 @@ class LinearCe {
   // Per block: targets, row scales, row losses, lse of the block's rows.
   std::vector<int64_t> tgt_;
   std::vector<float> rs_, rl_, lse_;
+  std::vector<float> ts_;  // per kept row: its target entry of G (TakeTargets), 0 when none
 };
 
 xent_status LinearCe::Run() {
@@ -322,6 +353,7 @@ xent_status LinearCe::Run() {
     const size_t slots = static_cast<size_t>(std::max(1, ThreadsFor(p.exec, tasks)));
     if (!slots_.Init(slots, std::max(LogitsWidenFloats(), want_grad_ ? gh_floats : 0))) return XENT_ERROR_OUT_OF_MEMORY;
   }
+  if (want_grad_) ts_.assign(rows_.size(), 0.0f);
   BlasSingleThread single;
   if (tiled_) return RunTiled();
   tgt_.resize(R_);
@@ -376,8 +408,9 @@ xent_status LinearCe::CrossEntropyOnBlock(const size_t* rows, size_t n) {
   return XENT_OK;
 }
 
-xent_status LinearCe::BlockBf16(const size_t* rows, size_t n) {
+xent_status LinearCe::BlockBf16(size_t r0, size_t n) {
   const LinearCrossEntropyProblem& p = p_;
+  const size_t* rows = rows_.data() + r0;
   // 1. The block's bf16 hidden rows: in place when consecutive, else gathered.
   xent_status rc = RowsOperand(rows, n);
   if (rc != XENT_OK) return rc;
@@ -403,6 +436,7 @@ xent_status LinearCe::BlockBf16(const size_t* rows, size_t n) {
   rc = CrossEntropyOnBlock(rows, n);
   if (rc != XENT_OK) return rc;
   if (!want_grad_) return XENT_OK;
+  TakeTargets(r0, n, L, V_, 0, V_);
 
   // G in bf16 for the gradient products.
   rc = NarrowG(n, V_);
@@ -689,13 +723,15 @@ xent_status LinearCe::RunTiled() {
           if (p.lse) p.lse[rows_[g0 + i]] = lse_[i];
         }
       }
+      TakeTargets(g0, n, logits_.get(), cn, c0, cn);
       if (bf16_gemm_ && (rc = NarrowG(n, cn)) != XENT_OK) return rc;
       if ((rc = TileGradients(g0, n, c0, cn)) != XENT_OK) return rc;
     }
-    const float* gwc = gwc_.get();
+    float* gwc = gwc_.get();
     auto out = [&](size_t k) {
       const size_t v0 = k * kGwTaskClasses, vn = std::min(kGwTaskClasses, cn - v0);
       auto* dst = static_cast<unsigned char*>(ow.data) + (c0 + v0) * ow.stride * DTypeSize(ow.dtype);
+      AddTargetRows(c0 + v0, vn, gwc + v0 * H_, H_);
       NarrowRows(gwc + v0 * H_, H_, vn, H_, ow.dtype, dst, ow.stride, gw_out_add);
     };
     if ((rc = ParallelForEach(p.exec, Tiles(cn, kGwTaskClasses), out)) != XENT_OK) return rc;
@@ -706,14 +742,40 @@ xent_status LinearCe::RunTiled() {
     const size_t es = DTypeSize(oh.dtype);
     auto out = [&](size_t k) {
       const size_t i1 = std::min(kept, (k + 1) * kRowsPerWidenTask);
-      for (size_t i = k * kRowsPerWidenTask; i < i1; ++i)
-        NarrowRows(gh_acc_.get() + i * H_, H_, 1, H_, oh.dtype,
-                   static_cast<unsigned char*>(oh.data) + rows_[i] * oh.stride * es, oh.stride, add);
+      for (size_t i = k * kRowsPerWidenTask; i < i1; ++i) {
+        float* sum = gh_acc_.get() + i * H_;
+        if (ts_[i] != 0.0f)
+          AddScaled(ts_[i], WeightAt(static_cast<size_t>(TargetOf(i)), 0), p.linear_weight.dtype, H_, sum);
+        NarrowRows(sum, H_, 1, H_, oh.dtype, static_cast<unsigned char*>(oh.data) + rows_[i] * oh.stride * es,
+                   oh.stride, add);
+      }
     };
     if ((rc = ParallelForEach(p.exec, Tiles(kept, kRowsPerWidenTask), out)) != XENT_OK) return rc;
   }
   ZeroSkippedRows();
   return Finish();
+}
+
+// Moves the target entries of n rows of G (kept rows k0.., row stride ld,
+// classes [c0, c0 + cn)) into ts_, leaving 0 in G.
+void LinearCe::TakeTargets(size_t k0, size_t n, float* G, size_t ld, size_t c0, size_t cn) {
+  for (size_t i = 0; i < n; ++i) {
+    const int64_t t = TargetOf(k0 + i);
+    if (t < static_cast<int64_t>(c0) || t >= static_cast<int64_t>(c0 + cn)) continue;  // (or ignored)
+    float& g = G[i * ld + static_cast<size_t>(t) - c0];
+    ts_[k0 + i] = g;
+    g = 0.0f;
+  }
+}
+
+// The target terms of grad_linear_weight rows [v0, v0 + vn) (dst, row
+// stride ld): ts_[k] hidden_k added to row target_k, k in row order.
+void LinearCe::AddTargetRows(size_t v0, size_t vn, float* dst, size_t ld) const {
+  for (size_t k = 0; k < ts_.size(); ++k) {
+    if (ts_[k] == 0.0f) continue;
+    const size_t t = static_cast<size_t>(TargetOf(k));
+    if (t >= v0 && t < v0 + vn) AddScaled(ts_[k], HiddenRow(rows_[k]), p_.hidden.dtype, H_, dst + (t - v0) * ld);
+  }
 }
 
 // Skipped rows: loss 0; grad_hidden 0 unless accumulating.
@@ -743,7 +805,7 @@ xent_status LinearCe::Block(size_t r0, size_t n) {
     tgt_[i] = p.target.At(rows[i]);
     if (p.row_scale) rs_[i] = p.row_scale[rows[i]];
   }
-  if (bf16_gemm_) return BlockBf16(rows, n);
+  if (bf16_gemm_) return BlockBf16(r0, n);
 
   // 1. The block's hidden rows as an f32 matrix A (n x H): in place when they
   // are f32 and consecutive, else widened / gathered into hblock_.
@@ -783,6 +845,7 @@ xent_status LinearCe::Block(size_t r0, size_t n) {
   rc = CrossEntropyOnBlock(rows, n);
   if (rc != XENT_OK) return rc;
   if (!want_grad_) return XENT_OK;
+  TakeTargets(r0, n, L, V_, 0, V_);
 
   // 4. Gradients.
   return Gradients(
@@ -839,7 +902,12 @@ xent_status LinearCe::Gradients(const size_t* rows, size_t n, const GhFn& gh, co
       }
       const size_t es = DTypeSize(p.grad_hidden.dtype);
       const bool add = Accumulate(XENT_ACCUMULATE_GRAD_HIDDEN);
+      const size_t k0 = static_cast<size_t>(rows - rows_.data());
       for (size_t i = 0; i < n; ++i) {
+        // The row's target term (TakeTargets).
+        if (ts_[k0 + i] != 0.0f)
+          AddScaled(ts_[k0 + i], WeightAt(static_cast<size_t>(TargetOf(k0 + i)), h0), p.linear_weight.dtype, hn,
+                    T + i * hn);
         auto* dst = static_cast<unsigned char*>(p.grad_hidden.data) + (rows[i] * p.grad_hidden.stride + h0) * es;
         NarrowRows(T + i * hn, hn, 1, hn, p.grad_hidden.dtype, dst, p.grad_hidden.stride, add);
       }
@@ -868,11 +936,17 @@ xent_status LinearCe::Finish() {
   if (Wanted(p.grad_linear_weight)) {
     const OutMat& o = p.grad_linear_weight;
     const bool add = Accumulate(XENT_ACCUMULATE_GRAD_LINEAR_WEIGHT);
-    if (gw_acc_ || (none_ran && !add)) {
-      // Write out the f32 sums (a zero row when nothing ran).
+    // The rows' target terms (the tiled order added them per tile), then
+    // the f32 sums written out (a zero row when nothing ran).
+    const bool targets = !tiled_ && !none_ran;
+    if (gw_acc_ || (none_ran && !add) || targets) {
       const float* zeros = zeros_.get();
+      float* gw_c = gw_acc_ ? gw_acc_.get() : static_cast<float*>(o.data);
+      const size_t gw_ld = gw_acc_ ? H_ : o.stride;
       auto out = [&](size_t t) {
         const size_t v0 = t * kVocabTile, vn = std::min(kVocabTile, V_ - v0);
+        if (targets) AddTargetRows(v0, vn, gw_c + v0 * gw_ld, gw_ld);
+        if (!gw_acc_ && !none_ran) return;  // (the f32 output holds the sums)
         auto* dst = static_cast<unsigned char*>(o.data) + v0 * o.stride * DTypeSize(o.dtype);
         if (none_ran) {
           for (size_t v = 0; v < vn; ++v)
@@ -888,6 +962,8 @@ xent_status LinearCe::Finish() {
   if (Wanted(p.grad_linear_bias)) {
     const OutMat& o = p.grad_linear_bias;
     const bool add = Accumulate(XENT_ACCUMULATE_GRAD_LINEAR_BIAS);
+    for (size_t k = 0; k < ts_.size(); ++k)
+      if (ts_[k] != 0.0f) gb_acc_[static_cast<size_t>(TargetOf(k))] += ts_[k];
     for (size_t v = 0; v < V_; ++v) {
       double g = gb_acc_[v];
       if (add) g += static_cast<double>(LoadScalarF32(o.data, v, o.dtype));
