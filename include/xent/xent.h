@@ -671,14 +671,19 @@ XENT_API xent_status xent_token_logprobs(const xent_token_logprobs_args* args);
  *
  * Accuracy: the logits carry the f32 GEMM's rounding error (about
  * sqrt(H) 2^-24 sum_k |h_k w_k| each); the cross-entropy adds its own bounds
- * (see the top of this file); the gradient GEMMs sum in f32.
+ * (see the top of this file); the gradient GEMMs sum in f32, without each
+ * row's target entry of the logits' gradient (about -1/rows under MEAN, the
+ * others of the order of p/rows): it is added to their sums afterwards (s W
+ * and s h, row by row), so no long f32 sum carries it (more accurate than
+ * a dense GEMM of the same gradient, e.g. PyTorch's f32 path).
  *
  * bf16 hidden and linear_weight, on a CPU with AVX512_BF16, in a library
  * built with oneDNN (meson option onednn; Debian amd64's package is), with
  * every gradient wanted in bf16 (the dtype autograd needs): the three
  * products are oneDNN's native bf16 GEMMs (f32 sums; ~3.7x the f32 GEMM
  * rate), and the logits' gradient is rounded to bf16 before the two
- * gradient products, as PyTorch's bf16 path does: each gradient element is
+ * gradient products, as PyTorch's bf16 path does (the target entries stay
+ * f32, above): each gradient element is
  * then within 2^-8 sum |g x| of its exact value (its terms' magnitudes),
  * not the f32 bound. Gradients wanted in f32, or XENT_NATIVE_BF16=0, keep
  * the f32 products. Still bit-identical for every thread count and backend.
