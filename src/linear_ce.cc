@@ -85,19 +85,22 @@ constexpr size_t kGwTaskClasses = 256;
 size_t Tiles(size_t n, size_t tile) { return (n + tile - 1) / tile; }
 
 // dst[0..n) += s x[0..n), x of dtype dt (16-bit values widened exactly).
+// Both may sit at any address (callers' matrices need not be aligned).
 void AddScaled(float s, const void* x, DType dt, size_t n, float* dst) {
-  if (dt == DType::kF32) {
-    const auto* xf = static_cast<const float*>(x);
-    for (size_t j = 0; j < n; ++j) dst[j] += s * xf[j];
-    return;
-  }
   constexpr size_t kStep = 256;
-  float buf[kStep];
+  float xs[kStep], ds[kStep];
   const auto* xb = static_cast<const unsigned char*>(x);
+  auto* db = reinterpret_cast<unsigned char*>(dst);
   for (size_t j0 = 0; j0 < n; j0 += kStep) {
     const size_t m = std::min(kStep, n - j0);
-    WidenRows(dt, xb + j0 * DTypeSize(dt), m, 1, m, buf, m);
-    for (size_t j = 0; j < m; ++j) dst[j0 + j] += s * buf[j];
+    if (dt == DType::kF32) {
+      std::memcpy(xs, xb + j0 * 4, m * 4);
+    } else {
+      WidenRows(dt, xb + j0 * DTypeSize(dt), m, 1, m, xs, m);
+    }
+    std::memcpy(ds, db + j0 * 4, m * 4);
+    for (size_t j = 0; j < m; ++j) ds[j] += s * xs[j];
+    std::memcpy(db + j0 * 4, ds, m * 4);
   }
 }
 
