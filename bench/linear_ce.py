@@ -272,6 +272,15 @@ def run(a):
 
 # ---------------------------------------------------------------------------
 # Report: the table (and targets) and the plot.
+def grad_bytes(r):
+    """Bytes of the gradient outputs of a result: the caller buffers' (xent,
+    gemm3), else PyTorch's .grad of hidden and weight in the input dtype."""
+    if r.get("grad_out_bytes"):
+        return r["grad_out_bytes"]
+    N, H, V = (int(x) for x in r["shape"].split("x"))
+    return (N * H + V * H) * (2 if r["dtype"] == "bf16" else 4)
+
+
 def report(path, md=None, png=None):
     with open(path) as f:
         results = json.load(f)["results"]
@@ -282,15 +291,16 @@ def report(path, md=None, png=None):
     lines = [
         "## Fused linear cross-entropy (forward + backward per step)",
         "",
-        "Seconds per step, min / median of the repetitions; extra peak RSS beyond the inputs (MiB; "
-        "incl. the gradient outputs). gemm3 = the three GEMMs alone through the BLAS libxent uses "
-        "for that dtype: OpenBLAS's f32 sgemm (bf16 inputs widened before timing), or oneDNN's bf16 "
-        "matmul where libxent runs bf16 on it (a build with oneDNN on a CPU with AVX512_BF16; the "
-        "BLAS column of linear_ce.json says which).",
+        "Seconds per step, min / median of the repetitions; extra peak RSS beyond the inputs (MiB), incl. "
+        "the gradient outputs and beyond them (what the implementation adds to the gradients every "
+        "implementation returns: grad_weight alone is V x H). gemm3 = the three GEMMs alone through the "
+        "BLAS libxent uses for that dtype: OpenBLAS's f32 sgemm (bf16 inputs widened before timing), or "
+        "oneDNN's bf16 matmul where libxent runs bf16 on it (a build with oneDNN on a CPU with AVX512_BF16; "
+        "the BLAS column of linear_ce.json says which).",
         "",
         "| shape NxHxV | dtype | threads | variant | s/step min | median | x gemm3 | extra peak MiB "
-        "(incl. grads) | load |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "(incl. grads) | beyond grads | load |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     targets = []
     for k in sorted(groups):
@@ -304,8 +314,8 @@ def report(path, md=None, png=None):
             extra = (r["extra_peak_rss"] + r.get("grad_out_bytes", 0)) / 2**20
             ratio = "%.2f" % (tmin / floor) if floor else "-"
             lines.append(
-                "| %s | %s | %s | %s | %.3f | %.3f | %s | %.0f | %s |"
-                % (k[0], k[1], k[2], v, tmin, tmed, ratio, extra, r.get("load", ""))
+                "| %s | %s | %s | %s | %.3f | %.3f | %s | %.0f | %.0f | %s |"
+                % (k[0], k[1], k[2], v, tmin, tmed, ratio, extra, extra - grad_bytes(r) / 2**20, r.get("load", ""))
             )
         if "xent" in g:
             x = min(g["xent"]["times"])
@@ -319,13 +329,23 @@ def report(path, md=None, png=None):
             if "torch ref" in g:
                 s = min(g["torch ref"]["times"]) / x
                 rm = g["torch ref"]["extra_peak_rss"] / 2**20
-                t += " vs torch ref %.2fx (>= 1.1)%s; memory %.0f vs %.0f MiB = 1/%.1f (<= 1/5)%s" % (
+                # The target is on the extra peak incl. the gradients (the
+                # issue's measure); beyond them is what each adds to the
+                # V x H + N x H every implementation returns.
+                xb, rb = xm - grad_bytes(g["xent"]) / 2**20, rm - grad_bytes(g["torch ref"]) / 2**20
+                t += (
+                    " vs torch ref %.2fx (>= 1.1)%s; memory incl. the gradients %.0f vs %.0f MiB = 1/%.1f"
+                    " (<= 1/5)%s, beyond them %.0f vs %.0f MiB = 1/%.1f"
+                ) % (
                     s,
                     "" if s >= 1.1 else " MISSED",
                     xm,
                     rm,
                     rm / max(xm, 1e-9),
                     "" if xm * 5 <= rm else " MISSED",
+                    xb,
+                    rb,
+                    rb / max(xb, 1e-9),
                 )
             targets.append(t)
     lines += ["", "Targets:", ""] + ["- " + t for t in targets]
