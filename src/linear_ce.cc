@@ -25,7 +25,10 @@
 //
 // A 16-bit grad_linear_weight is summed over all rows in f32: in the order
 // above that takes an f32 V x H accumulator (4 V H bytes, more than the
-// B x V logits' size at LLM vocabularies). When it does not fit the scratch
+// B x V logits' size at LLM vocabularies), or 2 V H bytes for a bf16 one
+// not accumulated into: the sums' high halves (bf16 bit patterns, truncated)
+// live in the output itself and their low halves in gw_lo_ ("split sums"),
+// rounded into the output once at the end. When it does not fit the scratch
 // budget beside a block of rows, the call runs in tiles of classes instead
 // (RunTiled, "recompute" order, as Cut Cross-Entropy's backward):
 //   pass 1, per group of rows and tile of classes: the logits tile, its
@@ -83,6 +86,28 @@ constexpr size_t kTaskRows = 128;
 constexpr size_t kGwTaskClasses = 256;
 
 size_t Tiles(size_t n, size_t tile) { return (n + tile - 1) / tile; }
+
+// Split f32 sums: the high 16 bits in a bf16 output element (2 bytes at hi,
+// any alignment), the low 16 in lo.
+float JoinHalves(const unsigned char* hi, uint16_t lo) {
+  uint16_t h;
+  std::memcpy(&h, hi, 2);
+  const uint32_t u = static_cast<uint32_t>(h) << 16 | lo;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+void SplitHalves(float f, unsigned char* hi, uint16_t* lo) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  const auto h = static_cast<uint16_t>(u >> 16);
+  std::memcpy(hi, &h, 2);
+  *lo = static_cast<uint16_t>(u);
+}
+// n split sums (hi, lo) = x, or += x unless `first`.
+void AddIntoHalves(const float* x, size_t n, bool first, unsigned char* hi, uint16_t* lo) {
+  for (size_t j = 0; j < n; ++j) SplitHalves(first ? x[j] : JoinHalves(hi + 2 * j, lo[j]) + x[j], hi + 2 * j, lo + j);
+}
 
 // dst[0..n) += s x[0..n), x of dtype dt (16-bit values widened exactly).
 // Both may sit at any address (callers' matrices need not be aligned).
@@ -232,6 +257,19 @@ class LinearCe {
   std::unique_ptr<uint16_t[]> g16_;    // R x V, G in bf16 (BlockBf16)
   std::unique_ptr<float[]> bias_;      // V, f32
   std::unique_ptr<float[]> gw_acc_;    // V x H f32, for a 16-bit grad_linear_weight
+  std::unique_ptr<uint16_t[]> gw_lo_;  // V x H, the split sums' low halves (a bf16 one)
+  bool SplitSums() const {
+    return p_.grad_linear_weight.dtype == DType::kBF16 && !Accumulate(XENT_ACCUMULATE_GRAD_LINEAR_WEIGHT);
+  }
+  size_t AccBytes() const { return V_ * H_ * (SplitSums() ? sizeof(uint16_t) : sizeof(float)); }
+  unsigned char* GwRow(size_t v) const {
+    const OutMat& o = p_.grad_linear_weight;
+    return static_cast<unsigned char*>(o.data) + v * o.stride * DTypeSize(o.dtype);
+  }
+  template <class Fn>
+  void ForTargetRows(size_t v0, size_t vn, const Fn& fn) const;
+  void AddTargetHalves(size_t v0, size_t vn) const;
+  void RoundHalves(size_t v0, size_t vn) const;
   std::unique_ptr<double[]> gb_acc_;   // V
   std::unique_ptr<float[]> row_loss_;  // B, when the caller has none but wants the loss
   float* row_loss_out_ = nullptr;
@@ -283,9 +321,8 @@ xent_status LinearCe::Run() {
   const size_t kept = rows_.size();
   tiled_ = ChooseTiled(budget, row_bytes);
   // A 16-bit grad_linear_weight's f32 accumulator is part of the budget.
-  const size_t acc_bytes = Wanted(p.grad_linear_weight) && p.grad_linear_weight.dtype != DType::kF32 && !tiled_
-                               ? V_ * H_ * sizeof(float)
-                               : 0;
+  const size_t acc_bytes =
+      Wanted(p.grad_linear_weight) && p.grad_linear_weight.dtype != DType::kF32 && !tiled_ ? AccBytes() : 0;
   const size_t max_rows = std::max<size_t>(1, (budget > acc_bytes ? budget - acc_bytes : 0) / row_bytes);
   if (tiled_) {
     const xent_status rc = AllocTiled(budget);
@@ -318,7 +355,10 @@ xent_status LinearCe::Run() {
     if (!bias_) return XENT_ERROR_OUT_OF_MEMORY;
     WidenRows(p.linear_bias.dtype, p.linear_bias.data, V_, 1, V_, bias_.get(), V_);
   }
-  if (acc_bytes > 0) {
+  if (acc_bytes > 0 && SplitSums()) {
+    gw_lo_ = Alloc<uint16_t>(V_ * H_);
+    if (!gw_lo_) return XENT_ERROR_OUT_OF_MEMORY;
+  } else if (acc_bytes > 0) {
     gw_acc_ = Alloc<float>(V_ * H_);
     if (!gw_acc_) return XENT_ERROR_OUT_OF_MEMORY;
   }
@@ -352,9 +392,12 @@ xent_status LinearCe::Run() {
         Wanted(p.grad_hidden) ? R_ * std::min(kHiddenTile, H_) +
                                     (widen_w_ ? std::min(GhWidenStep(std::min(kHiddenTile, H_)), V_) * kHiddenTile : 0)
                               : 0;
+    // (Split sums: a task's products, kGwTaskClasses classes at a time.)
+    const size_t gw_floats = gw_lo_ ? std::min(kGwTaskClasses, V_) * H_ : 0;
     const size_t tasks = std::max(Tiles(V_, kVocabTile), Tiles(H_, kHiddenTile) + Tiles(V_, kVocabTile));
     const size_t slots = static_cast<size_t>(std::max(1, ThreadsFor(p.exec, tasks)));
-    if (!slots_.Init(slots, std::max(LogitsWidenFloats(), want_grad_ ? gh_floats : 0))) return XENT_ERROR_OUT_OF_MEMORY;
+    if (!slots_.Init(slots, std::max({LogitsWidenFloats(), want_grad_ ? gh_floats : 0, gw_floats})))
+      return XENT_ERROR_OUT_OF_MEMORY;
   }
   if (want_grad_) ts_.assign(rows_.size(), 0.0f);
   BlasSingleThread single;
@@ -462,7 +505,7 @@ xent_status LinearCe::BlockBf16(size_t r0, size_t n) {
 bool LinearCe::ChooseTiled(size_t budget, size_t row_bytes) {
   const LinearCrossEntropyProblem& p = p_;
   if (rows_.empty() || !Wanted(p.grad_linear_weight) || p.grad_linear_weight.dtype == DType::kF32) return false;
-  const size_t acc_bytes = V_ * H_ * sizeof(float);
+  const size_t acc_bytes = AccBytes();
   const size_t min_rows = std::min<size_t>(rows_.size(), 256);
   return acc_bytes > budget || (budget - acc_bytes) / row_bytes < min_rows;
 }
@@ -773,12 +816,50 @@ void LinearCe::TakeTargets(size_t k0, size_t n, float* G, size_t ld, size_t c0, 
 
 // The target terms of grad_linear_weight rows [v0, v0 + vn) (dst, row
 // stride ld): ts_[k] hidden_k added to row target_k, k in row order.
-void LinearCe::AddTargetRows(size_t v0, size_t vn, float* dst, size_t ld) const {
+template <class Fn>
+void LinearCe::ForTargetRows(size_t v0, size_t vn, const Fn& fn) const {
   for (size_t k = 0; k < ts_.size(); ++k) {
     if (ts_[k] == 0.0f) continue;
     const size_t t = static_cast<size_t>(TargetOf(k));
-    if (t >= v0 && t < v0 + vn) AddScaled(ts_[k], HiddenRow(rows_[k]), p_.hidden.dtype, H_, dst + (t - v0) * ld);
+    if (t >= v0 && t < v0 + vn) fn(k, t);
   }
+}
+
+void LinearCe::AddTargetRows(size_t v0, size_t vn, float* dst, size_t ld) const {
+  ForTargetRows(v0, vn, [&](size_t k, size_t t) {
+    AddScaled(ts_[k], HiddenRow(rows_[k]), p_.hidden.dtype, H_, dst + (t - v0) * ld);
+  });
+}
+
+// The same into the split sums of rows [v0, v0 + vn).
+constexpr size_t kHalvesStep = 256;
+void LinearCe::AddTargetHalves(size_t v0, size_t vn) const {
+  const size_t es = DTypeSize(p_.hidden.dtype);
+  ForTargetRows(v0, vn, [&](size_t k, size_t t) {
+    float buf[kHalvesStep];
+    const auto* h = static_cast<const unsigned char*>(HiddenRow(rows_[k]));
+    for (size_t j0 = 0; j0 < H_; j0 += kHalvesStep) {
+      const size_t m = std::min(kHalvesStep, H_ - j0);
+      unsigned char* hi = GwRow(t) + 2 * j0;
+      uint16_t* lo = gw_lo_.get() + t * H_ + j0;
+      for (size_t j = 0; j < m; ++j) buf[j] = JoinHalves(hi + 2 * j, lo[j]);
+      AddScaled(ts_[k], h + j0 * es, p_.hidden.dtype, m, buf);
+      AddIntoHalves(buf, m, true, hi, lo);
+    }
+  });
+}
+
+// The split sums of rows [v0, v0 + vn) rounded into the bf16 output.
+void LinearCe::RoundHalves(size_t v0, size_t vn) const {
+  float buf[kHalvesStep];
+  for (size_t v = v0; v < v0 + vn; ++v)
+    for (size_t j0 = 0; j0 < H_; j0 += kHalvesStep) {
+      const size_t m = std::min(kHalvesStep, H_ - j0);
+      unsigned char* hi = GwRow(v) + 2 * j0;
+      const uint16_t* lo = gw_lo_.get() + v * H_ + j0;
+      for (size_t j = 0; j < m; ++j) buf[j] = JoinHalves(hi + 2 * j, lo[j]);
+      NarrowRows(buf, m, 1, m, DType::kBF16, hi, m, false);
+    }
 }
 
 // Skipped rows: loss 0; grad_hidden 0 unless accumulating.
@@ -918,7 +999,23 @@ xent_status LinearCe::Gradients(const size_t* rows, size_t n, const GhFn& gh, co
     }
     const size_t v0 = (t - gh_tasks) * kVocabTile, vn = std::min(kVocabTile, V_ - v0);
     if (gb) AddColumnSums(L + v0, V_, n, vn, gb_acc_.get() + v0);
-    if (gw && !gw_product(v0, vn, gw_add, gw_c + v0 * gw_ld, gw_ld)) failed = true;
+    if (!gw) return;
+    if (!gw_lo_) {
+      if (!gw_product(v0, vn, gw_add, gw_c + v0 * gw_ld, gw_ld)) failed = true;
+      return;
+    }
+    // Split sums: the products of kGwTaskClasses classes at a time, added.
+    const Slot slot(slots_);
+    float* T = slot.get();
+    for (size_t v = v0; v < v0 + vn; v += kGwTaskClasses) {
+      const size_t m = std::min(kGwTaskClasses, v0 + vn - v);
+      if (!gw_product(v, m, false, T, H_)) {
+        failed = true;
+        return;
+      }
+      for (size_t r = 0; r < m; ++r)
+        AddIntoHalves(T + r * H_, H_, first_block_, GwRow(v + r), gw_lo_.get() + (v + r) * H_);
+    }
   };
   const xent_status rc = ParallelForEach(p.exec, gh_tasks + gw_tasks, grads);
   if (rc != XENT_OK) return rc;
@@ -948,6 +1045,11 @@ xent_status LinearCe::Finish() {
       const size_t gw_ld = gw_acc_ ? H_ : o.stride;
       auto out = [&](size_t t) {
         const size_t v0 = t * kVocabTile, vn = std::min(kVocabTile, V_ - v0);
+        if (gw_lo_ && !none_ran) {
+          AddTargetHalves(v0, vn);
+          RoundHalves(v0, vn);
+          return;
+        }
         if (targets) AddTargetRows(v0, vn, gw_c + v0 * gw_ld, gw_ld);
         if (!gw_acc_ && !none_ran) return;  // (the f32 output holds the sums)
         auto* dst = static_cast<unsigned char*>(o.data) + v0 * o.stride * DTypeSize(o.dtype);

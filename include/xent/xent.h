@@ -638,7 +638,9 @@ XENT_API xent_status xent_token_logprobs(const xent_token_logprobs_args* args);
  * the cross-entropy's per-segment statistics of a block; the BLAS's own
  * buffers. A 16-bit grad_linear_weight is summed over all rows in f32 and
  * rounded once: in the order above that takes an f32 V x H accumulator (4 V
- * H bytes), counted in scratch_bytes; it is used when the budget holds it
+ * H bytes; 2 V H for a bf16 one not accumulated into: the sums' high halves
+ * are kept in the output itself, their low halves in scratch), counted in
+ * scratch_bytes; it is used when the budget holds it
  * beside a block of min(B, 256) rows. Otherwise the call runs in tiles of
  * 2048 classes ("recompute" order): pass 1 computes each row's softmax
  * statistics tile by tile; pass 2 computes each tile's logits again, its
