@@ -23,9 +23,14 @@ Caller-buffer variants (xent, gemm3) allocate their outputs before the
 baseline; their gradient outputs' bytes are added to "extra incl. grads" so
 that it compares with PyTorch's, whose .grad tensors are made inside the step.
 Cases run in a random order; the load average is recorded with each result.
+With --rounds K the whole list runs K times, each round in its own order: on
+a shared machine whose load drifts over minutes, a variant's repetitions are
+then spread over the run instead of bunched in one stretch, and the report
+gives the ratio to gemm3 per round (the two measured minutes apart at most)
+next to the ratio of the minima.
 
   bench/linear_ce.py run --bench-bin BUILD/bench/linear_ce_bench --lib BUILD/libxent.so.1 \\
-      --torch-python /root/.cache/xent/bench-venv-torch/bin/python [--quick] [--reps 5] \\
+      --torch-python /root/.cache/xent/bench-venv-torch/bin/python [--quick] [--reps 5] [--rounds 1] \\
       [--shapes 4096x1024x32000,...] [--dtypes f32,bf16] [--threads 1,all] [--variants ...] \\
       --out DIR            (writes DIR/linear_ce.json, linear_ce.md, linear_ce.png)
   bench/linear_ce.py accuracy ...   loss and gradients vs float64, xent and torch f32 (same inputs)
@@ -246,19 +251,24 @@ def run(a):
         for t in a.threads.split(",")
         for v in a.variants.split(",")
     ]
-    random.Random(a.seed).shuffle(cases)
     os.makedirs(a.out, exist_ok=True)
     path = os.path.join(a.out, "linear_ce.json")
     results = []
     if a.append and os.path.exists(path):
         with open(path) as f:
             results = json.load(f)["results"]
-    for i, (v, s, d, t) in enumerate(cases):
+    order = []
+    for k in range(a.rounds):
+        cases_k = list(cases)
+        random.Random(a.seed + k).shuffle(cases_k)
+        order += [(k,) + c for c in cases_k]
+    for i, (k, v, s, d, t) in enumerate(order):
         print(
-            "[linear_ce %d/%d] %s %s %s threads=%s (load %s)" % (i + 1, len(cases), v, s, d, t, loadavg()), flush=True
+            "[linear_ce %d/%d] %s %s %s threads=%s (load %s)" % (i + 1, len(order), v, s, d, t, loadavg()), flush=True
         )
         r = run_case(a, v, s, d, t, env)
         if r is not None:
+            r["round"] = k
             results.append(r)
             print(
                 "    min %.3f s  median %.3f s  extra peak %.0f MiB"
@@ -285,9 +295,20 @@ def report(path, md=None, png=None):
     with open(path) as f:
         results = json.load(f)["results"]
     key = lambda r: (r["shape"], r["dtype"], str(r["threads_arg"]))  # noqa: E731
-    groups = {}
+    groups, rounds = {}, {}
     for r in results:
-        groups.setdefault(key(r), {})[r["variant"]] = r
+        # Rounds (--rounds) of one case: their repetitions together, the
+        # largest peak; each round's minimum kept for the per-round ratios.
+        g = groups.setdefault(key(r), {})
+        rounds.setdefault(key(r), {}).setdefault(r.get("round", 0), {})[r["variant"]] = min(r["times"])
+        if r["variant"] in g:
+            m = dict(g[r["variant"]])
+            m["times"] = m["times"] + r["times"]
+            m["extra_peak_rss"] = max(m["extra_peak_rss"], r["extra_peak_rss"])
+            m["load"] = "%s; %s" % (m.get("load", ""), r.get("load", ""))
+            g[r["variant"]] = m
+        else:
+            g[r["variant"]] = r
     lines = [
         "## Fused linear cross-entropy (forward + backward per step)",
         "",
@@ -323,6 +344,12 @@ def report(path, md=None, png=None):
             t = "%s %s threads=%s:" % k
             if floor:
                 t += " xent/gemm3 = %.2f (target <= 1.10)%s;" % (x / floor, "" if x / floor <= 1.10 else " MISSED")
+                per = sorted(rr["xent"] / rr["gemm3"] for rr in rounds[k].values() if "xent" in rr and "gemm3" in rr)
+                if len(per) > 1:
+                    t += " per round %s (median %.2f);" % (
+                        ", ".join("%.2f" % q for q in per),
+                        statistics.median(per),
+                    )
             if "torch chunked" in g:
                 s = min(g["torch chunked"]["times"]) / x
                 t += " vs torch chunked %.2fx (>= 1.3)%s;" % (s, "" if s >= 1.3 else " MISSED")
@@ -405,6 +432,7 @@ def main():
     r.add_argument("--threads", default="1,all")
     r.add_argument("--variants", default=",".join(VARIANTS))
     r.add_argument("--reps", type=int, default=5)
+    r.add_argument("--rounds", type=int, default=1, help="run every case this many times, each round shuffled")
     r.add_argument("--seed", type=int, default=1)
     r.add_argument("--append", action="store_true", help="add to an existing linear_ce.json")
     c = sub.add_parser("accuracy")
