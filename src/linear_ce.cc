@@ -104,6 +104,10 @@ void SplitHalves(float f, unsigned char* hi, uint16_t* lo) {
   std::memcpy(hi, &h, 2);
   *lo = static_cast<uint16_t>(u);
 }
+// n split sums (hi, lo) joined into f32 values.
+void JoinRow(const unsigned char* hi, const uint16_t* lo, size_t n, float* out) {
+  for (size_t j = 0; j < n; ++j) out[j] = JoinHalves(hi + 2 * j, lo[j]);
+}
 // n split sums (hi, lo) = x, or += x unless `first`.
 void AddIntoHalves(const float* x, size_t n, bool first, unsigned char* hi, uint16_t* lo) {
   for (size_t j = 0; j < n; ++j) SplitHalves(first ? x[j] : JoinHalves(hi + 2 * j, lo[j]) + x[j], hi + 2 * j, lo + j);
@@ -842,7 +846,7 @@ void LinearCe::AddTargetHalves(size_t v0, size_t vn) const {
       const size_t m = std::min(kHalvesStep, H_ - j0);
       unsigned char* hi = GwRow(t) + 2 * j0;
       uint16_t* lo = gw_lo_.get() + t * H_ + j0;
-      for (size_t j = 0; j < m; ++j) buf[j] = JoinHalves(hi + 2 * j, lo[j]);
+      JoinRow(hi, lo, m, buf);
       AddScaled(ts_[k], h + j0 * es, p_.hidden.dtype, m, buf);
       AddIntoHalves(buf, m, true, hi, lo);
     }
@@ -856,8 +860,7 @@ void LinearCe::RoundHalves(size_t v0, size_t vn) const {
     for (size_t j0 = 0; j0 < H_; j0 += kHalvesStep) {
       const size_t m = std::min(kHalvesStep, H_ - j0);
       unsigned char* hi = GwRow(v) + 2 * j0;
-      const uint16_t* lo = gw_lo_.get() + v * H_ + j0;
-      for (size_t j = 0; j < m; ++j) buf[j] = JoinHalves(hi + 2 * j, lo[j]);
+      JoinRow(hi, gw_lo_.get() + v * H_ + j0, m, buf);
       NarrowRows(buf, m, 1, m, DType::kBF16, hi, m, false);
     }
 }
