@@ -257,7 +257,8 @@ def run(a):
     if a.append and os.path.exists(path):
         with open(path) as f:
             results = json.load(f)["results"]
-    order = []
+    # Rounds are told apart across --append runs by the run's start time.
+    run_id, order = "%d" % time.time(), []
     for k in range(a.rounds):
         cases_k = list(cases)
         random.Random(a.seed + k).shuffle(cases_k)
@@ -268,7 +269,7 @@ def run(a):
         )
         r = run_case(a, v, s, d, t, env)
         if r is not None:
-            r["round"] = k
+            r["round"] = "%s/%d" % (run_id, k)
             results.append(r)
             print(
                 "    min %.3f s  median %.3f s  extra peak %.0f MiB"
