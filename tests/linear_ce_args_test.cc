@@ -1,8 +1,13 @@
 // Fused linear cross-entropy: bit-identical results for every thread count
 // and host pool; bad input (a status, a message naming the argument, nothing
 // written). Accuracy: linear_ce_test.cc.
+#include <dlfcn.h>
+#include <strings.h>
+
 #include <algorithm>
 #include <atomic>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <random>
 #include <string>
@@ -93,6 +98,34 @@ TEST(LinearCeThreads, BitIdenticalForAnyThreadCount) {
       EXPECT_TRUE(Outputs(t) == first) << "host pool of " << pool_threads << " threads differs";
     }
   }
+}
+
+// ---------------------------------------------------------------------------
+// OpenBLAS's kernels after a call: on a CPU with AVX2 and FMA, never one of
+// the pre-AVX2 kernel sets that OpenBLAS falls back to on a CPU model it does
+// not know (src/blas.cc; Debian 12's OpenBLAS chose "Prescott" on an
+// Emerald Rapids Xeon, 5x slower), unless the user chose the kernels.
+TEST(LinearCeBlas, OpenBlasRunsKernelsTheCpuHas) {
+  if (std::strcmp(xent_blas_backend(), "openblas") != 0) GTEST_SKIP() << "not OpenBLAS";
+#if defined(__x86_64__) || defined(__i386__)
+  if (std::getenv("OPENBLAS_CORETYPE") || std::getenv("XENT_OPENBLAS_CORE"))
+    GTEST_SKIP() << "OPENBLAS_CORETYPE or XENT_OPENBLAS_CORE set";
+  __builtin_cpu_init();
+  if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) GTEST_SKIP() << "no AVX2 and FMA";
+  using CoreName = char* (*)();
+  const auto corename = reinterpret_cast<CoreName>(dlsym(RTLD_DEFAULT, "openblas_get_corename"));
+  ASSERT_NE(corename, nullptr) << "openblas_get_corename not found";
+  if (dlsym(RTLD_DEFAULT, "gotoblas_dynamic_init") == nullptr) GTEST_SKIP() << "OpenBLAS without runtime dispatch";
+  LceCase t(Sized(3, 40, 16));
+  ASSERT_EQ(t.Run(), XENT_OK) << xent_last_error();
+  const std::string core = corename();
+  for (const char* old : {"Prescott", "Core2", "Penryn", "Dunnington", "Nehalem", "Sandybridge", "Atom", "Unknown"}) {
+    EXPECT_NE(strcasecmp(core.c_str(), old), 0) << "OpenBLAS runs its " << core << " kernels on a CPU with AVX2";
+  }
+  std::printf("OpenBLAS kernels: %s\n", core.c_str());
+#else
+  GTEST_SKIP() << "x86 only";
+#endif
 }
 
 // ---------------------------------------------------------------------------

@@ -694,6 +694,14 @@ XENT_API xent_status xent_token_logprobs(const xent_token_logprobs_args* args);
  * (OpenBLAS's small-matrix sgemm kernels for AVX-512 CPUs allocate, and
  * crash when that fails).
  *
+ * OpenBLAS with runtime CPU dispatch (Debian's) falls back to its SSE3
+ * ("Prescott") kernels on a CPU model newer than itself (Debian 12's on an
+ * Emerald Rapids Xeon: 5x slower products). At the first call, when
+ * OpenBLAS reports such a pre-AVX2 kernel set on a CPU with AVX2 and FMA,
+ * xent makes it dispatch again to the best set the CPU runs (Cooperlake,
+ * SkylakeX or Haswell), once per process. Not when OPENBLAS_CORETYPE is set
+ * (the user's choice), nor with environment variable XENT_OPENBLAS_CORE=off.
+ *
  * A library built without a BLAS (meson option blas=none) returns
  * XENT_ERROR_UNSUPPORTED here; xent_blas_backend() tells which BLAS it has.
  * ------------------------------------------------------------------------- */
