@@ -35,6 +35,7 @@
 #include <string>
 #include <vector>
 
+#include "src/dtype.h"
 #include "xent/xent.h"
 
 #if defined(XENT_BENCH_ONEDNN)
@@ -94,11 +95,7 @@ bool Flag(int argc, char** argv, const char* name) {
 
 #if defined(XENT_BENCH_ONEDNN)
 // Whether libxent takes oneDNN for bf16 here (src/dtype.h's rule).
-bool XentUsesOneDnn() {
-  const char* env = std::getenv("XENT_NATIVE_BF16");
-  if (env != nullptr && std::strcmp(env, "0") == 0) return false;
-  return __builtin_cpu_supports("avx512bf16");
-}
+bool XentUsesOneDnn() { return xent::Bf16GemmDefault(); }
 
 // One row-major bf16 x bf16 -> f32 matmul (op(A) m x k, op(B) k x n) with
 // oneDNN: created once, run by Exec.

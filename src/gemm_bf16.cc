@@ -139,7 +139,7 @@ bool Probe() {
 }  // namespace
 
 bool Bf16GemmAvailable() {
-  if (!g_native_bf16) return false;
+  if (!g_native_bf16 || !g_bf16_gemm) return false;
   static const bool ok = Probe();
   return ok;
 }

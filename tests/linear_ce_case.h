@@ -18,13 +18,14 @@ namespace xent_test {
 inline bool HaveBlas() { return std::strcmp(xent_blas_backend(), "none") != 0; }
 
 // Whether libxent runs bf16 products as native bf16 GEMMs (oneDNN, CPU with
-// AVX512_BF16, XENT_NATIVE_BF16 not 0: src/linear_ce.cc): then G is rounded
+// AVX512_BF16, XENT_NATIVE_BF16 not 0, XENT_BF16_GEMM and the CPU's vendor:
+// src/dtype.h, Bf16GemmDefault): then G is rounded
 // to bf16 before the gradient products (relative error up to 2^-8 of each
 // term of their sums).
 // (Only when every gradient wanted is bf16: the caller passes whether so.)
 inline bool Bf16GemmActive(DType dtype, bool bf16_grads) {
 #if defined(XENT_TEST_ONEDNN)
-  return dtype == DType::kBF16 && bf16_grads && xent::NativeBF16Default();
+  return dtype == DType::kBF16 && bf16_grads && xent::Bf16GemmDefault();
 #else
   (void)dtype;
   (void)bf16_grads;

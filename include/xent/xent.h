@@ -683,12 +683,16 @@ XENT_API xent_status xent_token_logprobs(const xent_token_logprobs_args* args);
  * built with oneDNN (meson option onednn; Debian amd64's package is), with
  * every gradient wanted in bf16 (the dtype autograd needs): the three
  * products are oneDNN's native bf16 GEMMs (f32 sums; ~3.7x the f32 GEMM
- * rate), and the logits' gradient is rounded to bf16 before the two
- * gradient products, as PyTorch's bf16 path does (the target entries stay
+ * rate on an AMD EPYC), and the logits' gradient is rounded to bf16 before
+ * the two gradient products, as PyTorch's bf16 path does (the target entries stay
  * f32, above): each gradient element is
  * then within 2^-8 sum |g x| of its exact value (its terms' magnitudes),
  * not the f32 bound. Gradients wanted in f32, or XENT_NATIVE_BF16=0, keep
- * the f32 products. Still bit-identical for every thread count and backend.
+ * the f32 products. So does an Intel CPU without AMX, where oneDNN's bf16
+ * GEMMs measured 1.7x slower than the widened products on OpenBLAS's f32
+ * kernels (Emerald Rapids); the environment variable XENT_BF16_GEMM=onednn
+ * or =f32 overrides that choice. Still bit-identical for every thread count
+ * and backend.
  * oneDNN's own allocations are not checked: when one fails, oneDNN may
  * crash where xent would return XENT_ERROR_OUT_OF_MEMORY. Nor are the BLAS's
  * (OpenBLAS's small-matrix sgemm kernels for AVX-512 CPUs allocate, and
