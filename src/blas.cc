@@ -44,10 +44,10 @@ namespace {
 // kernels the CPU can run (1024x1024x8000 f32 GEMMs, 1 thread: 1.52 s vs
 // 0.32 s). Cores whose kernels stop short of AVX2 and FMA:
 bool PreAvx2Core(const char* name) {
-  static const char* const kNames[] = {"Unknown",  "Katmai",   "Coppermine",   "Northwood", "Prescott",
-                                       "Banias",   "Atom",     "Core2",        "Penryn",    "Dunnington",
-                                       "Nehalem",  "Athlon",   "Opteron",      "Opteron_SSE3", "Barcelona",
-                                       "Nano",     "Bobcat",   "Sandybridge",  "Bulldozer"};
+  static const char* const kNames[] = {"Unknown", "Katmai", "Coppermine",  "Northwood",    "Prescott",
+                                       "Banias",  "Atom",   "Core2",       "Penryn",       "Dunnington",
+                                       "Nehalem", "Athlon", "Opteron",     "Opteron_SSE3", "Barcelona",
+                                       "Nano",    "Bobcat", "Sandybridge", "Bulldozer"};
   for (const char* n : kNames) {
     if (strcasecmp(name, n) == 0) return true;
   }
