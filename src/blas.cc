@@ -95,7 +95,7 @@ void ChooseOpenBlasCore() {
   if (want != nullptr && quit != nullptr && init != nullptr) {
     setenv("OPENBLAS_CORETYPE", want, 0);
     quit();
-    init();  // (an unknown name would fall back to Prescott, as before)
+    init();  // (0.3.21 given a name it lacks says so and picks by CPU features)
     unsetenv("OPENBLAS_CORETYPE");
   }
   dlclose(lib);
