@@ -94,9 +94,6 @@ bool Flag(int argc, char** argv, const char* name) {
 }
 
 #if defined(XENT_BENCH_ONEDNN)
-// Whether libxent takes oneDNN for bf16 here (src/dtype.h's rule).
-bool XentUsesOneDnn() { return xent::Bf16GemmDefault(); }
-
 // One row-major bf16 x bf16 -> f32 matmul (op(A) m x k, op(B) k x n) with
 // oneDNN: created once, run by Exec.
 struct DnnlMatmul {
@@ -192,7 +189,7 @@ int main(int argc, char** argv) {
       std::vector<float>().swap(h);
       std::vector<float>().swap(W);
 #if defined(XENT_BENCH_ONEDNN)
-    } else if (variant == "gemm3" && XentUsesOneDnn()) {  // oneDNN's bf16 matmuls on the bf16 values
+    } else if (variant == "gemm3" && xent::Bf16GemmDefault()) {  // oneDNN bf16 matmuls where libxent takes them
       std::vector<float>().swap(h);
       std::vector<float>().swap(W);
 #endif
@@ -249,7 +246,7 @@ int main(int argc, char** argv) {
     blas_info = xent_blas_backend();
     if (blas_info == "openblas") blas_info += std::string(" ") + openblas_get_corename();
 #if defined(XENT_BENCH_ONEDNN)
-  } else if (variant == "gemm3" && bf16 && XentUsesOneDnn()) {
+  } else if (variant == "gemm3" && bf16 && xent::Bf16GemmDefault()) {
     omp_set_num_threads(threads);
     blas_info = "onednn bf16";
     dnnl_engine_t eng = nullptr;
