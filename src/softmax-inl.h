@@ -52,6 +52,12 @@ template <class A, class = void>
 struct HasPair : std::false_type {};
 template <class A>
 struct HasPair<A, std::void_t<decltype(&A::Pair)>> : std::true_type {};
+// Whether an accumulator is told each segment's reference (SegRef(ref),
+// before the segment's first Full / Pair / Tail call).
+template <class A, class = void>
+struct HasSegRef : std::false_type {};
+template <class A>
+struct HasSegRef<A, std::void_t<decltype(&A::SegRef)>> : std::true_type {};
 
 // Walks segments [s0, s1) of row x (V elements). Per segment: its reference
 // m = max z (the segment's max was taken while the previous segment was
@@ -90,6 +96,7 @@ HWY_INLINE void WalkStats(const T* x, size_t V, size_t s0, size_t s1, const ZMap
     SoftmaxSeg* o = out + (s - s0);
     o->m = ApplyZScalar<kCap, kScale>(raw, f);
     const VF vr = hn::Set(d, SafeRef(o->m));
+    if constexpr (HasSegRef<Acc>::value) acc.SegRef(SafeRef(o->m));
     VF S0 = hn::Zero(d), S1 = S0, u0 = S0, u1 = S0, c0 = S0, c1 = S0;
     VF mx = neg_inf;   // (one accumulator: AVX2 has 16 registers, and max is exact in any order)
     size_t fused = 0;  // the next segment's max covers [0, fused)
