@@ -251,14 +251,14 @@ HWY_INLINE void GradOne(DF d, const GradArgs<T, TQ>& ga, TG* g, size_t i, size_t
 }
 
 // Full vectors [i, end) (end - i a multiple of N), none holding the target;
-// with `next`, the next row's logits at the same columns are prefetched for
-// its stats pass, one prefetch per line (prefetches never fault, so past the
-// last row is harmless).
+// with `next`, the next row's logits at the same columns are prefetched into
+// L2 for its stats pass, one prefetch per line (prefetches never fault, so
+// past the last row is harmless).
 template <typename T, typename TG, typename TQ, bool kCap, GradTerm kB, bool kStream>
 HWY_INLINE void GradRun(DF d, const GradArgs<T, TQ>& ga, TG* g, size_t i, size_t end, VF vr, VF vF, const T* next) {
   const size_t N = hn::Lanes(d);
   for (; i < end; i += N) {
-    if (next && reinterpret_cast<uintptr_t>(next + i) % 64 < N * sizeof(T)) hwy::Prefetch(next + i);
+    if (next && reinterpret_cast<uintptr_t>(next + i) % 64 < N * sizeof(T)) __builtin_prefetch(next + i, 0, 2);
     StoreOut<TG, kStream>(d, GradVec<T, TQ, kCap, kB, false>(d, ga, i, N, vr, vF), g + i);
   }
 }

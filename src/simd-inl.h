@@ -311,9 +311,9 @@ HWY_INLINE float MaxOf(const T* HWY_RESTRICT x, size_t n) {
 
 // Prefetches the cache lines of `bytes` bytes at c (harmless past the end of
 // a buffer: prefetches never fault) with __builtin_prefetch's locality
-// kLocality: 3 into L1 (prefetcht0 on x86), 2 into L2 (prefetcht1; PLDL2KEEP
-// on Arm). Four lines per iteration: a loop of one took 4 instructions per
-// line, 0.5 per logit of a two-input pass on AVX2.
+// kLocality: 3 into L1 (prefetcht0 on x86), 2 into L2 (prefetcht1). Four
+// lines per iteration: a loop of one took 4 instructions per line, 0.5 per
+// logit of a two-input pass on AVX2.
 template <int kLocality>
 HWY_INLINE void PrefetchLines(const char* c, size_t bytes) {
   size_t b = 0;
@@ -324,12 +324,6 @@ HWY_INLINE void PrefetchLines(const char* c, size_t bytes) {
     __builtin_prefetch(c + b + 192, 0, kLocality);
   }
   for (; b < bytes; b += 64) __builtin_prefetch(c + b, 0, kLocality);
-}
-
-// The lines of n elements at p, into L1.
-template <typename T>
-HWY_INLINE void PrefetchNext(const T* p, size_t n) {
-  PrefetchLines<3>(reinterpret_cast<const char*>(p), n * sizeof(T));
 }
 
 // How far ahead of its loads from memory the statistics walk (WalkStats)
