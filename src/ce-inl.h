@@ -60,29 +60,39 @@ struct SmoothAcc : DotWsumAcc {
 };
 
 // Probability targets: a = w (1 - eps) q + w eps / V; dot (u0) = sum a (z -
-// ref) with 0 (z - ref) = 0 where a = 0, wsum (u1) = sum a.
+// ref) with 0 (z - ref) = 0 where a = 0, wsum (u1) = sum a. Weighted, each
+// term is ((1 - eps) q + eps / V) (z - ref), then times w: not a (z - ref),
+// whose a = qk w can underflow to 0 (q = 1e-45, w = 0.4) and turn a -inf
+// logit's infinite term into 0 (a finite loss where the float64 value and
+// PyTorch's, whose product is log_softmax * target * weight, are +inf). a
+// is 0 exactly when one of its factors is (qk = q when eps = 0, and at
+// least eps / V otherwise).
 template <typename TQ, bool kWeighted>
 struct SoftAcc : DotWsumAcc {
   const TQ* q;
   const float* w;
   float keep, add;
-  HWY_INLINE void Add(DF d, VF qv, VF wv, VF zm, VF& c0, VF& c1) {
-    VF a = hn::MulAdd(qv, hn::Set(d, keep), hn::Set(d, add));
-    if (kWeighted) a = hn::Mul(a, wv);
-    c0 = hn::Add(c0, hn::IfThenZeroElse(hn::Eq(a, hn::Zero(d)), hn::Mul(a, zm)));
-    c1 = hn::Add(c1, a);
+  // `off`: lanes that take no part (past the row's end).
+  template <class M>
+  HWY_INLINE void Add(DF d, VF qv, VF wv, VF zm, M off, VF& c0, VF& c1) {
+    const VF qk = hn::MulAdd(qv, hn::Set(d, keep), hn::Set(d, add));
+    VF a = qk, t = hn::Mul(qk, zm);
+    auto none = hn::Or(off, hn::Eq(qk, hn::Zero(d)));
+    if (kWeighted) {
+      a = hn::Mul(qk, wv);
+      t = hn::Mul(t, wv);
+      none = hn::Or(none, hn::Eq(wv, hn::Zero(d)));
+    }
+    c0 = hn::Add(c0, hn::IfThenZeroElse(none, t));
+    c1 = hn::Add(c1, hn::IfThenZeroElse(off, a));
   }
   HWY_INLINE void Full(DF d, size_t j, VF zm, VF, VF& c0, VF& c1) {
-    Add(d, LoadF32(d, q + j), kWeighted ? hn::LoadU(d, w + j) : zm, zm, c0, c1);
+    Add(d, LoadF32(d, q + j), kWeighted ? hn::LoadU(d, w + j) : zm, zm, hn::FirstN(d, 0), c0, c1);
   }
   HWY_INLINE void Tail(DF d, size_t j, VF zm, VF, size_t r, VF& c0, VF& c1) {
-    // The other lanes: q = 0 and (weighted) w = 0 give a = add, masked to 0.
-    const auto valid = hn::FirstN(d, r);
-    VF a = hn::MulAdd(LoadTailF32(d, q + j, r, 0.0f), hn::Set(d, keep), hn::Set(d, add));
-    if (kWeighted) a = hn::Mul(a, LoadTailF32(d, w + j, r, 0.0f));
-    a = hn::IfThenElseZero(valid, a);
-    c0 = hn::Add(c0, hn::IfThenZeroElse(hn::Eq(a, hn::Zero(d)), hn::Mul(a, zm)));
-    c1 = hn::Add(c1, a);
+    // The other lanes: q = 0 and (weighted) w = 0, masked off.
+    const VF wv = kWeighted ? LoadTailF32(d, w + j, r, 0.0f) : zm;
+    Add(d, LoadTailF32(d, q + j, r, 0.0f), wv, zm, hn::Not(hn::FirstN(d, r)), c0, c1);
   }
 };
 

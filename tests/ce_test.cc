@@ -197,6 +197,31 @@ TEST_P(CeTest, NanTargetProbabilityPropagates) {
   }
 }
 
+// A probability target at a -inf logit makes its row's loss +inf, however
+// small the target and the class weight: q w can underflow in f32 (1.4e-45 x
+// 0.4 rounds to 0), and a term computed as (q w)(z - ref) then came out 0,
+// a finite loss (fuzzfast, emu128). Column 7 takes a full vector, column
+// V - 1 the row's last partial one.
+TEST_P(CeTest, TinyWeightedTargetAtMaskedLogitGivesInfiniteLoss) {
+  const size_t V = 4351;
+  const double kTiny = static_cast<double>(std::numeric_limits<float>::denorm_min());
+  CaseSpec s = Ce(3, V, DType::kF32, DType::kF32);
+  s.With("target", DType::kF32).With("weight");
+  s.edit = [&](const std::string& f, size_t i, size_t j, double v) {
+    const bool masked = (i == 0 && j == 7) || (i == 1 && j == V - 1);
+    if (f == "logits") return masked ? -kInf : v;
+    if (f == "target") return masked ? kTiny : (j == 7 || j == V - 1 ? 0.0 : std::fabs(v) / 64);
+    if (f == "weight") return (i + j == 7 || i + j == V - 1) ? 0.4 : std::fabs(v) + 0.5;  // (a vector: one index is 0)
+    return v;
+  };
+  Case c(s);
+  SCOPED_TRACE(c.Describe());
+  ExpectRun(c);
+  EXPECT_EQ(c.buf("row_loss")->Get(0), kInf);
+  EXPECT_EQ(c.buf("row_loss")->Get(1), kInf);
+  EXPECT_TRUE(std::isfinite(c.buf("row_loss")->Get(2)));
+}
+
 TEST_P(CeTest, AllIgnoredAndEmpty) {
   // All rows ignored: MEAN is NaN (0/0, as PyTorch), SUM is 0, gradients 0.
   for (int red : {XENT_REDUCTION_MEAN, XENT_REDUCTION_SUM}) {
