@@ -55,10 +55,17 @@ HWY_NOINLINE void BceSegment(const BceKernel& k, const T* x, const TY* y, const 
       const VF sp_neg = hn::Add(L, hn::Max(hn::Neg(xv), zero));  // softplus(-x)
       const VF sp_pos = hn::Add(L, hn::Max(xv, zero));           // softplus(x)
       VF lw = one, py = yv;                                      // 1 + (pw - 1) y and pw y
+      // pw y softplus(-x), as (y softplus(-x)) pw: pw y can underflow to 0
+      // (y = 1e-45, pw = 0.4) where softplus(-x) = inf (x = -inf) and the
+      // loss is +inf. It is 0 exactly where y or pw is.
+      VF pos = hn::Mul(yv, sp_neg);
+      auto pos_zero = hn::Eq(yv, zero);
       if (pw) {
         const VF pv = full ? hn::LoadU(d, pw + i) : LoadTailF32(d, pw + i, r, 1.0f);
         lw = hn::MulAdd(hn::Sub(pv, one), yv, one);
         py = hn::Mul(pv, yv);
+        pos = hn::Mul(pos, pv);
+        pos_zero = hn::Or(pos_zero, hn::Eq(pv, zero));
       }
       const VF omy = hn::Sub(one, yv);
       // pw y softplus(-x) + (1 - y) softplus(x): PyTorch's value, written as a
@@ -66,8 +73,7 @@ HWY_NOINLINE void BceSegment(const BceKernel& k, const T* x, const TY* y, const 
       // for large |x|).
       // A term whose factor is 0 is 0, also against softplus = inf (x = -+inf):
       // infinite logits give the limit, not 0 * inf.
-      VF l = hn::Add(hn::IfThenZeroElse(hn::Eq(py, zero), hn::Mul(py, sp_neg)),
-                     hn::IfThenZeroElse(hn::Eq(omy, zero), hn::Mul(omy, sp_pos)));
+      VF l = hn::Add(hn::IfThenZeroElse(pos_zero, pos), hn::IfThenZeroElse(hn::Eq(omy, zero), hn::Mul(omy, sp_pos)));
       VF wv = one;
       if (w) {
         wv = full ? hn::LoadU(d, w + i) : LoadTailF32(d, w + i, r, 0.0f);

@@ -104,6 +104,18 @@ TEST_P(BceTest, InfiniteLogitsTakeTheLimit) {
   }
 }
 
+// A positive target at x = -inf gives +inf, however small the target and
+// pos_weight: pw y underflows in f32 (1.4e-45 x 0.4 rounds to 0), and the
+// term computed as (pw y) softplus(-x) came out 0. The float64 value (and
+// PyTorch's) is +inf.
+TEST_P(BceTest, TinyWeightedTargetAtMinusInfinityGivesInfiniteLoss) {
+  const float inf = std::numeric_limits<float>::infinity();
+  const One r = RunOne(-inf, std::numeric_limits<float>::denorm_min(), 0.4f);
+  EXPECT_EQ(r.loss, inf);
+  EXPECT_EQ(r.elem, inf);
+  EXPECT_EQ(RunOne(-inf, std::numeric_limits<float>::denorm_min(), 0).loss, inf);
+}
+
 XENT_INSTANTIATE_ALL_TARGETS(BceTest);
 
 }  // namespace
