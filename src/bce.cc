@@ -54,7 +54,7 @@ HWY_NOINLINE void BceSegment(const BceKernel& k, const T* x, const TY* y, const 
       const VF L = hn::Log1p(d, e);
       const VF sp_neg = hn::Add(L, hn::Max(hn::Neg(xv), zero));  // softplus(-x)
       const VF sp_pos = hn::Add(L, hn::Max(xv, zero));           // softplus(x)
-      VF lw = one, py = yv;                                      // 1 + (pw - 1) y and pw y
+      VF lw = one;                                               // 1 + (pw - 1) y
       // pw y softplus(-x), as (y softplus(-x)) pw: pw y can underflow to 0
       // (y = 1e-45, pw = 0.4) where softplus(-x) = inf (x = -inf) and the
       // loss is +inf. It is 0 exactly where y or pw is.
@@ -63,7 +63,6 @@ HWY_NOINLINE void BceSegment(const BceKernel& k, const T* x, const TY* y, const 
       if (pw) {
         const VF pv = full ? hn::LoadU(d, pw + i) : LoadTailF32(d, pw + i, r, 1.0f);
         lw = hn::MulAdd(hn::Sub(pv, one), yv, one);
-        py = hn::Mul(pv, yv);
         pos = hn::Mul(pos, pv);
         pos_zero = hn::Or(pos_zero, hn::Eq(pv, zero));
       }

@@ -261,14 +261,13 @@ HWY_INLINE void GradOne(DF d, const GradArgs<T, TQ>& ga, TG* g, size_t i, size_t
 }
 
 // Full vectors [i, end) (end - i a multiple of N), none holding the target;
-// with `next`, the next row's logits at the same columns are prefetched into
-// L2 for its stats pass, one prefetch per line (prefetches never fault, so
-// past the last row is harmless).
+// with `next`, the next row's logits at the same columns are prefetched for
+// its stats pass (past the last row is harmless: prefetches never fault).
 template <typename T, typename TG, typename TQ, bool kCap, GradTerm kB, bool kStream>
 HWY_INLINE void GradRun(DF d, const GradArgs<T, TQ>& ga, TG* g, size_t i, size_t end, VF vr, VF vF, const T* next) {
   const size_t N = hn::Lanes(d);
   for (; i < end; i += N) {
-    if (next && reinterpret_cast<uintptr_t>(next + i) % 64 < N * sizeof(T)) __builtin_prefetch(next + i, 0, 2);
+    if (next) PrefetchWalked(next + i, N);
     StoreOut<TG, kStream>(d, GradVec<T, TQ, kCap, kB, false>(d, ga, i, N, vr, vF), g + i);
   }
 }
@@ -350,12 +349,7 @@ void GradT(const CeKernel& k, const CeRowCoef& c, const SoftmaxSeg* segs, size_t
     const int64_t yl = c.y - static_cast<int64_t>(b);
     const float* w = k.weight ? k.weight + b : nullptr;
     const float* e = e_in ? e_in + b : nullptr;
-    // The next row's first kPrefetchBytes (may be past the end: prefetch
-    // only): its stats walk prefetches the rest itself, kPrefetchBytes ahead
-    // of its loads. (Prefetching the whole next row here held the line fill
-    // buffers the gradient pass's own loads need: without the rest, 8192x32000
-    // in place f32, 2 threads, 0.33-0.34 -> 0.26 ns/logit.)
-    const T* nx = b * sizeof(T) < kPrefetchBytes ? x + k.logits.stride + b : nullptr;
+    const T* nx = InRowHead<T>(b) ? x + k.logits.stride + b : nullptr;  // the next row's head
     if (k.soft) {
       if (k.q.dtype == DType::kF32) {
         const float* q = RowPtr<float>(k.q.data, k.q.stride, row) + b;

@@ -373,13 +373,11 @@ HWY_NOINLINE void PassLogitsForward(const KlKernel& k, const KlRow& r, KlSeg* se
     VF loss = zero;
     for (size_t cb = 0; cb < n; cb += kChunk) {
       const size_t ce = std::min(n, cb + kChunk);
-      // Fetch the next row's chunk into L2 for its stats pass while this
-      // one computes: its first kPrefetchBytes only (the stats walk
-      // prefetches the rest, kPrefetchBytes ahead of its loads; see GradT,
-      // ce-inl.h).
-      if ((b + cb) * sizeof(T) < kPrefetchBytes) {
-        PrefetchLines<2>(reinterpret_cast<const char*>(xq + k.q_in.stride + b + cb), (ce - cb) * sizeof(T));
-        PrefetchLines<2>(reinterpret_cast<const char*>(xp + k.p_in.stride + b + cb), (ce - cb) * sizeof(T));
+      // Fetch the next row's chunk for its stats pass while this one
+      // computes, in the row's head only (InRowHead).
+      if (InRowHead<T>(b + cb)) {
+        PrefetchWalked(xq + k.q_in.stride + b + cb, ce - cb);
+        PrefetchWalked(xp + k.p_in.stride + b + cb, ce - cb);
       }
       VF closs = zero;
       // The full vectors in one loop, the segment's last partial one after

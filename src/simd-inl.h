@@ -309,21 +309,38 @@ HWY_INLINE float MaxOf(const T* HWY_RESTRICT x, size_t n) {
   return hn::GetLane(hn::MaxOfLanes(d, m));
 }
 
-// Prefetches the cache lines of `bytes` bytes at c (harmless past the end of
-// a buffer: prefetches never fault) with __builtin_prefetch's locality
-// kLocality: 3 into L1 (prefetcht0 on x86), 2 into L2 (prefetcht1). Four
-// lines per iteration: a loop of one took 4 instructions per line, 0.5 per
-// logit of a two-input pass on AVX2.
-template <int kLocality>
+// Software prefetches go into L2 (__builtin_prefetch locality 2, prefetcht1
+// on x86), never into L1: the walk reads the lines much later (its current
+// segment, the next one's max and the 32 KiB between would not all stay in
+// a 48 KiB L1d), and a prefetch into L2 frees its fill buffer sooner. On the
+// Emerald Rapids VM, 8192x32000, A/B in the same runs, min ns/logit, L1 ->
+// L2: CE forward f32 1 thread 0.356-0.368 -> 0.328-0.338, 2 threads
+// 0.192-0.204 -> 0.179-0.183; forward + gradient f32 1 thread 0.642-0.688 ->
+// 0.576-0.592; in place 0.469-0.475 -> 0.445-0.451; bf16 unchanged. (An
+// earlier AVX-512 VM measured L2 ~5 % slower, while the gradient passes still
+// prefetched whole next rows; an AMD EPYC measured it 5 % slower too.)
+//
+// The cache lines of `bytes` bytes at c (harmless past the end of a buffer:
+// prefetches never fault). Four lines per iteration: a loop of one took 4
+// instructions per line, 0.5 per logit of a two-input pass on AVX2.
 HWY_INLINE void PrefetchLines(const char* c, size_t bytes) {
   size_t b = 0;
   for (; b + 256 <= bytes; b += 256) {
-    __builtin_prefetch(c + b, 0, kLocality);
-    __builtin_prefetch(c + b + 64, 0, kLocality);
-    __builtin_prefetch(c + b + 128, 0, kLocality);
-    __builtin_prefetch(c + b + 192, 0, kLocality);
+    __builtin_prefetch(c + b, 0, 2);
+    __builtin_prefetch(c + b + 64, 0, 2);
+    __builtin_prefetch(c + b + 128, 0, 2);
+    __builtin_prefetch(c + b + 192, 0, 2);
   }
-  for (; b < bytes; b += 64) __builtin_prefetch(c + b, 0, kLocality);
+  for (; b < bytes; b += 64) __builtin_prefetch(c + b, 0, 2);
+}
+
+// The lines of n elements at p as a loop walks them, one prefetch per line:
+// for fewer than 64 bytes, only when they start a new line.
+template <typename T>
+HWY_INLINE void PrefetchWalked(const T* p, size_t n) {
+  const char* c = reinterpret_cast<const char*>(p);
+  const size_t bytes = n * sizeof(T);
+  if (bytes >= 64 || reinterpret_cast<uintptr_t>(c) % 64 < bytes) PrefetchLines(c, bytes);
 }
 
 // How far ahead of its loads from memory the statistics walk (WalkStats)
@@ -334,21 +351,20 @@ HWY_INLINE void PrefetchLines(const char* c, size_t bytes) {
 // 8-64 KiB all within noise of each other).
 constexpr size_t kPrefetchBytes = 32 * 1024;
 
-// The lines of the n elements kPrefetchBytes past p, into L2 only: the walk
-// reads them from L1 much later (its current segment, the next one's max
-// and the 32 KiB between would not all stay in a 48 KiB L1d), and a
-// prefetch into L2 frees its fill buffer sooner. On the Emerald Rapids VM,
-// 8192x32000, A/B in the same runs, min ns/logit, L1 -> L2: CE forward f32
-// 1 thread 0.356-0.368 -> 0.328-0.338, 2 threads 0.192-0.204 -> 0.179-0.183;
-// forward + gradient f32 1 thread 0.642-0.688 -> 0.576-0.592; in place
-// 0.469-0.475 -> 0.445-0.451; bf16 unchanged. (An earlier AVX-512 VM measured
-// L2 ~5 % slower, while the gradient passes still prefetched whole next
-// rows; an AMD EPYC measured it 5 % slower too.) For fewer than 64 bytes,
-// only when they start a new line (one prefetch per line walked).
+// The n elements kPrefetchBytes past p.
 template <typename T>
 HWY_INLINE void PrefetchAhead(const T* p, size_t n) {
-  const char* c = reinterpret_cast<const char*>(p) + kPrefetchBytes;
-  if (n * sizeof(T) >= 64 || reinterpret_cast<uintptr_t>(c) % 64 < n * sizeof(T)) PrefetchLines<2>(c, n * sizeof(T));
+  PrefetchWalked(p + kPrefetchBytes / sizeof(T), n);
+}
+
+// Whether column `col` of a row lies in its first kPrefetchBytes, which the
+// row's stats walk does not prefetch itself: the gradient pass over the row
+// before prefetches them. (Prefetching the whole next row there held the line
+// fill buffers the gradient pass's own loads need: without the rest,
+// 8192x32000 in place f32, 2 threads, 0.33-0.34 -> 0.26 ns/logit.)
+template <typename T>
+constexpr bool InRowHead(size_t col) {
+  return col * sizeof(T) < kPrefetchBytes;
 }
 
 // NOLINTNEXTLINE(google-readability-namespace-comments)
