@@ -290,9 +290,10 @@ HWY_INLINE T* RowPtrMut(void* base, size_t stride, size_t row) {
   return reinterpret_cast<T*>(static_cast<unsigned char*>(base) + row * stride * sizeof(T));
 }
 
-// Max over n elements (lane-wise in four accumulators, then across lanes).
+// Lane-wise max over n elements: lane l is the max of the columns i + l (i a
+// multiple of N; past n, -inf), so distinct lanes hold distinct elements.
 template <typename T>
-HWY_INLINE float MaxOf(const T* HWY_RESTRICT x, size_t n) {
+HWY_INLINE VF MaxLanes(const T* HWY_RESTRICT x, size_t n) {
   const DF d;
   const size_t N = hn::Lanes(d);
   VF m0 = hn::Set(d, kNegInf), m1 = m0, m2 = m0, m3 = m0;
@@ -305,8 +306,14 @@ HWY_INLINE float MaxOf(const T* HWY_RESTRICT x, size_t n) {
   }
   for (; i + N <= n; i += N) m0 = hn::Max(m0, LoadF32(d, x + i));
   if (i < n) m1 = hn::Max(m1, LoadTailF32(d, x + i, n - i, kNegInf));
-  const VF m = hn::Max(hn::Max(m0, m1), hn::Max(m2, m3));
-  return hn::GetLane(hn::MaxOfLanes(d, m));
+  return hn::Max(hn::Max(m0, m1), hn::Max(m2, m3));
+}
+
+// Max over n elements (lane-wise in four accumulators, then across lanes).
+template <typename T>
+HWY_INLINE float MaxOf(const T* HWY_RESTRICT x, size_t n) {
+  const DF d;
+  return hn::GetLane(hn::MaxOfLanes(d, MaxLanes(x, n)));
 }
 
 // Software prefetches go into L2 (__builtin_prefetch locality 2, prefetcht1

@@ -58,6 +58,14 @@ template <class A, class = void>
 struct HasSegRef : std::false_type {};
 template <class A>
 struct HasSegRef<A, std::void_t<decltype(&A::SegRef)>> : std::true_type {};
+// Whether an accumulator is given each segment's lane maxima before its walk
+// (SegLanes(d, lanes): lane l the max of some of the segment's columns, no
+// column in two lanes, -inf where a lane has none; NaN may be dropped or
+// kept), e.g. to bound the segment's k-th largest logit from below.
+template <class A, class = void>
+struct HasSegLanes : std::false_type {};
+template <class A>
+struct HasSegLanes<A, std::void_t<decltype(&A::SegLanes)>> : std::true_type {};
 
 // Walks segments [s0, s1) of row x (V elements). Per segment: its reference
 // m = max z (the segment's max was taken while the previous segment was
@@ -86,7 +94,15 @@ HWY_INLINE void WalkStats(const T* x, size_t V, size_t s0, size_t s1, const ZMap
   const DF d;
   const size_t N = hn::Lanes(d);
   const VF neg_inf = hn::Set(d, kNegInf);
-  float raw = MaxOf(x + s0 * kSegment, std::min(kSegment, V - s0 * kSegment));  // the first segment's max
+  const size_t n0 = std::min(kSegment, V - s0 * kSegment);
+  VF lanes = neg_inf;  // (HasSegLanes) the segment's lane maxima
+  float raw;           // the first segment's max
+  if constexpr (HasSegLanes<Acc>::value) {
+    lanes = MaxLanes(x + s0 * kSegment, n0);
+    raw = hn::GetLane(hn::MaxOfLanes(d, lanes));
+  } else {
+    raw = MaxOf(x + s0 * kSegment, n0);
+  }
   for (size_t s = s0; s < s1; ++s) {
     const size_t b = s * kSegment, n = std::min(kSegment, V - b);
     const T* xs = x + b;
@@ -96,6 +112,7 @@ HWY_INLINE void WalkStats(const T* x, size_t V, size_t s0, size_t s1, const ZMap
     SoftmaxSeg* o = out + (s - s0);
     o->m = ApplyZScalar<kCap, kScale>(raw, f);
     const VF vr = hn::Set(d, SafeRef(o->m));
+    if constexpr (HasSegLanes<Acc>::value) acc.SegLanes(d, lanes);
     if constexpr (HasSegRef<Acc>::value) acc.SegRef(SafeRef(o->m));
     VF S0 = hn::Zero(d), S1 = S0, u0 = S0, u1 = S0, c0 = S0, c1 = S0;
     VF mx = neg_inf;   // (one accumulator: AVX2 has 16 registers, and max is exact in any order)
@@ -164,6 +181,9 @@ HWY_INLINE void WalkStats(const T* x, size_t V, size_t s0, size_t s1, const ZMap
       acc.ChunkEnd(d, u0, u1, c0, c1);
     }
     if (nn != 0) {
+      // (Lane l of mx: the columns j + l and j + N + l of the fused pairs.
+      // Those past `fused` are not in it: a subset is enough for SegLanes.)
+      lanes = mx;
       raw = hn::GetLane(hn::MaxOfLanes(d, mx));
       if (fused < nn) raw = std::max(raw, MaxOf(xn + fused, nn - fused));
     }

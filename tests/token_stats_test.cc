@@ -241,18 +241,40 @@ double TiesHook(size_t i, size_t j) {
   return kNaN;
 }
 
+// k <= the vector's lanes also takes the floor from each segment's lane
+// maxima (TopKRun::floor): a logit equal to it still enters.
 TEST_P(TokenStatsTest, TiesByLowerIndex) {
   for (DType dt : {DType::kF32, DType::kBF16}) {
-    StatCase c;
-    c.B = 5;
-    c.V = 16500;
-    c.dt = dt;
-    c.k = 64;
-    c.hook = TiesHook;
-    RunStats(c);
-    c.B = 4;  // fewer rows than 2 x threads: segments split across threads
-    c.V = 40000;
-    RunStats(c);
+    for (size_t k : {64, 4, 1}) {
+      StatCase c;
+      c.B = 5;
+      c.V = 16500;
+      c.dt = dt;
+      c.k = k;
+      c.hook = TiesHook;
+      RunStats(c);
+      c.B = 4;  // fewer rows than 2 x threads: segments split across threads
+      c.V = 40000;
+      RunStats(c);
+    }
+  }
+}
+
+// Small k over several segments, where each segment's lane maxima give the
+// run a floor before it is full; bf16 logits of a narrow spread repeat many
+// values, so the floor often equals logits that must still enter.
+TEST_P(TokenStatsTest, SmallKOverSegments) {
+  for (DType dt : {DType::kF32, DType::kBF16}) {
+    for (size_t k : {1, 4, 5, 16}) {
+      StatCase c;
+      c.B = 3;
+      c.V = 33001;
+      c.dt = dt;
+      c.k = k;
+      c.sigma = dt == DType::kBF16 ? 0.5 : 3;
+      c.seed = static_cast<uint32_t>(k * 3 + static_cast<int>(dt));
+      RunStats(c);
+    }
   }
 }
 
