@@ -34,6 +34,8 @@ struct CeOp : NoMiddle {
   using Seg = SoftmaxSeg;
   using Acc = SoftmaxAcc;
   using RowState = CeRowCoef;
+  // (Stats and Output of segment s touch the e scratch in its columns only.)
+  static constexpr bool kPipelined = true;
 
   const CrossEntropyProblem* p;
   CeKernel k;

@@ -263,13 +263,40 @@ class EngineBuffer {
 
 constexpr size_t kLocalSegments = 16;  // RunRowBlocks: partials on the stack up to this many segments
 
+// Whether RunRowBlocks may interleave a row's output phase with the next
+// row's stats phase, segment by segment (Op::kPipelined: an op without a
+// middle pass whose Output of segment s reads nothing of the scratch outside
+// the segment's columns, and whose Stats of segment s writes nothing outside
+// them). It does with two threads or more, for rows of up to kLocalSegments
+// segments: the threads' stores of a row then go out while their loads of
+// the next row come in, instead of the two streams taking turns (8192x32000
+// CE forward + gradient, 2 threads: 7-12 % faster). Not with one thread: the
+// stats phase walked one segment at a time loses the next segment's max
+// taken during the current one's exps (1 thread, in place: 8-12 % slower).
+// Not for longer rows: two of them (this row's e and gradient, the next
+// row's logits) outgrow a 2 MiB L2 (512x262144 f32 in place, 2 threads:
+// 0.232 -> 0.263 ns/logit).
+template <class Op, class = void>
+struct Pipelined : std::false_type {};
+template <class Op>
+struct Pipelined<Op, std::enable_if_t<Op::kPipelined>> : std::true_type {};
+
+// RunRowBlocks' rows per task: at least ~64K elements (one row for longer
+// rows); pipelined, up to 16 rows, so that most rows have a next one in the
+// same task, while every thread still gets about 4 tasks.
+inline size_t RowsPerTask(size_t B, size_t V, bool pipelined, int threads) {
+  const size_t r = std::max<size_t>(1, 65536 / V);
+  if (!pipelined) return r;
+  return std::max(r, std::min<size_t>(16, B / (4 * static_cast<size_t>(threads))));
+}
+
 // Bytes of exec.workspace that make a RunRows call of B rows of V classes
 // allocate nothing of its own (either path; see EngineBuffer).
 template <class Op>
 size_t RowsWorkspaceBytes(size_t B, size_t V) {
   const size_t nseg = NumSegments(V), a = alignof(std::max_align_t);
   auto rounded = [a](size_t n) { return (n + a - 1) / a * a; };
-  const size_t rows_per_task = std::max<size_t>(1, 65536 / V);
+  const size_t rows_per_task = RowsPerTask(B, V, false, 1);  // (long rows: never pipelined)
   const size_t tasks = (B + rows_per_task - 1) / rows_per_task;
   const size_t blocks = nseg > kLocalSegments ? rounded(tasks * nseg * sizeof(typename Op::Seg)) : 0;
   const size_t split = rounded(B * nseg * sizeof(typename Op::Seg)) + rounded(B * sizeof(typename Op::RowState));
@@ -282,7 +309,10 @@ template <class Op>
 xent_status RunRowBlocks(const Op& op, size_t B, size_t V, const Exec& exec) {
   using Seg = typename Op::Seg;
   const size_t nseg = NumSegments(V);
-  const size_t rows_per_task = std::max<size_t>(1, 65536 / V);
+  const int threads = ThreadsFor(exec, B);
+  const bool pipelined =
+      Pipelined<Op>::value && threads > 1 && nseg <= kLocalSegments && op.HasOutput() && !op.HasMiddle();
+  const size_t rows_per_task = RowsPerTask(B, V, pipelined, threads);
   const size_t tasks = (B + rows_per_task - 1) / rows_per_task;
   static_assert(std::is_trivially_copyable<Seg>::value, "segment partials are plain data");
   // Rows of more than kLocal segments (V > 65536: one row per task) keep
@@ -299,6 +329,33 @@ xent_status RunRowBlocks(const Op& op, size_t B, size_t V, const Exec& exec) {
     Seg local[kLocal];
     Seg* segs = nseg > kLocal ? long_segs.get() + t * nseg : local;
     const size_t r1 = std::min(B, (t + 1) * rows_per_task);
+    if constexpr (Pipelined<Op>::value) {
+      if (pipelined) {  // (segs: local)
+        Seg next_local[kLocal];
+        Seg* next = next_local;
+        size_t row = t * rows_per_task;
+        bool had = op.NeedsStats(row);
+        if (had) op.Stats(row, 0, nseg, segs, scratch);
+        for (; row < r1; ++row) {
+          typename Op::Acc acc;
+          if (had) MergeSegments<Op>(segs, nseg, &acc);
+          typename Op::RowState st;
+          op.Finish(row, acc, had, &st);
+          const bool had_next = row + 1 < r1 && op.NeedsStats(row + 1);
+          if (had_next) {
+            for (size_t s = 0; s < nseg; ++s) {
+              op.Output(row, st, segs, s, s + 1, scratch);
+              op.Stats(row + 1, s, s + 1, next + s, scratch);
+            }
+          } else {
+            op.Output(row, st, segs, 0, nseg, scratch);
+          }
+          std::swap(segs, next);
+          had = had_next;
+        }
+        return;
+      }
+    }
     for (size_t row = t * rows_per_task; row < r1; ++row) {
       typename Op::Acc acc;
       const bool had = StatsAndMerge(op, row, nseg, segs, scratch, &acc);
