@@ -317,6 +317,8 @@ struct SoftmaxOp : NoMiddle {
   using Seg = SoftmaxSeg;
   using Acc = SoftmaxAcc;
   using RowState = SoftmaxRow;
+  // (Stats and Output of segment s touch the e scratch in its columns only.)
+  static constexpr bool kPipelined = true;
   SoftmaxKernel k;
   const SoftmaxProblem* sp = nullptr;
   const TokenLogprobsProblem* tp = nullptr;
