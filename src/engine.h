@@ -270,7 +270,7 @@ constexpr size_t kLocalSegments = 16;  // RunRowBlocks: partials on the stack up
 // them). It does with two threads or more, for rows of up to kLocalSegments
 // segments: the threads' stores of a row then go out while their loads of
 // the next row come in, instead of the two streams taking turns (8192x32000
-// CE forward + gradient, 2 threads: 7-12 % faster). Not with one thread: the
+// CE forward + gradient, 2 threads: 4-10 % faster). Not with one thread: the
 // stats phase walked one segment at a time loses the next segment's max
 // taken during the current one's exps (1 thread, in place: 8-12 % slower).
 // Not for longer rows: two of them (this row's e and gradient, the next
@@ -304,7 +304,8 @@ size_t RowsWorkspaceBytes(size_t B, size_t V) {
 }
 
 // Many rows: a task is a block of rows holding at least ~64K elements; each
-// row goes through every phase before the next.
+// row goes through every phase before the next (pipelined: its output phase
+// interleaved with the next row's stats phase).
 template <class Op>
 xent_status RunRowBlocks(const Op& op, size_t B, size_t V, const Exec& exec) {
   using Seg = typename Op::Seg;
