@@ -290,13 +290,17 @@ HWY_INLINE T* RowPtrMut(void* base, size_t stride, size_t row) {
   return reinterpret_cast<T*>(static_cast<unsigned char*>(base) + row * stride * sizeof(T));
 }
 
-// Lane-wise max over n elements: lane l is the max of the columns i + l (i a
-// multiple of N; past n, -inf), so distinct lanes hold distinct elements.
+// Lane-wise max over n elements in four accumulators: each element goes to
+// one lane of one of them (past n, -inf), so distinct lanes, of one
+// accumulator or of two, hold distinct elements.
 template <typename T>
-HWY_INLINE VF MaxLanes(const T* HWY_RESTRICT x, size_t n) {
+HWY_INLINE void MaxLanes4(const T* HWY_RESTRICT x, size_t n, VF& m0, VF& m1, VF& m2, VF& m3) {
   const DF d;
   const size_t N = hn::Lanes(d);
-  VF m0 = hn::Set(d, kNegInf), m1 = m0, m2 = m0, m3 = m0;
+  m0 = hn::Set(d, kNegInf);
+  m1 = m0;
+  m2 = m0;
+  m3 = m0;
   size_t i = 0;
   for (; i + 4 * N <= n; i += 4 * N) {
     m0 = hn::Max(m0, LoadF32(d, x + i));
@@ -306,14 +310,16 @@ HWY_INLINE VF MaxLanes(const T* HWY_RESTRICT x, size_t n) {
   }
   for (; i + N <= n; i += N) m0 = hn::Max(m0, LoadF32(d, x + i));
   if (i < n) m1 = hn::Max(m1, LoadTailF32(d, x + i, n - i, kNegInf));
-  return hn::Max(hn::Max(m0, m1), hn::Max(m2, m3));
 }
+HWY_INLINE VF MaxOf4(VF m0, VF m1, VF m2, VF m3) { return hn::Max(hn::Max(m0, m1), hn::Max(m2, m3)); }
 
 // Max over n elements (lane-wise in four accumulators, then across lanes).
 template <typename T>
 HWY_INLINE float MaxOf(const T* HWY_RESTRICT x, size_t n) {
   const DF d;
-  return hn::GetLane(hn::MaxOfLanes(d, MaxLanes(x, n)));
+  VF m0, m1, m2, m3;
+  MaxLanes4(x, n, m0, m1, m2, m3);
+  return hn::GetLane(hn::MaxOfLanes(d, MaxOf4(m0, m1, m2, m3)));
 }
 
 // Software prefetches go into L2 (__builtin_prefetch locality 2, prefetcht1

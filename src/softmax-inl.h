@@ -59,9 +59,11 @@ struct HasSegRef : std::false_type {};
 template <class A>
 struct HasSegRef<A, std::void_t<decltype(&A::SegRef)>> : std::true_type {};
 // Whether an accumulator is given each segment's lane maxima before its walk
-// (SegLanes(d, lanes): lane l the max of some of the segment's columns, no
-// column in two lanes, -inf where a lane has none; NaN may be dropped or
-// kept), e.g. to bound the segment's k-th largest logit from below.
+// (SegLanes(d, lanes, wide, nwide): each lane of `lanes` the max of some of
+// the segment's columns, no column in two lanes, -inf where a lane has none,
+// NaN dropped or kept; for the walk's first segment also the nwide = 4 N
+// finer maxima they were reduced from, in the same sense, else wide =
+// nullptr), e.g. to bound the segment's k-th largest logit from below.
 template <class A, class = void>
 struct HasSegLanes : std::false_type {};
 template <class A>
@@ -95,10 +97,17 @@ HWY_INLINE void WalkStats(const T* x, size_t V, size_t s0, size_t s1, const ZMap
   const size_t N = hn::Lanes(d);
   const VF neg_inf = hn::Set(d, kNegInf);
   const size_t n0 = std::min(kSegment, V - s0 * kSegment);
-  VF lanes = neg_inf;  // (HasSegLanes) the segment's lane maxima
-  float raw;           // the first segment's max
+  VF lanes = neg_inf;                      // (HasSegLanes) the segment's lane maxima
+  HWY_ALIGN float wide[4 * kMaxLanesF32];  // and the first segment's finer ones
+  float raw;                               // the first segment's max
   if constexpr (HasSegLanes<Acc>::value) {
-    lanes = MaxLanes(x + s0 * kSegment, n0);
+    VF m0, m1, m2, m3;
+    MaxLanes4(x + s0 * kSegment, n0, m0, m1, m2, m3);
+    hn::Store(m0, d, wide);
+    hn::Store(m1, d, wide + N);
+    hn::Store(m2, d, wide + 2 * N);
+    hn::Store(m3, d, wide + 3 * N);
+    lanes = MaxOf4(m0, m1, m2, m3);
     raw = hn::GetLane(hn::MaxOfLanes(d, lanes));
   } else {
     raw = MaxOf(x + s0 * kSegment, n0);
@@ -112,7 +121,7 @@ HWY_INLINE void WalkStats(const T* x, size_t V, size_t s0, size_t s1, const ZMap
     SoftmaxSeg* o = out + (s - s0);
     o->m = ApplyZScalar<kCap, kScale>(raw, f);
     const VF vr = hn::Set(d, SafeRef(o->m));
-    if constexpr (HasSegLanes<Acc>::value) acc.SegLanes(d, lanes);
+    if constexpr (HasSegLanes<Acc>::value) acc.SegLanes(d, lanes, s == s0 ? wide : nullptr, 4 * N);
     if constexpr (HasSegRef<Acc>::value) acc.SegRef(SafeRef(o->m));
     VF S0 = hn::Zero(d), S1 = S0, u0 = S0, u1 = S0, c0 = S0, c1 = S0;
     VF mx = neg_inf;   // (one accumulator: AVX2 has 16 registers, and max is exact in any order)
