@@ -176,20 +176,20 @@ struct TokAcc {
     const size_t N = hn::Lanes(d), K = run->K;
     const float above = run->Filling() ? run->floor : run->gate;
     HWY_ALIGN float keys[4 * kMaxLanesF32];
-    size_t count;
+    const float* from = keys;
+    size_t count = N;
     if (K <= N) {
       if (hn::CountTrue(d, hn::Gt(lanes, hn::Set(d, above))) < K) return;  // (NaN lanes: not counted)
       hn::Store(lanes, d, keys);
-      count = N;
     } else {
       if (wide == nullptr || K > nwide) return;
       size_t n_above = 0;
       for (size_t l = 0; l < nwide; ++l) n_above += wide[l] > above ? 1 : 0;
       if (n_above < K) return;
-      std::memcpy(keys, wide, nwide * sizeof(float));
+      from = wide;
       count = nwide;
     }
-    for (size_t l = 0; l < count; ++l) keys[l] = TopKKey(keys[l]);
+    for (size_t l = 0; l < count; ++l) keys[l] = TopKKey(from[l]);
     std::nth_element(keys, keys + (K - 1), keys + count, [](float a, float b) { return a > b; });
     if (keys[K - 1] != kNegInf) run->RaiseFloor(keys[K - 1]);
     // (zgate: SegRef, next.)
