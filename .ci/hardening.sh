@@ -377,10 +377,11 @@ step_asan() {
     awk '!seen[$0]++' | sed 1d | sed 's|^|*/|' | paste -sd: -)
   # linear_ce's determinism across thread counts and host pools (64 s of its
   # run here, in the scaffolding) is threads and TSan's business, and runs
-  # in the main build's suites.
+  # in the main build's suites; so does LinearCeScratch (the default budget,
+  # 660 M logits).
   # The best-target suites run beside the others (one process more than the
   # cores): alone, linear_ce's 100 s left a core idle for half of it.
-  local filter=("GTEST_FILTER=-${others:+$others:}LinearCeThreads.*") best_pid best_ok=0
+  local filter=("GTEST_FILTER=-${others:+$others:}LinearCeThreads.*:LinearCeScratch.*") best_pid best_ok=0
   # shellcheck disable=SC2086
   env "${SAN_ENV[@]}" "${filter[@]}" meson test -C "$B" --no-rebuild --print-errorlogs --logbase best-target \
     --num-processes 1 --timeout-multiplier 6 $streaming >"$B/.best-target.log" 2>&1 &

@@ -12,7 +12,7 @@
   torch chunked    ... options=LinearCrossEntropyOptions() (PyTorch >= 2.13)
   xent@MIB         xent with scratch_bytes = MIB MiB (e.g. xent@1024: room for a
                    16-bit grad_linear_weight's f32 V x H accumulator, the
-                   3-GEMM order; the default 128 MiB runs bf16 in tiles of
+                   3-GEMM order; the default budget runs bf16 in tiles of
                    classes at these shapes: 4 GEMMs, no V x H buffer)
 
 on the issue's shapes (NxHxV 4096x1024x32000 and 2048x2048x128256), f32 and

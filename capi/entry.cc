@@ -54,7 +54,7 @@ void LinearCeCheck(const LinearCrossEntropyProblem& p) {
   XENT_CHECK(p.scratch_bytes == 0 || p.scratch_bytes >= need, XENT_ERROR_INVALID_VALUE,
              "scratch_bytes = %zu cannot hold one row of logits and its operand tiles (%zu bytes for "
              "num_classes = %zu, hidden_size = %zu); raise it or pass 0 for the default (%zu)",
-             p.scratch_bytes, need, p.V, p.H, static_cast<size_t>(XENT_LINEAR_CE_DEFAULT_SCRATCH_BYTES));
+             p.scratch_bytes, need, p.V, p.H, LinearCrossEntropyDefaultScratch(p));
 }
 
 // A column shard (any vocab-parallel problem: offset, Vs, V): its columns lie

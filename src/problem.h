@@ -344,6 +344,10 @@ xent_status RunLinearCrossEntropy(const LinearCrossEntropyProblem& p);
 // The smallest scratch_bytes that holds one row of p's block of logits and
 // its operand tiles (a smaller budget is an error).
 size_t LinearCrossEntropyMinScratch(const LinearCrossEntropyProblem& p);
+// The budget that scratch_bytes = 0 stands for: the larger of
+// XENT_LINEAR_CE_DEFAULT_SCRATCH_BYTES and min(512, ceil(B / 4)) rows of
+// 4 (V + H) bytes (xent.h).
+size_t LinearCrossEntropyDefaultScratch(const LinearCrossEntropyProblem& p);
 
 }  // namespace xent
 

@@ -101,6 +101,34 @@ TEST(LinearCeThreads, BitIdenticalForAnyThreadCount) {
 }
 
 // ---------------------------------------------------------------------------
+// scratch_bytes = 0 is the larger of XENT_LINEAR_CE_DEFAULT_SCRATCH_BYTES
+// and a block of min(512, ceil(B / 4)) rows (xent.h). The rows per block set
+// how the gradient sums over rows associate, so the outputs tell which budget
+// a call used: the default's equal those of its budget passed explicitly and
+// differ from those of the other candidates. (At least 4 x 128 MiB of rows
+// and logits for the block rule to exceed the macro: main build only, not
+// under the sanitizers' -O0.)
+TEST(LinearCeScratch, DefaultIsABlockOf512RowsAtMostAQuarterOfTheBatch) {
+  if (!HaveBlas()) GTEST_SKIP() << "libxent built without a BLAS";
+  // 2040 rows: a quarter is 510 rows (1 block of 510 x 4 per batch; 512
+  // rows per block would make 512 x 3 + 504, 128 MiB 5 blocks of 408).
+  LceConfig c = Sized(2040, 80000, 16);
+  c.want_lse = false;
+  const size_t row = (c.V + c.H) * sizeof(float);
+  ASSERT_GT(510 * row, static_cast<size_t>(XENT_LINEAR_CE_DEFAULT_SCRATCH_BYTES));
+  auto run = [&](size_t scratch) {
+    c.scratch = scratch;
+    LceCase t(c);
+    EXPECT_EQ(t.Run(), XENT_OK) << xent_last_error();
+    return Outputs(t);
+  };
+  const auto by_default = run(0);
+  EXPECT_TRUE(by_default == run(510 * row)) << "scratch_bytes = 0 is not a block of B / 4 = 510 rows";
+  EXPECT_FALSE(by_default == run(512 * row)) << "the block of 512 rows is not capped at a quarter of the batch";
+  EXPECT_FALSE(by_default == run(XENT_LINEAR_CE_DEFAULT_SCRATCH_BYTES)) << "scratch_bytes = 0 is still 128 MiB";
+}
+
+// ---------------------------------------------------------------------------
 // OpenBLAS's kernels after a call: on a CPU with AVX2 and FMA, never one of
 // the pre-AVX2 kernel sets that OpenBLAS falls back to on a CPU model it does
 // not know (src/blas.cc; Debian 12's OpenBLAS chose "Prescott" on an

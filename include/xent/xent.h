@@ -713,7 +713,13 @@ XENT_API xent_status xent_token_logprobs(const xent_token_logprobs_args* args);
 #define XENT_ACCUMULATE_GRAD_LINEAR_WEIGHT 2
 #define XENT_ACCUMULATE_GRAD_LINEAR_BIAS 4
 
-/* Default scratch budget of xent_linear_cross_entropy (bytes). */
+/* Default scratch budget of xent_linear_cross_entropy (bytes):
+ * scratch_bytes = 0 stands for the larger of this and a block of
+ * min(512, ceil(B / 4)) rows, 4 (V + H) bytes each. Every block of rows
+ * packs linear_weight twice and reads and writes grad_linear_weight once, so
+ * larger blocks cost less: at B x H x V = 2048 x 2048 x 128256 (f32, 2
+ * threads) the call took 1.13-1.15x the time of its three GEMMs alone with
+ * 256 rows per block (what 128 MiB holds there), 1.07-1.09x with 512. */
 #define XENT_LINEAR_CE_DEFAULT_SCRATCH_BYTES ((size_t)128 << 20)
 
 typedef struct xent_linear_cross_entropy_args {
@@ -743,7 +749,7 @@ typedef struct xent_linear_cross_entropy_args {
   float softcap;          /* 0 (default) = off, else finite and >= FLT_MIN */
   float grad_scale;       /* finite; default 1 */
   int32_t accumulate;     /* bit mask of XENT_ACCUMULATE_*; default 0 */
-  size_t scratch_bytes;   /* budget; 0 = XENT_LINEAR_CE_DEFAULT_SCRATCH_BYTES */
+  size_t scratch_bytes;   /* budget; 0 = the default (above) */
 
   /* Outputs, each optional. */
   float* loss;                     /* 1 value: the reduced loss */

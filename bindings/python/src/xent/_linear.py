@@ -91,7 +91,8 @@ def linear_cross_entropy(
 ):
     """cross_entropy(input @ linear_weight.T + linear_bias, target) fused: the
     logits exist one block of rows at a time (at most ``scratch_bytes`` of
-    scratch, 0 = libxent's default of 128 MiB). A 16-bit grad_linear_weight
+    scratch; 0 = libxent's default: 128 MiB, or min(512, ceil(N / 4)) rows
+    of 4 * (V + H) bytes when larger). A 16-bit grad_linear_weight
     is summed in float32: a (V, H) float32 buffer within that budget, or, when
     it does not fit beside 256 rows, tiles of 2048 classes (one more logits
     product, no (V, H) buffer); see xent.h.

@@ -98,7 +98,8 @@ def linear_cross_entropy(
     (...) class indices (int64 or int32); float32, bfloat16 or float16, CPU.
     ``ignore_index=None`` means -100 (PyTorch's mapping). ``options``
     (PyTorch's chunking options) is accepted and ignored: xent always works in
-    blocks of rows within ``scratch_bytes`` (0 = 128 MiB).
+    blocks of rows within ``scratch_bytes`` (0 = 128 MiB, or
+    min(512, ceil(N / 4)) rows of 4 * (C + H) bytes when larger).
     Extras (keyword-only): ``z_loss`` (lse^2 coefficient), ``softcap``
     (logits -> softcap * tanh(logits / softcap)), ``scratch_bytes``,
     ``num_threads`` (0 = all cores). Gradients of bfloat16 / float16 weights

@@ -154,8 +154,9 @@ impl<'a> LinearCrossEntropy<'a> {
     /// Scratch budget in bytes for the block of logits and the widened hidden
     /// rows, and a 16-bit grad_linear_weight's f32 `V x H` accumulator (when
     /// it does not fit, tiles of classes: no accumulator, one more logits
-    /// product; see xent.h) (default `XENT_LINEAR_CE_DEFAULT_SCRATCH_BYTES`,
-    /// 128 MiB).
+    /// product; see xent.h) (default: `XENT_LINEAR_CE_DEFAULT_SCRATCH_BYTES`,
+    /// 128 MiB, or `min(512, ceil(B / 4))` rows of `4 (V + H)` bytes when
+    /// larger).
     pub fn scratch_bytes(mut self, bytes: usize) -> Self {
         self.scratch_bytes = Some(bytes);
         self
