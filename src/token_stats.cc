@@ -175,6 +175,12 @@ struct TokBackwardOp {
   using Acc = TokAccRow;
   using RowState = TokBwdRow;
 
+  // Output of a segment reads and writes that segment's columns only (its
+  // delta columns too), Stats writes no scratch: the engine may interleave
+  // a row's gradient with the next row's statistics (without the KL middle
+  // pass: HasMiddle).
+  static constexpr bool kPipelined = true;
+
   const TokenLogprobsBackwardProblem* p = nullptr;
   TokKernel k;  // statistics (when the caller's are missing)
   TokGradKernel gk;

@@ -187,6 +187,28 @@ TEST(Threads, SoftmaxTokenLogprobsBitIdentical) {
   }
 }
 
+// The per-token backward: with the statistics recomputed (its output phase
+// interleaved with the next row's statistics at 2+ threads), rows whose
+// upstream gradients are all 0 (ignored targets, no entropy term: no
+// statistics) among them, and with the caller's statistics (no stats pass).
+TEST(Threads, TokenLogprobsBackwardBitIdentical) {
+  for (const Shape& sh : Shapes()) {
+    for (DType dt : {DType::kF32, DType::kBF16}) {
+      CaseSpec s = Every(abi::kTokenLogprobsBackward, sh, dt, 10);
+      s.ignore_every = 4;
+      Case both(s.With("target").With("grad_logprob").With("grad_entropy").Set("temperature", 1.4));
+      ExpectSameBits(both);
+      CaseSpec z = Every(abi::kTokenLogprobsBackward, sh, dt, 11);
+      z.ignore_every = 3;
+      Case lp_only(z.With("target").With("grad_logprob"));
+      ExpectSameBits(lp_only);
+    }
+    CaseSpec g = Every(abi::kTokenLogprobsBackward, sh, DType::kF32, 12);
+    Case given(g.With("target").With("grad_logprob").With("grad_entropy").With("lse").With("entropy"));
+    ExpectSameBits(given);
+  }
+}
+
 TEST(Threads, DivergenceAndBceBitIdentical) {
   for (const Shape& sh : Shapes()) {
     CaseSpec s = Every(abi::kDivergence, sh, DType::kF32, 7);  // JSD with both gradients: three passes
