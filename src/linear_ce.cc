@@ -1095,8 +1095,10 @@ size_t LinearCrossEntropyMinScratch(const LinearCrossEntropyProblem& p) { return
 // batch at most keeps the block far below the B x V logits.
 size_t LinearCrossEntropyDefaultScratch(const LinearCrossEntropyProblem& p) {
   constexpr size_t kDefaultBlockRows = 512;
-  const size_t rows = std::min(kDefaultBlockRows, (p.B + 3) / 4);
-  return std::max(static_cast<size_t>(XENT_LINEAR_CE_DEFAULT_SCRATCH_BYTES), rows * (p.V + p.H) * sizeof(float));
+  const size_t rows = std::min(kDefaultBlockRows, p.B / 4 + (p.B % 4 != 0));
+  const size_t row_bytes = LinearCrossEntropyMinScratch(p);
+  const size_t block = rows > 0 && row_bytes > SIZE_MAX / rows ? SIZE_MAX : rows * row_bytes;  // (saturated)
+  return std::max(static_cast<size_t>(XENT_LINEAR_CE_DEFAULT_SCRATCH_BYTES), block);
 }
 
 xent_status RunLinearCrossEntropy(const LinearCrossEntropyProblem& p) {
