@@ -110,8 +110,8 @@ TEST(LinearCeThreads, BitIdenticalForAnyThreadCount) {
 // under the sanitizers' -O0.)
 TEST(LinearCeScratch, DefaultIsABlockOf512RowsAtMostAQuarterOfTheBatch) {
   if (!HaveBlas()) GTEST_SKIP() << "libxent built without a BLAS";
-  // 2040 rows: a quarter is 510 rows (1 block of 510 x 4 per batch; 512
-  // rows per block would make 512 x 3 + 504, 128 MiB 5 blocks of 408).
+  // 2040 rows: a quarter is 510 rows (4 blocks of 510; 512 rows per block
+  // would make 512 x 3 + 504, 128 MiB 5 blocks of 408).
   LceConfig c = Sized(2040, 80000, 16);
   c.want_lse = false;
   const size_t row = (c.V + c.H) * sizeof(float);
