@@ -65,6 +65,11 @@ struct CeOp : NoMiddle {
   void Output(size_t row, const RowState& st, const Seg* segs, size_t s0, size_t s1, float* scratch) const {
     kernels.grad[DispatchIndex()](k, st, segs, row, s0, s1, scratch);
   }
+  bool OutputStats(size_t row, const RowState& st, const Seg* segs, size_t next_row, Seg* next_segs,
+                   float* scratch) const {
+    if (stats_out || merged) return false;
+    return kernels.fused[DispatchIndex()](k, st, segs, row, next_row, next_segs, scratch);
+  }
 
   void Finish(size_t row, const Acc& own, bool had_stats, RowState* st) const {
     if (stats_out) {

@@ -44,11 +44,16 @@ struct CeRowCoef {
 using CeStatsFn = void (*)(const CeKernel& k, size_t row, size_t s0, size_t s1, SoftmaxSeg* out, float* scratch);
 using CeGradFn = void (*)(const CeKernel& k, const CeRowCoef& c, const SoftmaxSeg* segs, size_t row, size_t s0,
                           size_t s1, float* scratch);
+// Phase 4 of row `row` and phase 1 of row `next_row` in one walk (src/engine.h,
+// FusedRows); false, with nothing done, where that does not apply.
+using CeFusedFn = bool (*)(const CeKernel& k, const CeRowCoef& c, const SoftmaxSeg* segs, size_t row, size_t next_row,
+                           SoftmaxSeg* next_segs, float* scratch);
 
 // A logits dtype's kernels: Highway dispatch tables, indexed by DispatchIndex().
 struct CeKernelTables {
   const CeStatsFn* stats;
   const CeGradFn* grad;
+  const CeFusedFn* fused;
 };
 CeKernelTables CeKernelsF32();
 CeKernelTables CeKernelsBF16();

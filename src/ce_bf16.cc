@@ -16,6 +16,10 @@ void CeGradBF16(const CeKernel& k, const CeRowCoef& c, const SoftmaxSeg* segs, s
                 float* scratch) {
   CeGradOf<BF16>(k, c, segs, row, s0, s1, scratch);
 }
+bool CeFusedBF16(const CeKernel& k, const CeRowCoef& c, const SoftmaxSeg* segs, size_t row, size_t next_row,
+                 SoftmaxSeg* next_segs, float* scratch) {
+  return CeFusedOf<BF16>(k, c, segs, row, next_row, next_segs, scratch);
+}
 
 // NOLINTNEXTLINE(google-readability-namespace-comments)
 }  // namespace HWY_NAMESPACE
@@ -26,6 +30,9 @@ HWY_AFTER_NAMESPACE();
 namespace xent {
 HWY_EXPORT(CeStatsBF16);
 HWY_EXPORT(CeGradBF16);
-CeKernelTables CeKernelsBF16() { return {HWY_DISPATCH_TABLE(CeStatsBF16), HWY_DISPATCH_TABLE(CeGradBF16)}; }
+HWY_EXPORT(CeFusedBF16);
+CeKernelTables CeKernelsBF16() {
+  return {HWY_DISPATCH_TABLE(CeStatsBF16), HWY_DISPATCH_TABLE(CeGradBF16), HWY_DISPATCH_TABLE(CeFusedBF16)};
+}
 }  // namespace xent
 #endif  // HWY_ONCE

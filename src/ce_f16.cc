@@ -16,6 +16,10 @@ void CeGradF16(const CeKernel& k, const CeRowCoef& c, const SoftmaxSeg* segs, si
                float* scratch) {
   CeGradOf<F16>(k, c, segs, row, s0, s1, scratch);
 }
+bool CeFusedF16(const CeKernel& k, const CeRowCoef& c, const SoftmaxSeg* segs, size_t row, size_t next_row,
+                SoftmaxSeg* next_segs, float* scratch) {
+  return CeFusedOf<F16>(k, c, segs, row, next_row, next_segs, scratch);
+}
 
 // NOLINTNEXTLINE(google-readability-namespace-comments)
 }  // namespace HWY_NAMESPACE
@@ -26,6 +30,9 @@ HWY_AFTER_NAMESPACE();
 namespace xent {
 HWY_EXPORT(CeStatsF16);
 HWY_EXPORT(CeGradF16);
-CeKernelTables CeKernelsF16() { return {HWY_DISPATCH_TABLE(CeStatsF16), HWY_DISPATCH_TABLE(CeGradF16)}; }
+HWY_EXPORT(CeFusedF16);
+CeKernelTables CeKernelsF16() {
+  return {HWY_DISPATCH_TABLE(CeStatsF16), HWY_DISPATCH_TABLE(CeGradF16), HWY_DISPATCH_TABLE(CeFusedF16)};
+}
 }  // namespace xent
 #endif  // HWY_ONCE

@@ -16,6 +16,10 @@ void CeGradF32(const CeKernel& k, const CeRowCoef& c, const SoftmaxSeg* segs, si
                float* scratch) {
   CeGradOf<float>(k, c, segs, row, s0, s1, scratch);
 }
+bool CeFusedF32(const CeKernel& k, const CeRowCoef& c, const SoftmaxSeg* segs, size_t row, size_t next_row,
+                SoftmaxSeg* next_segs, float* scratch) {
+  return CeFusedOf<float>(k, c, segs, row, next_row, next_segs, scratch);
+}
 
 // NOLINTNEXTLINE(google-readability-namespace-comments)
 }  // namespace HWY_NAMESPACE
@@ -26,6 +30,9 @@ HWY_AFTER_NAMESPACE();
 namespace xent {
 HWY_EXPORT(CeStatsF32);
 HWY_EXPORT(CeGradF32);
-CeKernelTables CeKernelsF32() { return {HWY_DISPATCH_TABLE(CeStatsF32), HWY_DISPATCH_TABLE(CeGradF32)}; }
+HWY_EXPORT(CeFusedF32);
+CeKernelTables CeKernelsF32() {
+  return {HWY_DISPATCH_TABLE(CeStatsF32), HWY_DISPATCH_TABLE(CeGradF32), HWY_DISPATCH_TABLE(CeFusedF32)};
+}
 }  // namespace xent
 #endif  // HWY_ONCE

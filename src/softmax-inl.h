@@ -90,9 +90,34 @@ struct HasSegLanes<A, std::void_t<decltype(&A::SegLanes)>> : std::true_type {};
 // and fills m and s. When e_out is non-null, e is stored at e_out[j] (over the
 // row itself when the output is f32 in place: the next segment is read
 // before this one is overwritten).
+// No other work in the walk.
+struct NoRider {
+  HWY_INLINE void Seg(size_t) {}
+  HWY_INLINE void Pair(DF, size_t) {}
+  HWY_INLINE void Rest(size_t, size_t) {}
+};
+
+// WalkStats with a rider: another row's pass over the same columns, done in
+// the walk's loops so that its loads and stores (from cache, and to memory)
+// run while the walk's loads of this row come in (see FusedRows in
+// src/engine.h). Calls rider.Seg(s) before segment s, rider.Pair(d, j) for
+// the pair of vectors at columns j and j + N, and rider.Rest(j0, j1) for the
+// other columns [j0, j1) of a chunk, each before the walk stores e at those
+// columns (the rider may read what is there first). The statistics are the
+// same bits with any rider.
+template <typename T, bool kCap, bool kScale, class Acc, class Rider>
+HWY_INLINE void WalkStats(const T* x, size_t V, size_t s0, size_t s1, const ZMap& f, Acc& acc, SoftmaxSeg* out,
+                          float* e_out, Rider& rider);
 template <typename T, bool kCap, bool kScale, class Acc>
 HWY_INLINE void WalkStats(const T* x, size_t V, size_t s0, size_t s1, const ZMap& f, Acc& acc, SoftmaxSeg* out,
                           float* e_out) {
+  NoRider none;
+  WalkStats<T, kCap, kScale>(x, V, s0, s1, f, acc, out, e_out, none);
+}
+
+template <typename T, bool kCap, bool kScale, class Acc, class Rider>
+HWY_INLINE void WalkStats(const T* x, size_t V, size_t s0, size_t s1, const ZMap& f, Acc& acc, SoftmaxSeg* out,
+                          float* e_out, Rider& rider) {
   const DF d;
   const size_t N = hn::Lanes(d);
   const VF neg_inf = hn::Set(d, kNegInf);
@@ -123,6 +148,7 @@ HWY_INLINE void WalkStats(const T* x, size_t V, size_t s0, size_t s1, const ZMap
     const VF vr = hn::Set(d, SafeRef(o->m));
     if constexpr (HasSegLanes<Acc>::value) acc.SegLanes(d, lanes, s == s0 ? wide : nullptr, 4 * N);
     if constexpr (HasSegRef<Acc>::value) acc.SegRef(SafeRef(o->m));
+    rider.Seg(s);
     VF S0 = hn::Zero(d), S1 = S0, u0 = S0, u1 = S0, c0 = S0, c1 = S0;
     VF mx = neg_inf;   // (one accumulator: AVX2 has 16 registers, and max is exact in any order)
     size_t fused = 0;  // the next segment's max covers [0, fused)
@@ -147,6 +173,7 @@ HWY_INLINE void WalkStats(const T* x, size_t V, size_t s0, size_t s1, const ZMap
           const VF z1 = hn::Sub(ApplyZ<kCap, kScale>(d, LoadF32(d, xs + j + N), f), vref);
           const VF e0 = ExpNonPositive(d, z0), e1 = ExpNonPositive(d, z1);
           p0 = hn::Add(p0, hn::Add(e0, e1));  // one sum: a second was spilled on AVX2
+          rider.Pair(d, b + j);
           if (store_c) {
             hn::StoreU(e0, d, eo + j);
             hn::StoreU(e1, d, eo + j + N);
@@ -169,6 +196,7 @@ HWY_INLINE void WalkStats(const T* x, size_t V, size_t s0, size_t s1, const ZMap
       } else {
         i = eo ? pairs(No(), Y(), vr, mx, b0, c0, c1) : pairs(No(), No(), vr, mx, b0, c0, c1);
       }
+      if (i < ce) rider.Rest(b + i, b + ce);
       for (; i + N <= ce; i += N) {
         const VF z = hn::Sub(ApplyZ<kCap, kScale>(d, LoadF32(d, xs + i), f), vr);
         const VF e = ExpNonPositive(d, z);
