@@ -436,20 +436,34 @@ constexpr bool kStageBF16 = true;
 constexpr bool kStageBF16 = false;
 #endif
 
-template <typename TG, bool kStream, typename F>
-HWY_INLINE void TokGradRun(DF d, TG* g, size_t i, size_t end, const F& vec) {
+// With pf (the inputs of the vectors at i, which may be nullptr), what lies
+// kPrefetchBytes past them is prefetched as the loop goes.
+template <typename TG, bool kStream, typename T, typename F>
+HWY_INLINE void TokGradRun(DF d, TG* g, size_t i, size_t end, const F& vec, const T* pf, const T* pf_ref) {
   const size_t N = hn::Lanes(d);
+  const auto fetch = [&](size_t j) HWY_ATTR __attribute__((always_inline)) {
+    if (pf) {
+      PrefetchAhead(pf + j, N);
+      if (pf_ref) PrefetchAhead(pf_ref + j, N);
+    }
+  };
   if constexpr (kStageBF16 && std::is_same<TG, BF16>::value) {
     constexpr size_t kStage = 16;
     HWY_ALIGN float buf[kStage * kMaxLanesF32];
     while (i < end) {
       const size_t m = HWY_MIN(kStage, (end - i) / N);
-      for (size_t v = 0; v < m; ++v) hn::Store(vec(i + v * N), d, buf + v * N);
+      for (size_t v = 0; v < m; ++v) {
+        fetch(i + v * N);
+        hn::Store(vec(i + v * N), d, buf + v * N);
+      }
       for (size_t v = 0; v < m; ++v) StoreOut<TG, kStream>(d, hn::Load(d, buf + v * N), g + i + v * N);
       i += m * N;
     }
   } else {
-    for (; i < end; i += N) StoreOut<TG, kStream>(d, vec(i), g + i);
+    for (; i < end; i += N) {
+      fetch(i);
+      StoreOut<TG, kStream>(d, vec(i), g + i);
+    }
   }
 }
 
@@ -486,10 +500,12 @@ HWY_NOINLINE void TokGradSeg(const TokGradKernel& k, const TokGradRow& c, const 
     if (cur < c.nd && c.idx[cur] < static_cast<int64_t>(col0 + full_end)) {
       stop = i + (static_cast<size_t>(c.idx[cur] - static_cast<int64_t>(col0)) - i) / N * N;
     }
+    const T* pf = k.prefetch ? x : nullptr;
+    const T* pf_ref = k.prefetch && kRef ? xr : nullptr;
     if (stream) {
-      TokGradRun<TG, true>(d, g, i, stop, plain);
+      TokGradRun<TG, true>(d, g, i, stop, plain, pf, pf_ref);
     } else {
-      TokGradRun<TG, false>(d, g, i, stop, plain);
+      TokGradRun<TG, false>(d, g, i, stop, plain, pf, pf_ref);
     }
     i = stop;
     if (i < full_end) {

@@ -333,6 +333,7 @@ xent_status RunTokenLogprobsBackward(const TokenLogprobsBackwardProblem& p) {
   op.gk.inv_cap = inv_cap;
   op.gk.grad = p.grad;
   op.gk.stream = p.grad.data != p.logits.data && StreamOutputs(p.B, p.V, p.grad);
+  op.gk.prefetch = !op.need_stats && !op.kl_middle;
   return RunRows(op, p.B, p.V, p.exec);
 }
 

@@ -68,6 +68,9 @@ struct TokGradKernel {
   float cap = 0.0f, inv_cap = 0.0f;
   OutMat grad;
   bool stream = false;  // non-temporal gradient stores
+  // The gradient pass is the only read of the rows (no stats pass, which
+  // prefetches for itself, before it): it prefetches kPrefetchBytes ahead.
+  bool prefetch = false;
 };
 
 // Per-row gradient coefficients: with lp = (z - M) - L and p = exp(lp),
