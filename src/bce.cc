@@ -48,6 +48,11 @@ HWY_NOINLINE void BceSegment(const BceKernel& k, const T* x, const TY* y, const 
     for (size_t i = cb; i < ce; i += N) {
       const size_t r = std::min(N, ce - i);
       const bool full = r == N;
+      // One pass, the only read of the rows: prefetch ahead, as the softmax
+      // walks do (the hardware prefetcher alone falls behind a busy core).
+      PrefetchAhead(x + i, r);
+      PrefetchAhead(y + i, r);
+      if (w && k.weight_stride != 0) PrefetchAhead(w + i, r);
       const VF xv = full ? LoadF32(d, x + i) : LoadTailF32(d, x + i, r, 0.0f);
       const VF yv = full ? LoadF32(d, y + i) : LoadTailF32(d, y + i, r, 0.0f);
       const VF e = ExpNonPositive(d, hn::Neg(hn::Abs(xv)));  // exp(-|x|)
