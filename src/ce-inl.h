@@ -110,8 +110,18 @@ HWY_INLINE void SoftStats(const CeKernel& k, size_t row, const T* x, size_t s0, 
   }
 }
 
-// With a rider (see WalkStats): class-index targets without smoothing only
-// (the caller checks; the other cases are compiled for NoRider alone).
+// The term b v_c of the gradient (GradSeg below).
+enum class GradTerm {
+  kNone,        // no b term (no smoothing, class-index targets)
+  kConst,       // b (smoothing, unweighted)
+  kWeight,      // b w_c (smoothing, class weights)
+  kWeightSoft,  // b w_c q'_c (probability targets, class weights)
+  kSoft,        // b q'_c (probability targets)
+};
+
+// With a rider (see WalkStats): class-index targets only, the accumulator
+// the rider's kTerm implies (the caller checks; probability targets are
+// compiled for NoRider alone).
 template <typename T, bool kCap, class Rider = NoRider>
 void StatsT(const CeKernel& k, size_t row, size_t s0, size_t s1, SoftmaxSeg* out, float* e_out,
             Rider&& rider = Rider()) {
@@ -133,9 +143,20 @@ void StatsT(const CeKernel& k, size_t row, size_t s0, size_t s1, SoftmaxSeg* out
       zy = ApplyZScalar<kCap, false>(LoadScalarF32(x, static_cast<size_t>(y), DTypeOf<T>()), f);
     }
   }
-  if (!kPlain || (!k.soft && !k.dot)) {
+  if constexpr (!kPlain) {
+    // The rider's gradient term says which sums the walk takes.
+    constexpr GradTerm kB = std::decay_t<Rider>::kTerm;
+    if constexpr (kB == GradTerm::kNone) {
+      NoAcc a;
+      WalkStats<T, kCap, false>(x, k.V, s0, s1, f, a, out, e_out, rider);
+    } else {
+      SmoothAcc<kB == GradTerm::kWeight> a;
+      a.w = k.weight;
+      WalkStats<T, kCap, false>(x, k.V, s0, s1, f, a, out, e_out, rider);
+    }
+  } else if (!k.soft && !k.dot) {
     NoAcc a;
-    WalkStats<T, kCap, false>(x, k.V, s0, s1, f, a, out, e_out, rider);
+    WalkStats<T, kCap, false>(x, k.V, s0, s1, f, a, out, e_out);
   } else if (k.soft) {
     k.q.dtype == DType::kF32 ? SoftStats<T, float, kCap>(k, row, x, s0, s1, f, out, e_out)
                              : SoftStats<T, T, kCap>(k, row, x, s0, s1, f, out, e_out);
@@ -185,13 +206,7 @@ HWY_INLINE void CeStatsOf(const CeKernel& k, size_t row, size_t s0, size_t s1, S
 // softcap slope, where e = exp(z - ref) (read from e_in or recomputed exactly
 // as the stats pass did), F = a exp(ref - M) for the segment, and the term
 // b v_c is one of:
-enum class GradTerm {
-  kNone,        // no b term (no smoothing, class-index targets)
-  kConst,       // b (smoothing, unweighted)
-  kWeight,      // b w_c (smoothing, class weights)
-  kWeightSoft,  // b w_c q'_c (probability targets, class weights)
-  kSoft,        // b q'_c (probability targets)
-};
+// (GradTerm: above StatsT.)
 template <typename T, typename TQ>
 struct GradArgs {
   const CeKernel* k;
@@ -400,23 +415,38 @@ HWY_INLINE void CeGradOf(const CeKernel& k, const CeRowCoef& c, const SoftmaxSeg
 // gradient in place 0.40 -> ~0.34 ns/logit in a model of the two loops (the
 // walks interleaved per 16 KiB segment gain nothing; per 1 KiB nearly all).
 //
-// The gradient of class-index targets without smoothing or softcap,
-// g = e F (F: the segment's factor), from e as the walk of row r stored it;
-// the target's column gets - delta after the walk (from its e, read before
-// the walk of row r + 1 may overwrite it). The same bits as GradT.
-template <typename TG, bool kStream>
+// The gradient of class-index targets without softcap, g = e F - b v_c (F:
+// the segment's factor; b v_c: label smoothing's term, v_c = 1 or the class
+// weight), from e as the walk of row r stored it; the target's column gets
+// - delta after the walk (from its e, read before the walk of row r + 1 may
+// overwrite it). The same bits as GradT.
+template <typename TG, bool kStream, GradTerm kB>
 struct CeGradRider {
+  static constexpr GradTerm kTerm = kB;
   const SoftmaxSeg* segs;  // row r's
   const CeRowCoef* c;
   const float* e;  // row r's e (the scratch row, or the row itself in place)
   TG* g;           // row r's gradient
+  const float* w;  // class weights (kWeight)
   float F = 0.0f;  // the current segment's factor
 
+  // e F - b v, as GradVec computes it (v: the weights of r <= N columns at j).
+  static HWY_INLINE VF Term(DF d, VF ev, VF vF, float b, const float* wj, size_t r) {
+    if constexpr (kB == GradTerm::kNone) {
+      return hn::Mul(ev, vF);
+    } else if constexpr (kB == GradTerm::kConst) {
+      return hn::MulSub(ev, vF, hn::Set(d, b));
+    } else {
+      const VF v = r == hn::Lanes(d) ? hn::LoadU(d, wj) : LoadTailF32(d, wj, r, 0.0f);
+      return hn::NegMulAdd(hn::Set(d, b), v, hn::Mul(ev, vF));
+    }
+  }
   HWY_INLINE void Seg(size_t s) { F = SegFactor(segs[s], c->a, c->M, c->nan); }
   HWY_INLINE void Pair(DF d, size_t j) {
     const size_t N = hn::Lanes(d);
     const VF vF = hn::Set(d, F);
-    const VF g0 = hn::Mul(hn::LoadU(d, e + j), vF), g1 = hn::Mul(hn::LoadU(d, e + j + N), vF);
+    const VF g0 = Term(d, hn::LoadU(d, e + j), vF, c->b, w + j, N);
+    const VF g1 = Term(d, hn::LoadU(d, e + j + N), vF, c->b, w + j + N, N);
     StoreOut<TG, kStream>(d, g0, g + j);
     StoreOut<TG, kStream>(d, g1, g + j + N);
   }
@@ -425,24 +455,30 @@ struct CeGradRider {
     const size_t N = hn::Lanes(d);
     const VF vF = hn::Set(d, F);
     size_t j = j0;
-    for (; j + N <= j1; j += N) StoreOut<TG, kStream>(d, hn::Mul(hn::LoadU(d, e + j), vF), g + j);
-    if (j < j1) StoreTailF32(d, hn::Mul(LoadTailF32(d, e + j, j1 - j, 0.0f), vF), g + j, j1 - j);
+    for (; j + N <= j1; j += N) StoreOut<TG, kStream>(d, Term(d, hn::LoadU(d, e + j), vF, c->b, w + j, N), g + j);
+    if (j < j1) {
+      const size_t r = j1 - j;
+      StoreTailF32(d, Term(d, LoadTailF32(d, e + j, r, 0.0f), vF, c->b, w + j, r), g + j, r);
+    }
   }
 };
 
+template <GradTerm kB>
 struct CeFusedFn {
   template <typename T, class GradF32, class Stream>
   static HWY_INLINE void Run(const CeKernel& k, const CeRowCoef& c, const SoftmaxSeg* segs, size_t row, size_t nr,
                              SoftmaxSeg* out, const float* e, float* e_next) {
     using TG = OutType<GradF32, T>;
+    using Rider = CeGradRider<TG, Stream::value, kB>;
     const DF d;
     TG* g = RowPtrMut<TG>(k.grad.data, k.grad.stride, row);
     const float ey = c.y >= 0 ? e[c.y] : 0.0f;  // (before the walk overwrites it)
-    StatsT<T, false>(k, nr, 0, NumSegments(k.V), out, e_next, CeGradRider<TG, Stream::value>{segs, &c, e, g});
+    StatsT<T, false>(k, nr, 0, NumSegments(k.V), out, e_next, Rider{segs, &c, e, g, k.weight});
     if (Stream::value) hwy::FlushStream();
     if (c.y >= 0) {
       const size_t y = static_cast<size_t>(c.y);
-      const VF gy = hn::Mul(hn::Set(d, ey), hn::Set(d, SegFactor(segs[y / kSegment], c.a, c.M, c.nan)));
+      const VF vF = hn::Set(d, SegFactor(segs[y / kSegment], c.a, c.M, c.nan));
+      const VF gy = Rider::Term(d, hn::Set(d, ey), vF, c.b, k.weight ? k.weight + y : nullptr, 1);
       StoreTailF32(d, hn::Sub(gy, hn::Set(d, c.delta)), g + y, 1);
     }
   }
@@ -450,13 +486,18 @@ struct CeFusedFn {
 
 // Phase 4 of row `row` and phase 1 of row `nr` in one walk; false, with
 // nothing done, where it does not apply (the caller runs them one after the
-// other): the gradient's terms other than e F, softcap (its slope needs z),
+// other): probability targets, softcap (its slope needs z), a row whose
+// gradient scale is 0 under smoothing,
 // an ignored row, no scratch row, a gradient row not aligned for its
 // non-temporal stores, or f32 stores to another buffer that are not streamed.
 template <typename T>
 HWY_INLINE bool CeFusedOf(const CeKernel& k, const CeRowCoef& c, const SoftmaxSeg* segs, size_t row, size_t nr,
                           SoftmaxSeg* out, float* scratch) {
-  if (k.soft || k.dot || k.softcap > 0.0f || c.zero || c.b != 0.0f || k.grad.data == nullptr) return false;
+  if (k.soft || k.softcap > 0.0f || c.zero || k.grad.data == nullptr) return false;
+  // The gradient's b term (GradT's choice) must match the sums the walk of
+  // row nr takes (StatsT's): b = 0 without smoothing; with smoothing (dot),
+  // b != 0 unless the row's gradient scale is 0.
+  if ((c.b != 0.0f) != k.dot) return false;
   const float* e = EBuffer(k, row, scratch);
   float* e_next = EBuffer(k, nr, scratch);
   if (e == nullptr || e_next == nullptr) return false;
@@ -469,7 +510,14 @@ HWY_INLINE bool CeFusedOf(const CeKernel& k, const CeRowCoef& c, const SoftmaxSe
   // the next row's loads (64x32000 f32, 1 thread: 0.405 -> 0.463-0.482
   // ns/logit fused; 16-bit gradients, half the lines, gain: 0.320 -> 0.271).
   if (f32 && !k.stream && g != reinterpret_cast<uintptr_t>(e)) return false;
-  VisitFixed<CeFusedFn, T>(Choose(Flag{f32}, Flag{k.stream}), k, c, segs, row, nr, out, e, e_next);
+  const auto choices = Choose(Flag{f32}, Flag{k.stream});
+  if (!k.dot) {
+    VisitFixed<CeFusedFn<GradTerm::kNone>, T>(choices, k, c, segs, row, nr, out, e, e_next);
+  } else if (k.weight == nullptr) {
+    VisitFixed<CeFusedFn<GradTerm::kConst>, T>(choices, k, c, segs, row, nr, out, e, e_next);
+  } else {
+    VisitFixed<CeFusedFn<GradTerm::kWeight>, T>(choices, k, c, segs, row, nr, out, e, e_next);
+  }
   return true;
 }
 

@@ -275,10 +275,11 @@ class Aligned {
 
 // The rows of one call give the bits of each row computed alone. The engine
 // runs a row's gradient and the next row's statistics in one walk when it
-// can (src/engine.h, FusedRows: class-index targets without smoothing or
-// softcap, 1 thread too); a row alone never does. Rows of aligned and
-// misaligned starts, 16-bit gradients, in place, an ignored row and class
-// weights (the _streaming run of this suite covers the non-temporal stores).
+// can (src/engine.h, FusedRows: class-index targets without softcap, 1
+// thread too); a row alone never does. Rows of aligned and misaligned
+// starts, 16-bit gradients, in place, an ignored row, class weights and label
+// smoothing (the _streaming run of this suite covers the non-temporal
+// stores).
 TEST_P(CeTest, RowsTogetherMatchRowsAlone) {
   const size_t B = 21;
   for (size_t V : {1000, 4096, 5003, 32000}) {
@@ -286,9 +287,12 @@ TEST_P(CeTest, RowsTogetherMatchRowsAlone) {
       for (int32_t gdt : {int32_t{XENT_F32}, dt}) {
         for (bool in_place : {false, true}) {
           if (in_place && gdt != dt) continue;
-          for (bool weighted : {false, true}) {
+          for (int variant = 0; variant < 4; ++variant) {
+            const bool weighted = variant % 2 == 1;
+            const float eps = variant >= 2 ? 0.1f : 0.0f;
             SCOPED_TRACE("V=" + std::to_string(V) + " dtype=" + std::to_string(dt) + " grad=" + std::to_string(gdt) +
-                         (in_place ? " in place" : "") + (weighted ? " weighted" : ""));
+                         (in_place ? " in place" : "") + (weighted ? " weighted" : "") +
+                         (eps > 0.0f ? " smoothing" : ""));
             const size_t es = dt == XENT_F32 ? 4 : 2, gs = gdt == XENT_F32 ? 4 : 2;
             Aligned x(B * V, es), g(B * V, gs), one_x(V, es), one_g(V, gs);
             uint64_t r = V * 31 + static_cast<uint64_t>(dt * 7 + gdt);
@@ -321,6 +325,7 @@ TEST_P(CeTest, RowsTogetherMatchRowsAlone) {
               a.logits_dtype = dt;
               a.target = ly;
               a.weight = weighted ? w.data() : nullptr;
+              a.label_smoothing = eps;
               a.reduction = XENT_REDUCTION_NONE;
               a.row_loss = rl;
               a.lse = ls;
