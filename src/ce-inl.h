@@ -487,9 +487,9 @@ struct CeFusedFn {
 // Phase 4 of row `row` and phase 1 of row `nr` in one walk; false, with
 // nothing done, where it does not apply (the caller runs them one after the
 // other): probability targets, softcap (its slope needs z), a row whose
-// gradient scale is 0 under smoothing,
-// an ignored row, no scratch row, a gradient row not aligned for its
-// non-temporal stores, or f32 stores to another buffer that are not streamed.
+// gradient scale is 0 under smoothing, an ignored row, no scratch row, a
+// gradient row not aligned for its non-temporal stores, or f32 stores to
+// another buffer that are not streamed.
 template <typename T>
 HWY_INLINE bool CeFusedOf(const CeKernel& k, const CeRowCoef& c, const SoftmaxSeg* segs, size_t row, size_t nr,
                           SoftmaxSeg* out, float* scratch) {

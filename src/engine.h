@@ -274,9 +274,9 @@ constexpr size_t kLocalSegments = 16;  // RunRowBlocks: partials on the stack up
 // forward + gradient, 2 threads: 4-10 % faster). Not segment by segment with
 // one thread: the stats phase walked one segment at a time loses the next
 // segment's max taken during the current one's exps (1 thread, in place:
-// 8-12 % slower). Not for longer rows: two of them (this row's e and gradient, the next
-// row's logits) outgrow a 2 MiB L2 (512x262144 f32 in place, 2 threads:
-// 0.232 -> 0.263 ns/logit).
+// 8-12 % slower). Not for longer rows: two of them (this row's e and
+// gradient, the next row's logits) outgrow a 2 MiB L2 (512x262144 f32 in
+// place, 2 threads: 0.232 -> 0.263 ns/logit).
 template <class Op, class = void>
 struct Pipelined : std::false_type {};
 template <class Op>
@@ -301,8 +301,9 @@ template <class Op>
 struct FusedRows<Op, std::void_t<decltype(&Op::OutputStats)>> : std::true_type {};
 
 // RunRowBlocks' rows per task: at least ~64K elements (one row for longer
-// rows); with two threads or more (or FusedRows), up to 16 rows (4 for rows of more than
-// kLocalSegments segments) while every thread still gets about 4 tasks.
+// rows); with two threads or more (or FusedRows), up to 16 rows (4 for rows
+// of more than kLocalSegments segments) while every thread still gets about
+// 4 tasks.
 // Pipelined, most rows then have a next one in the same task; and every
 // op's stats walk, which prefetches past a row's end into the next row,
 // rarely fetches a row another thread takes (tasks go to the threads one at
