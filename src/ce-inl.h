@@ -9,6 +9,8 @@
 #define XENT_SRC_CE_INL_H_
 #endif
 
+#include <cstring>
+
 #include "hwy/highway.h"
 #include "src/ce.h"
 #include "src/engine.h"
@@ -472,7 +474,10 @@ struct CeFusedFn {
     using Rider = CeGradRider<TG, Stream::value, kB>;
     const DF d;
     TG* g = RowPtrMut<TG>(k.grad.data, k.grad.stride, row);
-    const float ey = c.y >= 0 ? e[c.y] : 0.0f;  // (before the walk overwrites it)
+    // The target's e, before the walk overwrites it (a copy: in place, the
+    // caller's rows need not be float-aligned).
+    float ey = 0.0f;
+    if (c.y >= 0) std::memcpy(&ey, e + c.y, sizeof(ey));
     StatsT<T, false>(k, nr, 0, NumSegments(k.V), out, e_next, Rider{segs, &c, e, g, k.weight});
     if (Stream::value) hwy::FlushStream();
     if (c.y >= 0) {
