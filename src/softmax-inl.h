@@ -69,6 +69,22 @@ struct HasSegLanes : std::false_type {};
 template <class A>
 struct HasSegLanes<A, std::void_t<decltype(&A::SegLanes)>> : std::true_type {};
 
+// No other work in the walk.
+struct NoRider {
+  HWY_INLINE void Seg(size_t) {}
+  HWY_INLINE void Pair(DF, size_t) {}
+  HWY_INLINE void Rest(size_t, size_t) {}
+};
+
+// WalkStats with a rider: another row's pass over the same columns, done in
+// the walk's loops so that its loads and stores (from cache, and to memory)
+// run while the walk's loads of this row come in (see FusedRows in
+// src/engine.h). Calls rider.Seg(s) before segment s, rider.Pair(d, j) for
+// the pair of vectors at columns j and j + N, and rider.Rest(j0, j1) for the
+// other columns [j0, j1) of a chunk, each before the walk stores e at those
+// columns (the rider may read what is there first). The statistics are the
+// same bits with any rider.
+
 // Walks segments [s0, s1) of row x (V elements). Per segment: its reference
 // m = max z (the segment's max was taken while the previous segment was
 // exponentiated, so the loads from memory overlap the exp arithmetic; the
@@ -90,21 +106,6 @@ struct HasSegLanes<A, std::void_t<decltype(&A::SegLanes)>> : std::true_type {};
 // and fills m and s. When e_out is non-null, e is stored at e_out[j] (over the
 // row itself when the output is f32 in place: the next segment is read
 // before this one is overwritten).
-// No other work in the walk.
-struct NoRider {
-  HWY_INLINE void Seg(size_t) {}
-  HWY_INLINE void Pair(DF, size_t) {}
-  HWY_INLINE void Rest(size_t, size_t) {}
-};
-
-// WalkStats with a rider: another row's pass over the same columns, done in
-// the walk's loops so that its loads and stores (from cache, and to memory)
-// run while the walk's loads of this row come in (see FusedRows in
-// src/engine.h). Calls rider.Seg(s) before segment s, rider.Pair(d, j) for
-// the pair of vectors at columns j and j + N, and rider.Rest(j0, j1) for the
-// other columns [j0, j1) of a chunk, each before the walk stores e at those
-// columns (the rider may read what is there first). The statistics are the
-// same bits with any rider.
 template <typename T, bool kCap, bool kScale, class Acc, class Rider>
 HWY_INLINE void WalkStats(const T* x, size_t V, size_t s0, size_t s1, const ZMap& f, Acc& acc, SoftmaxSeg* out,
                           float* e_out, Rider& rider);

@@ -494,14 +494,14 @@ HWY_NOINLINE void TokGradSeg(const TokGradKernel& k, const TokGradRow& c, const 
     return TokGradVec<T, kCap, kRef, false>(d, q, c, x, xr, j, N, col0, none);
   };
   const size_t full_end = i + (n - i) / N * N;
+  const T* pf = k.prefetch ? x : nullptr;
+  const T* pf_ref = k.prefetch && kRef ? xr : nullptr;
   while (i < full_end) {
     // Deltas before column col0 + i are applied (cur points past them).
     size_t stop = full_end;
     if (cur < c.nd && c.idx[cur] < static_cast<int64_t>(col0 + full_end)) {
       stop = i + (static_cast<size_t>(c.idx[cur] - static_cast<int64_t>(col0)) - i) / N * N;
     }
-    const T* pf = k.prefetch ? x : nullptr;
-    const T* pf_ref = k.prefetch && kRef ? xr : nullptr;
     if (stream) {
       TokGradRun<TG, true>(d, g, i, stop, plain, pf, pf_ref);
     } else {
