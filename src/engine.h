@@ -264,10 +264,10 @@ class EngineBuffer {
 constexpr size_t kLocalSegments = 16;  // RunRowBlocks: partials on the stack up to this many segments
 
 // Whether RunRowBlocks may interleave a row's output phase with the next
-// row's stats phase, segment by segment (Op::kPipelined: an op without a
-// middle pass whose Output of segment s reads nothing of the scratch outside
-// the segment's columns, and whose Stats of segment s writes nothing outside
-// them), for rows of up to kLocalSegments segments. With FusedRows (below)
+// row's stats phase, segment by segment (Op::kPipelined: an op with an output
+// phase or a middle pass, not both, whose Output (Middle) of segment s reads
+// nothing of the scratch outside the segment's columns, and whose Stats of
+// segment s writes nothing outside them), for rows of up to kLocalSegments segments. With FusedRows (below)
 // in one walk, at any thread count; else segment by segment with two threads
 // or more: the threads' stores of a row then go out while their loads of the
 // next row come in, instead of the two streams taking turns (8192x32000 CE
@@ -287,12 +287,15 @@ struct Pipelined<Op, std::enable_if_t<Op::kPipelined>> : std::true_type {};
 //   bool OutputStats(size_t row, const RowState& st, const Seg* segs,
 //                    size_t next_row, Seg* next_segs, float* scratch) const;
 // (the same results as Output(row, ..., 0, nseg) then Stats(next_row, 0, nseg)
-// bit for bit; false, with nothing done, for rows it does not take). One
+// bit for bit; false, with nothing done, for rows it does not take; for an op
+// whose middle pass writes its outputs, Middle in Output's place, with
+// `segs` the middle pass's partials, FinishMiddle after it). One
 // core's stores to memory then go out while its loads come in, which neither
 // taking turns per row nor per 16 KiB segment gives, at any thread count:
 // 8192x32000 CE forward + gradient f32, min ns/logit, 1 thread 0.510 ->
 // 0.441, in place 0.404 -> 0.350, bf16 0.341 -> 0.300; 2 threads 0.255 ->
-// 0.216, in place 0.224 -> 0.184, bf16 0.178 -> 0.155. Such ops take tasks
+// 0.216, in place 0.224 -> 0.184, bf16 0.178 -> 0.155; KL forward + gradient
+// (distillation) 1 thread 0.954 -> 0.839, 2 threads 0.464 -> 0.432. Such ops take tasks
 // of up to 16 rows with one thread too (RowsPerTask), so that most rows have
 // a next one in their task.
 template <class Op, class = void>
@@ -342,8 +345,11 @@ xent_status RunRowBlocks(const Op& op, size_t B, size_t V, const Exec& exec) {
   using Seg = typename Op::Seg;
   const size_t nseg = NumSegments(V);
   const int threads = ThreadsFor(exec, B);
+  // (An op with a middle pass and no output phase writes its outputs in the
+  // middle pass: that pass takes the output phase's place, FinishMiddle
+  // after it.)
   const bool pipelined = Pipelined<Op>::value && (threads > 1 || FusedRows<Op>::value) && nseg <= kLocalSegments &&
-                         op.HasOutput() && !op.HasMiddle();
+                         op.HasOutput() != op.HasMiddle();
   const size_t rows_per_task = RowsPerTask<Op>(B, V, threads);
   const size_t tasks = (B + rows_per_task - 1) / rows_per_task;
   static_assert(std::is_trivially_copyable<Seg>::value, "segment partials are plain data");
@@ -365,6 +371,14 @@ xent_status RunRowBlocks(const Op& op, size_t B, size_t V, const Exec& exec) {
       if (pipelined) {  // (segs: local)
         Seg next_local[kLocal];
         Seg* next = next_local;
+        const bool middle = op.HasMiddle();
+        const auto output = [&](size_t r, const typename Op::RowState& rs, size_t s0, size_t s1) {
+          if (middle) {
+            op.Middle(r, rs, segs, s0, s1, scratch);
+          } else {
+            op.Output(r, rs, segs, s0, s1, scratch);
+          }
+        };
         size_t row = t * rows_per_task;
         bool had = op.NeedsStats(row);
         if (had) op.Stats(row, 0, nseg, segs, scratch);
@@ -382,15 +396,16 @@ xent_status RunRowBlocks(const Op& op, size_t B, size_t V, const Exec& exec) {
             // (both phases done)
           } else if (had_next && threads > 1) {
             for (size_t s = 0; s < nseg; ++s) {
-              op.Output(row, st, segs, s, s + 1, scratch);
+              output(row, st, s, s + 1);
               op.Stats(row + 1, s, s + 1, next + s, scratch);
             }
           } else if (had_next) {  // (one thread: a walk per segment loses the next one's max)
-            op.Output(row, st, segs, 0, nseg, scratch);
+            output(row, st, 0, nseg);
             op.Stats(row + 1, 0, nseg, next, scratch);
           } else {
-            op.Output(row, st, segs, 0, nseg, scratch);
+            output(row, st, 0, nseg);
           }
+          if (middle) op.FinishMiddle(row, segs, nseg, &st);
           std::swap(segs, next);
           had = had_next;
         }

@@ -6,6 +6,8 @@
 // Pass 2 (middle): elementwise terms, row loss, and the gradients that need
 // no row sum from this pass (the distillation case: student logits, forward
 // KL). Pass 3 (output): the remaining gradients, which need sums of pass 2.
+// In the distillation case a row's pass 2 runs inside the next row's stats
+// walk when it can (KlFused, the engine's FusedRows).
 #ifndef XENT_SRC_KL_CC_TYPES_
 #define XENT_SRC_KL_CC_TYPES_
 #include <type_traits>
@@ -88,9 +90,10 @@ HWY_NOINLINE float ProbSumSeg(const T* x, size_t n, bool log) {
   return hn::GetLane(hn::SumOfLanes(d, acc));
 }
 
-template <typename T>
-void SideStats(const T* x, DistKind kind, float inv_t, bool need_sum, size_t V, size_t s0, size_t s1, KlSeg* out,
-               bool is_q, float* e_out) {
+// (rider: see WalkStats; only for a side given as logits.)
+template <typename T, class Rider = NoRider>
+HWY_INLINE void SideStats(const T* x, DistKind kind, float inv_t, bool need_sum, size_t V, size_t s0, size_t s1,
+                          KlSeg* out, bool is_q, float* e_out, Rider&& rider = Rider()) {
   if (kind == DistKind::kLogits) {
     ZMap f;
     f.scale = inv_t;
@@ -100,9 +103,9 @@ void SideStats(const T* x, DistKind kind, float inv_t, bool need_sum, size_t V, 
     for (size_t s = s0; s < s1; s += kBatch) {
       const size_t e = std::min(s1, s + kBatch);
       if (inv_t != 1.0f) {
-        WalkStats<T, false, true>(x, V, s, e, f, a, tmp, e_out);
+        WalkStats<T, false, true>(x, V, s, e, f, a, tmp, e_out, rider);
       } else {
-        WalkStats<T, false, false>(x, V, s, e, f, a, tmp, e_out);
+        WalkStats<T, false, false>(x, V, s, e, f, a, tmp, e_out, rider);
       }
       for (size_t j = s; j < e; ++j) (is_q ? out[j - s0].q : out[j - s0].p) = tmp[j - s];
     }
@@ -343,6 +346,24 @@ void PassT(const KlKernel& k, const KlRow& r, KlSeg* segs, size_t row, size_t s0
 // the inner loop, where a run-time flag cost 5 % more instructions. Which
 // outputs exist (elem_loss, the gradient) and whether the exps are stored are
 // flags of the inner loop (a test and branch per vector each otherwise).
+HWY_INLINE float DistillOffset(const KlRow& r) {
+  return static_cast<float>((static_cast<double>(r.Mq) + static_cast<double>(r.lsq)) -
+                            (static_cast<double>(r.Mp) + static_cast<double>(r.lsp)));
+}
+
+// One vector of the distillation pass: the loss term p (log p - log q) and
+// the gradient (e_q A - p) gs / T, from the logits x (student) and t
+// (teacher) and their exps as the stats pass took them.
+HWY_INLINE void DistillVec(DF d, VF x, VF t, VF e_q, VF e_p, VF it, VF off, VF vFp, VF vA, VF gscale, bool nan_row,
+                           VF& term, VF& g) {
+  const VF p = hn::Mul(e_p, vFp);
+  const VF diff = hn::Add(hn::MulSub(t, it, hn::Mul(x, it)), off);  // log p - log q
+  term = hn::IfThenZeroElse(hn::Eq(p, hn::Zero(d)), hn::Mul(p, diff));
+  // As MakeTerms: NaN is never masked by p = 0.
+  if (nan_row) term = hn::Set(d, std::numeric_limits<float>::quiet_NaN());
+  g = hn::Mul(hn::MulSub(e_q, vA, p), gscale);
+}
+
 template <typename T, typename TG, bool kStream>
 HWY_NOINLINE void PassLogitsForward(const KlKernel& k, const KlRow& r, KlSeg* segs, size_t row, size_t s0, size_t s1,
                                     const float* scratch) {
@@ -355,9 +376,7 @@ HWY_NOINLINE void PassLogitsForward(const KlKernel& k, const KlRow& r, KlSeg* se
   const VF zero = hn::Zero(d), es = hn::Set(d, r.es);
   const VF it = hn::Set(d, k.inv_t);
   const VF gscale = hn::Set(d, r.gs * k.inv_t);
-  const VF nanv = hn::Set(d, std::numeric_limits<float>::quiet_NaN());
-  const VF off = hn::Set(d, static_cast<float>((static_cast<double>(r.Mq) + static_cast<double>(r.lsq)) -
-                                               (static_cast<double>(r.Mp) + static_cast<double>(r.lsp))));
+  const VF off = hn::Set(d, DistillOffset(r));
   const bool nan_row = r.nanq || r.nanp;
   for (size_t s = s0; s < s1; ++s) {
     const size_t b = s * kSegment, n = std::min(kSegment, k.V - b);
@@ -398,16 +417,13 @@ HWY_NOINLINE void PassLogitsForward(const KlKernel& k, const KlRow& r, KlSeg* se
           e_q = ExpNonPositive(d, hn::Sub(zq, rq));
           e_p = ExpNonPositive(d, hn::Sub(hn::Mul(t, it), rp));
         }
-        const VF p = hn::Mul(e_p, vFp);
-        const VF diff = hn::Add(hn::MulSub(t, it, zq), off);  // log p - log q
-        VF term = hn::IfThenZeroElse(hn::Eq(p, zero), hn::Mul(p, diff));
-        if (nan_row) term = nanv;  // as MakeTerms: NaN is never masked by p = 0
+        VF term, g;
+        DistillVec(d, x, t, e_q, e_p, it, off, vFp, vA, gscale, nan_row, term, g);
         closs = hn::Add(closs, full ? term : hn::IfThenElseZero(hn::FirstN(d, rr), term));
         if constexpr (kEl) {
           full ? StoreF32(d, hn::Mul(term, es), el + b + i) : StoreTailF32(d, hn::Mul(term, es), el + b + i, rr);
         }
         if constexpr (kG) {
-          const VF g = hn::Mul(hn::MulSub(e_q, vA, p), gscale);
           if (!full) {
             StoreTailF32(d, g, gq + b + i, rr);
           } else if (stream) {
@@ -447,6 +463,142 @@ struct KlDistillFn {
     PassLogitsForward<T, OutType<GradF32, T>, Stream::value>(k, r, segs, row, s0, s1, scratch);
   }
 };
+// The distillation pass of row r riding in the next row's walk of its
+// student logits (see WalkStats' riders): at each column, row r's values are
+// read (its exps from the scratch rows) before the walk stores the next
+// row's exps of the student there; the teacher's scratch row is overwritten
+// by the walk of the teacher logits after it. The same operations in the same
+// order as PassLogitsForward's (the loss summed per chunk of kChunk), so the
+// same bits. Sums in vector registers: not for scalable vectors, which cannot
+// be struct members.
+#if !HWY_HAVE_SCALABLE
+template <typename T, typename TG, bool kStream>
+struct DistillRider {
+  const KlRow* r;
+  KlSeg* segs;  // row r's
+  const T* xq;  // row r's student and teacher logits
+  const T* xp;
+  const float* eq;  // row r's exps (scratch)
+  const float* ep;
+  TG* g;  // row r's gradient
+  size_t V;
+  bool nan_row;
+  VF it, off, gscale, vA, vFp, loss, closs;
+  size_t seg = 0, end = 0;  // the current segment, the column after it
+  bool open = false;
+
+  // The current segment's loss, once its columns are done.
+  HWY_INLINE void Close() {
+    if (open) segs[seg].loss = hn::GetLane(hn::SumOfLanes(DF(), loss));
+  }
+  HWY_INLINE void Seg(size_t s) {
+    const DF d;
+    Close();
+    open = true;
+    seg = s;
+    end = std::min(V, (s + 1) * kSegment);
+    KlSeg& sg = segs[s];
+    sg.gq = sg.gp = 0.0f;
+    vA = hn::Set(d, SegFactor(sg.q, r->aq, r->Mq, r->nanq) * r->psum);
+    vFp = hn::Set(d, SegFactor(sg.p, r->ap, r->Mp, r->nanp));
+    loss = closs = hn::Zero(d);
+  }
+  HWY_INLINE void Vec(DF d, size_t j, size_t rr) {
+    const size_t N = hn::Lanes(d);
+    const bool full = rr == N;
+    const VF x = full ? LoadF32(d, xq + j) : LoadTailF32(d, xq + j, rr, 0.0f);
+    const VF t = full ? LoadF32(d, xp + j) : LoadTailF32(d, xp + j, rr, 0.0f);
+    const VF e_q = full ? hn::LoadU(d, eq + j) : LoadTailF32(d, eq + j, rr, 0.0f);
+    const VF e_p = full ? hn::LoadU(d, ep + j) : LoadTailF32(d, ep + j, rr, 0.0f);
+    VF term, gv;
+    DistillVec(d, x, t, e_q, e_p, it, off, vFp, vA, gscale, nan_row, term, gv);
+    closs = hn::Add(closs, full ? term : hn::IfThenElseZero(hn::FirstN(d, rr), term));
+    if (full) {
+      StoreOut<TG, kStream>(d, gv, g + j);
+    } else {
+      StoreTailF32(d, gv, g + j, rr);
+    }
+  }
+  HWY_INLINE void ChunkEnd(DF d) {
+    loss = hn::Add(loss, closs);
+    closs = hn::Zero(d);
+  }
+  HWY_INLINE void Pair(DF d, size_t j) {
+    const size_t N = hn::Lanes(d);
+    Vec(d, j, N);
+    Vec(d, j + N, N);
+    if ((j + 2 * N) % kChunk == 0 || j + 2 * N == end) ChunkEnd(d);
+  }
+  // The rest of a chunk, [j0, j1).
+  HWY_INLINE void Rest(size_t j0, size_t j1) {
+    const DF d;
+    const size_t N = hn::Lanes(d);
+    size_t j = j0;
+    for (; j + N <= j1; j += N) Vec(d, j, N);
+    if (j < j1) Vec(d, j, j1 - j);
+    ChunkEnd(d);
+  }
+};
+
+struct KlFusedFn {
+  template <typename T, class GradF32, class Stream>
+  static HWY_INLINE void Run(const KlKernel& k, const KlRow& r, KlSeg* segs, size_t row, size_t nr, KlSeg* out,
+                             float* scratch) {
+    using TG = OutType<GradF32, T>;
+    const DF d;
+    DistillRider<T, TG, Stream::value> rider{&r,
+                                             segs,
+                                             RowPtr<T>(k.q_in.data, k.q_in.stride, row),
+                                             RowPtr<T>(k.p_in.data, k.p_in.stride, row),
+                                             scratch,
+                                             scratch + k.V,
+                                             RowPtrMut<TG>(k.grad_q.data, k.grad_q.stride, row),
+                                             k.V,
+                                             r.nanq || r.nanp,
+                                             hn::Set(d, k.inv_t),
+                                             hn::Set(d, DistillOffset(r)),
+                                             hn::Set(d, r.gs * k.inv_t),
+                                             hn::Zero(d),
+                                             hn::Zero(d),
+                                             hn::Zero(d),
+                                             hn::Zero(d)};
+    const size_t nseg = NumSegments(k.V);
+    for (size_t s = 0; s < nseg; ++s) out[s] = KlSeg();
+    SideStats(RowPtr<T>(k.q_in.data, k.q_in.stride, nr), k.qk, k.inv_t, k.need_qsum, k.V, 0, nseg, out, true, scratch,
+              rider);
+    rider.Close();
+    if (Stream::value) hwy::FlushStream();
+    SideStats(RowPtr<T>(k.p_in.data, k.p_in.stride, nr), k.pk, k.inv_t, k.need_psum, k.V, 0, nseg, out, false,
+              scratch + k.V);
+  }
+};
+#endif  // !HWY_HAVE_SCALABLE
+
+// The distillation pass of row `row` (phase 2, its gradient) and phase 1 of
+// row `nr` in one walk; false, with nothing done, where it does not apply
+// (the caller runs them one after the other): other modes or inputs, an
+// ignored row, no gradient or an element-wise loss asked, no scratch rows, a
+// gradient row not aligned for its non-temporal stores, f32 stores to another
+// buffer that are not streamed (as CE's fused walk: their reads for ownership
+// hold up the walk's loads), and scalable vectors.
+bool KlFused(const KlKernel& k, const KlRow& r, KlSeg* segs, size_t row, size_t nr, KlSeg* out, float* scratch) {
+#if HWY_HAVE_SCALABLE
+  (void)k, (void)r, (void)segs, (void)row, (void)nr, (void)out, (void)scratch;
+  return false;
+#else
+  if (k.qk != DistKind::kLogits || k.pk != DistKind::kLogits || k.mode != KlMode::kForward) return false;
+  if (k.grad_q.data == nullptr || k.grad_p.data != nullptr || k.elem_loss.data != nullptr) return false;
+  if (r.ignored || scratch == nullptr || k.V > kLocalSegments * kSegment) return false;
+  const bool f32 = k.grad_q.dtype == DType::kF32;
+  const size_t gsize = f32 ? sizeof(float) : sizeof(uint16_t);
+  const uintptr_t g = reinterpret_cast<uintptr_t>(k.grad_q.data) + row * k.grad_q.stride * gsize;
+  if (k.stream && g % (hn::Lanes(DF()) * gsize) != 0) return false;
+  if (f32 && !k.stream && k.grad_q.data != k.q_in.data) return false;
+  Visit<KlFusedFn>(Choose(FloatType{k.q_in.dtype}, Flag{f32}, Flag{k.stream}), k, r, segs, row, nr, out, scratch);
+  return true;
+#endif
+}
+
 struct KlPassFn {
   template <typename T>
   static HWY_INLINE void Run(const KlKernel& k, const KlRow& r, KlSeg* segs, size_t row, size_t s0, size_t s1,
@@ -483,6 +635,7 @@ namespace xent {
 
 HWY_EXPORT(KlStats);
 HWY_EXPORT(KlPass);
+HWY_EXPORT(KlFused);
 
 namespace {
 
@@ -494,6 +647,9 @@ struct KlAcc {
 };
 
 struct KlOp {
+  // (Stats and Middle or Output of segment s touch the scratch rows in its
+  // columns only.)
+  static constexpr bool kPipelined = true;
   using Seg = KlSeg;
   using Acc = KlAcc;
   using RowState = KlRow;
@@ -578,6 +734,10 @@ struct KlOp {
     rec[1] = acc.q.nan ? std::numeric_limits<double>::quiet_NaN() : acc.q.S;
     rec[2] = acc.p.nan ? std::numeric_limits<double>::quiet_NaN() : acc.p.S;
     std::memcpy(Record(row), rec, sizeof(rec));  // (any alignment)
+  }
+  bool OutputStats(size_t row, const RowState& st, Seg* segs, size_t next_row, Seg* next_segs, float* scratch) const {
+    if (stats_out || merged) return false;
+    return XENT_DISPATCH(KlFused)(k, st, segs, row, next_row, next_segs, scratch);
   }
   bool HasOutput() const { return !k.grads_in_middle; }
   void Output(size_t row, const RowState& st, const Seg* segs, size_t s0, size_t s1, float* scratch) const {

@@ -2,10 +2,14 @@
 // SIMD target; the reference's analytic gradients are themselves checked
 // against finite differences of its loss.
 #include <cmath>
+#include <cstdint>
+#include <cstring>
 #include <limits>
 #include <string>
+#include <vector>
 
 #include "tests/common/gtest_util.h"
+#include "tests/common/mat.h"
 #include "tests/reference.h"
 
 namespace xent_test {
@@ -206,6 +210,83 @@ TEST_P(KlTest, NaNPropagates) {
           EXPECT_TRUE(std::isfinite(c.buf("grad_input")->Get(2, j)) && std::isfinite(elem.Get(2, j))) << j;
           if (mode != 1) {
             EXPECT_TRUE(std::isfinite(c.buf("grad_target")->Get(2, j))) << j;
+          }
+        }
+      }
+    }
+  }
+}
+
+// The rows of one call give the bits of each row computed alone. The engine
+// runs a row's distillation pass (student and teacher logits, forward KL,
+// the student's gradient) and the next row's statistics in one walk when it
+// can (src/engine.h, FusedRows; 1 thread too); a row alone never does. Rows
+// of aligned and misaligned starts, 16-bit gradients, in place, temperature,
+// an ignored row, a masked teacher logit and a NaN row (the _streaming run of
+// this suite covers the non-temporal stores).
+TEST_P(KlTest, RowsTogetherMatchRowsAlone) {
+  const size_t B = 21;
+  for (size_t V : {1000, 4096, 5003, 32000}) {
+    for (DType dt : {DType::kF32, DType::kBF16}) {
+      for (DType gdt : {DType::kF32, dt}) {
+        for (bool in_place : {false, true}) {
+          if (in_place && gdt != dt) continue;
+          for (float temperature : {1.0f, 2.0f}) {
+            SCOPED_TRACE("V=" + std::to_string(V) + " dtype=" + std::to_string(static_cast<int>(dt)) +
+                         " grad=" + std::to_string(static_cast<int>(gdt)) + (in_place ? " in place" : "") +
+                         " T=" + std::to_string(temperature));
+            Mat x(B, V, dt), t(B, V, dt), g(B, V, gdt), one_x(1, V, dt), one_t(1, V, dt), one_g(1, V, gdt);
+            const std::vector<float> xv = RandomNormal(B * V, 2.0, static_cast<uint32_t>(V) + 1);
+            const std::vector<float> tv = RandomNormal(B * V, 2.0, static_cast<uint32_t>(V) + 2);
+            for (size_t i = 0; i < B; ++i) {
+              for (size_t c = 0; c < V; ++c) {
+                x.set(i, c, xv[i * V + c]);
+                t.set(i, c, tv[i * V + c]);
+              }
+            }
+            for (size_t c = 0; c < V; c += 3) t.set(8, c, -std::numeric_limits<double>::infinity());
+            x.set(11, V / 2, std::numeric_limits<double>::quiet_NaN());
+            std::vector<int64_t> labels(B, 0);
+            labels[5] = -100;
+            const size_t es = xent::DTypeSize(dt), gs = xent::DTypeSize(gdt);
+            const Mat x0 = x;
+            std::vector<float> loss(B), one_loss(1);
+            auto run = [&](size_t rows, const void* lx, const void* lt, const int64_t* ly, float* rl, void* gr) {
+              xent_divergence_args a;
+              XENT_ARGS_INIT(xent_divergence_args, &a);
+              a.batch = rows;
+              a.num_classes = V;
+              a.input = lx;
+              a.input_dtype = static_cast<int32_t>(dt);
+              a.input_kind = XENT_DIST_LOGITS;
+              a.target = lt;
+              a.target_dtype = static_cast<int32_t>(dt);
+              a.target_kind = XENT_DIST_LOGITS;
+              a.temperature = temperature;
+              a.labels = ly;
+              a.reduction = XENT_REDUCTION_NONE;
+              a.row_loss = rl;
+              a.grad_input = gr;
+              a.grad_input_dtype = static_cast<int32_t>(gdt);
+              a.num_threads = 1;
+              return xent_divergence(&a);
+            };
+            ASSERT_EQ(run(B, x.data(), t.data(), labels.data(), loss.data(), in_place ? x.data() : g.data()), XENT_OK)
+                << xent_last_error();
+            const auto* all_g = static_cast<const unsigned char*>(in_place ? x.data() : g.data());
+            for (size_t i = 0; i < B; ++i) {
+              std::memcpy(one_x.data(), static_cast<const unsigned char*>(x0.data()) + i * V * es, V * es);
+              std::memcpy(one_t.data(), static_cast<const unsigned char*>(t.data()) + i * V * es, V * es);
+              ASSERT_EQ(run(1, one_x.data(), one_t.data(), &labels[i], one_loss.data(),
+                            in_place ? one_x.data() : one_g.data()),
+                        XENT_OK)
+                  << xent_last_error();
+              EXPECT_EQ(std::memcmp(&loss[i], one_loss.data(), 4), 0) << "row_loss of row " << i;
+              const void* got = in_place ? one_x.data() : one_g.data();
+              EXPECT_EQ(std::memcmp(all_g + i * V * gs, got, V * gs), 0) << "gradient of row " << i;
+            }
+            EXPECT_TRUE(std::isnan(loss[11]));
+            EXPECT_EQ(loss[5], 0.0f);
           }
         }
       }
