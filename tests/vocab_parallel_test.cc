@@ -595,7 +595,9 @@ TEST_P(VocabParallelTest, AlignedShardStatsMergeToTheWholeRowsStats) {
         for (size_t r = 1; r < P; ++r) fold.Combine(rank(r));
         fold_differs += !SameAcc(fold, tree);
       }
-      if (P >= 4) EXPECT_GT(fold_differs, 0u) << "P=" << P << ": the test cannot tell the merge orders apart";
+      if (P >= 4) {
+        EXPECT_GT(fold_differs, 0u) << "P=" << P << ": the test cannot tell the merge orders apart";
+      }
     }
   }
 }
