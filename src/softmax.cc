@@ -56,8 +56,10 @@ HWY_BEFORE_NAMESPACE();
 namespace xent {
 namespace HWY_NAMESPACE {
 
-template <typename T, bool kCap, bool kScale>
-void StatsRow(const SoftmaxKernel& k, size_t row, size_t s0, size_t s1, SoftmaxSeg* out, float* e_out) {
+// (rider: see WalkStats.)
+template <typename T, bool kCap, bool kScale, class Rider = NoRider>
+HWY_INLINE void StatsRow(const SoftmaxKernel& k, size_t row, size_t s0, size_t s1, SoftmaxSeg* out, float* e_out,
+                         Rider&& rider = Rider()) {
   const T* x = RowPtr<T>(k.logits.data, k.logits.stride, row);
   ZMap f;
   f.cap = k.cap;
@@ -76,10 +78,10 @@ void StatsRow(const SoftmaxKernel& k, size_t row, size_t s0, size_t s1, SoftmaxS
   }
   if (k.entropy) {
     EntropyAcc a;
-    WalkStats<T, kCap, kScale>(x, k.V, s0, s1, f, a, out, e_out);
+    WalkStats<T, kCap, kScale>(x, k.V, s0, s1, f, a, out, e_out, rider);
   } else {
     NoAcc a;
-    WalkStats<T, kCap, kScale>(x, k.V, s0, s1, f, a, out, e_out);
+    WalkStats<T, kCap, kScale>(x, k.V, s0, s1, f, a, out, e_out, rider);
   }
   for (size_t s = s0; s < s1; ++s) out[s - s0].has_zy = 0;
   if (y >= 0) {
@@ -202,6 +204,100 @@ void SoftmaxOut(const SoftmaxKernel& k, const SoftmaxRow& r, const SoftmaxSeg* s
                       k, r, segs, row, s0, s1, ProbsEBuffer(k, row, scratch));
 }
 
+// The output phase of row r riding in the next row's stats walk (see
+// WalkStats' riders): SoftmaxOutVec at the walk's columns, called before the
+// walk stores the next row's e there (the same scratch row, or in place), so
+// the same bits as SoftmaxOutSeg. Probabilities or log-probabilities, T = 1.
+template <typename T, typename TP, typename TL, bool kStream>
+struct SoftmaxRider {
+  const SoftmaxRow* r;
+  const SoftmaxSeg* segs;  // row r's
+  const T* x;              // row r's logits
+  const float* e;          // row r's e (probabilities only)
+  TP* probs;               // row r's outputs (one of them)
+  TL* lp;
+  float ref = 0.0f, F = 0.0f;  // the current segment's
+
+  HWY_INLINE void Seg(size_t s) {
+    ref = SegRef(segs[s]);
+    F = SegFactor(segs[s], r->a, r->M, r->nan);
+  }
+  template <bool kStreamVec>
+  HWY_INLINE void Vec(DF d, size_t j, size_t rr) {
+    const VF vM = hn::Set(d, r->nan ? std::numeric_limits<float>::quiet_NaN() : r->M);
+    SoftmaxOutVec<T, TP, TL, false, kStreamVec>(d, x, e, probs, lp, j, rr, 1.0f, hn::Set(d, ref), hn::Set(d, F), vM,
+                                                hn::Set(d, r->lse_off));
+  }
+  HWY_INLINE void Pair(DF d, size_t j) {
+    const size_t N = hn::Lanes(d);
+    Vec<kStream>(d, j, N);
+    Vec<kStream>(d, j + N, N);
+  }
+  HWY_INLINE void Rest(size_t j0, size_t j1) {
+    const DF d;
+    const size_t N = hn::Lanes(d);
+    size_t j = j0;
+    for (; j + N <= j1; j += N) Vec<kStream>(d, j, N);
+    if (j < j1) Vec<false>(d, j, j1 - j);
+  }
+};
+
+template <class OutF32>
+struct SoftmaxFusedFn {
+  template <typename T, class Stream>
+  static HWY_INLINE void Run(const SoftmaxKernel& k, const SoftmaxRow& r, const SoftmaxSeg* segs, size_t row, size_t nr,
+                             SoftmaxSeg* out, const float* e, float* e_next) {
+    using TO = OutType<OutF32, T>;
+    const T* x = RowPtr<T>(k.logits.data, k.logits.stride, row);
+    const size_t nseg = NumSegments(k.V);
+    if (k.probs.data != nullptr) {
+      TO* pr = RowPtrMut<TO>(k.probs.data, k.probs.stride, row);
+      StatsRow<T, false, false>(k, nr, 0, nseg, out, e_next,
+                                SoftmaxRider<T, TO, float, Stream::value>{&r, segs, x, e, pr, nullptr});
+    } else {
+      TO* lp = RowPtrMut<TO>(k.log_probs.data, k.log_probs.stride, row);
+      StatsRow<T, false, false>(k, nr, 0, nseg, out, nullptr,
+                                SoftmaxRider<T, float, TO, Stream::value>{&r, segs, x, nullptr, nullptr, lp});
+    }
+    if (Stream::value) hwy::FlushStream();
+  }
+};
+
+// The output phase of row `row` and the stats phase of row `nr` in one walk;
+// false, with nothing done, where it does not apply (the caller runs them one
+// after the other): both outputs or the entropy asked, a temperature, f16
+// logits, a NaN row, no scratch row for the probabilities, an output row not aligned for
+// its non-temporal stores, or f32 stores to another buffer that are not
+// streamed (as CE's fused walk: their reads for ownership hold up the walk's
+// loads).
+bool SoftmaxFused(const SoftmaxKernel& k, const SoftmaxRow& r, const SoftmaxSeg* segs, size_t row, size_t nr,
+                  SoftmaxSeg* out, float* scratch) {
+  const bool probs = k.probs.data != nullptr;
+  if (probs == (k.log_probs.data != nullptr) || k.entropy || k.scale != 1.0f || k.cap > 0.0f) return false;
+  // Nor a NaN row: GCC's AVX2 code of the rider's last vectors gave its NaNs
+  // another sign than SoftmaxOutSeg's (compilers do not keep NaN signs).
+  if (r.nan) return false;
+  if (k.logits.dtype != DType::kF32 && k.logits.dtype != DType::kBF16) return false;
+  const OutMat& o = probs ? k.probs : k.log_probs;
+  const float* e = probs ? ProbsEBuffer(k, row, scratch) : nullptr;
+  float* e_next = probs ? ProbsEBuffer(k, nr, scratch) : nullptr;
+  if (probs && (e == nullptr || e_next == nullptr)) return false;
+  const bool f32 = o.dtype == DType::kF32;
+  const size_t osize = f32 ? sizeof(float) : sizeof(uint16_t);
+  const uintptr_t a = reinterpret_cast<uintptr_t>(o.data) + row * o.stride * osize;
+  if (k.stream && a % (hn::Lanes(DF()) * osize) != 0) return false;
+  if (f32 && !k.stream && o.data != k.logits.data) return false;
+  const auto choices = Choose(Flag{k.stream});
+  if (k.logits.dtype == DType::kF32) {
+    VisitFixed<SoftmaxFusedFn<std::true_type>, float>(choices, k, r, segs, row, nr, out, e, e_next);
+  } else if (f32) {
+    VisitFixed<SoftmaxFusedFn<std::true_type>, BF16>(choices, k, r, segs, row, nr, out, e, e_next);
+  } else {
+    VisitFixed<SoftmaxFusedFn<std::false_type>, BF16>(choices, k, r, segs, row, nr, out, e, e_next);
+  }
+  return true;
+}
+
 template <typename T>
 HWY_NOINLINE float BackwardDotSeg(const T* y, const T* g, size_t n, bool log) {
   const DF d;
@@ -305,6 +401,7 @@ namespace xent {
 
 HWY_EXPORT(SoftmaxStats);
 HWY_EXPORT(SoftmaxOut);
+HWY_EXPORT(SoftmaxFused);
 HWY_EXPORT(BackwardStats);
 HWY_EXPORT(BackwardOut);
 
@@ -366,6 +463,11 @@ struct SoftmaxOp : NoMiddle {
   bool HasOutput() const { return sp && (sp->probs.data || sp->log_probs.data); }
   void Output(size_t row, const RowState& st, const Seg* segs, size_t s0, size_t s1, float* scratch) const {
     XENT_DISPATCH(SoftmaxOut)(k, st, segs, row, s0, s1, scratch);
+  }
+  bool OutputStats(size_t row, const RowState& st, const Seg* segs, size_t next_row, Seg* next_segs,
+                   float* scratch) const {
+    if (!HasOutput()) return false;
+    return XENT_DISPATCH(SoftmaxFused)(k, st, segs, row, next_row, next_segs, scratch);
   }
 };
 

@@ -1,10 +1,14 @@
 // Softmax family, token log-probs and softmax backward against the float64
 // reference, on every SIMD target.
 #include <cmath>
+#include <cstdint>
+#include <cstring>
 #include <limits>
 #include <string>
+#include <vector>
 
 #include "tests/common/gtest_util.h"
+#include "tests/common/mat.h"
 #include "tests/reference.h"
 
 namespace xent_test {
@@ -122,6 +126,63 @@ CaseSpec TokenLogprobs(size_t B, size_t V, DType dt, uint32_t seed, bool entropy
   s.sigma = 4;
   s.seed = seed;
   return s;
+}
+
+// The rows of one call give the bits of each row computed alone. The engine
+// runs a row's output phase and the next row's statistics in one walk when it
+// can (src/engine.h, FusedRows: probabilities or log-probabilities, 1 thread
+// too); a row alone never does. Rows of aligned and misaligned starts, bf16
+// logits, 16-bit outputs, in place, a row with masked logits and a NaN row
+// (the _streaming run of this suite covers the non-temporal stores).
+TEST_P(SoftmaxTest, RowsTogetherMatchRowsAlone) {
+  const size_t B = 21;
+  for (size_t V : {1024, 5003, 12288}) {
+    for (DType dt : {DType::kF32, DType::kBF16}) {
+      for (DType odt : {DType::kF32, dt}) {
+        for (bool log : {false, true}) {
+          for (bool in_place : {false, true}) {
+            if (in_place && odt != dt) continue;
+            SCOPED_TRACE("V=" + std::to_string(V) + " dtype=" + std::to_string(static_cast<int>(dt)) +
+                         " out=" + std::to_string(static_cast<int>(odt)) + (log ? " log_probs" : " probs") +
+                         (in_place ? " in place" : ""));
+            Mat x(B, V, dt), o(B, V, odt), one_x(1, V, dt), one_o(1, V, odt);
+            const std::vector<float> xv = RandomNormal(B * V, 3.0, static_cast<uint32_t>(V) + 5);
+            for (size_t i = 0; i < B; ++i)
+              for (size_t c = 0; c < V; ++c) x.set(i, c, xv[i * V + c]);
+            for (size_t c = 0; c < V; c += 2) x.set(4, c, -kInf);
+            x.set(9, V / 3, kNaN);
+            const Mat x0 = x;
+            const size_t es = xent::DTypeSize(dt), os = xent::DTypeSize(odt);
+            std::vector<float> lse(B), one_lse(1);
+            auto run = [&](size_t rows, const void* lx, float* ls, void* out) {
+              xent_softmax_args a;
+              XENT_ARGS_INIT(xent_softmax_args, &a);
+              a.batch = rows;
+              a.num_classes = V;
+              a.logits = lx;
+              a.logits_dtype = static_cast<int32_t>(dt);
+              (log ? a.log_probs : a.probs) = out;
+              (log ? a.log_probs_dtype : a.probs_dtype) = static_cast<int32_t>(odt);
+              a.lse = ls;
+              a.num_threads = 1;
+              return xent_softmax(&a);
+            };
+            ASSERT_EQ(run(B, x.data(), lse.data(), in_place ? x.data() : o.data()), XENT_OK) << xent_last_error();
+            const auto* all = static_cast<const unsigned char*>(in_place ? x.data() : o.data());
+            for (size_t i = 0; i < B; ++i) {
+              std::memcpy(one_x.data(), static_cast<const unsigned char*>(x0.data()) + i * V * es, V * es);
+              ASSERT_EQ(run(1, one_x.data(), one_lse.data(), in_place ? one_x.data() : one_o.data()), XENT_OK)
+                  << xent_last_error();
+              EXPECT_EQ(std::memcmp(&lse[i], one_lse.data(), 4), 0) << "lse of row " << i;
+              const void* got = in_place ? one_x.data() : one_o.data();
+              EXPECT_EQ(std::memcmp(all + i * V * os, got, V * os), 0) << "output of row " << i;
+            }
+            EXPECT_TRUE(std::isnan(lse[9]));
+          }
+        }
+      }
+    }
+  }
 }
 
 class TokenLogprobsTest : public AllTargets {};
