@@ -226,7 +226,7 @@ TEST_P(KlTest, NaNPropagates) {
 // this suite covers the non-temporal stores).
 TEST_P(KlTest, RowsTogetherMatchRowsAlone) {
   const size_t B = 21;
-  for (size_t V : {1000, 4096, 5003, 32000}) {
+  for (size_t V : {1024, 5003, 12288}) {
     for (DType dt : {DType::kF32, DType::kBF16}) {
       for (DType gdt : {DType::kF32, dt}) {
         for (bool in_place : {false, true}) {
