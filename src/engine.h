@@ -267,11 +267,12 @@ constexpr size_t kLocalSegments = 16;  // RunRowBlocks: partials on the stack up
 // row's stats phase, segment by segment (Op::kPipelined: an op with an output
 // phase or a middle pass, not both, whose Output (Middle) of segment s reads
 // nothing of the scratch outside the segment's columns, and whose Stats of
-// segment s writes nothing outside them), for rows of up to kLocalSegments segments. With FusedRows (below)
-// in one walk, at any thread count; else segment by segment with two threads
-// or more: the threads' stores of a row then go out while their loads of the
-// next row come in, instead of the two streams taking turns (8192x32000 CE
-// forward + gradient, 2 threads: 4-10 % faster). Not segment by segment with
+// segment s writes nothing outside them), for rows of up to kLocalSegments
+// segments. With FusedRows (below) in one walk, at any thread count; else
+// segment by segment with two threads or more: the threads' stores of a row
+// then go out while their loads of the next row come in, instead of the two
+// streams taking turns (8192x32000 CE forward + gradient, 2 threads: 4-10 %
+// faster). Not segment by segment with
 // one thread: the stats phase walked one segment at a time loses the next
 // segment's max taken during the current one's exps (1 thread, in place:
 // 8-12 % slower). Not for longer rows: two of them (this row's e and
