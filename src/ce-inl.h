@@ -494,7 +494,7 @@ struct CeFusedFn {
 // other): probability targets, softcap (its slope needs z), a row whose
 // gradient scale is 0 under smoothing, an ignored row, no scratch row, a
 // gradient row not aligned for its non-temporal stores, or f32 stores to
-// another buffer that are not streamed.
+// another buffer that are not streamed (FusedStoresOk).
 template <typename T>
 HWY_INLINE bool CeFusedOf(const CeKernel& k, const CeRowCoef& c, const SoftmaxSeg* segs, size_t row, size_t nr,
                           SoftmaxSeg* out, float* scratch) {
@@ -506,15 +506,8 @@ HWY_INLINE bool CeFusedOf(const CeKernel& k, const CeRowCoef& c, const SoftmaxSe
   const float* e = EBuffer(k, row, scratch);
   float* e_next = EBuffer(k, nr, scratch);
   if (e == nullptr || e_next == nullptr) return false;
+  if (!FusedStoresOk(k.grad, row, k.stream, k.grad.data == k.logits.data)) return false;
   const bool f32 = k.grad.dtype == DType::kF32;
-  const size_t gsize = f32 ? sizeof(float) : sizeof(uint16_t);
-  const uintptr_t g = reinterpret_cast<uintptr_t>(k.grad.data) + row * k.grad.stride * gsize;
-  if (k.stream && g % (hn::Lanes(DF()) * gsize) != 0) return false;
-  // Nor f32 stores to another buffer that are not streamed: each line they
-  // write is read for ownership first, and in the walk those reads hold up
-  // the next row's loads (64x32000 f32, 1 thread: 0.405 -> 0.463-0.482
-  // ns/logit fused; 16-bit gradients, half the lines, gain: 0.320 -> 0.271).
-  if (f32 && !k.stream && g != reinterpret_cast<uintptr_t>(e)) return false;
   const auto choices = Choose(Flag{f32}, Flag{k.stream});
   if (!k.dot) {
     VisitFixed<CeFusedFn<GradTerm::kNone>, T>(choices, k, c, segs, row, nr, out, e, e_next);

@@ -579,8 +579,7 @@ struct KlFusedFn {
 // (the caller runs them one after the other): other modes or inputs, an
 // ignored row, no gradient or an element-wise loss asked, no scratch rows, a
 // gradient row not aligned for its non-temporal stores, f32 stores to another
-// buffer that are not streamed (as CE's fused walk: their reads for ownership
-// hold up the walk's loads), and scalable vectors.
+// buffer that are not streamed (FusedStoresOk), and scalable vectors.
 bool KlFused(const KlKernel& k, const KlRow& r, KlSeg* segs, size_t row, size_t nr, KlSeg* out, float* scratch) {
 #if HWY_HAVE_SCALABLE
   (void)k, (void)r, (void)segs, (void)row, (void)nr, (void)out, (void)scratch;
@@ -589,11 +588,8 @@ bool KlFused(const KlKernel& k, const KlRow& r, KlSeg* segs, size_t row, size_t 
   if (k.qk != DistKind::kLogits || k.pk != DistKind::kLogits || k.mode != KlMode::kForward) return false;
   if (k.grad_q.data == nullptr || k.grad_p.data != nullptr || k.elem_loss.data != nullptr) return false;
   if (r.ignored || scratch == nullptr || k.V > kLocalSegments * kSegment) return false;
+  if (!FusedStoresOk(k.grad_q, row, k.stream, k.grad_q.data == k.q_in.data)) return false;
   const bool f32 = k.grad_q.dtype == DType::kF32;
-  const size_t gsize = f32 ? sizeof(float) : sizeof(uint16_t);
-  const uintptr_t g = reinterpret_cast<uintptr_t>(k.grad_q.data) + row * k.grad_q.stride * gsize;
-  if (k.stream && g % (hn::Lanes(DF()) * gsize) != 0) return false;
-  if (f32 && !k.stream && k.grad_q.data != k.q_in.data) return false;
   Visit<KlFusedFn>(Choose(FloatType{k.q_in.dtype}, Flag{f32}, Flag{k.stream}), k, r, segs, row, nr, out, scratch);
   return true;
 #endif

@@ -266,10 +266,9 @@ struct SoftmaxFusedFn {
 // The output phase of row `row` and the stats phase of row `nr` in one walk;
 // false, with nothing done, where it does not apply (the caller runs them one
 // after the other): both outputs or the entropy asked, a temperature, f16
-// logits, a NaN row, no scratch row for the probabilities, an output row not aligned for
-// its non-temporal stores, or f32 stores to another buffer that are not
-// streamed (as CE's fused walk: their reads for ownership hold up the walk's
-// loads).
+// logits, a NaN row, no scratch row for the probabilities, an output row not
+// aligned for its non-temporal stores, or f32 stores to another buffer that
+// are not streamed (FusedStoresOk).
 bool SoftmaxFused(const SoftmaxKernel& k, const SoftmaxRow& r, const SoftmaxSeg* segs, size_t row, size_t nr,
                   SoftmaxSeg* out, float* scratch) {
   const bool probs = k.probs.data != nullptr;
@@ -282,11 +281,8 @@ bool SoftmaxFused(const SoftmaxKernel& k, const SoftmaxRow& r, const SoftmaxSeg*
   const float* e = probs ? ProbsEBuffer(k, row, scratch) : nullptr;
   float* e_next = probs ? ProbsEBuffer(k, nr, scratch) : nullptr;
   if (probs && (e == nullptr || e_next == nullptr)) return false;
+  if (!FusedStoresOk(o, row, k.stream, o.data == k.logits.data)) return false;
   const bool f32 = o.dtype == DType::kF32;
-  const size_t osize = f32 ? sizeof(float) : sizeof(uint16_t);
-  const uintptr_t a = reinterpret_cast<uintptr_t>(o.data) + row * o.stride * osize;
-  if (k.stream && a % (hn::Lanes(DF()) * osize) != 0) return false;
-  if (f32 && !k.stream && o.data != k.logits.data) return false;
   const auto choices = Choose(Flag{k.stream});
   if (k.logits.dtype == DType::kF32) {
     VisitFixed<SoftmaxFusedFn<std::true_type>, float>(choices, k, r, segs, row, nr, out, e, e_next);
