@@ -283,6 +283,9 @@ class Aligned {
 TEST_P(CeTest, RowsTogetherMatchRowsAlone) {
   const size_t B = 21;
   for (size_t V : {1000, 4096, 5003, 32000}) {
+    // Emulated and sanitizer runs (XENT_TEST_MAX_ELEMENTS) keep the rows of one
+    // and two segments, aligned and not; the native runs take every V.
+    if (V > 5003 && SkipLarge(B * V)) continue;
     for (int32_t dt : {int32_t{XENT_F32}, int32_t{XENT_BF16}}) {
       for (int32_t gdt : {int32_t{XENT_F32}, dt}) {
         for (bool in_place : {false, true}) {

@@ -227,6 +227,9 @@ TEST_P(KlTest, NaNPropagates) {
 TEST_P(KlTest, RowsTogetherMatchRowsAlone) {
   const size_t B = 21;
   for (size_t V : {1024, 5003, 12288}) {
+    // Emulated and sanitizer runs (XENT_TEST_MAX_ELEMENTS) keep the rows of one
+    // and two segments, aligned and not; the native runs take every V.
+    if (V > 5003 && SkipLarge(B * V)) continue;
     for (DType dt : {DType::kF32, DType::kBF16}) {
       for (DType gdt : {DType::kF32, dt}) {
         for (bool in_place : {false, true}) {

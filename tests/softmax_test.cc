@@ -137,6 +137,9 @@ CaseSpec TokenLogprobs(size_t B, size_t V, DType dt, uint32_t seed, bool entropy
 TEST_P(SoftmaxTest, RowsTogetherMatchRowsAlone) {
   const size_t B = 21;
   for (size_t V : {1024, 5003, 12288}) {
+    // Emulated and sanitizer runs (XENT_TEST_MAX_ELEMENTS) keep the rows of one
+    // and two segments, aligned and not; the native runs take every V.
+    if (V > 5003 && SkipLarge(B * V)) continue;
     for (DType dt : {DType::kF32, DType::kBF16}) {
       for (DType odt : {DType::kF32, dt}) {
         for (bool log : {false, true}) {
