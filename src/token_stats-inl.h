@@ -256,8 +256,11 @@ HWY_INLINE void EmitTopK(const TopKRun& run, size_t b, size_t n, const ZMap& f, 
   }
 }
 
-template <typename T, bool kCap, bool kScale, bool kTopK>
-void TokStatsT(const TokKernel& k, size_t row, size_t s0, size_t s1, TokSeg* out) {
+// With a rider (TokFusedT): another row's gradient in the walk of the
+// logits (see WalkStats).
+template <typename T, bool kCap, bool kScale, bool kTopK, class Rider = NoRider>
+void TokStatsT(const TokKernel& k, size_t row, size_t s0, size_t s1, TokSeg* out, float* e_out,
+               Rider&& rider = Rider()) {
   const T* x = RowPtr<T>(k.logits.data, k.logits.stride, row);
   const T* xr = k.ref.data ? RowPtr<T>(k.ref.data, k.ref.stride, row) : nullptr;
   ZMap f;
@@ -278,7 +281,7 @@ void TokStatsT(const TokKernel& k, size_t row, size_t s0, size_t s1, TokSeg* out
   for (size_t g0 = s0; g0 < s1; g0 += kBatch) {
     const size_t g1 = std::min(s1, g0 + kBatch);
     TokAcc<T, kCap, kScale, kTopK> acc{EntropyAcc(), x, k.V, &run, f};
-    WalkStats<T, kCap, kScale>(x, k.V, g0, g1, f, acc, sm, nullptr);
+    WalkStats<T, kCap, kScale>(x, k.V, g0, g1, f, acc, sm, e_out, rider);
     if (xr != nullptr) {
       NoAcc none;
       WalkStats<T, kCap, kScale>(xr, k.V, g0, g1, f, none, rs, nullptr);
@@ -314,14 +317,15 @@ void TokStatsT(const TokKernel& k, size_t row, size_t s0, size_t s1, TokSeg* out
 
 struct TokStatsVisit {
   template <typename T, class Cap, class Scale, class TopK>
-  static HWY_INLINE void Run(const TokKernel& k, size_t row, size_t s0, size_t s1, TokSeg* out) {
-    TokStatsT<T, Cap::value, Scale::value, TopK::value>(k, row, s0, s1, out);
+  static HWY_INLINE void Run(const TokKernel& k, size_t row, size_t s0, size_t s1, TokSeg* out, float* e_out) {
+    TokStatsT<T, Cap::value, Scale::value, TopK::value>(k, row, s0, s1, out, e_out);
   }
 };
 
 template <typename T>
-HWY_INLINE void TokStatsOf(const TokKernel& k, size_t row, size_t s0, size_t s1, TokSeg* out) {
-  VisitFixed<TokStatsVisit, T>(Choose(Flag{k.cap > 0.0f}, Flag{k.scale != 1.0f}, Flag{k.K > 0}), k, row, s0, s1, out);
+HWY_INLINE void TokStatsOf(const TokKernel& k, size_t row, size_t s0, size_t s1, TokSeg* out, float* e_out) {
+  VisitFixed<TokStatsVisit, T>(Choose(Flag{k.cap > 0.0f}, Flag{k.scale != 1.0f}, Flag{k.K > 0}), k, row, s0, s1, out,
+                               e_out);
 }
 
 // ---------------------------------------------------------------------------
@@ -386,13 +390,16 @@ HWY_INLINE void TokKlOf(const TokKernel& k, const TokKlRow& r, size_t row, size_
 // spills of its 16 vector registers on AVX2 came on top).
 struct TokGradConst {
   float s, M, L, c0, c1, c2, cap, inv_cap;
+  float F, ref;  // (kE) the segment's factor and reference (p = exp(z - ref) F)
 };
 
 // kDelta: the vector may hold a delta column (checked against the next one);
-// the runs between the deltas take the unchecked form.
-template <typename T, bool kCap, bool kRef, bool kDelta>
-HWY_INLINE VF TokGradVec(DF d, const TokGradConst& q, const TokGradRow& c, const T* x, const T* xr, size_t i, size_t r,
-                         size_t col0, uint32_t& cur) {
+// the runs between the deltas take the unchecked form. kE (seg_e): p = e F,
+// e loaded from e[i] or, with e null, recomputed as the stats walk computed
+// it (WalkStats: exp(z - ref), z = ApplyZ(x)).
+template <typename T, bool kCap, bool kRef, bool kDelta, bool kE>
+HWY_INLINE VF TokGradVec(DF d, const TokGradConst& q, const TokGradRow& c, const T* x, const T* xr, const float* e,
+                         size_t i, size_t r, size_t col0, uint32_t& cur) {
   const size_t N = hn::Lanes(d);
   const bool full = r == N;
   const VF xv = full ? LoadF32(d, x + i) : LoadTailF32(d, x + i, r, 0.0f);
@@ -400,7 +407,18 @@ HWY_INLINE VF TokGradVec(DF d, const TokGradConst& q, const TokGradRow& c, const
   const VF vs = hn::Set(d, q.s);
   const VF z = hn::Mul(zc, vs);
   const VF lp = hn::Sub(hn::Sub(z, hn::Set(d, q.M)), hn::Set(d, q.L));
-  const VF p = ExpNonPositive(d, lp);
+  VF p;
+  if constexpr (kE) {
+    VF ev;
+    if (e != nullptr) {
+      ev = full ? hn::LoadU(d, e + i) : LoadTailF32(d, e + i, r, 0.0f);
+    } else {
+      ev = ExpNonPositive(d, hn::Sub(z, hn::Set(d, q.ref)));
+    }
+    p = hn::Mul(ev, hn::Set(d, q.F));
+  } else {
+    p = ExpNonPositive(d, lp);
+  }
   VF t = hn::MulAdd(hn::Set(d, q.c1), lp, hn::Set(d, q.c0));
   if (kRef) {
     const VF xq = full ? LoadF32(d, xr + i) : LoadTailF32(d, xr + i, r, 0.0f);
@@ -474,24 +492,25 @@ HWY_INLINE void TokGradRun(DF d, TG* g, size_t i, size_t end, const F& vec, cons
 // peel and the tail, with it. With TokGradConst, measured on AVX2 (AMD EPYC,
 // no AVX-512), 8192x32000 to a buffer, min of 5 in A/B runs: bf16 1 thread
 // 1.07 -> 0.94 ns/logit, f32 2 threads 0.43 -> 0.31.
-template <typename T, typename TG, bool kCap, bool kRef>
-HWY_NOINLINE void TokGradSeg(const TokGradKernel& k, const TokGradRow& c, const T* x, const T* xr, TG* g, size_t col0,
-                             size_t n, bool want_stream) {
+template <typename T, typename TG, bool kCap, bool kRef, bool kE>
+HWY_NOINLINE void TokGradSeg(const TokGradKernel& k, const TokGradRow& c, const SoftmaxSeg& sg, const T* x, const T* xr,
+                             const float* e, TG* g, size_t col0, size_t n, bool want_stream) {
   const DF d;
   const size_t N = hn::Lanes(d);
-  const TokGradConst q{k.scale, c.M, c.L, c.c0, c.c1, c.c2, k.cap, k.inv_cap};
+  const TokGradConst q{k.scale, c.M,       c.L, c.c0, c.c1, c.c2, k.cap, k.inv_cap, kE ? c.SegFactor(sg) : 0.0f,
+                       SafeRef(sg.m)};
   uint32_t cur = 0;
   while (cur < c.nd && c.idx[cur] < static_cast<int64_t>(col0)) ++cur;
   size_t i = 0;
   const size_t peel = want_stream ? PeelToAlign(g, n) : 0;
   const bool stream = want_stream && peel < n;
   if (stream && peel > 0) {
-    StoreTailF32(d, TokGradVec<T, kCap, kRef, true>(d, q, c, x, xr, 0, peel, col0, cur), g, peel);
+    StoreTailF32(d, TokGradVec<T, kCap, kRef, true, kE>(d, q, c, x, xr, e, 0, peel, col0, cur), g, peel);
     i = peel;
   }
   const auto plain = [&](size_t j) HWY_ATTR __attribute__((always_inline)) {
     uint32_t none = 0;
-    return TokGradVec<T, kCap, kRef, false>(d, q, c, x, xr, j, N, col0, none);
+    return TokGradVec<T, kCap, kRef, false, kE>(d, q, c, x, xr, e, j, N, col0, none);
   };
   const size_t full_end = i + (n - i) / N * N;
   const T* pf = k.prefetch ? x : nullptr;
@@ -509,7 +528,7 @@ HWY_NOINLINE void TokGradSeg(const TokGradKernel& k, const TokGradRow& c, const 
     }
     i = stop;
     if (i < full_end) {
-      const VF v = TokGradVec<T, kCap, kRef, true>(d, q, c, x, xr, i, N, col0, cur);
+      const VF v = TokGradVec<T, kCap, kRef, true, kE>(d, q, c, x, xr, e, i, N, col0, cur);
       if (stream) {
         StoreOut<TG, true>(d, v, g + i);
       } else {
@@ -518,7 +537,7 @@ HWY_NOINLINE void TokGradSeg(const TokGradKernel& k, const TokGradRow& c, const 
       i += N;
     }
   }
-  if (i < n) StoreTailF32(d, TokGradVec<T, kCap, kRef, true>(d, q, c, x, xr, i, n - i, col0, cur), g + i, n - i);
+  if (i < n) StoreTailF32(d, TokGradVec<T, kCap, kRef, true, kE>(d, q, c, x, xr, e, i, n - i, col0, cur), g + i, n - i);
 }
 
 template <typename TG>
@@ -540,8 +559,9 @@ HWY_NOINLINE void TokZeroSeg(TG* g, size_t n, bool want_stream) {
   if (i < n) StoreTailF32(d, hn::Zero(d), g + i, n - i);
 }
 
-template <typename T, typename TG, bool kCap, bool kRef>
-void TokGradT(const TokGradKernel& k, const TokGradRow& c, size_t row, size_t s0, size_t s1) {
+template <typename T, typename TG, bool kCap, bool kRef, bool kE>
+void TokGradT(const TokGradKernel& k, const TokGradRow& c, const TokSeg* segs, size_t row, size_t s0, size_t s1,
+              const float* e) {
   const T* x = RowPtr<T>(k.logits.data, k.logits.stride, row);
   const T* xr = kRef ? RowPtr<T>(k.ref.data, k.ref.stride, row) : nullptr;
   TG* g = RowPtrMut<TG>(k.grad.data, k.grad.stride, row);
@@ -550,23 +570,112 @@ void TokGradT(const TokGradKernel& k, const TokGradRow& c, size_t row, size_t s0
     if (c.zero) {
       TokZeroSeg<TG>(g + b, n, k.stream);
     } else {
-      TokGradSeg<T, TG, kCap, kRef>(k, c, x + b, kRef ? xr + b : nullptr, g + b, b, n, k.stream);
+      // (kE: segs are the row's; else not read)
+      TokGradSeg<T, TG, kCap, kRef, kE>(k, c, kE ? segs[s].sm : SoftmaxSeg(), x + b, kRef ? xr + b : nullptr,
+                                        e != nullptr ? e + b : nullptr, g + b, b, n, k.stream);
     }
   }
   if (k.stream) hwy::FlushStream();
 }
 
 struct TokGradVisit {
-  template <typename T, class GradF32, class Cap, class Ref>
-  static HWY_INLINE void Run(const TokGradKernel& k, const TokGradRow& c, size_t row, size_t s0, size_t s1) {
-    TokGradT<T, OutType<GradF32, T>, Cap::value, Ref::value>(k, c, row, s0, s1);
+  template <typename T, class GradF32, class Cap, class Ref, class E>
+  static HWY_INLINE void Run(const TokGradKernel& k, const TokGradRow& c, const TokSeg* segs, size_t row, size_t s0,
+                             size_t s1, const float* e) {
+    TokGradT<T, OutType<GradF32, T>, Cap::value, Ref::value && !E::value, E::value>(k, c, segs, row, s0, s1, e);
   }
 };
 
+// (seg_e has no KL term: kRef and kE never meet.)
 template <typename T>
-HWY_INLINE void TokGradOf(const TokGradKernel& k, const TokGradRow& c, size_t row, size_t s0, size_t s1) {
-  VisitFixed<TokGradVisit, T>(
-      Choose(Flag{k.grad.dtype == DType::kF32}, Flag{k.cap > 0.0f}, Flag{k.ref.data != nullptr}), k, c, row, s0, s1);
+HWY_INLINE void TokGradOf(const TokGradKernel& k, const TokGradRow& c, const TokSeg* segs, size_t row, size_t s0,
+                          size_t s1, const float* e) {
+  VisitFixed<TokGradVisit, T>(Choose(Flag{k.grad.dtype == DType::kF32}, Flag{k.cap > 0.0f},
+                                     Flag{k.ref.data != nullptr}, Flag{k.seg_e}),
+                              k, c, segs, row, s0, s1, e);
+}
+
+// ---------------------------------------------------------------------------
+// Two rows in one walk (src/engine.h, FusedRows; CE's CeGradRider has the
+// measurements): row r's gradient (seg_e, no softcap) written while the
+// statistics walk of row r + 1 reads that row, column by column, from row
+// r's logits (L2) and its e (the scratch row, read before the walk stores
+// row r + 1's e there). The same TokGradVec as TokGradSeg: the same bits.
+template <typename T, typename TG, bool kStream>
+struct TokGradRider {
+  const TokGradRow* c;
+  const TokSeg* segs;  // row r's
+  const T* x;          // row r's logits
+  const float* e;      // row r's e
+  TG* g;               // row r's gradient
+  TokGradConst q;
+  uint32_t cur = 0;  // the next delta
+
+  HWY_INLINE void Seg(size_t s) {
+    q.F = c->SegFactor(segs[s].sm);
+    q.ref = SafeRef(segs[s].sm.m);
+  }
+  template <bool kDelta>
+  HWY_INLINE void Vec(DF d, size_t j) {
+    StoreOut<TG, kStream>(d, TokGradVec<T, false, false, kDelta, true>(d, q, *c, x, nullptr, e, j, hn::Lanes(d), 0, cur),
+                          g + j);
+  }
+  HWY_INLINE void Pair(DF d, size_t j) {
+    const size_t N = hn::Lanes(d);
+    if (HWY_UNLIKELY(cur < c->nd && c->idx[cur] < static_cast<int64_t>(j + 2 * N))) {
+      Vec<true>(d, j);
+      Vec<true>(d, j + N);
+    } else {
+      Vec<false>(d, j);
+      Vec<false>(d, j + N);
+    }
+  }
+  HWY_INLINE void Rest(size_t j0, size_t j1) {
+    const DF d;
+    const size_t N = hn::Lanes(d);
+    size_t j = j0;
+    for (; j + N <= j1; j += N) Vec<true>(d, j);
+    if (j < j1) {
+      StoreTailF32(d, TokGradVec<T, false, false, true, true>(d, q, *c, x, nullptr, e, j, j1 - j, 0, cur), g + j,
+                   j1 - j);
+    }
+  }
+};
+
+template <typename T, typename TG, bool kScale, bool kStream>
+void TokFusedT(const TokKernel& k, const TokGradKernel& gk, const TokGradRow& c, const TokSeg* segs, size_t row,
+               size_t nr, TokSeg* out, float* e) {
+  TokGradRider<T, TG, kStream> rider{&c,
+                                     segs,
+                                     RowPtr<T>(gk.logits.data, gk.logits.stride, row),
+                                     e,
+                                     RowPtrMut<TG>(gk.grad.data, gk.grad.stride, row),
+                                     TokGradConst{gk.scale, c.M, c.L, c.c0, c.c1, c.c2, 0.0f, 0.0f, 0.0f, 0.0f}};
+  TokStatsT<T, false, kScale, false>(k, nr, 0, NumSegments(k.V), out, e, rider);
+  if (kStream) hwy::FlushStream();
+}
+
+struct TokFusedVisit {
+  template <typename T, class GradF32, class Scale, class Stream>
+  static HWY_INLINE void Run(const TokKernel& k, const TokGradKernel& gk, const TokGradRow& c, const TokSeg* segs,
+                             size_t row, size_t nr, TokSeg* out, float* e) {
+    TokFusedT<T, OutType<GradF32, T>, Scale::value, Stream::value>(k, gk, c, segs, row, nr, out, e);
+  }
+};
+
+// The gradient of row `row` and the statistics of row `nr` in one walk;
+// false, with nothing done, where it does not apply (the caller runs them
+// one after the other): no seg_e, softcap (not instantiated), top-k or
+// reference logits in the walk, a row whose gradient is all zeros, no
+// scratch row, or stores FusedStoresOk refuses.
+template <typename T>
+HWY_INLINE bool TokFusedOf(const TokKernel& k, const TokGradKernel& gk, const TokGradRow& c, const TokSeg* segs,
+                           size_t row, size_t nr, TokSeg* out, float* e) {
+  if (!gk.seg_e || gk.cap > 0.0f || k.K != 0 || k.ref.data != nullptr || gk.ref.data != nullptr || c.zero) return false;
+  if (e == nullptr || !FusedStoresOk(gk.grad, row, gk.stream, gk.grad.data == gk.logits.data)) return false;
+  VisitFixed<TokFusedVisit, T>(Choose(Flag{gk.grad.dtype == DType::kF32}, Flag{k.scale != 1.0f}, Flag{gk.stream}), k,
+                               gk, c, segs, row, nr, out, e);
+  return true;
 }
 
 // NOLINTNEXTLINE(google-readability-namespace-comments)

@@ -95,7 +95,7 @@ struct TokStatsOp {
   bool NeedsStats(size_t) const { return true; }
   size_t ScratchRows() const { return 0; }
   void Stats(size_t row, size_t s0, size_t s1, Seg* out, float*) const {
-    kernels.stats[DispatchIndex()](k, row, s0, s1, out);
+    kernels.stats[DispatchIndex()](k, row, s0, s1, out, nullptr);
   }
   static void Merge(Acc& acc, const Seg& g) { acc.Merge(g); }
 
@@ -176,9 +176,10 @@ struct TokBackwardOp {
   using RowState = TokBwdRow;
 
   // Output of a segment reads and writes that segment's columns only (its
-  // delta columns too), Stats writes no scratch: the engine may interleave
-  // a row's gradient with the next row's statistics (without the KL middle
-  // pass: HasMiddle).
+  // delta columns too, and e in the scratch row), Stats of a segment writes
+  // e there in its columns only: the engine may interleave a row's gradient
+  // with the next row's statistics (without the KL middle pass: HasMiddle),
+  // or run them in one walk (OutputStats).
   static constexpr bool kPipelined = true;
 
   const TokenLogprobsBackwardProblem* p = nullptr;
@@ -206,9 +207,10 @@ struct TokBackwardOp {
   }
 
   bool NeedsStats(size_t row) const { return need_stats && !RowZero(row); }
-  size_t ScratchRows() const { return 0; }
-  void Stats(size_t row, size_t s0, size_t s1, Seg* out, float*) const {
-    kernels.stats[DispatchIndex()](k, row, s0, s1, out);
+  // (seg_e) the row's e, from its stats walk to its gradient pass.
+  size_t ScratchRows() const { return gk.seg_e ? 1 : 0; }
+  void Stats(size_t row, size_t s0, size_t s1, Seg* out, float* scratch) const {
+    kernels.stats[DispatchIndex()](k, row, s0, s1, out, gk.seg_e ? scratch : nullptr);
   }
   static void Merge(Acc& acc, const Seg& g) { acc.Merge(g); }
 
@@ -228,6 +230,8 @@ struct TokBackwardOp {
       c.M = static_cast<float>(acc.sm.M);
       c.L = static_cast<float>(acc.sm.LogS());
     }
+    c.lse = lse;
+    c.nan = acc.sm.nan;
     // Deltas: the target and the given classes, by column, duplicates summed.
     const float glp = GradLogprob(row);
     double G = 0.0;
@@ -299,8 +303,12 @@ struct TokBackwardOp {
   }
 
   bool HasOutput() const { return true; }
-  void Output(size_t row, const RowState& st, const Seg*, size_t s0, size_t s1, float*) const {
-    kernels.grad[DispatchIndex()](gk, st.g, row, s0, s1);
+  void Output(size_t row, const RowState& st, const Seg* segs, size_t s0, size_t s1, float* scratch) const {
+    kernels.grad[DispatchIndex()](gk, st.g, segs, row, s0, s1, gk.seg_e ? scratch : nullptr);
+  }
+  bool OutputStats(size_t row, const RowState& st, const Seg* segs, size_t next_row, Seg* next_segs,
+                   float* scratch) const {
+    return kernels.fused[DispatchIndex()](k, gk, st.g, segs, row, next_row, next_segs, scratch);
   }
 };
 
@@ -334,6 +342,7 @@ xent_status RunTokenLogprobsBackward(const TokenLogprobsBackwardProblem& p) {
   op.gk.grad = p.grad;
   op.gk.stream = p.grad.data != p.logits.data && StreamOutputs(p.B, p.V, p.grad);
   op.gk.prefetch = !op.need_stats && !op.kl_middle;
+  op.gk.seg_e = op.need_stats && !kl_term;
   return RunRows(op, p.B, p.V, p.exec);
 }
 

@@ -71,6 +71,12 @@ struct TokGradKernel {
   // The gradient pass is the only read of the rows (no stats pass, which
   // prefetches for itself, before it): it prefetches kPrefetchBytes ahead.
   bool prefetch = false;
+  // The statistics were computed in this call (no KL term): p = e F per
+  // segment, e = exp(z - m) as the stats walk computed it (stored in the
+  // scratch row, or recomputed with the same bits) and F = exp(m - lse)
+  // (TokGradRow::SegFactor); no second exp per logit, and the gradient can
+  // ride in the next row's stats walk (TokFusedFn). Else p = exp(lp).
+  bool seg_e = false;
 };
 
 // Per-row gradient coefficients: with lp = (z - M) - L and p = exp(lp),
@@ -80,22 +86,41 @@ struct TokGradRow {
   float M = 0.0f, L = 0.0f;
   float c0 = 0.0f, c1 = 0.0f, c2 = 0.0f;
   bool zero = false;
-  uint32_t nd = 0;  // deltas, by increasing column (no duplicates)
+  bool nan = false;  // (seg_e) a NaN logit in the row: every p is NaN
+  double lse = 0.0;  // (seg_e) M + L in double
+  uint32_t nd = 0;   // deltas, by increasing column (no duplicates)
   int64_t idx[kTopKMax + 1];
   float w[kTopKMax + 1];
+
+  // (seg_e) F of a segment: p = e F there; 0 for a segment of -inf logits.
+  float SegFactor(const SoftmaxSeg& g) const {
+    if (nan) return std::numeric_limits<float>::quiet_NaN();
+    if (g.m == -std::numeric_limits<float>::infinity()) return 0.0f;
+    return static_cast<float>(std::exp(static_cast<double>(g.m) - lse));
+  }
 };
 
-// Phase 1: the statistics of segments [s0, s1) of a row.
-using TokStatsFn = void (*)(const TokKernel& k, size_t row, size_t s0, size_t s1, TokSeg* out);
+// Phase 1: the statistics of segments [s0, s1) of a row; e = exp(z - m)
+// stored at e_out[column] when e_out is not null.
+using TokStatsFn = void (*)(const TokKernel& k, size_t row, size_t s0, size_t s1, TokSeg* out, float* e_out);
 // Middle: the KL partials of segments [s0, s1) (segs indexed by segment).
 using TokKlFn = void (*)(const TokKernel& k, const TokKlRow& r, size_t row, size_t s0, size_t s1, TokSeg* segs);
-// Output: the gradient of segments [s0, s1) of a row.
-using TokGradFn = void (*)(const TokGradKernel& k, const TokGradRow& c, size_t row, size_t s0, size_t s1);
+// Output: the gradient of segments [s0, s1) of a row (seg_e: the row's
+// segment partials, and its e by column, or nullptr to recompute it).
+using TokGradFn = void (*)(const TokGradKernel& k, const TokGradRow& c, const TokSeg* segs, size_t row, size_t s0,
+                           size_t s1, const float* e);
+// (seg_e) The gradient of row `row` (its partials `segs`, its e at e[column])
+// written in the statistics walk of row `nr` (partials to `out`, its e
+// stored over e as the walk goes): the same bits as the gradient then the
+// statistics. False, with nothing done, where the kernel does not take it.
+using TokFusedFn = bool (*)(const TokKernel& k, const TokGradKernel& gk, const TokGradRow& c, const TokSeg* segs,
+                            size_t row, size_t nr, TokSeg* out, float* e);
 
 struct TokKernelTables {
   const TokStatsFn* stats;
   const TokKlFn* kl;
   const TokGradFn* grad;
+  const TokFusedFn* fused;
 };
 TokKernelTables TokKernelsF32();
 TokKernelTables TokKernelsBF16();

@@ -10,14 +10,19 @@ HWY_BEFORE_NAMESPACE();
 namespace xent {
 namespace HWY_NAMESPACE {
 
-void TokStatsF32(const TokKernel& k, size_t row, size_t s0, size_t s1, TokSeg* out) {
-  TokStatsOf<float>(k, row, s0, s1, out);
+void TokStatsF32(const TokKernel& k, size_t row, size_t s0, size_t s1, TokSeg* out, float* e_out) {
+  TokStatsOf<float>(k, row, s0, s1, out, e_out);
 }
 void TokKlF32(const TokKernel& k, const TokKlRow& r, size_t row, size_t s0, size_t s1, TokSeg* segs) {
   TokKlOf<float>(k, r, row, s0, s1, segs);
 }
-void TokGradF32(const TokGradKernel& k, const TokGradRow& c, size_t row, size_t s0, size_t s1) {
-  TokGradOf<float>(k, c, row, s0, s1);
+void TokGradF32(const TokGradKernel& k, const TokGradRow& c, const TokSeg* segs, size_t row, size_t s0, size_t s1,
+              const float* e) {
+  TokGradOf<float>(k, c, segs, row, s0, s1, e);
+}
+bool TokFusedF32(const TokKernel& k, const TokGradKernel& gk, const TokGradRow& c, const TokSeg* segs, size_t row,
+               size_t nr, TokSeg* out, float* e) {
+  return TokFusedOf<float>(k, gk, c, segs, row, nr, out, e);
 }
 
 // NOLINTNEXTLINE(google-readability-namespace-comments)
@@ -30,8 +35,10 @@ namespace xent {
 HWY_EXPORT(TokStatsF32);
 HWY_EXPORT(TokKlF32);
 HWY_EXPORT(TokGradF32);
+HWY_EXPORT(TokFusedF32);
 TokKernelTables TokKernelsF32() {
-  return {HWY_DISPATCH_TABLE(TokStatsF32), HWY_DISPATCH_TABLE(TokKlF32), HWY_DISPATCH_TABLE(TokGradF32)};
+  return {HWY_DISPATCH_TABLE(TokStatsF32), HWY_DISPATCH_TABLE(TokKlF32), HWY_DISPATCH_TABLE(TokGradF32),
+          HWY_DISPATCH_TABLE(TokFusedF32)};
 }
 }  // namespace xent
 #endif  // HWY_ONCE

@@ -4,6 +4,8 @@
 // target. The forward: tests/token_stats_test.cc.
 #include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <limits>
 #include <random>
 #include <string>
 #include <vector>
@@ -270,6 +272,85 @@ TEST_P(TokenStatsBackwardTest, MaskedClassesAndLongRowsSplitAcrossThreads) {
   c.out = 2;
   c.dt = DType::kBF16;
   RunGrad(c);
+}
+
+// The statistics recomputed in the call (no lse / entropy passed): one row's
+// gradient and the next row's statistics run in one walk when they can
+// (src/engine.h, FusedRows; 1 thread too); a row alone never does, and alone
+// with 2 threads (rows of 2+ segments) it takes the segment split, which
+// recomputes e instead of storing it. All three give the same bits. Rows of
+// aligned and misaligned starts, 16-bit gradients, in place, temperature,
+// top-k deltas at the row's edges, an ignored row, a row without upstream
+// gradients, a masked row and a NaN row (the _streaming run of this suite
+// covers the non-temporal stores).
+TEST_P(TokenStatsBackwardTest, RowsTogetherMatchRowsAlone) {
+  const size_t B = 21, K = 3;
+  for (size_t V : {1024, 5003, 12288}) {
+    // Emulated and sanitizer runs (XENT_TEST_MAX_ELEMENTS) keep the rows of one
+    // and two segments, aligned and not; the native runs take every V.
+    if (V > 5003 && SkipLarge(B * V)) continue;
+    for (DType dt : {DType::kF32, DType::kBF16}) {
+      for (DType gdt : {DType::kF32, dt}) {
+        for (bool in_place : {false, true}) {
+          if (in_place && gdt != dt) continue;
+          for (float temperature : {1.0f, 2.0f}) {
+            SCOPED_TRACE("V=" + std::to_string(V) + " dtype=" + std::to_string(static_cast<int>(dt)) +
+                         " grad=" + std::to_string(static_cast<int>(gdt)) + (in_place ? " in place" : "") +
+                         " T=" + std::to_string(temperature));
+            Mat x(B, V, dt), g(B, V, gdt), one_x(1, V, dt), one_g(1, V, gdt);
+            Fill(x, 2.0, static_cast<uint32_t>(V) + 1);
+            for (size_t c = 0; c < V; c += 3) x.set(8, c, -std::numeric_limits<double>::infinity());
+            x.set(11, V / 2, std::numeric_limits<double>::quiet_NaN());
+            std::mt19937 rng(static_cast<uint32_t>(V));
+            std::vector<int64_t> y(B), idx(B * K);
+            for (size_t i = 0; i < B; ++i) {
+              y[i] = static_cast<int64_t>(rng() % V);
+              idx[i * K] = 0;
+              idx[i * K + 1] = static_cast<int64_t>(V - 1);
+              idx[i * K + 2] = static_cast<int64_t>(rng() % V);
+            }
+            y[5] = -100;
+            std::vector<float> g_lp = RandomNormal(B, 1.0, 3), g_h = RandomNormal(B, 0.5, 4),
+                               g_t = RandomNormal(B * K, 1.0, 5);
+            g_lp[7] = g_h[7] = 0.0f;
+            for (size_t j = 0; j < K; ++j) g_t[7 * K + j] = 0.0f;
+            const size_t es = xent::DTypeSize(dt), gs = xent::DTypeSize(gdt);
+            const Mat x0 = x;
+            auto run = [&](size_t rows, size_t row0, const void* lx, void* gr, int threads) {
+              xent_token_logprobs_backward_args a;
+              XENT_ARGS_INIT(xent_token_logprobs_backward_args, &a);
+              a.batch = rows;
+              a.num_classes = V;
+              a.logits = lx;
+              a.logits_dtype = static_cast<int32_t>(dt);
+              a.target = y.data() + row0;
+              a.temperature = temperature;
+              a.grad_logprob = g_lp.data() + row0;
+              a.grad_entropy = g_h.data() + row0;
+              a.topk = static_cast<int32_t>(K);
+              a.topk_indices = idx.data() + row0 * K;
+              a.grad_topk_logprobs = g_t.data() + row0 * K;
+              a.grad = gr;
+              a.grad_dtype = static_cast<int32_t>(gdt);
+              a.num_threads = threads;
+              return xent_token_logprobs_backward(&a);
+            };
+            ASSERT_EQ(run(B, 0, x.data(), in_place ? x.data() : g.data(), 1), XENT_OK) << xent_last_error();
+            const auto* all_g = static_cast<const unsigned char*>(in_place ? x.data() : g.data());
+            for (size_t i = 0; i < B; ++i) {
+              std::memcpy(one_x.data(), static_cast<const unsigned char*>(x0.data()) + i * V * es, V * es);
+              ASSERT_EQ(run(1, i, one_x.data(), in_place ? one_x.data() : one_g.data(), i % 2 == 0 ? 1 : 2), XENT_OK)
+                  << xent_last_error();
+              const void* got = in_place ? one_x.data() : one_g.data();
+              EXPECT_EQ(std::memcmp(all_g + i * V * gs, got, V * gs), 0) << "gradient of row " << i;
+            }
+            EXPECT_TRUE(std::isnan(g.get(11, 0)) || in_place);
+            EXPECT_EQ(in_place ? x.get(7, 1) : g.get(7, 1), 0.0);
+          }
+        }
+      }
+    }
+  }
 }
 
 // ---------------------------------------------------------------------------
