@@ -393,11 +393,19 @@ struct TokGradConst {
   float F, ref;  // (kE) the segment's factor and reference (p = exp(z - ref) F)
 };
 
+// (kE) The constants of a segment: c0 and c1 times 1 / T (the gradient's
+// product by dz/dx folded in; the deltas' w too, in TokGradVec).
+HWY_INLINE TokGradConst TokGradConstE(const TokGradKernel& k, const TokGradRow& c, const SoftmaxSeg& sg) {
+  return TokGradConst{k.scale,       c.M,       c.L,   c.c0 * k.scale,     c.c1 * k.scale, c.c2,
+                      k.cap,         k.inv_cap, c.SegFactor(sg), SafeRef(sg.m)};
+}
+
 // kDelta: the vector may hold a delta column (checked against the next one);
-// the runs between the deltas take the unchecked form. kE (seg_e): p = e F,
-// e loaded from e[i] or, with e null, recomputed as the stats walk computed
-// it (WalkStats: exp(z - ref), z = ApplyZ(x)).
-template <typename T, bool kCap, bool kRef, bool kDelta, bool kE>
+// the runs between the deltas take the unchecked form. kE (seg_e, q from
+// TokGradConstE): p = e F, e loaded from e[i] or, with e null (never when
+// kLoadE), recomputed as the stats walk computed it (WalkStats: exp(z -
+// ref), z = ApplyZ(x)).
+template <typename T, bool kCap, bool kRef, bool kDelta, bool kE, bool kLoadE = false>
 HWY_INLINE VF TokGradVec(DF d, const TokGradConst& q, const TokGradRow& c, const T* x, const T* xr, const float* e,
                          size_t i, size_t r, size_t col0, uint32_t& cur) {
   const size_t N = hn::Lanes(d);
@@ -410,7 +418,7 @@ HWY_INLINE VF TokGradVec(DF d, const TokGradConst& q, const TokGradRow& c, const
   VF p;
   if constexpr (kE) {
     VF ev;
-    if (e != nullptr) {
+    if (kLoadE || e != nullptr) {
       ev = full ? hn::LoadU(d, e + i) : LoadTailF32(d, e + i, r, 0.0f);
     } else {
       ev = ExpNonPositive(d, hn::Sub(z, hn::Set(d, q.ref)));
@@ -432,10 +440,11 @@ HWY_INLINE VF TokGradVec(DF d, const TokGradConst& q, const TokGradRow& c, const
       const hn::RebindToSigned<DF> di;
       const int32_t lane = static_cast<int32_t>(c.idx[cur] - static_cast<int64_t>(col));
       const auto at = hn::RebindMask(d, hn::Eq(hn::Iota(di, 0), hn::Set(di, lane)));
-      g = hn::IfThenElse(at, hn::Add(g, hn::Set(d, c.w[cur])), g);
+      g = hn::IfThenElse(at, hn::Add(g, hn::Set(d, kE ? c.w[cur] * q.s : c.w[cur])), g);
       ++cur;
     }
   }
+  if constexpr (kE) return kCap ? hn::Mul(g, SoftCapSlope(d, zc, q.inv_cap)) : g;
   return hn::Mul(g, kCap ? hn::Mul(SoftCapSlope(d, zc, q.inv_cap), vs) : vs);
 }
 
@@ -497,8 +506,8 @@ HWY_NOINLINE void TokGradSeg(const TokGradKernel& k, const TokGradRow& c, const 
                              const float* e, TG* g, size_t col0, size_t n, bool want_stream) {
   const DF d;
   const size_t N = hn::Lanes(d);
-  const TokGradConst q{k.scale, c.M,       c.L, c.c0, c.c1, c.c2, k.cap, k.inv_cap, kE ? c.SegFactor(sg) : 0.0f,
-                       SafeRef(sg.m)};
+  const TokGradConst q =
+      kE ? TokGradConstE(k, c, sg) : TokGradConst{k.scale, c.M, c.L, c.c0, c.c1, c.c2, k.cap, k.inv_cap, 0.0f, 0.0f};
   uint32_t cur = 0;
   while (cur < c.nd && c.idx[cur] < static_cast<int64_t>(col0)) ++cur;
   size_t i = 0;
@@ -603,6 +612,7 @@ HWY_INLINE void TokGradOf(const TokGradKernel& k, const TokGradRow& c, const Tok
 // row r + 1's e there). The same TokGradVec as TokGradSeg: the same bits.
 template <typename T, typename TG, bool kStream>
 struct TokGradRider {
+  const TokGradKernel* k;
   const TokGradRow* c;
   const TokSeg* segs;  // row r's
   const T* x;          // row r's logits
@@ -611,14 +621,11 @@ struct TokGradRider {
   TokGradConst q;
   uint32_t cur = 0;  // the next delta
 
-  HWY_INLINE void Seg(size_t s) {
-    q.F = c->SegFactor(segs[s].sm);
-    q.ref = SafeRef(segs[s].sm.m);
-  }
+  HWY_INLINE void Seg(size_t s) { q = TokGradConstE(*k, *c, segs[s].sm); }
   template <bool kDelta>
   HWY_INLINE void Vec(DF d, size_t j) {
-    StoreOut<TG, kStream>(d, TokGradVec<T, false, false, kDelta, true>(d, q, *c, x, nullptr, e, j, hn::Lanes(d), 0, cur),
-                          g + j);
+    StoreOut<TG, kStream>(
+        d, TokGradVec<T, false, false, kDelta, true, true>(d, q, *c, x, nullptr, e, j, hn::Lanes(d), 0, cur), g + j);
   }
   HWY_INLINE void Pair(DF d, size_t j) {
     const size_t N = hn::Lanes(d);
@@ -636,7 +643,7 @@ struct TokGradRider {
     size_t j = j0;
     for (; j + N <= j1; j += N) Vec<true>(d, j);
     if (j < j1) {
-      StoreTailF32(d, TokGradVec<T, false, false, true, true>(d, q, *c, x, nullptr, e, j, j1 - j, 0, cur), g + j,
+      StoreTailF32(d, TokGradVec<T, false, false, true, true, true>(d, q, *c, x, nullptr, e, j, j1 - j, 0, cur), g + j,
                    j1 - j);
     }
   }
@@ -645,12 +652,8 @@ struct TokGradRider {
 template <typename T, typename TG, bool kScale, bool kStream>
 void TokFusedT(const TokKernel& k, const TokGradKernel& gk, const TokGradRow& c, const TokSeg* segs, size_t row,
                size_t nr, TokSeg* out, float* e) {
-  TokGradRider<T, TG, kStream> rider{&c,
-                                     segs,
-                                     RowPtr<T>(gk.logits.data, gk.logits.stride, row),
-                                     e,
-                                     RowPtrMut<TG>(gk.grad.data, gk.grad.stride, row),
-                                     TokGradConst{gk.scale, c.M, c.L, c.c0, c.c1, c.c2, 0.0f, 0.0f, 0.0f, 0.0f}};
+  TokGradRider<T, TG, kStream> rider{&gk, &c, segs, RowPtr<T>(gk.logits.data, gk.logits.stride, row), e,
+                                     RowPtrMut<TG>(gk.grad.data, gk.grad.stride, row), TokGradConst{}};
   TokStatsT<T, false, kScale, false>(k, nr, 0, NumSegments(k.V), out, e, rider);
   if (kStream) hwy::FlushStream();
 }
