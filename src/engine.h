@@ -261,7 +261,10 @@ class EngineBuffer {
   bool ok_ = true;
 };
 
-constexpr size_t kLocalSegments = 16;  // RunRowBlocks: partials on the stack up to this many segments
+// RunRowBlocks: partials on the stack up to this many segments (V <= 131072:
+// Llama 3's 128256 classes are 32 segments). Two arrays of them per thread
+// in the pipelined loop (the largest Seg, TokSeg, ~720 bytes: ~46 KiB).
+constexpr size_t kLocalSegments = 32;
 
 // Whether RunRowBlocks may interleave a row's output phase with the next
 // row's stats phase, segment by segment (Op::kPipelined: an op with an output
@@ -277,7 +280,11 @@ constexpr size_t kLocalSegments = 16;  // RunRowBlocks: partials on the stack up
 // segment's max taken during the current one's exps (1 thread, in place:
 // 8-12 % slower). Not for longer rows: two of them (this row's e and
 // gradient, the next row's logits) outgrow a 2 MiB L2 (512x262144 f32 in
-// place, 2 threads: 0.232 -> 0.263 ns/logit).
+// place, 2 threads: 0.232 -> 0.263 ns/logit). Up to 32 segments they fit:
+// 4096x128256 CE forward + gradient, min ns/logit, 16 -> 32 segments (the
+// fused walk, below): f32 1 thread 0.520 -> 0.430, 2 threads 0.263 ->
+// 0.220; in place 0.387 -> 0.349 and 0.205 -> 0.183; bf16 0.327 -> 0.299
+// and 0.170 -> 0.151.
 template <class Op, class = void>
 struct Pipelined : std::false_type {};
 template <class Op>
@@ -297,7 +304,9 @@ struct Pipelined<Op, std::enable_if_t<Op::kPipelined>> : std::true_type {};
 // 0.441, in place 0.404 -> 0.350, bf16 0.341 -> 0.300; 2 threads 0.255 ->
 // 0.216, in place 0.224 -> 0.184, bf16 0.178 -> 0.155; KL forward + gradient
 // (distillation) 1 thread 0.954 -> 0.839, 2 threads 0.464 -> 0.432; softmax
-// probabilities 0.525 -> 0.455 and 0.264 -> 0.230. Such ops take tasks
+// probabilities 0.525 -> 0.455 and 0.264 -> 0.230; the token log-probs'
+// backward without saved statistics (with p = e F), bf16 1 thread 0.517 ->
+// 0.401, 2 threads 0.245 -> 0.206. Such ops take tasks
 // of up to 16 rows with one thread too (RowsPerTask), so that most rows have
 // a next one in their task.
 template <class Op, class = void>
@@ -355,12 +364,13 @@ xent_status RunRowBlocks(const Op& op, size_t B, size_t V, const Exec& exec) {
   const size_t rows_per_task = RowsPerTask<Op>(B, V, threads);
   const size_t tasks = (B + rows_per_task - 1) / rows_per_task;
   static_assert(std::is_trivially_copyable<Seg>::value, "segment partials are plain data");
-  // Rows of more than kLocal segments (V > 65536: one row per task) keep
+  // Rows of more than kLocal segments (V > 131072: one row per task) keep
   // their partials in one buffer allocated here, before any output is
   // written: a failed allocation inside a task would leave the rows other
   // tasks finished written, and a failed call must leave outputs untouched.
   // (The per-thread scratch may fail inside a task: ops then recompute.)
   constexpr size_t kLocal = kLocalSegments;
+  static_assert(2 * kLocal * sizeof(Seg) <= 48 * 1024, "the pipelined loop's partials fit a small thread stack");
   size_t used = 0;
   EngineBuffer<Seg> long_segs(exec, &used, nseg > kLocal ? tasks * nseg : 0);
   if (!long_segs) return XENT_ERROR_OUT_OF_MEMORY;
