@@ -327,12 +327,20 @@ struct FusedRows<Op, std::void_t<decltype(&Op::OutputStats)>> : std::true_type {
 // 4096x128256 CE forward 0.156-0.158 -> 0.148-0.149, token log-probs
 // 0.155-0.156 -> 0.145.
 inline size_t MinRowsPerTask(size_t V) { return std::max<size_t>(1, 65536 / V); }
+// Rows of more than kLocalSegments segments: at most kMaxLongTasks tasks.
+// Their partials live in a buffer of one row's per task (RunRowBlocks),
+// allocated per call and first touched there: one row per task made it
+// B rows' worth (1024x262144 token log-probs: 47 MB, 11.5k page faults per
+// call).
+constexpr size_t kMaxLongTasks = 64;
 template <class Op>
 size_t RowsPerTask(size_t B, size_t V, int threads) {
   const size_t r = MinRowsPerTask(V);
-  if (threads <= 1 && !FusedRows<Op>::value) return r;
-  const size_t cap = NumSegments(V) <= kLocalSegments ? 16 : 4;
-  return std::max(r, std::min<size_t>(cap, B / (4 * static_cast<size_t>(std::max(threads, 1)))));
+  const bool long_rows = NumSegments(V) > kLocalSegments;
+  const size_t floor = long_rows ? (B + kMaxLongTasks - 1) / kMaxLongTasks : 1;
+  if (threads <= 1 && !FusedRows<Op>::value) return std::max(r, floor);
+  const size_t cap = long_rows ? 4 : 16;
+  return std::max({r, floor, std::min<size_t>(cap, B / (4 * static_cast<size_t>(std::max(threads, 1))))});
 }
 
 // Bytes of exec.workspace that make a RunRows call of B rows of V classes

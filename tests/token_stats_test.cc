@@ -364,6 +364,47 @@ TEST_P(TokenStatsTest, NanRowIsNanWithValidIndices) {
 }
 
 // ---------------------------------------------------------------------------
+// Rows of more than 32 segments (V > 131072) keep their partials in one
+// buffer of one row's per task, and the engine gives such calls at most 64
+// tasks (src/engine.h, RowsPerTask): 65 rows at 1 thread are tasks of 2 rows
+// sharing that buffer. Each row's statistics are those of the row alone.
+TEST_P(TokenStatsTest, LongRowsSharingATaskMatchRowsAlone) {
+  const size_t B = 65, V = 131073, K = 5;
+  if (SkipLarge(B * V)) return;  // XENT_TEST_MAX_ELEMENTS (emulated and sanitizer runs)
+  Mat x(B, V, DType::kF32);
+  Fill(x, 2.0, 9);
+  std::vector<int64_t> y(B);
+  for (size_t i = 0; i < B; ++i) y[i] = static_cast<int64_t>((i * 7919) % V);
+  Vec lp(B), ent(B), tlp(B * K), one_lp(1), one_ent(1), one_tlp(K);
+  std::vector<int64_t> ti(B * K), am(B), one_ti(K), one_am(1);
+  auto run = [&](size_t rows, size_t row0, float* l, float* e, int64_t* a_m, float* t, int64_t* t_i) {
+    xent_token_logprobs_args a;
+    XENT_ARGS_INIT(xent_token_logprobs_args, &a);
+    a.batch = rows;
+    a.num_classes = V;
+    a.logits = static_cast<const float*>(x.data()) + row0 * V;
+    a.target = y.data() + row0;
+    a.logprob = l;
+    a.entropy = e;
+    a.argmax = a_m;
+    a.topk = K;
+    a.topk_logprobs = t;
+    a.topk_indices = t_i;
+    a.num_threads = 1;
+    return xent_token_logprobs(&a);
+  };
+  ASSERT_EQ(run(B, 0, lp.data(), ent.data(), am.data(), tlp.data(), ti.data()), XENT_OK) << xent_last_error();
+  for (size_t i = 0; i < B; ++i) {
+    ASSERT_EQ(run(1, i, one_lp.data(), one_ent.data(), one_am.data(), one_tlp.data(), one_ti.data()), XENT_OK)
+        << xent_last_error();
+    EXPECT_EQ(std::memcmp(&lp[i], one_lp.data(), 4), 0) << "logprob of row " << i;
+    EXPECT_EQ(std::memcmp(&ent[i], one_ent.data(), 4), 0) << "entropy of row " << i;
+    EXPECT_EQ(am[i], one_am[0]) << "argmax of row " << i;
+    EXPECT_EQ(std::memcmp(&tlp[i * K], one_tlp.data(), 4 * K), 0) << "top-k log-probs of row " << i;
+    EXPECT_EQ(std::memcmp(&ti[i * K], one_ti.data(), 8 * K), 0) << "top-k indices of row " << i;
+  }
+}
+
 class TokenStatsArgsTest : public AllTargets {};
 
 #define EXPECT_STATUS(call, status, text)                                                         \
