@@ -396,8 +396,8 @@ struct TokGradConst {
 // (kE) The constants of a segment: c0 and c1 times 1 / T (the gradient's
 // product by dz/dx folded in; the deltas' w too, in TokGradVec).
 HWY_INLINE TokGradConst TokGradConstE(const TokGradKernel& k, const TokGradRow& c, const SoftmaxSeg& sg) {
-  return TokGradConst{k.scale,       c.M,       c.L,   c.c0 * k.scale,     c.c1 * k.scale, c.c2,
-                      k.cap,         k.inv_cap, c.SegFactor(sg), SafeRef(sg.m)};
+  return TokGradConst{k.scale, c.M,   c.L,       c.c0 * k.scale,  c.c1 * k.scale,
+                      c.c2,    k.cap, k.inv_cap, c.SegFactor(sg), SafeRef(sg.m)};
 }
 
 // kDelta: the vector may hold a delta column (checked against the next one);
@@ -599,9 +599,9 @@ struct TokGradVisit {
 template <typename T>
 HWY_INLINE void TokGradOf(const TokGradKernel& k, const TokGradRow& c, const TokSeg* segs, size_t row, size_t s0,
                           size_t s1, const float* e) {
-  VisitFixed<TokGradVisit, T>(Choose(Flag{k.grad.dtype == DType::kF32}, Flag{k.cap > 0.0f},
-                                     Flag{k.ref.data != nullptr}, Flag{k.seg_e}),
-                              k, c, segs, row, s0, s1, e);
+  VisitFixed<TokGradVisit, T>(
+      Choose(Flag{k.grad.dtype == DType::kF32}, Flag{k.cap > 0.0f}, Flag{k.ref.data != nullptr}, Flag{k.seg_e}), k, c,
+      segs, row, s0, s1, e);
 }
 
 // ---------------------------------------------------------------------------
@@ -652,8 +652,13 @@ struct TokGradRider {
 template <typename T, typename TG, bool kScale, bool kStream>
 void TokFusedT(const TokKernel& k, const TokGradKernel& gk, const TokGradRow& c, const TokSeg* segs, size_t row,
                size_t nr, TokSeg* out, float* e) {
-  TokGradRider<T, TG, kStream> rider{&gk, &c, segs, RowPtr<T>(gk.logits.data, gk.logits.stride, row), e,
-                                     RowPtrMut<TG>(gk.grad.data, gk.grad.stride, row), TokGradConst{}};
+  TokGradRider<T, TG, kStream> rider{&gk,
+                                     &c,
+                                     segs,
+                                     RowPtr<T>(gk.logits.data, gk.logits.stride, row),
+                                     e,
+                                     RowPtrMut<TG>(gk.grad.data, gk.grad.stride, row),
+                                     TokGradConst{}};
   TokStatsT<T, false, kScale, false>(k, nr, 0, NumSegments(k.V), out, e, rider);
   if (kStream) hwy::FlushStream();
 }

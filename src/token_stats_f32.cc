@@ -17,11 +17,11 @@ void TokKlF32(const TokKernel& k, const TokKlRow& r, size_t row, size_t s0, size
   TokKlOf<float>(k, r, row, s0, s1, segs);
 }
 void TokGradF32(const TokGradKernel& k, const TokGradRow& c, const TokSeg* segs, size_t row, size_t s0, size_t s1,
-              const float* e) {
+                const float* e) {
   TokGradOf<float>(k, c, segs, row, s0, s1, e);
 }
 bool TokFusedF32(const TokKernel& k, const TokGradKernel& gk, const TokGradRow& c, const TokSeg* segs, size_t row,
-               size_t nr, TokSeg* out, float* e) {
+                 size_t nr, TokSeg* out, float* e) {
   return TokFusedOf<float>(k, gk, c, segs, row, nr, out, e);
 }
 

@@ -277,9 +277,8 @@ class Aligned {
 // runs a row's gradient and the next row's statistics in one walk when it
 // can (src/engine.h, FusedRows: class-index targets without softcap, 1
 // thread too); a row alone never does. Rows of aligned and misaligned
-// starts, of 1 to 18 segments (the fused walk takes up to 32), 16-bit gradients, in place, an ignored row, class weights and label
-// smoothing (the _streaming run of this suite covers the non-temporal
-// stores).
+// starts, of 1 to 18 segments (the fused walk takes up to 32), 16-bit gradients, in place, an ignored row, class
+// weights and label smoothing (the _streaming run of this suite covers the non-temporal stores).
 TEST_P(CeTest, RowsTogetherMatchRowsAlone) {
   const size_t B = 21;
   for (size_t V : {1000, 4096, 5003, 32000, 70001}) {
