@@ -372,7 +372,7 @@ xent_status RunRowBlocks(const Op& op, size_t B, size_t V, const Exec& exec) {
   const size_t rows_per_task = RowsPerTask<Op>(B, V, threads);
   const size_t tasks = (B + rows_per_task - 1) / rows_per_task;
   static_assert(std::is_trivially_copyable<Seg>::value, "segment partials are plain data");
-  // Rows of more than kLocal segments (V > 131072: one row per task) keep
+  // Rows of more than kLocal segments (V > 131072; at most kMaxLongTasks tasks) keep
   // their partials in one buffer allocated here, before any output is
   // written: a failed allocation inside a task would leave the rows other
   // tasks finished written, and a failed call must leave outputs untouched.
