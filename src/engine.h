@@ -305,8 +305,8 @@ struct Pipelined<Op, std::enable_if_t<Op::kPipelined>> : std::true_type {};
 // 0.216, in place 0.224 -> 0.184, bf16 0.178 -> 0.155; KL forward + gradient
 // (distillation) 1 thread 0.954 -> 0.839, 2 threads 0.464 -> 0.432; softmax
 // probabilities 0.525 -> 0.455 and 0.264 -> 0.230; the token log-probs'
-// backward without saved statistics (with p = e F), bf16 1 thread 0.517 ->
-// 0.401, 2 threads 0.245 -> 0.206. Such ops take tasks
+// backward without saved statistics (with p = e F), bf16 1 thread 0.475 ->
+// 0.401, 2 threads 0.260 -> 0.206. Such ops take tasks
 // of up to 16 rows with one thread too (RowsPerTask), so that most rows have
 // a next one in their task.
 template <class Op, class = void>
