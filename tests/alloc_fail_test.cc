@@ -35,7 +35,7 @@ namespace {
 struct Scenario {
   std::string name;
   std::function<CaseSpec(size_t extra_v)> spec;
-  bool long_rows = false;  // rows of more than 16 segments: see LongRows below
+  bool long_rows = false;  // rows of more than 32 segments: see LongRows below
 };
 
 // Every output of the operation.
@@ -74,8 +74,8 @@ std::vector<Scenario> Scenarios() {
   for (const abi::OpDesc* op : abi::kAllOps) {
     v.push_back(
         {std::string(op->name) + " every output, all threads", [op](size_t n) { return Every(*op, 8, 300 + n, 0); }});
-    v.push_back({std::string(op->name) + " rows of more than 16 segments, 1 thread",
-                 [op](size_t n) { return Every(*op, 2, 70000 + n, 1); }, true});
+    v.push_back({std::string(op->name) + " rows of more than 32 segments, 1 thread",
+                 [op](size_t n) { return Every(*op, 2, 140000 + n, 1); }, true});
   }
   return v;
 }
@@ -162,7 +162,7 @@ void Sweep(bool long_rows) {
 
 TEST(AllocationFailure, EveryAllocationOfEveryScenario) { Sweep(false); }
 
-// Rows of more than 16 segments (V > 65536) with many rows: the row engine
+// Rows of more than 32 segments (V > 131072) with many rows: the row engine
 // (src/engine.h, RunRowBlocks) takes each thread's segment partials from a
 // per-thread heap buffer inside the task; when that allocation fails, the
 // task gives up (XENT_ERROR_OUT_OF_MEMORY), but tasks that ran before it, or
@@ -175,7 +175,7 @@ TEST(AllocationFailure, LongRowsLeaveOutputsUntouched) { Sweep(true); }
 // rows), so that outputs are written before the later blocks' work; ignored
 // rows (zeroed after the blocks); a 16-bit weight (the widening buffers; its
 // gradient's f32 accumulator, or the tiles of classes without room for it);
-// rows of more than 16 segments (the engine's per-block statistics). Every
+// rows of more than 32 segments (the engine's per-block statistics). Every
 // allocation of a call fails in turn, as above: XENT_ERROR_OUT_OF_MEMORY with
 // every output untouched, or XENT_OK with the next call's bits.
 struct LceScenario {
@@ -195,9 +195,9 @@ std::vector<LceScenario> LceScenarios() {
   b.scratch = 0;  // the default budget: room for the accumulator, one block
   v.push_back({"linear_cross_entropy bf16 (widened weight tiles, f32 accumulator), 2 threads", b});
   LceConfig c;
-  c.B = 5, c.V = 70000, c.H = 8, c.num_threads = 1, c.want_gb = false;
+  c.B = 5, c.V = 140000, c.H = 8, c.num_threads = 1, c.want_gb = false;
   c.scratch = 2 * (c.V + c.H) * sizeof(float);
-  v.push_back({"linear_cross_entropy rows of more than 16 segments, 3 row blocks, 1 thread", c});
+  v.push_back({"linear_cross_entropy rows of more than 32 segments, 3 row blocks, 1 thread", c});
   return v;
 }
 
