@@ -207,10 +207,11 @@ struct TokBackwardOp {
   }
 
   bool NeedsStats(size_t row) const { return need_stats && !RowZero(row); }
-  // (seg_e) the row's e, from its stats walk to its gradient pass.
+  // (seg_e) the row's e, from its stats walk to its gradient pass; without
+  // seg_e the engine passes no scratch (nullptr: nothing stored or read).
   size_t ScratchRows() const { return gk.seg_e ? 1 : 0; }
   void Stats(size_t row, size_t s0, size_t s1, Seg* out, float* scratch) const {
-    kernels.stats[DispatchIndex()](k, row, s0, s1, out, gk.seg_e ? scratch : nullptr);
+    kernels.stats[DispatchIndex()](k, row, s0, s1, out, scratch);
   }
   static void Merge(Acc& acc, const Seg& g) { acc.Merge(g); }
 
@@ -304,7 +305,7 @@ struct TokBackwardOp {
 
   bool HasOutput() const { return true; }
   void Output(size_t row, const RowState& st, const Seg* segs, size_t s0, size_t s1, float* scratch) const {
-    kernels.grad[DispatchIndex()](gk, st.g, segs, row, s0, s1, gk.seg_e ? scratch : nullptr);
+    kernels.grad[DispatchIndex()](gk, st.g, segs, row, s0, s1, scratch);
   }
   bool OutputStats(size_t row, const RowState& st, const Seg* segs, size_t next_row, Seg* next_segs,
                    float* scratch) const {
