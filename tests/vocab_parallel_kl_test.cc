@@ -232,9 +232,10 @@ void ExpectReference(const KlProblem& p, const std::vector<size_t>& bounds) {
   const Tol row{kRowRel, row_abs}, loss{kLossRel, row_abs * p.B / div};
   const double gabs = std::fabs(p.grad_scale) * t2 / div / p.T;
   const Tol grad{4e-6, 2e-6 * gabs};
-  if (p.reduction != XENT_REDUCTION_NONE)
+  if (p.reduction != XENT_REDUCTION_NONE) {
     EXPECT_TRUE(Agree(o.loss, r.loss, loss, DType::kF32, Profile::kContract))
         << what << ": loss " << o.loss << " want " << r.loss;
+  }
   for (size_t i = 0; i < p.B; ++i)
     EXPECT_TRUE(Agree(o.row[i], r.row_loss[i], row, DType::kF32, Profile::kContract))
         << what << ": row_loss[" << i << "] " << o.row[i] << " want " << r.row_loss[i];

@@ -343,9 +343,10 @@ TEST_P(VocabParallelTokenTest, UnalignedShardsMatchReference) {
             << what << ": lse[" << i << "] " << s.lse[i] << " want " << want.lse[i];
         EXPECT_TRUE(Close(s.ent[i], want.entropy[i], tol(want.entropy[i])))
             << what << ": entropy[" << i << "] " << s.ent[i] << " want " << want.entropy[i];
-        if (p.target)
+        if (p.target) {
           EXPECT_TRUE(Close(s.lp[i], want.logprob[i], tol(want.logprob[i])))
               << what << ": logprob[" << i << "] " << s.lp[i] << " want " << want.logprob[i];
+        }
       }
       ExpectShardGradients(p, c.bounds, s, what);
     }
