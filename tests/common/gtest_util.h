@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -83,6 +84,25 @@ inline bool SkipLarge(size_t logits) {
 inline bool SkipRowsCase(size_t B, size_t V, bool f32_in_place) {
   if (V > 32000 && !f32_in_place) return true;
   return V > 5003 && SkipLarge(B * V);
+}
+
+// The first of n elements of dtype dt (f32, bf16, f16) at a and b whose bits
+// differ, a NaN's sign and payload aside (IEEE 754 leaves them to the order
+// of the operations: x86's invalid operation makes -NaN, a NaN operand passes
+// its own on); n when none.
+inline size_t FirstBitsDiff(const void* a, const void* b, size_t n, DType dt) {
+  const size_t es = dt == DType::kF32 ? 4 : 2;
+  for (size_t i = 0; i < n; ++i) {
+    uint32_t x = 0, y = 0;
+    std::memcpy(&x, static_cast<const unsigned char*>(a) + i * es, es);
+    std::memcpy(&y, static_cast<const unsigned char*>(b) + i * es, es);
+    if (x == y) continue;
+    const uint32_t abs_mask = es == 4 ? 0x7fffffffu : 0x7fffu;
+    const uint32_t inf = es == 4 ? 0x7f800000u : dt == DType::kBF16 ? 0x7f80u : 0x7c00u;
+    if ((x & abs_mask) > inf && (y & abs_mask) > inf) continue;
+    return i;
+  }
+  return n;
 }
 
 inline void ExpectCase(const CaseSpec& spec) {
