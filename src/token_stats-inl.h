@@ -390,22 +390,40 @@ HWY_INLINE void TokKlOf(const TokKernel& k, const TokKlRow& r, size_t row, size_
 // spills of its 16 vector registers on AVX2 came on top).
 struct TokGradConst {
   float s, M, L, c0, c1, c2, cap, inv_cap;
-  float F, ref;  // (kE) the segment's factor and reference (p = exp(z - ref) F)
+  // (kE) e's zero (0; NaN in a NaN row: no lane then takes the zero
+  // gradient) and the segment's reference (e = exp(z - ref)).
+  float ez, ref;
 };
 
-// (kE) The constants of a segment: c0 and c1 times 1 / T (the gradient's
-// product by dz/dx folded in; the deltas' w too, in TokGradVec).
+// (kE) The constants of a segment: c0, c1 and c2 times the segment's F (p = e
+// F, so g = e (c0 F + c1 F lp ...)) and c0 and c1 times 1 / T (the gradient's
+// product by dz/dx folded in; the deltas' w too, in TokGradVec): two products
+// per row segment instead of two per vector. F = 0 (a segment of -inf, or
+// below the f32 range) gives 0 where e > 0 (lp is finite there), and e = 0
+// gives 0 by the zero test.
+// (The products in double: one rounding, and no overflow of c0 / T where the
+// product with F is in range.)
 HWY_INLINE TokGradConst TokGradConstE(const TokGradKernel& k, const TokGradRow& c, const SoftmaxSeg& sg) {
-  return TokGradConst{k.scale, c.M,   c.L,       c.c0 * k.scale,  c.c1 * k.scale,
-                      c.c2,    k.cap, k.inv_cap, c.SegFactor(sg), SafeRef(sg.m)};
+  const double F = c.SegFactor(sg), sF = k.scale * F;
+  return TokGradConst{k.scale,
+                      c.M,
+                      c.L,
+                      static_cast<float>(c.c0 * sF),
+                      static_cast<float>(c.c1 * sF),
+                      static_cast<float>(c.c2 * F),
+                      k.cap,
+                      k.inv_cap,
+                      static_cast<float>(F * 0.0),
+                      SafeRef(sg.m)};
 }
 
 // kDelta: the vector may hold a delta column (checked against the next one);
 // the runs between the deltas take the unchecked form. kE (seg_e, q from
-// TokGradConstE): p = e F, e loaded from e[i] or, with e null (never when
-// kLoadE), recomputed as the stats walk computed it (WalkStats: exp(z -
-// ref), z = ApplyZ(x)).
-template <typename T, bool kCap, bool kRef, bool kDelta, bool kE, bool kLoadE = false>
+// TokGradConstE): p = e F, F in q's coefficients, e loaded from e[i] or, with
+// e null (never when kLoadE), recomputed as the stats walk computed it
+// (WalkStats: exp(z - ref), z = ApplyZ(x)). !kScale: T = 1 (z = x, the same
+// bits without the product).
+template <typename T, bool kCap, bool kRef, bool kDelta, bool kE, bool kLoadE = false, bool kScale = true>
 HWY_INLINE VF TokGradVec(DF d, const TokGradConst& q, const TokGradRow& c, const T* x, const T* xr, const float* e,
                          size_t i, size_t r, size_t col0, uint32_t& cur) {
   const size_t N = hn::Lanes(d);
@@ -413,19 +431,19 @@ HWY_INLINE VF TokGradVec(DF d, const TokGradConst& q, const TokGradRow& c, const
   const VF xv = full ? LoadF32(d, x + i) : LoadTailF32(d, x + i, r, 0.0f);
   const VF zc = kCap ? SoftCap(d, xv, q.cap, q.inv_cap) : xv;
   const VF vs = hn::Set(d, q.s);
-  const VF z = hn::Mul(zc, vs);
+  const VF z = kScale ? hn::Mul(zc, vs) : zc;
   const VF lp = hn::Sub(hn::Sub(z, hn::Set(d, q.M)), hn::Set(d, q.L));
-  VF p;
+  VF p, zero;
   if constexpr (kE) {
-    VF ev;
     if (kLoadE || e != nullptr) {
-      ev = full ? hn::LoadU(d, e + i) : LoadTailF32(d, e + i, r, 0.0f);
+      p = full ? hn::LoadU(d, e + i) : LoadTailF32(d, e + i, r, 0.0f);
     } else {
-      ev = ExpNonPositive(d, hn::Sub(z, hn::Set(d, q.ref)));
+      p = ExpNonPositive(d, hn::Sub(z, hn::Set(d, q.ref)));
     }
-    p = hn::Mul(ev, hn::Set(d, q.F));
+    zero = hn::Set(d, q.ez);
   } else {
     p = ExpNonPositive(d, lp);
+    zero = hn::Zero(d);
   }
   VF t = hn::MulAdd(hn::Set(d, q.c1), lp, hn::Set(d, q.c0));
   if (kRef) {
@@ -433,7 +451,7 @@ HWY_INLINE VF TokGradVec(DF d, const TokGradConst& q, const TokGradRow& c, const
     const VF zq = hn::Mul(kCap ? SoftCap(d, xq, q.cap, q.inv_cap) : xq, vs);
     t = hn::MulAdd(hn::Set(d, q.c2), hn::Sub(z, zq), t);
   }
-  VF g = hn::IfThenZeroElse(hn::Eq(p, hn::Zero(d)), hn::Mul(p, t));
+  VF g = hn::IfThenZeroElse(hn::Eq(p, zero), hn::Mul(p, t));
   if (kDelta) {
     const size_t col = col0 + i;
     while (cur < c.nd && c.idx[cur] < static_cast<int64_t>(col + r)) {
@@ -609,8 +627,9 @@ HWY_INLINE void TokGradOf(const TokGradKernel& k, const TokGradRow& c, const Tok
 // measurements): row r's gradient (seg_e, no softcap) written while the
 // statistics walk of row r + 1 reads that row, column by column, from row
 // r's logits (L2) and its e (the scratch row, read before the walk stores
-// row r + 1's e there). The same TokGradVec as TokGradSeg: the same bits.
-template <typename T, typename TG, bool kStream>
+// row r + 1's e there). The same TokGradVec as TokGradSeg: the same bits
+// (kScale: T != 1).
+template <typename T, typename TG, bool kStream, bool kScale>
 struct TokGradRider {
   const TokGradKernel* k;
   const TokGradRow* c;
@@ -625,7 +644,8 @@ struct TokGradRider {
   template <bool kDelta>
   HWY_INLINE void Vec(DF d, size_t j) {
     StoreOut<TG, kStream>(
-        d, TokGradVec<T, false, false, kDelta, true, true>(d, q, *c, x, nullptr, e, j, hn::Lanes(d), 0, cur), g + j);
+        d, TokGradVec<T, false, false, kDelta, true, true, kScale>(d, q, *c, x, nullptr, e, j, hn::Lanes(d), 0, cur),
+        g + j);
   }
   HWY_INLINE void Pair(DF d, size_t j) {
     const size_t N = hn::Lanes(d);
@@ -643,8 +663,8 @@ struct TokGradRider {
     size_t j = j0;
     for (; j + N <= j1; j += N) Vec<true>(d, j);
     if (j < j1) {
-      StoreTailF32(d, TokGradVec<T, false, false, true, true, true>(d, q, *c, x, nullptr, e, j, j1 - j, 0, cur), g + j,
-                   j1 - j);
+      StoreTailF32(d, TokGradVec<T, false, false, true, true, true, kScale>(d, q, *c, x, nullptr, e, j, j1 - j, 0, cur),
+                   g + j, j1 - j);
     }
   }
 };
@@ -652,13 +672,13 @@ struct TokGradRider {
 template <typename T, typename TG, bool kScale, bool kStream>
 void TokFusedT(const TokKernel& k, const TokGradKernel& gk, const TokGradRow& c, const TokSeg* segs, size_t row,
                size_t nr, TokSeg* out, float* e) {
-  TokGradRider<T, TG, kStream> rider{&gk,
-                                     &c,
-                                     segs,
-                                     RowPtr<T>(gk.logits.data, gk.logits.stride, row),
-                                     e,
-                                     RowPtrMut<TG>(gk.grad.data, gk.grad.stride, row),
-                                     TokGradConst{}};
+  TokGradRider<T, TG, kStream, kScale> rider{&gk,
+                                             &c,
+                                             segs,
+                                             RowPtr<T>(gk.logits.data, gk.logits.stride, row),
+                                             e,
+                                             RowPtrMut<TG>(gk.grad.data, gk.grad.stride, row),
+                                             TokGradConst{}};
   TokStatsT<T, false, kScale, false>(k, nr, 0, NumSegments(k.V), out, e, rider);
   if (kStream) hwy::FlushStream();
 }
