@@ -422,15 +422,15 @@ HWY_INLINE void CeGradOf(const CeKernel& k, const CeRowCoef& c, const SoftmaxSeg
 // weight), from e as the walk of row r stored it; the target's column gets
 // - delta after the walk (from its e, read before the walk of row r + 1 may
 // overwrite it). The same bits as GradT.
-template <typename TG, bool kStream, GradTerm kB>
+template <typename TG, bool kStream, GradTerm kB, bool kShift = false>
 struct CeGradRider {
   static constexpr GradTerm kTerm = kB;
   const SoftmaxSeg* segs;  // row r's
   const CeRowCoef* c;
-  const float* e;  // row r's e (the scratch row, or the row itself in place)
-  TG* g;           // row r's gradient
-  const float* w;  // class weights (kWeight)
-  float F = 0.0f;  // the current segment's factor
+  const float* e;                        // row r's e (the scratch row, or the row itself in place)
+  ShiftedStores<TG, kStream, kShift> g;  // row r's gradient
+  const float* w;                        // class weights (kWeight)
+  float F = 0.0f;                        // the current segment's factor
 
   // e F - b v, as GradVec computes it (v: the weights of r <= N columns at j).
   static HWY_INLINE VF Term(DF d, VF ev, VF vF, float b, const float* wj, size_t r) {
@@ -449,18 +449,18 @@ struct CeGradRider {
     const VF vF = hn::Set(d, F);
     const VF g0 = Term(d, hn::LoadU(d, e + j), vF, c->b, w + j, N);
     const VF g1 = Term(d, hn::LoadU(d, e + j + N), vF, c->b, w + j + N, N);
-    StoreOut<TG, kStream>(d, g0, g + j);
-    StoreOut<TG, kStream>(d, g1, g + j + N);
+    g.Put(d, g0, j);
+    g.Put(d, g1, j + N);
   }
   HWY_INLINE void Rest(size_t j0, size_t j1) {
     const DF d;
     const size_t N = hn::Lanes(d);
     const VF vF = hn::Set(d, F);
     size_t j = j0;
-    for (; j + N <= j1; j += N) StoreOut<TG, kStream>(d, Term(d, hn::LoadU(d, e + j), vF, c->b, w + j, N), g + j);
+    for (; j + N <= j1; j += N) g.Put(d, Term(d, hn::LoadU(d, e + j), vF, c->b, w + j, N), j);
     if (j < j1) {
       const size_t r = j1 - j;
-      StoreTailF32(d, Term(d, LoadTailF32(d, e + j, r, 0.0f), vF, c->b, w + j, r), g + j, r);
+      g.PutLast(d, Term(d, LoadTailF32(d, e + j, r, 0.0f), vF, c->b, w + j, r), j, r);
     }
   }
 };
@@ -471,15 +471,25 @@ struct CeFusedFn {
   static HWY_INLINE void Run(const CeKernel& k, const CeRowCoef& c, const SoftmaxSeg* segs, size_t row, size_t nr,
                              SoftmaxSeg* out, const float* e, float* e_next) {
     using TG = OutType<GradF32, T>;
-    using Rider = CeGradRider<TG, Stream::value, kB>;
-    const DF d;
     TG* g = RowPtrMut<TG>(k.grad.data, k.grad.stride, row);
+    if constexpr (kShiftedStores && Stream::value && std::is_same<T, float>::value && std::is_same<TG, float>::value) {
+      if (ShiftStreamed(g)) return RunT<T, TG, true, true>(k, c, segs, nr, out, e, e_next, g);
+    }
+    RunT<T, TG, Stream::value, false>(k, c, segs, nr, out, e, e_next, g);
+  }
+  template <typename T, typename TG, bool kStream, bool kShift>
+  static HWY_INLINE void RunT(const CeKernel& k, const CeRowCoef& c, const SoftmaxSeg* segs, size_t nr, SoftmaxSeg* out,
+                              const float* e, float* e_next, TG* g) {
+    using Rider = CeGradRider<TG, kStream, kB, kShift>;
+    const DF d;
     // The target's e, before the walk overwrites it (a copy: in place, the
     // caller's rows need not be float-aligned).
     float ey = 0.0f;
     if (c.y >= 0) std::memcpy(&ey, e + c.y, sizeof(ey));
-    StatsT<T, false>(k, nr, 0, NumSegments(k.V), out, e_next, Rider{segs, &c, e, g, k.weight});
-    if (Stream::value) hwy::FlushStream();
+    Rider rider{segs, &c, e, ShiftedStores<TG, kStream, kShift>(g), k.weight};
+    StatsT<T, false>(k, nr, 0, NumSegments(k.V), out, e_next, rider);
+    rider.g.End(k.V);
+    if (kStream) hwy::FlushStream();
     if (c.y >= 0) {
       const size_t y = static_cast<size_t>(c.y);
       const VF vF = hn::Set(d, SegFactor(segs[y / kSegment], c.a, c.M, c.nan));
@@ -493,8 +503,9 @@ struct CeFusedFn {
 // nothing done, where it does not apply (the caller runs them one after the
 // other): probability targets, softcap (its slope needs z), a row whose
 // gradient scale is 0 under smoothing, an ignored row, no scratch row, a
-// gradient row not aligned for its non-temporal stores, or f32 stores to
-// another buffer that are not streamed (FusedStoresOk).
+// gradient row not aligned for its non-temporal stores (but on x86, where
+// ShiftedStores aligns them), or f32 stores to another buffer that are not
+// streamed (FusedStoresOk).
 template <typename T>
 HWY_INLINE bool CeFusedOf(const CeKernel& k, const CeRowCoef& c, const SoftmaxSeg* segs, size_t row, size_t nr,
                           SoftmaxSeg* out, float* scratch) {
@@ -506,7 +517,7 @@ HWY_INLINE bool CeFusedOf(const CeKernel& k, const CeRowCoef& c, const SoftmaxSe
   const float* e = EBuffer(k, row, scratch);
   float* e_next = EBuffer(k, nr, scratch);
   if (e == nullptr || e_next == nullptr) return false;
-  if (!FusedStoresOk(k.grad, row, k.stream, k.grad.data == k.logits.data)) return false;
+  if (!FusedStoresOk(k.grad, row, k.stream, k.grad.data == k.logits.data, std::is_same<T, float>::value)) return false;
   const bool f32 = k.grad.dtype == DType::kF32;
   const auto choices = Choose(Flag{f32}, Flag{k.stream});
   if (!k.dot) {

@@ -472,7 +472,7 @@ struct KlDistillFn {
 // same bits. Sums in vector registers: not for scalable vectors, which cannot
 // be struct members.
 #if !HWY_HAVE_SCALABLE
-template <typename T, typename TG, bool kStream>
+template <typename T, typename TG, bool kStream, bool kShift = false>
 struct DistillRider {
   const KlRow* r;
   KlSeg* segs;  // row r's
@@ -480,7 +480,7 @@ struct DistillRider {
   const T* xp;
   const float* eq;  // row r's exps (scratch)
   const float* ep;
-  TG* g;  // row r's gradient
+  ShiftedStores<TG, kStream, kShift> g;  // row r's gradient
   size_t V;
   bool nan_row;
   VF it, off, gscale, vA, vFp, loss, closs;
@@ -514,9 +514,9 @@ struct DistillRider {
     DistillVec(d, x, t, e_q, e_p, it, off, vFp, vA, gscale, nan_row, term, gv);
     closs = hn::Add(closs, full ? term : hn::IfThenElseZero(hn::FirstN(d, rr), term));
     if (full) {
-      StoreOut<TG, kStream>(d, gv, g + j);
+      g.Put(d, gv, j);
     } else {
-      StoreTailF32(d, gv, g + j, rr);
+      g.PutLast(d, gv, j, rr);  // (the row's last columns)
     }
   }
   HWY_INLINE void ChunkEnd(DF d) {
@@ -545,29 +545,39 @@ struct KlFusedFn {
   static HWY_INLINE void Run(const KlKernel& k, const KlRow& r, KlSeg* segs, size_t row, size_t nr, KlSeg* out,
                              float* scratch) {
     using TG = OutType<GradF32, T>;
+    TG* g = RowPtrMut<TG>(k.grad_q.data, k.grad_q.stride, row);
+    if constexpr (kShiftedStores && Stream::value && std::is_same<T, float>::value && std::is_same<TG, float>::value) {
+      if (ShiftStreamed(g)) return RunT<T, TG, true, true>(k, r, segs, row, nr, out, scratch, g);
+    }
+    RunT<T, TG, Stream::value, false>(k, r, segs, row, nr, out, scratch, g);
+  }
+  template <typename T, typename TG, bool kStream, bool kShift>
+  static HWY_INLINE void RunT(const KlKernel& k, const KlRow& r, KlSeg* segs, size_t row, size_t nr, KlSeg* out,
+                              float* scratch, TG* g) {
     const DF d;
-    DistillRider<T, TG, Stream::value> rider{&r,
-                                             segs,
-                                             RowPtr<T>(k.q_in.data, k.q_in.stride, row),
-                                             RowPtr<T>(k.p_in.data, k.p_in.stride, row),
-                                             scratch,
-                                             scratch + k.V,
-                                             RowPtrMut<TG>(k.grad_q.data, k.grad_q.stride, row),
-                                             k.V,
-                                             r.nanq || r.nanp,
-                                             hn::Set(d, k.inv_t),
-                                             hn::Set(d, DistillOffset(r)),
-                                             hn::Set(d, r.gs * k.inv_t),
-                                             hn::Zero(d),
-                                             hn::Zero(d),
-                                             hn::Zero(d),
-                                             hn::Zero(d)};
+    DistillRider<T, TG, kStream, kShift> rider{&r,
+                                               segs,
+                                               RowPtr<T>(k.q_in.data, k.q_in.stride, row),
+                                               RowPtr<T>(k.p_in.data, k.p_in.stride, row),
+                                               scratch,
+                                               scratch + k.V,
+                                               ShiftedStores<TG, kStream, kShift>(g),
+                                               k.V,
+                                               r.nanq || r.nanp,
+                                               hn::Set(d, k.inv_t),
+                                               hn::Set(d, DistillOffset(r)),
+                                               hn::Set(d, r.gs * k.inv_t),
+                                               hn::Zero(d),
+                                               hn::Zero(d),
+                                               hn::Zero(d),
+                                               hn::Zero(d)};
     const size_t nseg = NumSegments(k.V);
     for (size_t s = 0; s < nseg; ++s) out[s] = KlSeg();
     SideStats(RowPtr<T>(k.q_in.data, k.q_in.stride, nr), k.qk, k.inv_t, k.need_qsum, k.V, 0, nseg, out, true, scratch,
               rider);
     rider.Close();
-    if (Stream::value) hwy::FlushStream();
+    rider.g.End(k.V);
+    if (kStream) hwy::FlushStream();
     SideStats(RowPtr<T>(k.p_in.data, k.p_in.stride, nr), k.pk, k.inv_t, k.need_psum, k.V, 0, nseg, out, false,
               scratch + k.V);
   }
@@ -578,8 +588,9 @@ struct KlFusedFn {
 // row `nr` in one walk; false, with nothing done, where it does not apply
 // (the caller runs them one after the other): other modes or inputs, an
 // ignored row, no gradient or an element-wise loss asked, no scratch rows, a
-// gradient row not aligned for its non-temporal stores, f32 stores to another
-// buffer that are not streamed (FusedStoresOk), and scalable vectors.
+// gradient row not aligned for its non-temporal stores (but on x86, where
+// ShiftedStores aligns them), f32 stores to another buffer that are not
+// streamed (FusedStoresOk), and scalable vectors.
 bool KlFused(const KlKernel& k, const KlRow& r, KlSeg* segs, size_t row, size_t nr, KlSeg* out, float* scratch) {
 #if HWY_HAVE_SCALABLE
   (void)k, (void)r, (void)segs, (void)row, (void)nr, (void)out, (void)scratch;
@@ -588,7 +599,7 @@ bool KlFused(const KlKernel& k, const KlRow& r, KlSeg* segs, size_t row, size_t 
   if (k.qk != DistKind::kLogits || k.pk != DistKind::kLogits || k.mode != KlMode::kForward) return false;
   if (k.grad_q.data == nullptr || k.grad_p.data != nullptr || k.elem_loss.data != nullptr) return false;
   if (r.ignored || scratch == nullptr || k.V > kLocalSegments * kSegment) return false;
-  if (!FusedStoresOk(k.grad_q, row, k.stream, k.grad_q.data == k.q_in.data)) return false;
+  if (!FusedStoresOk(k.grad_q, row, k.stream, k.grad_q.data == k.q_in.data, k.q_in.dtype == DType::kF32)) return false;
   const bool f32 = k.grad_q.dtype == DType::kF32;
   Visit<KlFusedFn>(Choose(FloatType{k.q_in.dtype}, Flag{f32}, Flag{k.stream}), k, r, segs, row, nr, out, scratch);
   return true;

@@ -309,13 +309,110 @@ HWY_INLINE size_t PeelToAlign(const TG* p, size_t n) {
 // ownership first, and in the walk those reads hold up the next row's loads
 // (CE, 64x32000 f32, 1 thread: 0.405 -> 0.463-0.482 ns/logit fused; 16-bit
 // outputs, half the lines, gain: 0.320 -> 0.271).
-HWY_INLINE bool FusedStoresOk(const OutMat& o, size_t row, bool stream, bool in_place) {
+// (ShiftedStores, below.)
+constexpr bool kShiftedStores = HWY_ARCH_X86 != 0;
+
+// `shifted`: the caller's rider writes an f32 row through ShiftedStores (x86;
+// the riders instantiate it for f32 logits only), which streams a row
+// misaligned by whole elements too.
+HWY_INLINE bool FusedStoresOk(const OutMat& o, size_t row, bool stream, bool in_place, bool shifted = false) {
   const bool f32 = o.dtype == DType::kF32;
   const size_t size = f32 ? sizeof(float) : sizeof(uint16_t);
   const uintptr_t a = reinterpret_cast<uintptr_t>(o.data) + row * o.stride * size;
-  if (stream && a % (hn::Lanes(DF()) * size) != 0) return false;
+  if (stream && a % (hn::Lanes(DF()) * size) != 0 && !(shifted && f32 && kShiftedStores && a % size == 0)) return false;
   return !f32 || stream || in_place;
 }
+
+// A fused walk's rider writes its row's output vector by vector, in column
+// order, at columns j = 0, N, 2N, ... (Put), the last r < N columns last
+// (PutLast), then End. Plain stores (kShift false): each vector at its
+// columns, streamed when kStream.
+template <typename TG, bool kStream, bool kShift = false>
+struct ShiftedStores {
+  TG* g;
+  explicit ShiftedStores(TG* row) : g(row) {}
+  HWY_INLINE void Put(DF d, VF v, size_t j) { StoreOut<TG, kStream>(d, v, g + j); }
+  HWY_INLINE void PutLast(DF d, VF v, size_t j, size_t r) { StoreTailF32(d, v, g + j, r); }
+  HWY_INLINE void End(size_t) {}
+};
+
+// Whether a streamed f32 row at g takes ShiftedStores<float, true, true>: its
+// start not aligned to a vector (by whole elements; FusedStoresOk checked).
+HWY_INLINE bool ShiftStreamed(const float* g) {
+  return kShiftedStores && reinterpret_cast<uintptr_t>(g) % (hn::Lanes(DF()) * sizeof(float)) != 0;
+}
+
+#if HWY_ARCH_X86
+// kShift (x86, streamed f32 rows whose start is not aligned to a vector: V =
+// 50257, GPT-2's vocabulary, 15 rows in 16; FusedStoresOk refused them, and
+// the rows took turns: 8192 x 50257 CE forward + gradient, 1 thread, 0.530-
+// 0.542 ns/logit against ~0.456 at 50304): each vector is rotated by the
+// row's misalignment and blended with the previous one, so the aligned
+// vectors in between are streamed; the first h columns (those before the
+// first aligned one) and the last N - h are ordinary stores. Two more
+// operations per vector; the same values. A separate instance: the members
+// of the plain one kept the aligned rows' riders as fast as before (a branch
+// per vector and these members in every rider cost the bf16 token backward
+// 7-12 %). (Vectors as members: x86's are; SVE's could not be.)
+template <typename TG>
+struct ShiftedStores<TG, true, true> {
+  using DI = hn::RebindToSigned<DF>;
+  TG* g;
+  size_t h;  // > 0
+  hn::Vec<DI> idx;
+  hn::Mask<DF> low;  // the lanes of an aligned vector from the previous one
+  VF carry;          // the previous vector, rotated
+
+  explicit ShiftedStores(TG* row) : g(row) {
+    const DF d;
+    const DI di;
+    const size_t N = hn::Lanes(d);
+    const uintptr_t a = reinterpret_cast<uintptr_t>(row);
+    h = N - (a % (N * sizeof(TG))) / sizeof(TG);
+    // rot[i] = v[(i + h) mod N]; an aligned vector at column j + h - N takes
+    // lanes i < N - h from the previous vector's rot and the rest from v's.
+    idx = hn::And(hn::Add(hn::Iota(di, 0), hn::Set(di, static_cast<int32_t>(h))),
+                  hn::Set(di, static_cast<int32_t>(N - 1)));
+    low = hn::FirstN(d, N - h);
+    carry = hn::Zero(d);
+  }
+  // The vector of columns [j, j + N).
+  HWY_INLINE void Put(DF d, VF v, size_t j) {
+    const size_t N = hn::Lanes(d);
+    const VF rot = hn::TableLookupLanes(v, hn::IndicesFromVec(d, idx));
+    if (j == 0) {
+      StoreTailF32(d, v, g, h);
+    } else {
+      StoreOut<TG, true>(d, hn::IfThenElse(low, carry, rot), g + j + h - N);
+    }
+    carry = rot;
+  }
+  // The last r columns of the row, [j, j + r), r < N (none after).
+  HWY_INLINE void PutLast(DF d, VF v, size_t j, size_t r) {
+    if (j == 0) {
+      StoreTailF32(d, v, g, r);
+    } else {
+      const size_t N = hn::Lanes(d);
+      const VF rot = hn::TableLookupLanes(v, hn::IndicesFromVec(d, idx));
+      const VF out = hn::IfThenElse(low, carry, rot);  // columns [j + h - N, j + h)
+      if (r >= h) {
+        StoreOut<TG, true>(d, out, g + j + h - N);
+        StoreTailF32(d, rot, g + j + h, r - h);
+      } else {
+        StoreTailF32(d, out, g + j + h - N, N - h + r);
+      }
+    }
+    done = true;
+  }
+  // After the row: the carried columns, unless PutLast ended it.
+  HWY_INLINE void End(size_t V) {
+    const DF d;
+    const size_t N = hn::Lanes(d);
+    if (!done && V >= N) StoreTailF32(d, carry, g + V - N + h, N - h);
+  }
+  bool done = false;
+};
+#endif
 
 // NOLINTNEXTLINE(google-readability-namespace-comments)
 }  // namespace HWY_NAMESPACE

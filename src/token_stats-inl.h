@@ -629,23 +629,22 @@ HWY_INLINE void TokGradOf(const TokGradKernel& k, const TokGradRow& c, const Tok
 // r's logits (L2) and its e (the scratch row, read before the walk stores
 // row r + 1's e there). The same TokGradVec as TokGradSeg: the same bits
 // (kScale: T != 1).
-template <typename T, typename TG, bool kStream, bool kScale>
+template <typename T, typename TG, bool kStream, bool kScale, bool kShift = false>
 struct TokGradRider {
   const TokGradKernel* k;
   const TokGradRow* c;
-  const TokSeg* segs;  // row r's
-  const T* x;          // row r's logits
-  const float* e;      // row r's e
-  TG* g;               // row r's gradient
+  const TokSeg* segs;                    // row r's
+  const T* x;                            // row r's logits
+  const float* e;                        // row r's e
+  ShiftedStores<TG, kStream, kShift> g;  // row r's gradient
   TokGradConst q;
   uint32_t cur = 0;  // the next delta
 
   HWY_INLINE void Seg(size_t s) { q = TokGradConstE(*k, *c, segs[s].sm); }
   template <bool kDelta>
   HWY_INLINE void Vec(DF d, size_t j) {
-    StoreOut<TG, kStream>(
-        d, TokGradVec<T, false, false, kDelta, true, true, kScale>(d, q, *c, x, nullptr, e, j, hn::Lanes(d), 0, cur),
-        g + j);
+    g.Put(d, TokGradVec<T, false, false, kDelta, true, true, kScale>(d, q, *c, x, nullptr, e, j, hn::Lanes(d), 0, cur),
+          j);
   }
   HWY_INLINE void Pair(DF d, size_t j) {
     const size_t N = hn::Lanes(d);
@@ -663,24 +662,35 @@ struct TokGradRider {
     size_t j = j0;
     for (; j + N <= j1; j += N) Vec<true>(d, j);
     if (j < j1) {
-      StoreTailF32(d, TokGradVec<T, false, false, true, true, true, kScale>(d, q, *c, x, nullptr, e, j, j1 - j, 0, cur),
-                   g + j, j1 - j);
+      g.PutLast(d, TokGradVec<T, false, false, true, true, true, kScale>(d, q, *c, x, nullptr, e, j, j1 - j, 0, cur), j,
+                j1 - j);
     }
   }
 };
 
+template <typename T, typename TG, bool kScale, bool kStream, bool kShift>
+void TokFusedRunT(const TokKernel& k, const TokGradKernel& gk, const TokGradRow& c, const TokSeg* segs, size_t row,
+                  size_t nr, TokSeg* out, float* e, TG* g) {
+  TokGradRider<T, TG, kStream, kScale, kShift> rider{&gk,
+                                                     &c,
+                                                     segs,
+                                                     RowPtr<T>(gk.logits.data, gk.logits.stride, row),
+                                                     e,
+                                                     ShiftedStores<TG, kStream, kShift>(g),
+                                                     TokGradConst{}};
+  TokStatsT<T, false, kScale, false>(k, nr, 0, NumSegments(k.V), out, e, rider);
+  rider.g.End(k.V);
+  if (kStream) hwy::FlushStream();
+}
+
 template <typename T, typename TG, bool kScale, bool kStream>
 void TokFusedT(const TokKernel& k, const TokGradKernel& gk, const TokGradRow& c, const TokSeg* segs, size_t row,
                size_t nr, TokSeg* out, float* e) {
-  TokGradRider<T, TG, kStream, kScale> rider{&gk,
-                                             &c,
-                                             segs,
-                                             RowPtr<T>(gk.logits.data, gk.logits.stride, row),
-                                             e,
-                                             RowPtrMut<TG>(gk.grad.data, gk.grad.stride, row),
-                                             TokGradConst{}};
-  TokStatsT<T, false, kScale, false>(k, nr, 0, NumSegments(k.V), out, e, rider);
-  if (kStream) hwy::FlushStream();
+  TG* g = RowPtrMut<TG>(gk.grad.data, gk.grad.stride, row);
+  if constexpr (kShiftedStores && kStream && std::is_same<T, float>::value && std::is_same<TG, float>::value) {
+    if (ShiftStreamed(g)) return TokFusedRunT<T, TG, kScale, true, true>(k, gk, c, segs, row, nr, out, e, g);
+  }
+  TokFusedRunT<T, TG, kScale, kStream, false>(k, gk, c, segs, row, nr, out, e, g);
 }
 
 struct TokFusedVisit {
@@ -695,12 +705,15 @@ struct TokFusedVisit {
 // false, with nothing done, where it does not apply (the caller runs them
 // one after the other): no seg_e, softcap (not instantiated), top-k or
 // reference logits in the walk, a row whose gradient is all zeros, no
-// scratch row, or stores FusedStoresOk refuses.
+// scratch row, or stores FusedStoresOk refuses (a row misaligned for its
+// non-temporal stores: not on x86, where ShiftedStores aligns them).
 template <typename T>
 HWY_INLINE bool TokFusedOf(const TokKernel& k, const TokGradKernel& gk, const TokGradRow& c, const TokSeg* segs,
                            size_t row, size_t nr, TokSeg* out, float* e) {
   if (!gk.seg_e || gk.cap > 0.0f || k.K != 0 || k.ref.data != nullptr || gk.ref.data != nullptr || c.zero) return false;
-  if (e == nullptr || !FusedStoresOk(gk.grad, row, gk.stream, gk.grad.data == gk.logits.data)) return false;
+  if (e == nullptr ||
+      !FusedStoresOk(gk.grad, row, gk.stream, gk.grad.data == gk.logits.data, std::is_same<T, float>::value))
+    return false;
   VisitFixed<TokFusedVisit, T>(Choose(Flag{gk.grad.dtype == DType::kF32}, Flag{k.scale != 1.0f}, Flag{gk.stream}), k,
                                gk, c, segs, row, nr, out, e);
   return true;
