@@ -360,8 +360,9 @@ struct ShiftedStores<TG, true, true> {
   TG* g;
   size_t h;  // > 0
   hn::Vec<DI> idx;
-  hn::Mask<DF> low;  // the lanes of an aligned vector from the previous one
-  VF carry;          // the previous vector, rotated
+  hn::Mask<DF> low;   // the lanes of an aligned vector from the previous one
+  VF carry;           // the previous vector, rotated
+  bool done = false;  // PutLast stored the row's last columns
 
   explicit ShiftedStores(TG* row) : g(row) {
     const DF d;
@@ -410,7 +411,6 @@ struct ShiftedStores<TG, true, true> {
     const size_t N = hn::Lanes(d);
     if (!done && V >= N) StoreTailF32(d, carry, g + V - N + h, N - h);
   }
-  bool done = false;
 };
 #endif
 
