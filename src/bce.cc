@@ -154,13 +154,13 @@ struct BceOp : NoMiddle {
   using Acc = BceAcc;
   using RowState = BceRowState;
   BceKernel k;
-  float* row_loss = nullptr;
+  RowLossSink row_loss;
   bool NeedsStats(size_t) const { return true; }
   size_t ScratchRows() const { return 0; }
   void Stats(size_t row, size_t s0, size_t s1, Seg* out, float*) const { XENT_DISPATCH(BceRow)(k, row, s0, s1, out); }
   static void Merge(Acc& acc, const Seg& g) { acc.loss += g.loss; }
   void Finish(size_t row, const Acc& acc, bool, RowState*) const {
-    if (row_loss) row_loss[row] = static_cast<float>(acc.loss);
+    if (row_loss) row_loss.Put(row, acc.loss);
   }
   bool HasOutput() const { return false; }
   void Output(size_t, const RowState&, const Seg*, size_t, size_t, float*) const {}
@@ -184,7 +184,7 @@ xent_status RunBce(const BceProblem& p) {
   op.k.gscale = static_cast<float>(static_cast<double>(p.grad_scale) / divisor);
   RowLosses losses;
   if (!losses.Init(p.row_loss, p.loss != nullptr, p.B)) return XENT_ERROR_OUT_OF_MEMORY;
-  op.row_loss = losses.data;
+  op.row_loss = losses.sink;
   const xent_status rc = RunRows(op, p.B, p.V, p.exec);
   if (rc != XENT_OK) return rc;
   if (p.loss) *p.loss = static_cast<float>(losses.Sum(p.B) / divisor);

@@ -40,9 +40,9 @@ struct CeOp : NoMiddle {
   const CrossEntropyProblem* p;
   CeKernel k;
   CeKernelTables kernels;
-  float* row_loss;  // caller's or scratch; may be null
-  double inv_div;   // gradient divisor (mean), 1 otherwise
-  double w_total;   // sum of class weights (V when unweighted)
+  RowLossSink row_loss;  // caller's and/or the reduction's; may be empty
+  double inv_div;        // gradient divisor (mean), 1 otherwise
+  double w_total;        // sum of class weights (V when unweighted)
   // Vocab-parallel (the row's columns are a shard of p->V classes): phase 1
   // exports each row's statistics to stats_out (src/problem.h's layout) and
   // writes nothing else; phase 2 finishes rows with `merged`, their
@@ -81,7 +81,7 @@ struct CeOp : NoMiddle {
     const double lse = had_stats || merged ? acc.Lse() : kNaN;
     if (p->lse) p->lse[row] = static_cast<float>(lse);
     if (ignored) {
-      if (row_loss) row_loss[row] = 0.0f;
+      if (row_loss) row_loss.Put(row, 0.0);
       st->zero = true;
       return;
     }
@@ -115,7 +115,7 @@ struct CeOp : NoMiddle {
       loss += static_cast<double>(p->z_loss) * lse * lse;
       a_coef += 2.0 * static_cast<double>(p->z_loss) * lse;
     }
-    if (row_loss) row_loss[row] = static_cast<float>(loss);
+    if (row_loss) row_loss.Put(row, loss);
     // A row without mass (all -inf) or with NaN has an undefined softmax:
     // its whole gradient is NaN, as PyTorch's.
     st->nan = acc.nan || acc.S == 0.0;
@@ -163,8 +163,8 @@ struct Columns {
 
 // RunCrossEntropyRows over the columns `cols` of p's rows (p.logits and
 // p.grad hold just those), with CeOp's vocab-parallel members.
-xent_status RunColumns(const CrossEntropyProblem& p, Columns cols, double divisor, float* row_loss, double* stats_out,
-                       const SoftmaxAcc* merged) {
+xent_status RunColumns(const CrossEntropyProblem& p, Columns cols, double divisor, RowLossSink row_loss,
+                       double* stats_out, const SoftmaxAcc* merged) {
   const bool soft = p.target.soft;
   CeOp op;
   op.p = &p;
@@ -244,7 +244,7 @@ double CrossEntropyDivisor(const CrossEntropyProblem& p) {
   return divisor;
 }
 
-xent_status RunCrossEntropyRows(const CrossEntropyProblem& p, double divisor, float* row_loss) {
+xent_status RunCrossEntropyRows(const CrossEntropyProblem& p, double divisor, RowLossSink row_loss) {
   return RunColumns(p, Columns{0, p.V}, divisor, row_loss, nullptr, nullptr);
 }
 
@@ -252,7 +252,7 @@ size_t CrossEntropyRowsWorkspaceBytes(size_t B, size_t V) { return RowsWorkspace
 
 xent_status CrossEntropyFoldColumns(const CrossEntropyProblem& p, size_t offset, size_t width, double* stats,
                                     SoftmaxAcc* acc) {
-  const xent_status rc = RunColumns(p, Columns{offset, width}, 1.0, nullptr, stats, nullptr);
+  const xent_status rc = RunColumns(p, Columns{offset, width}, 1.0, RowLossSink(), stats, nullptr);
   if (rc != XENT_OK) return rc;
   const size_t n = CeShardRowDoubles(p.label_smoothing);
   for (size_t i = 0; i < p.B; ++i) {
@@ -265,7 +265,7 @@ xent_status CrossEntropyFoldColumns(const CrossEntropyProblem& p, size_t offset,
 }
 
 xent_status CrossEntropyColumnsWithStats(const CrossEntropyProblem& p, size_t offset, size_t width, double divisor,
-                                         float* row_loss, const SoftmaxAcc* merged) {
+                                         RowLossSink row_loss, const SoftmaxAcc* merged) {
   return RunColumns(p, Columns{offset, width}, divisor, row_loss, nullptr, merged);
 }
 
@@ -273,7 +273,7 @@ xent_status RunCrossEntropy(const CrossEntropyProblem& p) {
   const double divisor = CrossEntropyDivisor(p);
   RowLosses losses;
   if (!losses.Init(p.row_loss, p.loss != nullptr, p.B)) return XENT_ERROR_OUT_OF_MEMORY;
-  const xent_status rc = RunCrossEntropyRows(p, divisor, losses.data);
+  const xent_status rc = RunCrossEntropyRows(p, divisor, losses.sink);
   if (rc != XENT_OK) return rc;
   Reduce(p, losses, divisor);
   return XENT_OK;
@@ -281,7 +281,7 @@ xent_status RunCrossEntropy(const CrossEntropyProblem& p) {
 
 xent_status RunCrossEntropyShardStats(const CrossEntropyShardProblem& s) {
   const CrossEntropyProblem p = WholeRows(s);
-  const xent_status rc = RunColumns(p, Columns{s.offset, s.Vs}, 1.0, nullptr, s.stats_out, nullptr);
+  const xent_status rc = RunColumns(p, Columns{s.offset, s.Vs}, 1.0, RowLossSink(), s.stats_out, nullptr);
   if (rc != XENT_OK) return rc;
   const double header[kShardHeaderDoubles] = {s.label_smoothing > 0.0f ? kTagCeDot : kTagCe, static_cast<double>(s.B),
                                               static_cast<double>(s.offset), static_cast<double>(s.Vs)};
@@ -310,7 +310,7 @@ xent_status RunCrossEntropyShardFinish(const CrossEntropyShardProblem& s) {
     });
   }
   const double divisor = CrossEntropyDivisor(p);
-  const xent_status rc = RunColumns(p, Columns{s.offset, s.Vs}, divisor, losses.data, nullptr, merged.get());
+  const xent_status rc = RunColumns(p, Columns{s.offset, s.Vs}, divisor, losses.sink, nullptr, merged.get());
   if (rc != XENT_OK) return rc;
   Reduce(p, losses, divisor);
   return XENT_OK;

@@ -11,6 +11,7 @@
 
 #include "src/engine.h"
 #include "src/problem.h"
+#include "src/scratch.h"
 
 namespace xent {
 
@@ -65,9 +66,9 @@ CeKernelTables CeKernelsF16();
 // probability targets); 1 for the other reductions.
 double CrossEntropyDivisor(const CrossEntropyProblem& p);
 // Phases 1-4 over p's B rows with the gradient divided by `divisor` (one
-// computed over the whole batch); row losses go to `row_loss` (B values, may
-// be nullptr); p.loss and p.row_loss are not read.
-xent_status RunCrossEntropyRows(const CrossEntropyProblem& p, double divisor, float* row_loss);
+// computed over the whole batch); row losses go to `row_loss` (B values of
+// each of its buffers, which may be null); p.loss and p.row_loss are not read.
+xent_status RunCrossEntropyRows(const CrossEntropyProblem& p, double divisor, RowLossSink row_loss);
 // Bytes of p.exec.workspace with which RunCrossEntropyRows of up to B rows
 // of V classes allocates nothing (for callers that run it after writing
 // outputs: a failed call must leave them untouched).
@@ -87,7 +88,7 @@ xent_status CrossEntropyFoldColumns(const CrossEntropyProblem& p, size_t offset,
 // classes (`merged`, from CrossEntropyFoldColumns): p.lse and `row_loss`
 // (each may be nullptr) and the columns' gradient, divided by `divisor`.
 xent_status CrossEntropyColumnsWithStats(const CrossEntropyProblem& p, size_t offset, size_t width, double divisor,
-                                         float* row_loss, const SoftmaxAcc* merged);
+                                         RowLossSink row_loss, const SoftmaxAcc* merged);
 
 }  // namespace xent
 

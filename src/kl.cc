@@ -662,7 +662,7 @@ struct KlOp {
   using RowState = KlRow;
   const DivergenceProblem* pr;
   KlKernel k;
-  float* row_loss;
+  RowLossSink row_loss;
   double gscale;  // grad_scale * T^2? / divisor
   double lscale;  // T^2 or 1
   // Vocab-parallel (the rows are a column shard): phase 1 exports each row's
@@ -728,7 +728,7 @@ struct KlOp {
       std::memcpy(Record(row) + 3, &loss, sizeof(loss));
       return;
     }
-    if (row_loss) row_loss[row] = st->ignored ? 0.0f : static_cast<float>(loss * lscale);
+    if (row_loss) row_loss.Put(row, st->ignored ? 0.0 : loss * lscale);
     if (k.mode != KlMode::kForward) st->gq_sum = static_cast<float>(gq);
     if (k.mode != KlMode::kReverse) st->gp_sum = static_cast<float>(gp);
   }
@@ -828,7 +828,7 @@ xent_status RunDivergence(const DivergenceProblem& p) {
   const double divisor = Setup(p, &op);
   RowLosses losses;
   if (!losses.Init(p.row_loss, p.loss != nullptr, p.B)) return XENT_ERROR_OUT_OF_MEMORY;
-  op.row_loss = losses.data;
+  op.row_loss = losses.sink;
   const xent_status rc = RunRows(op, p.B, p.V, p.exec);
   if (rc != XENT_OK) return rc;
   if (p.loss) *p.loss = static_cast<float>(losses.Sum(p.B) / divisor);
@@ -841,7 +841,7 @@ xent_status RunKlShardStats(const KlShardProblem& s) {
   p.labels = Labels();
   KlOp op;
   Setup(p, &op);
-  op.row_loss = nullptr;
+  op.row_loss = RowLossSink();
   op.stats_out = s.stats_out;
   const xent_status rc = RunRows(op, p.B, p.V, p.exec);
   if (rc != XENT_OK) return rc;
@@ -901,15 +901,16 @@ xent_status RunKlShardFinish(const KlShardProblem& s) {
         kl += w * (kl_r + (lse_pr - lse_p) - (qr.Lse() - lse_q));
       }
     }
-    if (s.B) losses.data[i] = s.labels.Ignored(i) ? 0.0f : static_cast<float>(kl * op.lscale);
+    if (s.B) losses.sums[i] = s.labels.Ignored(i) ? 0.0 : kl * op.lscale;
   }
   if (s.grad_input.data != nullptr) {
     op.merged = merged.get();
-    op.row_loss = nullptr;
+    op.row_loss = RowLossSink();
     const xent_status rc = RunRows(op, p.B, p.V, p.exec);
     if (rc != XENT_OK) return rc;
   }
-  if (s.row_loss && s.B) std::memcpy(s.row_loss, losses.data, s.B * sizeof(float));
+  if (s.row_loss)
+    for (size_t i = 0; i < s.B; ++i) s.row_loss[i] = static_cast<float>(losses.sums[i]);
   if (s.loss) *s.loss = static_cast<float>((s.B ? losses.Sum(s.B) : 0.0) / divisor);
   return XENT_OK;
 }

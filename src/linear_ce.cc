@@ -279,16 +279,24 @@ class LinearCe {
   void ForTargetRows(size_t v0, size_t vn, const Fn& fn) const;
   void AddTargetHalves(size_t v0, size_t vn) const;
   void RoundHalves(size_t v0, size_t vn) const;
-  std::unique_ptr<double[]> gb_acc_;   // V
-  std::unique_ptr<float[]> row_loss_;  // B, when the caller has none but wants the loss
+  std::unique_ptr<double[]> gb_acc_;  // V
+  // Row losses: the caller's (f32) and, when the loss is wanted, B doubles it
+  // is summed from (a row loss beyond FLT_MAX must not make a finite mean inf).
+  std::unique_ptr<double[]> row_loss_sum_;
   float* row_loss_out_ = nullptr;
+  void PutRowLoss(size_t row, double loss) const {
+    if (row_loss_out_) row_loss_out_[row] = static_cast<float>(loss);
+    if (row_loss_sum_) row_loss_sum_[row] = loss;
+  }
+  bool RowLossWanted() const { return row_loss_out_ || row_loss_sum_; }
   std::unique_ptr<float[]> zeros_;       // H zeros (skipped rows' grad_hidden, an empty grad_linear_weight)
   std::unique_ptr<unsigned char[]> ws_;  // the cross-entropy engine's buffers for a block
   size_t ws_bytes_ = 0;
   SlotPool slots_;
   // Per block: targets, row scales, row losses, lse of the block's rows.
   std::vector<int64_t> tgt_;
-  std::vector<float> rs_, rl_, lse_;
+  std::vector<float> rs_, lse_;
+  std::vector<double> rl_;
   std::vector<float> ts_;  // per kept row: its target entry of G (TakeTargets), 0 when none
 };
 
@@ -377,10 +385,9 @@ xent_status LinearCe::Run() {
     std::fill(gb_acc_.get(), gb_acc_.get() + V_, 0.0);
   }
   row_loss_out_ = p.row_loss;
-  if (p.loss && !row_loss_out_ && B_ > 0) {
-    row_loss_ = Alloc<float>(B_);
-    if (!row_loss_) return XENT_ERROR_OUT_OF_MEMORY;
-    row_loss_out_ = row_loss_.get();
+  if (p.loss && B_ > 0) {
+    row_loss_sum_ = Alloc<double>(B_);
+    if (!row_loss_sum_) return XENT_ERROR_OUT_OF_MEMORY;
   }
   // Everything a block needs, allocated before the first block writes an
   // output: zeros for skipped rows, the engine's buffers, the tasks' slots.
@@ -454,10 +461,10 @@ xent_status LinearCe::CrossEntropyOnBlock(const size_t* rows, size_t n) {
   cp.exec = p.exec;
   cp.exec.workspace = ws_.get();
   cp.exec.workspace_bytes = ws_bytes_;
-  const xent_status rc = RunCrossEntropyRows(cp, divisor_, rl_.data());
+  const xent_status rc = RunCrossEntropyRows(cp, divisor_, RowLossSink{nullptr, rl_.data()});
   if (rc != XENT_OK) return rc;
   for (size_t i = 0; i < n; ++i) {
-    if (row_loss_out_) row_loss_out_[rows[i]] = rl_[i];
+    PutRowLoss(rows[i], rl_[i]);
     if (p.lse) p.lse[rows[i]] = lse_[i];
   }
   return XENT_OK;
@@ -773,12 +780,13 @@ xent_status LinearCe::RunTiled() {
       CrossEntropyProblem cp = TileProblem(g0, n, cn, true);
       const bool first = t == 0;
       cp.lse = first && p.lse ? lse_.data() : nullptr;
-      if ((rc = CrossEntropyColumnsWithStats(cp, c0, cn, divisor_, first && row_loss_out_ ? rl_.data() : nullptr,
+      if ((rc = CrossEntropyColumnsWithStats(cp, c0, cn, divisor_,
+                                             RowLossSink{nullptr, first && RowLossWanted() ? rl_.data() : nullptr},
                                              acc_.get() + g0)) != XENT_OK)
         return rc;
       if (first) {
         for (size_t i = 0; i < n; ++i) {
-          if (row_loss_out_) row_loss_out_[rows_[g0 + i]] = rl_[i];
+          if (RowLossWanted()) PutRowLoss(rows_[g0 + i], rl_[i]);
           if (p.lse) p.lse[rows_[g0 + i]] = lse_[i];
         }
       }
@@ -885,7 +893,7 @@ void LinearCe::ZeroSkippedRows() {
       ++k;
       continue;
     }
-    if (row_loss_out_) row_loss_out_[i] = 0.0f;
+    PutRowLoss(i, 0.0);
     if (zero_gh) {
       auto* dst =
           static_cast<unsigned char*>(p.grad_hidden.data) + i * p.grad_hidden.stride * DTypeSize(p.grad_hidden.dtype);
@@ -1040,7 +1048,7 @@ xent_status LinearCe::Finish() {
   const LinearCrossEntropyProblem& p = p_;
   if (p.loss) {
     double sum = 0.0;
-    for (size_t i = 0; i < B_; ++i) sum += row_loss_out_[i];
+    for (size_t i = 0; i < B_; ++i) sum += row_loss_sum_[i];
     if (p.reduction == Reduction::kMean) sum /= divisor_;  // 0/0 = NaN as PyTorch
     *p.loss = static_cast<float>(sum);
   }

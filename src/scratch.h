@@ -30,24 +30,38 @@ inline bool StreamOutputs(size_t B, size_t V, const OutMat& m) {
   return B * V * DTypeSize(m.dtype) >= StreamThresholdBytes();
 }
 
-// Per-row losses: the caller's buffer, else O(B) scratch when only the
-// reduced loss is wanted (summed in row order afterwards), else none.
+// Where an op writes its row losses: the caller's f32 row_loss and/or the
+// doubles the reduced loss sums. The sum is taken over the doubles: a row
+// loss beyond FLT_MAX is inf in f32, yet the mean over the batch may be
+// finite (z_loss of a logit near 1e21, say).
+struct RowLossSink {
+  float* f32 = nullptr;
+  double* f64 = nullptr;
+  explicit operator bool() const { return f32 != nullptr || f64 != nullptr; }
+  void Put(size_t row, double loss) const {
+    if (f32) f32[row] = static_cast<float>(loss);
+    if (f64) f64[row] = loss;
+  }
+};
+
+// Per-row losses: the caller's buffer (if any), and O(B) doubles when the
+// reduced loss is wanted (summed in row order afterwards).
 struct RowLosses {
-  std::unique_ptr<float[]> scratch;
-  float* data = nullptr;
+  std::unique_ptr<double[]> sums;
+  RowLossSink sink;
   bool Init(float* caller, bool need_sum, size_t B) {
-    data = caller;
-    if (data == nullptr && need_sum && B > 0) {
-      scratch.reset(new (std::nothrow) float[B]);
-      data = scratch.get();
-      return data != nullptr;
+    sink.f32 = caller;
+    if (need_sum && B > 0) {
+      sums.reset(new (std::nothrow) double[B]);
+      sink.f64 = sums.get();
+      return sink.f64 != nullptr;
     }
     return true;
   }
   // Sum of the B row losses in row order (double): every op's reduced loss.
   double Sum(size_t B) const {
     double s = 0.0;
-    for (size_t i = 0; i < B; ++i) s += data[i];
+    for (size_t i = 0; i < B; ++i) s += sink.f64[i];
     return s;
   }
 };

@@ -141,6 +141,28 @@ TEST_P(CeTest, EdgeValues) {
   }
 }
 
+// A row loss beyond FLT_MAX (z_loss 1e-4 x lse^2 = 4e38 at a logit 2e21)
+// is +inf in f32 row_loss, but the MEAN over 4 rows (1e38) is finite: the
+// reduction sums the row losses in double, not their f32 values (found by
+// fuzzfast: the mean came out inf).
+TEST_P(CeTest, RowLossBeyondFltMaxKeepsAFiniteMean) {
+  for (DType dt : {DType::kF32, DType::kBF16}) {
+    CaseSpec s = Ce(4, 5, dt, DType::kF32, 5);
+    s.Set("reduction", XENT_REDUCTION_MEAN).Set("z_loss", 1e-4);
+    s.edit = [](const std::string& f, size_t i, size_t j, double v) {
+      return f == "logits" && i == 0 ? (j == 0 ? 2e21 : 0.0) : v;
+    };
+    Case c(s);
+    ASSERT_EQ(c.Run(), XENT_OK) << xent_last_error();  // (the generic bounds do not take inf for 4e38)
+    const double loss = c.buf("loss")->Get(0);
+    EXPECT_TRUE(std::isfinite(loss)) << loss;
+    const double z = c.buf("logits")->Get(0, 0);       // 2e21 in the logits' dtype
+    EXPECT_NEAR(loss, 1e-4 * z * z / 4, 1e-5 * loss);  // row 0's term; the others are ~1e-37 of it
+    EXPECT_EQ(c.buf("row_loss")->Get(0), kInf);        // 4e38 rounded to f32
+    for (size_t i = 1; i < 4; ++i) EXPECT_TRUE(std::isfinite(c.buf("row_loss")->Get(i))) << i;
+  }
+}
+
 // Logits sin(i V + j) with NaN at (0, 5) and +inf at (1, 2); targets 1, 3, 0.
 TEST_P(CeTest, NanAndInfPropagate) {
   for (DType dt : {DType::kF32, DType::kBF16, DType::kF16}) {
