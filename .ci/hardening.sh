@@ -65,11 +65,16 @@ FUZZ_SECONDS=${XENT_FUZZ_SECONDS:-300}
 FUZZ_RUNS=${XENT_FUZZ_RUNS:-2000}
 FUZZ_SEED=${XENT_FUZZ_SEED:-1}
 FUZZFAST_RUNS=${XENT_FUZZFAST_RUNS:-2000000}
+# An x86 CPU without AVX-512 (Highway's AVX3 needs F, BW, DQ and VL): the
+# slow CI machines here, where several steps do less (see their comments).
+X86_NO_AVX512=0
+if [ "$(uname -m)" = x86_64 ] && ! { grep -qw avx512f /proc/cpuinfo && grep -qw avx512bw /proc/cpuinfo &&
+  grep -qw avx512dq /proc/cpuinfo && grep -qw avx512vl /proc/cpuinfo; }; then
+  X86_NO_AVX512=1
+fi
 FUZZFAST_SECONDS=${XENT_FUZZFAST_SECONDS:-180}
 # (120 s on an x86 CPU without AVX-512: see step_arm64 for why.)
-if [ "$(uname -m)" = x86_64 ] && ! grep -qw avx512f /proc/cpuinfo; then
-  FUZZFAST_SECONDS=${XENT_FUZZFAST_SECONDS:-120}
-fi
+[ $X86_NO_AVX512 = 1 ] && FUZZFAST_SECONDS=${XENT_FUZZFAST_SECONDS:-120}
 FUZZFAST_REFERENCE_EVERY=${XENT_FUZZFAST_REFERENCE_EVERY:-8}
 COVERAGE_FLOOR=${XENT_COVERAGE_FLOOR:-95}
 SOAK_CALLS=${XENT_SOAK_CALLS:-100000}
@@ -173,10 +178,7 @@ SKIP_NARROW=$SKIP_X86
 # and fuzzfast 672 -> 540 s. They skip SSE4 too, for the reasons above (AVX2
 # and the static target are left): on a Zen 1 EPYC the kernels' compile is
 # 2.3x the Emerald Rapids' (kl.cc 605 s at -O3), and a third of each build.
-if [ "$(uname -m)" = x86_64 ] && ! { grep -qw avx512f /proc/cpuinfo && grep -qw avx512bw /proc/cpuinfo &&
-  grep -qw avx512dq /proc/cpuinfo && grep -qw avx512vl /proc/cpuinfo; }; then
-  SKIP_NARROW=-Ddisabled_targets=HWY_AVX3,HWY_AVX3_DL,HWY_SSE4
-fi
+[ $X86_NO_AVX512 = 1 ] && SKIP_NARROW=-Ddisabled_targets=HWY_AVX3,HWY_AVX3_DL,HWY_SSE4
 
 # ---------------------------------------------------------------------------
 step_headers() {
@@ -708,9 +710,7 @@ step_arm64() {
   local skip=-Ddisabled_targets=HWY_SVE,HWY_SVE_256,HWY_SVE2_128
   # On an x86 CPU without AVX-512 (the slow CI machines: a Zen 1 EPYC ran
   # stop 39's CI in 93 minutes, over CI's 90) SVE2 too: NEON alone.
-  if [ "$(uname -m)" = x86_64 ] && ! grep -qw avx512f /proc/cpuinfo; then
-    skip=-Ddisabled_targets=HWY_SVE,HWY_SVE_256,HWY_SVE2_128,HWY_SVE2
-  fi
+  [ $X86_NO_AVX512 = 1 ] && skip=-Ddisabled_targets=HWY_SVE,HWY_SVE_256,HWY_SVE2_128,HWY_SVE2
   [ "${XENT_ARM64_FULL:-0}" = 1 ] && skip=""
   setup_build "$B" --cross-file "$ROOT/.ci/aarch64-linux-gnu.ini" -Doptimization=2 -Ddebug=false \
     -Db_ndebug=false -Dtests=true -Dbench=false -Dthreading=openmp -Dblas=none $skip || return 1
