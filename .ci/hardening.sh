@@ -22,7 +22,8 @@
 #   fuzzfast clang libFuzzer, release + UBSan (no ASan): 2 processes of
 #            XENT_FUZZFAST_RUNS (2000000) inputs each (seeds 1 and 2), at most
 #            XENT_FUZZFAST_SECONDS (180), the reference on one input in
-#            XENT_FUZZFAST_REFERENCE_EVERY (8); tests/fuzz/hunt runs it longer
+#            XENT_FUZZFAST_REFERENCE_EVERY (8); tests/fuzz/hunt runs it longer;
+#            XENT_FUZZFAST_LIBRARY=main: over the main build's libxent.so
 #   fuzz     clang libFuzzer (+ASan+UBSan) on the C ABI: XENT_FUZZ_RUNS (2000)
 #            inputs from seed XENT_FUZZ_SEED (1), at most XENT_FUZZ_SECONDS (300)
 #   tsan     GCC TSan build, serial backend: the threading tests with host
@@ -499,12 +500,27 @@ step_soak() {
 # corpus, seed 2 from its edge-flavor inputs (edge-biased shapes and rows);
 # every input on two targets, every invariant checked, the float64 reference
 # on one input in FUZZFAST_REFERENCE_EVERY.
+#
+# On an x86 CPU without AVX-512 (XENT_FUZZFAST_LIBRARY=main, the default
+# there; =own elsewhere) the harness calls the main build's libxent.so (GCC
+# -O3, every target it has) instead of its own instrumented library: coverage
+# feedback and UBSan cover the harness, the ASan step runs the library under
+# UBSan (suites, corpus). The instrumented library was ~24 of the 93 minutes
+# of stop 39's CI on a Zen 1 EPYC (clang -O3 + UBSan: src/kl.cc alone 783 s
+# for two targets, 476 s without UBSan).
+FUZZFAST_LIBRARY=${XENT_FUZZFAST_LIBRARY:-own}
+[ $X86_NO_AVX512 = 1 ] && FUZZFAST_LIBRARY=${XENT_FUZZFAST_LIBRARY:-main}
 step_fuzzfast() {
-  local B=${XENT_FUZZFAST_BUILD:-$HB/fuzzfast} W
+  local B=${XENT_FUZZFAST_BUILD:-$HB/fuzzfast} W lib=()
   W=$B/run
+  if [ "$FUZZFAST_LIBRARY" = main ]; then
+    [ -f "$MAIN_BUILD/libxent.so" ] || { echo "no $MAIN_BUILD/libxent.so (XENT_FUZZFAST_LIBRARY=main)"; return 1; }
+    lib=("-Dfuzz_library=$MAIN_BUILD")
+    echo "the harness over $MAIN_BUILD/libxent.so (XENT_FUZZFAST_LIBRARY=main: library not instrumented)"
+  fi
   CC=clang CXX=clang++ setup_build "$B" --buildtype=release -Db_ndebug=false -Db_sanitize=undefined -Db_lundef=false \
     "-Dcpp_args=-g1 -fno-sanitize-recover=all $UBSAN_SKIP -fsanitize=fuzzer-no-link -fno-sanitize-coverage=trace-cmp -fsanitize-ignorelist=$ROOT/.ci/ubsan-ignorelist.txt" \
-    "-Dc_args=-g1" -Dtests=false -Dbench=false -Dfuzz=true -Dthreading=openmp $SKIP_NARROW || return 1
+    "-Dc_args=-g1" -Dtests=false -Dbench=false -Dfuzz=true -Dthreading=openmp $SKIP_NARROW "${lib[@]}" || return 1
   ninja -C "$B" -j"$JOBS" tests/fuzz/xent_fuzz >"$B/.build.log" 2>&1 || { grep -B5 -A30 -m3 'FAILED\|error:' "$B/.build.log"; return 1; }
   [ "${XENT_FUZZFAST_BUILD_ONLY:-0}" = 1 ] && return 0
   rm -rf "$W"
