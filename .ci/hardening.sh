@@ -66,13 +66,10 @@ FUZZ_SECONDS=${XENT_FUZZ_SECONDS:-300}
 FUZZ_RUNS=${XENT_FUZZ_RUNS:-2000}
 FUZZ_SEED=${XENT_FUZZ_SEED:-1}
 FUZZFAST_RUNS=${XENT_FUZZFAST_RUNS:-2000000}
-# An x86 CPU without AVX-512 (Highway's AVX3 needs F, BW, DQ and VL): the
-# slow CI machines here, where several steps do less (see their comments).
+# An x86 CPU without AVX-512 (.ci/x86-no-avx512): the slow CI machines here,
+# where several steps do less (see their comments).
 X86_NO_AVX512=0
-if [ "$(uname -m)" = x86_64 ] && ! { grep -qw avx512f /proc/cpuinfo && grep -qw avx512bw /proc/cpuinfo &&
-  grep -qw avx512dq /proc/cpuinfo && grep -qw avx512vl /proc/cpuinfo; }; then
-  X86_NO_AVX512=1
-fi
+.ci/x86-no-avx512 && X86_NO_AVX512=1
 FUZZFAST_SECONDS=${XENT_FUZZFAST_SECONDS:-180}
 # (120 s on an x86 CPU without AVX-512: see step_arm64 for why.)
 [ $X86_NO_AVX512 = 1 ] && FUZZFAST_SECONDS=${XENT_FUZZFAST_SECONDS:-120}
