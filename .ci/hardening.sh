@@ -650,6 +650,18 @@ step_fuzz() {
   echo "  $B/tests/fuzz/xent_fuzz -merge=1 tests/fuzz/corpus $W/corpus)"
 }
 
+# The TSan builds compile one target, the static one: SSE4 where the CPU has
+# it (TSAN_ISA). Without -march it is EMU128 (SCALAR with GCC), whose per-lane
+# loops took clang's TSan build at -O1 most of tsanomp's ~9 minutes
+# (src/ce_f16.cc alone: 283 s; 14 s for SSE4), and GCC's tsan step 280 s
+# (191 s with SSE4, on a Zen 1). What the steps check (the thread pools' and
+# the OpenMP backend's synchronization, per-thread state) is the same on any.
+TSAN_ISA=""
+if [ "$(uname -m)" = x86_64 ] && grep -qw sse4_2 /proc/cpuinfo && grep -qw pclmulqdq /proc/cpuinfo &&
+  grep -qw aes /proc/cpuinfo; then
+  TSAN_ISA="-march=x86-64-v2 -mpclmul -maes"
+fi
+
 # ---------------------------------------------------------------------------
 # TSan (GCC). libgomp and libtbb are not instrumented: TSan does not see the
 # barrier that ends an OpenMP parallel region or a tbb::parallel_for, so every
@@ -666,7 +678,7 @@ step_fuzz() {
 step_tsan() {
   local B=$HB/tsan
   CC=gcc CXX=g++ setup_build "$B" -Doptimization=1 -Ddebug=false -Db_sanitize=thread \
-    -Dcpp_args=-g1 -Dc_args=-g1 -Dstatic_target_only=true -Dtest_all_backends=false \
+    "-Dcpp_args=-g1 $TSAN_ISA" "-Dc_args=-g1 $TSAN_ISA" -Dstatic_target_only=true -Dtest_all_backends=false \
     -Dtests=true -Dbench=false -Dthreading=none || return 1
   meson compile -C "$B" -j "$JOBS" xent threads_test capi_test_none ce_test_none softmax_test_none \
     >"$B/.build.log" 2>&1 || { grep -B5 -A30 -m3 'FAILED\|error:' "$B/.build.log"; return 1; }
@@ -684,14 +696,7 @@ step_tsan() {
 step_tsanomp() {
   local B=$HB/tsan-omp archer=/usr/lib/llvm-14/lib/libarcher.so log
   [ -f "$archer" ] || { echo "no $archer (libomp-14-dev)"; return 1; }
-  # The static target is SSE4 where the CPU has it: without -march it is
-  # EMU128, whose per-lane loops took clang's TSan build at -O1 most of this
-  # step's ~9 minutes (src/ce_f16.cc alone: 283 s; 14 s for SSE4). What the
-  # step checks (the OpenMP backend's synchronization) is the same on any.
-  local isa=""
-  if grep -qw sse4_2 /proc/cpuinfo && grep -qw pclmulqdq /proc/cpuinfo && grep -qw aes /proc/cpuinfo; then
-    isa="-march=x86-64-v2 -mpclmul -maes"
-  fi
+  local isa=$TSAN_ISA
   CC=clang CXX=clang++ setup_build "$B" -Doptimization=1 -Ddebug=false -Db_sanitize=thread -Db_lundef=false \
     "-Dcpp_args=-g1 $isa" "-Dc_args=-g1 $isa" -Dstatic_target_only=true -Dtest_all_backends=false -Dtests=true \
     -Dbench=false -Dthreading=openmp || return 1
