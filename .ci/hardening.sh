@@ -696,9 +696,8 @@ step_tsan() {
 step_tsanomp() {
   local B=$HB/tsan-omp archer=/usr/lib/llvm-14/lib/libarcher.so log
   [ -f "$archer" ] || { echo "no $archer (libomp-14-dev)"; return 1; }
-  local isa=$TSAN_ISA
   CC=clang CXX=clang++ setup_build "$B" -Doptimization=1 -Ddebug=false -Db_sanitize=thread -Db_lundef=false \
-    "-Dcpp_args=-g1 $isa" "-Dc_args=-g1 $isa" -Dstatic_target_only=true -Dtest_all_backends=false -Dtests=true \
+    "-Dcpp_args=-g1 $TSAN_ISA" "-Dc_args=-g1 $TSAN_ISA" -Dstatic_target_only=true -Dtest_all_backends=false -Dtests=true \
     -Dbench=false -Dthreading=openmp || return 1
   meson compile -C "$B" -j "$JOBS" tests/soak_static >"$B/.build.log" 2>&1 ||
     { grep -B5 -A30 -m3 'FAILED\|error:' "$B/.build.log"; return 1; }
