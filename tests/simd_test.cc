@@ -72,6 +72,24 @@ HWY_NOINLINE void ExpBlock(const float* in, float* out, size_t n) {
   if (i < n) StoreTailF32(d, ExpNonPositive(d, LoadTailF32(d, in + i, n - i, 0.0f)), out + i, n - i);
 }
 
+// ExpNonPositive2 (two vectors side by side) against ExpNonPositive, bit
+// for bit: the number of lanes that differ, over n inputs (n a multiple of
+// 2 * kMaxLanesF32).
+HWY_NOINLINE size_t ExpPairDiffers(const float* in, size_t n) {
+  const DF d;
+  const hn::RebindToUnsigned<DF> du;
+  const size_t N = hn::Lanes(d);
+  size_t differ = 0;
+  for (size_t i = 0; i + 2 * N <= n; i += 2 * N) {
+    VF a = hn::LoadU(d, in + i), b = hn::LoadU(d, in + i + N);
+    const VF one_a = ExpNonPositive(d, a), one_b = ExpNonPositive(d, b);
+    ExpNonPositive2(d, a, b);
+    differ += hn::CountTrue(du, hn::Ne(hn::BitCast(du, a), hn::BitCast(du, one_a)));
+    differ += hn::CountTrue(du, hn::Ne(hn::BitCast(du, b), hn::BitCast(du, one_b)));
+  }
+  return differ;
+}
+
 // Loads of every bf16 and f16 bit pattern agree with the scalar conversion.
 HWY_NOINLINE void TestLoads() {
   const DF d;
@@ -206,6 +224,7 @@ HWY_EXPORT_AND_TEST_P(SimdTest, TestNativeBF16);
 HWY_EXPORT(ExpBlock);
 
 HWY_EXPORT(ExpMaxUlp);
+HWY_EXPORT(ExpPairDiffers);
 HWY_EXPORT(ExpUlpBound);
 HWY_EXPORT(RefExpBlock);
 
@@ -249,6 +268,9 @@ TEST(ExpNonPositive, EveryInputOfTheDomainOnEveryTarget) {
   std::vector<std::vector<uint32_t>> worst(nthreads, std::vector<uint32_t>(targets.size(), 0));
   std::vector<std::vector<float>> worst_x(nthreads, std::vector<float>(targets.size(), 0.0f));
   std::vector<std::vector<uint32_t>> near(nthreads, std::vector<uint32_t>(targets.size(), 0));
+  // (ExpNonPositive2's lanes that differ from ExpNonPositive's, on every 8th
+  // block and on the edge inputs.)
+  std::vector<std::vector<size_t>> pair_differ(nthreads, std::vector<size_t>(targets.size(), 0));
   auto run = [&](size_t tid, uint64_t first, uint64_t end) {  // bit patterns [first, end)
     std::vector<float> in(kBlock), want(kBlock), got(kBlock);
     for (uint64_t b = first; b < end; b += kBlock) {
@@ -262,6 +284,8 @@ TEST(ExpNonPositive, EveryInputOfTheDomainOnEveryTarget) {
       for (size_t t = 0; t < targets.size(); ++t) {
         const size_t k = TableIndex(targets[t]);
         const uint32_t ulp = (*HWY_DISPATCH_TABLE(ExpMaxUlp)[k])(in.data(), want.data(), kBlock);
+        if ((b - first) / kBlock % 8 == 0)
+          pair_differ[tid][t] += (*HWY_DISPATCH_TABLE(ExpPairDiffers)[k])(in.data(), kBlock);
         if (b + n <= kNearEnd) near[tid][t] = std::max(near[tid][t], ulp);
         if (ulp <= worst[tid][t]) continue;
         worst[tid][t] = ulp;  // find the input (rare: only when the worst grows)
@@ -315,6 +339,13 @@ TEST(ExpNonPositive, EveryInputOfTheDomainOnEveryTarget) {
     EXPECT_LE(w, (*bound)(false)) << name << ": worst input " << wx;
     EXPECT_LE(w_near, (*bound)(true)) << name << ": over [-41.5, 0]";
     std::printf("%s: max error %u ulp over [-87.3, 0], %u over [-41.5, 0]\n", name, w, w_near);
+    size_t differ = 0;
+    for (size_t tid = 0; tid < nthreads; ++tid) differ += pair_differ[tid][t];
+    std::vector<float> padded(edge);
+    constexpr size_t kPair = 2 * HWY_MAX_BYTES / sizeof(float);  // two vectors of any target
+    padded.resize((edge.size() + kPair - 1) / kPair * kPair, 0.0f);
+    differ += (*HWY_DISPATCH_TABLE(ExpPairDiffers)[TableIndex(targets[t])])(padded.data(), padded.size());
+    EXPECT_EQ(differ, 0u) << name << ": ExpNonPositive2 differs from ExpNonPositive";
     (*HWY_DISPATCH_TABLE(ExpBlock)[TableIndex(targets[t])])(edge.data(), out.data(), edge.size());
     size_t bad = 0;
     for (size_t i = 0; i < edge.size(); ++i) {
