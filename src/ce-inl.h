@@ -449,8 +449,7 @@ struct CeGradRider {
     const VF vF = hn::Set(d, F);
     const VF g0 = Term(d, hn::LoadU(d, e + j), vF, c->b, w + j, N);
     const VF g1 = Term(d, hn::LoadU(d, e + j + N), vF, c->b, w + j + N, N);
-    g.Put(d, g0, j);
-    g.Put(d, g1, j + N);
+    g.Put2(d, g0, g1, j);
   }
   HWY_INLINE void Rest(size_t j0, size_t j1) {
     const DF d;

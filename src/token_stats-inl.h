@@ -551,7 +551,10 @@ HWY_INLINE void TokGradRun(DF d, TG* g, size_t i, size_t end, const F& vec, cons
         fetch(i + v * N, N);
         hn::Store(vec(i + v * N), d, buf + v * N);
       }
-      for (v = 0; v < m; ++v) StoreOut<TG, kStream>(d, hn::Load(d, buf + v * N), g + i + v * N);
+      for (v = 0; v + 2 <= m; v += 2) {
+        StoreOut2<TG, kStream>(d, hn::Load(d, buf + v * N), hn::Load(d, buf + v * N + N), g + i + v * N);
+      }
+      if (v < m) StoreOut<TG, kStream>(d, hn::Load(d, buf + v * N), g + i + v * N);
       i += m * N;
     }
   } else {
@@ -712,8 +715,10 @@ struct TokGradRider {
       Vec<true>(d, j);
       Vec<true>(d, j + N);
     } else {
-      Vec<false>(d, j);
-      Vec<false>(d, j + N);
+      uint32_t none = 0;
+      const VF a = TokGradVec<T, false, false, false, true, true, kScale>(d, q, *c, x, nullptr, e, j, N, 0, none);
+      const VF b = TokGradVec<T, false, false, false, true, true, kScale>(d, q, *c, x, nullptr, e, j + N, N, 0, none);
+      g.Put2(d, a, b, j);
     }
   }
   HWY_INLINE void Rest(size_t j0, size_t j1) {
