@@ -290,12 +290,13 @@ HWY_INLINE void StoreOut(DF d, VF v, TG* out) {
   }
 }
 
-// Stores a and b (f32) to out[i..i+2N) of dtype TG as StoreOut does for
-// each (the same bits). bf16 on AVX2: the two vectors' rounded bits in one
+// Stores a and b (f32) to out[0, 2N) of dtype TG as two StoreOut calls
+// would (the same bits). bf16 on AVX2: the two vectors' rounded bits in one
 // pack and one cross-lane permute, and one 32-byte store (two 16-byte ones
 // when streamed to a row aligned to 16 bytes only), instead of a pack, a
-// permute and a store each (AVX2 (AMD EPYC, Zen 1), 8192x32000 bf16, 1
-// thread: see CeGradRider::Pair).
+// permute and a store each. AVX2 (AMD EPYC, Zen 1), 8192x32000 bf16, 1
+// thread, min of 5 in three A/B rounds: CE forward + gradient 1.91 -> 1.82
+// ns/logit (5.85 -> 5.51 instructions per logit), in place 1.88 -> 1.79.
 template <typename TG, bool kStream>
 HWY_INLINE void StoreOut2(DF d, VF a, VF b, TG* out) {
 #if HWY_ARCH_X86 && HWY_TARGET == HWY_AVX2
