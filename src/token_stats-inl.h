@@ -417,15 +417,6 @@ HWY_INLINE TokGradConst TokGradConstE(const TokGradKernel& k, const TokGradRow& 
                       SafeRef(sg.m)};
 }
 
-// kDelta: the vector may hold a delta column (checked against the next one);
-// the runs between the deltas take the unchecked form. kE (seg_e, q from
-// TokGradConstE): p = e F, F in q's coefficients, e loaded from e[i] or, with
-// e null (never when kLoadE), recomputed as the stats walk computed it
-// (WalkStats: exp(z - ref), z = ApplyZ(x)). !kScale: T = 1 (z = x, the same
-// bits without the product).
-template <typename T, bool kCap, bool kRef, bool kDelta, bool kE, bool kLoadE = false, bool kScale = true>
-HWY_INLINE VF TokGradVec(DF d, const TokGradConst& q, const TokGradRow& c, const T* x, const T* xr, const float* e,
-                         size_t i, size_t r, size_t col0, uint32_t& cur);
 // TokGradVec in two halves, so that TokGradVec2 can take the exps of two
 // vectors side by side: TokGradIn loads the r (<= N) elements at i and gives
 // zc, z, lp and either p (returns false) or the argument of p's exp (returns
@@ -477,7 +468,13 @@ HWY_INLINE VF TokGradOut(DF d, const TokGradConst& q, const TokGradRow& c, const
   return hn::Mul(g, kCap ? hn::Mul(SoftCapSlope(d, zc, q.inv_cap), vs) : vs);
 }
 
-template <typename T, bool kCap, bool kRef, bool kDelta, bool kE, bool kLoadE, bool kScale>
+// kDelta: the vector may hold a delta column (checked against the next one);
+// the runs between the deltas take the unchecked form. kE (seg_e, q from
+// TokGradConstE): p = e F, F in q's coefficients, e loaded from e[i] or, with
+// e null (never when kLoadE), recomputed as the stats walk computed it
+// (WalkStats: exp(z - ref), z = ApplyZ(x)). !kScale: T = 1 (z = x, the same
+// bits without the product).
+template <typename T, bool kCap, bool kRef, bool kDelta, bool kE, bool kLoadE = false, bool kScale = true>
 HWY_INLINE VF TokGradVec(DF d, const TokGradConst& q, const TokGradRow& c, const T* x, const T* xr, const float* e,
                          size_t i, size_t r, size_t col0, uint32_t& cur) {
   VF zc, z, lp, p;
@@ -562,8 +559,7 @@ HWY_INLINE void TokGradRun(DF d, TG* g, size_t i, size_t end, const F& vec, cons
       fetch(i, 2 * N);
       VF a, b;
       vec2(i, a, b);
-      StoreOut<TG, kStream>(d, a, g + i);
-      StoreOut<TG, kStream>(d, b, g + i + N);
+      StoreOut2<TG, kStream>(d, a, b, g + i);
     }
     if (i < end) {
       fetch(i, N);
