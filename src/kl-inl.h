@@ -279,6 +279,161 @@ void PassT(const KlKernel& k, const KlRow& r, KlSeg* segs, size_t row, size_t s0
   }
 }
 
+// Generalized JSD with both sides given as logits (KlMode::kMix): PassT's
+// middle and output passes with the kinds and the mode fixed at compile time,
+// and an output pass that reads the terms the middle pass left in the scratch
+// rows instead of computing them again. The middle pass is the cost: per
+// vector a log, an expm1, two log1p and six divisions (MakeTerms); PassT paid
+// it in both passes (8192x32000 f32 fwd+grad, 1 thread, AVX2: 88 instructions
+// and 28 ns per logit).
+// The stash: when the row has an output pass and scratch rows, the middle
+// pass overwrites each column of the scratch rows after reading it. With only
+// the student's gradient, the teacher's row of exps takes
+// G = (1 - beta) q (log q - log m); with only the teacher's, the student's row
+// takes K = beta p (log p - log m); with both, G and K take the student's and
+// the teacher's rows, and the output pass takes the exps again (ExpNonPositive
+// of the same argument: the bits the stats pass stored). A term is the same
+// bits from the stash or computed again (no scratch rows: RunSegmentSplit, or
+// a failed allocation), and the same bits as PassT's.
+enum class JsdStash { kNone, kG, kK, kBoth };
+
+template <typename T>
+HWY_NOINLINE void PassJsd(const KlKernel& k, const KlRow& r, KlSeg* segs, size_t row, size_t s0, size_t s1,
+                          float* scratch, bool middle) {
+  const DF d;
+  const size_t N = hn::Lanes(d);
+  const T* xq = RowPtr<T>(k.q_in.data, k.q_in.stride, row);
+  const T* xp = RowPtr<T>(k.p_in.data, k.p_in.stride, row);
+  const bool gq = k.grad_q.data != nullptr, gp = k.grad_p.data != nullptr;
+  // (Both sides logits: a gradient makes an output pass, none is written in
+  // the middle one.)
+  const JsdStash stash = scratch == nullptr || k.grads_in_middle ? JsdStash::kNone
+                         : gq && gp                              ? JsdStash::kBoth
+                         : gq                                    ? JsdStash::kG
+                                                                 : JsdStash::kK;
+  const VF gs = hn::Set(d, r.gs), es = hn::Set(d, r.es);
+  const VF sgq = hn::Set(d, r.gq_sum), sgp = hn::Set(d, r.gp_sum), it = hn::Set(d, k.inv_t);
+  for (size_t s = s0; s < s1; ++s) {
+    const size_t b = s * kSegment, n = std::min(kSegment, k.V - b);
+    KlSeg& sg = segs[s];
+    const VF vFq = hn::Set(d, SegFactor(sg.q, r.aq, r.Mq, r.nanq));
+    const VF vFp = hn::Set(d, SegFactor(sg.p, r.ap, r.Mp, r.nanp));
+    const float rq = SegRef(sg.q), rp = SegRef(sg.p);
+    float* const eq = scratch ? scratch + b : nullptr;
+    float* const ep = scratch ? scratch + k.V + b : nullptr;
+    // Both sides of column b + i: loads, probabilities and log-probabilities
+    // (exps from the scratch rows when kE), the terms.
+    const auto terms = [&](size_t i, size_t rr, auto has_e, VF& x, VF& t, VF& q_prob, VF& p_prob, VF& term, VF& G,
+                           VF& K) HWY_ATTR __attribute__((always_inline)) {
+      constexpr bool kE = decltype(has_e)::value;
+      const bool full = rr == N;
+      x = full ? LoadF32(d, xq + b + i) : LoadTailF32(d, xq + b + i, rr, 0.0f);
+      t = full ? LoadF32(d, xp + b + i) : LoadTailF32(d, xp + b + i, rr, 0.0f);
+      VF q_logp, p_logp, dlq, dlp;
+      MakeSide(d, x, DistKind::kLogits, k.inv_t, r.Mq, r.lsq, r.nanq, kE ? eq + i : nullptr, rq, vFq, full, rr, q_prob,
+               q_logp);
+      MakeSide(d, t, DistKind::kLogits, k.inv_t, r.Mp, r.lsp, r.nanp, kE ? ep + i : nullptr, rp, vFp, full, rr, p_prob,
+               p_logp);
+      MakeTerms(d, q_prob, q_logp, p_prob, p_logp, KlMode::kMix, k.beta, term, G, K, dlq, dlp);
+    };
+    const auto put = [&](VF v, float* p, size_t rr) HWY_ATTR __attribute__((always_inline)) {
+      rr == N ? hn::StoreU(v, d, p) : StoreTailF32(d, v, p, rr);
+    };
+    const auto get = [&](const float* p, size_t rr) HWY_ATTR __attribute__((always_inline)) {
+      return rr == N ? hn::LoadU(d, p) : LoadTailF32(d, p, rr, 0.0f);
+    };
+    // (SideGrad's logits case.)
+    const auto grad = [&](VF Gl, VF prob, VF sum) HWY_ATTR __attribute__((always_inline)) {
+      return hn::Mul(hn::Mul(hn::NegMulAdd(prob, sum, Gl), it), gs);
+    };
+    if (middle) {
+      VF loss = hn::Zero(d), sumG = loss, sumK = loss;
+      VF closs = loss, cG = loss, cK = loss;  // chunk sums (two-level)
+      const auto vec = [&](size_t i, size_t rr, auto has_e, auto st) HWY_ATTR __attribute__((always_inline)) {
+        constexpr JsdStash kSt = decltype(st)::value;
+        VF x, t, q_prob, p_prob, term, G, K;
+        terms(i, rr, has_e, x, t, q_prob, p_prob, term, G, K);
+        if (rr != N) {
+          const auto valid = hn::FirstN(d, rr);
+          term = hn::IfThenElseZero(valid, term);
+          G = hn::IfThenElseZero(valid, G);
+          K = hn::IfThenElseZero(valid, K);
+        }
+        closs = hn::Add(closs, term);
+        cG = hn::Add(cG, G);
+        cK = hn::Add(cK, K);
+        if (k.elem_loss.data) StoreAs<float>(d, hn::Mul(term, es), k.elem_loss, row, b + i, rr);
+        if constexpr (kSt == JsdStash::kG) put(G, ep + i, rr);
+        if constexpr (kSt == JsdStash::kK) put(K, eq + i, rr);
+        if constexpr (kSt == JsdStash::kBoth) put(G, eq + i, rr), put(K, ep + i, rr);
+        if ((i + N) % kChunk == 0 || i + N >= n) {
+          loss = hn::Add(loss, closs);
+          sumG = hn::Add(sumG, cG);
+          sumK = hn::Add(sumK, cK);
+          closs = cG = cK = hn::Zero(d);
+        }
+      };
+      const auto run = [&](auto has_e, auto st) HWY_ATTR __attribute__((always_inline)) {
+        size_t i = 0;
+        for (; i + N <= n; i += N) vec(i, N, has_e, st);
+        if (i < n) vec(i, n - i, has_e, st);
+      };
+      using E = std::true_type;
+      using NoE = std::false_type;
+      switch (stash) {
+        case JsdStash::kNone:
+          scratch ? run(E(), std::integral_constant<JsdStash, JsdStash::kNone>())
+                  : run(NoE(), std::integral_constant<JsdStash, JsdStash::kNone>());
+          break;
+        case JsdStash::kG: run(E(), std::integral_constant<JsdStash, JsdStash::kG>()); break;
+        case JsdStash::kK: run(E(), std::integral_constant<JsdStash, JsdStash::kK>()); break;
+        case JsdStash::kBoth: run(E(), std::integral_constant<JsdStash, JsdStash::kBoth>()); break;
+      }
+      sg.loss = hn::GetLane(hn::SumOfLanes(d, loss));
+      sg.gq = hn::GetLane(hn::SumOfLanes(d, sumG));
+      sg.gp = hn::GetLane(hn::SumOfLanes(d, sumK));
+      continue;
+    }
+    // The output pass.
+    const auto out = [&](size_t i, size_t rr, auto st) HWY_ATTR __attribute__((always_inline)) {
+      constexpr JsdStash kSt = decltype(st)::value;
+      VF q_prob, p_prob, G, K;
+      if constexpr (kSt == JsdStash::kNone) {
+        VF x, t, term;
+        terms(i, rr, std::false_type(), x, t, q_prob, p_prob, term, G, K);
+      } else if constexpr (kSt == JsdStash::kG) {
+        q_prob = hn::Mul(get(eq + i, rr), vFq);
+        G = get(ep + i, rr);
+      } else if constexpr (kSt == JsdStash::kK) {
+        p_prob = hn::Mul(get(ep + i, rr), vFp);
+        K = get(eq + i, rr);
+      } else {
+        const bool full = rr == N;
+        VF lp;
+        const VF x = full ? LoadF32(d, xq + b + i) : LoadTailF32(d, xq + b + i, rr, 0.0f);
+        const VF t = full ? LoadF32(d, xp + b + i) : LoadTailF32(d, xp + b + i, rr, 0.0f);
+        MakeSide(d, x, DistKind::kLogits, k.inv_t, r.Mq, r.lsq, r.nanq, nullptr, rq, vFq, full, rr, q_prob, lp);
+        MakeSide(d, t, DistKind::kLogits, k.inv_t, r.Mp, r.lsp, r.nanp, nullptr, rp, vFp, full, rr, p_prob, lp);
+        G = get(eq + i, rr);
+        K = get(ep + i, rr);
+      }
+      if (kSt != JsdStash::kK && gq) StoreAs<T>(d, grad(G, q_prob, sgq), k.grad_q, row, b + i, rr);
+      if (kSt != JsdStash::kG && gp) StoreAs<T>(d, grad(K, p_prob, sgp), k.grad_p, row, b + i, rr);
+    };
+    const auto run_out = [&](auto st) HWY_ATTR __attribute__((always_inline)) {
+      size_t i = 0;
+      for (; i + N <= n; i += N) out(i, N, st);
+      if (i < n) out(i, n - i, st);
+    };
+    switch (stash) {
+      case JsdStash::kNone: run_out(std::integral_constant<JsdStash, JsdStash::kNone>()); break;
+      case JsdStash::kG: run_out(std::integral_constant<JsdStash, JsdStash::kG>()); break;
+      case JsdStash::kK: run_out(std::integral_constant<JsdStash, JsdStash::kK>()); break;
+      case JsdStash::kBoth: run_out(std::integral_constant<JsdStash, JsdStash::kBoth>()); break;
+    }
+  }
+}
+
 // The distillation case: both sides logits, forward KL, loss pass with the
 // student gradient (q - p sum_p) / T and no teacher gradient, without PassT's
 // per-element generality:
@@ -554,12 +709,15 @@ HWY_INLINE bool KlFusedOf(const KlKernel& k, const KlRow& r, KlSeg* segs, size_t
 
 template <typename T>
 HWY_INLINE void KlPassOf(const KlKernel& k, const KlRow& r, KlSeg* segs, size_t row, size_t s0, size_t s1,
-                         const float* scratch, bool middle) {
+                         float* scratch, bool middle) {
   const bool distill = middle && k.qk == DistKind::kLogits && k.pk == DistKind::kLogits && k.mode == KlMode::kForward &&
                        k.grad_p.data == nullptr && !r.ignored;
   if (distill) {
     const bool f32g = k.grad_q.data == nullptr || k.grad_q.dtype == DType::kF32;
     return VisitFixed<KlDistillFn, T>(Choose(Flag{f32g}, Flag{k.stream}), k, r, segs, row, s0, s1, scratch);
+  }
+  if (!r.ignored && k.qk == DistKind::kLogits && k.pk == DistKind::kLogits && k.mode == KlMode::kMix) {
+    return PassJsd<T>(k, r, segs, row, s0, s1, scratch, middle);
   }
   PassT<T>(k, r, segs, row, s0, s1, scratch, middle);
 }

@@ -63,7 +63,7 @@ struct KlRow {
 using KlStatsFn = void (*)(const KlKernel& k, size_t row, size_t s0, size_t s1, KlSeg* out, float* scratch);
 // Pass 2 (middle) or 3 (output) of one row's segments [s0, s1).
 using KlPassFn = void (*)(const KlKernel& k, const KlRow& r, KlSeg* segs, size_t row, size_t s0, size_t s1,
-                          const float* scratch, bool middle);
+                          float* scratch, bool middle);
 // Pass 2 of row `row` and pass 1 of row `nr` in one walk (src/engine.h,
 // FusedRows); false, with nothing done, where that does not apply.
 using KlFusedFn = bool (*)(const KlKernel& k, const KlRow& r, KlSeg* segs, size_t row, size_t nr, KlSeg* out,

@@ -12,7 +12,7 @@ namespace HWY_NAMESPACE {
 void KlStatsBF16(const KlKernel& k, size_t row, size_t s0, size_t s1, KlSeg* out, float* scratch) {
   KlStatsOf<BF16>(k, row, s0, s1, out, scratch);
 }
-void KlPassBF16(const KlKernel& k, const KlRow& r, KlSeg* segs, size_t row, size_t s0, size_t s1, const float* scratch,
+void KlPassBF16(const KlKernel& k, const KlRow& r, KlSeg* segs, size_t row, size_t s0, size_t s1, float* scratch,
                 bool middle) {
   KlPassOf<BF16>(k, r, segs, row, s0, s1, scratch, middle);
 }

@@ -12,7 +12,7 @@ namespace HWY_NAMESPACE {
 void KlStatsF32(const KlKernel& k, size_t row, size_t s0, size_t s1, KlSeg* out, float* scratch) {
   KlStatsOf<float>(k, row, s0, s1, out, scratch);
 }
-void KlPassF32(const KlKernel& k, const KlRow& r, KlSeg* segs, size_t row, size_t s0, size_t s1, const float* scratch,
+void KlPassF32(const KlKernel& k, const KlRow& r, KlSeg* segs, size_t row, size_t s0, size_t s1, float* scratch,
                bool middle) {
   KlPassOf<float>(k, r, segs, row, s0, s1, scratch, middle);
 }

@@ -176,6 +176,28 @@ TEST_P(KlTest, JsdSidesNearTheMixture) {
   }
 }
 
+// JSD of two logit batches with each set of gradients (the output pass reads
+// the terms its middle pass left in the scratch rows: the other side's row
+// for one gradient, both rows with the exps taken again for two), rows of
+// one and several segments with a partial last vector, ignored rows, a
+// temperature, bf16 logits and gradients.
+TEST_P(KlTest, JsdGradientSets) {
+  for (size_t V : {300, 4099, 40007}) {
+    for (DType dt : {DType::kF32, DType::kBF16}) {
+      for (int set = 0; set < 3; ++set) {  // student's, teacher's, both
+        SCOPED_TRACE("V=" + std::to_string(V) + " set=" + std::to_string(set));
+        CaseSpec s = Kl(V > 5000 ? 2 : 5, V, 0, 0, static_cast<uint32_t>(V + set), dt, dt);
+        Jsd(s, 0.3).Set("temperature", 1.5);
+        if (set == 0) s.Without("grad_target");
+        if (set == 1) s.Without("grad_input");
+        if (V != 40007) Labels(s);
+        ExpectCase(s);
+        if (set < 2) ExpectCase(s.Without("elem_loss").Set("beta", 0.5));
+      }
+    }
+  }
+}
+
 // NaN on either side makes the row NaN, also where the other side's zero
 // probability would mask the term; other rows are untouched by it.
 TEST_P(KlTest, NaNPropagates) {

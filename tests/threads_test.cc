@@ -217,6 +217,13 @@ TEST(Threads, DivergenceAndBceBitIdentical) {
     s.Set("beta", 0.3).Set("temperature", 2).Set("reduction", XENT_REDUCTION_BATCHMEAN);
     Case kl(s);
     ExpectSameBits(kl);
+    // One gradient: the middle pass leaves its terms in the other side's
+    // scratch row for the output pass (rows in blocks); recomputed without
+    // scratch rows (few long rows split in segments).
+    for (const char* without : {"grad_target", "grad_input"}) {
+      Case one(CaseSpec(s).Without(without).Without("elem_loss"));
+      ExpectSameBits(one);
+    }
     // Distillation (forward KL of logits, student gradient only): its own
     // pass, with the statistics pass's stored exps (rows in blocks) and
     // without them (few long rows split in segments).
