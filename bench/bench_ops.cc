@@ -33,6 +33,8 @@ const OpInfo kOps[kNumOps] = {
      "KL(softmax(teacher) || softmax(student)) from two logit batches, batchmean, + grad wrt student"},
     {Op::kJsdFwdGrad, "jsd_fwd_grad", 2, 1, false, false,
      "generalized JSD (beta 0.5) from two logit batches, batchmean, + grad wrt student"},
+    {Op::kKlDivFwdGrad, "kl_div_fwd_grad", 2, 1, false, false,
+     "F.kl_div(input log-probs, target probs), batchmean, + grad wrt input"},
     {Op::kTokenLogprobs, "token_logprobs", 1, 0, false, true,
      "per-row log-probability of the label (log_softmax + gather)"},
     {Op::kSoftmax, "softmax", 1, 1, false, true, "probs = softmax(logits) into a separate buffer"},
@@ -138,6 +140,7 @@ void Prepare(const Case& c) {
   if (info.reads == 2) {
     Content tc = Content::kLogits;
     if (c.op == Op::kBceFwdGrad) tc = Content::kProbs01;
+    if (c.op == Op::kKlDivFwdGrad) tc = Content::kSmallProbs;
     if (sb) tc = Content::kSigned;
     Fill(kSlotT, c.dt, c.B, c.V, tc, 2);
   }
@@ -179,6 +182,13 @@ CaseSpec Spec(const Case& c, size_t rows, float* loss, void* out) {
       s.View("target", tt, mat).View("loss", loss, one).Set("input_kind", XENT_DIST_LOGITS);
       s.Set("target_kind", XENT_DIST_LOGITS).Set("reduction", XENT_REDUCTION_BATCHMEAN).Set("beta", 0.5);
       s.Set("divergence", c.op == Op::kKlFwdGrad ? XENT_DIVERGENCE_KL : XENT_DIVERGENCE_JSD);
+      break;
+    case Op::kKlDivFwdGrad:
+      s = CaseSpec(abi::kDivergence, rows, c.V);
+      in = "input";
+      grad = "grad_input";
+      s.View("target", tt, mat).View("loss", loss, one).Set("input_kind", XENT_DIST_LOG_PROBS);
+      s.Set("target_kind", XENT_DIST_PROBS).Set("reduction", XENT_REDUCTION_BATCHMEAN);
       break;
     case Op::kTokenLogprobs:
       s = CaseSpec(abi::kTokenLogprobs, rows, c.V);
@@ -246,6 +256,7 @@ double CallRef(const Case& c, size_t rows, void* out_override, float* rows_overr
     case Op::kCeFwdGradInPlace: r = RefCeFwdGrad(p); break;
     case Op::kKlFwdGrad: r = RefKlFwdGrad(p); break;
     case Op::kJsdFwdGrad: r = RefJsdFwdGrad(p); break;
+    case Op::kKlDivFwdGrad: r = RefKlDivFwdGrad(p); break;
     case Op::kTokenLogprobs: r = RefTokenLogprobs(p); break;
     case Op::kSoftmax: r = RefSoftmax(p); break;
     case Op::kSoftmaxBackward: r = RefSoftmaxBackward(p); break;

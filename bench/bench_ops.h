@@ -24,6 +24,7 @@ enum class Op {
   kCeFwdGradInPlace,
   kKlFwdGrad,
   kJsdFwdGrad,
+  kKlDivFwdGrad,
   kTokenLogprobs,
   kSoftmax,
   kSoftmaxBackward,
@@ -43,7 +44,7 @@ struct OpInfo {
   const char* what;
 };
 
-constexpr size_t kNumOps = 9;
+constexpr size_t kNumOps = 10;
 extern const OpInfo kOps[kNumOps];
 const OpInfo& Info(Op op);
 inline int BwClassOf(const OpInfo& i) { return i.writes == 0 ? kBwRead : (i.inplace ? kBwInPlace : kBwCopy); }

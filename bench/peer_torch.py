@@ -15,6 +15,7 @@ Operations (torch.nn.functional):
                            reduction='batchmean').backward()           (grad wrt s only)
   jsd_fwd_grad    beta KL(P||M) + (1-beta) KL(Q||M), M = beta P + (1-beta) Q, beta 0.5,
                   from log_softmax of both, batchmean, .backward()
+  kl_div_fwd_grad F.kl_div(x, t, reduction='batchmean').backward()    (x log-probs, t probabilities)
   token_logprobs  F.log_softmax(x).gather(1, y[:, None])               (no_grad)
   softmax         F.softmax(x, -1)                                     (no_grad)
   softmax_backward torch._softmax_backward_data(g, y, -1, dtype)       (no_grad)
@@ -39,6 +40,7 @@ OPS = {
     "ce_fwd_grad": (1, 1),
     "kl_fwd_grad": (2, 1),
     "jsd_fwd_grad": (2, 1),
+    "kl_div_fwd_grad": (2, 1),
     "token_logprobs": (1, 0),
     "softmax": (1, 1),
     "softmax_backward": (2, 1),
@@ -51,6 +53,7 @@ PEAK_TENSORS = {
     "ce_fwd_grad": 5,
     "kl_fwd_grad": 8,
     "jsd_fwd_grad": 12,
+    "kl_div_fwd_grad": 5,
     "token_logprobs": 3,
     "softmax": 3,
     "softmax_backward": 4,
@@ -205,6 +208,8 @@ def main():
             )
         if op == "jsd_fwd_grad":
             return fwd_grad(jsd)
+        if op == "kl_div_fwd_grad":
+            return fwd_grad(lambda xr: F.kl_div(xr, ts, reduction="batchmean"))
         if op == "token_logprobs":
             return no_grad(lambda: F.log_softmax(xs, -1).gather(1, ys[:, None]).squeeze(1))
         if op == "softmax":
@@ -237,6 +242,10 @@ def main():
                             tdt[dt]
                         )
                     t = t_logits
+                elif op == "kl_div_fwd_grad":
+                    if t_small is None:
+                        t_small = (torch.rand(B, V, generator=gen) * (2.0 / V)).to(tdt[dt])
+                    t = t_small
                 elif op == "bce_fwd_grad":
                     if t_probs is None:
                         t_probs = torch.rand(B, V, generator=gen).to(tdt[dt])

@@ -40,6 +40,7 @@ OP_ORDER = [
     "ce_fwd_grad_inplace",
     "kl_fwd_grad",
     "jsd_fwd_grad",
+    "kl_div_fwd_grad",
     "token_logprobs",
     "softmax",
     "softmax_backward",
@@ -401,7 +402,7 @@ def main():
     p("")
     p("Byte model (bytes per logit, f32; half for bf16): ce_fwd, token_logprobs 4 (read); ce_fwd_grad,")
     p("softmax 8 (read + write another buffer); ce_fwd_grad_inplace 8 (in place); kl_fwd_grad,")
-    p("jsd_fwd_grad, softmax_backward, bce_fwd_grad 12 (two reads + one write).")
+    p("jsd_fwd_grad, kl_div_fwd_grad, softmax_backward, bce_fwd_grad 12 (two reads + one write).")
     e2e_section(runs, contexts, p)
     text = "\n".join(lines)
     print(text)

@@ -195,6 +195,26 @@ double JsdFwdGrad(const RefProblem& p) {
   return sum / static_cast<double>(p.B);
 }
 
+// torch.nn.functional.kl_div(x, t, reduction='batchmean'): x log-probs, t
+// probabilities; 0 log 0 = 0; the gradient -t / B.
+template <class T>
+double KlDivFwdGrad(const RefProblem& p) {
+  const float scale = 1.0f / static_cast<float>(p.B);
+  const double sum = ForRows(p, [&](size_t i) {
+    const T* x = Row<const T>(p.x, i, p.V);
+    const T* t = Row<const T>(p.t, i, p.V);
+    T* gr = Row<T>(p.out, i, p.V);
+    double kl = 0.0;
+    for (size_t c = 0; c < p.V; ++c) {
+      const float tc = Load(t, c);
+      kl += tc > 0.0f ? tc * (std::log(tc) - Load(x, c)) : 0.0f;
+      Store(gr, c, -tc * scale);
+    }
+    return kl;
+  });
+  return sum / static_cast<double>(p.B);
+}
+
 template <class T>
 double TokenLogprobs(const RefProblem& p) {
   ForRows(p, [&](size_t i) {
@@ -260,6 +280,7 @@ double RefCeFwd(const RefProblem& p) { XENT_BENCH_DISPATCH(CeFwd); }
 double RefCeFwdGrad(const RefProblem& p) { XENT_BENCH_DISPATCH(CeFwdGrad); }
 double RefKlFwdGrad(const RefProblem& p) { XENT_BENCH_DISPATCH(KlFwdGrad); }
 double RefJsdFwdGrad(const RefProblem& p) { XENT_BENCH_DISPATCH(JsdFwdGrad); }
+double RefKlDivFwdGrad(const RefProblem& p) { XENT_BENCH_DISPATCH(KlDivFwdGrad); }
 double RefTokenLogprobs(const RefProblem& p) { XENT_BENCH_DISPATCH(TokenLogprobs); }
 double RefSoftmax(const RefProblem& p) { XENT_BENCH_DISPATCH(Softmax); }
 double RefSoftmaxBackward(const RefProblem& p) { XENT_BENCH_DISPATCH(SoftmaxBackward); }

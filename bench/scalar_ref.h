@@ -37,6 +37,7 @@ double RefCeFwd(const RefProblem& p);
 double RefCeFwdGrad(const RefProblem& p);        // out = d(mean loss)/dx (may be x: in place)
 double RefKlFwdGrad(const RefProblem& p);        // KL(softmax(t) || softmax(x)), batchmean; out = d/dx
 double RefJsdFwdGrad(const RefProblem& p);       // generalized JSD (beta), batchmean; out = d/dx
+double RefKlDivFwdGrad(const RefProblem& p);     // sum t (log t - x) / B (x log-probs, t probs); out = d/dx
 double RefTokenLogprobs(const RefProblem& p);    // row_out = x_y - lse
 double RefSoftmax(const RefProblem& p);          // out = softmax(x)
 double RefSoftmaxBackward(const RefProblem& p);  // x = y (probs), t = g; out = y (g - sum g y)

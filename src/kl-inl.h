@@ -207,9 +207,15 @@ HWY_INLINE VF SideGrad(DF d, VF Gl, VF s_prob, VF s_logp, VF x_raw, DistKind kin
   return hn::Mul(g, scale);
 }
 
-template <typename T>
+// The middle or output pass of any kinds and mode: kQK, kPK (DistKind) and
+// kMode (KlMode) fix them at compile time, -1 takes them from k at run time
+// (KlPassOf: which combinations have their own instance).
+template <typename T, int kQK = -1, int kPK = -1, int kMode = -1>
 void PassT(const KlKernel& k, const KlRow& r, KlSeg* segs, size_t row, size_t s0, size_t s1, const float* scratch,
            bool middle) {
+  const DistKind qkind = kQK >= 0 ? static_cast<DistKind>(kQK) : k.qk;
+  const DistKind pkind = kPK >= 0 ? static_cast<DistKind>(kPK) : k.pk;
+  const KlMode mode = kMode >= 0 ? static_cast<KlMode>(kMode) : k.mode;
   const DF d;
   const size_t N = hn::Lanes(d);
   const T* xq = RowPtr<T>(k.q_in.data, k.q_in.stride, row);
@@ -231,7 +237,7 @@ void PassT(const KlKernel& k, const KlRow& r, KlSeg* segs, size_t row, size_t s0
       if (middle) sg.loss = sg.gq = sg.gp = 0.0f;
       continue;
     }
-    const bool ql = k.qk == DistKind::kLogits, pl = k.pk == DistKind::kLogits;
+    const bool ql = qkind == DistKind::kLogits, pl = pkind == DistKind::kLogits;
     const VF vFq = hn::Set(d, ql ? SegFactor(sg.q, r.aq, r.Mq, r.nanq) : 0.0f);
     const VF vFp = hn::Set(d, pl ? SegFactor(sg.p, r.ap, r.Mp, r.nanp) : 0.0f);
     const float rq = ql ? SegRef(sg.q) : 0.0f, rp = pl ? SegRef(sg.p) : 0.0f;
@@ -245,9 +251,9 @@ void PassT(const KlKernel& k, const KlRow& r, KlSeg* segs, size_t row, size_t s0
       const VF x = full ? LoadF32(d, xq + b + i) : LoadTailF32(d, xq + b + i, rr, 0.0f);
       const VF t = full ? LoadF32(d, xp + b + i) : LoadTailF32(d, xp + b + i, rr, 0.0f);
       VF q_prob, q_logp, p_prob, p_logp, term, G, K, dlq, dlp;
-      MakeSide(d, x, k.qk, k.inv_t, r.Mq, r.lsq, r.nanq, eq ? eq + i : nullptr, rq, vFq, full, rr, q_prob, q_logp);
-      MakeSide(d, t, k.pk, k.inv_t, r.Mp, r.lsp, r.nanp, ep ? ep + i : nullptr, rp, vFp, full, rr, p_prob, p_logp);
-      MakeTerms(d, q_prob, q_logp, p_prob, p_logp, k.mode, k.beta, term, G, K, dlq, dlp);
+      MakeSide(d, x, qkind, k.inv_t, r.Mq, r.lsq, r.nanq, eq ? eq + i : nullptr, rq, vFq, full, rr, q_prob, q_logp);
+      MakeSide(d, t, pkind, k.inv_t, r.Mp, r.lsp, r.nanp, ep ? ep + i : nullptr, rp, vFp, full, rr, p_prob, p_logp);
+      MakeTerms(d, q_prob, q_logp, p_prob, p_logp, mode, k.beta, term, G, K, dlq, dlp);
       const auto valid = hn::FirstN(d, rr);
       if (middle) {
         closs = hn::Add(closs, hn::IfThenElseZero(valid, term));
@@ -256,12 +262,11 @@ void PassT(const KlKernel& k, const KlRow& r, KlSeg* segs, size_t row, size_t s0
         if (k.elem_loss.data) StoreAs<float>(d, hn::Mul(term, es), k.elem_loss, row, b + i, rr);
       }
       if (do_gq) {
-        StoreAs<T>(d, SideGrad(d, G, q_prob, q_logp, x, k.qk, r.gq_sum, k.inv_t, gs, k.mode, true, k.beta, dlq, p_logp),
+        StoreAs<T>(d, SideGrad(d, G, q_prob, q_logp, x, qkind, r.gq_sum, k.inv_t, gs, mode, true, k.beta, dlq, p_logp),
                    k.grad_q, row, b + i, rr);
       }
       if (do_gp) {
-        StoreAs<T>(d,
-                   SideGrad(d, K, p_prob, p_logp, t, k.pk, r.gp_sum, k.inv_t, gs, k.mode, false, k.beta, dlp, q_logp),
+        StoreAs<T>(d, SideGrad(d, K, p_prob, p_logp, t, pkind, r.gp_sum, k.inv_t, gs, mode, false, k.beta, dlp, q_logp),
                    k.grad_p, row, b + i, rr);
       }
       if ((i + N) % kChunk == 0 || i + N >= n) {
@@ -718,6 +723,24 @@ HWY_INLINE void KlPassOf(const KlKernel& k, const KlRow& r, KlSeg* segs, size_t 
   }
   if (!r.ignored && k.qk == DistKind::kLogits && k.pk == DistKind::kLogits && k.mode == KlMode::kMix) {
     return PassJsd<T>(k, r, segs, row, s0, s1, scratch, middle);
+  }
+  // Input log-probabilities (torch.nn.functional.kl_div's input, Liger's
+  // JSD's sides), the target's probabilities or log-probabilities, each mode:
+  // the kinds and mode fixed at compile time.
+  if (k.qk == DistKind::kLogProbs && k.pk != DistKind::kLogits) {
+    const bool lp = k.pk == DistKind::kLogProbs;
+    constexpr int kL = static_cast<int>(DistKind::kLogProbs), kP = static_cast<int>(DistKind::kProbs);
+    switch (k.mode) {
+      case KlMode::kForward:
+        return lp ? PassT<T, kL, kL, 0>(k, r, segs, row, s0, s1, scratch, middle)
+                  : PassT<T, kL, kP, 0>(k, r, segs, row, s0, s1, scratch, middle);
+      case KlMode::kReverse:
+        return lp ? PassT<T, kL, kL, 1>(k, r, segs, row, s0, s1, scratch, middle)
+                  : PassT<T, kL, kP, 1>(k, r, segs, row, s0, s1, scratch, middle);
+      case KlMode::kMix:
+        return lp ? PassT<T, kL, kL, 2>(k, r, segs, row, s0, s1, scratch, middle)
+                  : PassT<T, kL, kP, 2>(k, r, segs, row, s0, s1, scratch, middle);
+    }
   }
   PassT<T>(k, r, segs, row, s0, s1, scratch, middle);
 }
