@@ -254,11 +254,17 @@ void PassT(const KlKernel& k, const KlRow& r, KlSeg* segs, size_t row, size_t s0
       MakeSide(d, x, qkind, k.inv_t, r.Mq, r.lsq, r.nanq, eq ? eq + i : nullptr, rq, vFq, full, rr, q_prob, q_logp);
       MakeSide(d, t, pkind, k.inv_t, r.Mp, r.lsp, r.nanp, ep ? ep + i : nullptr, rp, vFp, full, rr, p_prob, p_logp);
       MakeTerms(d, q_prob, q_logp, p_prob, p_logp, mode, k.beta, term, G, K, dlq, dlp);
-      const auto valid = hn::FirstN(d, rr);
       if (middle) {
-        closs = hn::Add(closs, hn::IfThenElseZero(valid, term));
-        cG = hn::Add(cG, hn::IfThenElseZero(valid, G));
-        cK = hn::Add(cK, hn::IfThenElseZero(valid, K));
+        if (full) {
+          closs = hn::Add(closs, term);
+          cG = hn::Add(cG, G);
+          cK = hn::Add(cK, K);
+        } else {  // (the lanes past the row's end)
+          const auto valid = hn::FirstN(d, rr);
+          closs = hn::Add(closs, hn::IfThenElseZero(valid, term));
+          cG = hn::Add(cG, hn::IfThenElseZero(valid, G));
+          cK = hn::Add(cK, hn::IfThenElseZero(valid, K));
+        }
         if (k.elem_loss.data) StoreAs<float>(d, hn::Mul(term, es), k.elem_loss, row, b + i, rr);
       }
       if (do_gq) {
