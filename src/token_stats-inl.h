@@ -348,15 +348,32 @@ void TokKlT(const TokKernel& k, const TokKlRow& r, size_t row, size_t s0, size_t
     for (size_t cb = 0; cb < n; cb += kChunk) {
       const size_t ce = std::min(n, cb + kChunk);
       VF c = zero;
-      for (size_t i = cb; i < ce; i += N) {
-        const size_t rr = std::min(N, ce - i);
+      // (Two vectors' exps side by side where two are left: ExpNonPositive2,
+      // the same bits; the sum in the same order.)
+      const auto arg = [&](size_t i, size_t rr, VF & z, VF & zq) HWY_ATTR __attribute__((always_inline)) {
         const bool full = rr == N;
         const VF xv = full ? LoadF32(d, x + b + i) : LoadTailF32(d, x + b + i, rr, 0.0f);
-        const VF xq = full ? LoadF32(d, xr + b + i) : LoadTailF32(d, xr + b + i, rr, 0.0f);
-        const VF z = ApplyZ<kCap, kScale>(d, xv, f), zq = ApplyZ<kCap, kScale>(d, xq, f);
-        const VF p = ExpNonPositive(d, hn::Sub(hn::Sub(z, vM), vL));
-        VF t = hn::IfThenZeroElse(hn::Eq(p, zero), hn::Mul(p, hn::Sub(hn::Sub(z, zq), vD)));
-        if (!full) t = hn::IfThenElseZero(hn::FirstN(d, rr), t);
+        const VF xrv = full ? LoadF32(d, xr + b + i) : LoadTailF32(d, xr + b + i, rr, 0.0f);
+        z = ApplyZ<kCap, kScale>(d, xv, f);
+        zq = ApplyZ<kCap, kScale>(d, xrv, f);
+        return hn::Sub(hn::Sub(z, vM), vL);
+      };
+      const auto term = [&](VF p, VF z, VF zq) HWY_ATTR __attribute__((always_inline)) {
+        return hn::IfThenZeroElse(hn::Eq(p, zero), hn::Mul(p, hn::Sub(hn::Sub(z, zq), vD)));
+      };
+      size_t i = cb;
+      for (; i + 2 * N <= ce; i += 2 * N) {
+        VF z0, zq0, z1, zq1, p0 = arg(i, N, z0, zq0), p1 = arg(i + N, N, z1, zq1);
+        ExpNonPositive2(d, p0, p1);
+        c = hn::Add(c, term(p0, z0, zq0));
+        c = hn::Add(c, term(p1, z1, zq1));
+      }
+      for (; i < ce; i += N) {
+        const size_t rr = std::min(N, ce - i);
+        VF z, zq;
+        const VF p = ExpNonPositive(d, arg(i, rr, z, zq));
+        VF t = term(p, z, zq);
+        if (rr != N) t = hn::IfThenElseZero(hn::FirstN(d, rr), t);
         c = hn::Add(c, t);
       }
       acc = hn::Add(acc, c);
