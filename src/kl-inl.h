@@ -524,8 +524,9 @@ HWY_NOINLINE void PassLogitsForward(const KlKernel& k, const KlRow& r, KlSeg* se
           e_q = full ? hn::LoadU(d, eq + i) : LoadTailF32(d, eq + i, rr, 0.0f);
           e_p = full ? hn::LoadU(d, ep + i) : LoadTailF32(d, ep + i, rr, 0.0f);
         } else {
-          e_q = ExpNonPositive(d, hn::Sub(zq, rq));
-          e_p = ExpNonPositive(d, hn::Sub(hn::Mul(t, it), rp));
+          e_q = hn::Sub(zq, rq);
+          e_p = hn::Sub(hn::Mul(t, it), rp);
+          ExpNonPositive2(d, e_q, e_p);  // (the two chains side by side)
         }
         VF term, g;
         DistillVec(d, x, t, e_q, e_p, it, off, vFp, vA, gscale, nan_row, term, g);
