@@ -7,7 +7,8 @@
 // no row sum from this pass (the distillation case: student logits, forward
 // KL). Pass 3 (output): the remaining gradients, which need sums of pass 2.
 // In the distillation case a row's pass 2 runs inside the next row's stats
-// walk when it can (KlFused, the engine's FusedRows).
+// walk when it can (KlFused, the engine's FusedRows). For JSD of two logit
+// batches pass 2 leaves its terms in the scratch rows for pass 3 (PassJsd).
 // Here the engine op and the entry points; the kernels in src/kl-inl.h (the
 // types they share with this file: src/kl.h).
 #include <cstring>
