@@ -219,24 +219,25 @@ struct GradArgs {
   const float* w;
 };
 
-// The gradient of the r (<= N) elements at i; with kY, the delta is
-// subtracted at lane y_lane (before the softcap slope: d(loss)/dz times dz/dx).
+// GradVec's halves, so that a loop can take two vectors' exps side by side
+// (GradRun): the exp's argument z - ref (z, the scaled logits, for the
+// softcap slope), then the gradient from e = exp(z - ref).
+template <typename T, typename TQ, bool kCap>
+HWY_INLINE VF GradArg(DF d, const GradArgs<T, TQ>& g, size_t i, size_t r, VF vr, VF& z) {
+  const size_t N = hn::Lanes(d);
+  const VF xv = r == N ? LoadF32(d, g.x + i) : LoadTailF32(d, g.x + i, r, 0.0f);
+  ZMap f;
+  f.cap = g.k->softcap;
+  f.inv_cap = g.k->inv_softcap;
+  z = ApplyZ<kCap, false>(d, xv, f);
+  return hn::Sub(z, vr);
+}
+
 template <typename T, typename TQ, bool kCap, GradTerm kB, bool kY>
-HWY_INLINE VF GradVec(DF d, const GradArgs<T, TQ>& g, size_t i, size_t r, VF vr, VF vF, size_t y_lane = 0) {
+HWY_INLINE VF GradFrom(DF d, const GradArgs<T, TQ>& g, size_t i, size_t r, VF e, VF z, VF vF, size_t y_lane = 0) {
   const size_t N = hn::Lanes(d);
   const bool full = r == N;
   const CeKernel& k = *g.k;
-  VF z = hn::Zero(d), e;
-  if (g.e_in && !kCap) {
-    e = full ? hn::LoadU(d, g.e_in + i) : LoadTailF32(d, g.e_in + i, r, 0.0f);
-  } else {
-    const VF xv = full ? LoadF32(d, g.x + i) : LoadTailF32(d, g.x + i, r, 0.0f);
-    ZMap f;
-    f.cap = k.softcap;
-    f.inv_cap = k.inv_softcap;
-    z = ApplyZ<kCap, false>(d, xv, f);
-    e = ExpNonPositive(d, hn::Sub(z, vr));
-  }
   const VF vb = hn::Set(d, g.c->b);
   VF gv;
   if (kB == GradTerm::kNone) {
@@ -264,6 +265,20 @@ HWY_INLINE VF GradVec(DF d, const GradArgs<T, TQ>& g, size_t i, size_t r, VF vr,
   return gv;
 }
 
+// The gradient of the r (<= N) elements at i; with kY, the delta is
+// subtracted at lane y_lane (before the softcap slope: d(loss)/dz times dz/dx).
+template <typename T, typename TQ, bool kCap, GradTerm kB, bool kY>
+HWY_INLINE VF GradVec(DF d, const GradArgs<T, TQ>& g, size_t i, size_t r, VF vr, VF vF, size_t y_lane = 0) {
+  const size_t N = hn::Lanes(d);
+  VF z = hn::Zero(d), e;
+  if (g.e_in && !kCap) {
+    e = r == N ? hn::LoadU(d, g.e_in + i) : LoadTailF32(d, g.e_in + i, r, 0.0f);
+  } else {
+    e = ExpNonPositive(d, GradArg<T, TQ, kCap>(d, g, i, r, vr, z));
+  }
+  return GradFrom<T, TQ, kCap, kB, kY>(d, g, i, r, e, z, vF, y_lane);
+}
+
 // One vector of r <= N elements at i, checked for the target.
 template <typename T, typename TG, typename TQ, bool kCap, GradTerm kB>
 HWY_INLINE void GradOne(DF d, const GradArgs<T, TQ>& ga, TG* g, size_t i, size_t r, VF vr, VF vF, int64_t y_local,
@@ -287,6 +302,18 @@ HWY_INLINE void GradOne(DF d, const GradArgs<T, TQ>& ga, TG* g, size_t i, size_t
 template <typename T, typename TG, typename TQ, bool kCap, GradTerm kB, bool kStream>
 HWY_INLINE void GradRun(DF d, const GradArgs<T, TQ>& ga, TG* g, size_t i, size_t end, VF vr, VF vF, const T* next) {
   const size_t N = hn::Lanes(d);
+  if (kCap || ga.e_in == nullptr) {
+    // Recomputed exps (softcap, or no stored ones): two vectors' side by
+    // side (ExpNonPositive2, the same bits as two ExpNonPositive calls).
+    for (; i + 2 * N <= end; i += 2 * N) {
+      if (next) PrefetchWalked(next + i, 2 * N);
+      VF z0, z1;
+      VF e0 = GradArg<T, TQ, kCap>(d, ga, i, N, vr, z0), e1 = GradArg<T, TQ, kCap>(d, ga, i + N, N, vr, z1);
+      ExpNonPositive2(d, e0, e1);
+      StoreOut2<TG, kStream>(d, GradFrom<T, TQ, kCap, kB, false>(d, ga, i, N, e0, z0, vF),
+                             GradFrom<T, TQ, kCap, kB, false>(d, ga, i + N, N, e1, z1, vF), g + i);
+    }
+  }
   for (; i < end; i += N) {
     if (next) PrefetchWalked(next + i, N);
     StoreOut<TG, kStream>(d, GradVec<T, TQ, kCap, kB, false>(d, ga, i, N, vr, vF), g + i);
