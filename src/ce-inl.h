@@ -105,10 +105,10 @@ HWY_INLINE void SoftStats(const CeKernel& k, size_t row, const T* x, size_t s0, 
   const float keep = 1.0f - k.eps, add = k.eps / static_cast<float>(k.V);
   if (k.weight) {
     SoftAcc<TQ, true> a{{}, q, k.weight, keep, add};
-    WalkStats<T, kCap, false>(x, k.V, s0, s1, f, a, out, e_out);
+    WalkStats<T, kCap, false, kCap>(x, k.V, s0, s1, f, a, out, e_out);
   } else {
     SoftAcc<TQ, false> a{{}, q, nullptr, keep, add};
-    WalkStats<T, kCap, false>(x, k.V, s0, s1, f, a, out, e_out);
+    WalkStats<T, kCap, false, kCap>(x, k.V, s0, s1, f, a, out, e_out);
   }
 }
 
@@ -150,26 +150,26 @@ void StatsT(const CeKernel& k, size_t row, size_t s0, size_t s1, SoftmaxSeg* out
     constexpr GradTerm kB = std::decay_t<Rider>::kTerm;
     if constexpr (kB == GradTerm::kNone) {
       NoAcc a;
-      WalkStats<T, kCap, false>(x, k.V, s0, s1, f, a, out, e_out, rider);
+      WalkStats<T, kCap, false, kCap>(x, k.V, s0, s1, f, a, out, e_out, rider);
     } else {
       SmoothAcc<kB == GradTerm::kWeight> a;
       a.w = k.weight;
-      WalkStats<T, kCap, false>(x, k.V, s0, s1, f, a, out, e_out, rider);
+      WalkStats<T, kCap, false, kCap>(x, k.V, s0, s1, f, a, out, e_out, rider);
     }
   } else if (!k.soft && !k.dot) {
     NoAcc a;
-    WalkStats<T, kCap, false>(x, k.V, s0, s1, f, a, out, e_out);
+    WalkStats<T, kCap, false, kCap>(x, k.V, s0, s1, f, a, out, e_out);
   } else if (k.soft) {
     k.q.dtype == DType::kF32 ? SoftStats<T, float, kCap>(k, row, x, s0, s1, f, out, e_out)
                              : SoftStats<T, T, kCap>(k, row, x, s0, s1, f, out, e_out);
   } else if (k.weight == nullptr) {
     SmoothAcc<false> a;
     a.w = nullptr;
-    WalkStats<T, kCap, false>(x, k.V, s0, s1, f, a, out, e_out);
+    WalkStats<T, kCap, false, kCap>(x, k.V, s0, s1, f, a, out, e_out);
   } else {
     SmoothAcc<true> a;
     a.w = k.weight;
-    WalkStats<T, kCap, false>(x, k.V, s0, s1, f, a, out, e_out);
+    WalkStats<T, kCap, false, kCap>(x, k.V, s0, s1, f, a, out, e_out);
   }
   for (size_t s = s0; s < s1; ++s) out[s - s0].has_zy = 0;
   if (y >= 0) {
@@ -179,11 +179,12 @@ void StatsT(const CeKernel& k, size_t row, size_t s0, size_t s1, SoftmaxSeg* out
   }
 }
 
-// Where the stats pass stores e and the gradient pass finds it: over the
-// logits when the gradient is f32 in place, else the scratch row; nullptr
-// (recompute) without a gradient or with softcap (its slope needs z).
+// Where the stats pass stores e (with softcap: z, which the softcap's slope
+// needs) and the gradient pass finds it: over the logits when the gradient
+// is f32 in place, else the scratch row; nullptr (recompute) without a
+// gradient.
 HWY_INLINE float* EBuffer(const CeKernel& k, size_t row, float* scratch) {
-  if (k.grad.data == nullptr || k.softcap > 0.0f) return nullptr;
+  if (k.grad.data == nullptr) return nullptr;
   if (k.grad.data == k.logits.data && k.logits.dtype == DType::kF32) {
     return RowPtrMut<float>(k.grad.data, k.grad.stride, row);
   }
@@ -205,9 +206,9 @@ HWY_INLINE void CeStatsOf(const CeKernel& k, size_t row, size_t s0, size_t s1, S
 
 // ---------------------------------------------------------------------------
 // Gradient of one segment: g = e F - b v_c [- delta at column y], times the
-// softcap slope, where e = exp(z - ref) (read from e_in or recomputed exactly
-// as the stats pass did), F = a exp(ref - M) for the segment, and the term
-// b v_c is one of:
+// softcap slope, where e = exp(z - ref) (read from e_in, or recomputed exactly
+// as the stats pass did; with softcap, from z read from e_in), F = a
+// exp(ref - M) for the segment, and the term b v_c is one of:
 // (GradTerm: above StatsT.)
 template <typename T, typename TQ>
 struct GradArgs {
@@ -225,6 +226,12 @@ struct GradArgs {
 template <typename T, typename TQ, bool kCap>
 HWY_INLINE VF GradArg(DF d, const GradArgs<T, TQ>& g, size_t i, size_t r, VF vr, VF& z) {
   const size_t N = hn::Lanes(d);
+  if (kCap && g.e_in) {
+    // z as the stats pass stored it (ApplyZ of the same logits: the same
+    // bits as computing it here, without the tanh).
+    z = r == N ? hn::LoadU(d, g.e_in + i) : LoadTailF32(d, g.e_in + i, r, 0.0f);
+    return hn::Sub(z, vr);
+  }
   const VF xv = r == N ? LoadF32(d, g.x + i) : LoadTailF32(d, g.x + i, r, 0.0f);
   ZMap f;
   f.cap = g.k->softcap;

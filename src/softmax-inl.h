@@ -106,18 +106,20 @@ struct NoRider {
 //   acc.End(d, SoftmaxSeg*, u0, u1)
 // and fills m and s. When e_out is non-null, e is stored at e_out[j] (over the
 // row itself when the output is f32 in place: the next segment is read
-// before this one is overwritten).
-template <typename T, bool kCap, bool kScale, class Acc, class Rider>
+// before this one is overwritten); with kStoreZ, z is stored there instead
+// (the cross-entropy gradient with softcap needs z for the softcap's slope,
+// and takes e from it with one exp instead of a tanh and an exp).
+template <typename T, bool kCap, bool kScale, bool kStoreZ = false, class Acc, class Rider>
 HWY_INLINE void WalkStats(const T* x, size_t V, size_t s0, size_t s1, const ZMap& f, Acc& acc, SoftmaxSeg* out,
                           float* e_out, Rider& rider);
-template <typename T, bool kCap, bool kScale, class Acc>
+template <typename T, bool kCap, bool kScale, bool kStoreZ = false, class Acc>
 HWY_INLINE void WalkStats(const T* x, size_t V, size_t s0, size_t s1, const ZMap& f, Acc& acc, SoftmaxSeg* out,
                           float* e_out) {
   NoRider none;
-  WalkStats<T, kCap, kScale>(x, V, s0, s1, f, acc, out, e_out, none);
+  WalkStats<T, kCap, kScale, kStoreZ>(x, V, s0, s1, f, acc, out, e_out, none);
 }
 
-template <typename T, bool kCap, bool kScale, class Acc, class Rider>
+template <typename T, bool kCap, bool kScale, bool kStoreZ, class Acc, class Rider>
 HWY_INLINE void WalkStats(const T* x, size_t V, size_t s0, size_t s1, const ZMap& f, Acc& acc, SoftmaxSeg* out,
                           float* e_out, Rider& rider) {
   const DF d;
@@ -171,14 +173,15 @@ HWY_INLINE void WalkStats(const T* x, size_t V, size_t s0, size_t s1, const ZMap
         for (; j + 2 * N <= ce; j += 2 * N) {
           PrefetchAhead(xn + j, 2 * N);
           if (fuse_c) m = hn::Max(m, hn::Max(LoadF32(d, xn + j), LoadF32(d, xn + j + N)));
-          const VF z0 = hn::Sub(ApplyZ<kCap, kScale>(d, LoadF32(d, xs + j), f), vref);
-          const VF z1 = hn::Sub(ApplyZ<kCap, kScale>(d, LoadF32(d, xs + j + N), f), vref);
+          const VF a0 = ApplyZ<kCap, kScale>(d, LoadF32(d, xs + j), f);
+          const VF a1 = ApplyZ<kCap, kScale>(d, LoadF32(d, xs + j + N), f);
+          const VF z0 = hn::Sub(a0, vref), z1 = hn::Sub(a1, vref);
           const VF e0 = ExpNonPositive(d, z0), e1 = ExpNonPositive(d, z1);
           p0 = hn::Add(p0, hn::Add(e0, e1));  // one sum: a second was spilled on AVX2
           rider.Pair(d, b + j);
           if (store_c) {
-            hn::StoreU(e0, d, eo + j);
-            hn::StoreU(e1, d, eo + j + N);
+            hn::StoreU(kStoreZ ? a0 : e0, d, eo + j);
+            hn::StoreU(kStoreZ ? a1 : e1, d, eo + j + N);
           }
           if constexpr (HasPair<Acc>::value) {
             acc.Pair(d, b + j, z0, e0, z1, e1, q0, q1);
@@ -200,19 +203,20 @@ HWY_INLINE void WalkStats(const T* x, size_t V, size_t s0, size_t s1, const ZMap
       }
       if (i < ce) rider.Rest(b + i, b + ce);
       for (; i + N <= ce; i += N) {
-        const VF z = hn::Sub(ApplyZ<kCap, kScale>(d, LoadF32(d, xs + i), f), vr);
+        const VF a = ApplyZ<kCap, kScale>(d, LoadF32(d, xs + i), f);
+        const VF z = hn::Sub(a, vr);
         const VF e = ExpNonPositive(d, z);
         b0 = hn::Add(b0, e);
-        if (eo) hn::StoreU(e, d, eo + i);
+        if (eo) hn::StoreU(kStoreZ ? a : e, d, eo + i);
         acc.Full(d, b + i, z, e, c0, c1);
       }
       if (i < ce) {
         const size_t r = ce - i;
-        const VF z = hn::IfThenElse(hn::FirstN(d, r),
-                                    hn::Sub(ApplyZ<kCap, kScale>(d, LoadTailF32(d, xs + i, r, 0.0f), f), vr), neg_inf);
+        const VF a = ApplyZ<kCap, kScale>(d, LoadTailF32(d, xs + i, r, 0.0f), f);
+        const VF z = hn::IfThenElse(hn::FirstN(d, r), hn::Sub(a, vr), neg_inf);
         const VF e = ExpNonPositive(d, z);
         b1 = hn::Add(b1, e);
-        if (eo) StoreTailF32(d, e, eo + i, r);
+        if (eo) StoreTailF32(d, kStoreZ ? a : e, eo + i, r);
         acc.Tail(d, b + i, z, e, r, c0, c1);
       }
       S0 = hn::Add(S0, b0);
