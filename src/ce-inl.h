@@ -181,11 +181,14 @@ void StatsT(const CeKernel& k, size_t row, size_t s0, size_t s1, SoftmaxSeg* out
 
 // Where the stats pass stores e (with softcap: z, which the softcap's slope
 // needs) and the gradient pass finds it: over the logits when the gradient
-// is f32 in place, else the scratch row; nullptr (recompute) without a
-// gradient.
+// is f32 in place; else the scratch row, or without one (few long rows split
+// in segments) the f32 gradient row itself, which the gradient pass reads
+// column by column before it overwrites it; nullptr (recompute) without a
+// gradient, or with neither.
 HWY_INLINE float* EBuffer(const CeKernel& k, size_t row, float* scratch) {
   if (k.grad.data == nullptr) return nullptr;
-  if (k.grad.data == k.logits.data && k.logits.dtype == DType::kF32) {
+  const bool f32_grad = k.grad.dtype == DType::kF32;
+  if ((k.grad.data == k.logits.data && k.logits.dtype == DType::kF32) || (scratch == nullptr && f32_grad)) {
     return RowPtrMut<float>(k.grad.data, k.grad.stride, row);
   }
   return scratch;
