@@ -29,6 +29,8 @@ const OpInfo kOps[kNumOps] = {
     {Op::kCeFwdGrad, "ce_fwd_grad", 1, 1, false, true, "cross-entropy forward + gradient into a separate buffer"},
     {Op::kCeFwdGradInPlace, "ce_fwd_grad_inplace", 1, 1, true, false,
      "cross-entropy forward + gradient written over the logits"},
+    {Op::kCeSoftcapFwdGrad, "ce_softcap_fwd_grad", 1, 1, false, false,
+     "cross-entropy with logit softcap 30 (Gemma 2), forward + gradient into a separate buffer"},
     {Op::kKlFwdGrad, "kl_fwd_grad", 2, 1, false, true,
      "KL(softmax(teacher) || softmax(student)) from two logit batches, batchmean, + grad wrt student"},
     {Op::kJsdFwdGrad, "jsd_fwd_grad", 2, 1, false, false,
@@ -172,7 +174,9 @@ CaseSpec Spec(const Case& c, size_t rows, float* loss, void* out) {
     case Op::kCeFwd:
     case Op::kCeFwdGrad:
     case Op::kCeFwdGradInPlace:
+    case Op::kCeSoftcapFwdGrad:
       s.View("target", g_labels.data(), labels).View("loss", loss, one).Set("reduction", XENT_REDUCTION_MEAN);
+      if (c.op == Op::kCeSoftcapFwdGrad) s.Set("softcap", kBenchSoftcap);
       break;
     case Op::kKlFwdGrad:
     case Op::kJsdFwdGrad:
@@ -254,6 +258,7 @@ double CallRef(const Case& c, size_t rows, void* out_override, float* rows_overr
     case Op::kCeFwd: r = RefCeFwd(p); break;
     case Op::kCeFwdGrad:
     case Op::kCeFwdGradInPlace: r = RefCeFwdGrad(p); break;
+    case Op::kCeSoftcapFwdGrad: r = RefCeSoftcapFwdGrad(p, kBenchSoftcap); break;
     case Op::kKlFwdGrad: r = RefKlFwdGrad(p); break;
     case Op::kJsdFwdGrad: r = RefJsdFwdGrad(p); break;
     case Op::kKlDivFwdGrad: r = RefKlDivFwdGrad(p); break;

@@ -22,6 +22,7 @@ enum class Op {
   kCeFwd,
   kCeFwdGrad,
   kCeFwdGradInPlace,
+  kCeSoftcapFwdGrad,
   kKlFwdGrad,
   kJsdFwdGrad,
   kKlDivFwdGrad,
@@ -44,7 +45,9 @@ struct OpInfo {
   const char* what;
 };
 
-constexpr size_t kNumOps = 10;
+constexpr size_t kNumOps = 11;
+// ce_softcap_fwd_grad's cap (Gemma 2's final-logit softcap).
+constexpr float kBenchSoftcap = 30.0f;
 extern const OpInfo kOps[kNumOps];
 const OpInfo& Info(Op op);
 inline int BwClassOf(const OpInfo& i) { return i.writes == 0 ? kBwRead : (i.inplace ? kBwInPlace : kBwCopy); }

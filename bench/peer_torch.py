@@ -11,6 +11,7 @@ Run with Debian's /usr/bin/python3 (python3-torch is only visible there).
 Operations (torch.nn.functional):
   ce_fwd          F.cross_entropy(x, y)                               (no_grad)
   ce_fwd_grad     F.cross_entropy(x, y).backward()                     (x.grad = None first)
+  ce_softcap_fwd_grad F.cross_entropy(30 * torch.tanh(x / 30), y).backward()   (Gemma 2's softcap)
   kl_fwd_grad     F.kl_div(F.log_softmax(s), F.log_softmax(t), log_target=True,
                            reduction='batchmean').backward()           (grad wrt s only)
   jsd_fwd_grad    beta KL(P||M) + (1-beta) KL(Q||M), M = beta P + (1-beta) Q, beta 0.5,
@@ -38,6 +39,7 @@ from torch_common import config_value, error_row, skip_reason
 OPS = {
     "ce_fwd": (1, 0),
     "ce_fwd_grad": (1, 1),
+    "ce_softcap_fwd_grad": (1, 1),
     "kl_fwd_grad": (2, 1),
     "jsd_fwd_grad": (2, 1),
     "kl_div_fwd_grad": (2, 1),
@@ -51,6 +53,7 @@ OPS = {
 PEAK_TENSORS = {
     "ce_fwd": 3,
     "ce_fwd_grad": 5,
+    "ce_softcap_fwd_grad": 7,
     "kl_fwd_grad": 8,
     "jsd_fwd_grad": 12,
     "kl_div_fwd_grad": 5,
@@ -200,6 +203,8 @@ def main():
             return no_grad(lambda: F.cross_entropy(xs, ys))
         if op == "ce_fwd_grad":
             return fwd_grad(lambda xr: F.cross_entropy(xr, ys))
+        if op == "ce_softcap_fwd_grad":
+            return fwd_grad(lambda xr: F.cross_entropy(30.0 * torch.tanh(xr / 30.0), ys))
         if op == "kl_fwd_grad":
             return fwd_grad(
                 lambda xr: F.kl_div(

@@ -38,6 +38,7 @@ OP_ORDER = [
     "ce_fwd",
     "ce_fwd_grad",
     "ce_fwd_grad_inplace",
+    "ce_softcap_fwd_grad",
     "kl_fwd_grad",
     "jsd_fwd_grad",
     "kl_div_fwd_grad",
@@ -401,8 +402,8 @@ def main():
             p(f"- {c}")
     p("")
     p("Byte model (bytes per logit, f32; half for bf16): ce_fwd, token_logprobs 4 (read); ce_fwd_grad,")
-    p("softmax 8 (read + write another buffer); ce_fwd_grad_inplace 8 (in place); kl_fwd_grad,")
-    p("jsd_fwd_grad, kl_div_fwd_grad, softmax_backward, bce_fwd_grad 12 (two reads + one write).")
+    p("ce_softcap_fwd_grad, softmax 8 (read + write another buffer); ce_fwd_grad_inplace 8 (in place);")
+    p("kl_fwd_grad, jsd_fwd_grad, kl_div_fwd_grad, softmax_backward, bce_fwd_grad 12 (two reads + one write).")
     e2e_section(runs, contexts, p)
     text = "\n".join(lines)
     print(text)

@@ -118,6 +118,30 @@ double CeFwdGrad(const RefProblem& p) {
   return sum / static_cast<double>(p.B);
 }
 
+// Cross-entropy of z = cap tanh(x / cap) (Gemma 2's logit softcap): z in
+// one row buffer, the exps in the other; the gradient is the softmax's times
+// dz/dx = 1 - (z / cap)^2.
+template <class T>
+double CeSoftcapFwdGrad(const RefProblem& p, float cap) {
+  const float scale = 1.0f / static_cast<float>(p.B), inv = 1.0f / cap;
+  const double sum = ForRows(p, [&](size_t i) {
+    const T* r = Row<const T>(p.x, i, p.V);
+    T* gr = Row<T>(p.out, i, p.V);
+    float* z = RowBuf(0, p.V);
+    float* e = RowBuf(1, p.V);
+    for (size_t c = 0; c < p.V; ++c) z[c] = cap * std::tanh(Load(r, c) * inv);
+    const ExpStats st = ExpRow(z, p.V, e);
+    const size_t y = static_cast<size_t>(p.labels[i]);
+    const float k = scale / st.sum;
+    for (size_t c = 0; c < p.V; ++c) {
+      const float t = z[c] * inv;
+      Store(gr, c, (e[c] * k - (c == y ? scale : 0.0f)) * (1.0f - t * t));
+    }
+    return static_cast<double>(st.lse - z[y]);
+  });
+  return sum / static_cast<double>(p.B);
+}
+
 // Row i of a student (x) and teacher (t) logit batch and the gradient, with
 // both sides' exps in the two row buffers (eq: student, ep: teacher).
 template <class T>
@@ -278,6 +302,9 @@ double BceFwdGrad(const RefProblem& p) {
 
 double RefCeFwd(const RefProblem& p) { XENT_BENCH_DISPATCH(CeFwd); }
 double RefCeFwdGrad(const RefProblem& p) { XENT_BENCH_DISPATCH(CeFwdGrad); }
+double RefCeSoftcapFwdGrad(const RefProblem& p, float cap) {
+  return p.dt == Dt::kF32 ? CeSoftcapFwdGrad<float>(p, cap) : CeSoftcapFwdGrad<uint16_t>(p, cap);
+}
 double RefKlFwdGrad(const RefProblem& p) { XENT_BENCH_DISPATCH(KlFwdGrad); }
 double RefJsdFwdGrad(const RefProblem& p) { XENT_BENCH_DISPATCH(JsdFwdGrad); }
 double RefKlDivFwdGrad(const RefProblem& p) { XENT_BENCH_DISPATCH(KlDivFwdGrad); }

@@ -34,14 +34,15 @@ struct RefProblem {
 
 // Each returns the reduced loss (0 when the operation has none).
 double RefCeFwd(const RefProblem& p);
-double RefCeFwdGrad(const RefProblem& p);        // out = d(mean loss)/dx (may be x: in place)
-double RefKlFwdGrad(const RefProblem& p);        // KL(softmax(t) || softmax(x)), batchmean; out = d/dx
-double RefJsdFwdGrad(const RefProblem& p);       // generalized JSD (beta), batchmean; out = d/dx
-double RefKlDivFwdGrad(const RefProblem& p);     // sum t (log t - x) / B (x log-probs, t probs); out = d/dx
-double RefTokenLogprobs(const RefProblem& p);    // row_out = x_y - lse
-double RefSoftmax(const RefProblem& p);          // out = softmax(x)
-double RefSoftmaxBackward(const RefProblem& p);  // x = y (probs), t = g; out = y (g - sum g y)
-double RefBceFwdGrad(const RefProblem& p);       // mean BCE-with-logits; out = d/dx
+double RefCeFwdGrad(const RefProblem& p);                    // out = d(mean loss)/dx (may be x: in place)
+double RefCeSoftcapFwdGrad(const RefProblem& p, float cap);  // z = cap tanh(x / cap), then as RefCeFwdGrad
+double RefKlFwdGrad(const RefProblem& p);                    // KL(softmax(t) || softmax(x)), batchmean; out = d/dx
+double RefJsdFwdGrad(const RefProblem& p);                   // generalized JSD (beta), batchmean; out = d/dx
+double RefKlDivFwdGrad(const RefProblem& p);                 // sum t (log t - x) / B (x log-probs, t probs); out = d/dx
+double RefTokenLogprobs(const RefProblem& p);                // row_out = x_y - lse
+double RefSoftmax(const RefProblem& p);                      // out = softmax(x)
+double RefSoftmaxBackward(const RefProblem& p);              // x = y (probs), t = g; out = y (g - sum g y)
+double RefBceFwdGrad(const RefProblem& p);                   // mean BCE-with-logits; out = d/dx
 
 bool RefHasOpenMP();
 
