@@ -538,14 +538,16 @@ struct CeFusedFn {
 // Phase 4 of row `row` and phase 1 of row `nr` in one walk; false, with
 // nothing done, where it does not apply (the caller runs them one after the
 // other): probability targets, softcap (its slope needs z), a row whose
-// gradient scale is 0 under smoothing, an ignored row, no scratch row, a
-// gradient row not aligned for its non-temporal stores (but on x86, where
-// ShiftedStores aligns them), or f32 stores to another buffer that are not
-// streamed (FusedStoresOk).
+// gradient scale is 0 under smoothing, an ignored row, no scratch row (but
+// in place over f32 logits), a gradient row not aligned for its non-temporal
+// stores (but on x86, where ShiftedStores aligns them), or f32 stores to
+// another buffer that are not streamed (FusedStoresOk).
 template <typename T>
 HWY_INLINE bool CeFusedOf(const CeKernel& k, const CeRowCoef& c, const SoftmaxSeg* segs, size_t row, size_t nr,
                           SoftmaxSeg* out, float* scratch) {
   if (k.soft || k.softcap > 0.0f || c.zero || k.grad.data == nullptr) return false;
+  // Without a scratch row (a failed allocation) only in place over f32 logits.
+  if (scratch == nullptr && !(k.grad.data == k.logits.data && k.logits.dtype == DType::kF32)) return false;
   // The gradient's b term (GradT's choice) must match the sums the walk of
   // row nr takes (StatsT's): b = 0 without smoothing; with smoothing (dot),
   // b != 0 unless the row's gradient scale is 0.

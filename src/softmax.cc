@@ -100,10 +100,14 @@ struct SoftmaxStatsFn {
 
 // Stored e: only worth it for probabilities; over the logits when probs is
 // f32 in place and nothing else needs the logits afterwards (log_probs
-// does), else the scratch row.
+// does), else the scratch row, or without one (few long rows split in
+// segments) an f32 probs row apart from the logits, which the output pass
+// reads column by column before it overwrites it.
 HWY_INLINE float* ProbsEBuffer(const SoftmaxKernel& k, size_t row, float* scratch) {
   if (k.probs.data == nullptr) return nullptr;
-  if (k.probs.data == k.logits.data && k.logits.dtype == DType::kF32 && k.log_probs.data == nullptr) {
+  const bool f32 = k.probs.dtype == DType::kF32;
+  const bool in_place = k.probs.data == k.logits.data;
+  if ((in_place && f32 && k.log_probs.data == nullptr) || (scratch == nullptr && f32 && !in_place)) {
     return RowPtrMut<float>(k.probs.data, k.probs.stride, row);
   }
   return scratch;
@@ -273,6 +277,7 @@ bool SoftmaxFused(const SoftmaxKernel& k, const SoftmaxRow& r, const SoftmaxSeg*
                   SoftmaxSeg* out, float* scratch) {
   const bool probs = k.probs.data != nullptr;
   if (probs == (k.log_probs.data != nullptr) || k.entropy || k.scale != 1.0f || k.cap > 0.0f) return false;
+  if (probs && scratch == nullptr) return false;
   // Nor a NaN row: GCC's AVX2 code of the rider's last vectors gave its NaNs
   // another sign than SoftmaxOutSeg's (compilers do not keep NaN signs).
   if (r.nan) return false;
