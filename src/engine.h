@@ -163,7 +163,8 @@ struct SoftmaxAcc {
 // `scratch` is the same per-thread buffer for all phases of one row in
 // RunRowBlocks (the stats phase may store values the output phase reads), and
 // nullptr in RunSegmentSplit (every phase recomputes what it needs, with the
-// same bits).
+// same bits, or keeps it in its own f32 output row: cross-entropy's gradient,
+// softmax's probabilities).
 
 // Defaults for operations without a middle pass.
 struct NoMiddle {
