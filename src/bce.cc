@@ -37,20 +37,17 @@ namespace HWY_NAMESPACE {
 // dl/dx = (1 - y) - (1 + (pw - 1) y) sigmoid(-x); both times the weight.
 // Per vector: exp(-|x|), then log1p of it (the loss) and 1 / (1 + it) (the
 // gradient), the rest from those (BceFinish).
-template <typename T, typename TY, typename TG>
+template <typename TG>
 struct BceArgs {
   const BceKernel* k;
-  const T* x;
-  const TY* y;
   const float* w;
   const float* pw;
   float* el;
   TG* g;
 };
 
-template <typename T, typename TY, typename TG>
-HWY_INLINE void BceFinish(DF d, const BceArgs<T, TY, TG>& a, size_t i, size_t r, VF xv, VF yv, VF e, VF L, VF inv,
-                          VF& acc) {
+template <typename TG>
+HWY_INLINE void BceFinish(DF d, const BceArgs<TG>& a, size_t i, size_t r, VF xv, VF yv, VF e, VF L, VF inv, VF& acc) {
   const bool full = r == hn::Lanes(d);
   const VF one = hn::Set(d, 1.0f), zero = hn::Zero(d);
   const VF sp_neg = hn::Add(L, hn::Max(hn::Neg(xv), zero));  // softplus(-x)
@@ -100,7 +97,7 @@ HWY_NOINLINE void BceSegment(const BceKernel& k, const T* x, const TY* y, const 
   const DF d;
   const size_t N = hn::Lanes(d);
   const VF one = hn::Set(d, 1.0f), zero = hn::Zero(d);
-  const BceArgs<T, TY, TG> a{&k, x, y, w, pw, el, g};
+  const BceArgs<TG> a{&k, w, pw, el, g};
   VF total = zero;
   for (size_t cb = 0; cb < n; cb += kChunk) {  // two-level sums
     const size_t ce = std::min(n, cb + kChunk);

@@ -179,6 +179,9 @@ void StatsT(const CeKernel& k, size_t row, size_t s0, size_t s1, SoftmaxSeg* out
   }
 }
 
+// Whether the stats pass stores e over the logits (an f32 gradient in place).
+HWY_INLINE bool EOverLogits(const CeKernel& k) { return k.grad.data == k.logits.data && k.logits.dtype == DType::kF32; }
+
 // Where the stats pass stores e (with softcap: z, which the softcap's slope
 // needs) and the gradient pass finds it: over the logits when the gradient
 // is f32 in place; else the scratch row, or without one (few long rows split
@@ -188,7 +191,7 @@ void StatsT(const CeKernel& k, size_t row, size_t s0, size_t s1, SoftmaxSeg* out
 HWY_INLINE float* EBuffer(const CeKernel& k, size_t row, float* scratch) {
   if (k.grad.data == nullptr) return nullptr;
   const bool f32_grad = k.grad.dtype == DType::kF32;
-  if ((k.grad.data == k.logits.data && k.logits.dtype == DType::kF32) || (scratch == nullptr && f32_grad)) {
+  if (EOverLogits(k) || (scratch == nullptr && f32_grad)) {
     return RowPtrMut<float>(k.grad.data, k.grad.stride, row);
   }
   return scratch;
@@ -547,7 +550,7 @@ HWY_INLINE bool CeFusedOf(const CeKernel& k, const CeRowCoef& c, const SoftmaxSe
                           SoftmaxSeg* out, float* scratch) {
   if (k.soft || k.softcap > 0.0f || c.zero || k.grad.data == nullptr) return false;
   // Without a scratch row (a failed allocation) only in place over f32 logits.
-  if (scratch == nullptr && !(k.grad.data == k.logits.data && k.logits.dtype == DType::kF32)) return false;
+  if (scratch == nullptr && !EOverLogits(k)) return false;
   // The gradient's b term (GradT's choice) must match the sums the walk of
   // row nr takes (StatsT's): b = 0 without smoothing; with smoothing (dot),
   // b != 0 unless the row's gradient scale is 0.
